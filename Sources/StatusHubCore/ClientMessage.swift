@@ -1,0 +1,78 @@
+import Foundation
+
+/// What a WebSocket client may send. Decoding is pure: the session only acts on the result.
+public enum ClientMessage: Sendable, Equatable {
+    case subscribe(id: String?, patterns: [ChannelPattern], snapshot: Bool)
+    case unsubscribe(id: String?, patterns: [ChannelPattern])
+    case ping(id: String?)
+
+    public static let ops = ["subscribe", "unsubscribe", "ping"]
+
+    /// A message that cannot be acted on; the session answers with an `error` and keeps the connection.
+    public struct Refusal: Error, Sendable, Equatable {
+        public var id: String?
+        public var code: ErrorCode
+        public var message: String
+    }
+
+    public static func decode(_ text: some Collection<UInt8>) -> Result<ClientMessage, Refusal> {
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text)) else {
+            return .failure(Refusal(id: nil, code: .invalidJSON, message: "message is not valid JSON"))
+        }
+        guard case .object(let message) = value else {
+            return .failure(Refusal(id: nil, code: .invalidMessage, message: "message must be a JSON object, got \(value.typeName)"))
+        }
+        var id: String?
+        switch message["id"] {
+        case nil, .null?: id = nil
+        case .string(let text)? where text.utf8.count <= 128: id = text
+        case .number(let number)?: id = number.rounded() == number ? String(Int64(exactly: number) ?? 0) : String(number)
+        default:
+            return .failure(Refusal(id: nil, code: .invalidMessage, message: "'id' must be a string of at most 128 bytes"))
+        }
+        func refuse(_ code: ErrorCode, _ text: String) -> Result<ClientMessage, Refusal> {
+            .failure(Refusal(id: id, code: code, message: text))
+        }
+        guard let op = message["op"] else { return refuse(.invalidMessage, "'op' is required; one of: \(ops.joined(separator: ", "))") }
+        guard case .string(let opName) = op else { return refuse(.invalidMessage, "'op' must be a string") }
+        switch opName {
+        case "ping":
+            return .success(.ping(id: id))
+        case "subscribe", "unsubscribe":
+            guard let channels = message["channels"] else { return refuse(.invalidMessage, "'channels' is required: an array of patterns") }
+            guard case .array(let items) = channels, !items.isEmpty else {
+                return refuse(.invalidMessage, "'channels' must be a non-empty array of patterns")
+            }
+            var patterns: [ChannelPattern] = []
+            for item in items {
+                guard case .string(let text) = item else { return refuse(.invalidPattern, "every channel pattern must be a string, got \(item.typeName)") }
+                do {
+                    let pattern = try ChannelPattern(parsing: text)
+                    if !patterns.contains(pattern) { patterns.append(pattern) }
+                } catch {
+                    return refuse(.invalidPattern, error.reason)
+                }
+            }
+            if opName == "unsubscribe" { return .success(.unsubscribe(id: id, patterns: patterns)) }
+            var snapshot = false
+            switch message["snapshot"] {
+            case nil, .null?: snapshot = false
+            case .bool(let wanted)?: snapshot = wanted
+            default: return refuse(.invalidMessage, "'snapshot' must be true or false")
+            }
+            return .success(.subscribe(id: id, patterns: patterns, snapshot: snapshot))
+        default:
+            return refuse(.unknownOp, "unknown op '\(opName.prefix(64))'; one of: \(ops.joined(separator: ", "))")
+        }
+    }
+}
+
+/// `code` of a server `error` message.
+public enum ErrorCode: String, Sendable, Codable {
+    case invalidJSON = "invalid_json"
+    case invalidMessage = "invalid_message"
+    case unknownOp = "unknown_op"
+    case invalidPattern = "invalid_pattern"
+    case tooManySubscriptions = "too_many_subscriptions"
+    case unavailable = "unavailable"
+}

@@ -1,0 +1,164 @@
+import Foundation
+
+/// Turns one decoded JSON event into a `ValidatedEvent`, or into every reason it cannot be one.
+///
+/// Validation reports all problems of an event at once (not just the first), each naming its field, so a
+/// publisher fixes a payload in one round.
+public struct EventValidator: Sendable {
+    /// Fields a publisher may send. `event_id` and `received_at` are the hub's to assign.
+    public static let envelopeFields: Set<String> = [
+        "event_type", "entity_type", "entity_id", "timestamp", "data", "metadata", "line",
+    ]
+
+    public enum Validation: Sendable {
+        case valid(ValidatedEvent)
+        case invalid([FieldError])
+    }
+
+    public init() {}
+
+    public func validate(_ value: JSONValue, receivedAt: Date) -> Validation {
+        guard case .object(let event) = value else {
+            return .invalid([FieldError(field: "event", reason: "must be a JSON object, got \(value.typeName)")])
+        }
+        var errors: [FieldError] = []
+        for key in event.keys.sorted() where !Self.envelopeFields.contains(key) {
+            if key == "event_id" || key == "received_at" {
+                errors.append(FieldError(field: key, reason: "is assigned by the hub; do not send it"))
+            } else {
+                errors.append(FieldError(field: key, reason: "unknown field; allowed: \(Self.envelopeFields.sorted().joined(separator: ", "))"))
+            }
+        }
+
+        let eventType: EventType? = enumField(event, "event_type", EventType.init(rawValue:), allowed: EventType.allowedList, &errors)
+        let entityType: EntityType? = enumField(event, "entity_type", EntityType.init(rawValue:), allowed: EntityType.allowedList, &errors)
+        let entityID = segmentField(event, "entity_id", required: true, &errors)
+        let line = segmentField(event, "line", required: false, &errors)
+        let timestamp = timestampField(event, &errors)
+        let metadata = metadataField(event, &errors)
+
+        var data: [String: JSONValue]?
+        switch event["data"] {
+        case nil: errors.append(FieldError(field: "data", reason: "is required"))
+        case .object(let members)?: data = members
+        case let other?: errors.append(FieldError(field: "data", reason: "must be an object, got \(other.typeName)"))
+        }
+
+        if let eventType, let entityType {
+            if !eventType.entityTypes.contains(entityType) {
+                errors.append(FieldError(
+                    field: "entity_type",
+                    reason: "'\(entityType.rawValue)' cannot carry '\(eventType.rawValue)'; allowed: \(eventType.entityTypes.map(\.rawValue).joined(separator: ", "))"))
+            } else if let data {
+                errors += DataRules.check(data, eventType: eventType, entityType: entityType)
+            }
+        }
+
+        guard errors.isEmpty, let eventType, let entityType, let entityID, let timestamp, let data, let metadata else {
+            return .invalid(errors)
+        }
+        let body = EncodedBody(
+            data: .object(data), entity_id: entityID, entity_type: entityType.rawValue, event_type: eventType.rawValue,
+            line: line, metadata: .object(metadata), received_at: Timestamps.format(receivedAt), timestamp: timestamp)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let encoded = try? encoder.encode(body), encoded.first == UInt8(ascii: "{") else {
+            return .invalid([FieldError(field: "event", reason: "cannot be encoded as JSON")])
+        }
+        return .valid(ValidatedEvent(
+            eventType: eventType, entityType: entityType, entityID: entityID, line: line,
+            bodyAfterID: Array(encoded.dropFirst())))
+    }
+
+    /// The event as the hub sends it on, minus `event_id` (see `StoredEvent.assembleJSON`). Sorted keys make the
+    /// bytes the same for the same event on every node.
+    private struct EncodedBody: Encodable {
+        var data: JSONValue
+        var entity_id: String
+        var entity_type: String
+        var event_type: String
+        var line: String?
+        var metadata: JSONValue
+        var received_at: String
+        var timestamp: String
+    }
+
+    private func enumField<T>(
+        _ event: [String: JSONValue], _ field: String, _ make: (String) -> T?, allowed: String, _ errors: inout [FieldError]
+    ) -> T? {
+        switch event[field] {
+        case nil:
+            errors.append(FieldError(field: field, reason: "is required; allowed: \(allowed)"))
+        case .string(let text)?:
+            if let value = make(text) { return value }
+            errors.append(FieldError(field: field, reason: "unknown value '\(text)'; allowed: \(allowed)"))
+        case let other?:
+            errors.append(FieldError(field: field, reason: "must be a string, got \(other.typeName); allowed: \(allowed)"))
+        }
+        return nil
+    }
+
+    private func segmentField(_ event: [String: JSONValue], _ field: String, required: Bool, _ errors: inout [FieldError]) -> String? {
+        switch event[field] {
+        case nil:
+            if required { errors.append(FieldError(field: field, reason: "is required")) }
+        case .string(let text)?:
+            if ChannelName.isValidSegment(text) { return text }
+            errors.append(FieldError(field: field, reason: "'\(text.prefix(64))' must be \(ChannelName.segmentRule)"))
+        case let other?:
+            errors.append(FieldError(field: field, reason: "must be a string, got \(other.typeName)"))
+        }
+        return nil
+    }
+
+    private func timestampField(_ event: [String: JSONValue], _ errors: inout [FieldError]) -> String? {
+        switch event["timestamp"] {
+        case nil:
+            errors.append(FieldError(field: "timestamp", reason: "is required (ISO-8601, e.g. 2025-11-18T14:23:45.678Z)"))
+        case .string(let text)?:
+            if Timestamps.parse(text) != nil { return text }
+            errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' is not an ISO-8601 date-time with a zone (e.g. 2025-11-18T14:23:45.678Z)"))
+        case let other?:
+            errors.append(FieldError(field: "timestamp", reason: "must be an ISO-8601 string, got \(other.typeName)"))
+        }
+        return nil
+    }
+
+    private func metadataField(_ event: [String: JSONValue], _ errors: inout [FieldError]) -> [String: JSONValue]? {
+        guard let value = event["metadata"] else {
+            errors.append(FieldError(field: "metadata", reason: "is required: an object with 'source' and 'triggered_by'"))
+            return nil
+        }
+        guard case .object(let metadata) = value else {
+            errors.append(FieldError(field: "metadata", reason: "must be an object, got \(value.typeName)"))
+            return nil
+        }
+        var valid = true
+        for field in ["source", "triggered_by"] {
+            switch metadata[field] {
+            case .string(let text)? where !text.isEmpty && text.utf8.count <= 256:
+                continue
+            case .string?:
+                errors.append(FieldError(field: "metadata.\(field)", reason: "must be 1-256 bytes"))
+            case nil:
+                errors.append(FieldError(field: "metadata.\(field)", reason: "is required"))
+            case let other?:
+                errors.append(FieldError(field: "metadata.\(field)", reason: "must be a string, got \(other.typeName)"))
+            }
+            valid = false
+        }
+        return valid ? metadata : nil
+    }
+}
+
+/// ISO-8601 parsing and formatting with and without fractional seconds.
+public enum Timestamps {
+    private static let fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    private static let whole = Date.ISO8601FormatStyle()
+
+    public static func parse(_ text: String) -> Date? {
+        (try? fractional.parse(text)) ?? (try? whole.parse(text))
+    }
+
+    public static func format(_ date: Date) -> String { fractional.format(date) }
+}

@@ -1,0 +1,92 @@
+import Foundation
+
+/// How `POST /v1/events` bodies are framed, by `Content-Type`.
+public enum IngestBodyFormat: Sendable {
+    /// One event object, or an array of them.
+    case json
+    /// One event per line.
+    case ndjson
+
+    public static let supported = "application/json, application/x-ndjson"
+
+    /// Media type without parameters (`application/json; charset=utf-8` is JSON).
+    public init?(contentType: String?) {
+        let mediaType = contentType?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+        switch mediaType {
+        case "application/json": self = .json
+        case "application/x-ndjson", "application/ndjson": self = .ndjson
+        default: return nil
+        }
+    }
+}
+
+/// Why a whole body was refused before any event in it could be looked at.
+public enum IngestBodyError: Error, Equatable, Sendable {
+    /// 400: nothing in it is an event.
+    case malformed(FieldError)
+    /// 413: more events than `server.max_batch_events`.
+    case tooManyEvents(count: Int, limit: Int)
+}
+
+/// Splits a body into its events, each decoded on its own so one bad NDJSON line refuses only itself.
+public enum IngestBody {
+    public static func decode(
+        _ body: some Collection<UInt8>, format: IngestBodyFormat, maxEvents: Int
+    ) throws(IngestBodyError) -> [Result<JSONValue, FieldError>] {
+        let events: [Result<JSONValue, FieldError>]
+        switch format {
+        case .json:
+            guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
+                throw .malformed(FieldError(field: "body", reason: "is not valid JSON"))
+            }
+            switch value {
+            case .array(let elements):
+                guard !elements.isEmpty else { throw .malformed(FieldError(field: "body", reason: "is an empty array: no events")) }
+                events = elements.map { .success($0) }
+            case .object:
+                events = [.success(value)]
+            default:
+                throw .malformed(FieldError(field: "body", reason: "must be an event object or an array of events, got \(value.typeName)"))
+            }
+        case .ndjson:
+            let lines = body.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
+                .map { $0.last == UInt8(ascii: "\r") ? $0.dropLast() : $0[...] }
+                .filter { !$0.allSatisfy { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") } }
+            guard !lines.isEmpty else { throw .malformed(FieldError(field: "body", reason: "has no event lines")) }
+            guard lines.count <= maxEvents else { throw .tooManyEvents(count: lines.count, limit: maxEvents) }
+            events = lines.enumerated().map { number, line in
+                if let value = try? JSONDecoder().decode(JSONValue.self, from: Data(line)) { return .success(value) }
+                return .failure(FieldError(field: "event", reason: "line \(number + 1) is not valid JSON"))
+            }
+        }
+        guard events.count <= maxEvents else { throw .tooManyEvents(count: events.count, limit: maxEvents) }
+        return events
+    }
+}
+
+/// The answer to `POST /v1/events`: which events were accepted (with their ids) and which refused (and why).
+public struct IngestReply: Encodable, Sendable, Equatable {
+    public struct Accepted: Encodable, Sendable, Equatable {
+        public var index: Int
+        public var event_id: String
+    }
+
+    public struct Rejected: Encodable, Sendable, Equatable {
+        public var index: Int
+        public var errors: [FieldError]
+    }
+
+    public var accepted: [Accepted] = []
+    public var rejected: [Rejected] = []
+
+    public init() {}
+
+    public mutating func accept(index: Int, id: EventID) { accepted.append(Accepted(index: index, event_id: id.description)) }
+    public mutating func reject(index: Int, errors: [FieldError]) { rejected.append(Rejected(index: index, errors: errors)) }
+
+    /// 202 all accepted, 207 some, 400 none.
+    public var statusCode: Int {
+        if rejected.isEmpty { return 202 }
+        return accepted.isEmpty ? 400 : 207
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+
+/// What the hub sends on a WebSocket. Event frames are assembled from the stored bytes, never re-encoded.
+public enum ServerMessage {
+    /// `{"op":"event","event":<json>}` — built once per event and shared by every receiver.
+    public static func event(_ event: StoredEvent) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(event.json.count + 24)
+        bytes.append(contentsOf: #"{"op":"event","event":"#.utf8)
+        bytes.append(contentsOf: event.json)
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
+
+    /// `{"op":"snapshot","id":…,"events":[…]}`.
+    public static func snapshot(id: String?, events: [StoredEvent]) -> [UInt8] {
+        var bytes = Array(#"{"op":"snapshot","#.utf8)
+        if let id { bytes += Array(#""id":"#.utf8) + encodeString(id) + [UInt8(ascii: ",")] }
+        bytes += Array(#""events":["#.utf8)
+        for (position, event) in events.enumerated() {
+            if position > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes += event.json
+        }
+        bytes += Array("]}".utf8)
+        return bytes
+    }
+
+    public static func subscribed(id: String?, patterns: [ChannelPattern]) -> [UInt8] {
+        encode(Reply(op: "subscribed", id: id, channels: patterns.map(\.text)))
+    }
+
+    public static func unsubscribed(id: String?, patterns: [ChannelPattern]) -> [UInt8] {
+        encode(Reply(op: "unsubscribed", id: id, channels: patterns.map(\.text)))
+    }
+
+    public static func pong(id: String?) -> [UInt8] { encode(Reply(op: "pong", id: id)) }
+
+    public static func error(id: String?, code: ErrorCode, message: String) -> [UInt8] {
+        encode(Reply(op: "error", id: id, code: code.rawValue, message: message))
+    }
+
+    private struct Reply: Encodable {
+        var op: String
+        var id: String?
+        var channels: [String]?
+        var code: String?
+        var message: String?
+    }
+
+    private static func encode(_ value: some Encodable) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(value)) ?? Data(#"{"op":"error","code":"internal"}"#.utf8))
+    }
+
+    private static func encodeString(_ text: String) -> [UInt8] {
+        Array((try? JSONEncoder().encode(text)) ?? Data(#""""#.utf8))
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+
+extension StoredEvent {
+    private struct RoutingFields: Decodable {
+        var event_id: String
+        var event_type: String
+        var entity_type: String
+        var entity_id: String
+        var line: String?
+    }
+
+    /// Rebuilds routing from an event's own JSON, for the places that hold only the JSON (the latest-state cache
+    /// a snapshot reads). The live path never needs this: it carries a `RoutingHeader`.
+    public init?(storedJSON json: [UInt8]) {
+        guard let fields = try? JSONDecoder().decode(RoutingFields.self, from: Data(json)),
+            let id = EventID(fields.event_id),
+            let eventType = EventType(rawValue: fields.event_type),
+            let entityType = EntityType(rawValue: fields.entity_type)
+        else { return nil }
+        self.init(
+            id: id,
+            entityKey: entityType.cacheKey(entityID: fields.entity_id),
+            channels: ChannelName.channels(
+                category: eventType.category, entityType: entityType, entityID: fields.entity_id, line: fields.line),
+            json: json)
+    }
+
+    /// Whether any of the event's channels matches any of `patterns`.
+    public func matches(any patterns: [ChannelPattern]) -> Bool {
+        channels.contains { channel in
+            let segments = channel.split(separator: ChannelName.separator, omittingEmptySubsequences: false)
+            return patterns.contains { $0.matches(segments: segments) }
+        }
+    }
+}

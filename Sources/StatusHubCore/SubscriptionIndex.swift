@@ -1,0 +1,111 @@
+import Synchronization
+
+/// Which subscribers want a channel: exact channels and wildcard patterns in one segment trie.
+///
+/// Sharded by a pattern's first segment (patterns that start with `*` share one shard), each shard behind its
+/// own `Mutex`, so two cores fanning out events of different channels do not queue on one lock.
+public final class SubscriptionIndex<Subscriber: Hashable & Sendable>: Sendable {
+    private final class Shard: Sendable {
+        let trie = Mutex(TrieNode<Subscriber>())
+    }
+
+    private let shards: [Shard]
+    private let wildcardShard = Shard()
+
+    public init(shardCount: Int = 16) {
+        shards = (0..<max(1, shardCount)).map { _ in Shard() }
+    }
+
+    private func shard(forFirstSegment segment: Substring) -> Shard {
+        var hasher = Hasher()
+        hasher.combine(segment)
+        return shards[Int(UInt(bitPattern: hasher.finalize()) % UInt(shards.count))]
+    }
+
+    private func shard(for pattern: ChannelPattern) -> Shard {
+        if case .literal(let first) = pattern.segments[0] { return shard(forFirstSegment: first[...]) }
+        return wildcardShard
+    }
+
+    public func add(_ subscriber: Subscriber, to pattern: ChannelPattern) {
+        shard(for: pattern).trie.withLock { $0.insert(subscriber, path: pattern.segments[...]) }
+    }
+
+    public func remove(_ subscriber: Subscriber, from pattern: ChannelPattern) {
+        shard(for: pattern).trie.withLock { _ = $0.remove(subscriber, path: pattern.segments[...]) }
+    }
+
+    /// Every subscriber with at least one pattern matching at least one of `channels`, each once.
+    public func subscribers(matching channels: [String]) -> Set<Subscriber> {
+        var found = Set<Subscriber>()
+        for channel in channels {
+            let segments = channel.split(separator: ChannelName.separator, omittingEmptySubsequences: false)
+            guard let first = segments.first else { continue }
+            shard(forFirstSegment: first).trie.withLock { $0.collect(segments[...], into: &found) }
+            wildcardShard.trie.withLock { $0.collect(segments[...], into: &found) }
+        }
+        return found
+    }
+
+    public var isEmpty: Bool {
+        shards.allSatisfy { $0.trie.withLock { $0.isEmpty } } && wildcardShard.trie.withLock { $0.isEmpty }
+    }
+}
+
+/// One node of the segment trie. `exact` holds subscribers whose pattern ends here; `rest` those whose pattern
+/// ends here with a trailing `*` (the rest of the channel, one segment or more).
+struct TrieNode<Subscriber: Hashable & Sendable>: Sendable {
+    var literals: [String: TrieNode] = [:]
+    var oneSegment: [TrieNode] = []  // zero or one element: a recursive struct cannot hold an Optional of itself
+    var exact: Set<Subscriber> = []
+    var rest: Set<Subscriber> = []
+
+    var isEmpty: Bool { literals.isEmpty && oneSegment.isEmpty && exact.isEmpty && rest.isEmpty }
+
+    mutating func insert(_ subscriber: Subscriber, path: ArraySlice<ChannelPattern.Segment>) {
+        guard let head = path.first else {
+            exact.insert(subscriber)
+            return
+        }
+        switch head {
+        case .rest:
+            rest.insert(subscriber)
+        case .one:
+            if oneSegment.isEmpty { oneSegment.append(TrieNode()) }
+            oneSegment[0].insert(subscriber, path: path.dropFirst())
+        case .literal(let literal):
+            literals[literal, default: TrieNode()].insert(subscriber, path: path.dropFirst())
+        }
+    }
+
+    /// Removes and prunes empty branches; returns whether this node is now empty.
+    mutating func remove(_ subscriber: Subscriber, path: ArraySlice<ChannelPattern.Segment>) -> Bool {
+        if let head = path.first {
+            switch head {
+            case .rest:
+                rest.remove(subscriber)
+            case .one:
+                if !oneSegment.isEmpty, oneSegment[0].remove(subscriber, path: path.dropFirst()) {
+                    oneSegment.removeAll()
+                }
+            case .literal(let literal):
+                if literals[literal]?.remove(subscriber, path: path.dropFirst()) == true {
+                    literals[literal] = nil
+                }
+            }
+        } else {
+            exact.remove(subscriber)
+        }
+        return isEmpty
+    }
+
+    func collect(_ channel: ArraySlice<Substring>, into found: inout Set<Subscriber>) {
+        guard let head = channel.first else {
+            found.formUnion(exact)
+            return
+        }
+        found.formUnion(rest)
+        if let child = literals[String(head)] { child.collect(channel.dropFirst(), into: &found) }
+        if let child = oneSegment.first { child.collect(channel.dropFirst(), into: &found) }
+    }
+}

@@ -1,0 +1,34 @@
+/// An event that passed validation, with everything routing and storage need worked out once, at ingest:
+/// its channels, its cache key, and its JSON minus the `event_id` the engine has yet to assign.
+public struct ValidatedEvent: Sendable {
+    public let eventType: EventType
+    public let entityType: EntityType
+    public let entityID: String
+    public let line: String?
+    public let channels: [String]
+    /// Latest-state key (`resource:machine:M-203`): every event carries one, so a snapshot can find the entity.
+    public let entityKey: String
+    /// Whether this event replaces the entity's cached state (see `EventCategory.carriesState`).
+    public let carriesState: Bool
+    /// The event's JSON object without its opening `{` and without `event_id`: `"data":{…},…}`.
+    public let bodyAfterID: [UInt8]
+
+    public var category: EventCategory { eventType.category }
+
+    /// The header the engine stores beside the body, so routing never parses the JSON again.
+    public var routingHeader: String { RoutingHeader.encode(entityKey: entityKey, channels: channels) }
+
+    public init(
+        eventType: EventType, entityType: EntityType, entityID: String, line: String?, bodyAfterID: [UInt8]
+    ) {
+        self.eventType = eventType
+        self.entityType = entityType
+        self.entityID = entityID
+        self.line = line
+        self.channels = ChannelName.channels(
+            category: eventType.category, entityType: entityType, entityID: entityID, line: line)
+        self.entityKey = entityType.cacheKey(entityID: entityID)
+        self.carriesState = eventType.category.carriesState
+        self.bodyAfterID = bodyAfterID
+    }
+}
