@@ -68,3 +68,11 @@ public enum PubSubMessage {
             json: Array(payload[payload.index(after: newline)...]))
     }
 }
+
+extension StoredEvent {
+    /// Whether this event is an entity's state (and so may be contained in a snapshot). The category channel
+    /// always comes first (see `ChannelName.channels`).
+    public var carriesState: Bool {
+        channels.first.flatMap(EventCategory.init(rawValue:))?.carriesState ?? false
+    }
+}

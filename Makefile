@@ -1,0 +1,33 @@
+# The two commands a newcomer needs (as root on a fresh Debian/Ubuntu machine):
+#   make run    install what is missing, build, start a hub on http://127.0.0.1:8080 (memory engine)
+#   make test   install what is missing, build once, run the whole suite (unit, Redis, WebSocket, two-node)
+
+SWIFT ?= swift
+DEBIAN_PACKAGES := libhiredis-dev redis-server zlib1g-dev
+CONFIG ?= config/statushub.yaml
+ARGS ?=
+
+.PHONY: deps build run test release clean
+
+# Installs only what is missing, so repeated runs are quick and need no network.
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build --product statushub
+
+run: build
+	$(SWIFT) run statushub serve --config $(CONFIG) $(ARGS)
+
+test: deps
+	$(SWIFT) test
+
+release: deps
+	$(SWIFT) build -c release --product statushub
+
+clean:
+	rm -rf .build

@@ -1,0 +1,35 @@
+import Prometheus
+
+/// What operators watch, exposed at `GET /metrics` in Prometheus text format.
+/// A registry per hub (not the process-global `MetricsSystem`) so several hubs in one test process stay apart.
+public final class HubMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    let eventsAccepted: Counter
+    let eventsRejected: Counter
+    let ingestUnavailable: Counter
+    let eventsFannedOut: Counter
+    let deliveries: Counter
+    let connections: Gauge
+    let slowConsumerCloses: Counter
+
+    public init() {
+        let registry = self.registry
+        func counter(_ name: String, _ help: String) -> Counter {
+            registry.makeCounter(descriptor: .init(namespace: "statushub", metricName: name, unitName: "total", helpText: help))
+        }
+        eventsAccepted = counter("events_accepted", "Events acknowledged by ingest")
+        eventsRejected = counter("events_rejected", "Events refused by validation")
+        ingestUnavailable = counter("ingest_unavailable", "Ingest requests answered 503 because the engine was down")
+        eventsFannedOut = counter("events_fanned_out", "Events this node received from the engine")
+        deliveries = counter("deliveries", "Event frames queued to WebSocket connections")
+        slowConsumerCloses = counter("slow_consumer_closes", "Connections closed with 4001 because their outbox overflowed")
+        connections = registry.makeGauge(
+            descriptor: .init(namespace: "statushub", metricName: "websocket_connections", unitName: "", helpText: "Open WebSocket connections"))
+    }
+
+    public func prometheusText() -> [UInt8] {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import Hummingbird
+import Logging
+import StatusHubCore
+
+/// `POST /v1/events`: decode, validate, hand the valid events to the engine in one batch, answer per event.
+struct IngestController {
+    let engine: any Engine
+    let limits: HubConfig.Server
+    let metrics: HubMetrics
+    let validator = EventValidator()
+
+    func handle(_ request: Request, context: some RequestContext) async throws -> Response {
+        guard let format = IngestBodyFormat(contentType: request.headers[.contentType]) else {
+            return JSONResponse.error(
+                .unsupportedMediaType, field: "Content-Type",
+                reason: "'\(request.headers[.contentType] ?? "(none)")' is not supported; use \(IngestBodyFormat.supported)")
+        }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limits.maxBodyBytes {
+            return tooLarge(length)
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: limits.maxBodyBytes)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            return tooLarge(nil)
+        }
+
+        let decoded: [Result<JSONValue, FieldError>]
+        do {
+            decoded = try IngestBody.decode(body.readableBytesView, format: format, maxEvents: limits.maxBatchEvents)
+        } catch .malformed(let problem) {
+            var reply = IngestReply()
+            reply.reject(index: 0, errors: [problem])
+            metrics.eventsRejected.increment()
+            return JSONResponse.encode(reply, status: .badRequest)
+        } catch .tooManyEvents(let count, let limit) {
+            return JSONResponse.error(
+                .contentTooLarge, field: "body", reason: "\(count) events; at most \(limit) per request (server.max_batch_events)")
+        }
+
+        var reply = IngestReply()
+        var valid: [(index: Int, event: ValidatedEvent)] = []
+        let receivedAt = Date()
+        for (index, item) in decoded.enumerated() {
+            switch item {
+            case .failure(let problem):
+                reply.reject(index: index, errors: [problem])
+            case .success(let value):
+                switch validator.validate(value, receivedAt: receivedAt) {
+                case .valid(let event): valid.append((index, event))
+                case .invalid(let problems): reply.reject(index: index, errors: problems)
+                }
+            }
+        }
+        metrics.eventsRejected.increment(by: Int64(reply.rejected.count))
+
+        if !valid.isEmpty {
+            do {
+                let ids = try await engine.append(valid.map(\.event))
+                for (item, id) in zip(valid, ids) { reply.accept(index: item.index, id: id) }
+                metrics.eventsAccepted.increment(by: Int64(ids.count))
+            } catch let unavailable as EngineUnavailable {
+                metrics.ingestUnavailable.increment()
+                return JSONResponse.error(
+                    .serviceUnavailable, field: "engine",
+                    reason: "\(unavailable.reason); nothing in this request was acknowledged, retry",
+                    headers: [.retryAfter: String(unavailable.retryAfterSeconds)])
+            }
+        }
+        reply.rejected.sort { $0.index < $1.index }
+        return JSONResponse.encode(reply, status: .init(code: reply.statusCode))
+    }
+
+    private func tooLarge(_ length: Int?) -> Response {
+        JSONResponse.error(
+            .contentTooLarge, field: "body",
+            reason: "\(length.map { "\($0) bytes" } ?? "body") is over the \(limits.maxBodyBytes)-byte limit (server.max_body_bytes)")
+    }
+}

@@ -1,0 +1,119 @@
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+import StatusHubCore
+
+/// One dashboard's WebSocket: reads client messages in one task, writes the outbox in another.
+///
+/// Client messages are handled in order; every reply goes through the outbox, so the writer task is the only
+/// one that ever touches the socket.
+struct WebSocketSession {
+    let connection: Connection
+    let fanOut: FanOut
+    let engine: any Engine
+    let limits: HubConfig.WebSocket
+    let metrics: HubMetrics
+    let logger: Logger
+
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+        metrics.connections.increment()
+        defer {
+            fanOut.removeAll(connection)
+            connection.outbox.close()
+            metrics.connections.decrement()
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await readLoop(inbound: inbound, outbound: outbound) }
+            group.addTask { await writeLoop(outbound: outbound) }
+            // Whichever ends first (client gone, or the hub closing the socket) ends the other.
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func readLoop(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+        do {
+            for try await message in inbound.messages(maxSize: limits.maxFrameBytes) {
+                switch message {
+                case .text(let text):
+                    await handle(ClientMessage.decode(text.utf8))
+                case .binary:
+                    try? await outbound.close(.init(codeNumber: Int(CloseCode.unsupportedData.rawValue)), reason: CloseCode.unsupportedData.reason)
+                    return
+                }
+            }
+        } catch {
+            logger.debug("websocket read ended", metadata: ["error": "\(error)"])
+        }
+        connection.outbox.close()
+    }
+
+    private func writeLoop(outbound: WebSocketOutboundWriter) async {
+        while true {
+            switch await connection.outbox.next() {
+            case .frames(let frames):
+                for frame in frames {
+                    do {
+                        try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame)))
+                    } catch {
+                        return
+                    }
+                }
+            case .ended(.overflowed):
+                metrics.slowConsumerCloses.increment()
+                logger.notice("closing slow consumer", metadata: ["connection": "\(connection.id)"])
+                try? await outbound.close(.init(codeNumber: Int(CloseCode.slowConsumer.rawValue)), reason: CloseCode.slowConsumer.reason)
+                return
+            case .ended(.closed):
+                return
+            }
+        }
+    }
+
+    private func reply(_ bytes: [UInt8]) {
+        connection.outbox.push(ByteBuffer(bytes: bytes))
+    }
+
+    private func handle(_ decoded: Result<ClientMessage, ClientMessage.Refusal>) async {
+        switch decoded {
+        case .failure(let refusal):
+            reply(ServerMessage.error(id: refusal.id, code: refusal.code, message: refusal.message))
+        case .success(.ping(let id)):
+            reply(ServerMessage.pong(id: id))
+        case .success(.unsubscribe(let id, let patterns)):
+            fanOut.remove(connection, patterns: patterns)
+            reply(ServerMessage.unsubscribed(id: id, patterns: patterns))
+        case .success(.subscribe(let id, let patterns, let wantsSnapshot)):
+            await subscribe(id: id, patterns: patterns, wantsSnapshot: wantsSnapshot)
+        }
+    }
+
+    /// Registers the patterns before reading the snapshot, holding live events back meanwhile: whatever happens
+    /// between the two is either in the snapshot or delivered after it, never lost and never twice.
+    private func subscribe(id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool) async {
+        let held = connection.patterns
+        let added = patterns.filter { !held.contains($0) }
+        guard held.count + added.count <= limits.maxSubscriptions else {
+            reply(ServerMessage.error(
+                id: id, code: .tooManySubscriptions,
+                message: "a connection may hold \(limits.maxSubscriptions) patterns (websocket.max_subscriptions); it holds \(held.count)"))
+            return
+        }
+        connection.beginSeam()
+        fanOut.add(connection, patterns: added)
+        reply(ServerMessage.subscribed(id: id, patterns: patterns))
+        guard wantsSnapshot else {
+            connection.endSeam()
+            return
+        }
+        do {
+            let snapshot = try await engine.snapshot(matching: patterns)
+            reply(ServerMessage.snapshot(id: id, events: snapshot))
+            connection.endSeam(snapshot: snapshot)
+        } catch {
+            reply(ServerMessage.error(id: id, code: .unavailable, message: "snapshot unavailable: \(error); live events follow"))
+            connection.endSeam()
+        }
+    }
+}

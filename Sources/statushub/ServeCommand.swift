@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import StatusHubCore
+import StatusHubServer
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run a hub node (the memory engine unless Redis is configured)."
+    )
+
+    @Option(name: .long, help: "YAML config file (see config/statushub.yaml). STATUSHUB_* environment variables override it.")
+    var config: String?
+
+    @Option(name: .long, help: "Address to bind (overrides server.host).")
+    var host: String?
+
+    @Option(name: .long, help: "Port to bind (overrides server.port).")
+    var port: Int?
+
+    @Option(name: .long, help: "Redis URL, e.g. redis://127.0.0.1:6379 (overrides redis.url). Without one: the memory engine.")
+    var redis: String?
+
+    func run() async throws {
+        var hubConfig: HubConfig
+        do {
+            hubConfig = try HubConfig.load(path: config, environment: ProcessInfo.processInfo.environment)
+        } catch let error as ConfigError {
+            throw ValidationError(error.description)
+        }
+        if let host { hubConfig.server.host = host }
+        if let port { hubConfig.server.port = port }
+        if let redis { hubConfig.redis.url = redis }
+
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        var logger = Logger(label: "statushub")
+        logger.logLevel = Logger.Level(rawValue: hubConfig.logLevel) ?? .info
+
+        let engine = try EngineFactory.make(config: hubConfig, logger: logger)
+        let hub = StatusHub(config: hubConfig, engine: engine)
+        let engineName = hubConfig.redis.url.map { "redis (\($0))" } ?? "memory"
+        let app = hub.makeApplication(logger: logger) { port in
+            logger.notice("statushub listening on http://\(hubConfig.server.host):\(port) — engine: \(engineName)")
+        }
+        try await app.runService()
+    }
+}

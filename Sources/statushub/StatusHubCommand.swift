@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct StatusHubCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "statushub",
+        abstract: "Real-time status hub for the factory floor.",
+        subcommands: [ServeCommand.self, PublishCommand.self, TailCommand.self],
+        defaultSubcommand: ServeCommand.self
+    )
+}

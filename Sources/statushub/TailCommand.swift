@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import HummingbirdWSClient
+import Logging
+import NIOCore
+import NIOWebSocket
+import StatusHubCore
+
+struct TailCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tail",
+        abstract: "Subscribe to channel patterns and print every event, one JSON object a line.",
+        discussion: """
+              statushub tail resource-status
+              statushub tail --snapshot 'line:Line-2:*' 'machine:*'
+            """
+    )
+
+    @Option(name: .long, help: "Hub WebSocket URL.")
+    var url = "ws://127.0.0.1:8080/v1/ws"
+
+    @Flag(name: .long, help: "Print the cached state of every matching entity first.")
+    var snapshot = false
+
+    @Argument(help: "Channel patterns: 'resource-status', 'machine:M-203', 'line:Line-2:*', 'line:*:alerts:*'.")
+    var patterns: [String]
+
+    func validate() throws {
+        guard !patterns.isEmpty else { throw ValidationError("name at least one channel pattern") }
+        for pattern in patterns {
+            do { _ = try ChannelPattern(parsing: pattern) } catch { throw ValidationError(error.reason) }
+        }
+    }
+
+    func run() async throws {
+        let logger = Logger(label: "statushub-tail")
+        let subscribe = try JSONEncoder().encode(JSONValue.object([
+            "op": .string("subscribe"), "id": .string("tail"),
+            "channels": .array(patterns.map { .string($0) }), "snapshot": .bool(snapshot),
+        ]))
+        let closeFrame = try await WebSocketClient.connect(
+            url: url, configuration: .init(maxFrameSize: 1 << 26), logger: logger
+        ) { inbound, outbound, _ in
+            try await outbound.write(.text(String(decoding: subscribe, as: UTF8.self)))
+            for try await message in inbound.messages(maxSize: 1 << 26) {
+                guard case .text(let text) = message else { continue }
+                Self.show(text)
+            }
+        }
+        if let closeFrame, closeFrame.closeCode != .normalClosure {
+            FileHandle.standardError.write(Data("closed: \(closeFrame.closeCode) \(closeFrame.reason ?? "")\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    /// Events go to stdout one a line (pipe them into jq); protocol replies go to stderr.
+    static func show(_ text: String) {
+        guard case .object(let message)? = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else {
+            print(text)
+            return
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        func line(_ value: JSONValue) -> String { (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+        switch message["op"]?.stringValue {
+        case "event":
+            if let event = message["event"] { print(line(event)) }
+        case "snapshot":
+            if case .array(let events)? = message["events"] { events.forEach { print(line($0)) } }
+        default:
+            FileHandle.standardError.write(Data((text + "\n").utf8))
+        }
+    }
+}

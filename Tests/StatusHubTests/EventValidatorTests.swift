@@ -1,0 +1,103 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+@Suite("Event validation")
+struct EventValidatorTests {
+    func validate(_ json: String) -> EventValidator.Validation {
+        let value = try! JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
+        return EventValidator().validate(value, receivedAt: Date(timeIntervalSince1970: 0))
+    }
+
+    func errors(_ json: String) -> [FieldError] {
+        if case .invalid(let errors) = validate(json) { return errors }
+        return []
+    }
+
+    @Test func seedEnvelopeIsAcceptedAndRouted() throws {
+        guard case .valid(let event) = validate(SampleEvents.operatorStatus("O-156", line: "Line-2")) else {
+            Issue.record("seed example refused")
+            return
+        }
+        #expect(event.channels == ["resource-status", "operator:O-156", "line:Line-2:resource-status:operator:O-156"])
+        #expect(event.entityKey == "resource:operator:O-156")
+        #expect(event.carriesState)
+        let json = StoredEvent(id: EventID(milliseconds: 5, sequence: 1), validated: event).jsonString
+        #expect(json.hasPrefix(#"{"event_id":"5-1","data":{"#))
+        #expect(json.contains(#""received_at":"1970-01-01T00:00:00.000Z""#))
+        #expect(json.contains(#""location":"Line 2, Zone A""#))
+        // The stored JSON is valid JSON and routes to the same channels.
+        let reparsed = try #require(StoredEvent(storedJSON: Array(json.utf8)))
+        #expect(reparsed.channels == event.channels)
+    }
+
+    @Test func alertsDoNotCarryState() {
+        guard case .valid(let event) = validate(SampleEvents.alert("M-1")) else { Issue.record("refused"); return }
+        #expect(event.channels.first == "alerts")
+        #expect(!event.carriesState)
+    }
+
+    @Test func unknownStatusNamesFieldAndAllowedValues() {
+        let found = errors(SampleEvents.machineStatus("M-1", "exploded"))
+        #expect(found.count == 1)
+        #expect(found.first?.field == "data.current_status")
+        #expect(found.first?.reason.contains("running, idle, maintenance, breakdown, offline") == true)
+    }
+
+    @Test func unknownEntityTypeNamesAllowedValues() {
+        let json = SampleEvents.machineStatus("M-1").replacingOccurrences(of: #""entity_type":"machine""#, with: #""entity_type":"robot""#)
+        let found = errors(json)
+        #expect(found.map(\.field) == ["entity_type"])
+        #expect(found[0].reason.contains("operator, machine, material, work_order, allocation"))
+    }
+
+    @Test func missingAndMistypedFieldsAreAllReported() {
+        let found = errors(#"{"event_type":"resource_status_changed","entity_type":"machine","entity_id":42,"data":[],"metadata":{"source":"x"}}"#)
+        let fields = Set(found.map(\.field))
+        #expect(fields == ["entity_id", "timestamp", "data", "metadata.triggered_by"])
+        #expect(found.first { $0.field == "entity_id" }?.reason == "must be a string, got number")
+        #expect(found.first { $0.field == "data" }?.reason == "must be an object, got array")
+    }
+
+    @Test func hubAssignedAndUnknownFieldsAreRefused() {
+        let json = SampleEvents.machineStatus("M-1").replacingOccurrences(of: "{\"event_type\"", with: #"{"event_id":"x","colour":"red","event_type""#)
+        let found = errors(json)
+        #expect(found.map(\.field) == ["colour", "event_id"])
+    }
+
+    @Test func entityIDCannotSmuggleChannelSyntax() {
+        let found = errors(SampleEvents.machineStatus("M:1*"))
+        #expect(found.map(\.field) == ["entity_id"])
+    }
+
+    @Test func timestampMustBeISO8601() {
+        let json = SampleEvents.machineStatus("M-1").replacingOccurrences(of: "2025-11-18T14:23:45.678Z", with: "yesterday")
+        #expect(errors(json).map(\.field) == ["timestamp"])
+        let whole = SampleEvents.machineStatus("M-1").replacingOccurrences(of: "2025-11-18T14:23:45.678Z", with: "2025-11-18T14:23:45Z")
+        #expect(errors(whole).isEmpty)
+    }
+
+    @Test func eventTypeMustSuitEntityType() {
+        let json = SampleEvents.machineStatus("M-1").replacingOccurrences(of: #""entity_type":"machine""#, with: #""entity_type":"material""#)
+        let found = errors(json)
+        #expect(found.map(\.field) == ["entity_type"])
+        #expect(found[0].reason.contains("operator, machine"))
+    }
+
+    @Test func seedValidationRules() {
+        // §9.1: OEE 0..100, efficiency 0..5, quantities not negative, produced <= ordered, allocation has a resource.
+        #expect(errors(SampleEvents.machineStatus("M-1", extra: #","oee_percentage":120"#)).map(\.field) == ["data.oee_percentage"])
+        let material = #"{"event_type":"material_inventory_changed","entity_type":"material","entity_id":"MAT-1","timestamp":"2025-11-18T14:23:45Z","data":{"available_quantity":-1},"metadata":{"source":"inv","triggered_by":"system"}}"#
+        #expect(errors(material).first?.reason.hasPrefix("cannot be negative") == true)
+        let workOrder = #"{"event_type":"work_order_progress","entity_type":"work_order","entity_id":"WO-1","timestamp":"2025-11-18T14:23:45Z","data":{"current_status":"in_progress","quantity_produced":11,"quantity_ordered":10},"metadata":{"source":"mes","triggered_by":"system"}}"#
+        #expect(errors(workOrder).map(\.field) == ["data.quantity_produced"])
+        let allocation = #"{"event_type":"allocation_changed","entity_type":"allocation","entity_id":"A-1","timestamp":"2025-11-18T14:23:45Z","data":{"change_type":"created"},"metadata":{"source":"mraos","triggered_by":"user"}}"#
+        #expect(errors(allocation).map(\.field) == ["data.operator_id"])
+        let goodAllocation = allocation.replacingOccurrences(of: #""change_type":"created""#, with: #""change_type":"created","machine_id":"M-1""#)
+        #expect(errors(goodAllocation).isEmpty)
+    }
+
+    @Test func nonObjectEventIsRefused() {
+        #expect(errors("[1]").map(\.field) == ["event"])
+    }
+}

@@ -1,0 +1,40 @@
+import StatusHubCore
+import Testing
+
+@Suite("Config")
+struct HubConfigTests {
+    @Test func defaultsWithoutFile() throws {
+        let config = try HubConfig.load(yaml: "")
+        #expect(config == HubConfig())
+        #expect(config.cacheTTL.seconds(for: .material) == 120)
+        #expect(config.redis.url == nil)
+    }
+
+    @Test func shippedConfigFileEqualsDefaults() throws {
+        let path = #filePath.components(separatedBy: "/Tests/")[0] + "/config/statushub.yaml"
+        #expect(try HubConfig.load(path: path, environment: [:]) == HubConfig())
+    }
+
+    @Test func fileThenEnvironmentOverride() throws {
+        let config = try HubConfig.load(
+            yaml: "server:\n  port: 9000\ncache_ttl:\n  work_order: 60\n",
+            environment: ["STATUSHUB_SERVER_PORT": "9100", "STATUSHUB_REDIS_URL": "redis://127.0.0.1:7000", "STATUSHUB_WEBSOCKET_COMPRESSION": "false", "PATH": "/bin"])
+        #expect(config.server.port == 9100)
+        #expect(config.redis.url == "redis://127.0.0.1:7000")
+        #expect(config.websocket.compression == false)
+        #expect(config.cacheTTL.workOrder == 60)
+        #expect(config.cacheTTL.machine == 300)
+    }
+
+    @Test func mistakesAreNamed() {
+        #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "server:\n  prot: 1\n") }
+        #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "servre: {}\n") }
+        #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "server:\n  port: many\n") }
+        #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "", environment: ["STATUSHUB_NOPE": "1"]) }
+        do {
+            _ = try HubConfig.load(yaml: "server:\n  port: many\n")
+        } catch {
+            #expect(error.description.contains("server.port"))
+        }
+    }
+}

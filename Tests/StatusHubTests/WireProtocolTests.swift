@@ -1,0 +1,64 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+@Suite("Wire protocol")
+struct WireProtocolTests {
+    func decode(_ text: String) -> Result<ClientMessage, ClientMessage.Refusal> { ClientMessage.decode(Array(text.utf8)) }
+
+    @Test func subscribeDecodes() throws {
+        let message = try decode(#"{"op":"subscribe","id":"r1","channels":["resource-status","line:Line-2:*"],"snapshot":true}"#).get()
+        #expect(message == .subscribe(id: "r1", patterns: [try ChannelPattern(parsing: "resource-status"), try ChannelPattern(parsing: "line:Line-2:*")], snapshot: true))
+    }
+
+    @Test func refusalsCarryCodeAndID() {
+        func refusal(_ text: String) -> ClientMessage.Refusal? {
+            if case .failure(let refusal) = decode(text) { return refusal }
+            return nil
+        }
+        #expect(refusal("{nope")?.code == .invalidJSON)
+        #expect(refusal(#"{"op":"dance","id":"r9"}"#) == .init(id: "r9", code: .unknownOp, message: "unknown op 'dance'; one of: subscribe, unsubscribe, ping"))
+        #expect(refusal(#"{"op":"subscribe","id":"r2","channels":["line::x"]}"#)?.code == .invalidPattern)
+        #expect(refusal(#"{"op":"subscribe","id":"r3"}"#)?.code == .invalidMessage)
+        #expect(refusal(#"{"op":"subscribe","channels":["alerts"],"snapshot":"yes"}"#)?.code == .invalidMessage)
+        #expect(refusal(#"[1,2]"#)?.code == .invalidMessage)
+    }
+
+    @Test func serverMessagesAreValidJSON() throws {
+        let event = StoredEvent(id: EventID(milliseconds: 1, sequence: 0), validated: SampleEvents.validated(SampleEvents.machineStatus("M-1")))
+        for bytes in [
+            ServerMessage.event(event), ServerMessage.snapshot(id: "r1", events: [event, event]), ServerMessage.snapshot(id: nil, events: []),
+            ServerMessage.pong(id: "r\"3"), ServerMessage.error(id: nil, code: .unknownOp, message: "x"),
+        ] {
+            #expect(throws: Never.self) { try JSONSerialization.jsonObject(with: Data(bytes)) }
+        }
+        #expect(String(decoding: ServerMessage.pong(id: "r3"), as: UTF8.self) == #"{"id":"r3","op":"pong"}"#)
+    }
+
+    @Test func pubSubMessageRoundTrips() throws {
+        let event = StoredEvent(id: EventID(milliseconds: 17, sequence: 2), validated: SampleEvents.validated(SampleEvents.alert("M-9")))
+        let decoded = try #require(PubSubMessage.decode(PubSubMessage.encode(event)))
+        #expect(decoded == event)
+    }
+
+    @Test func ingestBodies() throws {
+        let two = "\(SampleEvents.machineStatus("M-1"))\n\n\(SampleEvents.machineStatus("M-2"))\r\n{bad\n"
+        let lines = try IngestBody.decode(Array(two.utf8), format: .ndjson, maxEvents: 10)
+        #expect(lines.count == 3)
+        if case .failure(let problem) = lines[2] { #expect(problem.reason == "line 3 is not valid JSON") } else { Issue.record("bad line accepted") }
+        #expect(throws: IngestBodyError.tooManyEvents(count: 3, limit: 2)) {
+            try IngestBody.decode(Array(two.utf8), format: .ndjson, maxEvents: 2)
+        }
+        #expect(throws: IngestBodyError.self) { try IngestBody.decode(Array("[]".utf8), format: .json, maxEvents: 2) }
+        #expect(IngestBodyFormat(contentType: "application/json; charset=utf-8") == .json)
+        #expect(IngestBodyFormat(contentType: "text/plain") == nil)
+    }
+
+    @Test func eventIDsOrderAndNeverGoBack() {
+        let first = EventID.next(after: nil, nowMilliseconds: 100)
+        let second = EventID.next(after: first, nowMilliseconds: 90)  // clock stepped back
+        #expect(second > first)
+        #expect(EventID("100-1") == second)
+        #expect(EventID("abc") == nil)
+    }
+}
