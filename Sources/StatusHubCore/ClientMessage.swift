@@ -13,6 +13,12 @@ public enum ClientMessage: Sendable, Equatable {
         public var id: String?
         public var code: ErrorCode
         public var message: String
+
+        public init(id: String?, code: ErrorCode, message: String) {
+            self.id = id
+            self.code = code
+            self.message = message
+        }
     }
 
     public static func decode(_ text: some Collection<UInt8>) -> Result<ClientMessage, Refusal> {

@@ -13,11 +13,25 @@ final class Connection: Hashable, Sendable {
 
     let id: UInt64
     let outbox: Outbox
+    /// Yields once if the outbox overflows; finishes when the session ends.
+    let overflowSignal: AsyncStream<Void>
+    private let overflowContinuation: AsyncStream<Void>.Continuation
     private let state = Mutex(State())
 
     init(id: UInt64, outboxCapacity: Int) {
         self.id = id
-        self.outbox = Outbox(capacity: outboxCapacity)
+        let (signal, continuation) = AsyncStream<Void>.makeStream()
+        self.overflowSignal = signal
+        self.overflowContinuation = continuation
+        self.outbox = Outbox(capacity: outboxCapacity) {
+            continuation.yield()
+            continuation.finish()
+        }
+    }
+
+    func finish() {
+        outbox.close()
+        overflowContinuation.finish()
     }
 
     static func == (lhs: Connection, rhs: Connection) -> Bool { lhs === rhs }

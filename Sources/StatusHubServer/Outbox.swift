@@ -22,29 +22,39 @@ final class Outbox: Sendable {
 
     let capacity: Int
     private let state = Mutex(State())
+    /// Told once, outside the lock, when the outbox overflows: the writer may be stuck on a socket that is not
+    /// draining, so someone else has to be able to end the connection.
+    private let onOverflow: @Sendable () -> Void
 
-    init(capacity: Int) {
+    init(capacity: Int, onOverflow: @escaping @Sendable () -> Void = {}) {
         self.capacity = max(1, capacity)
+        self.onOverflow = onOverflow
     }
 
     /// Queues a frame. Returns false when the outbox is full (the connection is then over) or already ended.
     @discardableResult
     func push(_ frame: ByteBuffer) -> Bool {
-        let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
-            guard state.ending == nil else { return (false, nil) }
+        let (accepted, waiter, overflowed) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?, Bool) in
+            guard state.ending == nil else { return (false, nil, false) }
             guard state.frames.count < capacity else {
-                return (false, Self.overflow(&state))
+                return (false, Self.overflow(&state), true)
             }
             state.frames.append(frame)
-            return (true, state.waiter.take())
+            return (true, state.waiter.take(), false)
         }
         waiter?.resume()
+        if overflowed { onOverflow() }
         return accepted
     }
 
     /// Ends the outbox as overflowed: what is queued is dropped, the writer closes the connection with 4001.
     func overflow() {
-        state.withLock { Self.overflow(&$0) }?.resume()
+        let (waiter, first) = state.withLock { state in
+            let first = state.ending == nil
+            return (first ? Self.overflow(&state) : nil, first)
+        }
+        waiter?.resume()
+        if first { onOverflow() }
     }
 
     private static func overflow(_ state: inout State) -> CheckedContinuation<Void, Never>? {

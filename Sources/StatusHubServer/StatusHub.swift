@@ -29,12 +29,12 @@ public struct StatusHub: Sendable {
         Application(
             router: makeRouter(),
             server: .http1WebSocketUpgrade(configuration: .init(http1: .init(), ws: webSocketConfiguration)) {
-                request, _, logger in
+                request, channel, logger in
                 guard request.path?.split(separator: "?", maxSplits: 1).first == "/v1/ws" else { return .dontUpgrade }
                 return .upgrade([:]) { inbound, outbound, _ in
                     let session = WebSocketSession(
                         connection: Connection(id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity),
-                        fanOut: fanOut, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
+                        channel: channel, fanOut: fanOut, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
                     await session.run(inbound: inbound, outbound: outbound)
                 }
             },

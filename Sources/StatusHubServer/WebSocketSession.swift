@@ -10,6 +10,8 @@ import StatusHubCore
 /// one that ever touches the socket.
 struct WebSocketSession {
     let connection: Connection
+    /// The socket underneath, to cut a client loose when even the close frame cannot reach it.
+    let channel: any Channel
     let fanOut: FanOut
     let engine: any Engine
     let limits: HubConfig.WebSocket
@@ -20,12 +22,13 @@ struct WebSocketSession {
         metrics.connections.increment()
         defer {
             fanOut.removeAll(connection)
-            connection.outbox.close()
+            connection.finish()
             metrics.connections.decrement()
         }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await readLoop(inbound: inbound, outbound: outbound) }
             group.addTask { await writeLoop(outbound: outbound) }
+            group.addTask { await cutLooseIfStuck() }
             // Whichever ends first (client gone, or the hub closing the socket) ends the other.
             await group.next()
             group.cancelAll()
@@ -61,13 +64,25 @@ struct WebSocketSession {
                     }
                 }
             case .ended(.overflowed):
-                metrics.slowConsumerCloses.increment()
                 logger.notice("closing slow consumer", metadata: ["connection": "\(connection.id)"])
                 try? await outbound.close(.init(codeNumber: Int(CloseCode.slowConsumer.rawValue)), reason: CloseCode.slowConsumer.reason)
                 return
             case .ended(.closed):
                 return
             }
+        }
+    }
+
+    /// A client that stopped reading leaves the writer blocked on a full socket, where it cannot even send the
+    /// 4001 close frame. After an overflow, give the close frame a moment, then drop the TCP connection.
+    private func cutLooseIfStuck() async {
+        for await _ in connection.overflowSignal {
+            metrics.slowConsumerCloses.increment()
+            try? await Task.sleep(for: .seconds(1))
+            guard !Task.isCancelled else { return }
+            logger.notice("dropping slow consumer that does not read", metadata: ["connection": "\(connection.id)"])
+            try? await channel.close()
+            return
         }
     }
 

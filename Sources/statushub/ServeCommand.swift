@@ -41,8 +41,9 @@ struct ServeCommand: AsyncParsableCommand {
         let engine = try EngineFactory.make(config: hubConfig, logger: logger)
         let hub = StatusHub(config: hubConfig, engine: engine)
         let engineName = hubConfig.redis.url.map { "redis (\($0))" } ?? "memory"
-        let app = hub.makeApplication(logger: logger) { port in
-            logger.notice("statushub listening on http://\(hubConfig.server.host):\(port) — engine: \(engineName)")
+        let host = hubConfig.server.host
+        let app = hub.makeApplication(logger: logger) { [logger] port in
+            logger.notice("statushub listening on http://\(host):\(port) — engine: \(engineName)")
         }
         try await app.runService()
     }

@@ -34,7 +34,7 @@ struct HubConfigTests {
         do {
             _ = try HubConfig.load(yaml: "server:\n  port: many\n")
         } catch {
-            #expect(error.description.contains("server.port"))
+            #expect((error as? ConfigError)?.description.contains("server.port") == true)
         }
     }
 }

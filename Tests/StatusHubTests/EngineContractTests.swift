@@ -1,0 +1,141 @@
+import Foundation
+import Logging
+import StatusHubCore
+import StatusHubRedis
+import StatusHubServer
+import Synchronization
+import Testing
+
+/// Collects what an engine publishes, in the order it arrives.
+final class CollectingSink: EventSink {
+    private let events = Mutex<[StoredEvent]>([])
+    func deliver(_ event: StoredEvent) { events.withLock { $0.append(event) } }
+    var received: [StoredEvent] { events.withLock { $0 } }
+
+    func waitFor(count: Int, timeout: Duration = .seconds(10)) async throws -> [StoredEvent] {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while received.count < count {
+            guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "\(count) events, have \(received.count)") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return received
+    }
+}
+
+/// Runs an engine (and, for Redis, its own redis-server) for the body, then stops it.
+func withEngine<T: Sendable>(
+    _ kind: EngineKind, configure: (inout HubConfig) -> Void = { _ in },
+    _ body: (any Engine, CollectingSink) async throws -> T
+) async throws -> T {
+    func run(_ url: String?) async throws -> T {
+        var config = HubConfig()
+        config.redis.url = url
+        config.redis.reconnectMaxSeconds = 0.5
+        configure(&config)
+        let engine: any Engine = if url != nil { try RedisEngine(config: config, logger: Logger(label: "test")) } else { MemoryEngine(config: config) }
+        let sink = CollectingSink()
+        let runner = Task { try await engine.run(delivering: sink) }
+        defer { runner.cancel() }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while !engine.isReady {
+            guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "engine ready") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let result = try await body(engine, sink)
+        runner.cancel()
+        _ = await runner.result
+        return result
+    }
+    switch kind {
+    case .memory: return try await run(nil)
+    case .redis: return try await withRedisServer { redis in try await run(redis.url) }
+    }
+}
+
+@Suite("Engine contract (memory and Redis)")
+struct EngineContractTests {
+    @Test(arguments: EngineKind.allCases)
+    func appendStoresPublishesAndOrders(_ kind: EngineKind) async throws {
+        try await withEngine(kind) { engine, sink in
+            let events = [
+                SampleEvents.validated(SampleEvents.machineStatus("M-1", "running")),
+                SampleEvents.validated(SampleEvents.alert("M-1")),
+                SampleEvents.validated(SampleEvents.machineStatus("M-1", "breakdown")),
+            ]
+            let ids = try await engine.append(events)
+            #expect(ids.count == 3)
+            #expect(ids == ids.sorted() && Set(ids).count == 3)
+            let published = try await sink.waitFor(count: 3)
+            #expect(published.map(\.id) == ids)
+            #expect(published[1].channels == ["alerts", "machine:M-1", "line:Line-2:alerts:machine:M-1"])
+            // Latest state is the last state event; the alert did not overwrite it.
+            let latest = try #require(try await engine.latest(entityKey: "resource:machine:M-1"))
+            #expect(latest.id == ids[2])
+            #expect(latest.json == published[2].json)
+            #expect(latest.jsonString.contains(#""current_status":"breakdown""#))
+            #expect(try await engine.latest(entityKey: "resource:machine:M-404") == nil)
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func snapshotReturnsMatchingLatestState(_ kind: EngineKind) async throws {
+        try await withEngine(kind) { engine, _ in
+            _ = try await engine.append([
+                SampleEvents.validated(SampleEvents.machineStatus("M-1", "running", line: "Line-2")),
+                SampleEvents.validated(SampleEvents.machineStatus("M-2", "idle", line: "Line-3")),
+                SampleEvents.validated(SampleEvents.operatorStatus("O-1")),
+                SampleEvents.validated(SampleEvents.machineStatus("M-1", "maintenance", line: "Line-2")),
+            ])
+            let line2 = try await engine.snapshot(matching: [try ChannelPattern(parsing: "line:Line-2:*")])
+            #expect(line2.map(\.entityKey) == ["resource:machine:M-1"])
+            #expect(line2.first?.jsonString.contains("maintenance") == true)
+            let all = try await engine.snapshot(matching: [try ChannelPattern(parsing: "resource-status")])
+            #expect(Set(all.map(\.entityKey)) == ["resource:machine:M-1", "resource:machine:M-2", "resource:operator:O-1"])
+            #expect(all.map(\.id) == all.map(\.id).sorted())
+            #expect(try await engine.snapshot(matching: [try ChannelPattern(parsing: "alerts")]).isEmpty)
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func latestStateExpiresAfterItsTTL(_ kind: EngineKind) async throws {
+        try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, _ in
+            _ = try await engine.append([
+                SampleEvents.validated(SampleEvents.machineStatus("M-1")),
+                SampleEvents.validated(SampleEvents.operatorStatus("O-1")),
+            ])
+            #expect(try await engine.latest(entityKey: "resource:machine:M-1") != nil)
+            try await Task.sleep(for: .milliseconds(2200))
+            #expect(try await engine.latest(entityKey: "resource:machine:M-1") == nil)
+            #expect(try await engine.latest(entityKey: "resource:operator:O-1") != nil)  // 300 s
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func concurrentPublishersGetOneTotalOrder(_ kind: EngineKind) async throws {
+        try await withEngine(kind) { engine, sink in
+            let publishers = 4
+            let perPublisher = 50
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for publisher in 0..<publishers {
+                    group.addTask {
+                        for sequence in 0..<perPublisher {
+                            let json = SampleEvents.machineStatus("M-\(publisher)", extra: #","sequence":\#(sequence)"#)
+                            _ = try await engine.append([SampleEvents.validated(json)])
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let published = try await sink.waitFor(count: publishers * perPublisher)
+            #expect(published.count == publishers * perPublisher)
+            #expect(published.map(\.id) == published.map(\.id).sorted())
+            // Per entity, delivery order is ingest order.
+            for publisher in 0..<publishers {
+                let sequences = published.filter { $0.entityKey == "resource:machine:M-\(publisher)" }
+                    .map { $0.jsonString.components(separatedBy: #""sequence":"#)[1].prefix { $0.isNumber } }
+                    .compactMap { Int($0) }
+                #expect(sequences == Array(0..<perPublisher))
+            }
+        }
+    }
+}

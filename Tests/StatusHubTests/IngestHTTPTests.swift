@@ -1,0 +1,117 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+@Suite("Ingest and state over HTTP")
+struct IngestHTTPTests {
+    @Test(arguments: EngineKind.allCases)
+    func singleEventIsAcceptedAndReadable(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind) { hub in
+            let reply = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-203", "running"))
+            #expect(reply.status == 202)
+            guard case .array(let accepted)? = reply.json["accepted"] else { Issue.record(Comment(rawValue: "no accepted: \(reply.text)")); return }
+            let eventID = try #require(accepted.first?["event_id"]?.stringValue)
+            #expect(EventID(eventID) != nil)
+            #expect(reply.json["rejected"] == .array([]))
+
+            let state = try await HTTP.get(port: hub.port, "/v1/state/machine/M-203")
+            #expect(state.status == 200)
+            #expect(state.json["event_id"]?.stringValue == eventID)
+            #expect(state.json["received_at"]?.stringValue != nil)
+            #expect(state.json["data"]?["current_status"]?.stringValue == "running")
+
+            let matching = try await HTTP.get(port: hub.port, "/v1/state?pattern=line:Line-2:*&pattern=operator:*")
+            #expect(matching.status == 200)
+            if case .array(let events)? = matching.json["events"] { #expect(events.count == 1) } else { Issue.record(Comment(rawValue: matching.text)) }
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func batchWithSomeBadEventsIs207WithIndexes(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind) { hub in
+            let reply = try await HTTP.post(port: hub.port, events: [
+                SampleEvents.machineStatus("M-1"), SampleEvents.machineStatus("M-2", "on-fire"), #""text""#, SampleEvents.alert("M-1"),
+            ])
+            #expect(reply.status == 207)
+            guard case .array(let accepted)? = reply.json["accepted"], case .array(let rejected)? = reply.json["rejected"] else {
+                Issue.record(Comment(rawValue: reply.text))
+                return
+            }
+            #expect(accepted.compactMap { $0["index"]?.numberValue } == [0, 3])
+            #expect(rejected.compactMap { $0["index"]?.numberValue } == [1, 2])
+            #expect(rejected[0]["errors"] == .array([.object([
+                "field": .string("data.current_status"),
+                "reason": .string("unknown value 'on-fire'; allowed: running, idle, maintenance, breakdown, offline"),
+            ])]))
+            #expect(rejected[1]["errors"]?.arrayFirst?["reason"]?.stringValue?.contains("must be a JSON object") == true)
+        }
+    }
+
+    @Test func ndjsonBodyIsOneEventPerLine() async throws {
+        try await withHub(engine: .memory) { hub in
+            let body = [SampleEvents.machineStatus("M-1"), "{oops", SampleEvents.operatorStatus("O-1")].joined(separator: "\n")
+            let reply = try await HTTP.request("POST", port: hub.port, "/v1/events", body: Data(body.utf8), contentType: "application/x-ndjson")
+            #expect(reply.status == 207)
+            guard case .array(let rejected)? = reply.json["rejected"] else { Issue.record(Comment(rawValue: reply.text)); return }
+            #expect(rejected.first?["index"]?.numberValue == 1)
+            #expect(rejected.first?["errors"]?.arrayFirst?["reason"]?.stringValue == "line 2 is not valid JSON")
+        }
+    }
+
+    @Test func badRequestsGetExactStatusAndNamedField() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.maxBodyBytes = 4096; $0.server.maxBatchEvents = 3 }) { hub in
+            // Every event bad: 400, same body shape.
+            let allBad = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-1", "melted"))
+            #expect(allBad.status == 400)
+            #expect(allBad.json["accepted"] == .array([]))
+
+            let malformed = try await HTTP.request("POST", port: hub.port, "/v1/events", body: Data("{\"event_type\":".utf8))
+            #expect(malformed.status == 400)
+            #expect(malformed.text.contains(#""field":"body""#))
+
+            let missing = try await HTTP.post(port: hub.port, event: #"{"event_type":"resource_status_changed"}"#)
+            #expect(missing.status == 400)
+            for field in ["entity_type", "entity_id", "timestamp", "data", "metadata"] {
+                #expect(missing.text.contains(#""field":"\#(field)""#), "missing \(field) not named")
+            }
+
+            let wrongType = try await HTTP.request("POST", port: hub.port, "/v1/events", body: Data("x".utf8), contentType: "text/plain")
+            #expect(wrongType.status == 415)
+            #expect(wrongType.json["error"]?["field"]?.stringValue == "Content-Type")
+
+            let huge = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-1", extra: #","note":"\#(String(repeating: "x", count: 5000))""#))
+            #expect(huge.status == 413)
+            #expect(huge.json["error"]?["field"]?.stringValue == "body")
+
+            let tooMany = try await HTTP.post(port: hub.port, events: (1...4).map { SampleEvents.machineStatus("M-\($0)") })
+            #expect(tooMany.status == 413)
+            #expect(tooMany.json["error"]?["reason"]?.stringValue?.contains("max_batch_events") == true)
+
+            let unknownType = try await HTTP.get(port: hub.port, "/v1/state/robot/R-1")
+            #expect(unknownType.status == 400)
+            #expect(unknownType.json["error"]?["field"]?.stringValue == "entity_type")
+
+            let notFound = try await HTTP.get(port: hub.port, "/v1/state/machine/M-999")
+            #expect(notFound.status == 404)
+            #expect(notFound.json["error"]?["field"]?.stringValue == "entity_id")
+
+            let badPattern = try await HTTP.get(port: hub.port, "/v1/state?pattern=line::x")
+            #expect(badPattern.status == 400)
+            #expect(badPattern.json["error"]?["field"]?.stringValue == "pattern")
+
+            // The hub is still fine after all of that.
+            #expect(try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-1")).status == 202)
+        }
+    }
+
+    @Test func healthReadinessAndMetrics() async throws {
+        try await withHub(engine: .memory) { hub in
+            #expect(try await HTTP.get(port: hub.port, "/health").status == 200)
+            #expect(try await HTTP.get(port: hub.port, "/ready").status == 200)
+            _ = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-1"))
+            let metrics = try await HTTP.get(port: hub.port, "/metrics")
+            #expect(metrics.status == 200)
+            #expect(metrics.text.contains("statushub_events_accepted_total 1"))
+        }
+    }
+}

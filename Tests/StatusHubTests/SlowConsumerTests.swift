@@ -1,0 +1,40 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+@Suite("Slow consumers")
+struct SlowConsumerTests {
+    @Test(arguments: EngineKind.allCases)
+    func aClientThatStopsReadingIsClosedAndNobodyElseWaits(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind, configure: { $0.websocket.outboxCapacity = 1024; $0.websocket.compression = false }) { hub in
+            let healthy = try await TestSocket(port: hub.port)
+            try await healthy.subscribe(["resource-status"])
+            let stalled = try StalledClient(port: hub.port, subscribe: ["resource-status"])
+            try await Task.sleep(for: .milliseconds(100))  // let the stalled subscribe land
+
+            // Enough events (~8 MB of frames) to fill every socket buffer between the hub and the stalled client.
+            let padding = String(repeating: "p", count: 700)
+            let batches = 20
+            let perBatch = 500
+            var received = 0
+            for batch in 0..<batches {
+                let events = (0..<perBatch).map { SampleEvents.machineStatus("M-\(batch)-\($0)", extra: #","pad":"\#(padding)""#) }
+                #expect(try await HTTP.post(port: hub.port, events: events).status == 202)
+                // The healthy subscriber keeps up while the stalled one backs up.
+                for _ in 0..<perBatch { _ = try await healthy.nextEvent() }
+                received += perBatch
+            }
+            #expect(received == batches * perBatch)
+
+            let outcome = await Task.detached { stalled.readUntilClosed(timeout: 15) }.value
+            #expect(outcome.closedByHub)
+            // The 4001 close frame reaches it only if there was room in the socket; a client that never reads may
+            // find the TCP connection simply closed.
+            if let code = outcome.closeCode { #expect(code == CloseCode.slowConsumer.rawValue) }
+            #expect(outcome.eventFrames < batches * perBatch)
+            let metrics = try await HTTP.get(port: hub.port, "/metrics")
+            #expect(metrics.text.contains("statushub_slow_consumer_closes_total 1"))
+            _ = await healthy.close()
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import StatusHubCore
+import StatusHubRedis
+import StatusHubServer
+import Testing
+
+/// The two engines every contract test runs against.
+enum EngineKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case memory
+    case redis
+
+    var testDescription: String { rawValue }
+}
+
+/// A live hub node on 127.0.0.1, port 0, stopped when the body returns (or throws).
+struct RunningHub: Sendable {
+    let port: Int
+    let hub: StatusHub
+}
+
+func withHub<T: Sendable>(
+    engine kind: EngineKind,
+    configure: (inout HubConfig) -> Void = { _ in },
+    _ body: (RunningHub) async throws -> T
+) async throws -> T {
+    switch kind {
+    case .memory:
+        return try await withHub(redisURL: nil, configure: configure, body)
+    case .redis:
+        return try await withRedisServer { redis in
+            try await withHub(redisURL: redis.url, configure: configure, body)
+        }
+    }
+}
+
+func withHub<T: Sendable>(
+    redisURL: String?,
+    configure: (inout HubConfig) -> Void = { _ in },
+    _ body: (RunningHub) async throws -> T
+) async throws -> T {
+    var config = HubConfig()
+    config.server.host = "127.0.0.1"
+    config.server.port = 0
+    config.redis.url = redisURL
+    config.redis.reconnectMaxSeconds = 0.5
+    configure(&config)
+    var logger = Logger(label: "test-hub")
+    logger.logLevel = .warning
+    let engine: any Engine = if redisURL != nil { try RedisEngine(config: config, logger: logger) } else { MemoryEngine(config: config) }
+    let hub = StatusHub(config: config, engine: engine)
+    let ports = AsyncStream<Int>.makeStream()
+    let app = hub.makeApplication(logger: logger) { port in ports.continuation.yield(port) }
+    let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        defer {
+            tasks.cancelAll()
+        }
+        var iterator = ports.stream.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw TestSocket.Timeout(waitingFor: "hub to start") }
+        // Wait until the engine is connected, as a load balancer's readiness check would.
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while !engine.isReady {
+            guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "engine ready") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        do {
+            let result = try await body(RunningHub(port: port, hub: hub))
+            await group.triggerGracefulShutdown()
+            try await tasks.next()
+            return result
+        } catch {
+            await group.triggerGracefulShutdown()
+            throw error
+        }
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A real `redis-server` for one test: its own free loopback port, its own scratch directory, no persistence.
+/// Use `withRedisServer { server in … }`, which always stops it, however the test ends.
+final class RedisServer: Sendable {
+    struct StartError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let port: Int
+    let directory: URL
+    private let extraArguments: [String]
+    private let process = Mutex<Process?>(nil)
+
+    var url: String { "redis://127.0.0.1:\(port)" }
+
+    private init(port: Int, directory: URL, extraArguments: [String]) {
+        self.port = port
+        self.directory = directory
+        self.extraArguments = extraArguments
+    }
+
+    static func start(extraArguments: [String] = []) async throws -> RedisServer {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("statushub-redis-\(UUID().uuidString)", isDirectory: true)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let server = RedisServer(port: try freeLoopbackPort(), directory: directory, extraArguments: extraArguments)
+        do {
+            try await server.launch()
+        } catch {
+            await server.stop()
+            throw error
+        }
+        return server
+    }
+
+    var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
+
+    /// SIGTERM, then waits for the exit (SIGKILL after 5 s). Idempotent.
+    func stop() async {
+        await terminate(signal: SIGTERM)
+    }
+
+    /// SIGKILL: Redis gets no chance to close its clients' sockets cleanly.
+    func kill9() async {
+        await terminate(signal: SIGKILL)
+    }
+
+    /// SIGSTOP / SIGCONT: a Redis that hangs with its sockets open.
+    func pause() { signalProcess(SIGSTOP) }
+    func resume() { signalProcess(SIGCONT) }
+
+    /// Stops the server if it runs and starts it again on the same port (with an empty dataset).
+    func restart() async throws {
+        await stop()
+        try await launch()
+    }
+
+    /// Stops the server and removes its directory.
+    func destroy() async {
+        await stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func launch() async throws {
+        let executable = Self.executable()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = [
+            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis.log").path,
+            "--daemonize", "no",
+        ] + extraArguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try Self.run(process)
+        self.process.withLock { $0 = process }
+
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else {
+                let log = (try? String(contentsOf: directory.appendingPathComponent("redis.log"), encoding: .utf8)) ?? ""
+                throw StartError(description: "redis-server on port \(port) exited: \(log.suffix(500))")
+            }
+            if Self.answersPing(port: port) { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw StartError(description: "redis-server on port \(port) did not answer PING within 10 s")
+    }
+
+    /// Starts `process` with no signals blocked. A child inherits its parent thread's signal mask, and the
+    /// concurrency pool's threads block most signals, so a child spawned from a test would ignore SIGTERM.
+    private static func run(_ process: Process) throws {
+        #if os(Linux)
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_SETMASK, &unblocked, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        #endif
+        try process.run()
+    }
+
+    private func signalProcess(_ signal: Int32) {
+        process.withLock { process in
+            if let process, process.isRunning { _ = kill(process.processIdentifier, signal) }
+        }
+    }
+
+    private func terminate(signal: Int32) async {
+        guard let process = process.withLock({ $0 }) else { return }
+        if process.isRunning {
+            // A stopped process cannot act on SIGTERM.
+            _ = kill(process.processIdentifier, SIGCONT)
+            _ = kill(process.processIdentifier, signal)
+        }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while process.isRunning, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if process.isRunning {
+            _ = kill(process.processIdentifier, SIGKILL)
+            while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+        }
+        self.process.withLock { if $0 === process { $0 = nil } }
+    }
+
+    private static func executable() -> String {
+        if let path = ProcessInfo.processInfo.environment["REDIS_SERVER"] { return path }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for directory in path.split(separator: ":") {
+            let candidate = "\(directory)/redis-server"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return "/usr/bin/redis-server"
+    }
+
+    /// Binds 127.0.0.1:0 and reads back the port the kernel chose.
+    static func freeLoopbackPort() throws -> Int {
+        #if canImport(Glibc)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        let fd = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        guard fd >= 0 else { throw StartError(description: "socket() failed: \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw StartError(description: "bind() failed: \(errno)") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { throw StartError(description: "getsockname() failed: \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// One short blocking exchange on a plain socket, independent of the client under test.
+    static func answersPing(port: Int) -> Bool {
+        #if canImport(Glibc)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        let fd = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return false }
+        let ping = Array("PING\r\n".utf8)
+        guard send(fd, ping, ping.count, 0) == ping.count else { return false }
+        var reply = [UInt8](repeating: 0, count: 16)
+        let count = recv(fd, &reply, reply.count, 0)
+        return count >= 5 && reply.prefix(5) == ArraySlice("+PONG".utf8)
+    }
+}
+
+/// Runs `body` with a fresh Redis server and always destroys the server afterwards.
+func withRedisServer<T>(
+    extraArguments: [String] = [], _ body: (RedisServer) async throws -> T
+) async throws -> T {
+    let server = try await RedisServer.start(extraArguments: extraArguments)
+    do {
+        let result = try await body(server)
+        await server.destroy()
+        return result
+    } catch {
+        await server.destroy()
+        throw error
+    }
+}
