@@ -73,7 +73,9 @@ public final class RedisEngine: Engine {
                 chunks.map { AppendScript.arguments(sha: sha, events: $0, config: config) })
 
             // NOSCRIPT: someone flushed the script cache since this connection loaded it. Nothing of those chunks
-            // ran, so reload and run them again, in order.
+            // ran, so reload and run them again, in order. (Only if another client reloaded the script between two
+            // of our pipelined chunks could a retried chunk land after a later one; an operator's SCRIPT FLUSH
+            // during a batch is the price of that.)
             let missing = replies.indices.filter { replies[$0].errorMessage?.hasPrefix("NOSCRIPT") == true }
             if !missing.isEmpty {
                 logger.warning("redis forgot the append script; reloading it")
@@ -156,13 +158,14 @@ public final class RedisEngine: Engine {
         }
     }
 
-    /// Whether the history still holds every event after `id` it ever held, so a resume from `id` misses nothing.
-    /// False once trimming (`XADD MAXLEN ~`) has dropped events newer than `id`: that subscriber must resync.
+    /// Whether the history still holds every event after `id`, so a resume from `id` misses nothing. False when
+    /// trimming (`XADD MAXLEN ~`) has dropped events newer than `id`, and false when the history does not know
+    /// `id` at all (the stream was lost, e.g. a Redis restarted without persistence): that subscriber must resync.
     /// - Throws: `EngineUnavailable`.
     public func historyIsComplete(after id: EventID) async throws -> Bool {
         do {
             let reply = try await commands.connection().send(["XINFO", "STREAM", config.redis.streamKey])
-            if case .error(let message) = reply, message.contains("no such key") { return true }
+            if case .error(let message) = reply, message.contains("no such key") { return false }
             guard case .array(let fields) = try reply.orThrow() else {
                 throw RedisError.unexpectedReply("XINFO STREAM answered \(reply)")
             }
@@ -170,13 +173,13 @@ public final class RedisEngine: Engine {
             for index in stride(from: 0, to: fields.count - 1, by: 2) {
                 if let name = fields[index].text { info[name] = fields[index + 1] }
             }
-            // Nothing ever trimmed: everything is still there.
-            if let length = info["length"]?.integer, let added = info["entries-added"]?.integer, length == added {
-                return true
-            }
-            // Trimming removes the oldest entries first, so whatever follows the first retained entry is intact.
-            guard case .array(let first)? = info["first-entry"], let firstID = first.first?.text.flatMap(EventID.init)
-            else { return true }
+            // `id` must lie within what the stream holds: trimming removes the oldest entries first, so all that
+            // follows its first retained entry is intact. An id before it was either trimmed or predates this
+            // stream (a lost and recreated one); either way, what came after it may be gone. Conservative by one
+            // case: an id that was itself the last entry trimmed also answers false.
+            guard let lastID = info["last-generated-id"]?.text.flatMap(EventID.init), id <= lastID,
+                case .array(let first)? = info["first-entry"], let firstID = first.first?.text.flatMap(EventID.init)
+            else { return false }
             return id >= firstID
         } catch {
             throw unavailable(error)

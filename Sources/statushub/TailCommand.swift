@@ -56,17 +56,23 @@ struct TailCommand: AsyncParsableCommand {
     /// Events go to stdout one a line (pipe them into jq); protocol replies go to stderr.
     static func show(_ text: String) {
         guard case .object(let message)? = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else {
-            print(text)
+            FileHandle.standardError.write(Data((text + "\n").utf8))
             return
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        func line(_ value: JSONValue) -> String { (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+        // Written straight to the file descriptor, not through print's buffer: `tail | jq` must see each event
+        // as it arrives, not when a buffer fills.
+        func emit(_ value: JSONValue) {
+            guard var bytes = try? encoder.encode(value) else { return }
+            bytes.append(UInt8(ascii: "\n"))
+            FileHandle.standardOutput.write(bytes)
+        }
         switch message["op"]?.stringValue {
         case "event":
-            if let event = message["event"] { print(line(event)) }
+            if let event = message["event"] { emit(event) }
         case "snapshot":
-            if case .array(let events)? = message["events"] { events.forEach { print(line($0)) } }
+            if case .array(let events)? = message["events"] { events.forEach(emit) }
         default:
             FileHandle.standardError.write(Data((text + "\n").utf8))
         }

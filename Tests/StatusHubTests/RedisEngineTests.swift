@@ -14,7 +14,6 @@ struct RedisEngineTests {
     @Test func respRoundTrips() async throws {
         try await withRedisServer { server in
             let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
-            defer { Task { await redis.close() } }
             #expect(try await redis.send(["SET", "greeting", "hello"]) == .status("OK"))
             #expect(try await redis.send(["GET", "greeting"]) == .string(Array("hello".utf8)))
             #expect(try await redis.send(["GET", "missing"]) == .null)
@@ -36,13 +35,13 @@ struct RedisEngineTests {
             #expect(wrongType.errorMessage?.hasPrefix("WRONGTYPE") == true)
             #expect(throws: RedisError.self) { try wrongType.orThrow() }
             #expect(try await redis.send(["PING"]) == .status("PONG"))
+            await redis.close()
         }
     }
 
     @Test func pipelinesTenThousandCommandsInOneFlush() async throws {
         try await withRedisServer { server in
             let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
-            defer { Task { await redis.close() } }
             let replies = try await redis.pipeline(Array(repeating: ["INCR", "n"], count: 10_000))
             #expect(replies == (1...10_000).map { RedisReply.integer(Int64($0)) })
 
@@ -61,6 +60,7 @@ struct RedisEngineTests {
             }
             #expect(try await redis.send(["GET", "n"]) == .string(Array("10000".utf8)))
             #expect(try await redis.pipeline([[String]]()) == [])
+            await redis.close()
         }
     }
 
@@ -202,6 +202,8 @@ struct RedisEngineTests {
                 // `MAXLEN ~` trims whole stream nodes: about 100 entries remain, the first long gone.
                 #expect(try await !engine.historyIsComplete(after: first))
                 #expect(try await engine.historyIsComplete(after: ids[ids.count - 2]))
+                // An id this stream never produced cannot be resumed from.
+                #expect(try await !engine.historyIsComplete(after: EventID(milliseconds: UInt64(Int64.max), sequence: 0)))
                 let retained = try await engine.history(after: first, limit: 10_000)
                 #expect(retained.count < 1000)
                 #expect(retained.map(\.id) == Array(ids.suffix(retained.count)))
@@ -341,7 +343,7 @@ struct RedisEngineTests {
     @Test func redisDownMeansUnavailableAndComingBackMeansReady() async throws {
         try await withRedisServer { server in
             try await withEngine(server) { engine, sink in
-                _ = try await engine.append([Self.event(.machine, "M-1")])
+                let first = try await engine.append([Self.event(.machine, "M-1")])
 
                 await server.stop()
                 try await eventually("not ready after Redis stopped") { !engine.isReady }
@@ -363,6 +365,9 @@ struct RedisEngineTests {
                 let ids = try await engine.append([Self.event(.machine, "M-3")])
                 #expect(try await sink.waitFor(count: 2).last?.id == ids[0])
                 #expect(try await engine.latest(entityKey: "resource:machine:M-3")?.id == ids[0])
+                // The restarted Redis kept nothing (no persistence here): a resume from before it must resync.
+                #expect(try await !engine.historyIsComplete(after: first[0]))
+                #expect(try await engine.historyIsComplete(after: ids[0]))
             }
         }
     }
