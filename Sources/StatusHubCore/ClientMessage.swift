@@ -2,7 +2,7 @@ import Foundation
 
 /// What a WebSocket client may send. Decoding is pure: the session only acts on the result.
 public enum ClientMessage: Sendable, Equatable {
-    case subscribe(id: String?, patterns: [ChannelPattern], snapshot: Bool)
+    case subscribe(id: String?, patterns: [ChannelPattern], snapshot: Bool, since: EventID? = nil)
     case unsubscribe(id: String?, patterns: [ChannelPattern])
     case ping(id: String?)
 
@@ -66,7 +66,17 @@ public enum ClientMessage: Sendable, Equatable {
             case .bool(let wanted)?: snapshot = wanted
             default: return refuse(.invalidMessage, "'snapshot' must be true or false")
             }
-            return .success(.subscribe(id: id, patterns: patterns, snapshot: snapshot))
+            var since: EventID?
+            switch message["since"] {
+            case nil, .null?: since = nil
+            case .string(let text)?:
+                guard let position = EventID(text) else {
+                    return refuse(.invalidMessage, "'since' must be an event_id like \"1763475825678-0\", got '\(text.prefix(64))'")
+                }
+                since = position
+            default: return refuse(.invalidMessage, "'since' must be an event_id string")
+            }
+            return .success(.subscribe(id: id, patterns: patterns, snapshot: snapshot, since: since))
         default:
             return refuse(.unknownOp, "unknown op '\(opName.prefix(64))'; one of: \(ops.joined(separator: ", "))")
         }

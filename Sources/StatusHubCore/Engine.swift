@@ -7,14 +7,24 @@
 ///   `EventID` greater than any before it. If the engine cannot store, it throws `EngineUnavailable` and nothing
 ///   of that event is published.
 /// - Every published event reaches the `EventSink` of every node sharing the engine, once, in id order.
-/// - `snapshot` returns the latest state of every cached entity with a channel some pattern matches.
+/// - An event whose `idempotencyKey` was already accepted within the idempotency window is not stored or
+///   published again: its `Appended` carries the original id and `duplicate: true`.
+/// - `snapshot` returns the latest state of every cached entity with a channel some pattern matches, and the
+///   position it reflects: every event up to it is contained.
+/// - `history(after:)` returns what followed a position, or nil when the retained history no longer reaches
+///   back that far (trimmed by count or age, or lost).
+/// - When an entity's cached state expires, exactly one `status_stale` event is published for it (across all
+///   nodes sharing the engine).
 public protocol Engine: Sendable {
-    func append(_ events: [ValidatedEvent]) async throws -> [EventID]
+    func append(_ events: [ValidatedEvent]) async throws -> [Appended]
 
     /// The latest cached event for an entity key (`resource:machine:M-203`), or nil.
     func latest(entityKey: String) async throws -> StoredEvent?
 
-    func snapshot(matching patterns: [ChannelPattern]) async throws -> [StoredEvent]
+    func snapshot(matching patterns: [ChannelPattern]) async throws -> Snapshot
+
+    /// Up to `limit` events after `id`, oldest first; nil when events after `id` may be missing from the history.
+    func history(after id: EventID, limit: Int) async throws -> [StoredEvent]?
 
     /// Runs the engine's background work (for Redis: the node's one pub/sub subscription and reconnects) and
     /// delivers published events to `sink` until the task is cancelled.
@@ -28,6 +38,34 @@ public protocol Engine: Sendable {
 public protocol EventSink: Sendable {
     /// Called in id order, from one task at a time. Must not block: the fan-out only enqueues.
     func deliver(_ event: StoredEvent)
+
+    /// The engine lost events it cannot replay (say, Redis came back without its data): every subscriber has to
+    /// resynchronise from a snapshot.
+    func deliveryGap(reason: String)
+}
+
+/// The outcome of appending one event.
+public struct Appended: Sendable, Equatable {
+    public var id: EventID
+    /// True when the event's idempotency key was seen before: `id` is the first acceptance's, nothing was stored.
+    public var duplicate: Bool
+
+    public init(id: EventID, duplicate: Bool = false) {
+        self.id = id
+        self.duplicate = duplicate
+    }
+}
+
+/// The latest state of a set of entities, and the history position it reflects.
+public struct Snapshot: Sendable, Equatable {
+    public var events: [StoredEvent]
+    /// Every event up to here is reflected; nil for an empty history.
+    public var position: EventID?
+
+    public init(events: [StoredEvent], position: EventID?) {
+        self.events = events
+        self.position = position
+    }
 }
 
 /// The engine cannot accept events now (Redis down, reconnecting). Ingest answers 503 with `Retry-After`.

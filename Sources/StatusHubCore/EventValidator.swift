@@ -7,7 +7,7 @@ import Foundation
 public struct EventValidator: Sendable {
     /// Fields a publisher may send. `event_id` and `received_at` are the hub's to assign.
     public static let envelopeFields: Set<String> = [
-        "event_type", "entity_type", "entity_id", "timestamp", "data", "metadata", "line",
+        "event_type", "entity_type", "entity_id", "timestamp", "data", "metadata", "line", "idempotency_key",
     ]
 
     public enum Validation: Sendable {
@@ -30,12 +30,20 @@ public struct EventValidator: Sendable {
             }
         }
 
-        let eventType: EventType? = enumField(event, "event_type", EventType.init(rawValue:), allowed: EventType.allowedList, &errors)
+        let eventType: EventType? = enumField(
+            event, "event_type", { EventType(rawValue: $0).flatMap { EventType.publishable.contains($0) ? $0 : nil } },
+            allowed: EventType.allowedList, &errors)
         let entityType: EntityType? = enumField(event, "entity_type", EntityType.init(rawValue:), allowed: EntityType.allowedList, &errors)
         let entityID = segmentField(event, "entity_id", required: true, &errors)
         let line = segmentField(event, "line", required: false, &errors)
         let timestamp = timestampField(event, &errors)
         let metadata = metadataField(event, &errors)
+        var idempotencyKey: String?
+        switch event["idempotency_key"] {
+        case nil: break
+        case .string(let key)? where Self.isValidIdempotencyKey(key): idempotencyKey = key
+        default: errors.append(FieldError(field: "idempotency_key", reason: Self.idempotencyKeyRule))
+        }
 
         var data: [String: JSONValue]?
         switch event["data"] {
@@ -59,7 +67,7 @@ public struct EventValidator: Sendable {
         }
         let body = EncodedBody(
             data: .object(data), entity_id: entityID, entity_type: entityType.rawValue, event_type: eventType.rawValue,
-            line: line, metadata: .object(metadata), received_at: Timestamps.format(receivedAt), timestamp: timestamp)
+            idempotency_key: idempotencyKey, line: line, metadata: .object(metadata), received_at: Timestamps.format(receivedAt), timestamp: timestamp)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard let encoded = try? encoder.encode(body), encoded.first == UInt8(ascii: "{") else {
@@ -67,7 +75,7 @@ public struct EventValidator: Sendable {
         }
         return .valid(ValidatedEvent(
             eventType: eventType, entityType: entityType, entityID: entityID, line: line,
-            bodyAfterID: Array(encoded.dropFirst())))
+            bodyAfterID: Array(encoded.dropFirst()), idempotencyKey: idempotencyKey))
     }
 
     /// The event as the hub sends it on, minus `event_id` (see `StoredEvent.assembleJSON`). Sorted keys make the
@@ -77,10 +85,24 @@ public struct EventValidator: Sendable {
         var entity_id: String
         var entity_type: String
         var event_type: String
+        var idempotency_key: String?
         var line: String?
         var metadata: JSONValue
         var received_at: String
         var timestamp: String
+    }
+
+    public static let idempotencyKeyRule = "must be a string of 1-128 printable ASCII characters"
+
+    public static func isValidIdempotencyKey(_ key: String) -> Bool {
+        !key.isEmpty && key.utf8.count <= 128 && key.utf8.allSatisfy { (0x21...0x7E).contains($0) }
+    }
+
+    /// A copy of `event` carrying `key` (the `Idempotency-Key` header of a single-event request).
+    public func withIdempotencyKey(_ value: JSONValue, key: String) -> JSONValue {
+        guard case .object(var members) = value, members["idempotency_key"] == nil else { return value }
+        members["idempotency_key"] = .string(key)
+        return .object(members)
     }
 
     private func enumField<T>(

@@ -14,6 +14,9 @@ public struct HubConfig: Sendable, Equatable {
         public var maxBatchEvents = 1000
         /// Seconds a SIGTERM waits for outbound queues to drain before sockets close.
         public var shutdownGraceSeconds = 5.0
+        /// Seconds an `idempotency_key` (or `Idempotency-Key` header) is remembered: a retry within it is
+        /// acknowledged with the original `event_id` and not stored or published again.
+        public var idempotencyWindowSeconds = 3600
         public init() {}
     }
 
@@ -36,6 +39,8 @@ public struct HubConfig: Sendable, Equatable {
         public var url: String?
         /// Entries the history stream keeps (`XADD MAXLEN ~`); resume reaches this far back.
         public var historyMaxLength = 100_000
+        /// Seconds of history kept (trimmed with `MINID`); 0 keeps history by count only.
+        public var historyMaxAgeSeconds = 86_400
         /// Redis key of the history stream, and the pub/sub channel every node subscribes to once.
         public var streamKey = "statushub:history"
         public var pubsubChannel = "statushub:events"
@@ -50,6 +55,8 @@ public struct HubConfig: Sendable, Equatable {
     public struct Memory: Sendable, Equatable, Codable {
         /// Events the memory engine's history ring keeps.
         public var historyMaxLength = 100_000
+        /// Seconds of history kept; 0 keeps history by count only.
+        public var historyMaxAgeSeconds = 86_400
         public init() {}
     }
 
@@ -170,13 +177,13 @@ extension HubConfig {
 
     /// Section → keys it accepts. A misspelt key is an error, never silently a default.
     static let knownKeys: [String: Set<String>] = [
-        "server": ["host", "port", "max_body_bytes", "max_batch_events", "shutdown_grace_seconds"],
+        "server": ["host", "port", "max_body_bytes", "max_batch_events", "shutdown_grace_seconds", "idempotency_window_seconds"],
         "websocket": ["max_frame_bytes", "max_subscriptions", "outbox_capacity", "ping_interval_seconds", "compression"],
         "redis": [
-            "url", "history_max_length", "stream_key", "pubsub_channel", "reconnect_initial_seconds",
+            "url", "history_max_length", "history_max_age_seconds", "stream_key", "pubsub_channel", "reconnect_initial_seconds",
             "reconnect_max_seconds", "command_timeout_seconds",
         ],
-        "memory": ["history_max_length"],
+        "memory": ["history_max_length", "history_max_age_seconds"],
         "cache_ttl": ["operator", "machine", "material", "work_order", "allocation"],
         "log_level": [],
     ]

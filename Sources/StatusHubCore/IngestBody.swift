@@ -69,6 +69,8 @@ public struct IngestReply: Encodable, Sendable, Equatable {
     public struct Accepted: Encodable, Sendable, Equatable {
         public var index: Int
         public var event_id: String
+        /// Present (true) when this was a retry of an already accepted event: nothing was stored again.
+        public var duplicate: Bool?
     }
 
     public struct Rejected: Encodable, Sendable, Equatable {
@@ -81,7 +83,9 @@ public struct IngestReply: Encodable, Sendable, Equatable {
 
     public init() {}
 
-    public mutating func accept(index: Int, id: EventID) { accepted.append(Accepted(index: index, event_id: id.description)) }
+    public mutating func accept(index: Int, _ appended: Appended) {
+        accepted.append(Accepted(index: index, event_id: appended.id.description, duplicate: appended.duplicate ? true : nil))
+    }
     public mutating func reject(index: Int, errors: [FieldError]) { rejected.append(Rejected(index: index, errors: errors)) }
 
     /// 202 all accepted, 207 some, 400 none.

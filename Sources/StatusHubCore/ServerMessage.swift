@@ -12,10 +12,11 @@ public enum ServerMessage {
         return bytes
     }
 
-    /// `{"op":"snapshot","id":…,"events":[…]}`.
-    public static func snapshot(id: String?, events: [StoredEvent]) -> [UInt8] {
+    /// `{"op":"snapshot","id":…,"position":…,"events":[…]}`.
+    public static func snapshot(id: String?, events: [StoredEvent], position: EventID? = nil) -> [UInt8] {
         var bytes = Array(#"{"op":"snapshot","#.utf8)
         if let id { bytes += Array(#""id":"#.utf8) + encodeString(id) + [UInt8(ascii: ",")] }
+        if let position { bytes += Array(#""position":"\#(position)","#.utf8) }
         bytes += Array(#""events":["#.utf8)
         for (position, event) in events.enumerated() {
             if position > 0 { bytes.append(UInt8(ascii: ",")) }
@@ -35,6 +36,11 @@ public enum ServerMessage {
 
     public static func pong(id: String?) -> [UInt8] { encode(Reply(op: "pong", id: id)) }
 
+    /// The client cannot be brought up to date by replay: it should take a fresh snapshot.
+    public static func resync(id: String?, reason: ResyncReason) -> [UInt8] {
+        encode(Reply(op: "resync", id: id, reason: reason.rawValue))
+    }
+
     public static func error(id: String?, code: ErrorCode, message: String) -> [UInt8] {
         encode(Reply(op: "error", id: id, code: code.rawValue, message: message))
     }
@@ -45,9 +51,10 @@ public enum ServerMessage {
         var channels: [String]?
         var code: String?
         var message: String?
+        var reason: String?
     }
 
-    private static func encode(_ value: some Encodable) -> [UInt8] {
+    static func encode(_ value: some Encodable) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array((try? encoder.encode(value)) ?? Data(#"{"op":"error","code":"internal"}"#.utf8))
@@ -56,4 +63,12 @@ public enum ServerMessage {
     private static func encodeString(_ text: String) -> [UInt8] {
         Array((try? JSONEncoder().encode(text)) ?? Data(#""""#.utf8))
     }
+}
+
+/// Why a `resync` was sent.
+public enum ResyncReason: String, Sendable {
+    /// `since` is older than the retained history (`*.history_max_length`, `*.history_max_age_seconds`).
+    case historyGap = "history_gap"
+    /// The engine lost events it cannot replay (e.g. Redis restarted without persistence).
+    case engineGap = "engine_gap"
 }

@@ -5,18 +5,23 @@ public struct StoredEvent: Sendable, Equatable {
     public let entityKey: String
     public let channels: [String]
     public let json: [UInt8]
+    /// Whether this event is its entity's state (what a snapshot holds), as opposed to news about it
+    /// (alerts, predictions, stale notices).
+    public let carriesState: Bool
 
-    public init(id: EventID, entityKey: String, channels: [String], json: [UInt8]) {
+    /// `carriesState` defaults to what the category channel (always first) implies.
+    public init(id: EventID, entityKey: String, channels: [String], json: [UInt8], carriesState: Bool? = nil) {
         self.id = id
         self.entityKey = entityKey
         self.channels = channels
         self.json = json
+        self.carriesState = carriesState ?? (channels.first.flatMap(EventCategory.init(rawValue:))?.carriesState ?? false)
     }
 
     public init(id: EventID, validated event: ValidatedEvent) {
         self.init(
             id: id, entityKey: event.entityKey, channels: event.channels,
-            json: Self.assembleJSON(id: id, bodyAfterID: event.bodyAfterID))
+            json: Self.assembleJSON(id: id, bodyAfterID: event.bodyAfterID), carriesState: event.carriesState)
     }
 
     /// `{"event_id":"<id>",` followed by the body: the one place the id joins the JSON.
@@ -33,17 +38,19 @@ public struct StoredEvent: Sendable, Equatable {
     public var jsonString: String { String(decoding: json, as: UTF8.self) }
 }
 
-/// `<entity key> <channel> <channel>…`: the routing facts carried beside an event's JSON in history entries and
-/// pub/sub messages. Channels and keys cannot contain spaces (see `ChannelName`), so a space separates them.
+/// `[~]<entity key> <channel> <channel>…`: the routing facts carried beside an event's JSON in history entries
+/// and pub/sub messages; `~` marks an event that is not its entity's state. Channels and keys cannot contain
+/// spaces or `~` (see `ChannelName`), so neither is ambiguous.
 public enum RoutingHeader {
-    public static func encode(entityKey: String, channels: [String]) -> String {
-        ([entityKey] + channels).joined(separator: " ")
+    public static func encode(entityKey: String, channels: [String], carriesState: Bool) -> String {
+        ([carriesState ? entityKey : "~" + entityKey] + channels).joined(separator: " ")
     }
 
-    public static func decode(_ header: some Collection<UInt8>) -> (entityKey: String, channels: [String])? {
+    public static func decode(_ header: some Collection<UInt8>) -> (entityKey: String, channels: [String], carriesState: Bool)? {
         let parts = header.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
         guard parts.count >= 2 else { return nil }
-        return (parts[0], Array(parts.dropFirst()))
+        let news = parts[0].hasPrefix("~")
+        return (news ? String(parts[0].dropFirst()) : parts[0], Array(parts.dropFirst()), !news)
     }
 }
 
@@ -51,7 +58,8 @@ public enum RoutingHeader {
 /// newline and never parses the JSON.
 public enum PubSubMessage {
     public static func encode(_ event: StoredEvent) -> [UInt8] {
-        var bytes = Array("\(event.id) \(RoutingHeader.encode(entityKey: event.entityKey, channels: event.channels))\n".utf8)
+        let header = RoutingHeader.encode(entityKey: event.entityKey, channels: event.channels, carriesState: event.carriesState)
+        var bytes = Array("\(event.id) \(header)\n".utf8)
         bytes.append(contentsOf: event.json)
         return bytes
     }
@@ -65,14 +73,6 @@ public enum PubSubMessage {
         else { return nil }
         return StoredEvent(
             id: id, entityKey: routing.entityKey, channels: routing.channels,
-            json: Array(payload[payload.index(after: newline)...]))
-    }
-}
-
-extension StoredEvent {
-    /// Whether this event is an entity's state (and so may be contained in a snapshot). The category channel
-    /// always comes first (see `ChannelName.channels`).
-    public var carriesState: Bool {
-        channels.first.flatMap(EventCategory.init(rawValue:))?.carriesState ?? false
+            json: Array(payload[payload.index(after: newline)...]), carriesState: routing.carriesState)
     }
 }

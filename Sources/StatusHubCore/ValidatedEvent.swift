@@ -12,23 +12,37 @@ public struct ValidatedEvent: Sendable {
     public let carriesState: Bool
     /// The event's JSON object without its opening `{` and without `event_id`: `"data":{…},…}`.
     public let bodyAfterID: [UInt8]
+    /// The publisher's id for this event: a retry with the same key within the idempotency window is acknowledged
+    /// with the first acceptance's `event_id` and not stored or published again.
+    public let idempotencyKey: String?
 
     public var category: EventCategory { eventType.category }
 
     /// The header the engine stores beside the body, so routing never parses the JSON again.
-    public var routingHeader: String { RoutingHeader.encode(entityKey: entityKey, channels: channels) }
+    public var routingHeader: String { RoutingHeader.encode(entityKey: entityKey, channels: channels, carriesState: carriesState) }
 
     public init(
-        eventType: EventType, entityType: EntityType, entityID: String, line: String?, bodyAfterID: [UInt8]
+        eventType: EventType, entityType: EntityType, entityID: String, line: String?, bodyAfterID: [UInt8],
+        idempotencyKey: String? = nil
+    ) {
+        self.init(
+            eventType: eventType, entityType: entityType, entityID: entityID, line: line,
+            channels: ChannelName.channels(category: eventType.category, entityType: entityType, entityID: entityID, line: line),
+            carriesState: eventType.category.carriesState, bodyAfterID: bodyAfterID, idempotencyKey: idempotencyKey)
+    }
+
+    init(
+        eventType: EventType, entityType: EntityType, entityID: String, line: String?, channels: [String],
+        carriesState: Bool, bodyAfterID: [UInt8], idempotencyKey: String?
     ) {
         self.eventType = eventType
         self.entityType = entityType
         self.entityID = entityID
         self.line = line
-        self.channels = ChannelName.channels(
-            category: eventType.category, entityType: entityType, entityID: entityID, line: line)
+        self.channels = channels
         self.entityKey = entityType.cacheKey(entityID: entityID)
-        self.carriesState = eventType.category.carriesState
+        self.carriesState = carriesState
         self.bodyAfterID = bodyAfterID
+        self.idempotencyKey = idempotencyKey
     }
 }

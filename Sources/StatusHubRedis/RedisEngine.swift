@@ -61,7 +61,7 @@ public final class RedisEngine: Engine {
     /// The pub/sub connection's state.
     public var subscriberState: RedisConnectionState { subscriber.state }
 
-    public func append(_ events: [ValidatedEvent]) async throws -> [EventID] {
+    public func append(_ events: [ValidatedEvent]) async throws -> [Appended] {
         guard !events.isEmpty else { return [] }
         do {
             let connection = try await commands.connection()
@@ -85,7 +85,7 @@ public final class RedisEngine: Engine {
                 for (index, reply) in zip(missing, retried) { replies[index] = reply }
             }
 
-            var ids: [EventID] = []
+            var ids: [Appended] = []
             ids.reserveCapacity(events.count)
             for (chunk, reply) in zip(chunks, replies) {
                 if case .error(let message) = reply {
@@ -116,11 +116,13 @@ public final class RedisEngine: Engine {
         }
     }
 
-    public func snapshot(matching patterns: [ChannelPattern]) async throws -> [StoredEvent] {
-        guard !patterns.isEmpty else { return [] }
+    public func snapshot(matching patterns: [ChannelPattern]) async throws -> Snapshot {
         let plan = SnapshotPlan(patterns: patterns)
         do {
             let connection = try await commands.connection()
+            // The position is read before the cache: every event up to it is in what follows, later ones may be.
+            let position = try await lastStoredID(on: connection)
+            guard !patterns.isEmpty else { return Snapshot(events: [], position: position) }
             var found: [String: StoredEvent] = [:]
             for event in try await read(keys: plan.directKeys, on: connection) { found[event.entityKey] = event }
             // One SCAN per key prefix, concurrently: their commands interleave on the one pipelined connection.
@@ -132,7 +134,7 @@ public final class RedisEngine: Engine {
                     for event in events { found[event.entityKey] = event }
                 }
             }
-            return found.values.filter { $0.matches(any: patterns) }.sorted { $0.id < $1.id }
+            return Snapshot(events: found.values.filter { $0.matches(any: patterns) }.sorted { $0.id < $1.id }, position: position)
         } catch {
             throw unavailable(error)
         }
@@ -147,15 +149,24 @@ public final class RedisEngine: Engine {
 
     // MARK: history (resume)
 
-    /// Up to `limit` stored events after `id`, oldest first — the history stream read with `XRANGE (id + COUNT`.
+    /// Up to `limit` stored events after `id`, oldest first — the history stream read with `XRANGE (id + COUNT` —
+    /// or nil when the stream no longer holds everything after `id` (see `historyIsComplete`).
     /// - Throws: `EngineUnavailable`.
-    public func history(after id: EventID, limit: Int) async throws -> [StoredEvent] {
+    public func history(after id: EventID, limit: Int) async throws -> [StoredEvent]? {
+        guard try await historyIsComplete(after: id) else { return nil }
         do {
             return try await Self.history(
                 on: commands.connection(), streamKey: config.redis.streamKey, after: id, limit: limit)
         } catch {
             throw unavailable(error)
         }
+    }
+
+    /// The id of the newest event in the history stream, nil if there is none.
+    private func lastStoredID(on connection: RedisConnection) async throws -> EventID? {
+        let reply = try await connection.send(["XREVRANGE", config.redis.streamKey, "+", "-", "COUNT", "1"]).orThrow()
+        guard case .array(let entries) = reply, case .array(let newest)? = entries.first else { return nil }
+        return newest.first?.text.flatMap(EventID.init)
     }
 
     /// Whether the history still holds every event after `id`, so a resume from `id` misses nothing. False when
@@ -198,7 +209,7 @@ public final class RedisEngine: Engine {
         return try await script.load(on: connection)
     }
 
-    private static func parseIDs(_ reply: RedisReply, expected: Int) throws -> [EventID] {
+    private static func parseIDs(_ reply: RedisReply, expected: Int) throws -> [Appended] {
         guard case .array(let elements) = reply, elements.count == expected else {
             throw RedisError.unexpectedReply("the append script answered \(reply)")
         }
@@ -206,7 +217,7 @@ public final class RedisEngine: Engine {
             guard let text = element.text, let id = EventID(text) else {
                 throw RedisError.unexpectedReply("the append script answered a bad id \(element)")
             }
-            return id
+            return Appended(id: id)
         }
     }
 
@@ -235,7 +246,7 @@ public final class RedisEngine: Engine {
             }
             return StoredEvent(
                 id: id, entityKey: routing.entityKey, channels: routing.channels,
-                json: StoredEvent.assembleJSON(id: id, bodyAfterID: body))
+                json: StoredEvent.assembleJSON(id: id, bodyAfterID: body), carriesState: routing.carriesState)
         }
     }
 

@@ -3,12 +3,18 @@ import StatusHubCore
 import Synchronization
 
 /// One WebSocket subscriber as fan-out sees it: its patterns, its outbox, and the seam buffer that holds live
-/// events back while a subscribe is being answered (so `subscribed` and a snapshot come before them).
+/// events back while a subscribe is being answered (so `subscribed`, a replay or a snapshot come before them).
 final class Connection: Hashable, Sendable {
+    struct Held: Sendable {
+        var event: StoredEvent
+        var frame: ByteBuffer
+        var conflationKey: String?
+    }
+
     private struct State {
         var patterns: Set<ChannelPattern> = []
         /// Non-nil while a subscribe is in flight: live events wait here instead of the outbox.
-        var seam: [(event: StoredEvent, frame: ByteBuffer)]?
+        var seam: [Held]?
     }
 
     let id: UInt64
@@ -29,11 +35,6 @@ final class Connection: Hashable, Sendable {
         }
     }
 
-    func finish() {
-        outbox.close()
-        overflowContinuation.finish()
-    }
-
     static func == (lhs: Connection, rhs: Connection) -> Bool { lhs === rhs }
     func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 
@@ -42,38 +43,51 @@ final class Connection: Hashable, Sendable {
     func record(added: [ChannelPattern]) { state.withLock { $0.patterns.formUnion(added) } }
     func record(removed: [ChannelPattern]) { state.withLock { $0.patterns.subtract(removed) } }
 
-    /// Fan-out's entry point. Never waits. Returns false if the connection can take no more (outbox overflow).
+    /// Fan-out's entry point. Never waits.
     @discardableResult
-    func offer(_ event: StoredEvent, frame: ByteBuffer) -> Bool {
+    func offer(_ held: Held) -> Outbox.PushResult {
         state.withLock { state in
-            if state.seam != nil {
-                guard state.seam!.count < outbox.capacity else {
-                    state.seam = nil
-                    outbox.overflow()
-                    return false
-                }
-                state.seam!.append((event, frame))
-                return true
+            guard state.seam != nil else { return outbox.push(held.frame, conflationKey: held.conflationKey) }
+            guard state.seam!.count < outbox.capacity else {
+                state.seam = nil
+                outbox.overflow()
+                return .overflowed
             }
-            return outbox.push(frame)
+            state.seam!.append(held)
+            return .queued
         }
     }
 
     /// Holds live events back until `endSeam`.
     func beginSeam() { state.withLock { $0.seam = $0.seam ?? [] } }
 
-    /// Releases held-back events into the outbox, dropping state events a snapshot already contains
-    /// (same entity, id not newer than the snapshot's), so there is no gap and no duplicate at the seam.
-    func endSeam(snapshot: [StoredEvent] = []) {
+    /// Releases held-back events into the outbox, minus those the client already has: events up to `replayedThrough`
+    /// (sent by a replay), and state events a snapshot contains (same entity, id not newer than the snapshot's).
+    /// So there is no gap and no duplicate at the seam.
+    func endSeam(replayedThrough: EventID? = nil, snapshot: [StoredEvent] = []) {
         var contained: [String: EventID] = [:]
         for event in snapshot { contained[event.entityKey] = max(contained[event.entityKey] ?? event.id, event.id) }
         state.withLock { state in
             guard let held = state.seam else { return }
             state.seam = nil
-            for (event, frame) in held {
-                if event.carriesState, let snapshotID = contained[event.entityKey], event.id <= snapshotID { continue }
-                guard outbox.push(frame) else { return }
+            for item in held {
+                if let replayedThrough, item.event.id <= replayedThrough { continue }
+                if item.event.carriesState, let snapshotID = contained[item.event.entityKey], item.event.id <= snapshotID {
+                    continue
+                }
+                switch outbox.push(item.frame, conflationKey: item.conflationKey) {
+                case .overflowed, .ended: return
+                case .queued, .conflated: continue
+                }
             }
         }
+    }
+
+    /// The node is going away: send what is queued, then close with 1001.
+    func goAway() { outbox.close(.goingAway) }
+
+    func finish() {
+        outbox.close()
+        overflowContinuation.finish()
     }
 }

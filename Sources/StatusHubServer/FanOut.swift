@@ -1,5 +1,6 @@
 import NIOCore
 import StatusHubCore
+import Synchronization
 
 /// The node's one `EventSink`: looks up who wants an event and queues one shared frame to each of them.
 ///
@@ -7,6 +8,8 @@ import StatusHubCore
 final class FanOut: EventSink {
     let index = SubscriptionIndex<Connection>()
     private let metrics: HubMetrics
+    /// Every open connection, subscribed or not: for engine gaps and for draining at shutdown.
+    private let open = Mutex<Set<Connection>>([])
 
     init(metrics: HubMetrics) {
         self.metrics = metrics
@@ -16,12 +19,43 @@ final class FanOut: EventSink {
         metrics.eventsFannedOut.increment()
         let receivers = index.subscribers(matching: event.channels)
         guard !receivers.isEmpty else { return }
-        let frame = ByteBuffer(bytes: ServerMessage.event(event))
-        for connection in receivers {
-            connection.offer(event, frame: frame)
+        let held = Connection.Held(
+            event: event, frame: ByteBuffer(bytes: ServerMessage.event(event)), conflationKey: Self.conflationKey(of: event))
+        var conflated: Int64 = 0
+        for connection in receivers where connection.offer(held) == .conflated {
+            conflated += 1
         }
         metrics.deliveries.increment(by: Int64(receivers.count))
+        if conflated > 0 { metrics.conflated.increment(by: conflated) }
     }
+
+    /// Status and work-order progress may collapse to an entity's latest for a reader that is behind; alerts,
+    /// allocation changes, predictions and stale notices are each news of their own and are never dropped.
+    static func conflationKey(of event: StoredEvent) -> String? {
+        guard event.carriesState else { return nil }
+        switch event.channels.first {
+        case EventCategory.resourceStatus.rawValue?, EventCategory.workOrderProgress.rawValue?: return event.entityKey
+        default: return nil
+        }
+    }
+
+    func deliveryGap(reason: String) {
+        let frame = ByteBuffer(bytes: ServerMessage.resync(id: nil, reason: .engineGap))
+        let connections = open.withLock { $0 }
+        for connection in connections where !connection.patterns.isEmpty {
+            connection.outbox.push(frame)
+        }
+        metrics.resyncs.increment(by: Int64(connections.count))
+    }
+
+    func opened(_ connection: Connection) { open.withLock { _ = $0.insert(connection) } }
+
+    func closed(_ connection: Connection) {
+        remove(connection, patterns: Array(connection.patterns))
+        open.withLock { _ = $0.remove(connection) }
+    }
+
+    var openConnections: Set<Connection> { open.withLock { $0 } }
 
     func add(_ connection: Connection, patterns: [ChannelPattern]) {
         for pattern in patterns { index.add(connection, to: pattern) }
@@ -31,9 +65,5 @@ final class FanOut: EventSink {
     func remove(_ connection: Connection, patterns: [ChannelPattern]) {
         for pattern in patterns { index.remove(connection, from: pattern) }
         connection.record(removed: patterns)
-    }
-
-    func removeAll(_ connection: Connection) {
-        remove(connection, patterns: Array(connection.patterns))
     }
 }

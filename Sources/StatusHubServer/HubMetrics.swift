@@ -11,6 +11,9 @@ public final class HubMetrics: Sendable {
     let deliveries: Counter
     let connections: Gauge
     let slowConsumerCloses: Counter
+    let duplicatesAcknowledged: Counter
+    let conflated: Counter
+    let resyncs: Counter
 
     public init() {
         let registry = self.registry
@@ -22,6 +25,9 @@ public final class HubMetrics: Sendable {
         ingestUnavailable = counter("ingest_unavailable", "Ingest requests answered 503 because the engine was down")
         eventsFannedOut = counter("events_fanned_out", "Events this node received from the engine")
         deliveries = counter("deliveries", "Event frames queued to WebSocket connections")
+        duplicatesAcknowledged = counter("duplicates_acknowledged", "Retried events acknowledged with their original id, not stored again")
+        conflated = counter("conflated", "Queued state events replaced by a newer one for the same entity (slow readers)")
+        resyncs = counter("resyncs", "resync messages sent (history gap on resume, or an engine gap)")
         slowConsumerCloses = counter("slow_consumer_closes", "Connections closed with 4001 because their outbox overflowed")
         connections = registry.makeGauge(
             descriptor: .init(namespace: "statushub", metricName: "websocket_connections", unitName: "", helpText: "Open WebSocket connections"))

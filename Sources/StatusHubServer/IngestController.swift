@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import StatusHubCore
@@ -8,9 +9,15 @@ struct IngestController {
     let engine: any Engine
     let limits: HubConfig.Server
     let metrics: HubMetrics
+    let draining: DrainFlag
     let validator = EventValidator()
 
     func handle(_ request: Request, context: some RequestContext) async throws -> Response {
+        if draining.isSet {
+            return JSONResponse.error(
+                .serviceUnavailable, field: "node", reason: "shutting down; nothing was acknowledged, send to another node",
+                headers: [.retryAfter: "1"])
+        }
         guard let format = IngestBodyFormat(contentType: request.headers[.contentType]) else {
             return JSONResponse.error(
                 .unsupportedMediaType, field: "Content-Type",
@@ -39,6 +46,19 @@ struct IngestController {
                 .contentTooLarge, field: "body", reason: "\(count) events; at most \(limit) per request (server.max_batch_events)")
         }
 
+        // The header names one event; a batch carries `idempotency_key` per event instead.
+        let headerKey = request.headers[.idempotencyKey]
+        if let headerKey {
+            guard decoded.count == 1 else {
+                return JSONResponse.error(
+                    .badRequest, field: "Idempotency-Key",
+                    reason: "applies to a single event; give each event of a batch its own idempotency_key")
+            }
+            guard EventValidator.isValidIdempotencyKey(headerKey) else {
+                return JSONResponse.error(.badRequest, field: "Idempotency-Key", reason: EventValidator.idempotencyKeyRule)
+            }
+        }
+
         var reply = IngestReply()
         var valid: [(index: Int, event: ValidatedEvent)] = []
         let receivedAt = Date()
@@ -46,7 +66,8 @@ struct IngestController {
             switch item {
             case .failure(let problem):
                 reply.reject(index: index, errors: [problem])
-            case .success(let value):
+            case .success(var value):
+                if let headerKey { value = validator.withIdempotencyKey(value, key: headerKey) }
                 switch validator.validate(value, receivedAt: receivedAt) {
                 case .valid(let event): valid.append((index, event))
                 case .invalid(let problems): reply.reject(index: index, errors: problems)
@@ -57,9 +78,10 @@ struct IngestController {
 
         if !valid.isEmpty {
             do {
-                let ids = try await engine.append(valid.map(\.event))
-                for (item, id) in zip(valid, ids) { reply.accept(index: item.index, id: id) }
-                metrics.eventsAccepted.increment(by: Int64(ids.count))
+                let results = try await engine.append(valid.map(\.event))
+                for (item, appended) in zip(valid, results) { reply.accept(index: item.index, appended) }
+                metrics.eventsAccepted.increment(by: Int64(results.count(where: { !$0.duplicate })))
+                metrics.duplicatesAcknowledged.increment(by: Int64(results.count(where: { $0.duplicate })))
             } catch let unavailable as EngineUnavailable {
                 metrics.ingestUnavailable.increment()
                 return JSONResponse.error(
@@ -77,4 +99,8 @@ struct IngestController {
             .contentTooLarge, field: "body",
             reason: "\(length.map { "\($0) bytes" } ?? "body") is over the \(limits.maxBodyBytes)-byte limit (server.max_body_bytes)")
     }
+}
+
+extension HTTPField.Name {
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
 }

@@ -4,18 +4,46 @@ import Synchronization
 
 /// A connection's bounded queue of outbound frames, drained by exactly one writer task.
 ///
-/// Fan-out only ever calls `push`, which never waits: a client that reads slower than events arrive fills its
-/// own outbox and is cut loose (`push` returns false), never waited for — one slow dashboard cannot stall the
-/// others. A single writer per connection also keeps frames whole: the WebSocket writer must not be used by
-/// several tasks at once (with permessage-deflate it corrupts the stream).
+/// Fan-out only ever calls `push`, which never waits. A reader that falls behind first gets *conflation*: a queued
+/// state frame for an entity is dropped when a newer one for the same entity arrives, so the queue holds at most
+/// one pending state per entity, and frames keep their id order (the newer one goes to the back). Frames without
+/// a conflation key (alerts, replies) are never dropped. Only if the queue still fills is the connection over
+/// (`push` returns `.overflowed`) — one slow dashboard can never stall the others. A single writer per
+/// connection also keeps frames whole: the WebSocket writer must not be used by several tasks at once.
 final class Outbox: Sendable {
     enum Ending: Sendable, Equatable {
+        /// The queue filled: close with 4001.
         case overflowed
+        /// The session ended.
         case closed
+        /// The node is shutting down: what is queued is sent, then the socket closes with 1001.
+        case goingAway
+    }
+
+    enum PushResult: Sendable, Equatable {
+        case queued
+        /// Queued, and an older frame of the same entity was dropped in its favour.
+        case conflated
+        case overflowed
+        case ended
+    }
+
+    enum Next: Sendable {
+        case frames([ByteBuffer])
+        case ended(Ending)
+    }
+
+    private struct Slot {
+        var frame: ByteBuffer?  // nil once conflated away
+        var conflationKey: String?
     }
 
     private struct State {
-        var frames = Deque<ByteBuffer>()
+        var slots = Deque<Slot>()
+        var live = 0
+        /// Sequence number of `slots[0]`, so `queuedByKey` survives the writer taking slots off the front.
+        var headSequence: UInt64 = 0
+        var queuedByKey: [String: UInt64] = [:]
         var ending: Ending?
         var waiter: CheckedContinuation<Void, Never>?
     }
@@ -31,20 +59,30 @@ final class Outbox: Sendable {
         self.onOverflow = onOverflow
     }
 
-    /// Queues a frame. Returns false when the outbox is full (the connection is then over) or already ended.
+    /// Queues a frame; `conflationKey` (an entity key) lets a newer frame of the same entity replace it while
+    /// both are still queued.
     @discardableResult
-    func push(_ frame: ByteBuffer) -> Bool {
-        let (accepted, waiter, overflowed) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?, Bool) in
-            guard state.ending == nil else { return (false, nil, false) }
-            guard state.frames.count < capacity else {
-                return (false, Self.overflow(&state), true)
+    func push(_ frame: ByteBuffer, conflationKey: String? = nil) -> PushResult {
+        let (result, waiter) = state.withLock { state -> (PushResult, CheckedContinuation<Void, Never>?) in
+            guard state.ending == nil else { return (.ended, nil) }
+            var conflated = false
+            if let key = conflationKey, let sequence = state.queuedByKey[key], sequence >= state.headSequence {
+                state.slots[Int(sequence - state.headSequence)].frame = nil
+                state.live -= 1
+                conflated = true
             }
-            state.frames.append(frame)
-            return (true, state.waiter.take(), false)
+            guard state.live < capacity else { return (.overflowed, Self.overflow(&state)) }
+            state.slots.append(Slot(frame: frame, conflationKey: conflationKey))
+            state.live += 1
+            if let key = conflationKey { state.queuedByKey[key] = state.headSequence + UInt64(state.slots.count - 1) }
+            // Dropped slots stay until the writer takes the queue; a writer stuck on a slow socket must not let
+            // them pile up, so compact once they outnumber the live ones.
+            if state.slots.count > 2 * capacity + 64 { Self.compact(&state) }
+            return (conflated ? .conflated : .queued, state.waiter.take())
         }
         waiter?.resume()
-        if overflowed { onOverflow() }
-        return accepted
+        if result == .overflowed { onOverflow() }
+        return result
     }
 
     /// Ends the outbox as overflowed: what is queued is dropped, the writer closes the connection with 4001.
@@ -59,29 +97,46 @@ final class Outbox: Sendable {
 
     private static func overflow(_ state: inout State) -> CheckedContinuation<Void, Never>? {
         state.ending = .overflowed
-        state.frames.removeAll()
+        state.slots.removeAll()
+        state.queuedByKey.removeAll()
+        state.live = 0
         return state.waiter.take()
     }
 
-    /// Ends the outbox; the writer gets what is queued (unless it overflowed), then the ending.
-    func close() {
+    private static func compact(_ state: inout State) {
+        state.headSequence += UInt64(state.slots.count)
+        let kept = state.slots.filter { $0.frame != nil }
+        state.slots = Deque(kept)
+        state.headSequence -= UInt64(kept.count)
+        state.queuedByKey.removeAll(keepingCapacity: true)
+        for (offset, slot) in kept.enumerated() {
+            if let key = slot.conflationKey { state.queuedByKey[key] = state.headSequence + UInt64(offset) }
+        }
+    }
+
+    /// Ends the outbox; the writer gets what is queued, then the ending.
+    func close(_ ending: Ending = .closed) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if state.ending == nil { state.ending = .closed }
+            if state.ending == nil { state.ending = ending }
             return state.waiter.take()
         }
         waiter?.resume()
     }
 
-    var count: Int { state.withLock { $0.frames.count } }
+    var count: Int { state.withLock { $0.live } }
 
     /// Everything queued so far, waiting if there is nothing; `.ended` once the outbox is over and drained.
     func next() async -> Next {
         while true {
             let result: Next? = state.withLock { state in
                 if state.ending == .overflowed { return .ended(.overflowed) }
-                if !state.frames.isEmpty {
-                    defer { state.frames.removeAll(keepingCapacity: true) }
-                    return .frames(Array(state.frames))
+                if state.live > 0 {
+                    let frames = state.slots.compactMap(\.frame)
+                    state.headSequence += UInt64(state.slots.count)
+                    state.slots.removeAll(keepingCapacity: true)
+                    state.queuedByKey.removeAll(keepingCapacity: true)
+                    state.live = 0
+                    return .frames(frames)
                 }
                 if let ending = state.ending { return .ended(ending) }
                 return nil
@@ -91,7 +146,7 @@ final class Outbox: Sendable {
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     let resumeNow = state.withLock { state -> Bool in
-                        if !state.frames.isEmpty || state.ending != nil { return true }
+                        if state.live > 0 || state.ending != nil { return true }
                         state.waiter = continuation
                         return false
                     }
@@ -101,10 +156,5 @@ final class Outbox: Sendable {
                 close()
             }
         }
-    }
-
-    enum Next: Sendable {
-        case frames([ByteBuffer])
-        case ended(Ending)
     }
 }

@@ -39,7 +39,7 @@ struct StateController {
             }
         }
         do {
-            let events = try await engine.snapshot(matching: patterns)
+            let events = try await engine.snapshot(matching: patterns).events
             var body = Array(#"{"events":["#.utf8)
             for (position, event) in events.enumerated() {
                 if position > 0 { body.append(UInt8(ascii: ",")) }

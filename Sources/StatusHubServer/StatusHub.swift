@@ -14,6 +14,7 @@ public struct StatusHub: Sendable {
     public let metrics = HubMetrics()
     let fanOut: FanOut
     private let connectionIDs = ConnectionIDs()
+    let draining = DrainFlag()
 
     public init(config: HubConfig, engine: any Engine) {
         self.config = config
@@ -21,8 +22,30 @@ public struct StatusHub: Sendable {
         self.fanOut = FanOut(metrics: metrics)
     }
 
-    /// The node as a Hummingbird application whose services include the engine's subscription loop, so one
-    /// `ServiceGroup` starts and stops everything. `onServerRunning` receives the bound port (port 0 in tests).
+    /// Everything a node runs, in start order, for one `ServiceGroup`: the application (with the engine's
+    /// subscription loop inside it) and the drain that a graceful shutdown (SIGTERM) runs first — services stop
+    /// in reverse order — so sockets are drained and closed with 1001 before the server goes away.
+    public func makeServices(
+        logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> [any Service] {
+        [makeApplication(logger: logger, onServerRunning: onServerRunning), ShutdownDrain(hub: self, logger: logger)]
+    }
+
+    /// Stops taking events and connections, asks every connection to send what it has queued and close with 1001,
+    /// and waits for them (at most `server.shutdown_grace_seconds`).
+    func drain(logger: Logger) async {
+        draining.set()
+        let connections = fanOut.openConnections
+        logger.notice("draining \(connections.count) WebSocket connections")
+        for connection in connections { connection.goAway() }
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(config.server.shutdownGraceSeconds * 1000)))
+        while !fanOut.openConnections.isEmpty, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// The node as a Hummingbird application whose services include the engine's subscription loop.
+    /// `onServerRunning` receives the bound port (port 0 in tests).
     public func makeApplication(
         logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
@@ -30,7 +53,9 @@ public struct StatusHub: Sendable {
             router: makeRouter(),
             server: .http1WebSocketUpgrade(configuration: .init(http1: .init(), ws: webSocketConfiguration)) {
                 request, channel, logger in
-                guard request.path?.split(separator: "?", maxSplits: 1).first == "/v1/ws" else { return .dontUpgrade }
+                guard request.path?.split(separator: "?", maxSplits: 1).first == "/v1/ws", !draining.isSet else {
+                    return .dontUpgrade
+                }
                 return .upgrade([:]) { inbound, outbound, _ in
                     let session = WebSocketSession(
                         connection: Connection(id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity),
@@ -59,16 +84,25 @@ public struct StatusHub: Sendable {
 
     func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
-        let ingest = IngestController(engine: engine, limits: config.server, metrics: metrics)
+        let ingest = IngestController(engine: engine, limits: config.server, metrics: metrics, draining: draining)
         let state = StateController(engine: engine)
         router.post("/v1/events", use: ingest.handle)
         router.get("/v1/state/:entity_type/:entity_id", use: state.entity)
         router.get("/v1/state", use: state.matching)
         router.get("/health") { _, _ in JSONResponse.bytes(Array(#"{"status":"ok"}"#.utf8)) }
-        router.get("/ready") { [engine] _, _ in
-            engine.isReady
+        router.get("/ready") { [engine, draining] _, _ in
+            if draining.isSet {
+                return JSONResponse.error(.serviceUnavailable, field: "node", reason: "shutting down", headers: [.retryAfter: "1"])
+            }
+            return engine.isReady
                 ? JSONResponse.bytes(Array(#"{"status":"ready"}"#.utf8))
                 : JSONResponse.error(.serviceUnavailable, field: "engine", reason: "not connected; events cannot be accepted yet")
+        }
+        // Reached only when a request for /v1/ws was not upgraded.
+        router.get("/v1/ws") { [draining] _, _ in
+            draining.isSet
+                ? JSONResponse.error(.serviceUnavailable, field: "node", reason: "shutting down; connect to another node", headers: [.retryAfter: "1"])
+                : JSONResponse.error(.upgradeRequired, field: "Upgrade", reason: "GET /v1/ws is a WebSocket endpoint; send Upgrade: websocket")
         }
         router.get("/metrics") { [metrics] _, _ in
             Response(
@@ -90,6 +124,24 @@ struct EngineService: Service {
             try await engine.run(delivering: sink)
         }
     }
+}
+
+/// Runs nothing until a graceful shutdown, then drains the node's sockets before the server stops.
+struct ShutdownDrain: Service {
+    let hub: StatusHub
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await hub.drain(logger: logger)
+    }
+}
+
+/// Set once, when the node starts shutting down.
+final class DrainFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .relaxed) }
+    var isSet: Bool { flag.load(ordering: .relaxed) }
 }
 
 final class ConnectionIDs: Sendable {

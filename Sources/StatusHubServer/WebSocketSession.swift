@@ -20,8 +20,9 @@ struct WebSocketSession {
 
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
         metrics.connections.increment()
+        fanOut.opened(connection)
         defer {
-            fanOut.removeAll(connection)
+            fanOut.closed(connection)
             connection.finish()
             metrics.connections.decrement()
         }
@@ -29,7 +30,7 @@ struct WebSocketSession {
             group.addTask { await readLoop(inbound: inbound, outbound: outbound) }
             group.addTask { await writeLoop(outbound: outbound) }
             group.addTask { await cutLooseIfStuck() }
-            // Whichever ends first (client gone, or the hub closing the socket) ends the other.
+            // Whichever ends first (client gone, or the hub closing the socket) ends the others.
             await group.next()
             group.cancelAll()
         }
@@ -67,6 +68,9 @@ struct WebSocketSession {
                 logger.notice("closing slow consumer", metadata: ["connection": "\(connection.id)"])
                 try? await outbound.close(.init(codeNumber: Int(CloseCode.slowConsumer.rawValue)), reason: CloseCode.slowConsumer.reason)
                 return
+            case .ended(.goingAway):
+                try? await outbound.close(.goingAway, reason: CloseCode.goingAway.reason)
+                return
             case .ended(.closed):
                 return
             }
@@ -99,14 +103,15 @@ struct WebSocketSession {
         case .success(.unsubscribe(let id, let patterns)):
             fanOut.remove(connection, patterns: patterns)
             reply(ServerMessage.unsubscribed(id: id, patterns: patterns))
-        case .success(.subscribe(let id, let patterns, let wantsSnapshot)):
-            await subscribe(id: id, patterns: patterns, wantsSnapshot: wantsSnapshot)
+        case .success(.subscribe(let id, let patterns, let wantsSnapshot, let since)):
+            await subscribe(id: id, patterns: patterns, wantsSnapshot: wantsSnapshot, since: since)
         }
     }
 
-    /// Registers the patterns before reading the snapshot, holding live events back meanwhile: whatever happens
-    /// between the two is either in the snapshot or delivered after it, never lost and never twice.
-    private func subscribe(id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool) async {
+    /// Registers the patterns before reading history or the snapshot, holding live events back meanwhile:
+    /// whatever happens in between is either in the replay/snapshot or delivered after it, never lost and
+    /// never twice.
+    private func subscribe(id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: EventID?) async {
         let held = connection.patterns
         let added = patterns.filter { !held.contains($0) }
         guard held.count + added.count <= limits.maxSubscriptions else {
@@ -118,17 +123,63 @@ struct WebSocketSession {
         connection.beginSeam()
         fanOut.add(connection, patterns: added)
         reply(ServerMessage.subscribed(id: id, patterns: patterns))
+
+        if let since {
+            switch await replay(after: since, patterns: patterns) {
+            case .complete(let through):
+                connection.endSeam(replayedThrough: through)
+                return
+            case .gap:
+                metrics.resyncs.increment()
+                reply(ServerMessage.resync(id: id, reason: .historyGap))
+            case .failed(let error):
+                reply(ServerMessage.error(id: id, code: .unavailable, message: "history unavailable: \(error); resync with a snapshot"))
+                metrics.resyncs.increment()
+                reply(ServerMessage.resync(id: id, reason: .engineGap))
+            }
+        }
         guard wantsSnapshot else {
             connection.endSeam()
             return
         }
         do {
             let snapshot = try await engine.snapshot(matching: patterns)
-            reply(ServerMessage.snapshot(id: id, events: snapshot))
-            connection.endSeam(snapshot: snapshot)
+            reply(ServerMessage.snapshot(id: id, events: snapshot.events, position: snapshot.position))
+            connection.endSeam(snapshot: snapshot.events)
         } catch {
             reply(ServerMessage.error(id: id, code: .unavailable, message: "snapshot unavailable: \(error); live events follow"))
             connection.endSeam()
+        }
+    }
+
+    private enum Replay {
+        case complete(through: EventID)
+        case gap
+        case failed(any Error)
+    }
+
+    /// Sends every event after `since` that matches `patterns`, page by page, pacing itself on the outbox so a
+    /// long replay does not overflow it.
+    private func replay(after since: EventID, patterns: [ChannelPattern]) async -> Replay {
+        let pageSize = max(1, min(1000, connection.outbox.capacity / 2))
+        var cursor = since
+        do {
+            while true {
+                guard let page = try await engine.history(after: cursor, limit: pageSize) else {
+                    return cursor == since ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"))
+                }
+                for event in page where event.matches(any: patterns) {
+                    connection.outbox.push(ByteBuffer(bytes: ServerMessage.event(event)), conflationKey: FanOut.conflationKey(of: event))
+                }
+                guard let last = page.last else { return .complete(through: cursor) }
+                cursor = last.id
+                if page.count < pageSize { return .complete(through: cursor) }
+                while connection.outbox.count > connection.outbox.capacity / 2, !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
+        } catch {
+            return .failed(error)
         }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import StatusHubCore
+import ServiceLifecycle
 import StatusHubServer
 
 struct ServeCommand: AsyncParsableCommand {
@@ -42,9 +43,9 @@ struct ServeCommand: AsyncParsableCommand {
         let hub = StatusHub(config: hubConfig, engine: engine)
         let engineName = hubConfig.redis.url.map { "redis (\($0))" } ?? "memory"
         let host = hubConfig.server.host
-        let app = hub.makeApplication(logger: logger) { [logger] port in
+        let services = hub.makeServices(logger: logger) { [logger] port in
             logger.notice("statushub listening on http://\(host):\(port) — engine: \(engineName)")
         }
-        try await app.runService()
+        try await ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }
 }

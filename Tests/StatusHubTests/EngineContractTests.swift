@@ -9,8 +9,11 @@ import Testing
 /// Collects what an engine publishes, in the order it arrives.
 final class CollectingSink: EventSink {
     private let events = Mutex<[StoredEvent]>([])
+    private let gapReasons = Mutex<[String]>([])
     func deliver(_ event: StoredEvent) { events.withLock { $0.append(event) } }
+    func deliveryGap(reason: String) { gapReasons.withLock { $0.append(reason) } }
     var received: [StoredEvent] { events.withLock { $0 } }
+    var gaps: [String] { gapReasons.withLock { $0 } }
 
     func waitFor(count: Int, timeout: Duration = .seconds(10)) async throws -> [StoredEvent] {
         let deadline = ContinuousClock.now.advanced(by: timeout)
@@ -62,7 +65,7 @@ struct EngineContractTests {
                 SampleEvents.validated(SampleEvents.alert("M-1")),
                 SampleEvents.validated(SampleEvents.machineStatus("M-1", "breakdown")),
             ]
-            let ids = try await engine.append(events)
+            let ids = try await engine.append(events).map(\.id)
             #expect(ids.count == 3)
             #expect(ids == ids.sorted() && Set(ids).count == 3)
             let published = try await sink.waitFor(count: 3)
@@ -86,13 +89,73 @@ struct EngineContractTests {
                 SampleEvents.validated(SampleEvents.operatorStatus("O-1")),
                 SampleEvents.validated(SampleEvents.machineStatus("M-1", "maintenance", line: "Line-2")),
             ])
-            let line2 = try await engine.snapshot(matching: [try ChannelPattern(parsing: "line:Line-2:*")])
+            let line2 = try await engine.snapshot(matching: [try ChannelPattern(parsing: "line:Line-2:*")]).events
             #expect(line2.map(\.entityKey) == ["resource:machine:M-1"])
             #expect(line2.first?.jsonString.contains("maintenance") == true)
-            let all = try await engine.snapshot(matching: [try ChannelPattern(parsing: "resource-status")])
+            let snapshot = try await engine.snapshot(matching: [try ChannelPattern(parsing: "resource-status")])
+            let all = snapshot.events
+            #expect(snapshot.position == all.map(\.id).max())
             #expect(Set(all.map(\.entityKey)) == ["resource:machine:M-1", "resource:machine:M-2", "resource:operator:O-1"])
             #expect(all.map(\.id) == all.map(\.id).sorted())
-            #expect(try await engine.snapshot(matching: [try ChannelPattern(parsing: "alerts")]).isEmpty)
+            #expect(try await engine.snapshot(matching: [try ChannelPattern(parsing: "alerts")]).events.isEmpty)
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func historyReplaysWhatFollowedAPosition(_ kind: EngineKind) async throws {
+        try await withEngine(kind) { engine, _ in
+            let ids = try await engine.append((0..<5).map { SampleEvents.validated(SampleEvents.machineStatus("M-\($0)")) }).map(\.id)
+            let after = try #require(try await engine.history(after: ids[1], limit: 10))
+            #expect(after.map(\.id) == Array(ids[2...]))
+            #expect(after.first?.channels == ["resource-status", "machine:M-2", "line:Line-2:resource-status:machine:M-2"])
+            #expect(try await engine.history(after: ids[1], limit: 2)?.map(\.id) == Array(ids[2...3]))
+            #expect(try await engine.history(after: ids[4], limit: 10)?.isEmpty == true)
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func historyBeyondRetentionIsAGap(_ kind: EngineKind) async throws {
+        try await withEngine(kind, configure: { $0.memory.historyMaxLength = 10; $0.redis.historyMaxLength = 10 }) { engine, _ in
+            let first = try await engine.append([SampleEvents.validated(SampleEvents.machineStatus("M-0"))])[0].id
+            // Redis trims with MAXLEN ~ (whole macro nodes), so write well past the limit.
+            for batch in 0..<30 {
+                _ = try await engine.append((0..<100).map { SampleEvents.validated(SampleEvents.machineStatus("M-\(batch)-\($0)")) })
+            }
+            #expect(try await engine.history(after: first, limit: 10) == nil)
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func idempotencyKeyAcknowledgesARetryWithTheOriginalID(_ kind: EngineKind) async throws {
+        try await withEngine(kind) { engine, sink in
+            let keyed = SampleEvents.machineStatus("M-1", extra: "").replacingOccurrences(of: "{\"event_type\"", with: #"{"idempotency_key":"mes-42","event_type""#)
+            let first = try await engine.append([SampleEvents.validated(keyed)])
+            let retry = try await engine.append([SampleEvents.validated(keyed), SampleEvents.validated(SampleEvents.alert("M-1"))])
+            #expect(first[0].duplicate == false)
+            #expect(retry[0] == Appended(id: first[0].id, duplicate: true))
+            #expect(retry[1].duplicate == false)
+            let published = try await sink.waitFor(count: 2)
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(sink.received.count == 2)
+            #expect(published.map(\.id) == [first[0].id, retry[1].id])
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func expiredStateIsAnnouncedOnceAsStale(_ kind: EngineKind) async throws {
+        try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, sink in
+            let id = try await engine.append([SampleEvents.validated(SampleEvents.machineStatus("M-1", "running"))])[0].id
+            let deadline = ContinuousClock.now.advanced(by: .seconds(8))
+            while !sink.received.contains(where: { $0.jsonString.contains("status_stale") }), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let stale = sink.received.filter { $0.jsonString.contains(#""event_type":"status_stale""#) }
+            #expect(stale.count == 1)
+            #expect(stale.first?.channels == ["resource-status", "machine:M-1", "line:Line-2:resource-status:machine:M-1"])
+            #expect(stale.first?.carriesState == false)
+            #expect(stale.first?.jsonString.contains(#""event_id":"\#(id)""#) == true)  // the last state rides along
+            #expect(try await engine.latest(entityKey: "resource:machine:M-1") == nil)
         }
     }
 

@@ -128,8 +128,10 @@ struct WebSocketTests {
 }
 
 extension JSONValue {
-    var arrayFirst: JSONValue? {
-        if case .array(let items) = self { return items.first }
+    var arrayValue: [JSONValue]? {
+        if case .array(let items) = self { return items }
         return nil
     }
+
+    var arrayFirst: JSONValue? { arrayValue?.first }
 }

@@ -1,0 +1,209 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct LoadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "statushub-load",
+        abstract: "Load-test harness for StatusHub: WebSocket fan-out latency under an open-loop publish rate.",
+        subcommands: [RunCommand.self]
+    )
+}
+
+/// How subscriber `i` subscribes.
+enum Mapping: ExpressibleByArgument, CustomStringConvertible, Sendable, Equatable {
+    /// Every subscriber on `resource-status` (every published event reaches every subscriber).
+    case oneChannel
+    /// Subscriber `i` on `line:Line-{i % K}:*`; events are spread over K lines, so each reaches ~N/K subscribers.
+    case lines(Int)
+    /// Every subscriber on `machine:*` (every published event reaches every subscriber, via the wildcard path).
+    case wildcard
+
+    init?(argument: String) {
+        switch argument {
+        case "one-channel": self = .oneChannel
+        case "wildcard": self = .wildcard
+        default:
+            guard argument.hasPrefix("lines:"), let k = Int(argument.dropFirst("lines:".count)), k > 0 else { return nil }
+            self = .lines(k)
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .oneChannel: "one-channel"
+        case .lines(let k): "lines:\(k)"
+        case .wildcard: "wildcard"
+        }
+    }
+
+    func pattern(forSubscriber index: Int) -> String {
+        switch self {
+        case .oneChannel: "resource-status"
+        case .lines(let k): "line:Line-\(index % k):*"
+        case .wildcard: "machine:*"
+        }
+    }
+}
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Open subscribers, publish at a fixed rate, measure publish-to-delivery latency, loss and order.",
+        discussion: """
+            Opens --subscribers WebSocket connections (each subscribes per --mapping and waits for the \
+            'subscribed' reply), then --publishers keep-alive HTTP/1.1 connections POST machine \
+            resource_status_changed events to /v1/events at a total of --rate events/s (open loop: requests \
+            are sent on schedule whether or not earlier ones were answered; they are pipelined). Every event \
+            carries data.load_sent_ns (CLOCK_MONOTONIC ns at send), data.load_seq ("<publisher>-<seq>") and \
+            data.load_run; each delivery's latency is now - load_sent_ns, so the harness must run on the same \
+            machine as the hub. After --duration it waits up to --drain seconds for in-flight deliveries.
+
+            Mappings (N subscribers; expected deliveries per accepted event):
+              one-channel  all on 'resource-status'                 N
+              lines:K      subscriber i on 'line:Line-{i%K}:*'      ~N/K
+              wildcard     all on 'machine:*'                       N
+
+            Exit status: 0 when nothing was lost, no subscriber dropped and every \
+            publish was accepted; 1 otherwise; 2 when subscribers could not \
+            connect.
+
+            Example:
+              statushub-load run --url http://127.0.0.1:8080 --subscribers 100 \\
+                --rate 200 --duration 20 --mapping lines:10 --json out.json
+            """
+    )
+
+    @Option(help: "Hub base URL (HTTP); the WebSocket URL is derived from it (ws://…/v1/ws).")
+    var url = "http://127.0.0.1:8080"
+
+    @Option(help: "WebSocket URL, when it differs from the one derived from --url.")
+    var wsURL: String?
+
+    @Option(help: "Number of WebSocket subscribers.")
+    var subscribers = 100
+
+    @Option(help: "Number of publishers (one keep-alive HTTP/1.1 connection each).")
+    var publishers = 1
+
+    @Option(help: "Total target publish rate, events per second (shared evenly by the publishers).")
+    var rate: Double = 200
+
+    @Option(help: "Publishing duration, seconds.")
+    var duration: Double = 10
+
+    @Option(help: "Events per POST (>1 sends a JSON array); the request rate is --rate / --batch.")
+    var batch = 1
+
+    @Option(help: "Subscription mapping: one-channel, lines:K or wildcard.")
+    var mapping: Mapping = .oneChannel
+
+    @Option(help: "Lines the events are spread over when --mapping is not lines:K (lines:K uses K).")
+    var lines = 10
+
+    @Option(help: "Distinct machines (entity_id M-{n}, n = event number modulo this).")
+    var machines = 1000
+
+    @Option(help: "Size of each event's data object, bytes (padded with data.pad; the minimum is ~130; the whole event is ~200 more).")
+    var payloadBytes = 200
+
+    @Option(help: "Seconds to wait after publishing for in-flight deliveries.")
+    var drain: Double = 2
+
+    @Option(help: "Subscribers connecting at the same time.")
+    var connectConcurrency = 50
+
+    @Option(help: "Seconds allowed for all subscribers to connect and subscribe.")
+    var connectTimeout: Double = 30
+
+    @Option(help: "Unanswered requests a publisher allows before it skips a scheduled send (counted as failed).")
+    var maxInFlight = 1000
+
+    @Option(help: "Event-loop threads (default: the CPUs this process may use, taskset included).")
+    var threads: Int?
+
+    @Option(help: "Write the results as JSON to this file.")
+    var json: String?
+
+    @Flag(help: "No progress line each second.")
+    var quiet = false
+
+    func validate() throws {
+        guard subscribers >= 0 else { throw ValidationError("--subscribers must be >= 0") }
+        guard publishers >= 1 else { throw ValidationError("--publishers must be >= 1") }
+        guard rate > 0, duration > 0 else { throw ValidationError("--rate and --duration must be > 0") }
+        guard batch >= 1 else { throw ValidationError("--batch must be >= 1") }
+        guard lines >= 1, machines >= 1 else { throw ValidationError("--lines and --machines must be >= 1") }
+        guard connectConcurrency >= 1, maxInFlight >= 1 else {
+            throw ValidationError("--connect-concurrency and --max-in-flight must be >= 1")
+        }
+        guard drain >= 0 else { throw ValidationError("--drain must be >= 0") }
+        guard let parsed = URL(string: url), parsed.scheme == "http", parsed.host != nil else {
+            throw ValidationError("--url must be http://host[:port]")
+        }
+        if rate / Double(publishers) / Double(batch) * duration < 1 {
+            throw ValidationError("--rate x --duration / (--publishers x --batch) is below one request per publisher")
+        }
+    }
+
+    func run() async throws {
+        let parsed = URL(string: url)!
+        let host = parsed.host!
+        let port = parsed.port ?? 80
+        let config = LoadConfig(
+            host: host, port: port,
+            wsURL: wsURL ?? "ws://\(host):\(port)/v1/ws",
+            subscribers: subscribers, publishers: publishers, rate: rate, duration: duration, batch: batch,
+            mapping: mapping, lineCount: { if case .lines(let k) = mapping { k } else { lines } }(),
+            machines: machines, payloadBytes: payloadBytes, drain: drain,
+            connectConcurrency: connectConcurrency, connectTimeout: connectTimeout, maxInFlight: maxInFlight,
+            threads: max(1, threads ?? availableCPUs()), progress: !quiet
+        )
+        let outcome = try await LoadRun(config: config).run()
+        print(outcome.report.table())
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try encoder.encode(outcome.report).write(to: URL(fileURLWithPath: json))
+        }
+        if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
+    }
+}
+
+struct LoadConfig: Sendable {
+    var host: String
+    var port: Int
+    var wsURL: String
+    var subscribers: Int
+    var publishers: Int
+    var rate: Double
+    var duration: Double
+    var batch: Int
+    var mapping: Mapping
+    /// Events go to line `Line-{(n % machines) % lineCount}`.
+    var lineCount: Int
+    var machines: Int
+    var payloadBytes: Int
+    var drain: Double
+    var connectConcurrency: Int
+    var connectTimeout: Double
+    var maxInFlight: Int
+    var threads: Int
+    var progress: Bool
+
+    /// The line index of publisher `publisher`'s event `seq` (global event number n = seq × P + publisher).
+    func lineIndex(publisher: Int, seq: Int) -> Int { machineIndex(publisher: publisher, seq: seq) % lineCount }
+    func machineIndex(publisher: Int, seq: Int) -> Int { (seq &* publishers &+ publisher) % machines }
+
+    /// Batches each publisher sends, and so the events it plans.
+    var batchesPerPublisher: Int { Int(rate / Double(publishers) * duration / Double(batch)) }
+    var eventsPerPublisher: Int { batchesPerPublisher * batch }
+
+    /// Subscribers whose pattern matches an event on line `line`.
+    func receivers(ofLine line: Int) -> Int {
+        switch mapping {
+        case .oneChannel, .wildcard: subscribers
+        case .lines(let k): subscribers / k + (line < subscribers % k ? 1 : 0)
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import NIOCore
+import Testing
+
+@testable import StatusHubServer
+
+@Suite("Outbox conflation and overflow")
+struct OutboxTests {
+    func frame(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+
+    func drain(_ outbox: Outbox) async -> [String] {
+        guard case .frames(let frames) = await outbox.next() else { return [] }
+        return frames.map { String(buffer: $0) }
+    }
+
+    @Test func queuedStateCollapsesToTheLatestAndKeepsIDOrder() async {
+        let outbox = Outbox(capacity: 10)
+        #expect(outbox.push(frame("m1-a"), conflationKey: "m1") == .queued)
+        #expect(outbox.push(frame("alert-1")) == .queued)
+        #expect(outbox.push(frame("m2-a"), conflationKey: "m2") == .queued)
+        #expect(outbox.push(frame("m1-b"), conflationKey: "m1") == .conflated)
+        #expect(outbox.push(frame("m1-c"), conflationKey: "m1") == .conflated)
+        #expect(await drain(outbox) == ["alert-1", "m2-a", "m1-c"])
+        // Once written, a frame is no longer conflated against.
+        #expect(outbox.push(frame("m1-d"), conflationKey: "m1") == .queued)
+        #expect(await drain(outbox) == ["m1-d"])
+    }
+
+    @Test func alertsAreNeverDroppedSoTheyCanOverflow() async {
+        let outbox = Outbox(capacity: 3)
+        for n in 0..<3 { #expect(outbox.push(frame("alert-\(n)")) == .queued) }
+        #expect(outbox.push(frame("alert-3")) == .overflowed)
+        guard case .ended(.overflowed) = await outbox.next() else {
+            Issue.record("expected overflow")
+            return
+        }
+    }
+
+    @Test func conflationKeepsAHotEntityFromOverflowing() async {
+        let outbox = Outbox(capacity: 4)
+        for n in 0..<10_000 { #expect(outbox.push(frame("m1-\(n)"), conflationKey: "m1") != .overflowed) }
+        #expect(outbox.count == 1)
+        #expect(await drain(outbox) == ["m1-9999"])
+    }
+
+    @Test func goingAwaySendsWhatIsQueuedFirst() async {
+        let outbox = Outbox(capacity: 4)
+        outbox.push(frame("a"))
+        outbox.close(.goingAway)
+        #expect(outbox.push(frame("late")) == .ended)
+        #expect(await drain(outbox) == ["a"])
+        guard case .ended(.goingAway) = await outbox.next() else {
+            Issue.record("expected goingAway")
+            return
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+@Suite("Resume, idempotent ingest and resync")
+struct ResumeTests {
+    @Test(arguments: EngineKind.allCases)
+    func reconnectWithSinceGetsExactlyWhatWasMissed(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind) { hub in
+            let first = try await TestSocket(port: hub.port)
+            try await first.subscribe(["line:Line-2:*"])
+            _ = try await HTTP.post(port: hub.port, events: [SampleEvents.machineStatus("M-1"), SampleEvents.alert("M-1")])
+            _ = try await first.nextEvent()
+            let lastSeen = try #require(try await first.nextEvent()["event_id"]?.stringValue)
+            _ = await first.close()
+
+            // While it is away: two matching events, one that is not.
+            _ = try await HTTP.post(port: hub.port, events: [
+                SampleEvents.machineStatus("M-2", "idle"), SampleEvents.machineStatus("M-3", line: "Line-9"), SampleEvents.alert("M-2"),
+            ])
+            let again = try await TestSocket(port: hub.port)
+            again.send(#"{"op":"subscribe","id":"r","channels":["line:Line-2:*"],"since":"\#(lastSeen)"}"#)
+            #expect(try await again.next()["op"] == .string("subscribed"))
+            let replayed = [try await again.nextEvent(), try await again.nextEvent()]
+            #expect(replayed.map { $0["entity_id"]?.stringValue } == ["M-2", "M-2"])
+            #expect(replayed.map { $0["event_type"]?.stringValue } == ["resource_status_changed", "alert_raised"])
+            // Then live, with nothing repeated at the seam.
+            _ = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-4"))
+            #expect(try await again.nextEvent()["entity_id"] == .string("M-4"))
+            #expect(await again.drain(for: .milliseconds(200)).isEmpty)
+            _ = await again.close()
+        }
+    }
+
+    @Test func resumeUnderLoadHasNoGapAndNoDuplicateAtTheSeam() async throws {
+        try await withHub(engine: .memory) { hub in
+            let ids = try await HTTP.post(port: hub.port, events: (0..<10).map { SampleEvents.machineStatus("M-\($0)") })
+                .json["accepted"]?.arrayValue ?? []
+            let since = try #require(ids[2]["event_id"]?.stringValue)
+            // Publish continuously while the subscriber resumes, so live events race the replay.
+            let publisher = Task {
+                for batch in 0..<20 {
+                    _ = try await HTTP.post(port: hub.port, events: (0..<10).map { SampleEvents.machineStatus("L-\(batch)-\($0)") })
+                }
+            }
+            let socket = try await TestSocket(port: hub.port)
+            socket.send(#"{"op":"subscribe","channels":["resource-status"],"since":"\#(since)"}"#)
+            try await publisher.value
+            var received: [EventID] = []
+            while received.count < 7 + 200 {
+                if let id = try await socket.nextEvent()["event_id"]?.stringValue.flatMap(EventID.init) { received.append(id) }
+            }
+            #expect(received == received.sorted())
+            #expect(Set(received).count == received.count)
+            #expect(await socket.drain(for: .milliseconds(200)).isEmpty)
+            _ = await socket.close()
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func sinceOlderThanHistoryIsToldToResyncAndGetsASnapshot(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind, configure: { $0.memory.historyMaxLength = 5; $0.redis.historyMaxLength = 5 }) { hub in
+            let first = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-0"))
+            let since = try #require(first.json["accepted"]?.arrayFirst?["event_id"]?.stringValue)
+            for batch in 0..<25 {
+                _ = try await HTTP.post(port: hub.port, events: (0..<100).map { SampleEvents.machineStatus("M-\(batch)-\($0 % 3)") })
+            }
+            let socket = try await TestSocket(port: hub.port)
+            socket.send(#"{"op":"subscribe","id":"r9","channels":["machine:M-0"],"since":"\#(since)","snapshot":true}"#)
+            #expect(try await socket.next()["op"] == .string("subscribed"))
+            #expect(try await socket.next() == ["op": .string("resync"), "id": .string("r9"), "reason": .string("history_gap")])
+            let snapshot = try await socket.next()
+            #expect(snapshot["op"] == .string("snapshot"))
+            #expect(snapshot["position"]?.stringValue.flatMap(EventID.init) != nil)
+            if case .array(let events)? = snapshot["events"] {
+                #expect(events.map { $0["entity_id"]?.stringValue } == ["M-0"])
+            } else {
+                Issue.record("snapshot without events")
+            }
+            _ = await socket.close()
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func retriedPublishIsAcknowledgedOnceWithTheOriginalID(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind) { hub in
+            let socket = try await TestSocket(port: hub.port)
+            try await socket.subscribe(["machine:M-77"])
+            let event = Data(SampleEvents.machineStatus("M-77").utf8)
+            let first = try await HTTP.request("POST", port: hub.port, "/v1/events", body: event, headers: ["Idempotency-Key": "mes-run-1"])
+            let retry = try await HTTP.request("POST", port: hub.port, "/v1/events", body: event, headers: ["Idempotency-Key": "mes-run-1"])
+            #expect(first.status == 202)
+            #expect(retry.status == 202)
+            let original = first.json["accepted"]?.arrayFirst
+            #expect(original?["duplicate"] == nil)
+            #expect(retry.json["accepted"]?.arrayFirst?["event_id"] == original?["event_id"])
+            #expect(retry.json["accepted"]?.arrayFirst?["duplicate"] == .bool(true))
+            #expect(try await socket.nextEvent()["event_id"] == original?["event_id"])
+            #expect(await socket.drain(for: .milliseconds(200)).isEmpty)
+
+            // The field works per event in a batch; the header is for single events only.
+            let keyed = SampleEvents.machineStatus("M-77").replacingOccurrences(of: "{\"event_type\"", with: #"{"idempotency_key":"k-2","event_type""#)
+            let batch = try await HTTP.post(port: hub.port, events: [keyed, keyed])
+            #expect(batch.status == 202)
+            let both = batch.json["accepted"]?.arrayValue ?? []
+            #expect(both.count == 2 && both[0]["event_id"] == both[1]["event_id"])
+            let refused = try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data("[\(keyed),\(keyed)]".utf8), headers: ["Idempotency-Key": "k-3"])
+            #expect(refused.status == 400)
+            #expect(refused.json["error"]?["field"] == .string("Idempotency-Key"))
+            _ = await socket.close()
+        }
+    }
+}
