@@ -31,6 +31,9 @@ public enum EventType: String, CaseIterable, Sendable {
     public static let publishable = allCases.filter { $0 != .statusStale }
     public static let allowedList = publishable.map(\.rawValue).joined(separator: ", ")
 
+    /// Whether events of this type replace their entity's cached state.
+    public var carriesState: Bool { self != .statusStale && category.carriesState }
+
     public var category: EventCategory {
         switch self {
         case .resourceStatusChanged, .materialInventoryChanged: .resourceStatus

@@ -22,7 +22,7 @@ extension StoredEvent {
             entityKey: entityType.cacheKey(entityID: fields.entity_id),
             channels: ChannelName.channels(
                 category: eventType.category, entityType: entityType, entityID: fields.entity_id, line: fields.line),
-            json: json, carriesState: eventType != .statusStale && eventType.category.carriesState)
+            json: json, carriesState: eventType.carriesState)
     }
 
     /// Whether any of the event's channels matches any of `patterns`.

@@ -69,7 +69,7 @@ struct SnapshotPlan: Equatable {
     private static func cachedCategories(of type: EntityType) -> [EventCategory] {
         var categories: [EventCategory] = []
         for eventType in EventType.allCases
-        where eventType.entityTypes.contains(type) && eventType.category.carriesState
+        where eventType.entityTypes.contains(type) && eventType.carriesState
             && !categories.contains(eventType.category)
         {
             categories.append(eventType.category)

@@ -157,7 +157,7 @@ struct RedisEngineTests {
                 let machine = Self.event(.machine, "M-1")
                 let material = Self.event(.material, "MAT-1", eventType: .materialInventoryChanged)
                 let alert = Self.event(.machine, "M-1", eventType: .alertRaised)
-                let ids = try await engine.append([machine, material, alert])
+                let ids = (try await engine.append([machine, material, alert])).map(\.id)
                 #expect(ids.count == 3 && ids == ids.sorted() && Set(ids).count == 3)
 
                 let latest = try #require(try await engine.latest(entityKey: "resource:machine:M-1"))
@@ -181,13 +181,14 @@ struct RedisEngineTests {
         try await withRedisServer { server in
             try await withEngine(server) { engine, _ in
                 let events = (1...5).map { Self.event(.machine, "M-\($0)", line: "Line-2") }
-                let ids = try await engine.append(events)
+                let ids = (try await engine.append(events)).map(\.id)
                 let expected = zip(ids, events).map { StoredEvent(id: $0, validated: $1) }
 
                 #expect(try await engine.history(after: ids[0], limit: 100) == Array(expected.dropFirst()))
                 #expect(try await engine.history(after: ids[1], limit: 2) == Array(expected[2...3]))
-                #expect(try await engine.history(after: ids[4], limit: 100).isEmpty)
-                #expect(try await engine.history(after: EventID(milliseconds: 0, sequence: 0), limit: 100) == expected)
+                #expect(try await engine.history(after: ids[4], limit: 100)?.isEmpty == true)
+                // Before the first retained entry the stream cannot tell trimmed from never-written: a gap.
+                #expect(try await engine.history(after: EventID(milliseconds: 0, sequence: 0), limit: 100) == nil)
                 #expect(try await engine.historyIsComplete(after: ids[0]))
             }
         }
@@ -196,17 +197,17 @@ struct RedisEngineTests {
     @Test func historyKnowsWhenTrimmingLeftAGap() async throws {
         try await withRedisServer { server in
             try await withEngine(server, configure: { $0.redis.historyMaxLength = 100 }) { engine, _ in
-                let first = try await engine.append([Self.event(.machine, "M-0")])[0]
+                let first = (try await engine.append([Self.event(.machine, "M-0")])).map(\.id)[0]
                 #expect(try await engine.historyIsComplete(after: first))
-                let ids = try await engine.append((1...1000).map { Self.event(.machine, "M-\($0)") })
+                let ids = (try await engine.append((1...1000).map { Self.event(.machine, "M-\($0)") })).map(\.id)
                 // `MAXLEN ~` trims whole stream nodes: about 100 entries remain, the first long gone.
                 #expect(try await !engine.historyIsComplete(after: first))
                 #expect(try await engine.historyIsComplete(after: ids[ids.count - 2]))
                 // An id this stream never produced cannot be resumed from.
                 #expect(try await !engine.historyIsComplete(after: EventID(milliseconds: UInt64(Int64.max), sequence: 0)))
-                let retained = try await engine.history(after: first, limit: 10_000)
-                #expect(retained.count < 1000)
-                #expect(retained.map(\.id) == Array(ids.suffix(retained.count)))
+                // Trimmed past `first`: a resume from there is a gap, not a silent partial replay.
+                #expect(try await engine.history(after: first, limit: 10_000) == nil)
+                #expect(try await engine.history(after: ids[ids.count - 11], limit: 100)?.map(\.id) == Array(ids.suffix(10)))
             }
         }
     }
@@ -215,12 +216,12 @@ struct RedisEngineTests {
         try await withRedisServer { server in
             try await withEngine(server) { engine, sink in
                 let events = (0..<1_250).map { Self.event(.machine, "M-\($0 % 40)", status: $0 % 2 == 0 ? "running" : "idle") }
-                let ids = try await engine.append(events)
+                let ids = (try await engine.append(events)).map(\.id)
                 #expect(ids.count == events.count)
                 #expect(zip(ids, ids.dropFirst()).allSatisfy { $0 < $1 })
                 let delivered = try await sink.waitFor(count: events.count)
                 #expect(delivered.map(\.id) == ids)
-                #expect(try await engine.history(after: EventID(milliseconds: 0, sequence: 0), limit: 10_000).map(\.id) == ids)
+                #expect(try await engine.history(after: ids[0], limit: 10_000)?.map(\.id) == Array(ids.dropFirst()))
                 // The last event of each machine wins the cache.
                 let latest = try #require(try await engine.latest(entityKey: "resource:machine:M-9"))
                 #expect(latest.id == ids[1_249])
@@ -232,11 +233,11 @@ struct RedisEngineTests {
     @Test func appendSurvivesAFlushedScriptCache() async throws {
         try await withRedisServer { server in
             try await withEngine(server) { engine, _ in
-                _ = try await engine.append([Self.event(.machine, "M-1")])
+                _ = (try await engine.append([Self.event(.machine, "M-1")])).map(\.id)
                 let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
                 #expect(try await redis.send(["SCRIPT", "FLUSH"]) == .status("OK"))
                 await redis.close()
-                let ids = try await engine.append((0..<600).map { Self.event(.machine, "M-\($0)") })
+                let ids = (try await engine.append((0..<600).map { Self.event(.machine, "M-\($0)") })).map(\.id)
                 #expect(ids.count == 600 && ids == ids.sorted())
             }
         }
@@ -245,21 +246,21 @@ struct RedisEngineTests {
     @Test func snapshotScansOnlyWhatPatternsCanMatch() async throws {
         try await withRedisServer { server in
             try await withEngine(server) { engine, _ in
-                let ids = try await engine.append([
+                let ids = (try await engine.append([
                     Self.event(.machine, "M-1", line: "Line-2"),
                     Self.event(.machine, "M-2", line: "Line-3"),
                     Self.event(.operator, "O-1", status: "available"),
                     Self.event(.material, "MAT-1", eventType: .materialInventoryChanged),
                     Self.event(.workOrder, "WO-1", eventType: .workOrderProgress, status: "in_progress"),
                     Self.event(.machine, "M-3", eventType: .alertRaised),
-                ])
+                ])).map(\.id)
                 // Something in the cache namespace that is not a stored event is skipped, not fatal.
                 let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
                 _ = try await redis.send(["SET", "resource:machine:garbage", "not json"])
                 await redis.close()
 
                 func keys(_ patterns: String...) async throws -> [String] {
-                    try await engine.snapshot(matching: patterns.map { try ChannelPattern(parsing: $0) }).map(\.entityKey)
+                    try await engine.snapshot(matching: patterns.map { try ChannelPattern(parsing: $0) }).events.map(\.entityKey)
                 }
                 #expect(try await keys("machine:*") == ["resource:machine:M-1", "resource:machine:M-2"])
                 #expect(try await keys("machine:M-2") == ["resource:machine:M-2"])
@@ -273,7 +274,7 @@ struct RedisEngineTests {
                 #expect(try await keys("work-order-progress", "operator:O-1") == ["resource:operator:O-1", "workorder:WO-1"])
                 #expect(try await keys("alerts").isEmpty)
                 #expect(try await keys("*").count == 5)
-                let all = try await engine.snapshot(matching: [try ChannelPattern(parsing: "*:*")])
+                let all = try await engine.snapshot(matching: [try ChannelPattern(parsing: "*:*")]).events
                 #expect(all.map(\.id) == [ids[0], ids[1], ids[2], ids[3], ids[4]])
             }
         }
@@ -284,9 +285,9 @@ struct RedisEngineTests {
             try await withEngine(server) { engine, _ in
                 let count = 3_000
                 for start in stride(from: 0, to: count, by: 1000) {
-                    _ = try await engine.append((start..<start + 1000).map { Self.event(.machine, "M-\($0)") })
+                    _ = (try await engine.append((start..<start + 1000).map { Self.event(.machine, "M-\($0)") })).map(\.id)
                 }
-                let snapshot = try await engine.snapshot(matching: [try ChannelPattern(parsing: "machine:*")])
+                let snapshot = try await engine.snapshot(matching: [try ChannelPattern(parsing: "machine:*")]).events
                 #expect(snapshot.count == count)
                 #expect(Set(snapshot.map(\.entityKey)).count == count)
                 #expect(snapshot.map(\.id) == snapshot.map(\.id).sorted())
@@ -327,11 +328,11 @@ struct RedisEngineTests {
                         Self.event(.machine, "M-1", eventType: .alertRaised),
                         Self.event(.operator, "O-9"),
                     ]
-                    let ids = try await engineA.append(events)
+                    let ids = (try await engineA.append(events)).map(\.id)
                     let expected = zip(ids, events).map { StoredEvent(id: $0, validated: $1) }
                     #expect(try await sinkB.waitFor(count: 3) == expected)
                     #expect(try await sinkA.waitFor(count: 3) == expected)
-                    let more = try await engineB.append([Self.event(.machine, "M-2")])
+                    let more = (try await engineB.append([Self.event(.machine, "M-2")])).map(\.id)
                     #expect(try await sinkA.waitFor(count: 4).last?.id == more[0])
                     try await Task.sleep(for: .milliseconds(100))
                     #expect(sinkA.count == 4 && sinkB.count == 4)
@@ -343,26 +344,26 @@ struct RedisEngineTests {
     @Test func redisDownMeansUnavailableAndComingBackMeansReady() async throws {
         try await withRedisServer { server in
             try await withEngine(server) { engine, sink in
-                let first = try await engine.append([Self.event(.machine, "M-1")])
+                let first = (try await engine.append([Self.event(.machine, "M-1")])).map(\.id)
 
                 await server.stop()
                 try await eventually("not ready after Redis stopped") { !engine.isReady }
                 let started = ContinuousClock.now
                 let error = await #expect(throws: EngineUnavailable.self) {
-                    try await engine.append([Self.event(.machine, "M-2")])
+                    (try await engine.append([Self.event(.machine, "M-2")])).map(\.id)
                 }
                 #expect(ContinuousClock.now - started < .milliseconds(500))
                 #expect((error?.retryAfterSeconds ?? 0) >= 1)
                 // Still unavailable on repeat, and still fast: the backoff window fails without dialling.
                 for _ in 0..<20 {
-                    await #expect(throws: EngineUnavailable.self) { try await engine.append([Self.event(.machine, "M-2")]) }
+                    await #expect(throws: EngineUnavailable.self) { (try await engine.append([Self.event(.machine, "M-2")])).map(\.id) }
                     await #expect(throws: EngineUnavailable.self) { try await engine.latest(entityKey: "resource:machine:M-1") }
                 }
                 #expect(ContinuousClock.now - started < .seconds(2))
 
                 try await server.restart()
                 try await eventually("ready after Redis restarted") { engine.isReady }
-                let ids = try await engine.append([Self.event(.machine, "M-3")])
+                let ids = (try await engine.append([Self.event(.machine, "M-3")])).map(\.id)
                 #expect(try await sink.waitFor(count: 2).last?.id == ids[0])
                 #expect(try await engine.latest(entityKey: "resource:machine:M-3")?.id == ids[0])
                 // The restarted Redis kept nothing (no persistence here): a resume from before it must resync.
@@ -378,20 +379,20 @@ struct RedisEngineTests {
                 // A hung Redis (sockets open, nothing answers) times out instead of holding ingest.
                 server.pause()
                 let started = ContinuousClock.now
-                await #expect(throws: EngineUnavailable.self) { try await engine.append([Self.event(.machine, "M-1")]) }
+                await #expect(throws: EngineUnavailable.self) { (try await engine.append([Self.event(.machine, "M-1")])).map(\.id) }
                 #expect(ContinuousClock.now - started < .seconds(2))
                 try await eventually("not ready while Redis hangs") { !engine.isReady }
                 server.resume()
                 try await eventually("ready after Redis resumed") { engine.isReady }
-                _ = try await engine.append([Self.event(.machine, "M-2")])
+                _ = (try await engine.append([Self.event(.machine, "M-2")])).map(\.id)
 
                 // SIGKILL: the kernel resets the sockets; no goodbye from Redis.
                 await server.kill9()
                 try await eventually("not ready after SIGKILL") { !engine.isReady }
-                await #expect(throws: EngineUnavailable.self) { try await engine.append([Self.event(.machine, "M-3")]) }
+                await #expect(throws: EngineUnavailable.self) { (try await engine.append([Self.event(.machine, "M-3")])).map(\.id) }
                 try await server.restart()
                 try await eventually("ready after restart") { engine.isReady }
-                let ids = try await engine.append([Self.event(.machine, "M-4")])
+                let ids = (try await engine.append([Self.event(.machine, "M-4")])).map(\.id)
                 // Not `count == 2`: the timed-out M-1 sat in Redis's socket buffer and ran once Redis resumed.
                 // An append that throws is not acknowledged; it is not promised to have left no trace.
                 try await eventually("M-4 delivered") { sink.received.last?.id == ids[0] }
@@ -406,17 +407,17 @@ struct RedisEngineTests {
                 $0.redis.reconnectInitialSeconds = 1
                 $0.redis.reconnectMaxSeconds = 1
             }) { engine, sink in
-                let before = try await engine.append([Self.event(.machine, "M-0")])
+                let before = (try await engine.append([Self.event(.machine, "M-0")])).map(\.id)
                 _ = try await sink.waitFor(count: 1)
 
                 let admin = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
                 #expect(try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"]).integer == 1)
                 try await eventually("subscriber noticed") { engine.subscriberState != .connected }
-                let missed = try await engine.append((1...5).map { Self.event(.machine, "M-\($0)") })
+                let missed = (try await engine.append((1...5).map { Self.event(.machine, "M-\($0)") })).map(\.id)
                 #expect(sink.count == 1)
 
                 try await eventually("subscriber back") { engine.subscriberState == .connected }
-                let live = try await engine.append([Self.event(.machine, "M-6")])
+                let live = (try await engine.append([Self.event(.machine, "M-6")])).map(\.id)
                 let delivered = try await sink.waitFor(count: 7)
                 #expect(delivered.map(\.id) == before + missed + live)
                 try await Task.sleep(for: .milliseconds(100))
@@ -476,9 +477,13 @@ struct RedisEngineTests {
 final class RecordingSink: EventSink {
     private let events = Mutex<[StoredEvent]>([])
 
+    private let gapReasons = Mutex<[String]>([])
+
     func deliver(_ event: StoredEvent) { events.withLock { $0.append(event) } }
+    func deliveryGap(reason: String) { gapReasons.withLock { $0.append(reason) } }
 
     var received: [StoredEvent] { events.withLock { $0 } }
+    var gaps: [String] { gapReasons.withLock { $0 } }
     var count: Int { events.withLock { $0.count } }
 
     func waitFor(count: Int, timeout: Duration = .seconds(10)) async throws -> [StoredEvent] {

@@ -1,0 +1,67 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A hub node as a separate `statushub serve` process, so a test can kill it for real (SIGKILL).
+final class HubProcess: Sendable {
+    let port: Int
+    private let process: Process
+
+    private init(port: Int, process: Process) {
+        self.port = port
+        self.process = process
+    }
+
+    /// The `statushub` binary SwiftPM built beside the test bundle.
+    static var executable: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("statushub")
+    }
+
+    static func start(redisURL: String) async throws -> HubProcess {
+        guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+            throw TestSocket.Timeout(waitingFor: "the statushub binary at \(executable.path) (build it with `swift build`)")
+        }
+        let port = try RedisServer.freeLoopbackPort()
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(port), "--redis", redisURL]
+        process.environment = ["STATUSHUB_LOG_LEVEL": "warning"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try launchWithSignalsUnblocked(process)
+        let hub = HubProcess(port: port, process: process)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(15))
+        while ContinuousClock.now < deadline {
+            if let ready = try? await HTTP.get(port: port, "/ready"), ready.status == 200 { return hub }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        hub.kill9()
+        throw TestSocket.Timeout(waitingFor: "statushub on port \(port) to be ready")
+    }
+
+    func kill9() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    func terminate() async -> Int32 {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(15))
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { kill9() }
+        return process.terminationStatus
+    }
+}
+
+/// Starts `process` with no signals blocked: a child inherits its parent thread's signal mask, and the
+/// concurrency pool's threads block most signals, so a child spawned from a test would otherwise ignore SIGTERM.
+func launchWithSignalsUnblocked(_ process: Process) throws {
+    var unblocked = sigset_t()
+    sigemptyset(&unblocked)
+    var previous = sigset_t()
+    pthread_sigmask(SIG_SETMASK, &unblocked, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+    try process.run()
+}
