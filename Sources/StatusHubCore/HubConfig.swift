@@ -27,6 +27,9 @@ public struct HubConfig: Sendable, Equatable {
         public var maxSubscriptions = 256
         /// Frames queued for one connection before it counts as slow and is closed with 4001.
         public var outboxCapacity = 4096
+        /// Frames queued for one connection before its status and progress events start to collapse to each
+        /// entity's latest (conflation); a connection that keeps up below this gets every event.
+        public var conflateAbove = 256
         /// Idle connections are pinged this often; one that misses a pong for as long is closed.
         public var pingIntervalSeconds = 30.0
         /// Offer permessage-deflate (RFC 7692) to clients that ask for it.
@@ -178,7 +181,9 @@ extension HubConfig {
     /// Section → keys it accepts. A misspelt key is an error, never silently a default.
     static let knownKeys: [String: Set<String>] = [
         "server": ["host", "port", "max_body_bytes", "max_batch_events", "shutdown_grace_seconds", "idempotency_window_seconds"],
-        "websocket": ["max_frame_bytes", "max_subscriptions", "outbox_capacity", "ping_interval_seconds", "compression"],
+        "websocket": [
+            "max_frame_bytes", "max_subscriptions", "outbox_capacity", "conflate_above", "ping_interval_seconds", "compression",
+        ],
         "redis": [
             "url", "history_max_length", "history_max_age_seconds", "stream_key", "pubsub_channel", "reconnect_initial_seconds",
             "reconnect_max_seconds", "command_timeout_seconds",

@@ -3,62 +3,163 @@ import Synchronization
 
 /// The Lua script that stores and publishes a batch of events in one atomic step.
 ///
-/// Redis runs a script to completion before anything else, so per event the history entry, the cache write
-/// and the publish happen together, no other node's event lands in between, and events are published in the
-/// order of their stream ids — the order every node's subscriber then delivers them in. The first write is the
-/// `XADD`, so a Redis that refuses writes (OOM, read-only replica) refuses before anything was stored.
+/// Redis runs a script to completion before anything else, so per event the idempotency check, the history
+/// entry, the cache write and the publish happen together, no other node's event lands in between, and events
+/// are published in the order of their stream ids — the order every node's subscriber then delivers them in.
+/// The first write is the `XADD`, so a Redis that refuses writes (OOM, read-only replica) refuses before
+/// anything was stored. With AOF, Redis logs a script's writes as one `MULTI`/`EXEC`, so a crash never leaves
+/// half an event behind (say, the history entry without its idempotency key).
 ///
-/// KEYS: [stream, entity key of event 1, …, entity key of event n] — every key the script touches is declared,
-/// as Redis requires of scripts (and as a sharded deployment will need).
-/// ARGV: [pub/sub channel, history max length, then per event: routing header, body after id, ttl]
-/// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds.
-/// Returns the stream ids, in order.
+/// Per event:
+/// - With an idempotency key that `<stream>:idem:<key>` remembers, nothing is written: the answer is
+///   `d:<first id>`. Otherwise the key is set to the new id for the idempotency window, so the same key later in
+///   the same batch is a duplicate too.
+/// - A state-carrying event sets its cache key (`EX ttl`), its shadow in the last-states hash and its deadline
+///   (see `RedisKeys`); with ttl 0 the state never expires and needs neither.
+/// - A claim (only `status_stale` events carry one) makes the event conditional: it is stored only if the entity
+///   key is still gone and its shadow still holds the claimed state, and it consumes the shadow. Every node tries
+///   to claim an expiry; exactly one succeeds, the others get `s` (see `StaleSweeper`).
+/// After the batch, the stream is trimmed by age (`XTRIM MINID ~`) besides by length (`XADD MAXLEN ~`).
+/// Both use Redis's clock (`TIME`; scripts replicate their effects, so this is allowed and deterministic on
+/// replicas), the clock stream ids come from.
+///
+/// KEYS: [stream, last-states hash, deadlines zset, entity key of event 1, …, of event n, idempotency keys…] —
+/// every key the script touches is declared, as Redis requires of scripts (and a sharded deployment will need).
+/// ARGV: [pub/sub channel, history max length, history max age ms (0 = off), idempotency window seconds, then per
+/// event: routing header, body after id, ttl, idempotency key's index in KEYS, claim]
+/// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds; index and claim
+/// are "" when absent.
+/// Returns per event, in order: the new stream id, `d:<id>` for a duplicate, or `s` for a claim lost.
 enum AppendScript {
     static let source = #"""
-        local stream, channel, maxlen = KEYS[1], ARGV[1], ARGV[2]
-        local ids = {}
-        for i = 1, #KEYS - 1 do
-          local header, body, ttl = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
-          local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', header, 'b', body)
-          local json = '{"event_id":"' .. id .. '",' .. body
-          if ttl == '0' then
-            redis.call('SET', KEYS[i + 1], json)
-          elseif ttl ~= '' then
-            redis.call('SET', KEYS[i + 1], json, 'EX', ttl)
+        local stream, shadows, deadlines = KEYS[1], KEYS[2], KEYS[3]
+        local channel, maxlen, maxage, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+        local clock = redis.call('TIME')
+        local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+        local results, added = {}, false
+        for i = 1, (#ARGV - 4) / 5 do
+          local a = 5 * i
+          local header, body, ttl, idem, claim = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+          local key = KEYS[3 + i]
+          local idemKey = idem ~= '' and KEYS[tonumber(idem)] or nil
+          local seen = idemKey and redis.call('GET', idemKey)
+          local claimed = true
+          if claim ~= '' then
+            local last = redis.call('HGET', shadows, key)
+            claimed = redis.call('EXISTS', key) == 0 and last and string.sub(last, 1, #claim + 1) == claim .. ' '
           end
-          redis.call('PUBLISH', channel, id .. ' ' .. header .. '\n' .. json)
-          ids[i] = id
+          if seen then
+            results[i] = 'd:' .. seen
+          elseif not claimed then
+            results[i] = 's'
+          else
+            if claim ~= '' then
+              redis.call('HDEL', shadows, key)
+              redis.call('ZREM', deadlines, key)
+            end
+            local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', header, 'b', body)
+            local json = '{"event_id":"' .. id .. '",' .. body
+            local message = id .. ' ' .. header .. '\n' .. json
+            if ttl == '0' then
+              redis.call('SET', key, json)
+              redis.call('HDEL', shadows, key)
+              redis.call('ZREM', deadlines, key)
+            elseif ttl ~= '' then
+              redis.call('SET', key, json, 'EX', ttl)
+              redis.call('HSET', shadows, key, message)
+              redis.call('ZADD', deadlines, string.format('%.0f', now + tonumber(ttl) * 1000), key)
+            end
+            if idemKey then redis.call('SET', idemKey, id, 'EX', window) end
+            redis.call('PUBLISH', channel, message)
+            results[i] = id
+            added = true
+          end
         end
-        return ids
+        if added and maxage > 0 and now > maxage then
+          redis.call('XTRIM', stream, 'MINID', '~', string.format('%.0f', now - maxage) .. '-0')
+        end
+        return results
         """#
 
     /// Events per script call: big enough that a 1000-event batch costs two calls, small enough that one call
     /// does not hold Redis (which runs nothing else meanwhile) for long.
     static let chunkSize = 500
 
-    /// The `EVALSHA` arguments for one chunk of events.
+    /// What became of one event.
+    enum Outcome: Sendable, Equatable {
+        case stored(EventID)
+        /// Its idempotency key was seen within the window; nothing was written.
+        case duplicate(of: EventID)
+        /// Its claim was lost (another node published the stale event, or the entity has a state again).
+        case claimLost
+    }
+
+    /// The `EVALSHA` arguments for one chunk of events; `claims[i]` is the id of the state event `events[i]`
+    /// claims, if any.
     static func arguments(
-        sha: String, events: ArraySlice<ValidatedEvent>, config: HubConfig
+        sha: String, events: ArraySlice<ValidatedEvent>, claims: ArraySlice<EventID?>, keys: RedisKeys, config: HubConfig
     ) -> [[UInt8]] {
+        let window = config.server.idempotencyWindowSeconds
+        var idempotencyKeys: [String] = []
         var arguments: [[UInt8]] = []
-        arguments.reserveCapacity(6 + events.count * 4)
+        arguments.reserveCapacity(10 + events.count * 7)
         arguments.append(Array("EVALSHA".utf8))
         arguments.append(Array(sha.utf8))
-        arguments.append(Array(String(events.count + 1).utf8))
-        arguments.append(Array(config.redis.streamKey.utf8))
+        arguments.append([])  // the number of keys, known once the idempotency keys are counted
+        arguments.append(Array(keys.stream.utf8))
+        arguments.append(Array(keys.lastStates.utf8))
+        arguments.append(Array(keys.deadlines.utf8))
         for event in events { arguments.append(Array(event.entityKey.utf8)) }
+        let fixedKeys = 3 + events.count
+        var perEvent: [[UInt8]] = []
+        perEvent.reserveCapacity(events.count * 5)
+        for (event, claim) in zip(events, claims) {
+            perEvent.append(Array(event.routingHeader.utf8))
+            perEvent.append(event.bodyAfterID)
+            if event.carriesState {
+                perEvent.append(Array(String(max(0, config.cacheTTL.seconds(for: event.entityType))).utf8))
+            } else {
+                perEvent.append([])
+            }
+            // A window of 0 or less turns idempotency off, as in the memory engine: nothing is remembered.
+            if let key = event.idempotencyKey, window > 0 {
+                idempotencyKeys.append(keys.idempotencyKey(key))
+                perEvent.append(Array(String(fixedKeys + idempotencyKeys.count).utf8))
+            } else {
+                perEvent.append([])
+            }
+            perEvent.append(claim.map { Array($0.description.utf8) } ?? [])
+        }
+        for key in idempotencyKeys { arguments.append(Array(key.utf8)) }
+        arguments[2] = Array(String(fixedKeys + idempotencyKeys.count).utf8)
         arguments.append(Array(config.redis.pubsubChannel.utf8))
         arguments.append(Array(String(config.redis.historyMaxLength).utf8))
-        for event in events {
-            arguments.append(Array(event.routingHeader.utf8))
-            arguments.append(event.bodyAfterID)
-            if event.carriesState {
-                arguments.append(Array(String(max(0, config.cacheTTL.seconds(for: event.entityType))).utf8))
+        arguments.append(Array(String(max(0, config.redis.historyMaxAgeSeconds) * 1000).utf8))
+        arguments.append(Array(String(window).utf8))
+        arguments.append(contentsOf: perEvent)
+        return arguments
+    }
+
+    /// The script's answer for a chunk of `expected` events.
+    static func outcomes(_ reply: RedisReply, expected: Int) throws(RedisError) -> [Outcome] {
+        guard case .array(let elements) = reply, elements.count == expected else {
+            throw .unexpectedReply("the append script answered \(reply)")
+        }
+        var outcomes: [Outcome] = []
+        outcomes.reserveCapacity(expected)
+        for element in elements {
+            guard let text = element.text else { throw .unexpectedReply("the append script answered \(element)") }
+            if text == "s" {
+                outcomes.append(.claimLost)
+            } else if text.hasPrefix("d:"), let id = EventID(text.dropFirst(2)) {
+                outcomes.append(.duplicate(of: id))
+            } else if let id = EventID(text) {
+                outcomes.append(.stored(id))
             } else {
-                arguments.append([])
+                throw .unexpectedReply("the append script answered a bad id \(text)")
             }
         }
-        return arguments
+        return outcomes
     }
 }
 

@@ -8,47 +8,67 @@ import Synchronization
 /// history (a stream, whose ids are the events' ids) and carries every event to every node (pub/sub).
 ///
 /// Commands share one pipelined connection: Redis executes commands one at a time anyway, and pipelining keeps
-/// that one connection busy. Pub/sub needs its own connection (`RedisSubscriber`), started by `run`.
+/// that one connection busy. Pub/sub needs its own connection (`RedisSubscriber`), started by `run`, which also
+/// hears about expired states; `StaleSweeper` turns each expiry into exactly one `status_stale` event.
 public final class RedisEngine: Engine {
     public let url: RedisURL
     private let config: HubConfig
     private let logger: Logger
     private let commands: ReconnectingConnection
     private let subscriber: RedisSubscriber
-    private let script = LoadedScript()
+    private let writer: EventWriter
+    private let historyStream: StreamHistory
+    private let sweeper: StaleSweeper
 
+    /// - Parameters:
+    ///   - staleSweepInterval: how often the node also looks for expired states on its own, besides Redis's
+    ///     expiry notifications (which a managed Redis may not allow turning on, and which Redis sends only once
+    ///     it gets round to deleting an expired key).
     /// - Throws: `RedisError.invalidURL` when `config.redis.url` is missing or malformed.
     public init(
         config: HubConfig,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "statushub.redis"),
-        healthCheckInterval: Duration = .seconds(5)
+        healthCheckInterval: Duration = .seconds(5),
+        staleSweepInterval: Duration = .seconds(5)
     ) throws {
         guard let text = config.redis.url else { throw RedisError.invalidURL("redis.url is not set") }
         let url = try RedisURL(parsing: text)
         let backoff = Backoff(
             initialSeconds: config.redis.reconnectInitialSeconds, maximumSeconds: config.redis.reconnectMaxSeconds)
-        let script = self.script
+        let script = LoadedScript()
         self.url = url
         self.config = config
         self.logger = logger
         // Every new connection loads the script: a restarted Redis has forgotten it, and loading it up front
         // means the pipelined EVALSHAs of a batch do not meet NOSCRIPT halfway through.
-        self.commands = ReconnectingConnection(
+        let commands = ReconnectingConnection(
             url: url, commandTimeoutSeconds: config.redis.commandTimeoutSeconds, backoff: backoff,
             eventLoopGroup: eventLoopGroup, logger: logger,
             prepare: { connection in try await script.load(on: connection) })
-        // The subscriber catches up through its own reference to the command connection: capturing `self` here
-        // would need `self` before it is initialized.
-        let commands = self.commands
-        let streamKey = config.redis.streamKey
+        self.commands = commands
+        let writer = EventWriter(
+            commands: commands, script: script, keys: RedisKeys(streamKey: config.redis.streamKey), config: config,
+            logger: logger)
+        self.writer = writer
+        let history = StreamHistory(commands: commands, streamKey: config.redis.streamKey)
+        self.historyStream = history
+        let sweeper = StaleSweeper(writer: writer, interval: staleSweepInterval, retryBackoff: backoff, logger: logger)
+        self.sweeper = sweeper
+        // The subscriber reaches the command connection, history and sweeper through their own references:
+        // capturing `self` here would need `self` before it is initialized.
+        let notifications = ExpiryNotifications(logger: logger, sweepInterval: staleSweepInterval)
         self.subscriber = RedisSubscriber(
             url: url, channel: config.redis.pubsubChannel, commandTimeoutSeconds: config.redis.commandTimeoutSeconds,
             backoff: backoff, healthCheckInterval: healthCheckInterval, eventLoopGroup: eventLoopGroup,
             logger: logger,
-            catchUp: { after in
-                try await Self.history(on: commands.connection(), streamKey: streamKey, after: after, limit: 1000)
-            })
+            catchUp: .init(
+                page: { after in try await history.page(after: after, limit: 1000) },
+                newest: { try await history.newest() }),
+            expiry: .init(
+                prepare: { connection in await notifications.enable(on: connection) },
+                expired: { keys in sweeper.expired(keys) },
+                subscribed: { sweeper.sweepSoon() }))
     }
 
     // MARK: Engine
@@ -62,45 +82,14 @@ public final class RedisEngine: Engine {
     public var subscriberState: RedisConnectionState { subscriber.state }
 
     public func append(_ events: [ValidatedEvent]) async throws -> [Appended] {
-        guard !events.isEmpty else { return [] }
         do {
-            let connection = try await commands.connection()
-            let chunks = stride(from: 0, to: events.count, by: AppendScript.chunkSize).map {
-                events[$0..<min($0 + AppendScript.chunkSize, events.count)]
-            }
-            var sha = try await currentScriptSHA(on: connection)
-            var replies = try await connection.pipeline(
-                chunks.map { AppendScript.arguments(sha: sha, events: $0, config: config) })
-
-            // NOSCRIPT: someone flushed the script cache since this connection loaded it. Nothing of those chunks
-            // ran, so reload and run them again, in order. (Only if another client reloaded the script between two
-            // of our pipelined chunks could a retried chunk land after a later one; an operator's SCRIPT FLUSH
-            // during a batch is the price of that.)
-            let missing = replies.indices.filter { replies[$0].errorMessage?.hasPrefix("NOSCRIPT") == true }
-            if !missing.isEmpty {
-                logger.warning("redis forgot the append script; reloading it")
-                sha = try await script.load(on: connection)
-                let retried = try await connection.pipeline(
-                    missing.map { AppendScript.arguments(sha: sha, events: chunks[$0], config: config) })
-                for (index, reply) in zip(missing, retried) { replies[index] = reply }
-            }
-
-            var ids: [Appended] = []
-            ids.reserveCapacity(events.count)
-            for (chunk, reply) in zip(chunks, replies) {
-                if case .error(let message) = reply {
-                    if !ids.isEmpty {
-                        // Earlier chunks are stored and published; the caller will retry the whole batch, so
-                        // those events will arrive twice. Redis refusing writes mid-batch is the only way here.
-                        logger.warning(
-                            "redis refused part of a batch after storing the start of it",
-                            metadata: ["stored": "\(ids.count)", "batch": "\(events.count)", "error": "\(message)"])
-                    }
-                    throw EngineUnavailable(reason: "Redis refused the events: \(message)")
+            return try await writer.write(events).map { outcome in
+                switch outcome {
+                case .stored(let id): return Appended(id: id)
+                case .duplicate(let id): return Appended(id: id, duplicate: true)
+                case .claimLost: throw RedisError.unexpectedReply("the append script turned away an event without a claim")
                 }
-                ids.append(contentsOf: try Self.parseIDs(reply, expected: chunk.count))
             }
-            return ids
         } catch {
             throw unavailable(error)
         }
@@ -144,6 +133,7 @@ public final class RedisEngine: Engine {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.commands.maintain() }
             group.addTask { try? await self.subscriber.run(delivering: sink) }
+            group.addTask { await self.sweeper.run() }
         }
     }
 
@@ -153,10 +143,11 @@ public final class RedisEngine: Engine {
     /// or nil when the stream no longer holds everything after `id` (see `historyIsComplete`).
     /// - Throws: `EngineUnavailable`.
     public func history(after id: EventID, limit: Int) async throws -> [StoredEvent]? {
-        guard try await historyIsComplete(after: id) else { return nil }
         do {
-            return try await Self.history(
-                on: commands.connection(), streamKey: config.redis.streamKey, after: id, limit: limit)
+            switch try await historyStream.page(after: id, limit: limit) {
+            case .events(let events): return events
+            case .gap: return nil
+            }
         } catch {
             throw unavailable(error)
         }
@@ -170,28 +161,12 @@ public final class RedisEngine: Engine {
     }
 
     /// Whether the history still holds every event after `id`, so a resume from `id` misses nothing. False when
-    /// trimming (`XADD MAXLEN ~`) has dropped events newer than `id`, and false when the history does not know
+    /// trimming (by length or age) has dropped events newer than `id`, and false when the history does not know
     /// `id` at all (the stream was lost, e.g. a Redis restarted without persistence): that subscriber must resync.
     /// - Throws: `EngineUnavailable`.
     public func historyIsComplete(after id: EventID) async throws -> Bool {
         do {
-            let reply = try await commands.connection().send(["XINFO", "STREAM", config.redis.streamKey])
-            if case .error(let message) = reply, message.contains("no such key") { return false }
-            guard case .array(let fields) = try reply.orThrow() else {
-                throw RedisError.unexpectedReply("XINFO STREAM answered \(reply)")
-            }
-            var info: [String: RedisReply] = [:]
-            for index in stride(from: 0, to: fields.count - 1, by: 2) {
-                if let name = fields[index].text { info[name] = fields[index + 1] }
-            }
-            // `id` must lie within what the stream holds: trimming removes the oldest entries first, so all that
-            // follows its first retained entry is intact. An id before it was either trimmed or predates this
-            // stream (a lost and recreated one); either way, what came after it may be gone. Conservative by one
-            // case: an id that was itself the last entry trimmed also answers false.
-            guard let lastID = info["last-generated-id"]?.text.flatMap(EventID.init), id <= lastID,
-                case .array(let first)? = info["first-entry"], let firstID = first.first?.text.flatMap(EventID.init)
-            else { return false }
-            return id >= firstID
+            return try await historyStream.isComplete(after: id)
         } catch {
             throw unavailable(error)
         }
@@ -203,52 +178,6 @@ public final class RedisEngine: Engine {
     }
 
     // MARK: private
-
-    private func currentScriptSHA(on connection: RedisConnection) async throws -> String {
-        if let sha = script.current { return sha }
-        return try await script.load(on: connection)
-    }
-
-    private static func parseIDs(_ reply: RedisReply, expected: Int) throws -> [Appended] {
-        guard case .array(let elements) = reply, elements.count == expected else {
-            throw RedisError.unexpectedReply("the append script answered \(reply)")
-        }
-        return try elements.map { element in
-            guard let text = element.text, let id = EventID(text) else {
-                throw RedisError.unexpectedReply("the append script answered a bad id \(element)")
-            }
-            return Appended(id: id)
-        }
-    }
-
-    static func history(on connection: RedisConnection, streamKey: String, after id: EventID, limit: Int) async throws
-        -> [StoredEvent]
-    {
-        let reply = try await connection.send(
-            ["XRANGE", streamKey, "(\(id)", "+", "COUNT", String(max(1, limit))]
-        ).orThrow()
-        guard case .array(let entries) = reply else { throw RedisError.unexpectedReply("XRANGE answered \(reply)") }
-        return try entries.map { entry in
-            guard case .array(let parts) = entry, parts.count == 2, let idText = parts[0].text,
-                let id = EventID(idText), case .array(let fields) = parts[1]
-            else { throw RedisError.unexpectedReply("XRANGE entry \(entry)") }
-            var header: [UInt8]?
-            var body: [UInt8]?
-            for index in stride(from: 0, to: fields.count - 1, by: 2) {
-                switch fields[index].text {
-                case "h": header = fields[index + 1].bytes
-                case "b": body = fields[index + 1].bytes
-                default: break
-                }
-            }
-            guard let header, let body, let routing = RoutingHeader.decode(header) else {
-                throw RedisError.unexpectedReply("history entry \(id) lacks its routing header or body")
-            }
-            return StoredEvent(
-                id: id, entityKey: routing.entityKey, channels: routing.channels,
-                json: StoredEvent.assembleJSON(id: id, bodyAfterID: body), carriesState: routing.carriesState)
-        }
-    }
 
     /// SCAN one key prefix to the end, reading each page's values while asking for the next page: one pipelined
     /// round trip per page instead of two.

@@ -18,11 +18,50 @@ public enum RedisConnectionState: Sendable, Hashable {
 ///
 /// Pub/sub drops whatever is published while a subscriber is away. With `catchUp`, a subscriber that comes back
 /// first asks the history for the events after the last one it delivered, then continues with live messages,
-/// skipping any it already delivered — so the sink sees every event once, in id order, across reconnects (as
-/// far back as the history reaches).
+/// skipping any it already delivered — so the sink sees every event once, in id order, across reconnects. When
+/// the history no longer reaches back that far (trimmed, or lost with a Redis that restarted without its data),
+/// the sink is told so with `deliveryGap`, and gets what the history still holds all the same.
+///
+/// With `expiry`, the same connection also listens for keys that expire (staleness; see `StaleSweeper`).
 public final class RedisSubscriber: Sendable {
-    /// Returns up to a page of stored events after an id, oldest first; empty when there are no more.
-    public typealias CatchUp = @Sendable (_ after: EventID) async throws -> [StoredEvent]
+    /// How a subscriber that comes back reads what it missed.
+    public struct CatchUp: Sendable {
+        /// Up to a page of stored events after an id, oldest first (empty when there are no more), or `.gap`;
+        /// after nil, the oldest the history holds.
+        public var page: @Sendable (_ after: EventID?) async throws -> HistoryPage
+        /// The newest id in the history, nil without one: where a subscriber that has delivered nothing yet
+        /// counts from, so that what is published while it reconnects is caught up too.
+        public var newest: @Sendable () async throws -> EventID?
+
+        public init(
+            page: @escaping @Sendable (_ after: EventID?) async throws -> HistoryPage,
+            newest: @escaping @Sendable () async throws -> EventID?
+        ) {
+            self.page = page
+            self.newest = newest
+        }
+    }
+
+    /// Listening for expired keys on the database's `__keyevent@<db>__:expired` channel.
+    public struct ExpiryWatch: Sendable {
+        /// Runs on every new connection before it subscribes (to turn notifications on). Cannot fail the session:
+        /// staleness has other ways to notice an expiry, events have none to reach this node.
+        public var prepare: @Sendable (RedisConnection) async -> Void
+        /// Names of keys that expired, batched per read. Must not block.
+        public var expired: @Sendable ([String]) -> Void
+        /// Subscribed, on every (re)connect: expiries while away were not announced to this node.
+        public var subscribed: @Sendable () -> Void
+
+        public init(
+            prepare: @escaping @Sendable (RedisConnection) async -> Void,
+            expired: @escaping @Sendable ([String]) -> Void,
+            subscribed: @escaping @Sendable () -> Void
+        ) {
+            self.prepare = prepare
+            self.expired = expired
+            self.subscribed = subscribed
+        }
+    }
 
     public let url: RedisURL
     public let channel: String
@@ -32,6 +71,8 @@ public final class RedisSubscriber: Sendable {
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let catchUp: CatchUp?
+    private let expiry: ExpiryWatch?
+    private let expiredChannel: [UInt8]
     private let currentState = Mutex(RedisConnectionState.disconnected)
     private let running = Atomic(false)
 
@@ -43,7 +84,8 @@ public final class RedisSubscriber: Sendable {
         healthCheckInterval: Duration = .seconds(5),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger,
-        catchUp: CatchUp? = nil
+        catchUp: CatchUp? = nil,
+        expiry: ExpiryWatch? = nil
     ) {
         self.url = url
         self.channel = channel
@@ -53,6 +95,8 @@ public final class RedisSubscriber: Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.catchUp = catchUp
+        self.expiry = expiry
+        self.expiredChannel = Array(RedisKeys.expiredChannel(database: url.database).utf8)
     }
 
     public var state: RedisConnectionState { currentState.withLock { $0 } }
@@ -119,12 +163,22 @@ public final class RedisSubscriber: Sendable {
         on connection: RedisConnection, pushes: AsyncStream<[RedisReply]>, sink: any EventSink,
         lastDelivered: inout EventID?, onSubscribed: () -> Void
     ) async throws {
-        let confirmation = try await connection.send(["SUBSCRIBE", channel])
-        guard case .array(let parts) = confirmation, parts.count == 3, parts[0].text == "subscribe" else {
-            throw RedisError.unexpectedReply("SUBSCRIBE answered \(confirmation)")
+        if let expiry { await expiry.prepare(connection) }
+        // Before its first delivery a subscriber has no position of its own; the history's newest, read before
+        // subscribing, is one that nothing published after it can fall behind.
+        if lastDelivered == nil, let catchUp { lastDelivered = try? await catchUp.newest() }
+
+        // One SUBSCRIBE per channel: each gets exactly one confirmation, which is what replies are matched by.
+        var commands = [["SUBSCRIBE", channel]]
+        if expiry != nil { commands.append(["SUBSCRIBE", String(decoding: expiredChannel, as: UTF8.self)]) }
+        for confirmation in try await connection.pipeline(commands) {
+            guard case .array(let parts) = confirmation, parts.count == 3, parts[0].text == "subscribe" else {
+                throw RedisError.unexpectedReply("SUBSCRIBE answered \(confirmation)")
+            }
         }
         currentState.withLock { $0 = .connected }
         onSubscribed()
+        expiry?.subscribed()
 
         // Messages published from here on are queued in `pushes`; history covers everything before, so the two
         // overlap and never leave a gap. Ids already delivered are skipped below.
@@ -146,43 +200,72 @@ public final class RedisSubscriber: Sendable {
                 }
             }
             for await batch in pushes {
-                for push in batch { deliver(push, to: sink, lastDelivered: &lastDelivered) }
+                var expired: [String] = []
+                for push in batch {
+                    // `message`: [kind, channel, payload]; `pmessage`: [kind, pattern, channel, payload].
+                    guard case .array(let parts) = push, parts.count >= 3, case .string(let payload)? = parts.last else { continue }
+                    if expiry != nil, parts[parts.count - 2].bytes == expiredChannel {
+                        expired.append(String(decoding: payload, as: UTF8.self))
+                    } else {
+                        deliver(payload, to: sink, lastDelivered: &lastDelivered)
+                    }
+                }
+                if !expired.isEmpty { expiry?.expired(expired) }
             }
             group.cancelAll()
         }
     }
 
-    private func replayHistory(_ fetch: CatchUp, after since: EventID, sink: any EventSink) async -> EventID {
-        var last = since
+    /// Delivers the history after `since` and returns the position to continue from: the last event delivered.
+    private func replayHistory(_ catchUp: CatchUp, after since: EventID, sink: any EventSink) async -> EventID? {
+        var last: EventID? = since
         var caughtUp = 0
+        var gapReported = false
+        func reportGap(_ reason: String, _ metadata: Logger.Metadata) {
+            guard !gapReported else { return }
+            gapReported = true
+            logger.warning("redis subscriber missed events it cannot replay; clients must resync", metadata: metadata)
+            sink.deliveryGap(reason: reason)
+        }
+        defer {
+            if caughtUp > 0 { logger.info("redis subscriber caught up from history", metadata: ["events": "\(caughtUp)"]) }
+        }
         // The command connection may still be reconnecting when this one is back (both lost the same Redis), so
         // failures are retried for a while. Not for long: live messages queue in memory meanwhile.
         let giveUp = ContinuousClock.now + .seconds(max(1, 2 * commandTimeoutSeconds))
         while !Task.isCancelled {
             do {
-                let page = try await fetch(last)
-                guard !page.isEmpty else { break }
-                for event in page where event.id > last {
-                    sink.deliver(event)
-                    last = event.id
-                    caughtUp += 1
+                switch try await catchUp.page(last) {
+                case .events(let page):
+                    guard !page.isEmpty else { return last }
+                    for event in page where last.map({ event.id > $0 }) ?? true {
+                        sink.deliver(event)
+                        last = event.id
+                        caughtUp += 1
+                    }
+                case .gap:
+                    reportGap(
+                        "the Redis history no longer holds the events after \(since)",
+                        ["after": "\(last.map { "\($0)" } ?? "-")", "reason": "history trimmed or lost"])
+                    // What the history still holds is delivered all the same, from its oldest: events stored after
+                    // the loss (by a Redis that restarted empty, say) are news that no snapshot carries. Trimming
+                    // removes the oldest first, so everything it still holds is newer than what was delivered.
+                    last = nil
                 }
             } catch {
                 guard ContinuousClock.now < giveUp else {
-                    logger.warning(
-                        "redis subscriber could not catch up from history; events published while it was away are lost to it",
-                        metadata: ["after": "\(last)", "error": "\(error)"])
-                    break
+                    reportGap(
+                        "the Redis history could not be read to catch up after \(since)",
+                        ["after": "\(last.map { "\($0)" } ?? "-")", "error": "\(error)"])
+                    return last
                 }
                 try? await Task.sleep(for: .milliseconds(50))
             }
         }
-        if caughtUp > 0 { logger.info("redis subscriber caught up from history", metadata: ["events": "\(caughtUp)"]) }
         return last
     }
 
-    private func deliver(_ push: RedisReply, to sink: any EventSink, lastDelivered: inout EventID?) {
-        guard case .array(let parts) = push, case .string(let payload)? = parts.last else { return }
+    private func deliver(_ payload: [UInt8], to sink: any EventSink, lastDelivered: inout EventID?) {
         guard let event = PubSubMessage.decode(payload) else {
             logger.warning("redis subscriber dropped an undecodable message", metadata: ["bytes": "\(payload.count)"])
             return

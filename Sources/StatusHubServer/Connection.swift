@@ -24,12 +24,12 @@ final class Connection: Hashable, Sendable {
     private let overflowContinuation: AsyncStream<Void>.Continuation
     private let state = Mutex(State())
 
-    init(id: UInt64, outboxCapacity: Int) {
+    init(id: UInt64, outboxCapacity: Int, conflateAbove: Int) {
         self.id = id
         let (signal, continuation) = AsyncStream<Void>.makeStream()
         self.overflowSignal = signal
         self.overflowContinuation = continuation
-        self.outbox = Outbox(capacity: outboxCapacity) {
+        self.outbox = Outbox(capacity: outboxCapacity, conflateAbove: conflateAbove) {
             continuation.yield()
             continuation.finish()
         }

@@ -41,11 +41,9 @@ final class FanOut: EventSink {
 
     func deliveryGap(reason: String) {
         let frame = ByteBuffer(bytes: ServerMessage.resync(id: nil, reason: .engineGap))
-        let connections = open.withLock { $0 }
-        for connection in connections where !connection.patterns.isEmpty {
-            connection.outbox.push(frame)
-        }
-        metrics.resyncs.increment(by: Int64(connections.count))
+        let subscribed = open.withLock { $0 }.filter { !$0.patterns.isEmpty }
+        for connection in subscribed { connection.outbox.push(frame) }
+        metrics.resyncs.increment(by: Int64(subscribed.count))
     }
 
     func opened(_ connection: Connection) { open.withLock { _ = $0.insert(connection) } }

@@ -4,9 +4,10 @@ import Synchronization
 
 /// A connection's bounded queue of outbound frames, drained by exactly one writer task.
 ///
-/// Fan-out only ever calls `push`, which never waits. A reader that falls behind first gets *conflation*: a queued
-/// state frame for an entity is dropped when a newer one for the same entity arrives, so the queue holds at most
-/// one pending state per entity, and frames keep their id order (the newer one goes to the back). Frames without
+/// Fan-out only ever calls `push`, which never waits. A reader that falls behind (more than `conflateAbove`
+/// frames queued) gets *conflation*: a queued state frame for an entity is dropped when a newer one for the same
+/// entity arrives, so the backlog holds one pending state per entity, and frames keep their id order (the newer
+/// one goes to the back). A reader that keeps up never loses an event to conflation. Frames without
 /// a conflation key (alerts, replies) are never dropped. Only if the queue still fills is the connection over
 /// (`push` returns `.overflowed`) — one slow dashboard can never stall the others. A single writer per
 /// connection also keeps frames whole: the WebSocket writer must not be used by several tasks at once.
@@ -49,13 +50,15 @@ final class Outbox: Sendable {
     }
 
     let capacity: Int
+    let conflateAbove: Int
     private let state = Mutex(State())
     /// Told once, outside the lock, when the outbox overflows: the writer may be stuck on a socket that is not
     /// draining, so someone else has to be able to end the connection.
     private let onOverflow: @Sendable () -> Void
 
-    init(capacity: Int, onOverflow: @escaping @Sendable () -> Void = {}) {
+    init(capacity: Int, conflateAbove: Int = 0, onOverflow: @escaping @Sendable () -> Void = {}) {
         self.capacity = max(1, capacity)
+        self.conflateAbove = max(0, conflateAbove)
         self.onOverflow = onOverflow
     }
 
@@ -66,7 +69,9 @@ final class Outbox: Sendable {
         let (result, waiter) = state.withLock { state -> (PushResult, CheckedContinuation<Void, Never>?) in
             guard state.ending == nil else { return (.ended, nil) }
             var conflated = false
-            if let key = conflationKey, let sequence = state.queuedByKey[key], sequence >= state.headSequence {
+            if state.live >= conflateAbove, let key = conflationKey, let sequence = state.queuedByKey[key],
+                sequence >= state.headSequence
+            {
                 state.slots[Int(sequence - state.headSequence)].frame = nil
                 state.live -= 1
                 conflated = true

@@ -58,7 +58,9 @@ public struct StatusHub: Sendable {
                 }
                 return .upgrade([:]) { inbound, outbound, _ in
                     let session = WebSocketSession(
-                        connection: Connection(id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity),
+                        connection: Connection(
+                            id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity,
+                            conflateAbove: config.websocket.conflateAbove),
                         channel: channel, fanOut: fanOut, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
                     await session.run(inbound: inbound, outbound: outbound)
                 }

@@ -25,6 +25,16 @@ struct OutboxTests {
         #expect(await drain(outbox) == ["m1-d"])
     }
 
+    @Test func aReaderThatKeepsUpGetsEveryEvent() async {
+        let outbox = Outbox(capacity: 10, conflateAbove: 3)
+        #expect(outbox.push(frame("m1-a"), conflationKey: "m1") == .queued)
+        #expect(outbox.push(frame("m1-b"), conflationKey: "m1") == .queued)
+        #expect(outbox.push(frame("m1-c"), conflationKey: "m1") == .queued)
+        // Now three are queued: the reader is behind, and the backlog collapses.
+        #expect(outbox.push(frame("m1-d"), conflationKey: "m1") == .conflated)
+        #expect(await drain(outbox) == ["m1-a", "m1-b", "m1-d"])
+    }
+
     @Test func alertsAreNeverDroppedSoTheyCanOverflow() async {
         let outbox = Outbox(capacity: 3)
         for n in 0..<3 { #expect(outbox.push(frame("alert-\(n)")) == .queued) }

@@ -427,6 +427,373 @@ struct RedisEngineTests {
         }
     }
 
+    // MARK: engine: idempotency, retention, staleness, gaps
+
+    @Test func idempotencyKeysAcknowledgeRetriesWithTheFirstID() async throws {
+        try await withRedisServer { server in
+            try await withEngine(server, configure: { $0.server.idempotencyWindowSeconds = 1 }) { engine, sink in
+                let first = try await engine.append([Self.event(.machine, "M-1", idempotencyKey: "k-1")])[0]
+                #expect(!first.duplicate)
+                let retry = try await engine.append([Self.event(.machine, "M-1", status: "idle", idempotencyKey: "k-1")])
+                #expect(retry == [Appended(id: first.id, duplicate: true)])
+                // Nothing of the retry was stored: the cache still holds the first acceptance.
+                #expect(try await engine.latest(entityKey: "resource:machine:M-1")?.id == first.id)
+
+                // Within one batch, the second use of a key is a duplicate of the first, stored by the same batch.
+                let batch = try await engine.append([
+                    Self.event(.machine, "M-2", idempotencyKey: "k-2"),
+                    Self.event(.machine, "M-3"),
+                    Self.event(.machine, "M-2", status: "idle", idempotencyKey: "k-2"),
+                    Self.event(.machine, "M-4", idempotencyKey: "k-1"),
+                ])
+                #expect(!batch[0].duplicate && !batch[1].duplicate && batch[0].id < batch[1].id)
+                #expect(batch[2] == Appended(id: batch[0].id, duplicate: true))
+                #expect(batch[3] == Appended(id: first.id, duplicate: true))
+
+                // Stored, published and in the history once each.
+                #expect(try await sink.waitFor(count: 3).map(\.id) == [first.id, batch[0].id, batch[1].id])
+                #expect(try await engine.history(after: first.id, limit: 100)?.map(\.id) == [batch[0].id, batch[1].id])
+
+                // Remembered for the window, under the stream key's prefix; after it, the key is new again.
+                let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
+                #expect(try await redis.send(["GET", "statushub:history:idem:k-1"]) == .string(Array(first.id.description.utf8)))
+                let ttl = try #require(try await redis.send(["PTTL", "statushub:history:idem:k-1"]).integer)
+                #expect((1...1000).contains(ttl))
+                try await eventually("k-1 forgotten", timeout: .seconds(3)) {
+                    try await redis.send(["EXISTS", "statushub:history:idem:k-1"]) == .integer(0)
+                }
+                let later = try await engine.append([Self.event(.machine, "M-1", idempotencyKey: "k-1")])[0]
+                #expect(!later.duplicate && later.id > batch[1].id)
+                #expect(try await sink.waitFor(count: 4).last?.id == later.id)
+                await redis.close()
+            }
+        }
+    }
+
+    @Test func historyIsTrimmedByAge() async throws {
+        try await withRedisServer { server in
+            try await withEngine(server, configure: { $0.redis.historyMaxAgeSeconds = 1 }) { engine, _ in
+                let old = try await engine.append((0..<150).map { Self.event(.machine, "M-\($0)") }).map(\.id)
+                #expect(try await engine.history(after: old[0], limit: 1000)?.count == 149)
+                try await Task.sleep(for: .milliseconds(1_100))
+                let fresh = try await engine.append([Self.event(.machine, "M-new")]).map(\.id)
+
+                // `MINID ~` drops whole stream nodes once all their entries are too old: the oldest are gone, so a
+                // resume from them is a gap, not a partial replay.
+                #expect(try await engine.history(after: old[0], limit: 1000) == nil)
+                #expect(try await !engine.historyIsComplete(after: old[0]))
+                let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
+                let length = try #require(try await redis.send(["XLEN", "statushub:history"]).integer)
+                #expect(length < 151)
+                await redis.close()
+                // The newest position still resumes (with nothing to replay).
+                #expect(try await engine.history(after: fresh[0], limit: 10) == [])
+            }
+        }
+    }
+
+    @Test func expiredStateBecomesExactlyOneStaleEventAcrossNodes() async throws {
+        try await withRedisServer { server in
+            let ttls: (inout HubConfig) -> Void = {
+                $0.cacheTTL.machine = 1
+                $0.cacheTTL.operator = 0
+            }
+            // Sweeping on a timer is off (60 s): expiry notifications must do the work.
+            try await withEngine(server, configure: ttls) { nodeA, sinkA in
+                try await withEngine(server, configure: ttls) { nodeB, sinkB in
+                    let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
+                    // Keys that are not the hub's states expire too, and are none of its business.
+                    _ = try await redis.send(["SET", "other-app:session", "x", "PX", "300"])
+                    _ = try await redis.send(["SET", "resource:machine:written-by-someone-else", "x", "PX", "300"])
+
+                    let m1 = Self.event(.machine, "M-1", line: "Line-2")
+                    let first = try await nodeA.append([m1, Self.event(.operator, "O-1")]).map(\.id)
+                    // A state that never expires (ttl 0) needs no shadow; one that does has one.
+                    #expect(try await redis.send(["HEXISTS", "statushub:history:last-states", "resource:operator:O-1"]) == .integer(0))
+                    #expect(try await redis.send(["HEXISTS", "statushub:history:last-states", "resource:machine:M-1"]) == .integer(1))
+
+                    // M-2 is refreshed (through the other node) more often than its TTL: never stale meanwhile.
+                    let started = ContinuousClock.now
+                    while ContinuousClock.now - started < .seconds(2.5) {
+                        _ = try await nodeB.append([Self.event(.machine, "M-2")])
+                        try await Task.sleep(for: .milliseconds(300))
+                    }
+                    try await eventually("M-1 stale on both nodes") {
+                        !sinkA.stale(for: "resource:machine:M-1").isEmpty && !sinkB.stale(for: "resource:machine:M-1").isEmpty
+                    }
+                    #expect(sinkA.stale(for: "resource:machine:M-2").isEmpty && sinkB.stale(for: "resource:machine:M-2").isEmpty)
+
+                    // Once M-2 is no longer refreshed, it goes stale too.
+                    try await eventually("M-2 stale on both nodes") {
+                        !sinkA.stale(for: "resource:machine:M-2").isEmpty && !sinkB.stale(for: "resource:machine:M-2").isEmpty
+                    }
+                    // A second claim would have arrived by now.
+                    try await Task.sleep(for: .milliseconds(500))
+                    for key in ["resource:machine:M-1", "resource:machine:M-2"] {
+                        let onA = sinkA.stale(for: key).map(\.id)
+                        #expect(onA.count == 1, "\(key): \(onA.count) stale events on node A")
+                        #expect(onA == sinkB.stale(for: key).map(\.id), "\(key): both nodes deliver the same one")
+                    }
+                    #expect(sinkA.received.filter(\.isStale).count == 2 && sinkB.received.filter(\.isStale).count == 2)
+
+                    // The stale event: news (not state) on the expired state's channels, carrying that state.
+                    let stale = try #require(sinkA.stale(for: "resource:machine:M-1").first)
+                    #expect(!stale.carriesState && stale.channels == StoredEvent(id: first[0], validated: m1).channels)
+                    let json = try #require(try JSONSerialization.jsonObject(with: Data(stale.json)) as? [String: Any])
+                    #expect(json["event_id"] as? String == stale.id.description)
+                    #expect(json["entity_id"] as? String == "M-1" && json["line"] as? String == "Line-2")
+                    let data = try #require(json["data"] as? [String: Any])
+                    #expect((data["last_state"] as? [String: Any])?["event_id"] as? String == first[0].description)
+                    #expect((json["metadata"] as? [String: Any])?["triggered_by"] as? String == "ttl_expiry")
+                    // Stored like any event: in the history; the shadow and deadline are consumed; the state is gone.
+                    #expect(try await nodeB.history(after: first[1], limit: 100)?.contains(stale) == true)
+                    #expect(try await redis.send(["HEXISTS", "statushub:history:last-states", "resource:machine:M-1"]) == .integer(0))
+                    #expect(try await redis.send(["ZSCORE", "statushub:history:deadlines", "resource:machine:M-1"]) == .null)
+                    #expect(try await nodeA.latest(entityKey: "resource:machine:M-1") == nil)
+                    #expect(try await nodeA.latest(entityKey: "resource:operator:O-1")?.id == first[1])
+                    await redis.close()
+                }
+            }
+        }
+    }
+
+    @Test func expiriesNoNodeHeardOfAreFoundBySweeping() async throws {
+        // CONFIG is disabled, as on many managed Redis services: no expiry notifications can be turned on.
+        try await withRedisServer(extraArguments: ["--rename-command", "CONFIG", ""]) { server in
+            let ttl: (inout HubConfig) -> Void = { $0.cacheTTL.machine = 1 }
+            try await withEngine(server, configure: ttl, staleSweep: .milliseconds(300)) { engine, sink in
+                let id = try await engine.append([Self.event(.machine, "M-1")])[0].id
+                try await eventually("M-1 stale, found by the periodic sweep") { !sink.stale(for: "resource:machine:M-1").isEmpty }
+                let stale = try #require(sink.stale(for: "resource:machine:M-1").first)
+                #expect(stale.jsonString.contains(#""event_id":"\#(id)""#))
+            }
+            // A state that expires while no node runs is published by the first node to start.
+            let m2 = try await withEngine(server, configure: ttl) { engine, _ in
+                try await engine.append([Self.event(.machine, "M-2")])[0].id
+            }
+            try await Task.sleep(for: .milliseconds(1_500))
+            try await withEngine(server, configure: ttl) { engine, sink in
+                try await eventually("M-2 stale, found when the node started") { !sink.stale(for: "resource:machine:M-2").isEmpty }
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(sink.received.filter(\.isStale).count == 1)
+                #expect(try await engine.history(after: m2, limit: 10)?.map(\.id) == sink.received.map(\.id))
+            }
+        }
+    }
+
+    @Test func redisRestartedWithoutItsDataIsADeliveryGap() async throws {
+        try await withRedisServer { server in
+            try await withEngine(server) { engine, sink in
+                let before = try await engine.append([Self.event(.machine, "M-1")])[0].id
+                _ = try await sink.waitFor(count: 1)
+                #expect(sink.gaps.isEmpty)
+
+                try await server.restart()
+                try await eventually("gap reported") { sink.gaps.count == 1 }
+                try await eventually("ready after restart") { engine.isReady }
+                let after = try await engine.append([Self.event(.machine, "M-2")])[0].id
+                try await eventually("M-2 delivered") { sink.received.last?.id == after }
+                #expect(sink.gaps.count == 1)
+                #expect(try await engine.history(after: before, limit: 10) == nil)
+            }
+        }
+    }
+
+    @Test func catchUpPastTrimmedHistoryIsAGapThenWhatIsLeft() async throws {
+        try await withRedisServer { server in
+            try await withEngine(server, configure: {
+                $0.redis.historyMaxLength = 100
+                $0.redis.reconnectInitialSeconds = 1
+                $0.redis.reconnectMaxSeconds = 1
+            }) { engine, sink in
+                let before = try await engine.append([Self.event(.machine, "M-0")]).map(\.id)
+                _ = try await sink.waitFor(count: 1)
+                let admin = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
+                #expect(try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"]).integer == 1)
+                try await eventually("subscriber noticed") { engine.subscriberState != .connected }
+                let missed = try await engine.append((1...1000).map { Self.event(.machine, "M-\($0)") }).map(\.id)
+
+                try await eventually("gap reported") { sink.gaps.count == 1 }
+                try await eventually("subscriber back") { engine.subscriberState == .connected }
+                let live = try await engine.append([Self.event(.machine, "M-live")]).map(\.id)
+                try await eventually("live event delivered") { sink.received.last?.id == live[0] }
+                // After the gap notice: what the history still held (the newest ~100), then live — once each, in order.
+                let ids = sink.received.map(\.id)
+                #expect(ids.first == before[0] && ids.count > 2 && ids.count < 1002)
+                #expect(Array(ids.dropFirst()) == Array((missed + live).suffix(ids.count - 1)))
+                #expect(sink.gaps.count == 1)
+                await admin.close()
+            }
+        }
+    }
+
+    @Test func aSubscriberThatDeliveredNothingYetCatchesUpToo() async throws {
+        try await withRedisServer { server in
+            // The history exists before this node starts; what is in it is not this node's to deliver.
+            _ = try await withEngine(server) { engine, _ in try await engine.append([Self.event(.machine, "M-0")]) }
+            try await withEngine(server, configure: {
+                $0.redis.reconnectInitialSeconds = 1
+                $0.redis.reconnectMaxSeconds = 1
+            }) { engine, sink in
+                let admin = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
+                #expect(try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"]).integer == 1)
+                try await eventually("subscriber noticed") { engine.subscriberState != .connected }
+                let missed = try await engine.append((1...3).map { Self.event(.machine, "M-\($0)") }).map(\.id)
+                try await eventually("subscriber back") { engine.subscriberState == .connected }
+                #expect(try await sink.waitFor(count: 3).map(\.id) == missed)
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(sink.count == 3 && sink.gaps.isEmpty)
+                await admin.close()
+            }
+        }
+    }
+
+    /// Redis with AOF (`appendfsync always`) is killed with SIGKILL while writers append continuously, each retrying
+    /// a refused event with the same idempotency key; then restarted on the same data. Nothing acknowledged may be
+    /// lost — from the history or from a node's delivery — and nothing may be stored or delivered twice.
+    @Test func acknowledgedEventsSurviveRedisKilledWithAOF() async throws {
+        try await withRedisServer(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"]) { server in
+            try await withEngine(server) { engine, sink in
+                let start = try await engine.append([Self.event(.machine, "START")])[0].id
+                _ = try await sink.waitFor(count: 1)
+                let writers = 4
+                let perWriter = 400
+                let tally = try await Self.appendWhileKilled(engine, server, writers: writers, perWriter: perWriter)
+                #expect(tally.acknowledged.count == writers * perWriter)
+                let acknowledged = Set(tally.acknowledged.values)
+
+                // The history (read from before the first of them) holds every acknowledged event, each once.
+                let stored = try #require(try await Self.wholeHistory(engine, after: start), "the history has a gap")
+                let lostFromHistory = acknowledged.subtracting(stored.map(\.id)).count
+                let storedTwice = Self.keysStoredTwice(stored)
+
+                // The node's sink sees every acknowledged event — live or by catching up — exactly once.
+                try? await eventually("every acknowledged event delivered", timeout: .seconds(20)) {
+                    acknowledged.isSubset(of: Set(sink.received.map(\.id)))
+                }
+                try await Task.sleep(for: .milliseconds(200))
+                let received = sink.received.map(\.id).filter { $0 != start }
+                let lost = acknowledged.subtracting(received).count
+                let duplicates = received.count - Set(received).count
+                print(
+                    "redis kill -9 (AOF, appendfsync always): acknowledged=\(acknowledged.count) received=\(Set(received).count) lost=\(lost) duplicates=\(duplicates) lost_from_history=\(lostFromHistory) stored_twice=\(storedTwice) refused_attempts=\(tally.refused) stored_despite_refusal=\(tally.storedDespiteRefusal) gaps=\(sink.gaps.count)"
+                )
+                #expect(tally.refused > 0, "the kill happened while appends were in flight")
+                #expect(lostFromHistory == 0 && storedTwice == 0)
+                #expect(lost == 0 && duplicates == 0)
+                #expect(received == received.sorted())
+                #expect(sink.gaps.isEmpty)
+            }
+        }
+    }
+
+    /// Every event after `id`, page by page; nil if the history no longer reaches back to `id`.
+    static func wholeHistory(_ engine: RedisEngine, after id: EventID) async throws -> [StoredEvent]? {
+        var stored: [StoredEvent] = []
+        var after = id
+        while true {
+            guard let page = try await engine.history(after: after, limit: 1000) else { return nil }
+            guard let last = page.last else { return stored }
+            stored += page
+            after = last.id
+        }
+    }
+
+    /// How many idempotency keys appear on more than one stored event.
+    static func keysStoredTwice(_ events: [StoredEvent]) -> Int {
+        var copies: [String: Int] = [:]
+        for event in events {
+            let json = try? JSONSerialization.jsonObject(with: Data(event.json)) as? [String: Any]
+            if let key = json?["idempotency_key"] as? String { copies[key, default: 0] += 1 }
+        }
+        return copies.values.filter { $0 > 1 }.count
+    }
+
+    /// What one writer of the AOF test saw.
+    struct Tally: Sendable {
+        var acknowledged: [String: EventID] = [:]
+        var refused = 0
+        /// Retries answered `duplicate`: the refused attempt had been stored after all.
+        var storedDespiteRefusal = 0
+    }
+
+    /// Runs `writers` writers; kills Redis (SIGKILL) once 400 events are acknowledged and restarts it 300 ms later.
+    static func appendWhileKilled(_ engine: RedisEngine, _ server: RedisServer, writers: Int, perWriter: Int) async throws -> Tally {
+        let progress = Counter()
+        return try await withThrowingTaskGroup(of: Tally.self) { group in
+            for writer in 0..<writers {
+                group.addTask { try await appendContinuously(engine, writer: writer, count: perWriter, progress: progress) }
+            }
+            try await eventually("appends flowing") { progress.value >= 400 }
+            await server.kill9()
+            try await Task.sleep(for: .milliseconds(300))
+            try await server.restart()
+            var total = Tally()
+            for try await part in group {
+                total.acknowledged.merge(part.acknowledged) { first, _ in first }
+                total.refused += part.refused
+                total.storedDespiteRefusal += part.storedDespiteRefusal
+            }
+            return total
+        }
+    }
+
+    /// Appends `count` events one at a time, retrying each refused one (same idempotency key) until acknowledged.
+    static func appendContinuously(_ engine: RedisEngine, writer: Int, count: Int, progress: Counter) async throws -> Tally {
+        var tally = Tally()
+        var index = 0
+        let deadline = ContinuousClock.now + .seconds(60)
+        while index < count, ContinuousClock.now < deadline {
+            let key = "w\(writer)-\(index)"
+            do {
+                let appended = try await engine.append([event(.machine, "M-\(writer)-\(index % 25)", idempotencyKey: key)])[0]
+                tally.acknowledged[key] = appended.id
+                if appended.duplicate { tally.storedDespiteRefusal += 1 }
+                index += 1
+                progress.increment()
+            } catch is EngineUnavailable {
+                tally.refused += 1
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        return tally
+    }
+
+    @Test func keyspaceFlagsAreAddedToWhatIsThere() {
+        #expect(ExpiryNotifications.flagsAdding(to: "") == "Ex")
+        #expect(ExpiryNotifications.flagsAdding(to: "xE") == nil)
+        #expect(ExpiryNotifications.flagsAdding(to: "AKE") == nil)
+        #expect(ExpiryNotifications.flagsAdding(to: "Kg") == "KgEx")
+        #expect(ExpiryNotifications.flagsAdding(to: "KA") == "KAE")
+    }
+
+    @Test func streamBoundsDecideWhatAResumeCanReplay() {
+        func id(_ ms: UInt64, _ seq: UInt64 = 0) -> EventID { EventID(milliseconds: ms, sequence: seq) }
+        let trimmed = StreamBounds(exists: true, lastGenerated: id(50), firstEntry: id(20), maxDeleted: id(19))
+        #expect(trimmed.holdsEverything(after: id(20)) && trimmed.holdsEverything(after: id(30)))
+        #expect(trimmed.holdsEverything(after: id(50)))
+        #expect(trimmed.holdsEverything(after: id(19)))  // the last entry trimmed: nothing after it is gone
+        #expect(!trimmed.holdsEverything(after: id(18)))
+        #expect(!trimmed.holdsEverything(after: id(51)))
+        // Age trimming can empty a quiet stream; its newest id still resumes.
+        let emptied = StreamBounds(exists: true, lastGenerated: id(50), firstEntry: nil, maxDeleted: id(50))
+        #expect(emptied.holdsEverything(after: id(50)) && !emptied.holdsEverything(after: id(40)))
+        // A recreated stream (Redis lost its data) knows nothing from before it.
+        let recreated = StreamBounds(exists: true, lastGenerated: id(900), firstEntry: id(800))
+        #expect(!recreated.holdsEverything(after: id(50)))
+        #expect(!StreamBounds(exists: false).holdsEverything(after: id(50)))
+    }
+
+    @Test func onlyEntityKeysConcernStaleness() {
+        #expect(RedisKeys.isEntityKey("resource:machine:M-1") && RedisKeys.isEntityKey("workorder:WO-1"))
+        #expect(RedisKeys.isEntityKey("allocation:A-1") && RedisKeys.isEntityKey("resource:operator:O-1"))
+        #expect(!RedisKeys.isEntityKey("resource:machine:") && !RedisKeys.isEntityKey("statushub:history:idem:k"))
+        #expect(!RedisKeys.isEntityKey("other-app:session"))
+        let keys = RedisKeys(streamKey: "hub-a:history")
+        #expect(keys.lastStates == "hub-a:history:last-states" && keys.idempotencyKey("k") == "hub-a:history:idem:k")
+        #expect(RedisKeys.expiredChannel(database: 3) == "__keyevent@3__:expired")
+    }
+
     // MARK: helpers
 
     /// Runs a Redis engine against `server` for the body, with fast reconnects, then stops and shuts it down.
@@ -434,6 +801,7 @@ struct RedisEngineTests {
         _ server: RedisServer,
         configure: (inout HubConfig) -> Void = { _ in },
         healthCheck: Duration = .seconds(5),
+        staleSweep: Duration = .seconds(60),
         _ body: (RedisEngine, RecordingSink) async throws -> T
     ) async throws -> T {
         var config = HubConfig()
@@ -444,7 +812,8 @@ struct RedisEngineTests {
         configure(&config)
         var logger = Logger(label: "redis-engine-test")
         logger.logLevel = .critical
-        let engine = try RedisEngine(config: config, logger: logger, healthCheckInterval: healthCheck)
+        let engine = try RedisEngine(
+            config: config, logger: logger, healthCheckInterval: healthCheck, staleSweepInterval: staleSweep)
         let sink = RecordingSink()
         let runner = Task { try await engine.run(delivering: sink) }
         func stop() async {
@@ -465,11 +834,14 @@ struct RedisEngineTests {
 
     static func event(
         _ entityType: EntityType, _ id: String, eventType: EventType = .resourceStatusChanged,
-        status: String = "running", line: String? = nil
+        status: String = "running", line: String? = nil, idempotencyKey: String? = nil
     ) -> ValidatedEvent {
         let linePart = line.map { #""line":"\#($0)","# } ?? ""
-        let body = #""data":{"current_status":"\#(status)"},"entity_id":"\#(id)","entity_type":"\#(entityType.rawValue)","event_type":"\#(eventType.rawValue)",\#(linePart)"metadata":{"source":"t","triggered_by":"t"},"received_at":"2025-01-01T00:00:00.000Z","timestamp":"2025-01-01T00:00:00.000Z"}"#
-        return ValidatedEvent(eventType: eventType, entityType: entityType, entityID: id, line: line, bodyAfterID: Array(body.utf8))
+        let keyPart = idempotencyKey.map { #""idempotency_key":"\#($0)","# } ?? ""
+        let body = #""data":{"current_status":"\#(status)"},"entity_id":"\#(id)","entity_type":"\#(entityType.rawValue)","event_type":"\#(eventType.rawValue)",\#(keyPart)\#(linePart)"metadata":{"source":"t","triggered_by":"t"},"received_at":"2025-01-01T00:00:00.000Z","timestamp":"2025-01-01T00:00:00.000Z"}"#
+        return ValidatedEvent(
+            eventType: eventType, entityType: entityType, entityID: id, line: line, bodyAfterID: Array(body.utf8),
+            idempotencyKey: idempotencyKey)
     }
 }
 
@@ -486,10 +858,24 @@ final class RecordingSink: EventSink {
     var gaps: [String] { gapReasons.withLock { $0 } }
     var count: Int { events.withLock { $0.count } }
 
+    /// The `status_stale` events delivered for an entity.
+    func stale(for entityKey: String) -> [StoredEvent] { received.filter { $0.isStale && $0.entityKey == entityKey } }
+
     func waitFor(count: Int, timeout: Duration = .seconds(10)) async throws -> [StoredEvent] {
         try await eventually("\(count) events delivered", timeout: timeout) { self.count >= count }
         return received
     }
+}
+
+/// A count shared by concurrent tasks.
+final class Counter: Sendable {
+    private let count = Atomic(0)
+    func increment() { count.add(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
+extension StoredEvent {
+    var isStale: Bool { jsonString.contains(#""event_type":"status_stale""#) }
 }
 
 struct EventuallyTimeout: Error, CustomStringConvertible {

@@ -7,8 +7,9 @@ import Glibc
 import Darwin
 #endif
 
-/// A real `redis-server` for one test: its own free loopback port, its own scratch directory, no persistence.
-/// Use `withRedisServer { server in … }`, which always stops it, however the test ends.
+/// A real `redis-server` for one test: its own free loopback port, its own scratch directory, no persistence
+/// unless `extraArguments` turn it on (`--appendonly yes`). Use `withRedisServer { server in … }`, which always
+/// stops it, however the test ends.
 final class RedisServer: Sendable {
     struct StartError: Error, CustomStringConvertible {
         var description: String
@@ -57,7 +58,8 @@ final class RedisServer: Sendable {
     func pause() { signalProcess(SIGSTOP) }
     func resume() { signalProcess(SIGCONT) }
 
-    /// Stops the server if it runs and starts it again on the same port (with an empty dataset).
+    /// Stops the server if it runs and starts it again on the same port and directory: with an empty dataset, or
+    /// with what its AOF kept if `extraArguments` enabled one.
     func restart() async throws {
         await stop()
         try await launch()

@@ -1,0 +1,42 @@
+import StatusHubCore
+
+/// The Redis names a hub uses besides the entity cache keys the seed lays out (`resource:machine:M-203`).
+///
+/// All of them are named after `redis.stream_key`, so two hubs given different stream keys keep out of each
+/// other's way in one Redis, and an operator finds everything of a hub under one prefix.
+struct RedisKeys: Sendable, Equatable {
+    /// The history stream; its ids are the events' ids.
+    let stream: String
+    /// Hash: entity key → the pub/sub message (`<id> <routing header>\n<json>`) of the state cached under that
+    /// key, kept without a TTL. When the cache key expires, Redis has already deleted the value; this copy is
+    /// what the `status_stale` event is built from. One hash rather than a shadow key per entity, so that shadows
+    /// never show up in the snapshot's `SCAN resource:machine:*` and a node can read many in one `HMGET`.
+    let lastStates: String
+    /// Sorted set: entity key → when its cached state expires (Redis clock, ms). It lets a node find the states
+    /// that expired while no node was listening for expiry notifications with one range query, instead of
+    /// scanning every shadow.
+    let deadlines: String
+    /// `SET <prefix><idempotency key> <event id> EX <window>`.
+    let idempotencyPrefix: String
+
+    init(streamKey: String) {
+        stream = streamKey
+        lastStates = streamKey + ":last-states"
+        deadlines = streamKey + ":deadlines"
+        idempotencyPrefix = streamKey + ":idem:"
+    }
+
+    func idempotencyKey(_ key: String) -> String { idempotencyPrefix + key }
+
+    /// The keyevent channel on which Redis announces keys of `database` that expired (with
+    /// `notify-keyspace-events` containing `E` and `x`).
+    static func expiredChannel(database: Int) -> String { "__keyevent@\(database)__:expired" }
+
+    /// Whether `key` is a latest-state key the hub writes: expiry notifications arrive for every key of the
+    /// database (other applications', and the hub's own idempotency keys), and only these concern staleness.
+    static func isEntityKey(_ key: String) -> Bool {
+        entityKeyPrefixes.contains { key.count > $0.count && key.hasPrefix($0) }
+    }
+
+    private static let entityKeyPrefixes = EntityType.allCases.map(\.cacheKeyPrefix)
+}
