@@ -6,25 +6,6 @@ import StatusHubServer
 import Synchronization
 import Testing
 
-/// Collects what an engine publishes, in the order it arrives.
-final class CollectingSink: EventSink {
-    private let events = Mutex<[StoredEvent]>([])
-    private let gapReasons = Mutex<[String]>([])
-    func deliver(_ event: StoredEvent) { events.withLock { $0.append(event) } }
-    func deliveryGap(reason: String) { gapReasons.withLock { $0.append(reason) } }
-    var received: [StoredEvent] { events.withLock { $0 } }
-    var gaps: [String] { gapReasons.withLock { $0 } }
-
-    func waitFor(count: Int, timeout: Duration = .seconds(10)) async throws -> [StoredEvent] {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while received.count < count {
-            guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "\(count) events, have \(received.count)") }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        return received
-    }
-}
-
 /// Runs an engine (and, for Redis, its own redis-server) for the body, then stops it.
 func withEngine<T: Sendable>(
     _ kind: EngineKind, configure: (inout HubConfig) -> Void = { _ in },

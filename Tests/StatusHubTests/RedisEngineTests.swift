@@ -802,7 +802,7 @@ struct RedisEngineTests {
         configure: (inout HubConfig) -> Void = { _ in },
         healthCheck: Duration = .seconds(5),
         staleSweep: Duration = .seconds(60),
-        _ body: (RedisEngine, RecordingSink) async throws -> T
+        _ body: (RedisEngine, CollectingSink) async throws -> T
     ) async throws -> T {
         var config = HubConfig()
         config.redis.url = server.url
@@ -814,7 +814,7 @@ struct RedisEngineTests {
         logger.logLevel = .critical
         let engine = try RedisEngine(
             config: config, logger: logger, healthCheckInterval: healthCheck, staleSweepInterval: staleSweep)
-        let sink = RecordingSink()
+        let sink = CollectingSink()
         let runner = Task { try await engine.run(delivering: sink) }
         func stop() async {
             runner.cancel()
@@ -845,50 +845,9 @@ struct RedisEngineTests {
     }
 }
 
-/// Records what an engine delivers, in order.
-final class RecordingSink: EventSink {
-    private let events = Mutex<[StoredEvent]>([])
-
-    private let gapReasons = Mutex<[String]>([])
-
-    func deliver(_ event: StoredEvent) { events.withLock { $0.append(event) } }
-    func deliveryGap(reason: String) { gapReasons.withLock { $0.append(reason) } }
-
-    var received: [StoredEvent] { events.withLock { $0 } }
-    var gaps: [String] { gapReasons.withLock { $0 } }
-    var count: Int { events.withLock { $0.count } }
-
-    /// The `status_stale` events delivered for an entity.
-    func stale(for entityKey: String) -> [StoredEvent] { received.filter { $0.isStale && $0.entityKey == entityKey } }
-
-    func waitFor(count: Int, timeout: Duration = .seconds(10)) async throws -> [StoredEvent] {
-        try await eventually("\(count) events delivered", timeout: timeout) { self.count >= count }
-        return received
-    }
-}
-
 /// A count shared by concurrent tasks.
 final class Counter: Sendable {
     private let count = Atomic(0)
     func increment() { count.add(1, ordering: .relaxed) }
     var value: Int { count.load(ordering: .relaxed) }
-}
-
-extension StoredEvent {
-    var isStale: Bool { jsonString.contains(#""event_type":"status_stale""#) }
-}
-
-struct EventuallyTimeout: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Polls `condition` until it holds, or fails the test after `timeout`.
-func eventually(
-    _ what: String, timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else { throw EventuallyTimeout(description: "timed out waiting for: \(what)") }
-        try await Task.sleep(for: .milliseconds(10))
-    }
 }

@@ -82,7 +82,7 @@ final class RedisServer: Sendable {
         ] + extraArguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        try Self.run(process)
+        try launchWithSignalsUnblocked(process)
         self.process.withLock { $0 = process }
 
         let deadline = ContinuousClock.now + .seconds(10)
@@ -95,19 +95,6 @@ final class RedisServer: Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         throw StartError(description: "redis-server on port \(port) did not answer PING within 10 s")
-    }
-
-    /// Starts `process` with no signals blocked. A child inherits its parent thread's signal mask, and the
-    /// concurrency pool's threads block most signals, so a child spawned from a test would ignore SIGTERM.
-    private static func run(_ process: Process) throws {
-        #if os(Linux)
-        var unblocked = sigset_t()
-        sigemptyset(&unblocked)
-        var previous = sigset_t()
-        pthread_sigmask(SIG_SETMASK, &unblocked, &previous)
-        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
-        #endif
-        try process.run()
     }
 
     private func signalProcess(_ signal: Int32) {
