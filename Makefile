@@ -23,8 +23,10 @@ build: deps
 run: build
 	$(SWIFT) run statushub serve --config $(CONFIG) $(ARGS)
 
+# The suite, then a 10-second load-harness smoke run (loadtest/smoke.sh) on the debug binaries it built.
 test: deps
 	$(SWIFT) test
+	SWIFT=$(SWIFT) loadtest/smoke.sh
 
 release: deps
 	$(SWIFT) build -c release --product statushub

@@ -4,7 +4,8 @@ import Synchronization
 
 /// The node's one `EventSink`: looks up who wants an event and queues one shared frame to each of them.
 ///
-/// The frame is encoded once per event; every receiver gets the same `ByteBuffer` (copy-on-write, so no copy).
+/// The frame is encoded and framed once per event (`WireFrame`); every receiver gets the same `ByteBuffer`
+/// (copy-on-write, so no copy).
 final class FanOut: EventSink {
     let index = SubscriptionIndex<Connection>()
     private let metrics: HubMetrics
@@ -20,7 +21,7 @@ final class FanOut: EventSink {
         let receivers = index.subscribers(matching: event.channels)
         guard !receivers.isEmpty else { return }
         let held = Connection.Held(
-            event: event, frame: ByteBuffer(bytes: ServerMessage.event(event)), conflationKey: Self.conflationKey(of: event))
+            event: event, frame: WireFrame.text(ServerMessage.event(event)), conflationKey: Self.conflationKey(of: event))
         var conflated: Int64 = 0
         for connection in receivers where connection.offer(held) == .conflated {
             conflated += 1
@@ -40,7 +41,7 @@ final class FanOut: EventSink {
     }
 
     func deliveryGap(reason: String) {
-        let frame = ByteBuffer(bytes: ServerMessage.resync(id: nil, reason: .engineGap))
+        let frame = WireFrame.text(ServerMessage.resync(id: nil, reason: .engineGap))
         let subscribed = open.withLock { $0 }.filter { !$0.patterns.isEmpty }
         for connection in subscribed { connection.outbox.push(frame) }
         metrics.resyncs.increment(by: Int64(subscribed.count))

@@ -47,6 +47,9 @@ final class Outbox: Sendable {
         var queuedByKey: [String: UInt64] = [:]
         var ending: Ending?
         var waiter: CheckedContinuation<Void, Never>?
+        /// Push mode (`onReady`): whether the reader was told about frames it has not taken yet.
+        var readySignalled = false
+        var onReady: (@Sendable () -> Void)?
     }
 
     let capacity: Int
@@ -62,12 +65,61 @@ final class Outbox: Sendable {
         self.onOverflow = onOverflow
     }
 
+    /// Switches to push mode: `ready` runs (outside the lock) when frames arrive and the reader has not been told
+    /// since it last took them, so a reader on an event loop drains with `take()` — once per batch, not per
+    /// frame — instead of waiting in `next()`; the writer task then waits only for `ending()`. Frames already
+    /// queued are signalled at once.
+    func setOnReady(_ ready: @escaping @Sendable () -> Void) {
+        let signal = state.withLock { state -> Bool in
+            state.onReady = ready
+            guard state.live > 0, !state.readySignalled else { return false }
+            state.readySignalled = true
+            return true
+        }
+        if signal { ready() }
+    }
+
+    /// Everything queued (push mode), or nil; the next push signals `onReady` again.
+    func take() -> [ByteBuffer]? {
+        state.withLock { state in
+            state.readySignalled = false
+            guard state.live > 0, state.ending != .overflowed else { return nil }
+            let frames = state.slots.compactMap(\.frame)
+            state.headSequence += UInt64(state.slots.count)
+            state.slots.removeAll(keepingCapacity: true)
+            state.queuedByKey.removeAll(keepingCapacity: true)
+            state.live = 0
+            return frames
+        }
+    }
+
+    /// Push mode: waits until the outbox ends; frames still queued are for `take()`.
+    func ending() async -> Ending {
+        while true {
+            if let ending = state.withLock({ $0.ending }) { return ending }
+            if Task.isCancelled { return .closed }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let resumeNow = state.withLock { state -> Bool in
+                        if state.ending != nil { return true }
+                        state.waiter = continuation
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            } onCancel: {
+                close()
+            }
+        }
+    }
+
     /// Queues a frame; `conflationKey` (an entity key) lets a newer frame of the same entity replace it while
     /// both are still queued.
     @discardableResult
     func push(_ frame: ByteBuffer, conflationKey: String? = nil) -> PushResult {
-        let (result, waiter) = state.withLock { state -> (PushResult, CheckedContinuation<Void, Never>?) in
-            guard state.ending == nil else { return (.ended, nil) }
+        let (result, waiter, ready) = state.withLock {
+            state -> (PushResult, CheckedContinuation<Void, Never>?, (@Sendable () -> Void)?) in
+            guard state.ending == nil else { return (.ended, nil, nil) }
             var conflated = false
             if state.live >= conflateAbove, let key = conflationKey, let sequence = state.queuedByKey[key],
                 sequence >= state.headSequence
@@ -76,16 +128,22 @@ final class Outbox: Sendable {
                 state.live -= 1
                 conflated = true
             }
-            guard state.live < capacity else { return (.overflowed, Self.overflow(&state)) }
+            guard state.live < capacity else { return (.overflowed, Self.overflow(&state), nil) }
             state.slots.append(Slot(frame: frame, conflationKey: conflationKey))
             state.live += 1
             if let key = conflationKey { state.queuedByKey[key] = state.headSequence + UInt64(state.slots.count - 1) }
             // Dropped slots stay until the writer takes the queue; a writer stuck on a slow socket must not let
             // them pile up, so compact once they outnumber the live ones.
             if state.slots.count > 2 * capacity + 64 { Self.compact(&state) }
-            return (conflated ? .conflated : .queued, state.waiter.take())
+            if let onReady = state.onReady {
+                let first = !state.readySignalled
+                state.readySignalled = true
+                return (conflated ? .conflated : .queued, nil, first ? onReady : nil)
+            }
+            return (conflated ? .conflated : .queued, state.waiter.take(), nil)
         }
         waiter?.resume()
+        ready?()
         if result == .overflowed { onOverflow() }
         return result
     }

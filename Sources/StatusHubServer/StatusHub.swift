@@ -56,12 +56,15 @@ public struct StatusHub: Sendable {
                 guard request.path?.split(separator: "?", maxSplits: 1).first == "/v1/ws", !draining.isSet else {
                     return .dontUpgrade
                 }
+                // Frames bypass the library's per-frame writer only when no extension can have been negotiated.
+                let mayUseExtension = config.websocket.compression && request.headerFields[.secWebSocketExtensions] != nil
                 return .upgrade([:]) { inbound, outbound, _ in
+                    let direct = mayUseExtension ? nil : try? await DirectFrameWriter.install(on: channel)
                     let session = WebSocketSession(
                         connection: Connection(
                             id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity,
                             conflateAbove: config.websocket.conflateAbove),
-                        channel: channel, fanOut: fanOut, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
+                        channel: channel, direct: direct, fanOut: fanOut, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
                     await session.run(inbound: inbound, outbound: outbound)
                 }
             },

@@ -12,6 +12,9 @@ struct WebSocketSession {
     let connection: Connection
     /// The socket underneath, to cut a client loose when even the close frame cannot reach it.
     let channel: any Channel
+    /// Writes batches of frames below the WebSocket encoder; nil when an extension (permessage-deflate) was
+    /// negotiated, and frames go through the library one by one.
+    let direct: DirectFrameWriter?
     let fanOut: FanOut
     let engine: any Engine
     let limits: HubConfig.WebSocket
@@ -19,6 +22,7 @@ struct WebSocketSession {
     let logger: Logger
 
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+        direct?.start(draining: connection.outbox)
         metrics.connections.increment()
         fanOut.opened(connection)
         defer {
@@ -28,7 +32,15 @@ struct WebSocketSession {
         }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await readLoop(inbound: inbound, outbound: outbound) }
-            group.addTask { await writeLoop(outbound: outbound) }
+            if let direct {
+                // Frames are written by the direct writer's flush passes; this task only ends the connection. On the
+                // channel's event loop, so its last flush and the flush passes never overlap.
+                group.addTask(executorPreference: EventLoopTaskExecutor(direct.channel.eventLoop)) {
+                    await endWhenOutboxEnds(direct: direct, outbound: outbound)
+                }
+            } else {
+                group.addTask { await writeLoop(outbound: outbound) }
+            }
             group.addTask { await cutLooseIfStuck() }
             // Whichever ends first (client gone, or the hub closing the socket) ends the others.
             await group.next()
@@ -59,7 +71,7 @@ struct WebSocketSession {
             case .frames(let frames):
                 for frame in frames {
                     do {
-                        try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame)))
+                        try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: WireFrame.payload(of: frame))))
                     } catch {
                         return
                     }
@@ -77,6 +89,21 @@ struct WebSocketSession {
         }
     }
 
+    /// With the direct writer: closes the connection as the outbox's ending says (after sending what is queued,
+    /// when the node is going away).
+    private func endWhenOutboxEnds(direct: DirectFrameWriter, outbound: WebSocketOutboundWriter) async {
+        switch await connection.outbox.ending() {
+        case .overflowed:
+            logger.notice("closing slow consumer", metadata: ["connection": "\(connection.id)"])
+            try? await outbound.close(.init(codeNumber: Int(CloseCode.slowConsumer.rawValue)), reason: CloseCode.slowConsumer.reason)
+        case .goingAway:
+            if let frames = connection.outbox.take() { try? await direct.write(frames) }
+            try? await outbound.close(.goingAway, reason: CloseCode.goingAway.reason)
+        case .closed:
+            return
+        }
+    }
+
     /// A client that stopped reading leaves the writer blocked on a full socket, where it cannot even send the
     /// 4001 close frame. After an overflow, give the close frame a moment, then drop the TCP connection.
     private func cutLooseIfStuck() async {
@@ -91,7 +118,7 @@ struct WebSocketSession {
     }
 
     private func reply(_ bytes: [UInt8]) {
-        connection.outbox.push(ByteBuffer(bytes: bytes))
+        connection.outbox.push(WireFrame.text(bytes))
     }
 
     private func handle(_ decoded: Result<ClientMessage, ClientMessage.Refusal>) async {
@@ -169,7 +196,7 @@ struct WebSocketSession {
                     return cursor == since ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"))
                 }
                 for event in page where event.matches(any: patterns) {
-                    connection.outbox.push(ByteBuffer(bytes: ServerMessage.event(event)), conflationKey: FanOut.conflationKey(of: event))
+                    connection.outbox.push(WireFrame.text(ServerMessage.event(event)), conflationKey: FanOut.conflationKey(of: event))
                 }
                 guard let last = page.last else { return .complete(through: cursor) }
                 cursor = last.id

@@ -80,6 +80,20 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "WebSocket URL, when it differs from the one derived from --url.")
     var wsURL: String?
 
+    @Option(help: ArgumentHelp(
+        "Drive another server: HTTP publish URL with {channel}, e.g. http://127.0.0.1:8081/pub?id={channel}.",
+        discussion: "With --subscribe-url-template: each event is POSTed alone (raw event JSON) to its channel, subscribers connect to their channel's URL and send nothing; any 2xx counts as accepted."))
+    var publishURLTemplate: String?
+
+    @Option(help: "WebSocket subscribe URL with {channel}, e.g. ws://127.0.0.1:8081/sub/{channel} (with --publish-url-template).")
+    var subscribeURLTemplate: String?
+
+    @Option(name: .customLong("hub-pid"), help: "A server process to watch (RSS, CPU time), repeatable: e.g. the hub and redis-server.")
+    var hubPIDs: [Int32] = []
+
+    @Option(help: "Draw latency over time (p50, p99, max per second) as an SVG picture to this file.")
+    var svg: String?
+
     @Option(help: "Number of WebSocket subscribers.")
     var subscribers = 100
 
@@ -141,18 +155,30 @@ struct RunCommand: AsyncParsableCommand {
         guard let parsed = URL(string: url), parsed.scheme == "http", parsed.host != nil else {
             throw ValidationError("--url must be http://host[:port]")
         }
+        if (publishURLTemplate == nil) != (subscribeURLTemplate == nil) {
+            throw ValidationError("--publish-url-template and --subscribe-url-template go together")
+        }
+        if publishURLTemplate != nil {
+            guard batch == 1 else { throw ValidationError("URL templates publish one event per request: --batch must be 1") }
+            guard mapping != .wildcard else { throw ValidationError("URL templates support one-channel and lines:K") }
+            guard let parsed = URL(string: publishURLTemplate!.replacingOccurrences(of: "{channel}", with: "c")),
+                  parsed.scheme == "http", parsed.host != nil
+            else { throw ValidationError("--publish-url-template must be http://host[:port]/path…{channel}…") }
+        }
         if rate / Double(publishers) / Double(batch) * duration < 1 {
             throw ValidationError("--rate x --duration / (--publishers x --batch) is below one request per publisher")
         }
     }
 
     func run() async throws {
-        let parsed = URL(string: url)!
+        let parsed = URL(string: publishURLTemplate?.replacingOccurrences(of: "{channel}", with: "c") ?? url)!
         let host = parsed.host!
         let port = parsed.port ?? 80
         let config = LoadConfig(
             host: host, port: port,
             wsURL: wsURL ?? "ws://\(host):\(port)/v1/ws",
+            templates: publishURLTemplate.map { URLTemplates(publish: $0, subscribe: subscribeURLTemplate!) },
+            hubPIDs: hubPIDs,
             subscribers: subscribers, publishers: publishers, rate: rate, duration: duration, batch: batch,
             mapping: mapping, lineCount: { if case .lines(let k) = mapping { k } else { lines } }(),
             machines: machines, payloadBytes: payloadBytes, drain: drain,
@@ -161,6 +187,9 @@ struct RunCommand: AsyncParsableCommand {
         )
         let outcome = try await LoadRun(config: config).run()
         print(outcome.report.table())
+        if let svg {
+            try LatencyChart(report: outcome.report).svg().write(toFile: svg, atomically: true, encoding: .utf8)
+        }
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -170,10 +199,27 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
+/// Another server's publish and subscribe URLs, `{channel}` replaced per event and per subscriber.
+struct URLTemplates: Sendable {
+    var publish: String
+    var subscribe: String
+
+    /// The path and query of the publish URL for `channel` (the request target).
+    func publishTarget(_ channel: String) -> String {
+        let url = URL(string: publish.replacingOccurrences(of: "{channel}", with: channel))!
+        return url.path + (url.query.map { "?" + $0 } ?? "")
+    }
+
+    func subscribeURL(_ channel: String) -> String { subscribe.replacingOccurrences(of: "{channel}", with: channel) }
+}
+
 struct LoadConfig: Sendable {
     var host: String
     var port: Int
     var wsURL: String
+    /// Set when driving another server (Nchan) instead of StatusHub.
+    var templates: URLTemplates?
+    var hubPIDs: [Int32]
     var subscribers: Int
     var publishers: Int
     var rate: Double
@@ -198,6 +244,17 @@ struct LoadConfig: Sendable {
     /// Batches each publisher sends, and so the events it plans.
     var batchesPerPublisher: Int { Int(rate / Double(publishers) * duration / Double(batch)) }
     var eventsPerPublisher: Int { batchesPerPublisher * batch }
+
+    /// With URL templates: the channel subscriber `index` listens on, and the one an event of line `line` goes to.
+    func templateChannel(forSubscriber index: Int) -> String {
+        if case .lines(let k) = mapping { return "line-\(index % k)" }
+        return "resource-status"
+    }
+
+    func templateChannel(forLine line: Int) -> String {
+        if case .lines = mapping { return "line-\(line)" }
+        return "resource-status"
+    }
 
     /// Subscribers whose pattern matches an event on line `line`.
     func receivers(ofLine line: Int) -> Int {

@@ -32,6 +32,9 @@ struct LoadRun {
         defer { group.shutdownGracefully { _ in } }
         let executors = group.makeIterator().map { EventLoopTaskExecutor($0) }
         let config = self.config
+        let probe = HubProbe(pids: config.hubPIDs)
+        let beforeSubscribers = probe.read()
+        let connectStart = monotonicNanos()
 
         return try await withThrowingTaskGroup(of: SubscriberResult.self, returning: LoadOutcome.self) { tasks in
             for index in 0..<config.subscribers {
@@ -57,6 +60,10 @@ struct LoadRun {
                 if ready + failed >= config.subscribers || monotonicNanos() > connectDeadline { break }
                 try await Task.sleep(for: .milliseconds(10))
             }
+            let connectPhase = Double(monotonicNanos() - connectStart) / 1e6
+            // Let the hub settle (and the allocator return what connecting used) before reading its memory.
+            if probe.isEnabled && config.subscribers > 0 { try await Task.sleep(for: .milliseconds(500)) }
+            let afterSubscribers = probe.read()
             let (ready, _) = readiness.snapshot
             if ready < config.subscribers {
                 let results = try await collectSubscribers()
@@ -64,6 +71,7 @@ struct LoadRun {
                 log("\(config.subscribers - ready) of \(config.subscribers) subscribers did not subscribe: \(errors.first ?? "timed out")")
                 var builder = ReportBuilder(config: config, runID: runID)
                 builder.subscribers = results
+                builder.connectPhaseMillis = connectPhase
                 return LoadOutcome(report: builder.build(), exitCode: 2)
             }
             if config.progress { log("\(ready) subscribers subscribed (\(config.mapping)); publishing for \(config.duration) s") }
@@ -76,6 +84,8 @@ struct LoadRun {
             let finished = FinishedCount()
             for publisher in publishers { publisher.result.whenComplete { _ in finished.increment() } }
             let cpuAtStart = processCPUSeconds()
+            let hubAtStart = probe.read()
+            var hubLast = hubAtStart
             let start = monotonicNanos() + 20_000_000
             for publisher in publishers {
                 let channel = publisher.channel
@@ -100,18 +110,29 @@ struct LoadRun {
                 let seconds = Double(now - start) / 1e9
                 let perSecond = Double(interval.delivered - lastDelivered) / max(seconds - (timeline.last?.t_s ?? 0), 0.001)
                 lastDelivered = interval.delivered
+                var hubCPU: Double?
+                var hubRSS: Double?
+                if probe.isEnabled {
+                    let reading = probe.read()
+                    hubCPU = (reading.cpuSeconds - hubLast.cpuSeconds) / max(Double(reading.atNanos - hubLast.atNanos) / 1e9, 0.001) * 100
+                    hubRSS = Double(reading.rssBytes) / 1_048_576
+                    hubLast = reading
+                }
                 let point = ProgressSample(
                     t_s: (seconds * 10).rounded() / 10, sent: counters.sent.load(ordering: .relaxed),
                     accepted: counters.accepted.load(ordering: .relaxed), delivered: interval.delivered,
-                    deliveries_per_s: perSecond.rounded(), p99_ms: interval.histogram.millis(99)
+                    deliveries_per_s: perSecond.rounded(), p50_ms: interval.histogram.millis(50),
+                    p99_ms: interval.histogram.millis(99), max_ms: interval.histogram.maxMillis,
+                    hub_cpu_percent: hubCPU.map { ($0 * 10).rounded() / 10 }, hub_rss_mib: hubRSS.map { ($0 * 10).rounded() / 10 }
                 )
                 timeline.append(point)
                 if config.progress {
+                    let server = hubCPU.map { String(format: " | server cpu %.0f %% rss %.1f MiB", $0, hubRSS ?? 0) } ?? ""
                     log(String(
                         format: "[%5.1fs] sent %d accepted %d in-flight %d | delivered %d (%.0f/s) p99 %.3f ms max %.3f ms",
                         point.t_s, point.sent, point.accepted, counters.inFlight.load(ordering: .relaxed), point.delivered,
                         perSecond, point.p99_ms, interval.histogram.maxMillis
-                    ))
+                    ) + server)
                 }
             }
             while true {
@@ -140,6 +161,7 @@ struct LoadRun {
             let end = monotonicNanos()
             sample(end, final: true)
             let cpu = processCPUSeconds() - cpuAtStart
+            let hubAtEnd = probe.read()
 
             // 4. Close everything and report.
             let subscriberResults = try await collectSubscribers()
@@ -154,6 +176,21 @@ struct LoadRun {
             builder.cpuPercent = cpu / (Double(end - start) / 1e9) * 100
             builder.delivered = stats.delivered
             builder.perSeq = stats.deliveriesPerSeq()
+            builder.connectPhaseMillis = connectPhase
+            if probe.isEnabled {
+                let hubCPU = hubAtEnd.cpuSeconds - hubAtStart.cpuSeconds
+                let mib = { (bytes: Int) in Double(bytes) / 1_048_576 }
+                builder.hub = HubUsage(
+                    pids: config.hubPIDs,
+                    rss_before_subscribers_mib: mib(beforeSubscribers.rssBytes),
+                    rss_after_subscribers_mib: mib(afterSubscribers.rssBytes),
+                    rss_end_mib: mib(hubAtEnd.rssBytes),
+                    rss_per_subscriber_kib: config.subscribers > 0
+                        ? Double(afterSubscribers.rssBytes - beforeSubscribers.rssBytes) / 1024 / Double(config.subscribers) : 0,
+                    cpu_percent_of_one_core: hubCPU / max(Double(hubAtEnd.atNanos - hubAtStart.atNanos) / 1e9, 0.001) * 100,
+                    cpu_us_per_delivery: stats.delivered > 0 ? hubCPU / Double(stats.delivered) * 1e6 : 0
+                )
+            }
             let report = builder.build()
             let failedPublishes = report.events_failed + report.events_rejected + report.events_skipped_in_flight_cap
             let exitCode: Int32 = report.lost > 0 || failedPublishes > 0 || report.subscriber_disconnects > 0 ? 1 : 0
@@ -192,6 +229,8 @@ struct ReportBuilder {
     var perSeq: (perSeq: [[UInt32]], offPlan: Int) = ([], 0)
     var timeline: [ProgressSample] = []
     var cpuPercent = 0.0
+    var connectPhaseMillis = 0.0
+    var hub: HubUsage?
 
     func build() -> Report {
         var rtt = makeHistogram()
@@ -262,6 +301,8 @@ struct ReportBuilder {
             subscribers_connected: subscribers.filter(\.subscribed).count,
             subscriber_connect_failures: subscribers.filter { !$0.subscribed }.count,
             subscriber_disconnects: subscribers.filter(\.droppedEarly).count,
+            connect_phase_ms: connectPhaseMillis,
+            hub: hub,
             errors: Array((errors + subscriberErrors).prefix(20)),
             client_cpu_percent_of_one_core: cpuPercent,
             timeline: timeline

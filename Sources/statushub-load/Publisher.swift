@@ -141,7 +141,11 @@ final class PublisherHandler: ChannelInboundHandler, RemovableChannelHandler {
             result.eventBytes += builder.write(seq: nextSeq + offset, sentNanos: sentNanos, timestamp: timestamp, into: &body)
         }
         if batch > 1 { body.writeString("]") }
-        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v1/events", headers: headers)
+        // With URL templates (another server) each event goes alone to its line's channel.
+        let uri = config.templates.map {
+            $0.publishTarget(config.templateChannel(forLine: config.lineIndex(publisher: id, seq: nextSeq)))
+        } ?? "/v1/events"
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: uri, headers: headers)
         head.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
@@ -180,6 +184,9 @@ final class PublisherHandler: ChannelInboundHandler, RemovableChannelHandler {
         result.rtt.recordMicros(nanos: monotonicNanos() &- request.sentNanos)
         result.statusCounts[String(status.code), default: 0] += 1
         switch status.code {
+        case 200...299 where config.templates != nil:
+            // Another server: any success accepted the one event (Nchan answers 201 or 202).
+            accept(request.firstSeq..<(request.firstSeq + request.count))
         case 202:
             accept(request.firstSeq..<(request.firstSeq + request.count))
         case 207, 400:

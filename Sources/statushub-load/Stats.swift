@@ -179,7 +179,12 @@ struct ProgressSample: Codable {
     var accepted: Int
     var delivered: Int
     var deliveries_per_s: Double
+    var p50_ms: Double
     var p99_ms: Double
+    var max_ms: Double
+    /// Of the watched server processes (--hub-pid) over this second; absent when none is watched.
+    var hub_cpu_percent: Double?
+    var hub_rss_mib: Double?
 }
 
 struct Report: Codable {
@@ -228,6 +233,10 @@ struct Report: Codable {
     var subscribers_connected: Int
     var subscriber_connect_failures: Int
     var subscriber_disconnects: Int
+    /// From the first connect attempt until every subscriber had subscribed (or failed).
+    var connect_phase_ms: Double
+    /// The watched server processes (--hub-pid), if any.
+    var hub: HubUsage?
     /// Distinct publisher and subscriber errors (first 20).
     var errors: [String]
     var client_cpu_percent_of_one_core: Double
@@ -259,8 +268,15 @@ struct Report: Codable {
             ("connect p50 / max", "\(f(connect_ms.p50_ms, 3)) / \(f(connect_ms.max_ms, 3)) ms"),
             ("subscribed p50 / max", "\(f(subscribe_ack_ms.p50_ms, 3)) / \(f(subscribe_ack_ms.max_ms, 3)) ms"),
             ("subscribers", "\(subscribers_connected) connected, \(subscriber_connect_failures) failed, \(subscriber_disconnects) dropped early"),
+            ("all subscribed after", "\(f(connect_phase_ms, 1)) ms"),
             ("client cpu", "\(f(client_cpu_percent_of_one_core, 1)) % of one core"),
         ]
+        if let hub {
+            rows.append(("server pids", hub.pids.map(String.init).joined(separator: " ")))
+            rows.append(("server rss before / after subscribers / end", "\(f(hub.rss_before_subscribers_mib, 1)) / \(f(hub.rss_after_subscribers_mib, 1)) / \(f(hub.rss_end_mib, 1)) MiB"))
+            rows.append(("server rss per subscriber", "\(f(hub.rss_per_subscriber_kib, 2)) KiB"))
+            rows.append(("server cpu", "\(f(hub.cpu_percent_of_one_core, 1)) % of one core, \(f(hub.cpu_us_per_delivery, 3)) µs per delivery"))
+        }
         if unexpected_deliveries > 0 { rows.append(("unexpected deliveries", "\(unexpected_deliveries)")) }
         if foreign_frames > 0 { rows.append(("foreign frames", "\(foreign_frames)")) }
         for error in errors.prefix(5) { rows.append(("error", error)) }

@@ -158,15 +158,25 @@ func runSubscriber(
     let runBytes = Array(runID.utf8)
     let start = monotonicNanos()
     do {
+        let templateURL = config.templates?.subscribeURL(config.templateChannel(forSubscriber: index))
         let closeFrame = try await WebSocketClient.connect(
-            url: config.wsURL,
+            url: templateURL ?? config.wsURL,
             configuration: .init(maxFrameSize: 1 << 24, closeTimeout: .seconds(2)),
             eventLoopGroup: loop,
             logger: logger
         ) { inbound, outbound, _ in
             let upgraded = monotonicNanos()
             box.value.withLock { $0.connectNanos = upgraded - start }
-            try await outbound.write(.text(subscribe))
+            if templateURL == nil {
+                try await outbound.write(.text(subscribe))
+            } else {
+                // Another server (URL templates): the URL is the subscription, there is no reply to wait for.
+                box.value.withLock {
+                    $0.subscribed = true
+                    $0.subscribeNanos = upgraded - start
+                }
+                releaseGate(ready: true)
+            }
             var tracker = FrameTracker(
                 runID: runBytes, shard: shard, trackers: Array(repeating: nil, count: publishers),
                 result: SubscriberResult(index: index)

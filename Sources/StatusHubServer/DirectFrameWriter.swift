@@ -1,0 +1,176 @@
+import NIOCore
+import NIOWebSocket
+
+/// Server-to-client WebSocket text frames, framed once: the header and the payload in one `ByteBuffer` that every
+/// receiver shares (servers do not mask, so the bytes are the same for everyone).
+enum WireFrame {
+    /// `payload` as one unfragmented text frame.
+    static func text(_ payload: [UInt8]) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: payload.count + 10)
+        buffer.writeInteger(UInt8(0x81))  // FIN, opcode 1 (text)
+        if payload.count < 126 {
+            buffer.writeInteger(UInt8(payload.count))
+        } else if payload.count <= Int(UInt16.max) {
+            buffer.writeInteger(UInt8(126))
+            buffer.writeInteger(UInt16(payload.count))
+        } else {
+            buffer.writeInteger(UInt8(127))
+            buffer.writeInteger(UInt64(payload.count))
+        }
+        buffer.writeBytes(payload)
+        return buffer
+    }
+
+    /// The payload of a frame made by `text(_:)`, sharing its storage (for connections whose frames must go
+    /// through the WebSocket library, e.g. to be compressed).
+    static func payload(of frame: ByteBuffer) -> ByteBuffer {
+        let headerLength: Int
+        switch frame.getInteger(at: frame.readerIndex + 1, as: UInt8.self)! & 0x7F {
+        case 126: headerLength = 4
+        case 127: headerLength = 10
+        default: headerLength = 2
+        }
+        return frame.getSlice(at: frame.readerIndex + headerLength, length: frame.readableBytes - headerLength)!
+    }
+}
+
+/// Writes a connection's queued frames straight to the socket, below the WebSocket frame encoder: a batch costs
+/// one flush (one `writev`) instead of an actor hop, an encoder pass, a header allocation and a flush per frame.
+///
+/// Only for connections without a negotiated extension: permessage-deflate must see every data frame, so
+/// compressed connections keep writing through the library. Ping, pong and close frames still go through the
+/// library's handler; `CloseWatch` sees the close frame pass, after which no data frame is written (frames are
+/// whole on the wire either way: each is one buffer written on the channel's event loop). The session's writer
+/// task is still the only one that writes data frames.
+final class DirectFrameWriter: Sendable {
+    /// Lives on the channel's event loop, shared by the two handlers and the writer.
+    final class State {
+        var outlet: ChannelHandlerContext?
+        var closeSent = false
+        /// Set while frames wait for the channel to become writable again.
+        var onWritable: (() -> Void)?
+    }
+
+    struct Closed: Error {}
+
+    let channel: any Channel
+    private let state: NIOLoopBound<State>
+
+    private init(channel: any Channel, state: NIOLoopBound<State>) {
+        self.channel = channel
+        self.state = state
+    }
+
+    /// Adds the outlet (first in the pipeline, next to the socket) and the close watch (just behind the frame
+    /// encoder, so every frame the library writes passes it). Call once the WebSocket pipeline is set up.
+    static func install(on channel: any Channel) async throws -> DirectFrameWriter {
+        try await channel.eventLoop.submit {
+            let state = State()
+            let pipeline = channel.pipeline.syncOperations
+            let encoder = try pipeline.handler(type: WebSocketFrameEncoder.self)
+            try pipeline.addHandler(CloseWatch(state: state), position: .after(encoder))
+            try pipeline.addHandler(Outlet(state: state), position: .first)
+            return DirectFrameWriter(channel: channel, state: NIOLoopBound(state, eventLoop: channel.eventLoop))
+        }.get()
+    }
+
+    /// Drains `outbox` on the channel's event loop from now on: a push into an empty outbox schedules one flush
+    /// pass, which takes everything queued by the time it runs and writes it with one flush. So a busy node writes
+    /// bigger batches rather than more of them, and an idle one writes each frame at once. While the channel is
+    /// not writable, frames stay in the outbox (where conflation and the overflow limit apply).
+    func start(draining outbox: Outbox) {
+        let loop = channel.eventLoop
+        outbox.setOnReady { [self] in loop.execute { self.flushPass(outbox) } }
+    }
+
+    private func flushPass(_ outbox: Outbox) {
+        let state = self.state.value
+        guard !state.closeSent, let outlet = state.outlet else {
+            _ = outbox.take()
+            return
+        }
+        guard channel.isWritable else {
+            state.onWritable = { [self] in flushPass(outbox) }
+            return
+        }
+        guard let frames = outbox.take(), !frames.isEmpty else { return }
+        for frame in frames { outlet.write(NIOAny(frame), promise: nil) }
+        outlet.flush()
+    }
+
+    /// Writes `frames` (made by `WireFrame`) in order with one flush. Returns at once while the channel stays
+    /// writable; otherwise once the frames are handed to the socket, so a slow reader holds the writer back (and
+    /// its outbox fills) instead of NIO's buffer. Throws once the close frame went out or the channel closed.
+    func write(_ frames: [ByteBuffer]) async throws {
+        guard !frames.isEmpty else { return }
+        if channel.eventLoop.inEventLoop {
+            if let written = try writeOnLoop(frames) { try await written.get() }
+        } else {
+            try await channel.eventLoop.flatSubmit { [self] in
+                do {
+                    return try writeOnLoop(frames) ?? channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }.get()
+        }
+    }
+
+    private func writeOnLoop(_ frames: [ByteBuffer]) throws -> EventLoopFuture<Void>? {
+        let state = self.state.value
+        guard !state.closeSent, let outlet = state.outlet, channel.isActive else { throw Closed() }
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        for frame in frames.dropLast() { outlet.write(NIOAny(frame), promise: nil) }
+        outlet.write(NIOAny(frames[frames.count - 1]), promise: written)
+        outlet.flush()
+        return channel.isWritable ? nil : written.futureResult
+    }
+
+    /// First in the pipeline: its context writes bytes straight to the socket. Passes everything else through.
+    private final class Outlet: ChannelDuplexHandler, RemovableChannelHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let state: State
+        init(state: State) { self.state = state }
+        func handlerAdded(context: ChannelHandlerContext) { state.outlet = context }
+        func handlerRemoved(context: ChannelHandlerContext) {
+            state.outlet = nil
+            state.onWritable = nil
+        }
+
+        func channelWritabilityChanged(context: ChannelHandlerContext) {
+            context.fireChannelWritabilityChanged()
+            if context.channel.isWritable, let resume = state.onWritable {
+                state.onWritable = nil
+                resume()
+            }
+        }
+    }
+
+    /// Behind the encoder: notes the close frame the library sends, so no data frame follows it.
+    private final class CloseWatch: ChannelOutboundHandler, RemovableChannelHandler {
+        typealias OutboundIn = WebSocketFrame
+        typealias OutboundOut = WebSocketFrame
+        let state: State
+        init(state: State) { self.state = state }
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            if unwrapOutboundIn(data).opcode == .connectionClose { state.closeSent = true }
+            context.write(data, promise: promise)
+        }
+    }
+}
+
+/// Runs a task's code on a NIO event loop (`addTask(executorPreference:)`): a connection's writer then writes to
+/// its channel without a thread hop per batch.
+final class EventLoopTaskExecutor: TaskExecutor {
+    let loop: any EventLoop
+
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}

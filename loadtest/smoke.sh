@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# CI smoke: proves the harness works end to end, in about 15 s. Reuses the debug binaries `swift test` built
+# (builds them if missing), starts a memory-engine hub on a free loopback port, runs statushub-load for 10 s at
+# 50 events/s with 20 subscribers, and fails unless it exits 0 (nothing lost, every publish accepted) and wrote
+# its JSON and SVG. Stops everything it started. No numbers are checked: they go into loadtest/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+. loadtest/lib.sh
+
+WORK=$(mktemp -d /tmp/statushub-smoke.XXXXXX)
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    stop_servers
+    if [ "$status" -ne 0 ]; then
+        for f in "$WORK/load.txt" "$WORK/hub.log"; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }; done
+    fi
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+BIN=$(swift build --show-bin-path)
+for product in statushub statushub-load; do
+    [ -x "$BIN/$product" ] || swift build --product "$product" >&2
+done
+SERVER_PIN=() CLIENT_PIN=()
+start_hub "$WORK" "$BIN" memory
+status=0
+timeout --signal=INT --kill-after=10 60 "$BIN/statushub-load" run --url "http://127.0.0.1:$HUB_PORT" \
+    --hub-pid "$HUB_PID" --subscribers 20 --rate 50 --duration 10 --mapping one-channel --quiet \
+    --json "$WORK/smoke.json" --svg "$WORK/smoke.svg" >"$WORK/load.txt" 2>&1 || status=$?
+if [ "$status" -ne 0 ]; then say "statushub-load exited $status"; exit 1; fi
+[ -s "$WORK/smoke.json" ] && grep -q '<svg' "$WORK/smoke.svg" || { say "no JSON or SVG written"; exit 1; }
+say "ok: $(grep -E '^(deliveries|latency p99|lost) ' "$WORK/load.txt" | tr -s ' ' | paste -sd ';' -)"
