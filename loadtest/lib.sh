@@ -97,7 +97,7 @@ worker_processes 1;
 daemon off;
 pid $1/nginx.pid;
 error_log $1/nginx-error.log warn;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile $(ulimit -Hn);
 events { worker_connections 30000; }
 http {
     access_log off;
