@@ -40,6 +40,11 @@ public struct ChannelPattern: Sendable, Hashable, CustomStringConvertible {
         self.segments = segments
     }
 
+    init(text: String, segments: [Segment]) {
+        self.text = text
+        self.segments = segments
+    }
+
     public func matches(_ channel: String) -> Bool {
         matches(segments: channel.split(separator: ChannelName.separator, omittingEmptySubsequences: false))
     }
@@ -48,15 +53,39 @@ public struct ChannelPattern: Sendable, Hashable, CustomStringConvertible {
         var index = 0
         for segment in segments {
             switch segment {
+            // A wildcard never matches a tenant segment (`@acme`, see `Tenant`): `*` stays within its tenant.
             case .rest:
-                return index < channel.count
+                return index < channel.count && !Tenant.isTenantSegment(channel[index])
             case .one:
-                guard index < channel.count else { return false }
+                guard index < channel.count, !Tenant.isTenantSegment(channel[index]) else { return false }
             case .literal(let literal):
                 guard index < channel.count, channel[index] == literal else { return false }
             }
             index += 1
         }
         return index == channel.count
+    }
+}
+
+extension ChannelPattern {
+    /// Whether every channel `other` can match is matched by this pattern too (segment by segment: a literal
+    /// contains only the same literal, `*` in the middle contains a literal or `*`, a trailing `*` contains any
+    /// remainder of one segment or more). Conservative: never true when some channel of `other` escapes it.
+    public func contains(_ other: ChannelPattern) -> Bool {
+        for (index, segment) in other.segments.enumerated() {
+            guard index < segments.count else { return false }
+            switch (segments[index], segment) {
+            case (.rest, _): return true
+            case (.one, .literal), (.one, .one): continue
+            case (.literal(let mine), .literal(let theirs)) where mine == theirs: continue
+            default: return false
+            }
+        }
+        return other.segments.count == segments.count
+    }
+
+    /// Whether some pattern of `allowed` contains this one.
+    public func isAllowed(by allowed: [ChannelPattern]) -> Bool {
+        allowed.contains { $0.contains(self) }
     }
 }

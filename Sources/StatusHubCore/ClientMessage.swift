@@ -5,8 +5,12 @@ public enum ClientMessage: Sendable, Equatable {
     case subscribe(id: String?, patterns: [ChannelPattern], snapshot: Bool, since: EventID? = nil)
     case unsubscribe(id: String?, patterns: [ChannelPattern])
     case ping(id: String?)
+    /// A fresh token, replacing the connection's without reconnecting.
+    case auth(id: String?, token: String)
 
-    public static let ops = ["subscribe", "unsubscribe", "ping"]
+    public static let ops = ["subscribe", "unsubscribe", "ping", "auth"]
+    /// Longest token `auth` accepts.
+    public static let maxTokenBytes = 8192
 
     /// A message that cannot be acted on; the session answers with an `error` and keeps the connection.
     public struct Refusal: Error, Sendable, Equatable {
@@ -44,6 +48,11 @@ public enum ClientMessage: Sendable, Equatable {
         switch opName {
         case "ping":
             return .success(.ping(id: id))
+        case "auth":
+            guard case .string(let token)? = message["token"], !token.isEmpty, token.utf8.count <= maxTokenBytes else {
+                return refuse(.invalidMessage, "'token' must be a non-empty string of at most \(maxTokenBytes) bytes")
+            }
+            return .success(.auth(id: id, token: token))
         case "subscribe", "unsubscribe":
             guard let channels = message["channels"] else { return refuse(.invalidMessage, "'channels' is required: an array of patterns") }
             guard case .array(let items) = channels, !items.isEmpty else {
@@ -91,4 +100,8 @@ public enum ErrorCode: String, Sendable, Codable {
     case invalidPattern = "invalid_pattern"
     case tooManySubscriptions = "too_many_subscriptions"
     case unavailable = "unavailable"
+    /// A pattern outside the token's allowed patterns, or a token refused on `auth`.
+    case forbidden = "forbidden"
+    /// More messages than `websocket.max_messages_per_second`; keep it up and the socket is closed with 1008.
+    case rateLimited = "rate_limited"
 }

@@ -17,6 +17,12 @@ public struct HubConfig: Sendable, Equatable {
         /// Seconds an `idempotency_key` (or `Idempotency-Key` header) is remembered: a retry within it is
         /// acknowledged with the original `event_id` and not stored or published again.
         public var idempotencyWindowSeconds = 3600
+        /// Largest single event (as stored: its JSON without `event_id`); a larger one is rejected on its own.
+        public var maxEventBytes = 65_536
+        /// Open WebSocket connections the node accepts; more are refused with 503 before the upgrade.
+        public var maxConnections = 10_000
+        /// Open WebSocket connections per client address; more are refused with 429 (0: no limit).
+        public var maxConnectionsPerAddress = 256
         public init() {}
     }
 
@@ -34,6 +40,9 @@ public struct HubConfig: Sendable, Equatable {
         public var pingIntervalSeconds = 30.0
         /// Offer permessage-deflate (RFC 7692) to clients that ask for it.
         public var compression = true
+        /// Client messages per second one connection may send (token bucket, burst as large); over it the message
+        /// gets `rate_limited`, and a client that keeps going for another second's worth is closed with 1008.
+        public var maxMessagesPerSecond = 20.0
         public init() {}
     }
 
@@ -83,7 +92,52 @@ public struct HubConfig: Sendable, Equatable {
         }
     }
 
+    /// Who may publish and subscribe (see the README's Security section). Off by default: the demo mode.
+    public struct Auth: Sendable, Equatable, Codable {
+        /// One publisher key: only its SHA-256 is configured (`statushub hash-key` prints it), never the key.
+        public struct APIKey: Sendable, Equatable, Codable {
+            /// Names the key in logs and rate limits (the key itself is never logged).
+            public var name: String
+            /// Lowercase hex SHA-256 of the key (`sha256:` prefix allowed).
+            public var hash: String
+            /// Tenant the key's events belong to; default `default`.
+            public var tenant: String?
+            /// Entity types the key may publish; absent: all.
+            public var entityTypes: [String]?
+            /// Lines the key may publish on (an event without `line` is refused); absent: any, or none.
+            public var lines: [String]?
+
+            public init(name: String, hash: String, tenant: String? = nil, entityTypes: [String]? = nil, lines: [String]? = nil) {
+                self.name = name
+                self.hash = hash
+                self.tenant = tenant
+                self.entityTypes = entityTypes
+                self.lines = lines
+            }
+
+            enum CodingKeys: String, CodingKey {
+                case name, hash, tenant, entityTypes = "entity_types", lines
+            }
+        }
+
+        /// True: `POST /v1/events` needs a configured API key and `GET /v1/ws` (and `/v1/state`) a valid JWT.
+        /// False (default, the demo mode): anyone may publish to and read the default tenant; a key or token
+        /// that is sent is still checked.
+        public var required = false
+        public var apiKeys: [APIKey] = []
+        /// HS256 secret subscriber tokens may be signed with.
+        public var jwtHs256Secret: String?
+        /// Path of a PEM ES256 (P-256) public key subscriber tokens may be signed with.
+        public var jwtEs256PublicKeyFile: String?
+        /// Events per second one API key may publish (token bucket; 0: unlimited). Over it: 429 + Retry-After.
+        public var ingestEventsPerSecond = 0.0
+        /// Bucket size: events a key may send at once after a pause; default the rate (at least 1 event).
+        public var ingestBurst = 0
+        public init() {}
+    }
+
     public var server = Server()
+    public var auth = Auth()
     public var websocket = WebSocket()
     public var redis = Redis()
     public var memory = Memory()
@@ -96,7 +150,7 @@ public struct HubConfig: Sendable, Equatable {
 
 extension HubConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, websocket, redis, memory, cacheTTL = "cache_ttl", logLevel = "log_level"
+        case server, auth, websocket, redis, memory, cacheTTL = "cache_ttl", logLevel = "log_level"
     }
 }
 
@@ -129,7 +183,11 @@ extension HubConfig {
             // Every default comes from the Swift structs above; the file and environment only override.
             let defaults = try JSONSerialization.jsonObject(with: JSONEncoder().encode(HubConfig())) as? [String: Any] ?? [:]
             let merged = merge(camelCased(tree), over: defaults)
-            return try JSONDecoder().decode(HubConfig.self, from: JSONSerialization.data(withJSONObject: merged))
+            let config = try JSONDecoder().decode(HubConfig.self, from: JSONSerialization.data(withJSONObject: merged))
+            try config.auth.check()
+            return config
+        } catch let error as ConfigError {
+            throw error
         } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
             let path = context.codingPath.map { snakeCased($0.stringValue) }.joined(separator: ".")
             throw ConfigError(description: "config: \(path) must be \(type)")
@@ -180,15 +238,21 @@ extension HubConfig {
 
     /// Section → keys it accepts. A misspelt key is an error, never silently a default.
     static let knownKeys: [String: Set<String>] = [
-        "server": ["host", "port", "max_body_bytes", "max_batch_events", "shutdown_grace_seconds", "idempotency_window_seconds"],
+        "server": ["host", "port", "max_body_bytes", "max_batch_events", "shutdown_grace_seconds", "idempotency_window_seconds",
+            "max_event_bytes", "max_connections", "max_connections_per_address",
+        ],
         "websocket": [
             "max_frame_bytes", "max_subscriptions", "outbox_capacity", "conflate_above", "ping_interval_seconds", "compression",
+            "max_messages_per_second",
         ],
         "redis": [
             "url", "history_max_length", "history_max_age_seconds", "stream_key", "pubsub_channel", "reconnect_initial_seconds",
             "reconnect_max_seconds", "command_timeout_seconds",
         ],
         "memory": ["history_max_length", "history_max_age_seconds"],
+        "auth": [
+            "required", "api_keys", "jwt_hs256_secret", "jwt_es256_public_key_file", "ingest_events_per_second", "ingest_burst",
+        ],
         "cache_ttl": ["operator", "machine", "material", "work_order", "allocation"],
         "log_level": [],
     ]
@@ -220,10 +284,62 @@ extension HubConfig {
             let key = String(path.dropFirst(section.count + 1))
             guard keys.contains(key) else { continue }
             var mapping = tree[section] as? [String: Any] ?? [:]
-            mapping[key] = key == "url" || key == "host" || key.hasSuffix("_key") || key.hasSuffix("_channel") ? value : typed
+            mapping[key] = key == "url" || key == "host" || key.hasSuffix("_key") || key.hasSuffix("_secret") || key.hasSuffix("_file") || key.hasSuffix("_channel") ? value : typed
             tree[section] = mapping
             return
         }
         throw ConfigError(description: "environment: \(name) names no config key")
+    }
+}
+
+extension HubConfig.Auth {
+    /// Refuses keys that could never match or that name what does not exist, naming the key.
+    func check() throws {
+        var names = Set<String>()
+        for (position, key) in apiKeys.enumerated() {
+            let label = "auth.api_keys[\(position)]"
+            guard !key.name.isEmpty, names.insert(key.name).inserted else {
+                throw ConfigError(description: "config: \(label).name must be non-empty and unique")
+            }
+            guard Self.digest(fromHex: key.hash) != nil else {
+                throw ConfigError(description: "config: \(label).hash must be the 64 hex digits of the key's SHA-256 (statushub hash-key)")
+            }
+            if let tenant = key.tenant, !Tenant.isValid(tenant) {
+                throw ConfigError(description: "config: \(label).tenant must be \(Tenant.rule)")
+            }
+            for type in key.entityTypes ?? [] where EntityType(rawValue: type) == nil {
+                throw ConfigError(description: "config: \(label).entity_types: unknown '\(type)'; allowed: \(EntityType.allowedList)")
+            }
+            for line in key.lines ?? [] where !ChannelName.isValidSegment(line) {
+                throw ConfigError(description: "config: \(label).lines: '\(line)' must be \(ChannelName.segmentRule)")
+            }
+        }
+        if let secret = jwtHs256Secret, secret.utf8.count < 32 {
+            throw ConfigError(description: "config: auth.jwt_hs256_secret must be at least 32 bytes (the HS256 output size)")
+        }
+        if ingestEventsPerSecond < 0 || ingestBurst < 0 {
+            throw ConfigError(description: "config: auth.ingest_events_per_second and auth.ingest_burst must not be negative")
+        }
+    }
+
+    /// The 32 bytes of a configured hash (`<64 hex>` or `sha256:<64 hex>`), or nil.
+    public static func digest(fromHex text: String) -> [UInt8]? {
+        let hex = Array((text.hasPrefix("sha256:") ? text.dropFirst(7) : text[...]).lowercased().utf8)
+        guard hex.count == 64 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(32)
+        for index in stride(from: 0, to: 64, by: 2) {
+            guard let high = hexValue(hex[index]), let low = hexValue(hex[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return bytes
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        default: nil
+        }
     }
 }

@@ -26,12 +26,18 @@ public enum ServerMessage {
         return bytes
     }
 
+    /// Patterns are echoed as the client wrote them, without their tenant scope (see `Tenant`).
     public static func subscribed(id: String?, patterns: [ChannelPattern]) -> [UInt8] {
-        encode(Reply(op: "subscribed", id: id, channels: patterns.map(\.text)))
+        encode(Reply(op: "subscribed", id: id, channels: patterns.map(\.unscoped.pattern.text)))
     }
 
     public static func unsubscribed(id: String?, patterns: [ChannelPattern]) -> [UInt8] {
-        encode(Reply(op: "unsubscribed", id: id, channels: patterns.map(\.text)))
+        encode(Reply(op: "unsubscribed", id: id, channels: patterns.map(\.unscoped.pattern.text)))
+    }
+
+    /// The answer to `{"op":"auth"}`: the fresh token is in force until `expires`.
+    public static func authenticated(id: String?, expires: Date?) -> [UInt8] {
+        encode(Reply(op: "authenticated", id: id, expires: expires.map { Timestamps.format($0) }))
     }
 
     public static func pong(id: String?) -> [UInt8] { encode(Reply(op: "pong", id: id)) }
@@ -52,6 +58,7 @@ public enum ServerMessage {
         var code: String?
         var message: String?
         var reason: String?
+        var expires: String?
     }
 
     static func encode(_ value: some Encodable) -> [UInt8] {

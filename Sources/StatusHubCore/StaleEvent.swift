@@ -12,6 +12,7 @@ public enum StaleEvent {
         var entity_id: String
         var line: String?
         var received_at: String?
+        var tenant: String?
     }
 
     private struct Body: Encodable {
@@ -26,6 +27,7 @@ public enum StaleEvent {
         var line: String?
         var metadata: JSONValue = .object(["source": .string("statushub"), "triggered_by": .string("ttl_expiry")])
         var received_at: String
+        var tenant: String?
         var timestamp: String
     }
 
@@ -39,12 +41,13 @@ public enum StaleEvent {
         let stamp = Timestamps.format(now)
         let body = Body(
             data: .init(last_seen: fields.received_at ?? stamp, last_state: lastState), entity_id: fields.entity_id,
-            entity_type: entityType.rawValue, line: fields.line, received_at: stamp, timestamp: stamp)
+            entity_type: entityType.rawValue, line: fields.line, received_at: stamp, tenant: fields.tenant, timestamp: stamp)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard let encoded = try? encoder.encode(body) else { return nil }
         return ValidatedEvent(
             eventType: .statusStale, entityType: entityType, entityID: fields.entity_id, line: fields.line,
-            channels: last.channels, carriesState: false, bodyAfterID: Array(encoded.dropFirst()), idempotencyKey: nil)
+            channels: last.channels, carriesState: false, bodyAfterID: Array(encoded.dropFirst()), idempotencyKey: nil,
+            tenant: Tenant.split(last.entityKey).tenant)
     }
 }

@@ -7,6 +7,7 @@ extension StoredEvent {
         var entity_type: String
         var entity_id: String
         var line: String?
+        var tenant: String?
     }
 
     /// Rebuilds routing from an event's own JSON, for the places that hold only the JSON (the latest-state cache
@@ -17,11 +18,13 @@ extension StoredEvent {
             let eventType = EventType(rawValue: fields.event_type),
             let entityType = EntityType(rawValue: fields.entity_type)
         else { return nil }
+        let prefix = Tenant.prefix(fields.tenant ?? Tenant.defaultName)
         self.init(
             id: id,
-            entityKey: entityType.cacheKey(entityID: fields.entity_id),
+            entityKey: prefix + entityType.cacheKey(entityID: fields.entity_id),
             channels: ChannelName.channels(
-                category: eventType.category, entityType: entityType, entityID: fields.entity_id, line: fields.line),
+                category: eventType.category, entityType: entityType, entityID: fields.entity_id, line: fields.line
+            ).map { prefix + $0 },
             json: json, carriesState: eventType.carriesState)
     }
 

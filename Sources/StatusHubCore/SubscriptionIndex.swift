@@ -104,8 +104,10 @@ struct TrieNode<Subscriber: Hashable & Sendable>: Sendable {
             found.formUnion(exact)
             return
         }
-        found.formUnion(rest)
         if let child = literals[String(head)] { child.collect(channel.dropFirst(), into: &found) }
+        // Wildcards never match a tenant segment (see `Tenant`).
+        guard !Tenant.isTenantSegment(head) else { return }
+        found.formUnion(rest)
         if let child = oneSegment.first { child.collect(channel.dropFirst(), into: &found) }
     }
 }

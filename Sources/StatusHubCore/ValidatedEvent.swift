@@ -5,6 +5,8 @@ public struct ValidatedEvent: Sendable {
     public let entityType: EntityType
     public let entityID: String
     public let line: String?
+    /// The publisher's tenant (`Tenant`); channels, cache key and idempotency key are scoped to it.
+    public let tenant: String
     public let channels: [String]
     /// Latest-state key (`resource:machine:M-203`): every event carries one, so a snapshot can find the entity.
     public let entityKey: String
@@ -23,24 +25,29 @@ public struct ValidatedEvent: Sendable {
 
     public init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, bodyAfterID: [UInt8],
-        idempotencyKey: String? = nil
+        idempotencyKey: String? = nil, tenant: String = Tenant.defaultName
     ) {
+        let prefix = Tenant.prefix(tenant)
         self.init(
             eventType: eventType, entityType: entityType, entityID: entityID, line: line,
-            channels: ChannelName.channels(category: eventType.category, entityType: entityType, entityID: entityID, line: line),
-            carriesState: eventType.category.carriesState, bodyAfterID: bodyAfterID, idempotencyKey: idempotencyKey)
+            channels: ChannelName.channels(category: eventType.category, entityType: entityType, entityID: entityID, line: line)
+                .map { prefix + $0 },
+            carriesState: eventType.category.carriesState, bodyAfterID: bodyAfterID,
+            idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant)
     }
 
+    /// `channels` and `idempotencyKey` are taken as given (already scoped to `tenant`).
     init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, channels: [String],
-        carriesState: Bool, bodyAfterID: [UInt8], idempotencyKey: String?
+        carriesState: Bool, bodyAfterID: [UInt8], idempotencyKey: String?, tenant: String = Tenant.defaultName
     ) {
         self.eventType = eventType
         self.entityType = entityType
         self.entityID = entityID
         self.line = line
+        self.tenant = tenant
         self.channels = channels
-        self.entityKey = entityType.cacheKey(entityID: entityID)
+        self.entityKey = Tenant.prefix(tenant) + entityType.cacheKey(entityID: entityID)
         self.carriesState = carriesState
         self.bodyAfterID = bodyAfterID
         self.idempotencyKey = idempotencyKey

@@ -116,8 +116,8 @@ public final class RedisEngine: Engine {
             for event in try await read(keys: plan.directKeys, on: connection) { found[event.entityKey] = event }
             // One SCAN per key prefix, concurrently: their commands interleave on the one pipelined connection.
             try await withThrowingTaskGroup(of: [StoredEvent].self) { group in
-                for type in plan.scanTypes {
-                    group.addTask { try await self.scan(prefix: type.cacheKeyPrefix, on: connection) }
+                for prefix in plan.scanPrefixes {
+                    group.addTask { try await self.scan(prefix: prefix, on: connection) }
                 }
                 for try await events in group {
                     for event in events { found[event.entityKey] = event }

@@ -11,8 +11,29 @@ struct SnapshotPlan: Equatable {
     var scanTypes: [EntityType] = []
     /// Cache keys read directly: exact entity addresses whose type is not scanned anyway.
     var directKeys: [String] = []
+    /// Key prefixes to SCAN: each scanned type's prefix under each tenant the patterns are scoped to
+    /// (`resource:machine:`, `@acme:resource:machine:`; see `Tenant`).
+    var scanPrefixes: [String] = []
 
     init(patterns: [ChannelPattern]) {
+        var byTenant: [String: [ChannelPattern]] = [:]
+        for pattern in patterns {
+            let (tenant, unscoped) = pattern.unscoped
+            byTenant[tenant, default: []].append(unscoped)
+        }
+        var scan = Set<EntityType>()
+        for (tenant, patterns) in byTenant.sorted(by: { $0.key < $1.key }) {
+            let plan = SnapshotPlan(unscoped: patterns)
+            let prefix = Tenant.prefix(tenant)
+            scan.formUnion(plan.scanTypes)
+            scanPrefixes += plan.scanTypes.map { prefix + $0.cacheKeyPrefix }
+            directKeys += plan.directKeys.map { prefix + $0 }
+        }
+        scanTypes = EntityType.allCases.filter(scan.contains)
+    }
+
+    /// The plan for patterns of one tenant, without their tenant segment.
+    private init(unscoped patterns: [ChannelPattern]) {
         var scan = Set<EntityType>()
         var direct: [String] = []
         for pattern in patterns {

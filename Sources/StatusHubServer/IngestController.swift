@@ -10,6 +10,8 @@ struct IngestController {
     let limits: HubConfig.Server
     let metrics: HubMetrics
     let draining: DrainFlag
+    let keys: PublisherKeys
+    let rateLimiter: RateLimiter
     let validator = EventValidator()
 
     func handle(_ request: Request, context: some RequestContext) async throws -> Response {
@@ -17,6 +19,13 @@ struct IngestController {
             return JSONResponse.error(
                 .serviceUnavailable, field: "node", reason: "shutting down; nothing was acknowledged, send to another node",
                 headers: [.retryAfter: "1"])
+        }
+        // Authenticate before reading the body: an unknown publisher costs the node as little as possible.
+        let publisher: Publisher
+        switch keys.authenticate(authorization: request.headers[.authorization]) {
+        case .publisher(let known): publisher = known
+        case .unauthorized(let reason):
+            return JSONResponse.error(.unauthorized, field: "Authorization", reason: reason, headers: [.wwwAuthenticate: "Bearer"])
         }
         guard let format = IngestBodyFormat(contentType: request.headers[.contentType]) else {
             return JSONResponse.error(
@@ -46,6 +55,13 @@ struct IngestController {
                 .contentTooLarge, field: "body", reason: "\(count) events; at most \(limit) per request (server.max_batch_events)")
         }
 
+        if let wait = rateLimiter.take(decoded.count, for: publisher.name ?? "(anonymous)") {
+            return JSONResponse.error(
+                .tooManyRequests, field: "Authorization",
+                reason: "over this key's \(rateLimiter.describe) (auth.ingest_events_per_second); nothing was acknowledged",
+                headers: [.retryAfter: String(wait)])
+        }
+
         // The header names one event; a batch carries `idempotency_key` per event instead.
         let headerKey = request.headers[.idempotencyKey]
         if let headerKey {
@@ -61,6 +77,7 @@ struct IngestController {
 
         var reply = IngestReply()
         var valid: [(index: Int, event: ValidatedEvent)] = []
+        var forbidden = 0
         let receivedAt = Date()
         for (index, item) in decoded.enumerated() {
             switch item {
@@ -68,8 +85,18 @@ struct IngestController {
                 reply.reject(index: index, errors: [problem])
             case .success(var value):
                 if let headerKey { value = validator.withIdempotencyKey(value, key: headerKey) }
-                switch validator.validate(value, receivedAt: receivedAt) {
-                case .valid(let event): valid.append((index, event))
+                switch validator.validate(value, receivedAt: receivedAt, tenant: publisher.tenant) {
+                case .valid(let event):
+                    if let refusal = publisher.refusal(for: event) {
+                        forbidden += 1
+                        reply.reject(index: index, errors: [refusal])
+                    } else if event.bodyAfterID.count > limits.maxEventBytes {
+                        reply.reject(index: index, errors: [FieldError(
+                            field: "event",
+                            reason: "\(event.bodyAfterID.count) bytes is over the \(limits.maxEventBytes)-byte limit (server.max_event_bytes)")])
+                    } else {
+                        valid.append((index, event))
+                    }
                 case .invalid(let problems): reply.reject(index: index, errors: problems)
                 }
             }
@@ -91,7 +118,9 @@ struct IngestController {
             }
         }
         reply.rejected.sort { $0.index < $1.index }
-        return JSONResponse.encode(reply, status: .init(code: reply.statusCode))
+        // Nothing accepted and something refused by the key's scope: 403, with each refusal named per event.
+        let status = reply.accepted.isEmpty && forbidden > 0 ? 403 : reply.statusCode
+        return JSONResponse.encode(reply, status: .init(code: status))
     }
 
     private func tooLarge(_ length: Int?) -> Response {
@@ -103,4 +132,5 @@ struct IngestController {
 
 extension HTTPField.Name {
     static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+    static let wwwAuthenticate = HTTPField.Name("WWW-Authenticate")!
 }

@@ -15,11 +15,13 @@ public struct StatusHub: Sendable {
     let fanOut: FanOut
     private let connectionIDs = ConnectionIDs()
     let draining = DrainFlag()
+    let access: HubAccess
 
     public init(config: HubConfig, engine: any Engine) {
         self.config = config
         self.engine = engine
         self.fanOut = FanOut(metrics: metrics)
+        self.access = HubAccess(config: config)
     }
 
     /// Everything a node runs, in start order, for one `ServiceGroup`: the application (with the engine's
@@ -56,15 +58,32 @@ public struct StatusHub: Sendable {
                 guard request.path?.split(separator: "?", maxSplits: 1).first == "/v1/ws", !draining.isSet else {
                     return .dontUpgrade
                 }
+                // Connection limits, then the token; a refused client is closed with a code saying why (`CloseCode`).
+                let admission: HubAccess.Admission
+                switch access.admitConnection(channel: channel) {
+                case .admitted(let admitted): admission = admitted
+                case .refused(let code, let reason):
+                    return .upgrade([:]) { _, outbound, _ in try? await outbound.close(.init(codeNumber: Int(code.rawValue)), reason: reason) }
+                }
+                let token = SubscriberTokens.token(authorization: request.headerFields[.authorization], path: request.path)
                 // Frames bypass the library's per-frame writer only when no extension can have been negotiated.
                 let mayUseExtension = config.websocket.compression && request.headerFields[.secWebSocketExtensions] != nil
                 return .upgrade([:]) { inbound, outbound, _ in
                     let direct = mayUseExtension ? nil : try? await DirectFrameWriter.install(on: channel)
-                    let session = WebSocketSession(
+                    defer { access.connections.release(admission.address) }
+                    let subscriber: Subscriber
+                    switch await access.authenticate(token: token) {
+                    case .success(let known): subscriber = known
+                    case .failure(let refusal):
+                        try? await outbound.close(.init(codeNumber: Int(refusal.code.rawValue)), reason: refusal.reason)
+                        return
+                    }
+                    var session = WebSocketSession(
                         connection: Connection(
                             id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity,
                             conflateAbove: config.websocket.conflateAbove),
                         channel: channel, direct: direct, fanOut: fanOut, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
+                    session.access = access.session(for: subscriber)
                     await session.run(inbound: inbound, outbound: outbound)
                 }
             },
@@ -89,7 +108,9 @@ public struct StatusHub: Sendable {
 
     func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
-        let ingest = IngestController(engine: engine, limits: config.server, metrics: metrics, draining: draining)
+        let ingest = IngestController(
+            engine: engine, limits: config.server, metrics: metrics, draining: draining, keys: access.publisherKeys,
+            rateLimiter: access.ingestRate)
         let state = StateController(engine: engine)
         router.post("/v1/events", use: ingest.handle)
         router.get("/v1/state/:entity_type/:entity_id", use: state.entity)

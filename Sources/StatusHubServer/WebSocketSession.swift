@@ -20,6 +20,8 @@ struct WebSocketSession {
     let limits: HubConfig.WebSocket
     let metrics: HubMetrics
     let logger: Logger
+    /// Tenant, allowed patterns, token expiry and message rate (`SessionAccess`).
+    var access: SessionAccess = .open
 
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
         direct?.start(draining: connection.outbox)
@@ -49,11 +51,29 @@ struct WebSocketSession {
     }
 
     private func readLoop(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+        // A token's `exp` closes the socket (4003) unless `{"op":"auth"}` brought a fresh one in time.
+        let expiryWatch = Task { [access, connection] in
+            guard await access.waitForExpiry() else { return }
+            try? await outbound.close(.init(codeNumber: Int(CloseCode.tokenExpired.rawValue)), reason: CloseCode.tokenExpired.reason)
+            connection.outbox.close()
+        }
+        defer { expiryWatch.cancel() }
         do {
             for try await message in inbound.messages(maxSize: limits.maxFrameBytes) {
                 switch message {
                 case .text(let text):
-                    await handle(ClientMessage.decode(text.utf8))
+                    switch access.screenMessage() {
+                    case .pass:
+                        await handle(ClientMessage.decode(text.utf8))
+                    case .limited:
+                        reply(ServerMessage.error(
+                            id: nil, code: .rateLimited,
+                            message: "more than \(limits.maxMessagesPerSecond) messages per second (websocket.max_messages_per_second); message ignored"))
+                    case .close:
+                        try? await outbound.close(.init(codeNumber: Int(CloseCode.policyViolation.rawValue)), reason: CloseCode.policyViolation.reason)
+                        connection.outbox.close()
+                        return
+                    }
                 case .binary:
                     try? await outbound.close(.init(codeNumber: Int(CloseCode.unsupportedData.rawValue)), reason: CloseCode.unsupportedData.reason)
                     return
@@ -128,10 +148,27 @@ struct WebSocketSession {
         case .success(.ping(let id)):
             reply(ServerMessage.pong(id: id))
         case .success(.unsubscribe(let id, let patterns)):
-            fanOut.remove(connection, patterns: patterns)
+            fanOut.remove(connection, patterns: access.scoped(patterns))
             reply(ServerMessage.unsubscribed(id: id, patterns: patterns))
         case .success(.subscribe(let id, let patterns, let wantsSnapshot, let since)):
-            await subscribe(id: id, patterns: patterns, wantsSnapshot: wantsSnapshot, since: since)
+            // Each pattern outside the token's is refused on its own; the others subscribe.
+            let (allowed, forbidden) = access.partition(patterns)
+            for pattern in forbidden {
+                reply(ServerMessage.error(id: id, code: .forbidden, message: "pattern '\(pattern.text)' is outside this token's patterns"))
+            }
+            guard !allowed.isEmpty else { return }
+            await subscribe(id: id, patterns: allowed, wantsSnapshot: wantsSnapshot, since: since)
+        case .success(.auth(let id, let token)):
+            switch await access.refresh(token: token, held: connection.patterns) {
+            case .success(let dropped):
+                if !dropped.isEmpty {
+                    fanOut.remove(connection, patterns: dropped)
+                    reply(ServerMessage.unsubscribed(id: id, patterns: dropped))
+                }
+                reply(ServerMessage.authenticated(id: id, expires: access.subscriber.expires))
+            case .failure(let refusal):
+                reply(ServerMessage.error(id: id, code: .forbidden, message: refusal.reason))
+            }
         }
     }
 

@@ -1,0 +1,66 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import StatusHubCore
+
+/// Everything a node checks before it lets a client in: publisher keys and ingest rate, subscriber tokens,
+/// connection limits.
+final class HubAccess: Sendable {
+    let publisherKeys: PublisherKeys
+    let ingestRate: RateLimiter
+    let subscriberTokens: SubscriberTokens
+    let connections: ConnectionLimiter
+    let messagesPerSecond: Double
+    /// A client let in: who it is, and the address its connection is counted under.
+    struct Admission: Sendable {
+        var subscriber: Subscriber
+        var address: String
+    }
+
+    init(config: HubConfig) {
+        publisherKeys = PublisherKeys(config: config.auth)
+        ingestRate = RateLimiter(rate: config.auth.ingestEventsPerSecond, burst: config.auth.ingestBurst)
+        subscriberTokens = SubscriberTokens(config: config.auth)
+        connections = ConnectionLimiter(limits: config.server)
+        messagesPerSecond = config.websocket.maxMessagesPerSecond
+    }
+
+    enum Decision: Sendable {
+        case admitted(Admission)
+        /// Upgraded only to be closed at once with `code`: Hummingbird answers a refused upgrade with a bare 400,
+        /// and a browser cannot read a handshake's HTTP status anyway, while it can read a close code.
+        case refused(CloseCode, reason: String)
+    }
+
+    /// Counts a connection from the upgrade's client address, or says which limit refuses it. Synchronous, so
+    /// the upgrade decision stays on the event loop.
+    func admitConnection(channel: any Channel) -> Decision {
+        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        switch connections.acquire(address) {
+        case nil:
+            return .admitted(Admission(subscriber: .anonymous, address: address))
+        case .total(let limit)?:
+            return .refused(.nodeFull, reason: "\(limit) connections open (server.max_connections); try another node")
+        case .perAddress(let limit)?:
+            return .refused(.tooManyConnections, reason: "\(limit) connections from this address (server.max_connections_per_address)")
+        }
+    }
+
+    /// Verifies the upgrade's token (right after the handshake): the subscriber, or the close code refusing it.
+    func authenticate(token: String?) async -> Result<Subscriber, TokenRefusal> {
+        switch await subscriberTokens.authenticate(token: token) {
+        case .success(let subscriber): return .success(subscriber)
+        case .failure(let refusal):
+            return .failure(TokenRefusal(code: refusal.reason == "token expired" ? .tokenExpired : .unauthorized, reason: refusal.reason))
+        }
+    }
+
+    struct TokenRefusal: Error {
+        var code: CloseCode
+        var reason: String
+    }
+
+    func session(for subscriber: Subscriber) -> SessionAccess {
+        SessionAccess(subscriber: subscriber, tokens: subscriberTokens, messagesPerSecond: messagesPerSecond)
+    }
+}

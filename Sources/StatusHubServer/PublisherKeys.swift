@@ -1,0 +1,97 @@
+import Crypto
+import StatusHubCore
+
+/// Who is publishing: the tenant its events belong to and what it may write.
+struct Publisher: Sendable, Equatable {
+    /// The API key's configured name; nil for an anonymous publisher (auth off).
+    var name: String?
+    var tenant: String
+    var entityTypes: Set<EntityType>?
+    var lines: Set<String>?
+
+    static let anonymous = Publisher(name: nil, tenant: Tenant.defaultName)
+
+    /// Why this publisher may not write `event`, or nil when it may.
+    func refusal(for event: ValidatedEvent) -> FieldError? {
+        if let entityTypes, !entityTypes.contains(event.entityType) {
+            return FieldError(
+                field: "entity_type",
+                reason: "forbidden for this key: '\(event.entityType.rawValue)'; allowed: \(entityTypes.map(\.rawValue).sorted().joined(separator: ", "))")
+        }
+        if let lines, !(event.line.map(lines.contains) ?? false) {
+            return FieldError(
+                field: "line",
+                reason: "forbidden for this key: \(event.line.map { "'\($0)'" } ?? "an event without a line"); allowed: \(lines.sorted().joined(separator: ", "))")
+        }
+        return nil
+    }
+}
+
+/// The configured API keys, by SHA-256. A presented key is hashed and compared with every configured hash in
+/// constant time, so neither timing nor logs reveal anything about the keys.
+struct PublisherKeys: Sendable {
+    private let entries: [(digest: [UInt8], publisher: Publisher)]
+    let required: Bool
+
+    enum Outcome: Sendable, Equatable {
+        case publisher(Publisher)
+        /// 401, with the reason (never containing the key).
+        case unauthorized(String)
+    }
+
+    init(config: HubConfig.Auth) {
+        required = config.required
+        entries = config.apiKeys.compactMap { key in
+            guard let digest = HubConfig.Auth.digest(fromHex: key.hash) else { return nil }
+            return (digest, Publisher(
+                name: key.name, tenant: key.tenant ?? Tenant.defaultName,
+                entityTypes: key.entityTypes.map { Set($0.compactMap(EntityType.init(rawValue:))) },
+                lines: key.lines.map(Set.init)))
+        }
+    }
+
+    /// `authorization` is the `Authorization` header. Without one: anonymous when auth is not required.
+    func authenticate(authorization: String?) -> Outcome {
+        guard let authorization else {
+            return required ? .unauthorized("is required: Authorization: Bearer <API key>") : .publisher(.anonymous)
+        }
+        guard let key = Self.bearer(authorization) else {
+            return .unauthorized("must be 'Bearer <API key>'")
+        }
+        let presented = Array(SHA256.hash(data: Array(key.utf8)))
+        var found: Publisher?
+        for entry in entries where Self.constantTimeEqual(entry.digest, presented) {
+            found = entry.publisher
+        }
+        return found.map(Outcome.publisher) ?? .unauthorized("unknown API key")
+    }
+
+    /// The token of `Bearer <token>` (scheme case-insensitive), or nil.
+    static func bearer(_ header: String) -> Substring? {
+        let trimmed = header.drop(while: { $0 == " " })
+        guard trimmed.count > 7, trimmed.prefix(7).lowercased() == "bearer " else { return nil }
+        let token = trimmed.dropFirst(7).drop(while: { $0 == " " })
+        return token.isEmpty ? nil : token
+    }
+
+    /// Compares every byte whatever the first difference.
+    static func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+        guard lhs.count == rhs.count else { return false }
+        var difference: UInt8 = 0
+        for index in lhs.indices { difference |= lhs[index] ^ rhs[index] }
+        return difference == 0
+    }
+
+    /// Lowercase hex SHA-256 of `key`: what `auth.api_keys[].hash` holds (`statushub hash-key`).
+    public static func hash(key: String) -> String {
+        SHA256.hash(data: Array(key.utf8)).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+}
+
+/// What `statushub hash-key` prints for `auth.api_keys[].hash`.
+public enum APIKeyHash {
+    public static func hex(of key: String) -> String { PublisherKeys.hash(key: key) }
+}

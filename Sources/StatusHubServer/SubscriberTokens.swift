@@ -1,0 +1,92 @@
+import Foundation
+import JWTKit
+import StatusHubCore
+
+/// The claims of a subscriber token: `{"tenant":"acme","patterns":["line:Line-2:*"],"exp":1763479425}`.
+struct SubscriberClaims: JWTPayload {
+    var tenant: String?
+    var patterns: [String]
+    var exp: ExpirationClaim
+    var sub: SubjectClaim?
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {
+        try exp.verifyNotExpired()
+    }
+}
+
+/// A subscriber as its token describes it.
+struct Subscriber: Sendable, Equatable {
+    var tenant: String
+    /// Patterns the subscriber may hold (see `ChannelPattern.contains`); nil: any (auth off, no token).
+    var allowed: [ChannelPattern]?
+    /// When the token expires; nil: never (no token).
+    var expires: Date?
+
+    static let anonymous = Subscriber(tenant: Tenant.defaultName, allowed: nil, expires: nil)
+
+    func allows(_ pattern: ChannelPattern) -> Bool { allowed.map(pattern.isAllowed(by:)) ?? true }
+}
+
+/// Verifies subscriber JWTs (HS256 with `auth.jwt_hs256_secret`, ES256 with `auth.jwt_es256_public_key_file`).
+final class SubscriberTokens: Sendable {
+    struct Refusal: Error, Sendable, Equatable {
+        var reason: String
+    }
+
+    let required: Bool
+    private let keys: Task<JWTKeyCollection, any Error>
+
+    init(config: HubConfig.Auth) {
+        required = config.required
+        let secret = config.jwtHs256Secret
+        let publicKeyFile = config.jwtEs256PublicKeyFile
+        keys = Task {
+            let keys = JWTKeyCollection()
+            if let secret, !secret.isEmpty { await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: "hs256") }
+            if let publicKeyFile {
+                let pem = try String(contentsOfFile: publicKeyFile, encoding: .utf8)
+                await keys.add(ecdsa: try ES256PublicKey(pem: pem), kid: "es256")
+            }
+            return keys
+        }
+    }
+
+    /// Fails at start-up rather than on the first token when a configured key cannot be loaded.
+    func checkKeys() async throws { _ = try await keys.value }
+
+    /// The subscriber `token` describes; without a token, anonymous unless auth is required.
+    func authenticate(token: String?) async -> Result<Subscriber, Refusal> {
+        guard let token else {
+            return required ? .failure(Refusal(reason: "a token is required: Authorization: Bearer <JWT> or ?token=<JWT>")) : .success(.anonymous)
+        }
+        let claims: SubscriberClaims
+        do {
+            claims = try await keys.value.verify(token, as: SubscriberClaims.self, iteratingKeys: true)
+        } catch let error as JWTError where error.errorType == .claimVerificationFailure {
+            return .failure(Refusal(reason: "token expired"))
+        } catch {
+            return .failure(Refusal(reason: "token not valid (signature, algorithm or format)"))
+        }
+        let tenant = claims.tenant ?? Tenant.defaultName
+        guard Tenant.isValid(tenant) else { return .failure(Refusal(reason: "token tenant must be \(Tenant.rule)")) }
+        var allowed: [ChannelPattern] = []
+        for text in claims.patterns {
+            guard let pattern = try? ChannelPattern(parsing: text) else {
+                return .failure(Refusal(reason: "token pattern '\(text.prefix(64))' is not a valid pattern"))
+            }
+            allowed.append(pattern)
+        }
+        return .success(Subscriber(tenant: tenant, allowed: allowed, expires: claims.exp.value))
+    }
+
+    /// The token of a WebSocket upgrade: `Authorization: Bearer <JWT>`, else the `token` query parameter.
+    static func token(authorization: String?, path: String?) -> String? {
+        if let authorization, let bearer = PublisherKeys.bearer(authorization) { return String(bearer) }
+        guard let query = path?.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            if parts.count == 2, parts[0] == "token" { return String(parts[1]).removingPercentEncoding ?? String(parts[1]) }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import NIOWebSocket
+import StatusHubCore
+import Testing
+
+@testable import StatusHubServer
+
+/// Publisher keys, subscriber tokens and tenant isolation, through real sockets.
+@Suite struct AccessControlTests {
+    static let lineKey = "line2-key-7f3a"
+    static let acmeKey = "acme-key-91bc"
+
+    /// Auth required; a key for Line-2 machines (default tenant), a key of tenant acme, both token algorithms.
+    static func secured(_ issuer: TokenIssuer) throws -> (inout HubConfig) -> Void {
+        let pem = try issuer.writePublicKey()
+        return { config in
+            config.auth.required = true
+            config.auth.apiKeys = [
+                .init(name: "line2-mes", hash: PublisherKeys.hash(key: lineKey), entityTypes: ["machine"], lines: ["Line-2"]),
+                .init(name: "acme-mes", hash: "sha256:" + PublisherKeys.hash(key: acmeKey), tenant: "acme"),
+            ]
+            config.auth.jwtHs256Secret = TokenIssuer.secret
+            config.auth.jwtEs256PublicKeyFile = pem
+        }
+    }
+
+    static func post(_ port: Int, key: String?, _ events: [String]) async throws -> HTTPReply {
+        try await HTTP.request(
+            "POST", port: port, "/v1/events", body: Data("[\(events.joined(separator: ","))]".utf8),
+            headers: key.map { ["Authorization": "Bearer \($0)"] } ?? [:])
+    }
+
+    @Test func publishersNeedAKeyAndStayInItsScope() async throws {
+        try await withHub(engine: .memory, configure: Self.secured(TokenIssuer())) { hub in
+            let missing = try await Self.post(hub.port, key: nil, [SampleEvents.machineStatus("M-1")])
+            #expect(missing.status == 401)
+            #expect(missing.json["error"]?.objectValue?["field"] == .string("Authorization"))
+            let wrong = try await Self.post(hub.port, key: "guess", [SampleEvents.machineStatus("M-1")])
+            #expect(wrong.status == 401 && !wrong.text.contains("guess"))
+            #expect(try await Self.post(hub.port, key: Self.lineKey, [SampleEvents.machineStatus("M-1")]).status == 202)
+
+            let refused = try await Self.post(hub.port, key: Self.lineKey, [SampleEvents.operatorStatus("O-1", line: "Line-2")])
+            #expect(refused.status == 403)
+            #expect(refused.text.contains(#""field":"entity_type""#) && refused.text.contains("forbidden for this key"))
+
+            let batch = try await Self.post(
+                hub.port, key: Self.lineKey, [SampleEvents.machineStatus("M-2"), SampleEvents.machineStatus("M-3", line: "Line-9")])
+            #expect(batch.status == 207)
+            #expect(batch.text.contains(#""field":"line""#) && batch.text.contains(#""index":1"#))
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func tenantsNeverSeeEachOthersEvents(engine: EngineKind) async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: engine, configure: Self.secured(issuer)) { hub in
+            // Everything either tenant could ask for, `*` included.
+            let defaultToken = try await issuer.hs256(patterns: ["*"])
+            let acmeToken = try await issuer.es256(tenant: "acme", patterns: ["*"])
+            let plant = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(defaultToken)")
+            let acme = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(acmeToken)")
+            try await plant.subscribe(["*"])
+            try await acme.subscribe(["*", "machine:*", "line:*:*"])
+
+            #expect(try await Self.post(hub.port, key: Self.acmeKey, [SampleEvents.machineStatus("M-1", "breakdown")]).status == 202)
+            #expect(try await Self.post(hub.port, key: Self.lineKey, [SampleEvents.machineStatus("M-1", "idle")]).status == 202)
+
+            let acmeEvent = try await acme.nextEvent()
+            #expect(acmeEvent["tenant"] == .string("acme") && acmeEvent["data"]?.objectValue?["current_status"] == .string("breakdown"))
+            let plantEvent = try await plant.nextEvent()
+            #expect(plantEvent["tenant"] == nil && plantEvent["data"]?.objectValue?["current_status"] == .string("idle"))
+            #expect(await acme.drain(for: .milliseconds(300)).isEmpty)
+            #expect(await plant.drain(for: .milliseconds(300)).isEmpty)
+
+            // The cache is per tenant too: each snapshot holds its own tenant's M-1 only.
+            let acmeSnapshot = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(acmeToken)")
+            let states = try await acmeSnapshot.subscribe(["machine:*"], snapshot: true)
+            #expect(states.map { $0["data"]?.objectValue?["current_status"] } == [.string("breakdown")])
+            let open = try await HTTP.get(port: hub.port, "/v1/state/machine/M-1")
+            #expect(open.status == 200 && open.text.contains("idle"))
+            for socket in [plant, acme, acmeSnapshot] { _ = await socket.close() }
+        }
+    }
+
+    @Test func tokensLimitPatternsAndExpire() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
+            // No token, a bad one, or an expired one: closed right after the handshake, saying why.
+            let expired = try await issuer.hs256(patterns: ["*"], expiresIn: -60)
+            for (path, code) in [("/v1/ws", 4401), ("/v1/ws?token=nonsense", 4401), ("/v1/ws?token=\(expired)", 4003)] {
+                #expect(try await RawSocket.closeCodeAfterUpgrade(port: hub.port, path: path) == UInt16(code))
+            }
+
+            let supervisor = try await TestSocket(
+                port: hub.port, path: "/v1/ws?token=\(try await issuer.es256(patterns: ["line:Line-2:*", "machine:M-7"]))")
+            supervisor.send(#"{"op":"subscribe","id":"a","channels":["line:Line-2:alerts:*","*","line:*:alerts:*","machine:M-7"]}"#)
+            var replies: [[String: JSONValue]] = []
+            for _ in 0..<3 { replies.append(try await supervisor.next()) }
+            let refused = replies.filter { $0["code"] == .string("forbidden") }.compactMap { $0["message"]?.stringValue }
+            #expect(refused.count == 2 && refused.contains { $0.contains("'*'") } && refused.contains { $0.contains("'line:*:alerts:*'") })
+            let subscribed = replies.first { $0["op"] == .string("subscribed") }
+            #expect(subscribed?["channels"] == .array([.string("line:Line-2:alerts:*"), .string("machine:M-7")]))
+
+            // A token that expires in two seconds closes the socket with 4003 ...
+            let brief = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(try await issuer.hs256(patterns: ["*"], expiresIn: 2))")
+            try await brief.subscribe(["alerts"])
+            #expect(try await brief.closedByHub(timeout: .seconds(5))?.closeCode == .init(codeNumber: 4003))
+
+            // ... unless `auth` brought a fresh one; one of another tenant is refused.
+            let renewed = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(try await issuer.hs256(patterns: ["*"], expiresIn: 3))")
+            renewed.send(#"{"op":"auth","id":"t","token":"\#(try await issuer.es256(tenant: "acme", patterns: ["*"]))"}"#)
+            #expect(try await renewed.next()["code"] == .string("forbidden"))
+            renewed.send(#"{"op":"auth","id":"t","token":"\#(try await issuer.hs256(patterns: ["*"], expiresIn: 60))"}"#)
+            #expect(try await renewed.next()["op"] == .string("authenticated"))
+            try await Task.sleep(for: .seconds(3.5))
+            renewed.send(#"{"op":"ping","id":"p"}"#)
+            #expect(try await renewed.next(op: "pong")["id"] == .string("p"))
+            for socket in [supervisor, renewed] { _ = await socket.close() }
+        }
+    }
+}
+
+@Suite struct LimitTests {
+    @Test func eventSizeIsLimitedPerEvent() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.maxEventBytes = 600 }) { hub in
+            let big = SampleEvents.alert("M-1", message: String(repeating: "x", count: 700))
+            let reply = try await HTTP.post(port: hub.port, events: [SampleEvents.alert("M-2"), big])
+            #expect(reply.status == 207 && reply.text.contains("server.max_event_bytes"))
+        }
+    }
+
+    @Test func ingestRateIsLimitedPerKeyWithRetryAfter() async throws {
+        try await withHub(engine: .memory, configure: { $0.auth.ingestEventsPerSecond = 2; $0.auth.ingestBurst = 3 }) { hub in
+            #expect(try await HTTP.post(port: hub.port, events: (1...3).map { SampleEvents.alert("M-\($0)") }).status == 202)
+            let limited = try await HTTP.post(port: hub.port, event: SampleEvents.alert("M-4"))
+            #expect(limited.status == 429 && limited.headers["retry-after"] == "1")
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await HTTP.post(port: hub.port, event: SampleEvents.alert("M-5")).status == 202)
+        }
+    }
+
+    @Test func connectionsAreLimitedPerAddressAndInTotal() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.maxConnectionsPerAddress = 2 }) { hub in
+            let first = try await TestSocket(port: hub.port)
+            let second = try await TestSocket(port: hub.port)
+            #expect(try await RawSocket.closeCodeAfterUpgrade(port: hub.port) == 4429)
+            _ = await first.close()
+            try await Task.sleep(for: .milliseconds(300))
+            let again = try await TestSocket(port: hub.port)
+            try await again.subscribe(["alerts"])  // admitted: a refused socket gets no `subscribed`
+            for socket in [second, again] { _ = await socket.close() }
+        }
+        try await withHub(engine: .memory, configure: { $0.server.maxConnections = 1 }) { hub in
+            let only = try await TestSocket(port: hub.port)
+            #expect(try await RawSocket.closeCodeAfterUpgrade(port: hub.port) == 4503)
+            _ = await only.close()
+        }
+    }
+
+    @Test func chattyClientsGetRateLimitedThenClosed() async throws {
+        try await withHub(engine: .memory, configure: { $0.websocket.maxMessagesPerSecond = 5 }) { hub in
+            let socket = try await TestSocket(port: hub.port)
+            for number in 0..<30 { socket.send(#"{"op":"ping","id":"\#(number)"}"#) }
+            let close = try await socket.closedByHub()
+            #expect(close?.closeCode == .init(codeNumber: 1008))
+        }
+    }
+}
