@@ -1,11 +1,33 @@
 import Hummingbird
 import StatusHubCore
 
-/// `GET /v1/state/{entity_type}/{entity_id}` and `GET /v1/state?pattern=…`: the write-through cache, read back.
+/// `GET /v1/state/{entity_type}/{entity_id}` and `GET /v1/state?pattern=…`: the write-through cache, read back,
+/// with the same subscriber token and the same tenant and pattern rules as a WebSocket snapshot.
 struct StateController {
     let engine: any Engine
+    let tokens: SubscriberTokens
+
+    /// The reader, from `Authorization: Bearer <JWT>` or `?token=`; anonymous (default tenant) unless auth is
+    /// required.
+    private func reader(_ request: Request) async -> Reader {
+        let token = SubscriberTokens.token(authorization: request.headers[.authorization], path: request.uri.string)
+        switch await tokens.authenticate(token: token) {
+        case .success(let subscriber): return .allowed(subscriber)
+        case .failure(let refusal): return .refused(JSONResponse.error(.unauthorized, field: "Authorization", reason: refusal.reason))
+        }
+    }
+
+    private enum Reader {
+        case allowed(Subscriber)
+        case refused(Response)
+    }
 
     func entity(_ request: Request, context: some RequestContext) async throws -> Response {
+        let subscriber: Subscriber
+        switch await reader(request) {
+        case .allowed(let found): subscriber = found
+        case .refused(let response): return response
+        }
         let typeName = context.parameters.get("entity_type") ?? ""
         let entityID = context.parameters.get("entity_id") ?? ""
         guard let type = EntityType(rawValue: typeName) else {
@@ -14,10 +36,13 @@ struct StateController {
         guard ChannelName.isValidSegment(entityID) else {
             return JSONResponse.error(.badRequest, field: "entity_id", reason: "must be \(ChannelName.segmentRule)")
         }
-        let key = type.cacheKey(entityID: entityID)
+        let key = Tenant.prefix(subscriber.tenant) + type.cacheKey(entityID: entityID)
         do {
             guard let event = try await engine.latest(entityKey: key) else {
                 return JSONResponse.error(.notFound, field: "entity_id", reason: "no cached state for \(type.rawValue) \(entityID): never seen, or expired")
+            }
+            if let allowed = subscriber.allowed, !event.matches(any: allowed.map { $0.scoped(to: subscriber.tenant) }) {
+                return JSONResponse.error(.forbidden, field: "entity_id", reason: "\(type.rawValue) \(entityID) is outside the token's patterns")
             }
             return JSONResponse.bytes(event.json)
         } catch let unavailable as EngineUnavailable {
@@ -26,17 +51,27 @@ struct StateController {
     }
 
     func matching(_ request: Request, context: some RequestContext) async throws -> Response {
+        let subscriber: Subscriber
+        switch await reader(request) {
+        case .allowed(let found): subscriber = found
+        case .refused(let response): return response
+        }
         let texts = request.uri.queryParameters.getAll("pattern")
         guard !texts.isEmpty else {
             return JSONResponse.error(.badRequest, field: "pattern", reason: "is required: GET /v1/state?pattern=line:Line-2:* (repeatable)")
         }
         var patterns: [ChannelPattern] = []
         for text in texts {
+            let pattern: ChannelPattern
             do {
-                patterns.append(try ChannelPattern(parsing: String(text)))
+                pattern = try ChannelPattern(parsing: String(text))
             } catch {
                 return JSONResponse.error(.badRequest, field: "pattern", reason: error.reason)
             }
+            guard subscriber.allows(pattern) else {
+                return JSONResponse.error(.forbidden, field: "pattern", reason: "'\(pattern.text)' is outside the token's patterns")
+            }
+            patterns.append(pattern.scoped(to: subscriber.tenant))
         }
         do {
             let events = try await engine.snapshot(matching: patterns).events

@@ -111,7 +111,7 @@ public struct StatusHub: Sendable {
         let ingest = IngestController(
             engine: engine, limits: config.server, metrics: metrics, draining: draining, keys: access.publisherKeys,
             rateLimiter: access.ingestRate)
-        let state = StateController(engine: engine)
+        let state = StateController(engine: engine, tokens: access.subscriberTokens)
         router.post("/v1/events", use: ingest.handle)
         router.get("/v1/state/:entity_type/:entity_id", use: state.entity)
         router.get("/v1/state", use: state.matching)

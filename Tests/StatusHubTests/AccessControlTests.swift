@@ -76,8 +76,10 @@ import Testing
             let acmeSnapshot = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(acmeToken)")
             let states = try await acmeSnapshot.subscribe(["machine:*"], snapshot: true)
             #expect(states.map { $0["data"]?.objectValue?["current_status"] } == [.string("breakdown")])
-            let open = try await HTTP.get(port: hub.port, "/v1/state/machine/M-1")
-            #expect(open.status == 200 && open.text.contains("idle"))
+            // State reads need a token when auth is required, and read the token's tenant.
+            #expect(try await HTTP.get(port: hub.port, "/v1/state/machine/M-1").status == 401)
+            let plantState = try await HTTP.get(port: hub.port, "/v1/state/machine/M-1?token=\(defaultToken)")
+            #expect(plantState.status == 200 && plantState.text.contains("idle"))
             for socket in [plant, acme, acmeSnapshot] { _ = await socket.close() }
         }
     }

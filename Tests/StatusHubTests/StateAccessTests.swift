@@ -1,0 +1,38 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+/// `GET /v1/state` follows the subscriber rules: with auth required it needs a token, reads only the token's
+/// tenant, and only what the token's patterns allow.
+@Suite struct StateAccessTests {
+    @Test func stateReadsNeedATokenAndStayInItsTenantAndPatterns() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: try AccessControlTests.secured(issuer)) { hub in
+            #expect(try await AccessControlTests.post(hub.port, key: AccessControlTests.lineKey, [SampleEvents.machineStatus("M-1")]).status == 202)
+            #expect(try await AccessControlTests.post(hub.port, key: AccessControlTests.acmeKey, [SampleEvents.machineStatus("M-1", "idle")]).status == 202)
+
+            let anonymous = try await HTTP.get(port: hub.port, "/v1/state/machine/M-1")
+            #expect(anonymous.status == 401)
+            #expect(anonymous.json["error"]?["field"] == .string("Authorization"))
+
+            let line2 = try await issuer.hs256(patterns: ["line:Line-2:*"])
+            let mine = try await HTTP.request("GET", port: hub.port, "/v1/state/machine/M-1", contentType: nil, headers: ["Authorization": "Bearer \(line2)"])
+            #expect(mine.status == 200)
+            #expect(mine.json["data"]?["current_status"] == .string("running"))
+
+            let acme = try await issuer.hs256(tenant: "acme", patterns: ["machine:*"])
+            let theirs = try await HTTP.get(port: hub.port, "/v1/state/machine/M-1?token=\(acme)")
+            #expect(theirs.status == 200)
+            #expect(theirs.json["data"]?["current_status"] == .string("idle"))
+
+            let operatorsOnly = try await issuer.hs256(patterns: ["operator:*"])
+            let outside = try await HTTP.request("GET", port: hub.port, "/v1/state/machine/M-1", contentType: nil, headers: ["Authorization": "Bearer \(operatorsOnly)"])
+            #expect(outside.status == 403)
+            let wide = try await HTTP.get(port: hub.port, "/v1/state?pattern=*&token=\(operatorsOnly)")
+            #expect(wide.status == 403)
+            #expect(wide.json["error"]?["field"] == .string("pattern"))
+            let listed = try await HTTP.get(port: hub.port, "/v1/state?pattern=machine:*&token=\(acme)")
+            #expect(listed.json["events"]?.arrayValue?.count == 1)
+        }
+    }
+}
