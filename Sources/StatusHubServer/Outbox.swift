@@ -84,13 +84,18 @@ final class Outbox: Sendable {
         state.withLock { state in
             state.readySignalled = false
             guard state.live > 0, state.ending != .overflowed else { return nil }
-            let frames = state.slots.compactMap(\.frame)
-            state.headSequence += UInt64(state.slots.count)
-            state.slots.removeAll(keepingCapacity: true)
-            state.queuedByKey.removeAll(keepingCapacity: true)
-            state.live = 0
-            return frames
+            return Self.takeAll(&state)
         }
+    }
+
+    /// Removes and returns every frame still queued (conflated ones are gone already).
+    private static func takeAll(_ state: inout State) -> [ByteBuffer] {
+        let frames = state.slots.compactMap(\.frame)
+        state.headSequence += UInt64(state.slots.count)
+        state.slots.removeAll(keepingCapacity: true)
+        state.queuedByKey.removeAll(keepingCapacity: true)
+        state.live = 0
+        return frames
     }
 
     /// Push mode: waits until the outbox ends; frames still queued are for `take()`.
@@ -193,14 +198,7 @@ final class Outbox: Sendable {
         while true {
             let result: Next? = state.withLock { state in
                 if state.ending == .overflowed { return .ended(.overflowed) }
-                if state.live > 0 {
-                    let frames = state.slots.compactMap(\.frame)
-                    state.headSequence += UInt64(state.slots.count)
-                    state.slots.removeAll(keepingCapacity: true)
-                    state.queuedByKey.removeAll(keepingCapacity: true)
-                    state.live = 0
-                    return .frames(frames)
-                }
+                if state.live > 0 { return .frames(Self.takeAll(&state)) }
                 if let ending = state.ending { return .ended(ending) }
                 return nil
             }
