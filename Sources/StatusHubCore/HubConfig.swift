@@ -23,7 +23,18 @@ public struct HubConfig: Sendable, Equatable {
         public var maxConnections = 10_000
         /// Open WebSocket connections per client address; more are refused with 429 (0: no limit).
         public var maxConnectionsPerAddress = 256
+        /// Seconds an HTTP connection may go without a complete request before it is closed: bounds keep-alive
+        /// connections left idle, half-open ones, and clients that never finish their headers (slowloris). Not
+        /// applied to WebSocket connections, which the ping interval watches instead.
+        public var idleTimeoutSeconds = 60.0
+        /// PEM certificate chain and private key: both set, the node serves only `https://` and `wss://`
+        /// (TLS through swift-nio-ssl); both absent, plain HTTP. One without the other is a config error.
+        public var tlsCertificateFile: String?
+        public var tlsPrivateKeyFile: String?
         public init() {}
+
+        /// True when the node serves TLS.
+        public var usesTLS: Bool { tlsCertificateFile != nil }
     }
 
     public struct WebSocket: Sendable, Equatable, Codable {
@@ -157,6 +168,7 @@ extension HubConfig: Codable {
 /// A config that cannot be used, naming the key and the reason.
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 extension HubConfig {
@@ -185,6 +197,7 @@ extension HubConfig {
             let merged = merge(camelCased(tree), over: defaults)
             let config = try JSONDecoder().decode(HubConfig.self, from: JSONSerialization.data(withJSONObject: merged))
             try config.auth.check()
+            try config.server.check()
             return config
         } catch let error as ConfigError {
             throw error
@@ -239,7 +252,8 @@ extension HubConfig {
     /// Section → keys it accepts. A misspelt key is an error, never silently a default.
     static let knownKeys: [String: Set<String>] = [
         "server": ["host", "port", "max_body_bytes", "max_batch_events", "shutdown_grace_seconds", "idempotency_window_seconds",
-            "max_event_bytes", "max_connections", "max_connections_per_address",
+            "max_event_bytes", "max_connections", "max_connections_per_address", "idle_timeout_seconds", "tls_certificate_file",
+            "tls_private_key_file",
         ],
         "websocket": [
             "max_frame_bytes", "max_subscriptions", "outbox_capacity", "conflate_above", "ping_interval_seconds", "compression",
@@ -289,6 +303,17 @@ extension HubConfig {
             return
         }
         throw ConfigError(description: "environment: \(name) names no config key")
+    }
+}
+
+extension HubConfig.Server {
+    func check() throws {
+        guard (tlsCertificateFile == nil) == (tlsPrivateKeyFile == nil) else {
+            throw ConfigError(description: "config: server.tls_certificate_file and server.tls_private_key_file go together; set both or neither")
+        }
+        guard idleTimeoutSeconds > 0 else {
+            throw ConfigError(description: "config: server.idle_timeout_seconds must be greater than 0")
+        }
     }
 }
 

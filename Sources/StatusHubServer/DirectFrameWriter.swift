@@ -61,15 +61,16 @@ final class DirectFrameWriter: Sendable {
         self.state = state
     }
 
-    /// Adds the outlet (first in the pipeline, next to the socket) and the close watch (just behind the frame
-    /// encoder, so every frame the library writes passes it). Call once the WebSocket pipeline is set up.
+    /// Adds the outlet (just in front of the frame encoder, so its bytes still pass TLS when the node serves
+    /// `wss://`) and the close watch (just behind the encoder, so every frame the library writes passes it).
+    /// Call once the WebSocket pipeline is set up.
     static func install(on channel: any Channel) async throws -> DirectFrameWriter {
         try await channel.eventLoop.submit {
             let state = State()
             let pipeline = channel.pipeline.syncOperations
             let encoder = try pipeline.handler(type: WebSocketFrameEncoder.self)
             try pipeline.addHandler(CloseWatch(state: state), position: .after(encoder))
-            try pipeline.addHandler(Outlet(state: state), position: .first)
+            try pipeline.addHandler(Outlet(state: state), position: .before(encoder))
             return DirectFrameWriter(channel: channel, state: NIOLoopBound(state, eventLoop: channel.eventLoop))
         }.get()
     }
@@ -126,7 +127,8 @@ final class DirectFrameWriter: Sendable {
         return channel.isWritable ? nil : written.futureResult
     }
 
-    /// First in the pipeline: its context writes bytes straight to the socket. Passes everything else through.
+    /// In front of the encoder: its context writes frame bytes on toward the socket (through TLS, if any), past the
+    /// encoder. Passes everything else through.
     private final class Outlet: ChannelDuplexHandler, RemovableChannelHandler {
         typealias InboundIn = ByteBuffer
         typealias OutboundIn = ByteBuffer

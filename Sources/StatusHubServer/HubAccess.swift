@@ -17,10 +17,10 @@ final class HubAccess: Sendable {
         var address: String
     }
 
-    init(config: HubConfig) {
+    init(config: HubConfig) throws {
         publisherKeys = PublisherKeys(config: config.auth)
         ingestRate = RateLimiter(rate: config.auth.ingestEventsPerSecond, burst: config.auth.ingestBurst)
-        subscriberTokens = SubscriberTokens(config: config.auth)
+        subscriberTokens = try SubscriberTokens(config: config.auth)
         connections = ConnectionLimiter(limits: config.server)
         messagesPerSecond = config.websocket.maxMessagesPerSecond
     }

@@ -1,4 +1,6 @@
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWSCompression
 import HummingbirdWebSocket
 import Logging
@@ -17,20 +19,25 @@ public struct StatusHub: Sendable {
     let draining = DrainFlag()
     let access: HubAccess
 
-    public init(config: HubConfig, engine: any Engine) {
+    /// Throws `ConfigError` when a file the config names (JWT key, TLS certificate or key) cannot be used, so a
+    /// misconfigured node stops at start-up instead of refusing every client later.
+    public init(config: HubConfig, engine: any Engine) throws {
         self.config = config
         self.engine = engine
         self.fanOut = FanOut(metrics: metrics)
-        self.access = HubAccess(config: config)
+        self.access = try HubAccess(config: config)
+        self.tls = try TLSSetup.serverConfiguration(config.server)
     }
+
+    private let tls: TLSConfiguration?
 
     /// Everything a node runs, in start order, for one `ServiceGroup`: the application (with the engine's
     /// subscription loop inside it) and the drain that a graceful shutdown (SIGTERM) runs first — services stop
     /// in reverse order — so sockets are drained and closed with 1001 before the server goes away.
     public func makeServices(
         logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> [any Service] {
-        [makeApplication(logger: logger, onServerRunning: onServerRunning), ShutdownDrain(hub: self, logger: logger)]
+    ) throws -> [any Service] {
+        [try makeApplication(logger: logger, onServerRunning: onServerRunning), ShutdownDrain(hub: self, logger: logger)]
     }
 
     /// Stops taking events and connections, asks every connection to send what it has queued and close with 1001,
@@ -50,43 +57,10 @@ public struct StatusHub: Sendable {
     /// `onServerRunning` receives the bound port (port 0 in tests).
     public func makeApplication(
         logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
+    ) throws -> some ApplicationProtocol {
         Application(
             router: makeRouter(),
-            server: .http1WebSocketUpgrade(configuration: .init(http1: .init(), ws: webSocketConfiguration)) {
-                request, channel, logger in
-                guard request.path?.split(separator: "?", maxSplits: 1).first == "/v1/ws", !draining.isSet else {
-                    return .dontUpgrade
-                }
-                // Connection limits, then the token; a refused client is closed with a code saying why (`CloseCode`).
-                let admission: HubAccess.Admission
-                switch access.admitConnection(channel: channel) {
-                case .admitted(let admitted): admission = admitted
-                case .refused(let code, let reason):
-                    return .upgrade([:]) { _, outbound, _ in try? await outbound.close(.init(codeNumber: Int(code.rawValue)), reason: reason) }
-                }
-                let token = SubscriberTokens.token(authorization: request.headerFields[.authorization], path: request.path)
-                // Frames bypass the library's per-frame writer only when no extension can have been negotiated.
-                let mayUseExtension = config.websocket.compression && request.headerFields[.secWebSocketExtensions] != nil
-                return .upgrade([:]) { inbound, outbound, _ in
-                    let direct = mayUseExtension ? nil : try? await DirectFrameWriter.install(on: channel)
-                    defer { access.connections.release(admission.address) }
-                    let subscriber: Subscriber
-                    switch await access.authenticate(token: token) {
-                    case .success(let known): subscriber = known
-                    case .failure(let refusal):
-                        try? await outbound.close(.init(codeNumber: Int(refusal.code.rawValue)), reason: refusal.reason)
-                        return
-                    }
-                    var session = WebSocketSession(
-                        connection: Connection(
-                            id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity,
-                            conflateAbove: config.websocket.conflateAbove),
-                        channel: channel, direct: direct, fanOut: fanOut, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
-                    session.access = access.session(for: subscriber)
-                    await session.run(inbound: inbound, outbound: outbound)
-                }
-            },
+            server: server,
             configuration: ApplicationConfiguration(
                 address: .hostname(config.server.host, port: config.server.port), serverName: "statushub"),
             services: [EngineService(engine: engine, sink: fanOut, logger: logger)],
@@ -95,11 +69,67 @@ public struct StatusHub: Sendable {
         )
     }
 
+    /// HTTP/1.1 with the upgrade to `/v1/ws`, behind TLS when the config names a certificate. `idle_timeout_seconds`
+    /// bounds both the wait for a first complete request head (`RequestHeadDeadlineChannel`: slowloris, silent or
+    /// half-open sockets, stalled TLS handshakes) and idle keep-alive between requests (Hummingbird's idle
+    /// timeout). Upgraded connections are watched by the WebSocket ping instead.
+    private var server: HTTPServerBuilder {
+        let timeout = TimeAmount.milliseconds(Int64(config.server.idleTimeoutSeconds * 1000))
+        let configuration = HTTP1WebSocketUpgradeChannel.Configuration(
+            http1: HTTP1Channel.Configuration(idleTimeout: timeout), ws: webSocketConfiguration)
+        let shouldUpgrade = self.shouldUpgrade
+        return HTTPServerBuilder { [tls] responder in
+            let channel = RequestHeadDeadlineChannel(
+                base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: configuration, shouldUpgrade: shouldUpgrade),
+                deadline: timeout)
+            return try tls.map { try TLSChannel(channel, tlsConfiguration: $0) } ?? channel
+        }
+    }
+
+    /// Decides each `GET /v1/ws`: limits, then the token; an admitted client gets a `WebSocketSession`.
+    private var shouldUpgrade: @Sendable (HTTPRequest, any Channel, Logger) async throws -> ShouldUpgradeResult<
+        WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
+    > {
+        { [self] request, channel, logger in
+            guard request.path?.split(separator: "?", maxSplits: 1).first == "/v1/ws", !draining.isSet else {
+                return .dontUpgrade
+            }
+            // Connection limits, then the token; a refused client is closed with a code saying why (`CloseCode`).
+            let admission: HubAccess.Admission
+            switch access.admitConnection(channel: channel) {
+            case .admitted(let admitted): admission = admitted
+            case .refused(let code, let reason):
+                return .upgrade([:]) { _, outbound, _ in try? await outbound.close(.init(codeNumber: Int(code.rawValue)), reason: reason) }
+            }
+            let token = SubscriberTokens.token(authorization: request.headerFields[.authorization], path: request.path)
+            // Frames bypass the library's per-frame writer only when no extension can have been negotiated.
+            let mayUseExtension = config.websocket.compression && request.headerFields[.secWebSocketExtensions] != nil
+            return .upgrade([:]) { inbound, outbound, _ in
+                let direct = mayUseExtension ? nil : try? await DirectFrameWriter.install(on: channel)
+                defer { access.connections.release(admission.address) }
+                let subscriber: Subscriber
+                switch await access.authenticate(token: token) {
+                case .success(let known): subscriber = known
+                case .failure(let refusal):
+                    try? await outbound.close(.init(codeNumber: Int(refusal.code.rawValue)), reason: refusal.reason)
+                    return
+                }
+                var session = WebSocketSession(
+                    connection: Connection(
+                        id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity,
+                        conflateAbove: config.websocket.conflateAbove),
+                    channel: channel, direct: direct, fanOut: fanOut, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
+                session.access = access.session(for: subscriber)
+                try await session.run(inbound: inbound, outbound: outbound)
+            }
+        }
+    }
+
     var webSocketConfiguration: WebSocketServerConfiguration {
         let limits = config.websocket
         return WebSocketServerConfiguration(
             maxFrameSize: limits.maxFrameBytes,
-            extensions: limits.compression ? [.perMessageDeflate(maxDecompressedFrameSize: limits.maxFrameBytes)] : [],
+            extensions: limits.compression ? [BoundedDeflateBuilder.factory(maxDecompressedFrameSize: limits.maxFrameBytes)] : [],
             autoPing: .enabled(timePeriod: .milliseconds(Int64(limits.pingIntervalSeconds * 1000))),
             closeTimeout: .seconds(5),
             validateUTF8: true

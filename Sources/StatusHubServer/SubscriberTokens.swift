@@ -34,25 +34,32 @@ final class SubscriberTokens: Sendable {
     }
 
     let required: Bool
-    private let keys: Task<JWTKeyCollection, any Error>
+    private let keys: Task<JWTKeyCollection, Never>
 
-    init(config: HubConfig.Auth) {
+    /// Throws `ConfigError` when the ES256 key file cannot be read or is not a PEM P-256 public key: the node then
+    /// stops at start-up instead of refusing every token later.
+    init(config: HubConfig.Auth) throws {
         required = config.required
         let secret = config.jwtHs256Secret
-        let publicKeyFile = config.jwtEs256PublicKeyFile
+        let publicKey = try config.jwtEs256PublicKeyFile.map(Self.loadES256PublicKey(path:))
         keys = Task {
             let keys = JWTKeyCollection()
             if let secret, !secret.isEmpty { await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: "hs256") }
-            if let publicKeyFile {
-                let pem = try String(contentsOfFile: publicKeyFile, encoding: .utf8)
-                await keys.add(ecdsa: try ES256PublicKey(pem: pem), kid: "es256")
-            }
+            if let publicKey { await keys.add(ecdsa: publicKey, kid: "es256") }
             return keys
         }
     }
 
-    /// Fails at start-up rather than on the first token when a configured key cannot be loaded.
-    func checkKeys() async throws { _ = try await keys.value }
+    private static func loadES256PublicKey(path: String) throws -> ES256PublicKey {
+        guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError(description: "config: auth.jwt_es256_public_key_file: cannot read \(path)")
+        }
+        do {
+            return try ES256PublicKey(pem: pem)
+        } catch {
+            throw ConfigError(description: "config: auth.jwt_es256_public_key_file: \(path) is not a PEM P-256 (ES256) public key")
+        }
+    }
 
     /// The subscriber `token` describes; without a token, anonymous unless auth is required.
     func authenticate(token: String?) async -> Result<Subscriber, Refusal> {

@@ -23,7 +23,9 @@ struct WebSocketSession {
     /// Tenant, allowed patterns, token expiry and message rate (`SessionAccess`).
     var access: SessionAccess = .open
 
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+    /// Throws what ended the client's side with a protocol error (invalid UTF-8, an over-size message, a bad frame):
+    /// the WebSocket library turns it into the close code the RFC asks for (1007, 1009, 1002).
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         direct?.start(draining: connection.outbox)
         metrics.connections.increment()
         fanOut.opened(connection)
@@ -32,25 +34,36 @@ struct WebSocketSession {
             connection.finish()
             metrics.connections.decrement()
         }
-        await withTaskGroup(of: Void.self) { group in
+        let readFailure = await withTaskGroup(of: (any Error)?.self) { group in
             group.addTask { await readLoop(inbound: inbound, outbound: outbound) }
             if let direct {
                 // Frames are written by the direct writer's flush passes; this task only ends the connection. On the
                 // channel's event loop, so its last flush and the flush passes never overlap.
                 group.addTask(executorPreference: EventLoopTaskExecutor(direct.channel.eventLoop)) {
                     await endWhenOutboxEnds(direct: direct, outbound: outbound)
+                    return nil
                 }
             } else {
-                group.addTask { await writeLoop(outbound: outbound) }
+                group.addTask {
+                    await writeLoop(outbound: outbound)
+                    return nil
+                }
             }
-            group.addTask { await cutLooseIfStuck() }
+            group.addTask {
+                await cutLooseIfStuck()
+                return nil
+            }
             // Whichever ends first (client gone, or the hub closing the socket) ends the others.
-            await group.next()
+            var failure = await group.next() ?? nil
             group.cancelAll()
+            for await result in group where failure == nil { failure = result }
+            return failure
         }
+        if let readFailure { throw readFailure }
     }
 
-    private func readLoop(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+    /// Returns the error the inbound stream ended with, if any.
+    private func readLoop(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async -> (any Error)? {
         // A token's `exp` closes the socket (4003) unless `{"op":"auth"}` brought a fresh one in time.
         let expiryWatch = Task { [access, connection] in
             guard await access.waitForExpiry() else { return }
@@ -72,17 +85,21 @@ struct WebSocketSession {
                     case .close:
                         try? await outbound.close(.init(codeNumber: Int(CloseCode.policyViolation.rawValue)), reason: CloseCode.policyViolation.reason)
                         connection.outbox.close()
-                        return
+                        return nil
                     }
                 case .binary:
                     try? await outbound.close(.init(codeNumber: Int(CloseCode.unsupportedData.rawValue)), reason: CloseCode.unsupportedData.reason)
-                    return
+                    return nil
                 }
             }
         } catch {
             logger.debug("websocket read ended", metadata: ["error": "\(error)"])
+            connection.outbox.close()
+            // Ended because the hub is closing the socket for another reason: nothing to report.
+            return Task.isCancelled || error is CancellationError ? nil : error
         }
         connection.outbox.close()
+        return nil
     }
 
     private func writeLoop(outbound: WebSocketOutboundWriter) async {

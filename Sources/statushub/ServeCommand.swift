@@ -40,11 +40,18 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: hubConfig.logLevel) ?? .info
 
         let engine = try EngineFactory.make(config: hubConfig, logger: logger)
-        let hub = StatusHub(config: hubConfig, engine: engine)
+        let hub: StatusHub
+        let services: [any Service]
         let engineName = hubConfig.redis.url.map { "redis (\($0))" } ?? "memory"
         let host = hubConfig.server.host
-        let services = hub.makeServices(logger: logger) { [logger] port in
-            logger.notice("statushub listening on http://\(host):\(port) — engine: \(engineName)")
+        let scheme = hubConfig.server.usesTLS ? "https" : "http"
+        do {
+            hub = try StatusHub(config: hubConfig, engine: engine)
+            services = try hub.makeServices(logger: logger) { [logger] port in
+                logger.notice("statushub listening on \(scheme)://\(host):\(port) — engine: \(engineName)")
+            }
+        } catch let error as ConfigError {
+            throw ValidationError(error.description)
         }
         try await ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }

@@ -126,7 +126,7 @@ struct EngineContractTests {
     func expiredStateIsAnnouncedOnceAsStale(_ kind: EngineKind) async throws {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, sink in
             let id = try await engine.append([SampleEvents.validated(SampleEvents.machineStatus("M-1", "running"))])[0].id
-            let deadline = ContinuousClock.now.advanced(by: .seconds(8))
+            let deadline = ContinuousClock.now.advanced(by: .seconds(20))
             while !sink.received.contains(where: { $0.jsonString.contains("status_stale") }), ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(50))
             }

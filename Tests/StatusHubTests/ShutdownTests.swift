@@ -15,10 +15,10 @@ struct ShutdownTests {
         var logger = Logger(label: "test-hub")
         logger.logLevel = .warning
         let engine = MemoryEngine(config: config)
-        let hub = StatusHub(config: config, engine: engine)
+        let hub = try StatusHub(config: config, engine: engine)
         let ports = AsyncStream<Int>.makeStream()
         let group = ServiceGroup(configuration: .init(
-            services: hub.makeServices(logger: logger) { ports.continuation.yield($0) }, logger: logger))
+            services: try hub.makeServices(logger: logger) { ports.continuation.yield($0) }, logger: logger))
         let running = Task { try await group.run() }
         var iterator = ports.stream.makeAsyncIterator()
         let port = try #require(await iterator.next())

@@ -9,7 +9,7 @@ struct SlowConsumerTests {
         try await withHub(engine: kind, configure: { $0.websocket.outboxCapacity = 1024; $0.websocket.compression = false }) { hub in
             let healthy = try await TestSocket(port: hub.port)
             try await healthy.subscribe(["resource-status"])
-            let stalled = try StalledClient(port: hub.port, subscribe: ["resource-status"])
+            let stalled = try await StalledClient.connect(port: hub.port, subscribe: ["resource-status"])
             try await Task.sleep(for: .milliseconds(100))  // let the stalled subscribe land
 
             // Enough events (~8 MB of frames) to fill every socket buffer between the hub and the stalled client.

@@ -49,9 +49,9 @@ func withHub<T: Sendable>(
     var logger = Logger(label: "test-hub")
     logger.logLevel = .warning
     let engine: any Engine = if redisURL != nil { try RedisEngine(config: config, logger: logger) } else { MemoryEngine(config: config) }
-    let hub = StatusHub(config: config, engine: engine)
+    let hub = try StatusHub(config: config, engine: engine)
     let ports = AsyncStream<Int>.makeStream()
-    let app = hub.makeApplication(logger: logger) { port in ports.continuation.yield(port) }
+    let app = try hub.makeApplication(logger: logger) { port in ports.continuation.yield(port) }
     let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }

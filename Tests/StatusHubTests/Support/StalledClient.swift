@@ -6,20 +6,28 @@ import Glibc
 
 /// A WebSocket client that subscribes and then stops reading, like a frozen dashboard tab: the one case a real
 /// client library cannot play, so it speaks the handshake over a plain POSIX socket.
-final class StalledClient {
+final class StalledClient: @unchecked Sendable {  // one owner at a time: created off-pool, then handed over
     private let fd: Int32
 
-    init(port: Int, subscribe patterns: [String]) throws {
+    /// Connects, upgrades and subscribes on a thread of its own: the handshake read blocks, and blocking the two
+    /// cooperative-pool threads (two stalled clients at once) would starve the hub's own upgrade of a thread.
+    static func connect(port: Int, subscribe patterns: [String]) async throws -> StalledClient {
+        try await RawSocket.offPool { try StalledClient(port: port, subscribe: patterns) }
+    }
+
+    private init(port: Int, subscribe patterns: [String]) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
         var small: Int32 = 4096  // a tiny receive window, so the hub's side fills quickly
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var handshakeTimeout = timeval(tv_sec: 15, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &handshakeTimeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
         try write(Array("GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".utf8))

@@ -3,6 +3,7 @@ import HummingbirdWSClient
 import HummingbirdWSCompression
 import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 import StatusHubCore
 
@@ -17,18 +18,22 @@ final class TestSocket: Sendable {
     private let outgoing: AsyncStream<WebSocketOutboundWriter.OutboundFrame>.Continuation
     private let task: Task<WebSocketCloseFrame?, any Error>
 
-    /// Connects to `ws://127.0.0.1:port/v1/ws` and starts collecting every text message the hub sends.
-    init(port: Int, compression: Bool = false, path: String = "/v1/ws") async throws {
+    /// Connects to `ws://127.0.0.1:port/v1/ws` (`wss://` with `tls`, verified for the name `localhost`) and
+    /// starts collecting every text message the hub sends.
+    init(port: Int, compression: Bool = false, path: String = "/v1/ws", tls: TLSConfiguration? = nil) async throws {
         let (stream, continuation) = AsyncStream<WebSocketOutboundWriter.OutboundFrame>.makeStream()
         outgoing = continuation
         let inbox = inbox
         let connected = Inbox()
         let configuration = WebSocketClientConfiguration(
-            maxFrameSize: 1 << 24, extensions: compression ? [.perMessageDeflate(maxDecompressedFrameSize: 1 << 24)] : [])
-        let url = "ws://127.0.0.1:\(port)\(path)"
+            maxFrameSize: 1 << 24, extensions: compression ? [.perMessageDeflate(maxDecompressedFrameSize: 1 << 24)] : [],
+            sniHostname: tls == nil ? nil : "localhost")
+        let url = "\(tls == nil ? "ws" : "wss")://127.0.0.1:\(port)\(path)"
         task = Task {
             defer { Task { await inbox.finish() } }
-            return try await WebSocketClient.connect(url: url, configuration: configuration, logger: Logger(label: "test-socket")) {
+            return try await WebSocketClient.connect(
+                url: url, configuration: configuration, tlsConfiguration: tls, logger: Logger(label: "test-socket")
+            ) {
                 inbound, outbound, _ in
                 await connected.put("connected")
                 try await withThrowingTaskGroup(of: Void.self) { group in

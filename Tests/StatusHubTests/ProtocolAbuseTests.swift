@@ -1,0 +1,108 @@
+import Foundation
+import NIOWebSocket
+import StatusHubCore
+import Testing
+
+/// What a hostile or broken client can do at the protocol level, each done for real over a socket: the hub
+/// answers with a close code (or closes), and the bystander on the same node keeps getting its events.
+@Suite("Protocol abuse")
+struct ProtocolAbuseTests {
+    /// A bystander subscribed to alerts, to show the node carries on after each abuse.
+    static func bystanderStillServed(_ hub: RunningHub, _ bystander: TestSocket, entity: String) async throws {
+        _ = try await HTTP.post(port: hub.port, event: SampleEvents.alert(entity))
+        #expect(try await bystander.nextEvent()["entity_id"] == .string(entity))
+    }
+
+    /// Upgrades a raw socket, sends `frames`, and returns the close code the hub answers with.
+    static func closeCode(port: Int, after frames: [[UInt8]]) async throws -> UInt16? {
+        try await RawSocket.offPool {
+            let socket = try RawSocket(port: port)
+            try socket.upgrade()
+            _ = socket.read(timeout: 5) { String(decoding: $0, as: UTF8.self).contains("\r\n\r\n") }
+            for frame in frames { try? socket.send(frame) }
+            // The response head was consumed above; closeCode(in:) expects one in front of the frames.
+            let stream = Array("HTTP/1.1 101\r\n\r\n".utf8) + socket.read(timeout: 10) { RawSocket.closeCode(in: Array("HTTP/1.1 101\r\n\r\n".utf8) + $0) != nil }.bytes
+            return RawSocket.closeCode(in: stream)
+        }
+    }
+
+    @Test func invalidUTF8TextFrameClosesWith1007() async throws {
+        try await withHub(engine: .memory) { hub in
+            let bystander = try await TestSocket(port: hub.port)
+            try await bystander.subscribe(["alerts"])
+            // `{"op":"ping","id":"` + C3 28 (a lead byte followed by a non-continuation byte) + `"}`
+            let invalid = Array(#"{"op":"ping","id":""#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8)
+            let code = try await Self.closeCode(port: hub.port, after: [RawSocket.frame(opcode: 1, payload: invalid)])
+            #expect(code == 1007)
+            try await Self.bystanderStillServed(hub, bystander, entity: "M-1007")
+            _ = await bystander.close()
+        }
+    }
+
+    @Test func fragmentedMessagePastTheLimitClosesWith1009() async throws {
+        try await withHub(engine: .memory, configure: { $0.websocket.maxFrameBytes = 1024 }) { hub in
+            let bystander = try await TestSocket(port: hub.port)
+            try await bystander.subscribe(["alerts"])
+            // Every fragment is under the frame limit; together they are not.
+            let piece = [UInt8](repeating: UInt8(ascii: "x"), count: 800)
+            let frames = [
+                RawSocket.frame(opcode: 1, fin: false, payload: Array(#"{"op":"ping","id":""#.utf8) + piece),
+                RawSocket.frame(opcode: 0, fin: false, payload: piece),
+                RawSocket.frame(opcode: 0, fin: true, payload: Array(#""}"#.utf8)),
+            ]
+            #expect(try await Self.closeCode(port: hub.port, after: frames) == 1009)
+            try await Self.bystanderStillServed(hub, bystander, entity: "M-1009")
+            _ = await bystander.close()
+        }
+    }
+
+    /// permessage-deflate: a 4 MiB message of one repeated byte deflates to a few KiB, under every frame limit;
+    /// the hub stops inflating at websocket.max_frame_bytes and closes with 1009 instead of allocating it.
+    @Test func compressionBombIsClosedNotInflated() async throws {
+        try await withHub(engine: .memory) { hub in
+            let bystander = try await TestSocket(port: hub.port)
+            try await bystander.subscribe(["alerts"])
+            let bomber = try await TestSocket(port: hub.port, compression: true)
+            bomber.send(#"{"op":"ping","id":""# + String(repeating: "A", count: 4 << 20) + #""}"#)
+            let close = try await bomber.closedByHub()
+            #expect(close?.closeCode == .messageTooLarge)
+            try await Self.bystanderStillServed(hub, bystander, entity: "M-BOMB")
+            _ = await bystander.close()
+        }
+    }
+
+    /// A client that sends its request line and then trickles header bytes (slowloris) never completes a request:
+    /// the idle timeout closes it although bytes keep arriving.
+    @Test func slowlorisHeadersAreTimedOut() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 1 }) { hub in
+            let closedAfter = try await RawSocket.offPool { () -> Double? in
+                let socket = try RawSocket(port: hub.port)
+                let start = Date()
+                try socket.send("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                for _ in 0..<100 {  // at most 20 s of trickling
+                    if (try? socket.send("X")) == nil { return Date().timeIntervalSince(start) }
+                    if socket.read(timeout: 0.2).closed { return Date().timeIntervalSince(start) }
+                }
+                return nil
+            }
+            #expect(closedAfter != nil, "the hub never closed a connection that trickled its headers for 20 s")
+            // And the node still answers a well-behaved client.
+            #expect(try await HTTP.get(port: hub.port, "/health").status == 200)
+        }
+    }
+
+    /// Half-open or silent connections: one that never sends a byte (or never starts its TLS handshake) is closed
+    /// by the idle timeout; an upgraded WebSocket is not (the ping watches it), so it outlives that timeout.
+    @Test func silentConnectionsAreClosedButWebSocketsOutliveTheIdleTimeout() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 1 }) { hub in
+            let subscriber = try await TestSocket(port: hub.port)
+            try await subscriber.subscribe(["alerts"])
+            let closed = try await RawSocket.offPool { try RawSocket(port: hub.port).read(timeout: 15).closed }
+            #expect(closed, "a connection that sent nothing for 15 s was not closed")
+            try await Task.sleep(for: .milliseconds(1500))
+            _ = try await HTTP.post(port: hub.port, event: SampleEvents.alert("M-IDLE"))
+            #expect(try await subscriber.nextEvent()["entity_id"] == .string("M-IDLE"))
+            _ = await subscriber.close()
+        }
+    }
+}
