@@ -20,8 +20,11 @@ struct PublishCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(name: .long, help: "Hub base URL.")
+    @Option(name: .long, help: "Hub base URL (https:// checks the certificate against the system's trust store).")
     var url = "http://127.0.0.1:8080"
+
+    @Option(name: .long, help: "Publisher API key, sent as 'Authorization: Bearer'. Default: $STATUSHUB_API_KEY.")
+    var key: String?
 
     @Option(name: .long, help: "Read events from this file ('-' for stdin).")
     var file: String?
@@ -46,6 +49,10 @@ struct PublishCommand: AsyncParsableCommand {
         var request = URLRequest(url: endpoint)
         request.httpMethod = "POST"
         request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+        // From the environment by default, so the key stays out of shell history and `ps`.
+        if let key = key ?? ProcessInfo.processInfo.environment["STATUSHUB_API_KEY"] {
+            request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
+        }
         request.httpBody = body
         let (data, response) = try await URLSession.shared.data(for: request)
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0

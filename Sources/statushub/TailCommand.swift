@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
+import HTTPTypes
 import HummingbirdWSClient
 import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 import StatusHubCore
 
@@ -18,6 +20,15 @@ struct TailCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "Hub WebSocket URL.")
     var url = "ws://127.0.0.1:8080/v1/ws"
+
+    @Option(name: .long, help: "Subscriber JWT, sent as 'Authorization: Bearer'. Default: $STATUSHUB_TOKEN.")
+    var token: String?
+
+    @Option(name: .long, help: "For wss:// URLs: trust this PEM certificate (or CA) instead of the system's.")
+    var caFile: String?
+
+    @Option(name: .long, help: "For wss:// URLs: the name the certificate must carry, when it differs from the URL's host.")
+    var serverName: String?
 
     @Flag(name: .long, help: "Print the cached state of every matching entity first.")
     var snapshot = false
@@ -38,8 +49,23 @@ struct TailCommand: AsyncParsableCommand {
             "op": .string("subscribe"), "id": .string("tail"),
             "channels": .array(patterns.map { .string($0) }), "snapshot": .bool(snapshot),
         ]))
+        var headers = HTTPFields()
+        if let token = token ?? ProcessInfo.processInfo.environment["STATUSHUB_TOKEN"] {
+            headers[.authorization] = "Bearer \(token)"
+        }
+        var tls: TLSConfiguration?
+        if let caFile {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            do {
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            } catch {
+                throw ValidationError("--ca-file: cannot load PEM certificates from \(caFile)")
+            }
+            tls = configuration
+        }
         let closeFrame = try await WebSocketClient.connect(
-            url: url, configuration: .init(maxFrameSize: 1 << 26), logger: logger
+            url: url, configuration: .init(maxFrameSize: 1 << 26, additionalHeaders: headers, sniHostname: serverName),
+            tlsConfiguration: tls, logger: logger
         ) { inbound, outbound, _ in
             try await outbound.write(.text(String(decoding: subscribe, as: UTF8.self)))
             for try await message in inbound.messages(maxSize: 1 << 26) {

@@ -3,6 +3,8 @@ import StatusHubCore
 import Synchronization
 import Testing
 
+@testable import StatusHubServer
+
 /// The newcomer's first minute, run for real: `statushub tail` in one process, `statushub publish` in another.
 @Suite("Command line")
 struct CommandLineTests {
@@ -11,7 +13,7 @@ struct CommandLineTests {
         process.executableURL = HubProcess.executable
         process.arguments = arguments
         process.standardOutput = stdout ?? FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.standardError = ProcessInfo.processInfo.environment["CLI_STDERR"] == nil ? FileHandle.nullDevice : FileHandle.standardError
         if let stdin { process.standardInput = stdin }
         try launchWithSignalsUnblocked(process)
         return process
@@ -60,6 +62,65 @@ struct CommandLineTests {
             #expect(Set(events.compactMap { $0["entity_id"]?.stringValue }) == ["M-203", "M-9"])
             let machine = events.first { $0["entity_id"] == .string("M-203") }
             #expect(machine?["data"]?["current_status"] == .string("breakdown"))
+        }
+    }
+}
+
+extension CommandLineTests {
+    /// A secured node over TLS: `tail` with a token and the node's certificate gets what a keyed publisher sends;
+    /// without the token, or without trusting the certificate, it is refused.
+    @Test func tailCarriesTokenAndTrustsTheNodesCertificate() async throws {
+        let certificate = try ThrowawayCertificate()
+        defer { certificate.remove() }
+        let issuer = TokenIssuer()
+        let secured = try AccessControlTests.secured(issuer)
+        try await withHub(engine: .memory, configure: {
+            secured(&$0)
+            $0.server.tlsCertificateFile = certificate.certificateFile
+            $0.server.tlsPrivateKeyFile = certificate.privateKeyFile
+        }) { hub in
+            let tailOutput = Pipe()
+            let printed = Mutex("")
+            tailOutput.fileHandleForReading.readabilityHandler = { handle in
+                let chunk = String(decoding: handle.availableData, as: UTF8.self)
+                printed.withLock { $0 += chunk }
+            }
+            let token = try await issuer.hs256(patterns: ["line:Line-2:*"], expiresIn: 600)
+            let wss = "wss://127.0.0.1:\(hub.port)/v1/ws"
+            let trusting = ["--ca-file", certificate.certificateFile, "--server-name", "localhost"]
+            let tail = try statushub(["tail", "--url", wss, "--token", token] + trusting + ["line:Line-2:*"], stdout: tailOutput)
+            let untrusting = try statushub(["tail", "--url", wss, "--token", token, "--server-name", "localhost", "line:Line-2:*"])
+            let anonymous = try statushub(["tail", "--url", wss] + trusting + ["alerts"])
+            defer {
+                for process in [tail, untrusting, anonymous] where process.isRunning { process.terminate() }
+                tailOutput.fileHandleForReading.readabilityHandler = nil
+            }
+            for process in [untrusting, anonymous] {
+                try await eventually("refused tail to exit") { !process.isRunning }
+                #expect(process.terminationStatus != 0)
+            }
+            try await eventually("tail subscribed") { hub.hub.fanOut.openConnections.count == 1 }
+            try await Task.sleep(for: .milliseconds(200))
+            let accepted = try await TLSHTTPClient.request(
+                port: hub.port, method: .POST, path: "/v1/events", body: SampleEvents.machineStatus("M-5", line: "Line-2"),
+                headers: [("Authorization", "Bearer \(AccessControlTests.lineKey)")], trust: certificate.clientConfiguration)
+            #expect(accepted.status == 202)
+            try await eventually("the event printed by tail") { printed.withLock { $0 }.contains(#""entity_id":"M-5""#) }
+        }
+    }
+
+    /// `publish --key` (or STATUSHUB_API_KEY) against a node that requires keys; without one it fails.
+    @Test func publishCarriesItsKey() async throws {
+        try await withHub(engine: .memory, configure: try AccessControlTests.secured(TokenIssuer())) { hub in
+            let arguments = ["publish", "--url", "http://127.0.0.1:\(hub.port)", "--entity", "machine:M-6", "--status", "running", "--line", "Line-2"]
+            let keyed = try statushub(arguments + ["--key", AccessControlTests.lineKey])
+            let keyless = try statushub(arguments)
+            for process in [keyed, keyless] {
+                try await eventually("publish to finish") { !process.isRunning }
+            }
+            #expect(keyed.terminationStatus == 0)
+            #expect(keyless.terminationStatus != 0)
+            #expect(try await HTTP.get(port: hub.port, "/health").status == 200)
         }
     }
 }

@@ -13,7 +13,8 @@ enum TLSHTTPClient {
     }
 
     static func request(
-        port: Int, method: HTTPMethod = .GET, path: String, body: String? = nil, trust configuration: TLSConfiguration
+        port: Int, method: HTTPMethod = .GET, path: String, body: String? = nil, headers: [(String, String)] = [],
+        trust configuration: TLSConfiguration
     ) async throws -> Reply {
         let context = try NIOSSLContext(configuration: configuration)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -29,6 +30,7 @@ enum TLSHTTPClient {
             var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
             head.headers.add(name: "Host", value: "localhost")
             head.headers.add(name: "Connection", value: "close")
+            for (name, value) in headers { head.headers.add(name: name, value: value) }
             if body != nil {
                 head.headers.add(name: "Content-Type", value: "application/json")
                 head.headers.add(name: "Content-Length", value: "\(bytes.readableBytes)")
