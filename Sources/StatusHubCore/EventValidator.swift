@@ -69,34 +69,25 @@ public struct EventValidator: Sendable {
         guard errors.isEmpty, let eventType, let entityType, let entityID, let timestamp, let data, let metadata else {
             return .invalid(errors)
         }
-        let body = EncodedBody(
-            data: .object(data), entity_id: entityID, entity_type: entityType.rawValue, event_type: eventType.rawValue,
-            idempotency_key: idempotencyKey, line: line, metadata: .object(metadata), received_at: Timestamps.format(receivedAt),
-            tenant: tenant == Tenant.defaultName ? nil : tenant, timestamp: timestamp)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let encoded = try? encoder.encode(body), encoded.first == UInt8(ascii: "{") else {
-            return .invalid([FieldError(field: "event", reason: "cannot be encoded as JSON")])
-        }
+        // The event as the hub sends it on, minus `event_id` (see `StoredEvent.assembleJSON`), keys sorted so the
+        // bytes are the same for the same event on every node. `idempotency_key` and `line` are left out when
+        // absent, `tenant` for the default tenant (so its events are what they were before tenants).
+        var members: [(key: String, value: JSONValue)] = [
+            ("data", .object(data)), ("entity_id", .string(entityID)), ("entity_type", .string(entityType.rawValue)),
+            ("event_type", .string(eventType.rawValue)),
+        ]
+        if let idempotencyKey { members.append(("idempotency_key", .string(idempotencyKey))) }
+        if let line { members.append(("line", .string(line))) }
+        members.append(("metadata", .object(metadata)))
+        members.append(("received_at", .string(Timestamps.format(receivedAt))))
+        if tenant != Tenant.defaultName { members.append(("tenant", .string(tenant))) }
+        members.append(("timestamp", .string(timestamp)))
+        var encoded: [UInt8] = []
+        encoded.reserveCapacity(512)
+        JSONValue.write(members: members, into: &encoded)
         return .valid(ValidatedEvent(
             eventType: eventType, entityType: entityType, entityID: entityID, line: line,
             bodyAfterID: Array(encoded.dropFirst()), idempotencyKey: idempotencyKey, tenant: tenant))
-    }
-
-    /// The event as the hub sends it on, minus `event_id` (see `StoredEvent.assembleJSON`). Sorted keys make the
-    /// bytes the same for the same event on every node.
-    private struct EncodedBody: Encodable {
-        var data: JSONValue
-        var entity_id: String
-        var entity_type: String
-        var event_type: String
-        var idempotency_key: String?
-        var line: String?
-        var metadata: JSONValue
-        var received_at: String
-        /// Absent for the default tenant, so its events are what they were before tenants.
-        var tenant: String?
-        var timestamp: String
     }
 
     public static let idempotencyKeyRule = "must be a string of 1-128 printable ASCII characters"

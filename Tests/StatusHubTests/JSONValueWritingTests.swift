@@ -1,0 +1,45 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+/// The hand-written writer against `JSONEncoder` with the options the hub used before it: the same bytes for
+/// every value the fuzzer's inputs decode to, and for the awkward cases named here.
+@Suite("JSON writing")
+struct JSONValueWritingTests {
+    static func encoderBytes(_ value: JSONValue) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(value))
+    }
+
+    static func written(_ value: JSONValue) -> [UInt8] {
+        var out: [UInt8] = []
+        value.write(into: &out)
+        return out
+    }
+
+    @Test func awkwardValuesMatchJSONEncoder() throws {
+        let values: [JSONValue] = [
+            .string("quote \" backslash \\ slash / newline \n tab \t cr \r bs \u{8} ff \u{c} nul \u{0} us \u{1f} del \u{7f}"),
+            .string("é ü 漢字 🏭 \u{2028}"),
+            .number(42), .number(-7), .number(0.1), .number(1.5e300), .number(-2.5e-8), .number(9_007_199_254_740_993),
+            .bool(true), .bool(false), .null, .array([]), .object([:]),
+            .object(["b": .number(1), "a": .array([.string("x"), .null]), "A": .object(["z": .bool(false), "y": .string("")])]),
+        ]
+        for value in values {
+            #expect(Self.written(value) == (try Self.encoderBytes(value)), "\(value)")
+        }
+    }
+
+    @Test func fuzzedValuesMatchJSONEncoder() throws {
+        var rng = SplitMix64(seed: HostileInputTests.seed &+ 7)
+        var compared = 0
+        for _ in 0..<5_000 {
+            let bytes = HostileInputTests.input(&rng)
+            guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)) else { continue }
+            #expect(Self.written(value) == (try Self.encoderBytes(value)), "\(String(decoding: bytes, as: UTF8.self))")
+            compared += 1
+        }
+        #expect(compared > 100)
+    }
+}
