@@ -1,5 +1,4 @@
 import Foundation
-import HummingbirdWSClient
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -159,71 +158,40 @@ func runSubscriber(
     let start = monotonicNanos()
     do {
         let templateURL = config.templates?.subscribeURL(config.templateChannel(forSubscriber: index))
-        let closeFrame = try await WebSocketClient.connect(
-            url: templateURL ?? config.wsURL,
-            configuration: .init(maxFrameSize: 1 << 24, closeTimeout: .seconds(2)),
-            eventLoopGroup: loop,
-            logger: logger
-        ) { inbound, outbound, _ in
-            let upgraded = monotonicNanos()
-            box.value.withLock { $0.connectNanos = upgraded - start }
-            if templateURL == nil {
-                try await outbound.write(.text(subscribe))
-            } else {
-                // Another server (URL templates): the URL is the subscription, there is no reply to wait for.
+        let tracker = FrameTracker(
+            runID: runBytes, shard: shard, trackers: Array(repeating: nil, count: publishers), result: SubscriberResult(index: index))
+        let callbacks = SubscriberConnection.Callbacks(
+            upgraded: { box.value.withLock { $0.connectNanos = monotonicNanos() - start } },
+            subscribed: {
+                let acked = monotonicNanos()
                 box.value.withLock {
                     $0.subscribed = true
-                    $0.subscribeNanos = upgraded - start
+                    $0.subscribeNanos = acked - start
                 }
                 releaseGate(ready: true)
-            }
-            var tracker = FrameTracker(
-                runID: runBytes, shard: shard, trackers: Array(repeating: nil, count: publishers),
-                result: SubscriberResult(index: index)
-            )
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    await stop.wait()
-                    try? await outbound.close(.normalClosure, reason: "load test done")
-                }
-                var iterator = inbound.makeAsyncIterator()
-                var partial: ByteBuffer?
-                while let frame = try await iterator.next() {
-                    var data = frame.data
-                    if !frame.fin || partial != nil {
-                        if partial == nil { partial = data } else { partial!.writeBuffer(&data) }
-                        guard frame.fin else { continue }
-                        data = partial!
-                        partial = nil
-                    }
-                    switch tracker.process(data, now: monotonicNanos()) {
-                    case .subscribed:
-                        let acked = monotonicNanos()
-                        box.value.withLock {
-                            $0.subscribed = true
-                            $0.subscribeNanos = acked - start
-                        }
-                        releaseGate(ready: true)
-                    case .error:
-                        let text = String(buffer: data)
-                        box.value.withLock { $0.error = $0.error ?? "hub error: \(text.prefix(300))" }
-                        releaseGate(ready: false)
-                    case .event, .other:
-                        break
-                    }
-                }
-                group.cancelAll()
-            }
-            let counted = tracker.result
-            box.value.withLock {
-                $0.unique = counted.unique
-                $0.duplicates = counted.duplicates
-                $0.outOfOrder = counted.outOfOrder
-                $0.foreign = counted.foreign
-            }
+            },
+            failed: { text in
+                box.value.withLock { $0.error = $0.error ?? "hub error: \(text.prefix(300))" }
+                releaseGate(ready: false)
+            })
+        // Another server (URL templates): the URL is the subscription, there is nothing to send.
+        let (channel, ending) = try await SubscriberConnection.open(
+            url: templateURL ?? config.wsURL, subscribe: templateURL == nil ? subscribe : nil, tracker: tracker, loop: loop,
+            callbacks: callbacks)
+        let stopper = Task {
+            await stop.wait()
+            SubscriberConnection.close(channel)
+        }
+        let ended = try await ending.get()
+        stopper.cancel()
+        box.value.withLock {
+            $0.unique = ended.counted.unique
+            $0.duplicates = ended.counted.duplicates
+            $0.outOfOrder = ended.counted.outOfOrder
+            $0.foreign = ended.counted.foreign
         }
         if !stop.isFired {
-            let reason = closeFrame.map { "closed by the hub: \($0.closeCode) \($0.reason ?? "")" } ?? "connection ended"
+            let reason = ended.closeCode.map { "closed by the hub: \($0) \(ended.closeReason ?? "")" } ?? "connection ended"
             box.value.withLock {
                 $0.droppedEarly = true
                 $0.error = $0.error ?? reason

@@ -1,0 +1,156 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// One subscriber's WebSocket at the NIO level: swift-nio's client upgrader, frame decoder and aggregator, and
+/// a channel handler that looks at each frame on the event loop as it is read.
+///
+/// Why not HummingbirdWSClient (which the command-line `tail` uses): its per-frame path (an async iterator, a
+/// task hop and an actor per message) cost the harness ~20 µs of CPU per frame, so at 1,000 subscribers × 50
+/// events/s the client's core was saturated (98.6 %) while the hub still had room — the numbers measured the
+/// client. Here a frame costs a decode, the byte search of `FrameTracker`, and a histogram record.
+enum SubscriberConnection {
+    /// What the connection ended with.
+    struct Ending: Sendable {
+        var closeCode: WebSocketErrorCode?
+        var closeReason: String?
+        var counted: SubscriberResult
+    }
+
+    /// Called on the event loop: `subscribed` once the hub confirms (or at once for another server, where the
+    /// URL is the subscription), `failed` with the text of an error reply.
+    struct Callbacks: Sendable {
+        var upgraded: @Sendable () -> Void
+        var subscribed: @Sendable () -> Void
+        var failed: @Sendable (String) -> Void
+    }
+
+    struct BadURL: Error, CustomStringConvertible {
+        var url: String
+        var description: String { "not a ws:// URL: \(url)" }
+    }
+
+    /// Connects and upgrades; returns the channel and a future for the ending (the channel closing).
+    static func open(
+        url: String, subscribe: String?, tracker: FrameTracker, loop: any EventLoop, callbacks: Callbacks
+    ) async throws -> (channel: any Channel, ending: EventLoopFuture<Ending>) {
+        guard let parsed = URL(string: url), parsed.scheme == "ws", let host = parsed.host else { throw BadURL(url: url) }
+        let port = parsed.port ?? 80
+        var target = parsed.path.isEmpty ? "/" : parsed.path
+        if let query = parsed.query { target += "?" + query }
+        let ending = loop.makePromise(of: Ending.self)
+        let upgraded = try await ClientBootstrap(group: loop)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let upgrader = NIOTypedWebSocketClientUpgrader<Bool>(maxFrameSize: 1 << 24) { channel, _ in
+                        channel.eventLoop.makeCompletedFuture {
+                            let sync = channel.pipeline.syncOperations
+                            try sync.addHandler(NIOWebSocketFrameAggregator(
+                                minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1 << 16, maxAccumulatedFrameSize: 1 << 24))
+                            try sync.addHandler(FrameHandler(tracker: tracker, callbacks: callbacks, ending: ending))
+                            return true
+                        }
+                    }
+                    var headers = HTTPHeaders()
+                    headers.add(name: "Host", value: "\(host):\(port)")
+                    let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: target, headers: headers)
+                    let configuration = NIOTypedHTTPClientUpgradeConfiguration<Bool>(
+                        upgradeRequestHead: request, upgraders: [upgrader],
+                        notUpgradingCompletionHandler: { channel in channel.eventLoop.makeSucceededFuture(false) })
+                    let result = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+                        configuration: .init(upgradeConfiguration: configuration))
+                    return result.map { (channel, $0) }
+                }
+            }
+            .get()
+        guard upgraded.1 else {
+            upgraded.0.close(promise: nil)
+            throw UpgradeRefused()
+        }
+        // Only now: while the upgrade is being completed, the HTTP handlers are still in the pipeline.
+        callbacks.upgraded()
+        if let subscribe {
+            let data = upgraded.0.allocator.buffer(string: subscribe)
+            try await upgraded.0.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: data))
+        } else {
+            callbacks.subscribed()
+        }
+        return (upgraded.0, ending.futureResult)
+    }
+
+    struct UpgradeRefused: Error, CustomStringConvertible {
+        var description: String { "the server did not upgrade to WebSocket" }
+    }
+
+    /// Sends a close frame (1000) and closes the socket once the server answers, or after `timeout`.
+    static func close(_ channel: any Channel, timeout: TimeAmount = .seconds(2)) {
+        channel.eventLoop.execute {
+            var reason = channel.allocator.buffer(capacity: 2)
+            reason.write(webSocketErrorCode: .normalClosure)
+            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: reason), promise: nil)
+            channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        }
+    }
+
+    /// Counts every text message through `FrameTracker`; answers pings; ends on the server's close frame.
+    final class FrameHandler: ChannelInboundHandler {
+        typealias InboundIn = WebSocketFrame
+        typealias OutboundOut = WebSocketFrame
+
+        private var tracker: FrameTracker
+        private let callbacks: Callbacks
+        private let ending: EventLoopPromise<Ending>
+        private var closeCode: WebSocketErrorCode?
+        private var closeReason: String?
+        private var ended = false
+
+        init(tracker: FrameTracker, callbacks: Callbacks, ending: EventLoopPromise<Ending>) {
+            self.tracker = tracker
+            self.callbacks = callbacks
+            self.ending = ending
+        }
+
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let frame = unwrapInboundIn(data)
+            switch frame.opcode {
+            case .text:
+                switch tracker.process(frame.unmaskedData, now: monotonicNanos()) {
+                case .subscribed: callbacks.subscribed()
+                case .error: callbacks.failed(String(buffer: frame.unmaskedData))
+                case .event, .other: break
+                }
+            case .ping:
+                context.writeAndFlush(
+                    wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)), promise: nil)
+            case .connectionClose:
+                var payload = frame.unmaskedData
+                closeCode = payload.readWebSocketErrorCode()
+                closeReason = payload.readString(length: payload.readableBytes)
+                context.close(promise: nil)
+            default:
+                break
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            end()
+            context.fireChannelInactive()
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            context.close(promise: nil)
+        }
+
+        func handlerRemoved(context: ChannelHandlerContext) { end() }
+
+        private func end() {
+            guard !ended else { return }
+            ended = true
+            ending.succeed(Ending(closeCode: closeCode, closeReason: closeReason, counted: tracker.result))
+        }
+    }
+}
