@@ -36,14 +36,21 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable>: Sendable 
     }
 
     /// Every subscriber with at least one pattern matching at least one of `channels`, each once.
+    ///
+    /// The matching nodes' sets are gathered first and merged only when there is more than one: when every
+    /// receiver sits on one node (a thousand dashboards on `resource-status`), the result is that node's set,
+    /// shared copy-on-write, with no hashing per receiver per event.
     public func subscribers(matching channels: [String]) -> Set<Subscriber> {
-        var found = Set<Subscriber>()
+        var sets: [Set<Subscriber>] = []
         for channel in channels {
             let segments = channel.split(separator: ChannelName.separator, omittingEmptySubsequences: false)
             guard let first = segments.first else { continue }
-            shard(forFirstSegment: first).trie.withLock { $0.collect(segments[...], into: &found) }
-            wildcardShard.trie.withLock { $0.collect(segments[...], into: &found) }
+            shard(forFirstSegment: first).trie.withLock { $0.collect(segments[...], into: &sets) }
+            wildcardShard.trie.withLock { $0.collect(segments[...], into: &sets) }
         }
+        guard let largest = sets.indices.max(by: { sets[$0].count < sets[$1].count }) else { return [] }
+        var found = sets[largest]
+        for (position, set) in sets.enumerated() where position != largest { found.formUnion(set) }
         return found
     }
 
@@ -99,15 +106,16 @@ struct TrieNode<Subscriber: Hashable & Sendable>: Sendable {
         return isEmpty
     }
 
-    func collect(_ channel: ArraySlice<Substring>, into found: inout Set<Subscriber>) {
+    /// Appends the non-empty sets of subscribers whose patterns match `channel`.
+    func collect(_ channel: ArraySlice<Substring>, into sets: inout [Set<Subscriber>]) {
         guard let head = channel.first else {
-            found.formUnion(exact)
+            if !exact.isEmpty { sets.append(exact) }
             return
         }
-        if let child = literals[String(head)] { child.collect(channel.dropFirst(), into: &found) }
+        if let child = literals[String(head)] { child.collect(channel.dropFirst(), into: &sets) }
         // Wildcards never match a tenant segment (see `Tenant`).
         guard !Tenant.isTenantSegment(head) else { return }
-        found.formUnion(rest)
-        if let child = oneSegment.first { child.collect(channel.dropFirst(), into: &found) }
+        if !rest.isEmpty { sets.append(rest) }
+        if let child = oneSegment.first { child.collect(channel.dropFirst(), into: &sets) }
     }
 }
