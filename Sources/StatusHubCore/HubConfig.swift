@@ -54,6 +54,10 @@ public struct HubConfig: Sendable, Equatable {
         /// Client messages per second one connection may send (token bucket, burst as large); over it the message
         /// gets `rate_limited`, and a client that keeps going for another second's worth is closed with 1008.
         public var maxMessagesPerSecond = 20.0
+        /// Milliseconds a connection's first queued frame may wait for more before they are written together
+        /// (like Centrifugo's `write_delay`). 0 writes at once; a few milliseconds let a busy node write several
+        /// events per system call instead of one, trading that much latency for CPU. Uncompressed connections only.
+        public var writeDelayMs = 0.0
         public init() {}
     }
 
@@ -198,6 +202,9 @@ extension HubConfig {
             let config = try JSONDecoder().decode(HubConfig.self, from: JSONSerialization.data(withJSONObject: merged))
             try config.auth.check()
             try config.server.check()
+            guard (0...1000).contains(config.websocket.writeDelayMs) else {
+                throw ConfigError(description: "config: websocket.write_delay_ms must be between 0 and 1000")
+            }
             return config
         } catch let error as ConfigError {
             throw error
@@ -257,7 +264,7 @@ extension HubConfig {
         ],
         "websocket": [
             "max_frame_bytes", "max_subscriptions", "outbox_capacity", "conflate_above", "ping_interval_seconds", "compression",
-            "max_messages_per_second",
+            "max_messages_per_second", "write_delay_ms",
         ],
         "redis": [
             "url", "history_max_length", "history_max_age_seconds", "stream_key", "pubsub_channel", "reconnect_initial_seconds",

@@ -75,13 +75,19 @@ final class DirectFrameWriter: Sendable {
         }.get()
     }
 
-    /// Drains `outbox` on the channel's event loop from now on: a push into an empty outbox schedules one flush
+    /// Drains `outbox` on the channel's event loop from now on: a push into an empty outbox schedules a flush
     /// pass, which takes everything queued by the time it runs and writes it with one flush. So a busy node writes
-    /// bigger batches rather than more of them, and an idle one writes each frame at once. While the channel is
-    /// not writable, frames stay in the outbox (where conflation and the overflow limit apply).
-    func start(draining outbox: Outbox) {
-        let loop = channel.eventLoop
-        outbox.setOnReady { [self] in loop.execute { self.flushPass(outbox) } }
+    /// bigger batches rather than more of them. Without `flusher` (`websocket.write_delay_ms` 0) the pass runs at
+    /// once, per connection; with one, it joins the loop's next delayed batch (`LoopFlusher`). While the channel
+    /// is not writable, frames stay in the outbox (where conflation and the overflow limit apply).
+    func start(draining outbox: Outbox, flusher: LoopFlusher?) {
+        if let flusher {
+            precondition(flusher.loop === channel.eventLoop, "a connection is flushed by its own event loop's flusher")
+            outbox.setOnReady { [self] in flusher.schedule { self.flushPass(outbox) } }
+        } else {
+            let loop = channel.eventLoop
+            outbox.setOnReady { [self] in loop.execute { self.flushPass(outbox) } }
+        }
     }
 
     private func flushPass(_ outbox: Outbox) {

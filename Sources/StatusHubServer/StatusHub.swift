@@ -25,11 +25,13 @@ public struct StatusHub: Sendable {
         self.config = config
         self.engine = engine
         self.fanOut = FanOut(metrics: metrics)
+        self.flushers = LoopFlushers(delay: .microseconds(Int64(config.websocket.writeDelayMs * 1000)))
         self.access = try HubAccess(config: config)
         self.tls = try TLSSetup.serverConfiguration(config.server)
     }
 
     private let tls: TLSConfiguration?
+    let flushers: LoopFlushers
 
     /// Everything a node runs, in start order, for one `ServiceGroup`: the application (with the engine's
     /// subscription loop inside it) and the drain that a graceful shutdown (SIGTERM) runs first — services stop
@@ -118,7 +120,7 @@ public struct StatusHub: Sendable {
                     connection: Connection(
                         id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity,
                         conflateAbove: config.websocket.conflateAbove),
-                    channel: channel, direct: direct, fanOut: fanOut, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
+                    channel: channel, direct: direct, fanOut: fanOut, flushers: flushers, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
                 session.access = access.session(for: subscriber)
                 try await session.run(inbound: inbound, outbound: outbound)
             }

@@ -16,6 +16,8 @@ struct WebSocketSession {
     /// negotiated, and frames go through the library one by one.
     let direct: DirectFrameWriter?
     let fanOut: FanOut
+    /// The node's per-event-loop flushers, for the direct writer.
+    let flushers: LoopFlushers
     let engine: any Engine
     let limits: HubConfig.WebSocket
     let metrics: HubMetrics
@@ -26,7 +28,7 @@ struct WebSocketSession {
     /// Throws what ended the client's side with a protocol error (invalid UTF-8, an over-size message, a bad frame):
     /// the WebSocket library turns it into the close code the RFC asks for (1007, 1009, 1002).
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
-        direct?.start(draining: connection.outbox)
+        if let direct { direct.start(draining: connection.outbox, flusher: flushers.flusher(for: direct.channel.eventLoop)) }
         metrics.connections.increment()
         fanOut.opened(connection)
         defer {

@@ -103,6 +103,26 @@ struct WebSocketTests {
         }
     }
 
+    /// `websocket.write_delay_ms`: frames wait for the loop's next batch, and still all arrive, in order, on
+    /// uncompressed and compressed connections alike (the delay applies to the first only).
+    @Test func writeDelayBatchesButLosesAndReordersNothing() async throws {
+        try await withHub(engine: .memory, configure: { $0.websocket.writeDelayMs = 20 }) { hub in
+            let plain = try await TestSocket(port: hub.port)
+            let deflated = try await TestSocket(port: hub.port, compression: true)
+            try await plain.subscribe(["machine:*"])
+            try await deflated.subscribe(["machine:*"])
+            for round in 0..<5 {
+                _ = try await HTTP.post(port: hub.port, events: (0..<20).map { SampleEvents.machineStatus("M-\(round * 20 + $0)") })
+            }
+            for socket in [plain, deflated] {
+                var ids: [String] = []
+                for _ in 0..<100 { ids.append(try await socket.nextEvent()["entity_id"]?.stringValue ?? "") }
+                #expect(ids == (0..<100).map { "M-\($0)" })
+                _ = await socket.close()
+            }
+        }
+    }
+
     @Test func oversizeFrameClosesWith1009AndOthersCarryOn() async throws {
         try await withHub(engine: .memory, configure: { $0.websocket.maxFrameBytes = 1024 }) { hub in
             let bystander = try await TestSocket(port: hub.port)
