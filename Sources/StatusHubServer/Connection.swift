@@ -19,20 +19,27 @@ final class Connection: Hashable, Sendable {
 
     let id: UInt64
     let outbox: Outbox
-    /// Yields once if the outbox overflows; finishes when the session ends.
-    let overflowSignal: AsyncStream<Void>
-    private let overflowContinuation: AsyncStream<Void>.Continuation
     private let state = Mutex(State())
+    /// Run once, by whoever pushed, if the outbox overflows (see `whenOverflowing`).
+    private let overflowAction: OverflowAction
+
+    private final class OverflowAction: Sendable {
+        let action = Mutex<(@Sendable () -> Void)?>(nil)
+        func run() { action.withLock { $0.take() }?() }
+    }
 
     init(id: UInt64, outboxCapacity: Int, conflateAbove: Int) {
         self.id = id
-        let (signal, continuation) = AsyncStream<Void>.makeStream()
-        self.overflowSignal = signal
-        self.overflowContinuation = continuation
-        self.outbox = Outbox(capacity: outboxCapacity, conflateAbove: conflateAbove) {
-            continuation.yield()
-            continuation.finish()
-        }
+        let overflowAction = OverflowAction()
+        self.overflowAction = overflowAction
+        self.outbox = Outbox(capacity: outboxCapacity, conflateAbove: conflateAbove) { overflowAction.run() }
+    }
+
+    /// `action` runs once if the outbox overflows, on the thread that pushed the frame that did not fit: the
+    /// writer may be stuck on a socket that is not draining, so it cannot be the one to notice. Set it before the
+    /// connection is open to fan-out.
+    func whenOverflowing(_ action: @escaping @Sendable () -> Void) {
+        overflowAction.action.withLock { $0 = action }
     }
 
     static func == (lhs: Connection, rhs: Connection) -> Bool { lhs === rhs }
@@ -88,6 +95,5 @@ final class Connection: Hashable, Sendable {
 
     func finish() {
         outbox.close()
-        overflowContinuation.finish()
     }
 }

@@ -28,6 +28,7 @@ struct WebSocketSession {
     /// Throws what ended the client's side with a protocol error (invalid UTF-8, an over-size message, a bad frame):
     /// the WebSocket library turns it into the close code the RFC asks for (1007, 1009, 1002).
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        cutLooseWhenOverflowing()
         if let direct { direct.start(draining: connection.outbox, flusher: flushers.flusher(for: direct.channel.eventLoop)) }
         metrics.connections.increment()
         fanOut.opened(connection)
@@ -50,10 +51,6 @@ struct WebSocketSession {
                     await writeLoop(outbound: outbound)
                     return nil
                 }
-            }
-            group.addTask {
-                await cutLooseIfStuck()
-                return nil
             }
             // Whichever ends first (client gone, or the hub closing the socket) ends the others.
             var failure = await group.next() ?? nil
@@ -144,15 +141,16 @@ struct WebSocketSession {
     }
 
     /// A client that stopped reading leaves the writer blocked on a full socket, where it cannot even send the
-    /// 4001 close frame. After an overflow, give the close frame a moment, then drop the TCP connection.
-    private func cutLooseIfStuck() async {
-        for await _ in connection.overflowSignal {
+    /// 4001 close frame. After an overflow, give the close frame a moment, then drop the TCP connection. A timer
+    /// on the channel's loop rather than a task per connection waiting for an overflow that rarely comes.
+    private func cutLooseWhenOverflowing() {
+        connection.whenOverflowing { [metrics, logger, channel, id = connection.id] in
             metrics.slowConsumerCloses.increment()
-            try? await Task.sleep(for: .seconds(1))
-            guard !Task.isCancelled else { return }
-            logger.notice("dropping slow consumer that does not read", metadata: ["connection": "\(connection.id)"])
-            try? await channel.close()
-            return
+            channel.eventLoop.scheduleTask(in: .seconds(1)) {
+                guard channel.isActive else { return }
+                logger.notice("dropping slow consumer that does not read", metadata: ["connection": "\(id)"])
+                channel.close(promise: nil)
+            }
         }
     }
 
