@@ -202,9 +202,7 @@ extension HubConfig {
             let config = try JSONDecoder().decode(HubConfig.self, from: JSONSerialization.data(withJSONObject: merged))
             try config.auth.check()
             try config.server.check()
-            guard (0...1000).contains(config.websocket.writeDelayMs) else {
-                throw ConfigError(description: "config: websocket.write_delay_ms must be between 0 and 1000")
-            }
+            try config.websocket.check()
             return config
         } catch let error as ConfigError {
             throw error
@@ -320,6 +318,14 @@ extension HubConfig.Server {
         }
         guard idleTimeoutSeconds > 0 else {
             throw ConfigError(description: "config: server.idle_timeout_seconds must be greater than 0")
+        }
+    }
+}
+
+extension HubConfig.WebSocket {
+    func check() throws {
+        guard (0...1000).contains(writeDelayMs) else {
+            throw ConfigError(description: "config: websocket.write_delay_ms must be between 0 and 1000")
         }
     }
 }

@@ -15,7 +15,11 @@ public enum ServerMessage {
     /// `{"op":"snapshot","id":…,"position":…,"events":[…]}`.
     public static func snapshot(id: String?, events: [StoredEvent], position: EventID? = nil) -> [UInt8] {
         var bytes = Array(#"{"op":"snapshot","#.utf8)
-        if let id { bytes += Array(#""id":"#.utf8) + encodeString(id) + [UInt8(ascii: ",")] }
+        if let id {
+            bytes += Array(#""id":"#.utf8)
+            JSONValue.write(string: id, into: &bytes)
+            bytes.append(UInt8(ascii: ","))
+        }
         if let position { bytes += Array(#""position":"\#(position)","#.utf8) }
         bytes += Array(#""events":["#.utf8)
         for (position, event) in events.enumerated() {
@@ -65,10 +69,6 @@ public enum ServerMessage {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array((try? encoder.encode(value)) ?? Data(#"{"op":"error","code":"internal"}"#.utf8))
-    }
-
-    private static func encodeString(_ text: String) -> [UInt8] {
-        Array((try? JSONEncoder().encode(text)) ?? Data(#""""#.utf8))
     }
 }
 

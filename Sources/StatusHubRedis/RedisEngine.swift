@@ -110,7 +110,7 @@ public final class RedisEngine: Engine {
         do {
             let connection = try await commands.connection()
             // The position is read before the cache: every event up to it is in what follows, later ones may be.
-            let position = try await lastStoredID(on: connection)
+            let position = try await historyStream.newest()
             guard !patterns.isEmpty else { return Snapshot(events: [], position: position) }
             var found: [String: StoredEvent] = [:]
             for event in try await read(keys: plan.directKeys, on: connection) { found[event.entityKey] = event }
@@ -151,13 +151,6 @@ public final class RedisEngine: Engine {
         } catch {
             throw unavailable(error)
         }
-    }
-
-    /// The id of the newest event in the history stream, nil if there is none.
-    private func lastStoredID(on connection: RedisConnection) async throws -> EventID? {
-        let reply = try await connection.send(["XREVRANGE", config.redis.streamKey, "+", "-", "COUNT", "1"]).orThrow()
-        guard case .array(let entries) = reply, case .array(let newest)? = entries.first else { return nil }
-        return newest.first?.text.flatMap(EventID.init)
     }
 
     /// Whether the history still holds every event after `id`, so a resume from `id` misses nothing. False when

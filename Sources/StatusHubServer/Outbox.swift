@@ -103,18 +103,24 @@ final class Outbox: Sendable {
         while true {
             if let ending = state.withLock({ $0.ending }) { return ending }
             if Task.isCancelled { return .closed }
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let resumeNow = state.withLock { state -> Bool in
-                        if state.ending != nil { return true }
-                        state.waiter = continuation
-                        return false
-                    }
-                    if resumeNow { continuation.resume() }
+            await wake { $0.ending != nil }
+        }
+    }
+
+    /// Suspends until a push or an ending resumes the waiter, or at once when `ready` already holds. Cancelling
+    /// the waiting task closes the outbox (the session is over).
+    private func wake(when ready: @escaping @Sendable (State) -> Bool) async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    if ready(state) { return true }
+                    state.waiter = continuation
+                    return false
                 }
-            } onCancel: {
-                close()
+                if resumeNow { continuation.resume() }
             }
+        } onCancel: {
+            close()
         }
     }
 
@@ -204,18 +210,7 @@ final class Outbox: Sendable {
             }
             if let result { return result }
             if Task.isCancelled { return .ended(.closed) }
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let resumeNow = state.withLock { state -> Bool in
-                        if state.live > 0 || state.ending != nil { return true }
-                        state.waiter = continuation
-                        return false
-                    }
-                    if resumeNow { continuation.resume() }
-                }
-            } onCancel: {
-                close()
-            }
+            await wake { $0.live > 0 || $0.ending != nil }
         }
     }
 }

@@ -38,8 +38,8 @@ public struct StatusHub: Sendable {
     /// in reverse order — so sockets are drained and closed with 1001 before the server goes away.
     public func makeServices(
         logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) throws -> [any Service] {
-        [try makeApplication(logger: logger, onServerRunning: onServerRunning), ShutdownDrain(hub: self, logger: logger)]
+    ) -> [any Service] {
+        [makeApplication(logger: logger, onServerRunning: onServerRunning), ShutdownDrain(hub: self, logger: logger)]
     }
 
     /// Stops taking events and connections, asks every connection to send what it has queued and close with 1001,
@@ -59,7 +59,7 @@ public struct StatusHub: Sendable {
     /// `onServerRunning` receives the bound port (port 0 in tests).
     public func makeApplication(
         logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) throws -> some ApplicationProtocol {
+    ) -> some ApplicationProtocol {
         Application(
             router: makeRouter(),
             server: server,
@@ -101,7 +101,7 @@ public struct StatusHub: Sendable {
             switch access.admitConnection(channel: channel) {
             case .admitted(let admitted): admission = admitted
             case .refused(let code, let reason):
-                return .upgrade([:]) { _, outbound, _ in try? await outbound.close(.init(codeNumber: Int(code.rawValue)), reason: reason) }
+                return .upgrade([:]) { _, outbound, _ in await outbound.close(code, reason: reason) }
             }
             let token = SubscriberTokens.token(authorization: request.headerFields[.authorization], path: request.path)
             // Frames bypass the library's per-frame writer only when no extension can have been negotiated.
@@ -113,7 +113,7 @@ public struct StatusHub: Sendable {
                 switch await access.authenticate(token: token) {
                 case .success(let known): subscriber = known
                 case .failure(let refusal):
-                    try? await outbound.close(.init(codeNumber: Int(refusal.code.rawValue)), reason: refusal.reason)
+                    await outbound.close(refusal.code, reason: refusal.reason)
                     return
                 }
                 var session = WebSocketSession(

@@ -66,7 +66,7 @@ struct WebSocketSession {
         // A token's `exp` closes the socket (4003) unless `{"op":"auth"}` brought a fresh one in time.
         let expiryWatch = Task { [access, connection] in
             guard await access.waitForExpiry() else { return }
-            try? await outbound.close(.init(codeNumber: Int(CloseCode.tokenExpired.rawValue)), reason: CloseCode.tokenExpired.reason)
+            await outbound.close(CloseCode.tokenExpired)
             connection.outbox.close()
         }
         defer { expiryWatch.cancel() }
@@ -82,12 +82,12 @@ struct WebSocketSession {
                             id: nil, code: .rateLimited,
                             message: "more than \(limits.maxMessagesPerSecond) messages per second (websocket.max_messages_per_second); message ignored"))
                     case .close:
-                        try? await outbound.close(.init(codeNumber: Int(CloseCode.policyViolation.rawValue)), reason: CloseCode.policyViolation.reason)
+                        await outbound.close(CloseCode.policyViolation)
                         connection.outbox.close()
                         return nil
                     }
                 case .binary:
-                    try? await outbound.close(.init(codeNumber: Int(CloseCode.unsupportedData.rawValue)), reason: CloseCode.unsupportedData.reason)
+                    await outbound.close(CloseCode.unsupportedData)
                     return nil
                 }
             }
@@ -112,14 +112,8 @@ struct WebSocketSession {
                         return
                     }
                 }
-            case .ended(.overflowed):
-                logger.notice("closing slow consumer", metadata: ["connection": "\(connection.id)"])
-                try? await outbound.close(.init(codeNumber: Int(CloseCode.slowConsumer.rawValue)), reason: CloseCode.slowConsumer.reason)
-                return
-            case .ended(.goingAway):
-                try? await outbound.close(.goingAway, reason: CloseCode.goingAway.reason)
-                return
-            case .ended(.closed):
+            case .ended(let ending):
+                await close(outbound, as: ending)
                 return
             }
         }
@@ -128,13 +122,20 @@ struct WebSocketSession {
     /// With the direct writer: closes the connection as the outbox's ending says (after sending what is queued,
     /// when the node is going away).
     private func endWhenOutboxEnds(direct: DirectFrameWriter, outbound: WebSocketOutboundWriter) async {
-        switch await connection.outbox.ending() {
+        let ending = await connection.outbox.ending()
+        if ending == .goingAway, let frames = connection.outbox.take() { try? await direct.write(frames) }
+        await close(outbound, as: ending)
+    }
+
+    /// The close an outbox's ending calls for: 4001 for a slow consumer, 1001 when the node goes away, nothing when
+    /// the session itself ended.
+    private func close(_ outbound: WebSocketOutboundWriter, as ending: Outbox.Ending) async {
+        switch ending {
         case .overflowed:
             logger.notice("closing slow consumer", metadata: ["connection": "\(connection.id)"])
-            try? await outbound.close(.init(codeNumber: Int(CloseCode.slowConsumer.rawValue)), reason: CloseCode.slowConsumer.reason)
+            await outbound.close(CloseCode.slowConsumer)
         case .goingAway:
-            if let frames = connection.outbox.take() { try? await direct.write(frames) }
-            try? await outbound.close(.goingAway, reason: CloseCode.goingAway.reason)
+            await outbound.close(CloseCode.goingAway)
         case .closed:
             return
         }

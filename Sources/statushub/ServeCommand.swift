@@ -41,17 +41,16 @@ struct ServeCommand: AsyncParsableCommand {
 
         let engine = try EngineFactory.make(config: hubConfig, logger: logger)
         let hub: StatusHub
-        let services: [any Service]
+        do {
+            hub = try StatusHub(config: hubConfig, engine: engine)
+        } catch let error as ConfigError {
+            throw ValidationError(error.description)
+        }
         let engineName = hubConfig.redis.url.map { "redis (\($0))" } ?? "memory"
         let host = hubConfig.server.host
         let scheme = hubConfig.server.usesTLS ? "https" : "http"
-        do {
-            hub = try StatusHub(config: hubConfig, engine: engine)
-            services = try hub.makeServices(logger: logger) { [logger] port in
-                logger.notice("statushub listening on \(scheme)://\(host):\(port) — engine: \(engineName)")
-            }
-        } catch let error as ConfigError {
-            throw ValidationError(error.description)
+        let services = hub.makeServices(logger: logger) { [logger] port in
+            logger.notice("statushub listening on \(scheme)://\(host):\(port) — engine: \(engineName)")
         }
         try await ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }

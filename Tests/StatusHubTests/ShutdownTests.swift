@@ -18,7 +18,7 @@ struct ShutdownTests {
         let hub = try StatusHub(config: config, engine: engine)
         let ports = AsyncStream<Int>.makeStream()
         let group = ServiceGroup(configuration: .init(
-            services: try hub.makeServices(logger: logger) { ports.continuation.yield($0) }, logger: logger))
+            services: hub.makeServices(logger: logger) { ports.continuation.yield($0) }, logger: logger))
         let running = Task { try await group.run() }
         var iterator = ports.stream.makeAsyncIterator()
         let port = try #require(await iterator.next())

@@ -51,7 +51,7 @@ func withHub<T: Sendable>(
     let engine: any Engine = if redisURL != nil { try RedisEngine(config: config, logger: logger) } else { MemoryEngine(config: config) }
     let hub = try StatusHub(config: config, engine: engine)
     let ports = AsyncStream<Int>.makeStream()
-    let app = try hub.makeApplication(logger: logger) { port in ports.continuation.yield(port) }
+    let app = hub.makeApplication(logger: logger) { port in ports.continuation.yield(port) }
     let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
