@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
+import NIOPosix
 import StatusHubCore
 import ServiceLifecycle
 import StatusHubServer
@@ -25,6 +27,10 @@ struct ServeCommand: AsyncParsableCommand {
     var redis: String?
 
     func run() async throws {
+        // Tasks then run on NIO's event loops instead of Swift's own pool: a request's decode, the engine call
+        // and the socket write stay on one thread instead of hopping between the two pools (each hop a wake-up
+        // through an eventfd). The hub's async code never blocks a thread, which this requires.
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         var hubConfig: HubConfig
         do {
             hubConfig = try HubConfig.load(path: config, environment: ProcessInfo.processInfo.environment)
