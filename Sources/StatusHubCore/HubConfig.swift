@@ -27,6 +27,10 @@ public struct HubConfig: Sendable, Equatable {
         /// connections left idle, half-open ones, and clients that never finish their headers (slowloris). Not
         /// applied to WebSocket connections, which the ping interval watches instead.
         public var idleTimeoutSeconds = 60.0
+        /// Connections the kernel queues before the node accepts them (`listen` backlog; Linux caps it at
+        /// `net.core.somaxconn`). Dashboards reconnect all at once after a restart: with a short queue the overflow
+        /// is dropped and the kernel retries it a second later.
+        public var listenBacklog = 4096
         /// PEM certificate chain and private key: both set, the node serves only `https://` and `wss://`
         /// (TLS through swift-nio-ssl); both absent, plain HTTP. One without the other is a config error.
         public var tlsCertificateFile: String?
@@ -257,8 +261,8 @@ extension HubConfig {
     /// Section → keys it accepts. A misspelt key is an error, never silently a default.
     static let knownKeys: [String: Set<String>] = [
         "server": ["host", "port", "max_body_bytes", "max_batch_events", "shutdown_grace_seconds", "idempotency_window_seconds",
-            "max_event_bytes", "max_connections", "max_connections_per_address", "idle_timeout_seconds", "tls_certificate_file",
-            "tls_private_key_file",
+            "max_event_bytes", "max_connections", "max_connections_per_address", "idle_timeout_seconds", "listen_backlog",
+            "tls_certificate_file", "tls_private_key_file",
         ],
         "websocket": [
             "max_frame_bytes", "max_subscriptions", "outbox_capacity", "conflate_above", "ping_interval_seconds", "compression",
@@ -318,6 +322,9 @@ extension HubConfig.Server {
         }
         guard idleTimeoutSeconds > 0 else {
             throw ConfigError(description: "config: server.idle_timeout_seconds must be greater than 0")
+        }
+        guard (1...65_535).contains(listenBacklog) else {
+            throw ConfigError(description: "config: server.listen_backlog must be between 1 and 65535")
         }
     }
 }

@@ -2,7 +2,8 @@ import DequeModule
 import NIOCore
 import Synchronization
 
-/// A connection's bounded queue of outbound frames, drained by exactly one writer task.
+/// A connection's bounded queue of outbound frames, drained by exactly one writer (a task, or flush passes on the
+/// connection's event loop).
 ///
 /// Fan-out only ever calls `push`, which never waits. A reader that falls behind (more than `conflateAbove`
 /// frames queued) gets *conflation*: a queued state frame for an entity is dropped when a newer one for the same
@@ -50,6 +51,8 @@ final class Outbox: Sendable {
         /// Push mode (`onReady`): whether the reader was told about frames it has not taken yet.
         var readySignalled = false
         var onReady: (@Sendable () -> Void)?
+        /// Push mode: told the ending once, when it is set.
+        var onEnd: (@Sendable (Ending) -> Void)?
     }
 
     let capacity: Int
@@ -67,8 +70,8 @@ final class Outbox: Sendable {
 
     /// Switches to push mode: `ready` runs (outside the lock) when frames arrive and the reader has not been told
     /// since it last took them, so a reader on an event loop drains with `take()` — once per batch, not per
-    /// frame — instead of waiting in `next()`; the writer task then waits only for `ending()`. Frames already
-    /// queued are signalled at once.
+    /// frame — instead of a task waiting in `next()`; the end arrives through `whenEnded`. Frames already queued
+    /// are signalled at once.
     func setOnReady(_ ready: @escaping @Sendable () -> Void) {
         let signal = state.withLock { state -> Bool in
             state.onReady = ready
@@ -98,13 +101,18 @@ final class Outbox: Sendable {
         return frames
     }
 
-    /// Push mode: waits until the outbox ends; frames still queued are for `take()`.
-    func ending() async -> Ending {
-        while true {
-            if let ending = state.withLock({ $0.ending }) { return ending }
-            if Task.isCancelled { return .closed }
-            await wake { $0.ending != nil }
+    /// Push mode: `ended` runs once (outside the lock) when the outbox ends, at once if it has; frames still
+    /// queued are for `take()`. A callback rather than a task waiting for the end, because an idle connection
+    /// should hold no suspended task (each costs memory; loadtest/RESULTS.md).
+    func whenEnded(_ ended: @escaping @Sendable (Ending) -> Void) {
+        let ending = state.withLock { state -> Ending? in
+            guard let ending = state.ending else {
+                state.onEnd = ended
+                return nil
+            }
+            return ending
         }
+        if let ending { ended(ending) }
     }
 
     /// Suspends until a push or an ending resumes the waiter, or at once when `ready` already holds. Cancelling
@@ -129,7 +137,7 @@ final class Outbox: Sendable {
     @discardableResult
     func push(_ frame: ByteBuffer, conflationKey: String? = nil) -> PushResult {
         let (result, waiter, ready) = state.withLock {
-            state -> (PushResult, CheckedContinuation<Void, Never>?, (@Sendable () -> Void)?) in
+            state -> (PushResult, Wake?, (@Sendable () -> Void)?) in
             guard state.ending == nil else { return (.ended, nil, nil) }
             var conflated = false
             if state.live >= conflateAbove, let key = conflationKey, let sequence = state.queuedByKey[key],
@@ -151,9 +159,9 @@ final class Outbox: Sendable {
                 state.readySignalled = true
                 return (conflated ? .conflated : .queued, nil, first ? onReady : nil)
             }
-            return (conflated ? .conflated : .queued, state.waiter.take(), nil)
+            return (conflated ? .conflated : .queued, Wake(waiter: state.waiter.take()), nil)
         }
-        waiter?.resume()
+        waiter?.run()
         ready?()
         if result == .overflowed { onOverflow() }
         return result
@@ -161,20 +169,38 @@ final class Outbox: Sendable {
 
     /// Ends the outbox as overflowed: what is queued is dropped, the writer closes the connection with 4001.
     func overflow() {
-        let (waiter, first) = state.withLock { state in
+        let (wake, first) = state.withLock { state in
             let first = state.ending == nil
             return (first ? Self.overflow(&state) : nil, first)
         }
-        waiter?.resume()
+        wake?.run()
         if first { onOverflow() }
     }
 
-    private static func overflow(_ state: inout State) -> CheckedContinuation<Void, Never>? {
-        state.ending = .overflowed
+    /// Returns what tells the writer, to run outside the lock.
+    private static func overflow(_ state: inout State) -> Wake {
         state.slots.removeAll()
         state.queuedByKey.removeAll()
         state.live = 0
-        return state.waiter.take()
+        return end(&state, as: .overflowed)
+    }
+
+    /// Sets the ending and returns what tells the writer of it (a waiting task or the push-mode callback), to run
+    /// outside the lock.
+    private static func end(_ state: inout State, as ending: Ending) -> Wake {
+        state.ending = ending
+        return Wake(waiter: state.waiter.take(), onEnd: state.onEnd.take().map { onEnd in (onEnd, ending) })
+    }
+
+    /// Who to tell, once the lock is released: the task waiting in `next()`, and the push-mode end callback.
+    private struct Wake {
+        var waiter: CheckedContinuation<Void, Never>?
+        var onEnd: (@Sendable (Ending) -> Void, Ending)?
+
+        func run() {
+            waiter?.resume()
+            if let (callback, ending) = onEnd { callback(ending) }
+        }
     }
 
     private static func compact(_ state: inout State) {
@@ -190,11 +216,11 @@ final class Outbox: Sendable {
 
     /// Ends the outbox; the writer gets what is queued, then the ending.
     func close(_ ending: Ending = .closed) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if state.ending == nil { state.ending = ending }
-            return state.waiter.take()
+        let wake = state.withLock { state -> Wake in
+            guard state.ending == nil else { return Wake(waiter: state.waiter.take()) }
+            return Self.end(&state, as: ending)
         }
-        waiter?.resume()
+        wake.run()
     }
 
     var count: Int { state.withLock { $0.live } }

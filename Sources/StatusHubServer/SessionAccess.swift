@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import StatusHubCore
 import Synchronization
 
@@ -84,15 +85,42 @@ final class SessionAccess: Sendable {
         }
     }
 
-    /// Sleeps until the token expires (following refreshes): true once it has; false without a token or when
-    /// cancelled.
-    func waitForExpiry() async -> Bool {
-        while !Task.isCancelled {
-            guard let expires = subscriber.expires else { return false }
+    /// Calls `expired` once, when the token expires (following refreshes), from a timer on `loop` — an idle
+    /// connection holds no task for this. Nothing happens for a token without `exp`. Cancel the returned watch
+    /// when the session ends.
+    func watchExpiry(on loop: any EventLoop, expired: @escaping @Sendable () -> Void) -> ExpiryWatch {
+        let watch = ExpiryWatch()
+        @Sendable func check() {
+            guard !watch.isCancelled, let expires = subscriber.expires else { return }
             let left = expires.timeIntervalSinceNow
-            if left <= 0 { return true }
-            try? await Task.sleep(for: .milliseconds(Int64(min(left, 60) * 1000) + 1))
+            if left <= 0 { return expired() }
+            // At most a minute at a time, so a refresh that moved `exp` is followed without a timer per refresh.
+            watch.replace(loop.scheduleTask(in: .milliseconds(Int64(min(left, 60) * 1000) + 1)) { check() })
         }
-        return false
+        loop.execute { check() }
+        return watch
     }
+}
+
+/// The timer behind `SessionAccess.watchExpiry`.
+final class ExpiryWatch: Sendable {
+    private let timer = Mutex<(scheduled: Scheduled<Void>?, cancelled: Bool)>((nil, false))
+
+    fileprivate func replace(_ next: Scheduled<Void>) {
+        let cancelled = timer.withLock { timer in
+            if !timer.cancelled { timer.scheduled = next }
+            return timer.cancelled
+        }
+        if cancelled { next.cancel() }
+    }
+
+    var isCancelled: Bool { timer.withLock { $0.cancelled } }
+
+    func cancel() {
+        timer.withLock { timer in
+            timer.cancelled = true
+            return timer.scheduled.take()
+        }?.cancel()
+    }
+
 }

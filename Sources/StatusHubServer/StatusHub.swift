@@ -64,7 +64,8 @@ public struct StatusHub: Sendable {
             router: makeRouter(),
             server: server,
             configuration: ApplicationConfiguration(
-                address: .hostname(config.server.host, port: config.server.port), serverName: "statushub"),
+                address: .hostname(config.server.host, port: config.server.port), serverName: "statushub",
+                backlog: config.server.listenBacklog),
             services: [EngineService(engine: engine, sink: fanOut, logger: logger)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger
@@ -106,7 +107,10 @@ public struct StatusHub: Sendable {
             let token = SubscriberTokens.token(authorization: request.headerFields[.authorization], path: request.path)
             // Frames bypass the library's per-frame writer only when no extension can have been negotiated.
             let mayUseExtension = config.websocket.compression && request.headerFields[.secWebSocketExtensions] != nil
+            let pingInterval = TimeAmount.milliseconds(Int64(config.websocket.pingIntervalSeconds * 1000))
             return .upgrade([:]) { inbound, outbound, _ in
+                // Behind the decoder, so its close frame passes the direct writer's close watch (behind the encoder).
+                try? await Heartbeat.install(on: channel, interval: pingInterval, closeTimeout: Self.closeTimeout)
                 let direct = mayUseExtension ? nil : try? await DirectFrameWriter.install(on: channel)
                 defer { access.connections.release(admission.address) }
                 let subscriber: Subscriber
@@ -127,13 +131,17 @@ public struct StatusHub: Sendable {
         }
     }
 
+    /// How long a client has to answer the hub's close frame before the socket is closed.
+    static let closeTimeout = TimeAmount.seconds(5)
+
     var webSocketConfiguration: WebSocketServerConfiguration {
         let limits = config.websocket
         return WebSocketServerConfiguration(
             maxFrameSize: limits.maxFrameBytes,
             extensions: limits.compression ? [BoundedDeflateBuilder.factory(maxDecompressedFrameSize: limits.maxFrameBytes)] : [],
-            autoPing: .enabled(timePeriod: .milliseconds(Int64(limits.pingIntervalSeconds * 1000))),
-            closeTimeout: .seconds(5),
+            // Pings come from `Heartbeat`, a timer on the event loop, instead of a task per connection.
+            autoPing: .disabled,
+            closeTimeout: .seconds(Int64(Self.closeTimeout.nanoseconds / 1_000_000_000)),
             validateUTF8: true
         )
     }

@@ -29,7 +29,6 @@ struct WebSocketSession {
     /// the WebSocket library turns it into the close code the RFC asks for (1007, 1009, 1002).
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         cutLooseWhenOverflowing()
-        if let direct { direct.start(draining: connection.outbox, flusher: flushers.flusher(for: direct.channel.eventLoop)) }
         metrics.connections.increment()
         fanOut.opened(connection)
         defer {
@@ -37,22 +36,28 @@ struct WebSocketSession {
             connection.finish()
             metrics.connections.decrement()
         }
-        let readFailure = await withTaskGroup(of: (any Error)?.self) { group in
-            group.addTask { await readLoop(inbound: inbound, outbound: outbound) }
-            if let direct {
-                // Frames are written by the direct writer's flush passes; this task only ends the connection. On the
-                // channel's event loop, so its last flush and the flush passes never overlap.
-                group.addTask(executorPreference: EventLoopTaskExecutor(direct.channel.eventLoop)) {
-                    await endWhenOutboxEnds(direct: direct, outbound: outbound)
-                    return nil
-                }
-            } else {
-                group.addTask {
-                    await writeLoop(outbound: outbound)
-                    return nil
+        if let direct {
+            // Frames are written by the direct writer's flush passes and the outbox's end closes the socket from a
+            // task started only then; this task reads. So an idle connection holds one suspended task, not three
+            // (each costs memory: loadtest/RESULTS.md).
+            direct.start(draining: connection.outbox, flusher: flushers.flusher(for: direct.channel.eventLoop))
+            connection.outbox.whenEnded { [self] ending in
+                guard ending != .closed else { return }
+                // On the channel's event loop, so its last flush and the flush passes never overlap.
+                Task(executorPreference: EventLoopTaskExecutor(direct.channel.eventLoop)) {
+                    await end(as: ending, direct: direct, outbound: outbound)
                 }
             }
-            // Whichever ends first (client gone, or the hub closing the socket) ends the others.
+            if let failure = await readLoop(inbound: inbound, outbound: outbound) { throw failure }
+            return
+        }
+        let readFailure = await withTaskGroup(of: (any Error)?.self) { group in
+            group.addTask { await readLoop(inbound: inbound, outbound: outbound) }
+            group.addTask {
+                await writeLoop(outbound: outbound)
+                return nil
+            }
+            // Whichever ends first (client gone, or the hub closing the socket) ends the other.
             var failure = await group.next() ?? nil
             group.cancelAll()
             for await result in group where failure == nil { failure = result }
@@ -64,10 +69,11 @@ struct WebSocketSession {
     /// Returns the error the inbound stream ended with, if any.
     private func readLoop(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async -> (any Error)? {
         // A token's `exp` closes the socket (4003) unless `{"op":"auth"}` brought a fresh one in time.
-        let expiryWatch = Task { [access, connection] in
-            guard await access.waitForExpiry() else { return }
-            await outbound.close(CloseCode.tokenExpired)
-            connection.outbox.close()
+        let expiryWatch = access.watchExpiry(on: channel.eventLoop) { [connection] in
+            Task {
+                await outbound.close(CloseCode.tokenExpired)
+                connection.outbox.close()
+            }
         }
         defer { expiryWatch.cancel() }
         do {
@@ -121,8 +127,7 @@ struct WebSocketSession {
 
     /// With the direct writer: closes the connection as the outbox's ending says (after sending what is queued,
     /// when the node is going away).
-    private func endWhenOutboxEnds(direct: DirectFrameWriter, outbound: WebSocketOutboundWriter) async {
-        let ending = await connection.outbox.ending()
+    private func end(as ending: Outbox.Ending, direct: DirectFrameWriter, outbound: WebSocketOutboundWriter) async {
         if ending == .goingAway, let frames = connection.outbox.take() { try? await direct.write(frames) }
         await close(outbound, as: ending)
     }

@@ -37,4 +37,11 @@ struct HubConfigTests {
             #expect((error as? ConfigError)?.description.contains("server.port") == true)
         }
     }
+
+    @Test func listenBacklogIsBounded() throws {
+        #expect(try HubConfig.load(yaml: "server:\n  listen_backlog: 512\n").server.listenBacklog == 512)
+        #expect(try HubConfig.load(yaml: "", environment: ["STATUSHUB_SERVER_LISTEN_BACKLOG": "64"]).server.listenBacklog == 64)
+        #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "server:\n  listen_backlog: 0\n") }
+        #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "server:\n  listen_backlog: 70000\n") }
+    }
 }
