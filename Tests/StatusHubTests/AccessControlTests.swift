@@ -123,6 +123,21 @@ import Testing
     }
 }
 
+extension AccessControlTests {
+    /// The hub's close frame (here 4003 for an expired token) is not answered by a client that reads nothing: the
+    /// socket is closed anyway once the close timeout (5 s) has passed, instead of waiting for the client forever.
+    @Test func aClientThatNeverAnswersTheCloseIsDroppedAfterTheCloseTimeout() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
+            let token = try await issuer.hs256(patterns: ["*"], expiresIn: 3)
+            let frozen = try await StalledClient.connect(port: hub.port, path: "/v1/ws?token=\(token)", subscribe: ["alerts"])
+            let outcome = try await RawSocket.offPool { frozen.readUntilClosed(timeout: 30) }
+            #expect(outcome.closedByHub)
+            #expect(outcome.closeCode == 4003)
+        }
+    }
+}
+
 @Suite struct LimitTests {
     @Test func eventSizeIsLimitedPerEvent() async throws {
         try await withHub(engine: .memory, configure: { $0.server.maxEventBytes = 600 }) { hub in

@@ -26,7 +26,7 @@ struct SlowConsumerTests {
             }
             #expect(received == batches * perBatch)
 
-            let outcome = await Task.detached { stalled.readUntilClosed(timeout: 15) }.value
+            let outcome = try await RawSocket.offPool { stalled.readUntilClosed(timeout: 15) }
             #expect(outcome.closedByHub)
             // The 4001 close frame reaches it only if there was room in the socket; a client that never reads may
             // find the TCP connection simply closed.

@@ -11,11 +11,11 @@ final class StalledClient: @unchecked Sendable {  // one owner at a time: create
 
     /// Connects, upgrades and subscribes on a thread of its own: the handshake read blocks, and blocking the two
     /// cooperative-pool threads (two stalled clients at once) would starve the hub's own upgrade of a thread.
-    static func connect(port: Int, subscribe patterns: [String]) async throws -> StalledClient {
-        try await RawSocket.offPool { try StalledClient(port: port, subscribe: patterns) }
+    static func connect(port: Int, path: String = "/v1/ws", subscribe patterns: [String]) async throws -> StalledClient {
+        try await RawSocket.offPool { try StalledClient(port: port, path: path, subscribe: patterns) }
     }
 
-    private init(port: Int, subscribe patterns: [String]) throws {
+    private init(port: Int, path: String, subscribe patterns: [String]) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
         var small: Int32 = 4096  // a tiny receive window, so the hub's side fills quickly
@@ -30,7 +30,7 @@ final class StalledClient: @unchecked Sendable {  // one owner at a time: create
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-        try write(Array("GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".utf8))
+        try write(Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".utf8))
         var response: [UInt8] = []
         while !response.ends(with: Array("\r\n\r\n".utf8)) {
             var byte: UInt8 = 0
@@ -56,7 +56,8 @@ final class StalledClient: @unchecked Sendable {  // one owner at a time: create
     }
 
     /// Reads everything the hub sent until it closed the TCP connection, and returns the close code of the close
-    /// frame among it, if any. Bounded by `timeout`.
+    /// frame among it, if any. Bounded by `timeout`. It blocks: call it through `RawSocket.offPool`, never on the
+    /// two cooperative-pool threads the in-process hub needs.
     func readUntilClosed(timeout: TimeInterval) -> (closedByHub: Bool, closeCode: UInt16?, eventFrames: Int) {
         var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
