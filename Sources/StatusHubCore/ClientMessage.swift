@@ -26,8 +26,11 @@ public enum ClientMessage: Sendable, Equatable {
     }
 
     public static func decode(_ text: some Collection<UInt8>) -> Result<ClientMessage, Refusal> {
-        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text)) else {
-            return .failure(Refusal(id: nil, code: .invalidJSON, message: "message is not valid JSON"))
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(text)
+        } catch {
+            return .failure(Refusal(id: nil, code: .invalidJSON, message: "message is not valid JSON: \(error)"))
         }
         guard case .object(let message) = value else {
             return .failure(Refusal(id: nil, code: .invalidMessage, message: "message must be a JSON object, got \(value.typeName)"))

@@ -36,8 +36,11 @@ public enum IngestBody {
         let events: [Result<JSONValue, FieldError>]
         switch format {
         case .json:
-            guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) else {
-                throw .malformed(FieldError(field: "body", reason: "is not valid JSON"))
+            let value: JSONValue
+            do {
+                value = try JSONValue.parse(body)
+            } catch {
+                throw .malformed(FieldError(field: "body", reason: "is not valid JSON: \(error)"))
             }
             switch value {
             case .array(let elements):
@@ -55,8 +58,11 @@ public enum IngestBody {
             guard !lines.isEmpty else { throw .malformed(FieldError(field: "body", reason: "has no event lines")) }
             guard lines.count <= maxEvents else { throw .tooManyEvents(count: lines.count, limit: maxEvents) }
             events = lines.enumerated().map { number, line in
-                if let value = try? JSONDecoder().decode(JSONValue.self, from: Data(line)) { return .success(value) }
-                return .failure(FieldError(field: "event", reason: "line \(number + 1) is not valid JSON"))
+                do {
+                    return .success(try JSONValue.parse(line))
+                } catch {
+                    return .failure(FieldError(field: "event", reason: "line \(number + 1) is not valid JSON: \(error)"))
+                }
             }
         }
         guard events.count <= maxEvents else { throw .tooManyEvents(count: events.count, limit: maxEvents) }

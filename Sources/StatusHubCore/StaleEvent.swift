@@ -10,7 +10,7 @@ public enum StaleEvent {
     /// The stale event for `last` (the state that expired), on the same channels, or nil if `last` is not an
     /// event the hub wrote.
     public static func make(for last: StoredEvent, at now: Date) -> ValidatedEvent? {
-        guard let lastState = try? JSONDecoder().decode(JSONValue.self, from: Data(last.json)),
+        guard let lastState = try? JSONValue.parse(last.json),
             let entityType = lastState["entity_type"]?.stringValue.flatMap(EntityType.init(rawValue:)),
             let entityID = lastState["entity_id"]?.stringValue
         else { return nil }

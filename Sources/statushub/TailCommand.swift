@@ -81,7 +81,7 @@ struct TailCommand: AsyncParsableCommand {
 
     /// Events go to stdout one a line (pipe them into jq); protocol replies go to stderr.
     static func show(_ text: String) {
-        guard case .object(let message)? = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else {
+        guard case .object(let message)? = try? JSONValue.parse(text.utf8) else {
             FileHandle.standardError.write(Data((text + "\n").utf8))
             return
         }

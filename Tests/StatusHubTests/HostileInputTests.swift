@@ -110,7 +110,16 @@ import Testing
         #expect(throws: IngestBodyError.self) { try IngestBody.decode(Array(number.utf8), format: .json, maxEvents: 1000) }
         // Duplicate keys: refused as malformed JSON, never silently one of the two.
         let duplicate = #"{"op":"ping","op":"subscribe","channels":["*"]}"#
-        if case .success(.subscribe) = ClientMessage.decode(Array(duplicate.utf8)) { Issue.record("duplicate op took the second value") }
+        if case .success = ClientMessage.decode(Array(duplicate.utf8)) { Issue.record("duplicate op took one of its values") }
+        let twice = SampleEvents.machineStatus("M-1").replacingOccurrences(of: #""entity_id":"M-1""#, with: #""entity_id":"M-1","entity_id":"M-2""#)
+        do {
+            _ = try IngestBody.decode(Array(twice.utf8), format: .json, maxEvents: 1000)
+            Issue.record("an event naming entity_id twice was accepted")
+        } catch .malformed(let problem) {
+            #expect(problem.field == "body" && problem.reason.contains("appears twice") && problem.reason.contains("entity_id"))
+        } catch {
+            Issue.record("\(error)")
+        }
     }
 }
 
