@@ -93,15 +93,9 @@ struct JSONTextParser {
     }
 
     private mutating func object(depth: Int) throws(JSONParseError) -> JSONValue {
-        guard depth <= JSONValue.maxDepth else { throw failure("nested deeper than \(JSONValue.maxDepth)") }
-        position += 1  // {
         var members: [String: JSONValue] = [:]
-        skipWhitespace()
-        if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
-            position += 1
-            return .object(members)
-        }
-        while true {
+        guard try opens(depth: depth, closing: UInt8(ascii: "}")) else { return .object(members) }
+        repeat {
             guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw failure("expected a key") }
             let keyStart = position
             let key = try string()
@@ -111,46 +105,44 @@ struct JSONTextParser {
             position += 1
             skipWhitespace()
             members[key] = try value(depth: depth)
-            skipWhitespace()
-            guard position < bytes.count else { throw failure("unexpected end of text") }
-            switch bytes[position] {
-            case UInt8(ascii: ","):
-                position += 1
-                skipWhitespace()
-                if position < bytes.count, bytes[position] == UInt8(ascii: "}") { throw failure(Self.trailingComma) }
-            case UInt8(ascii: "}"):
-                position += 1
-                return .object(members)
-            default:
-                throw failure("expected ',' or '}'")
-            }
-        }
+        } while try continues(closing: UInt8(ascii: "}"))
+        return .object(members)
     }
 
     private mutating func array(depth: Int) throws(JSONParseError) -> JSONValue {
-        guard depth <= JSONValue.maxDepth else { throw failure("nested deeper than \(JSONValue.maxDepth)") }
-        position += 1  // [
         var elements: [JSONValue] = []
-        skipWhitespace()
-        if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
-            position += 1
-            return .array(elements)
-        }
-        while true {
+        guard try opens(depth: depth, closing: UInt8(ascii: "]")) else { return .array(elements) }
+        repeat {
             elements.append(try value(depth: depth))
+        } while try continues(closing: UInt8(ascii: "]"))
+        return .array(elements)
+    }
+
+    /// At an opening bracket: false when the container is empty (its closing bracket consumed too).
+    private mutating func opens(depth: Int, closing: UInt8) throws(JSONParseError) -> Bool {
+        guard depth <= JSONValue.maxDepth else { throw failure("nested deeper than \(JSONValue.maxDepth)") }
+        position += 1
+        skipWhitespace()
+        guard position < bytes.count, bytes[position] == closing else { return true }
+        position += 1
+        return false
+    }
+
+    /// After a member or element: true after a comma (another one follows), false at the closing bracket.
+    private mutating func continues(closing: UInt8) throws(JSONParseError) -> Bool {
+        skipWhitespace()
+        guard position < bytes.count else { throw failure("unexpected end of text") }
+        switch bytes[position] {
+        case UInt8(ascii: ","):
+            position += 1
             skipWhitespace()
-            guard position < bytes.count else { throw failure("unexpected end of text") }
-            switch bytes[position] {
-            case UInt8(ascii: ","):
-                position += 1
-                skipWhitespace()
-                if position < bytes.count, bytes[position] == UInt8(ascii: "]") { throw failure(Self.trailingComma) }
-            case UInt8(ascii: "]"):
-                position += 1
-                return .array(elements)
-            default:
-                throw failure("expected ',' or ']'")
-            }
+            if position < bytes.count, bytes[position] == closing { throw failure(Self.trailingComma) }
+            return true
+        case closing:
+            position += 1
+            return false
+        default:
+            throw failure("expected ',' or '\(Character(Unicode.Scalar(closing)))'")
         }
     }
 
