@@ -20,6 +20,8 @@ final class Connection: Hashable, Sendable {
     let id: UInt64
     let outbox: Outbox
     private let state = Mutex(State())
+    /// Whether `state.seam` is set, readable without the lock.
+    private let seamOpen = Atomic<Bool>(false)
     /// Run once, by whoever pushed, if the outbox overflows (see `whenOverflowing`).
     private let overflowAction: OverflowAction
 
@@ -53,10 +55,14 @@ final class Connection: Hashable, Sendable {
     /// Fan-out's entry point. Never waits.
     @discardableResult
     func offer(_ held: Held) -> Outbox.PushResult {
-        state.withLock { state in
+        // Without a subscribe in flight, straight into the outbox: no second lock per delivery. An offer that races
+        // `beginSeam` is one that came just before it.
+        guard seamOpen.load(ordering: .acquiring) else { return outbox.push(held.frame, conflationKey: held.conflationKey) }
+        return state.withLock { state in
             guard state.seam != nil else { return outbox.push(held.frame, conflationKey: held.conflationKey) }
             guard state.seam!.count < outbox.capacity else {
                 state.seam = nil
+                seamOpen.store(false, ordering: .releasing)
                 outbox.overflow()
                 return .overflowed
             }
@@ -66,7 +72,12 @@ final class Connection: Hashable, Sendable {
     }
 
     /// Holds live events back until `endSeam`.
-    func beginSeam() { state.withLock { $0.seam = $0.seam ?? [] } }
+    func beginSeam() {
+        state.withLock { state in
+            state.seam = state.seam ?? []
+            seamOpen.store(true, ordering: .releasing)
+        }
+    }
 
     /// Releases held-back events into the outbox, minus those the client already has: events up to `replayedThrough`
     /// (sent by a replay), and state events a snapshot contains (same entity, id not newer than the snapshot's).
@@ -77,6 +88,8 @@ final class Connection: Hashable, Sendable {
         state.withLock { state in
             guard let held = state.seam else { return }
             state.seam = nil
+            // Only once the held events are in the outbox may offers skip the lock, or one could overtake them.
+            defer { seamOpen.store(false, ordering: .releasing) }
             for item in held {
                 if let replayedThrough, item.event.id <= replayedThrough { continue }
                 if item.event.carriesState, let snapshotID = contained[item.event.entityKey], item.event.id <= snapshotID {

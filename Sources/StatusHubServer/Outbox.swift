@@ -45,7 +45,10 @@ final class Outbox: Sendable {
         var live = 0
         /// Sequence number of `slots[0]`, so `queuedByKey` survives the writer taking slots off the front.
         var headSequence: UInt64 = 0
+        /// Where each entity's newest queued frame is; kept only while the reader is behind (`keysIndexed`), so a
+        /// reader that keeps up costs no dictionary update per frame.
         var queuedByKey: [String: UInt64] = [:]
+        var keysIndexed = false
         var ending: Ending?
         var waiter: CheckedContinuation<Void, Never>?
         /// Push mode (`onReady`): whether the reader was told about frames it has not taken yet.
@@ -97,8 +100,18 @@ final class Outbox: Sendable {
         state.headSequence += UInt64(state.slots.count)
         state.slots.removeAll(keepingCapacity: true)
         state.queuedByKey.removeAll(keepingCapacity: true)
+        state.keysIndexed = false
         state.live = 0
         return frames
+    }
+
+    /// Indexes the queued frames' keys, the first time the backlog is deep enough for conflation.
+    private static func indexKeys(_ state: inout State) {
+        state.queuedByKey.removeAll(keepingCapacity: true)
+        for (offset, slot) in state.slots.enumerated() where slot.frame != nil {
+            if let key = slot.conflationKey { state.queuedByKey[key] = state.headSequence + UInt64(offset) }
+        }
+        state.keysIndexed = true
     }
 
     /// Push mode: `ended` runs once (outside the lock) when the outbox ends, at once if it has; frames still
@@ -140,17 +153,20 @@ final class Outbox: Sendable {
             state -> (PushResult, Wake?, (@Sendable () -> Void)?) in
             guard state.ending == nil else { return (.ended, nil, nil) }
             var conflated = false
-            if state.live >= conflateAbove, let key = conflationKey, let sequence = state.queuedByKey[key],
-                sequence >= state.headSequence
-            {
-                state.slots[Int(sequence - state.headSequence)].frame = nil
-                state.live -= 1
-                conflated = true
+            if state.live >= conflateAbove, let key = conflationKey {
+                if !state.keysIndexed { Self.indexKeys(&state) }
+                if let sequence = state.queuedByKey[key], sequence >= state.headSequence {
+                    state.slots[Int(sequence - state.headSequence)].frame = nil
+                    state.live -= 1
+                    conflated = true
+                }
             }
             guard state.live < capacity else { return (.overflowed, Self.overflow(&state), nil) }
             state.slots.append(Slot(frame: frame, conflationKey: conflationKey))
             state.live += 1
-            if let key = conflationKey { state.queuedByKey[key] = state.headSequence + UInt64(state.slots.count - 1) }
+            if state.keysIndexed, let key = conflationKey {
+                state.queuedByKey[key] = state.headSequence + UInt64(state.slots.count - 1)
+            }
             // Dropped slots stay until the writer takes the queue; a writer stuck on a slow socket must not let
             // them pile up, so compact once they outnumber the live ones.
             if state.slots.count > 2 * capacity + 64 { Self.compact(&state) }
@@ -181,6 +197,7 @@ final class Outbox: Sendable {
     private static func overflow(_ state: inout State) -> Wake {
         state.slots.removeAll()
         state.queuedByKey.removeAll()
+        state.keysIndexed = false
         state.live = 0
         return end(&state, as: .overflowed)
     }
@@ -208,10 +225,7 @@ final class Outbox: Sendable {
         let kept = state.slots.filter { $0.frame != nil }
         state.slots = Deque(kept)
         state.headSequence -= UInt64(kept.count)
-        state.queuedByKey.removeAll(keepingCapacity: true)
-        for (offset, slot) in kept.enumerated() {
-            if let key = slot.conflationKey { state.queuedByKey[key] = state.headSequence + UInt64(offset) }
-        }
+        indexKeys(&state)
     }
 
     /// Ends the outbox; the writer gets what is queued, then the ending.
