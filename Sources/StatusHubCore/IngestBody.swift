@@ -94,6 +94,27 @@ public struct IngestReply: Encodable, Sendable, Equatable {
     }
     public mutating func reject(index: Int, errors: [FieldError]) { rejected.append(Rejected(index: index, errors: errors)) }
 
+    /// The reply's bytes: what `JSONEncoder` with sorted keys writes (`JSONValueWritingTests`), through
+    /// `JSONValue.write`, because the encoder was 4 % of a single-event POST.
+    public var json: [UInt8] {
+        let value: JSONValue = .object([
+            "accepted": .array(accepted.map { item in
+                var members: [String: JSONValue] = ["index": .number(Double(item.index)), "event_id": .string(item.event_id)]
+                if let duplicate = item.duplicate { members["duplicate"] = .bool(duplicate) }
+                return .object(members)
+            }),
+            "rejected": .array(rejected.map { item in
+                .object([
+                    "index": .number(Double(item.index)),
+                    "errors": .array(item.errors.map { .object(["field": .string($0.field), "reason": .string($0.reason)]) }),
+                ])
+            }),
+        ])
+        var out: [UInt8] = []
+        value.write(into: &out)
+        return out
+    }
+
     /// 202 all accepted, 207 some, 400 none.
     public var statusCode: Int {
         if rejected.isEmpty { return 202 }

@@ -49,7 +49,7 @@ struct IngestController {
             var reply = IngestReply()
             reply.reject(index: 0, errors: [problem])
             metrics.eventsRejected.increment()
-            return JSONResponse.encode(reply, status: .badRequest)
+            return JSONResponse.bytes(reply.json, status: .badRequest)
         } catch .tooManyEvents(let count, let limit) {
             return JSONResponse.error(
                 .contentTooLarge, field: "body", reason: "\(count) events; at most \(limit) per request (server.max_batch_events)")
@@ -120,7 +120,7 @@ struct IngestController {
         reply.rejected.sort { $0.index < $1.index }
         // Nothing accepted and something refused by the key's scope: 403, with each refusal named per event.
         let status = reply.accepted.isEmpty && forbidden > 0 ? 403 : reply.statusCode
-        return JSONResponse.encode(reply, status: .init(code: status))
+        return JSONResponse.bytes(reply.json, status: .init(code: status))
     }
 
     private func tooLarge(_ length: Int?) -> Response {

@@ -42,4 +42,19 @@ struct JSONValueWritingTests {
         }
         #expect(compared > 100)
     }
+
+    @Test func ingestRepliesMatchJSONEncoder() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var mixed = IngestReply()
+        mixed.accept(index: 0, Appended(id: EventID("1763475825678-3")!, duplicate: false))
+        mixed.accept(index: 2, Appended(id: EventID("1763475825678-4")!, duplicate: true))
+        mixed.reject(index: 1, errors: [
+            FieldError(field: "entity_type", reason: "must be one of machine, operator; got \"robot\" / \\ é"),
+            FieldError(field: "timestamp", reason: "is required"),
+        ])
+        for reply in [IngestReply(), mixed] {
+            #expect(reply.json == Array(try encoder.encode(reply)))
+        }
+    }
 }
