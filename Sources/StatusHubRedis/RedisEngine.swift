@@ -17,6 +17,7 @@ public final class RedisEngine: Engine {
     private let commands: ReconnectingConnection
     private let subscriber: RedisSubscriber
     private let writer: EventWriter
+    private let batcher: AppendBatcher
     private let historyStream: StreamHistory
     private let sweeper: StaleSweeper
 
@@ -51,6 +52,7 @@ public final class RedisEngine: Engine {
             commands: commands, script: script, keys: RedisKeys(streamKey: config.redis.streamKey), config: config,
             logger: logger)
         self.writer = writer
+        self.batcher = AppendBatcher { events in try await writer.write(events) }
         let history = StreamHistory(commands: commands, streamKey: config.redis.streamKey)
         self.historyStream = history
         let sweeper = StaleSweeper(writer: writer, interval: staleSweepInterval, retryBackoff: backoff, logger: logger)
@@ -83,7 +85,7 @@ public final class RedisEngine: Engine {
 
     public func append(_ events: [ValidatedEvent]) async throws -> [Appended] {
         do {
-            return try await writer.write(events).map { outcome in
+            return try await batcher.append(events).map { outcome in
                 switch outcome {
                 case .stored(let id): return Appended(id: id)
                 case .duplicate(let id): return Appended(id: id, duplicate: true)

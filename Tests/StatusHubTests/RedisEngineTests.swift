@@ -230,6 +230,47 @@ struct RedisEngineTests {
         }
     }
 
+    /// Concurrent requests share script calls (`AppendBatcher`): each still gets exactly its own outcomes, in its
+    /// order; all ids are one total order matching the stream and the delivery; an idempotency key sent by two
+    /// requests at once is stored once and acknowledged to both with the same id.
+    @Test func concurrentAppendsShareScriptCallsAndEachGetsItsOwnOutcomes() async throws {
+        try await withRedisServer { server in
+            try await withEngine(server) { engine, sink in
+                let requests = (0..<200).map { request in
+                    (0..<(1 + request % 3)).map { n in
+                        Self.event(.machine, "M-\(request)-\(n)", idempotencyKey: request % 50 == 7 && n == 0 ? "shared" : "k-\(request)-\(n)")
+                    }
+                }
+                let answers = try await withThrowingTaskGroup(of: (Int, [Appended]).self) { group in
+                    for (index, events) in requests.enumerated() {
+                        group.addTask { (index, try await engine.append(events)) }
+                    }
+                    var answers: [Int: [Appended]] = [:]
+                    for try await (index, appended) in group { answers[index] = appended }
+                    return answers
+                }
+                for (index, events) in requests.enumerated() {
+                    let appended = try #require(answers[index])
+                    #expect(appended.count == events.count)
+                    #expect(zip(appended, appended.dropFirst()).allSatisfy { $0.id < $1.id || $1.duplicate || $0.duplicate })
+                }
+                // Requests 7, 57, 107 and 157 carry "shared" on their first event: one stored, three duplicates.
+                let shared = [7, 57, 107, 157].map { answers[$0]![0] }
+                #expect(shared.filter { !$0.duplicate }.count == 1 && Set(shared.map(\.id)).count == 1)
+                let stored = answers.values.flatMap { $0 }.filter { !$0.duplicate }.map(\.id).sorted()
+                #expect(stored.count == requests.joined().count - 3 && Set(stored).count == stored.count)
+                #expect(try await sink.waitFor(count: stored.count).map(\.id) == stored)
+                // Fewer script calls than requests: they were shared.
+                let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
+                let stats = String(decoding: try #require(try await redis.send(["INFO", "commandstats"]).bytes), as: UTF8.self)
+                await redis.close()
+                let calls = stats.split(separator: "\r\n").first { $0.hasPrefix("cmdstat_evalsha:") }
+                    .flatMap { $0.split(separator: ",").first?.split(separator: "=").last }.flatMap { Int($0) }
+                #expect(try #require(calls) < requests.count)
+            }
+        }
+    }
+
     @Test func appendSurvivesAFlushedScriptCache() async throws {
         try await withRedisServer { server in
             try await withEngine(server) { engine, _ in

@@ -1,0 +1,81 @@
+import StatusHubCore
+import Synchronization
+
+/// Group commit for ingest: the events of requests that arrive while an append script is running go to Redis
+/// together, in one script call, when it returns.
+///
+/// At low load nothing waits (the first request finds nothing in flight and goes at once); under load, batches
+/// grow by themselves. `perf` of single-event POSTs on Redis put 17 µs of Lua per call in redis-server and the
+/// hub's round trip (arguments, submit, reply) at about a third of its Redis-engine cost, mostly per call rather
+/// than per event. A group never exceeds one script call (`AppendScript.chunkSize` events), so it stays atomic:
+/// either every request in it is stored, or none is and all of them are told so. Requests arrive in order and keep
+/// it: a group is a prefix of the queue, and its events are written in arrival order.
+final class AppendBatcher: Sendable {
+    typealias Write = @Sendable ([ValidatedEvent]) async throws -> [AppendScript.Outcome]
+
+    private struct Request {
+        var events: [ValidatedEvent]
+        var continuation: CheckedContinuation<[AppendScript.Outcome], any Error>
+    }
+
+    private struct State {
+        var queue: [Request] = []
+        var writing = false
+    }
+
+    private let state = Mutex(State())
+    private let maxEvents: Int
+    private let write: Write
+
+    init(maxEvents: Int = AppendScript.chunkSize, write: @escaping Write) {
+        self.maxEvents = max(1, maxEvents)
+        self.write = write
+    }
+
+    /// The outcomes of `events`, in order, once they are stored (or the error that stored none of them).
+    func append(_ events: [ValidatedEvent]) async throws -> [AppendScript.Outcome] {
+        // A request as large as a whole group has nothing to share it with: it goes alone, as it always did.
+        guard events.count < maxEvents else { return try await write(events) }
+        return try await withCheckedThrowingContinuation { continuation in
+            let startWriting = state.withLock { state -> Bool in
+                state.queue.append(Request(events: events, continuation: continuation))
+                guard !state.writing else { return false }
+                state.writing = true
+                return true
+            }
+            if startWriting { Task { await self.writeQueued() } }
+        }
+    }
+
+    /// Writes groups until the queue is empty; only one runs at a time.
+    private func writeQueued() async {
+        while true {
+            let group = state.withLock { state -> [Request] in
+                var total = 0
+                let count = state.queue.prefix(while: { request in
+                    total += request.events.count
+                    return total <= maxEvents
+                }).count
+                let group = Array(state.queue.prefix(max(count, state.queue.isEmpty ? 0 : 1)))
+                state.queue.removeFirst(group.count)
+                if group.isEmpty { state.writing = false }
+                return group
+            }
+            guard !group.isEmpty else { return }
+            do {
+                let events = group.flatMap(\.events)
+                let outcomes = try await write(events)
+                guard outcomes.count == events.count else {
+                    throw RedisError.unexpectedReply("\(outcomes.count) outcomes for \(events.count) events")
+                }
+                var start = 0
+                for request in group {
+                    request.continuation.resume(returning: Array(outcomes[start..<start + request.events.count]))
+                    start += request.events.count
+                }
+            } catch {
+                for request in group { request.continuation.resume(throwing: error) }
+            }
+        }
+    }
+}
