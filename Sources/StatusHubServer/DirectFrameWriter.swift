@@ -63,16 +63,14 @@ final class DirectFrameWriter: Sendable {
 
     /// Adds the outlet (just in front of the frame encoder, so its bytes still pass TLS when the node serves
     /// `wss://`) and the close watch (just behind the encoder, so every frame the library writes passes it).
-    /// Call once the WebSocket pipeline is set up.
-    static func install(on channel: any Channel) async throws -> DirectFrameWriter {
-        try await channel.eventLoop.submit {
-            let state = State()
-            let pipeline = channel.pipeline.syncOperations
-            let encoder = try pipeline.handler(type: WebSocketFrameEncoder.self)
-            try pipeline.addHandler(CloseWatch(state: state), position: .after(encoder))
-            try pipeline.addHandler(Outlet(state: state), position: .before(encoder))
-            return DirectFrameWriter(channel: channel, state: NIOLoopBound(state, eventLoop: channel.eventLoop))
-        }.get()
+    /// Call on the channel's event loop once the WebSocket pipeline is set up.
+    static func add(to channel: any Channel) throws -> DirectFrameWriter {
+        let state = State()
+        let pipeline = channel.pipeline.syncOperations
+        let encoder = try pipeline.handler(type: WebSocketFrameEncoder.self)
+        try pipeline.addHandler(CloseWatch(state: state), position: .after(encoder))
+        try pipeline.addHandler(Outlet(state: state), position: .before(encoder))
+        return DirectFrameWriter(channel: channel, state: NIOLoopBound(state, eventLoop: channel.eventLoop))
     }
 
     /// Drains `outbox` on the channel's event loop from now on: a push into an empty outbox schedules a flush
@@ -101,8 +99,16 @@ final class DirectFrameWriter: Sendable {
             return
         }
         guard let frames = outbox.take(), !frames.isEmpty else { return }
-        for frame in frames { outlet.write(NIOAny(frame), promise: nil) }
-        outlet.flush()
+        outlet.writeAndFlush(NIOAny(Self.joined(frames, allocator: channel.allocator)), promise: nil)
+    }
+
+    /// Several frames as one buffer: copying a few hundred bytes each costs less than a write per frame through
+    /// the pipeline and NIO's pending-write queue (one `writev` either way).
+    private static func joined(_ frames: [ByteBuffer], allocator: ByteBufferAllocator) -> ByteBuffer {
+        guard frames.count > 1 else { return frames[0] }
+        var buffer = allocator.buffer(capacity: frames.reduce(0) { $0 + $1.readableBytes })
+        for frame in frames { buffer.writeImmutableBuffer(frame) }
+        return buffer
     }
 
     /// Writes `frames` (made by `WireFrame`) in order with one flush. Returns at once while the channel stays

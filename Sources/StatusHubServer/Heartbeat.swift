@@ -29,14 +29,12 @@ final class Heartbeat: ChannelDuplexHandler, RemovableChannelHandler {
         self.closeTimeout = closeTimeout
     }
 
-    /// Adds the heartbeat behind the frame decoder (which NIO puts behind the encoder). Call once the WebSocket
-    /// pipeline is set up.
-    static func install(on channel: any Channel, interval: TimeAmount, closeTimeout: TimeAmount) async throws {
-        try await channel.eventLoop.submit {
-            let pipeline = channel.pipeline.syncOperations
-            let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-            try pipeline.addHandler(Heartbeat(interval: interval, closeTimeout: closeTimeout), position: .after(decoder))
-        }.get()
+    /// Adds the heartbeat behind the frame decoder (which NIO puts behind the encoder). Call on the channel's event
+    /// loop once the WebSocket pipeline is set up.
+    static func add(to channel: any Channel, interval: TimeAmount, closeTimeout: TimeAmount) throws {
+        let pipeline = channel.pipeline.syncOperations
+        let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+        try pipeline.addHandler(Heartbeat(interval: interval, closeTimeout: closeTimeout), position: .after(decoder))
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

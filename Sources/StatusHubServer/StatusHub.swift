@@ -109,9 +109,12 @@ public struct StatusHub: Sendable {
             let mayUseExtension = config.websocket.compression && request.headerFields[.secWebSocketExtensions] != nil
             let pingInterval = TimeAmount.milliseconds(Int64(config.websocket.pingIntervalSeconds * 1000))
             return .upgrade([:]) { inbound, outbound, _ in
-                // Behind the decoder, so its close frame passes the direct writer's close watch (behind the encoder).
-                try? await Heartbeat.install(on: channel, interval: pingInterval, closeTimeout: Self.closeTimeout)
-                let direct = mayUseExtension ? nil : try? await DirectFrameWriter.install(on: channel)
+                // One trip to the channel's loop for both. The heartbeat behind the decoder, so its close frame
+                // passes the direct writer's close watch (behind the encoder).
+                let direct = try? await channel.eventLoop.submit {
+                    try Heartbeat.add(to: channel, interval: pingInterval, closeTimeout: Self.closeTimeout)
+                    return mayUseExtension ? nil : try DirectFrameWriter.add(to: channel)
+                }.get()
                 defer { access.connections.release(admission.address) }
                 let subscriber: Subscriber
                 switch await access.authenticate(token: token) {
