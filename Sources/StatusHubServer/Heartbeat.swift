@@ -89,8 +89,9 @@ final class Heartbeat: ChannelDuplexHandler, RemovableChannelHandler {
             closing = true
             // Closed once the frame is out, or after the close timeout if a full socket holds it back.
             schedule(context, in: closeTimeout) { _, context in context.close(promise: nil) }
+            let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: reason)))
-                .whenComplete { _ in context.close(promise: nil) }
+                .whenComplete { _ in channel.close(promise: nil) }
             return
         }
         sequence &+= 1
