@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# CI smoke: proves the harness works end to end, in about 15 s. Reuses the debug binaries `swift test` built
+# CI smoke: proves the harness works end to end, in about 25 s. Reuses the debug binaries `swift test` built
 # (builds them if missing), starts a memory-engine hub on a free loopback port, runs statushub-load for 10 s at
-# 50 events/s with 20 subscribers, and fails unless it exits 0 (nothing lost, every publish accepted) and wrote
+# 50 events/s with 20 subscribers, then 5 s of the plant mix on line subscriptions, and fails unless each exits 0 (nothing lost, every publish accepted) and wrote
 # its JSON and SVG. Stops everything it started. No numbers are checked: they go into loadtest/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,4 +35,9 @@ timeout --signal=INT --kill-after=10 60 "$BIN/statushub-load" run --url "http://
     --json "$WORK/smoke.json" --svg "$WORK/smoke.svg" >"$WORK/load.txt" 2>&1 || status=$?
 if [ "$status" -ne 0 ]; then say "statushub-load exited $status"; exit 1; fi
 [ -s "$WORK/smoke.json" ] && grep -q '<svg' "$WORK/smoke.svg" || { say "no JSON or SVG written"; exit 1; }
-say "ok: $(grep -E '^(deliveries|latency p99|lost) ' "$WORK/load.txt" | tr -s ' ' | paste -sd ';' -)"
+# The plant mix (machines, operators, work orders, material, alerts, allocations) on line subscriptions: every
+# event of every type must be accepted and delivered.
+timeout --signal=INT --kill-after=10 60 "$BIN/statushub-load" run --url "http://127.0.0.1:$HUB_PORT" \
+    --hub-pid "$HUB_PID" --subscribers 20 --rate 60 --duration 5 --mapping lines:5 --mix plant --quiet \
+    >"$WORK/plant.txt" 2>&1 || { say "statushub-load --mix plant exited $?"; tail -n 30 "$WORK/plant.txt" >&2; exit 1; }
+say "ok: $(grep -E '^(deliveries|latency p99|lost) ' "$WORK/load.txt" | tr -s ' ' | paste -sd ';' -); plant mix: $(grep -E '^(deliveries|lost) ' "$WORK/plant.txt" | tr -s ' ' | paste -sd ';' -)"

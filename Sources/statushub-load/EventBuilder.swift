@@ -1,13 +1,14 @@
+import ArgumentParser
 import Foundation
 import NIOCore
 
-/// Writes seed-shaped machine `resource_status_changed` events straight into a request body.
+/// Writes seed-shaped events straight into a request body: machine `resource_status_changed` events, or with
+/// `--mix plant` what a plant sends (`PlantMix`).
 ///
 /// `data` carries what the subscribers look for: `load_run` (this run), `load_seq` (`"<publisher>-<seq>"`),
 /// `load_sent_ns` (CLOCK_MONOTONIC at send) and `pad`, which brings `data` to `--payload-bytes` (the minimum,
 /// without `pad`, is about 130 bytes; the whole event is about 200 bytes more).
 struct EventBuilder {
-    static let statuses = ["running", "idle", "maintenance", "breakdown", "offline"]
     static let suffix = #"},"metadata":{"source":"statushub-load","triggered_by":"load-test"}}"#
     static let padOverhead = #","pad":"""#.utf8.count
 
@@ -47,17 +48,16 @@ struct EventBuilder {
     func write(seq: Int, sentNanos: UInt64, timestamp: String, into buffer: inout ByteBuffer) -> Int {
         let machine = config.machineIndex(publisher: publisher, seq: seq)
         let line = machine % config.lineCount
-        let status = Self.statuses[seq % Self.statuses.count]
-        let previous = Self.statuses[(seq + Self.statuses.count - 1) % Self.statuses.count]
+        let kind = config.mix == .plant ? PlantMix.kind(of: seq) : .machineStatus
+        let (eventType, entityType, entityID, fields) = kind.parts(unit: machine, seq: seq)
         let start = buffer.writerIndex
         buffer.writeString(
-            #"{"event_type":"resource_status_changed","entity_type":"machine","entity_id":"M-\#(machine)","#
+            #"{"event_type":"\#(eventType)","entity_type":"\#(entityType)","entity_id":"\#(entityID)","#
                 + #""line":"Line-\#(line)","timestamp":"\#(timestamp)","data":"#
         )
         let dataStart = buffer.writerIndex
         buffer.writeString(
-            #"{"current_status":"\#(status)","previous_status":"\#(previous)","load_run":"\#(runID)","#
-                + #""load_seq":"\#(publisher)-\#(seq)","load_sent_ns":\#(sentNanos)"#
+            #"{\#(fields),"load_run":"\#(runID)","load_seq":"\#(publisher)-\#(seq)","load_sent_ns":\#(sentNanos)"#
         )
         let pad = config.payloadBytes - (buffer.writerIndex - dataStart) - Self.padOverhead - 1
         if pad > 0 {
@@ -67,5 +67,66 @@ struct EventBuilder {
         }
         buffer.writeString(Self.suffix)
         return buffer.writerIndex - start
+    }
+}
+
+/// `--mix`: what the publishers send.
+enum EventMix: String, ExpressibleByArgument, Sendable {
+    /// Machine `resource_status_changed` only (every scenario before `plant`).
+    case machineStatus = "machine-status"
+    /// A plant's traffic: mostly machine status, then operators, work orders, material, alerts and allocations
+    /// (`PlantMix`), all on the line of the unit they concern.
+    case plant
+}
+
+/// The plant mix, out of every 20 events: 11 machine status changes, 3 operator status changes, 3 work-order
+/// progress updates, 1 material inventory change, 1 alert, 1 allocation change — each with the `data` fields the
+/// hub's validation asks of its type (seed 003 §3, §9.1), so every one is accepted.
+enum PlantMix {
+    case machineStatus, operatorStatus, workOrderProgress, materialInventory, alert, allocation
+
+    static func kind(of seq: Int) -> PlantMix {
+        switch seq % 20 {
+        case 0..<11: .machineStatus
+        case 11..<14: .operatorStatus
+        case 14..<17: .workOrderProgress
+        case 17: .materialInventory
+        case 18: .alert
+        default: .allocation
+        }
+    }
+
+    static let machineStatuses = ["running", "idle", "maintenance", "breakdown", "offline"]
+    static let operatorStatuses = ["available", "busy", "break", "absent", "offline"]
+    static let workOrderStatuses = ["queued", "assigned", "in_progress", "paused", "completed"]
+
+    /// Event type, entity type, entity id and the type's `data` fields (a JSON object's members) for unit `unit`
+    /// (the machine index, which also picks the line).
+    func parts(unit: Int, seq: Int) -> (eventType: String, entityType: String, entityID: String, fields: String) {
+        func cycle(_ values: [String]) -> (String, String) {
+            (values[seq % values.count], values[(seq + values.count - 1) % values.count])
+        }
+        switch self {
+        case .machineStatus:
+            let (status, previous) = cycle(Self.machineStatuses)
+            return ("resource_status_changed", "machine", "M-\(unit)",
+                #""current_status":"\#(status)","previous_status":"\#(previous)""#)
+        case .operatorStatus:
+            let (status, previous) = cycle(Self.operatorStatuses)
+            return ("resource_status_changed", "operator", "OP-\(unit)",
+                #""current_status":"\#(status)","previous_status":"\#(previous)","efficiency_rating":4.2"#)
+        case .workOrderProgress:
+            let (status, previous) = cycle(Self.workOrderStatuses)
+            return ("work_order_progress", "work_order", "WO-\(unit)",
+                #""current_status":"\#(status)","previous_status":"\#(previous)","quantity_produced":\#(seq % 500),"quantity_ordered":500"#)
+        case .materialInventory:
+            return ("material_inventory_changed", "material", "MAT-\(unit)",
+                #""available_quantity":\#(1000 - seq % 1000),"on_hand_quantity":1000,"allocated_quantity":\#(seq % 1000)"#)
+        case .alert:
+            return ("alert_raised", "machine", "M-\(unit)", #""severity":"high","message":"spindle temperature above limit""#)
+        case .allocation:
+            return ("allocation_changed", "allocation", "AL-\(unit)",
+                #""change_type":"reassigned","operator_id":"OP-\#(unit)","machine_id":"M-\#(unit)""#)
+        }
     }
 }

@@ -53,7 +53,8 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Opens --subscribers WebSocket connections (each subscribes per --mapping and waits for the \
             'subscribed' reply), then --publishers keep-alive HTTP/1.1 connections POST machine \
-            resource_status_changed events to /v1/events at a total of --rate events/s (open loop: requests \
+            resource_status_changed events (or, with --mix plant, a plant's mix of event types) to /v1/events \
+            at a total of --rate events/s (open loop: requests \
             are sent on schedule whether or not earlier ones were answered; they are pipelined). Every event \
             carries data.load_sent_ns (CLOCK_MONOTONIC ns at send), data.load_seq ("<publisher>-<seq>") and \
             data.load_run; each delivery's latency is now - load_sent_ns, so the harness must run on the same \
@@ -118,6 +119,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Distinct machines (entity_id M-{n}, n = event number modulo this).")
     var machines = 1000
 
+    @Option(help: "What is published: machine-status (machine resource_status_changed only) or plant (machines, operators, work orders, material, alerts, allocations; needs --mapping lines:K).")
+    var mix: EventMix = .machineStatus
+
     @Option(help: "Size of each event's data object, bytes (padded with data.pad; the minimum is ~130; the whole event is ~200 more).")
     var payloadBytes = 200
 
@@ -148,6 +152,9 @@ struct RunCommand: AsyncParsableCommand {
         guard rate > 0, duration > 0 else { throw ValidationError("--rate and --duration must be > 0") }
         guard batch >= 1 else { throw ValidationError("--batch must be >= 1") }
         guard lines >= 1, machines >= 1 else { throw ValidationError("--lines and --machines must be >= 1") }
+        if mix == .plant, case .lines = mapping {} else if mix == .plant {
+            throw ValidationError("--mix plant needs --mapping lines:K: its events go to several categories, and a line's pattern is what sees all of them")
+        }
         guard connectConcurrency >= 1, maxInFlight >= 1 else {
             throw ValidationError("--connect-concurrency and --max-in-flight must be >= 1")
         }
@@ -181,7 +188,7 @@ struct RunCommand: AsyncParsableCommand {
             hubPIDs: hubPIDs,
             subscribers: subscribers, publishers: publishers, rate: rate, duration: duration, batch: batch,
             mapping: mapping, lineCount: { if case .lines(let k) = mapping { k } else { lines } }(),
-            machines: machines, payloadBytes: payloadBytes, drain: drain,
+            machines: machines, mix: mix, payloadBytes: payloadBytes, drain: drain,
             connectConcurrency: connectConcurrency, connectTimeout: connectTimeout, maxInFlight: maxInFlight,
             threads: max(1, threads ?? availableCPUs()), progress: !quiet
         )
@@ -229,6 +236,7 @@ struct LoadConfig: Sendable {
     /// Events go to line `Line-{(n % machines) % lineCount}`.
     var lineCount: Int
     var machines: Int
+    var mix: EventMix
     var payloadBytes: Int
     var drain: Double
     var connectConcurrency: Int

@@ -272,7 +272,7 @@ struct ReportBuilder {
             config: .init(
                 url: "http://\(config.host):\(config.port)", ws_url: config.wsURL, subscribers: config.subscribers,
                 publishers: config.publishers, rate: config.rate, duration_s: config.duration, batch: config.batch,
-                mapping: config.mapping.description, lines: config.lineCount, machines: config.machines,
+                mapping: config.mapping.description, mix: config.mix.rawValue, lines: config.lineCount, machines: config.machines,
                 payload_bytes: config.payloadBytes, drain_s: config.drain
             ),
             run_id: runID,

@@ -197,6 +197,7 @@ struct Report: Codable {
         var duration_s: Double
         var batch: Int
         var mapping: String
+        var mix: String
         var lines: Int
         var machines: Int
         var payload_bytes: Int
@@ -246,7 +247,7 @@ struct Report: Codable {
         func f(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
         let c = config
         var rows: [(String, String)] = [
-            ("run", "\(run_id): \(c.subscribers) subscribers (\(c.mapping)), \(c.publishers) publisher(s), \(f(c.rate, 0)) events/s for \(f(c.duration_s, 0)) s, batch \(c.batch), \(c.payload_bytes) B data / \(mean_event_bytes) B event"),
+            ("run", "\(run_id): \(c.subscribers) subscribers (\(c.mapping)), \(c.publishers) publisher(s), \(f(c.rate, 0)) \(c.mix) events/s for \(f(c.duration_s, 0)) s, batch \(c.batch), \(c.payload_bytes) B data / \(mean_event_bytes) B event"),
             ("events sent", "\(events_sent)"),
             ("accepted (202)", "\(events_accepted)"),
             ("rejected", "\(events_rejected)"),
