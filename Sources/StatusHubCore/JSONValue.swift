@@ -42,9 +42,9 @@ public enum JSONValue: Sendable, Equatable {
 
 extension JSONValue: Codable {
     public init(from decoder: any Decoder) throws {
-        // Codable cannot ask a value its type, only try one and catch the mismatch, and every miss builds an error
-        // (with a coding path and a description): most of ingest's CPU went into those. So the tries go in the
-        // order an event's values are most often found: strings, then objects, numbers, booleans, arrays.
+        // For Codable callers (the tests); the hub parses bodies and client messages with `JSONValue.parse`. Codable
+        // cannot ask a value its type, only try one and catch the mismatch, and every miss builds an error, so the
+        // tries go in the order an event's values are most often found: strings, objects, numbers, booleans, arrays.
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
             self = .null

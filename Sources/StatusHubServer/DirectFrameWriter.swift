@@ -111,9 +111,9 @@ final class DirectFrameWriter: Sendable {
         return buffer
     }
 
-    /// Writes `frames` (made by `WireFrame`) in order with one flush. Returns at once while the channel stays
-    /// writable; otherwise once the frames are handed to the socket, so a slow reader holds the writer back (and
-    /// its outbox fills) instead of NIO's buffer. Throws once the close frame went out or the channel closed.
+    /// Writes `frames` (made by `WireFrame`) in order, as one buffer with one flush: the frames still queued when
+    /// the node goes away, before its 1001. Returns at once while the channel stays writable, otherwise once they
+    /// are handed to the socket. Throws once the close frame went out or the channel closed.
     func write(_ frames: [ByteBuffer]) async throws {
         guard !frames.isEmpty else { return }
         if channel.eventLoop.inEventLoop {
@@ -133,9 +133,7 @@ final class DirectFrameWriter: Sendable {
         let state = self.state.value
         guard !state.closeSent, let outlet = state.outlet, channel.isActive else { throw Closed() }
         let written = channel.eventLoop.makePromise(of: Void.self)
-        for frame in frames.dropLast() { outlet.write(NIOAny(frame), promise: nil) }
-        outlet.write(NIOAny(frames[frames.count - 1]), promise: written)
-        outlet.flush()
+        outlet.writeAndFlush(NIOAny(Self.joined(frames, allocator: channel.allocator)), promise: written)
         return channel.isWritable ? nil : written.futureResult
     }
 

@@ -128,13 +128,13 @@ final class Outbox: Sendable {
         if let ending { ended(ending) }
     }
 
-    /// Suspends until a push or an ending resumes the waiter, or at once when `ready` already holds. Cancelling
+    /// Suspends until a push or an ending resumes the waiter, or at once when there is either already. Cancelling
     /// the waiting task closes the outbox (the session is over).
-    private func wake(when ready: @escaping @Sendable (State) -> Bool) async {
+    private func waitForFramesOrEnd() async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { state -> Bool in
-                    if ready(state) { return true }
+                    if state.live > 0 || state.ending != nil { return true }
                     state.waiter = continuation
                     return false
                 }
@@ -250,7 +250,7 @@ final class Outbox: Sendable {
             }
             if let result { return result }
             if Task.isCancelled { return .ended(.closed) }
-            await wake { $0.live > 0 || $0.ending != nil }
+            await waitForFramesOrEnd()
         }
     }
 }

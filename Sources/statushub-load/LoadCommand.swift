@@ -152,8 +152,10 @@ struct RunCommand: AsyncParsableCommand {
         guard rate > 0, duration > 0 else { throw ValidationError("--rate and --duration must be > 0") }
         guard batch >= 1 else { throw ValidationError("--batch must be >= 1") }
         guard lines >= 1, machines >= 1 else { throw ValidationError("--lines and --machines must be >= 1") }
-        if mix == .plant, case .lines = mapping {} else if mix == .plant {
-            throw ValidationError("--mix plant needs --mapping lines:K: its events go to several categories, and a line's pattern is what sees all of them")
+        if mix == .plant {
+            guard case .lines = mapping else {
+                throw ValidationError("--mix plant needs --mapping lines:K: its events go to several categories, and a line's pattern is what sees all of them")
+            }
         }
         guard connectConcurrency >= 1, maxInFlight >= 1 else {
             throw ValidationError("--connect-concurrency and --max-in-flight must be >= 1")

@@ -212,7 +212,7 @@ final class PublisherHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// `{"accepted":[{"index":0,…}],"rejected":[…]}` → the accepted indexes.
     static func acceptedIndexes(_ body: ByteBuffer?) -> [Int] {
-        guard let body, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)),
+        guard let body, let value = try? JSONValue.parse(body.readableBytesView),
               case .array(let accepted)? = value["accepted"]
         else { return [] }
         return accepted.compactMap { $0["index"]?.numberValue.map { Int($0) } }

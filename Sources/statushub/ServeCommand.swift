@@ -31,12 +31,16 @@ struct ServeCommand: AsyncParsableCommand {
         // and the socket write stay on one thread instead of hopping between the two pools (each hop a wake-up
         // through an eventfd). The hub's async code never blocks a thread, which this requires.
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        var hubConfig: HubConfig
+        // A config that cannot be used (a bad key, or a file it names) is a usage error, reported as such.
         do {
-            hubConfig = try HubConfig.load(path: config, environment: ProcessInfo.processInfo.environment)
+            try await serve()
         } catch let error as ConfigError {
             throw ValidationError(error.description)
         }
+    }
+
+    private func serve() async throws {
+        var hubConfig = try HubConfig.load(path: config, environment: ProcessInfo.processInfo.environment)
         if let host { hubConfig.server.host = host }
         if let port { hubConfig.server.port = port }
         if let redis { hubConfig.redis.url = redis }
@@ -46,12 +50,7 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: hubConfig.logLevel) ?? .info
 
         let engine = try EngineFactory.make(config: hubConfig, logger: logger)
-        let hub: StatusHub
-        do {
-            hub = try StatusHub(config: hubConfig, engine: engine)
-        } catch let error as ConfigError {
-            throw ValidationError(error.description)
-        }
+        let hub = try StatusHub(config: hubConfig, engine: engine)
         let engineName = hubConfig.redis.url.map { "redis (\($0))" } ?? "memory"
         let host = hubConfig.server.host
         let scheme = hubConfig.server.usesTLS ? "https" : "http"

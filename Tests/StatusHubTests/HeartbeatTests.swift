@@ -12,6 +12,7 @@ struct HeartbeatTests {
             let dead = try await StalledClient.connect(port: hub.port, subscribe: ["alerts"])
             let outcome = try await RawSocket.offPool { dead.readUntilClosed(timeout: 20) }
             #expect(outcome.closedByHub)
+            #expect(outcome.closeCode == 1001)  // "ping timeout", as the README says
             // A pong has one ping interval to arrive; five seconds leave the live client room on a loaded CI machine
             // running the whole suite in parallel (one second was seen to be too little there, and three once the
             // hub's side became a punctual event-loop timer rather than a task that wakes up late under load).
