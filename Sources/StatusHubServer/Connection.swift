@@ -2,8 +2,9 @@ import NIOCore
 import StatusHubCore
 import Synchronization
 
-/// One WebSocket subscriber as fan-out sees it: its patterns, its outbox, and the seam buffer that holds live
-/// events back while a subscribe is being answered (so `subscribed`, a replay or a snapshot come before them).
+/// One WebSocket subscriber as fan-out sees it: its patterns, its outbox, and the seam: the buffer that holds live
+/// events back while a subscribe is being answered (so `subscribed`, a replay or a snapshot come before them), then
+/// the `SeamFilter` that drops live events the answer already contained until the live stream has passed it.
 final class Connection: Hashable, Sendable {
     struct Held: Sendable {
         var event: StoredEvent
@@ -15,12 +16,14 @@ final class Connection: Hashable, Sendable {
         var patterns: Set<ChannelPattern> = []
         /// Non-nil while a subscribe is in flight: live events wait here instead of the outbox.
         var seam: [Held]?
+        /// Non-nil after a subscribe was answered, until a live event newer than everything the answer held arrives.
+        var filter: SeamFilter?
     }
 
     let id: UInt64
     let outbox: Outbox
     private let state = Mutex(State())
-    /// Whether `state.seam` is set, readable without the lock.
+    /// Whether `state.seam` or `state.filter` is set, readable without the lock.
     private let seamOpen = Atomic<Bool>(false)
     /// Run once, by whoever pushed, if the outbox overflows (see `whenOverflowing`).
     private let overflowAction: OverflowAction
@@ -55,19 +58,30 @@ final class Connection: Hashable, Sendable {
     /// Fan-out's entry point. Never waits.
     @discardableResult
     func offer(_ held: Held) -> Outbox.PushResult {
-        // Without a subscribe in flight, straight into the outbox: no second lock per delivery. An offer that races
-        // `beginSeam` is one that came just before it.
+        // Without a subscribe in flight or a filter left, straight into the outbox: no second lock per delivery. An
+        // offer that races `beginSeam` is one that came just before it.
         guard seamOpen.load(ordering: .acquiring) else { return outbox.push(held.frame, conflationKey: held.conflationKey) }
         return state.withLock { state in
-            guard state.seam != nil else { return outbox.push(held.frame, conflationKey: held.conflationKey) }
-            guard state.seam!.count < outbox.capacity else {
-                state.seam = nil
-                seamOpen.store(false, ordering: .releasing)
-                outbox.overflow()
-                return .overflowed
+            if state.seam != nil {
+                guard state.seam!.count < outbox.capacity else {
+                    state.seam = nil
+                    state.filter = nil
+                    seamOpen.store(false, ordering: .releasing)
+                    outbox.overflow()
+                    return .overflowed
+                }
+                state.seam!.append(held)
+                return .queued
             }
-            state.seam!.append(held)
-            return .queued
+            if let filter = state.filter {
+                if filter.isPassed(by: held.event) {
+                    state.filter = nil
+                    seamOpen.store(false, ordering: .releasing)
+                } else if !filter.admits(held.event) {
+                    return .queued
+                }
+            }
+            return outbox.push(held.frame, conflationKey: held.conflationKey)
         }
     }
 
@@ -81,22 +95,30 @@ final class Connection: Hashable, Sendable {
 
     /// Releases held-back events into the outbox, minus those the client already has: events up to `replayedThrough`
     /// (sent by a replay), and state events a snapshot contains (same entity, id not newer than the snapshot's).
-    /// So there is no gap and no duplicate at the seam.
-    func endSeam(replayedThrough: EventID? = nil, snapshot: [StoredEvent] = []) {
-        var contained: [String: EventID] = [:]
-        for event in snapshot { contained[event.entityKey] = max(contained[event.entityKey] ?? event.id, event.id) }
+    /// Live events that are still to come and the client already has are dropped the same way (`SeamFilter`). So
+    /// there is no gap and no duplicate at the seam.
+    func endSeam(replayedThrough: EventID? = nil, snapshot: [StoredEvent] = [], position: EventID? = nil) {
+        let answered = SeamFilter(replayedThrough: replayedThrough, snapshot: snapshot, position: position)
         state.withLock { state in
             guard let held = state.seam else { return }
             state.seam = nil
+            if answered.through != nil {
+                if state.filter == nil { state.filter = answered } else { state.filter!.merge(answered) }
+            }
             // Only once the held events are in the outbox may offers skip the lock, or one could overtake them.
-            defer { seamOpen.store(false, ordering: .releasing) }
+            defer { if state.filter == nil { seamOpen.store(false, ordering: .releasing) } }
             for item in held {
-                if let replayedThrough, item.event.id <= replayedThrough { continue }
-                if item.event.carriesState, let snapshotID = contained[item.event.entityKey], item.event.id <= snapshotID {
-                    continue
+                if let filter = state.filter {
+                    if filter.isPassed(by: item.event) {
+                        state.filter = nil
+                    } else if !filter.admits(item.event) {
+                        continue
+                    }
                 }
                 switch outbox.push(item.frame, conflationKey: item.conflationKey) {
-                case .overflowed, .ended: return
+                case .overflowed, .ended:
+                    state.filter = nil
+                    return
                 case .queued, .conflated: continue
                 }
             }

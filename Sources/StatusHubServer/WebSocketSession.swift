@@ -232,7 +232,7 @@ struct WebSocketSession {
         do {
             let snapshot = try await engine.snapshot(matching: patterns)
             reply(ServerMessage.snapshot(id: id, events: snapshot.events, position: snapshot.position))
-            connection.endSeam(snapshot: snapshot.events)
+            connection.endSeam(snapshot: snapshot.events, position: snapshot.position)
         } catch {
             reply(ServerMessage.error(id: id, code: .unavailable, message: "snapshot unavailable: \(error); live events follow"))
             connection.endSeam()
