@@ -77,7 +77,8 @@ final class Outbox: Sendable {
     /// are signalled at once.
     func setOnReady(_ ready: @escaping @Sendable () -> Void) {
         let signal = state.withLock { state -> Bool in
-            state.onReady = ready
+            // An ended outbox keeps no callback (see `end`).
+            if state.ending == nil { state.onReady = ready }
             guard state.live > 0, !state.readySignalled else { return false }
             state.readySignalled = true
             return true
@@ -206,6 +207,10 @@ final class Outbox: Sendable {
     /// outside the lock.
     private static func end(_ state: inout State, as ending: Ending) -> Wake {
         state.ending = ending
+        // Nothing is pushed after the end, so the reader's signal is done with. It must go: it holds the reader,
+        // which holds this outbox (a flush pass drains it) and the channel, and that cycle kept every closed
+        // connection's channel, buffers and logger alive — ~4.8 KB a connection (loadtest/RESULTS.md, churn).
+        state.onReady = nil
         return Wake(waiter: state.waiter.take(), onEnd: state.onEnd.take().map { onEnd in (onEnd, ending) })
     }
 

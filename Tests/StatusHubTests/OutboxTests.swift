@@ -12,6 +12,31 @@ struct OutboxTests {
         return frames.map { String(buffer: $0) }
     }
 
+    /// A reader's ready signal usually holds the outbox (and the channel): an ended outbox must let it go, or the
+    /// two keep each other alive after the connection closed (the churn leak, loadtest/RESULTS.md).
+    @Test func anEndedOutboxLetsGoOfItsReadySignal() {
+        final class Reader: Sendable {}
+        for ending in [Outbox.Ending.closed, .goingAway, .overflowed] {
+            let outbox = Outbox(capacity: 4)
+            weak var weakReader: Reader?
+            do {
+                let reader = Reader()
+                weakReader = reader
+                outbox.setOnReady { [outbox] in _ = (reader, outbox) }
+            }
+            #expect(weakReader != nil)
+            if ending == .overflowed { outbox.overflow() } else { outbox.close(ending) }
+            #expect(weakReader == nil, "the ready signal outlived the outbox's end (\(ending))")
+            // Nor is one kept when set after the end.
+            do {
+                let late = Reader()
+                weakReader = late
+                outbox.setOnReady { _ = late }
+            }
+            #expect(weakReader == nil)
+        }
+    }
+
     @Test func queuedStateCollapsesToTheLatestAndKeepsIDOrder() async {
         let outbox = Outbox(capacity: 10)
         #expect(outbox.push(frame("m1-a"), conflationKey: "m1") == .queued)

@@ -7,7 +7,7 @@ import Glibc
 /// A plain TCP client for what client libraries will not do: refused upgrades, malformed frames, never-ending
 /// headers.
 final class RawSocket {
-    private let fd: Int32
+    private var fd: Int32
 
     init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -22,7 +22,15 @@ final class RawSocket {
         guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Drops the connection the way a vanished client does: no close frame, and a reset instead of a FIN.
+    func reset() {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(fd)
+        fd = -1
+    }
 
     func send(_ bytes: [UInt8]) throws {
         guard Glibc.send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { throw POSIXError(.EIO) }
