@@ -9,8 +9,9 @@
 /// - Every published event reaches the `EventSink` of every node sharing the engine, once, in id order.
 /// - An event whose `idempotencyKey` was already accepted within the idempotency window is not stored or
 ///   published again: its `Appended` carries the original id and `duplicate: true`.
-/// - `snapshot` returns the latest state of every cached entity with a channel some pattern matches, and the
-///   position it reflects: every event up to it is contained.
+/// - `snapshot` reads the latest state of every cached entity with a channel some pattern matches, in chunks, and
+///   the position it reflects: every event up to it is contained (a state read may be newer still). It costs what
+///   it returns: it reads the engine's indexes (`SnapshotPlan`), never the whole cache for a narrow pattern.
 /// - `history(after:)` returns what followed a position, or nil when the retained history no longer reaches
 ///   back that far (trimmed by count or age, or lost).
 /// - When an entity's cached state expires, exactly one `status_stale` event is published for it (across all
@@ -21,7 +22,12 @@ public protocol Engine: Sendable {
     /// The latest cached event for an entity key (`resource:machine:M-203`), or nil.
     func latest(entityKey: String) async throws -> StoredEvent?
 
-    func snapshot(matching patterns: [ChannelPattern]) async throws -> Snapshot
+    /// Hands the snapshot to `receive` a chunk of at most `chunkSize` events at a time, each chunk read only once the
+    /// previous one was received, so a large snapshot is never held whole and the engine is never held for long.
+    /// Every chunk carries the same position; the last one says so (an empty snapshot is one empty last chunk).
+    func snapshot(
+        matching patterns: [ChannelPattern], chunkSize: Int, receive: (SnapshotChunk) async throws -> Void
+    ) async throws
 
     /// Up to `limit` events after `id`, oldest first; nil when events after `id` may be missing from the history.
     func history(after id: EventID, limit: Int) async throws -> [StoredEvent]?
@@ -53,6 +59,34 @@ public struct Appended: Sendable, Equatable {
     public init(id: EventID, duplicate: Bool = false) {
         self.id = id
         self.duplicate = duplicate
+    }
+}
+
+/// One part of a snapshot as `Engine.snapshot(matching:chunkSize:receive:)` hands it over.
+public struct SnapshotChunk: Sendable, Equatable {
+    /// Oldest first within the chunk.
+    public var events: [StoredEvent]
+    /// Every event up to here is reflected; nil for an empty history.
+    public var position: EventID?
+    public var isLast: Bool
+
+    public init(events: [StoredEvent], position: EventID?, isLast: Bool) {
+        self.events = events
+        self.position = position
+        self.isLast = isLast
+    }
+}
+
+extension Engine {
+    /// The whole snapshot at once, oldest first: for small reads and tests. Dashboards get it in chunks.
+    public func snapshot(matching patterns: [ChannelPattern]) async throws -> Snapshot {
+        var events: [StoredEvent] = []
+        var position: EventID?
+        try await snapshot(matching: patterns, chunkSize: 1000) { chunk in
+            events += chunk.events
+            position = chunk.position
+        }
+        return Snapshot(events: events.sorted { $0.id < $1.id }, position: position)
     }
 }
 

@@ -17,6 +17,9 @@ public struct EventID: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     public var description: String { "\(milliseconds)-\(sequence)" }
 
+    /// `0-0`, before every event: `since: "0-0"` asks for the whole history.
+    public static let zero = EventID(milliseconds: 0, sequence: 0)
+
     public static func < (lhs: EventID, rhs: EventID) -> Bool {
         (lhs.milliseconds, lhs.sequence) < (rhs.milliseconds, rhs.sequence)
     }

@@ -88,6 +88,9 @@ public struct HubConfig: Sendable, Equatable {
         public var historyMaxLength = 100_000
         /// Seconds of history kept; 0 keeps history by count only.
         public var historyMaxAgeSeconds = 86_400
+        /// Bytes of event JSON the history ring keeps (besides the count and age bounds): 100,000 events of 60 KB
+        /// would otherwise be 6 GB.
+        public var historyMaxBytes = 256 << 20
         public init() {}
     }
 
@@ -272,7 +275,7 @@ extension HubConfig {
             "url", "history_max_length", "history_max_age_seconds", "stream_key", "pubsub_channel", "reconnect_initial_seconds",
             "reconnect_max_seconds", "command_timeout_seconds",
         ],
-        "memory": ["history_max_length", "history_max_age_seconds"],
+        "memory": ["history_max_length", "history_max_age_seconds", "history_max_bytes"],
         "auth": [
             "required", "api_keys", "jwt_hs256_secret", "jwt_es256_public_key_file", "ingest_events_per_second", "ingest_burst",
         ],

@@ -12,8 +12,9 @@ public enum ServerMessage {
         return bytes
     }
 
-    /// `{"op":"snapshot","id":…,"position":…,"events":[…]}`.
-    public static func snapshot(id: String?, events: [StoredEvent], position: EventID? = nil) -> [UInt8] {
+    /// `{"op":"snapshot","id":…,"position":…,"events":[…]}`, with `"more":true` on every part of a snapshot sent in
+    /// several parts but the last.
+    public static func snapshot(id: String?, events: [StoredEvent], position: EventID? = nil, more: Bool = false) -> [UInt8] {
         var bytes = Array(#"{"op":"snapshot","#.utf8)
         if let id {
             bytes += Array(#""id":"#.utf8)
@@ -21,6 +22,7 @@ public enum ServerMessage {
             bytes.append(UInt8(ascii: ","))
         }
         if let position { bytes += Array(#""position":"\#(position)","#.utf8) }
+        if more { bytes += Array(#""more":true,"#.utf8) }
         bytes += Array(#""events":["#.utf8)
         for (position, event) in events.enumerated() {
             if position > 0 { bytes.append(UInt8(ascii: ",")) }

@@ -25,7 +25,12 @@ struct EventWriter: Sendable {
             AppendScript.arguments(sha: sha, events: events[range], claims: claims[range], keys: keys, config: config)
         }
         var sha = try await currentSHA(on: connection)
-        var replies = try await connection.pipeline(ranges.map { arguments($0, sha: sha) })
+        let filing = indexFiling(events)
+        var replies = try await connection.pipeline(filing + ranges.map { arguments($0, sha: sha) })
+        for reply in replies.prefix(filing.count) {
+            if case .error(let message) = reply { throw EngineUnavailable(reason: "Redis refused the events: \(message)") }
+        }
+        replies.removeFirst(filing.count)
 
         // NOSCRIPT: someone flushed the script cache since this connection loaded it. Nothing of those chunks
         // ran, so reload and run them again, in order. (Only if another client reloaded the script between two
@@ -56,6 +61,24 @@ struct EventWriter: Sendable {
             outcomes.append(contentsOf: try AppendScript.outcomes(reply, expected: range.count))
         }
         return outcomes
+    }
+
+    /// `SADD`s that file each state-carrying event's entity key under its snapshot indexes, one per index, sent
+    /// in the same pipeline just before the script. Redis runs a connection's commands in order, so a key is in its
+    /// indexes before its state exists: the indexes are always a superset of the cached states, which is all a
+    /// snapshot needs (members without a state, or filed under a line they left, are dropped when a read meets
+    /// them; see `RedisEngine.snapshot`). Outside the script because it saves a key and an argument per event in
+    /// it, and a filing that outlives a refused script only costs a later read a miss.
+    private func indexFiling(_ events: [ValidatedEvent]) -> [[[UInt8]]] {
+        var members: [String: [String]] = [:]
+        var order: [String] = []
+        for event in events where event.carriesState {
+            for name in SnapshotIndex.names(forChannels: event.channels) {
+                if members[name] == nil { order.append(name) }
+                members[name, default: []].append(event.entityKey)
+            }
+        }
+        return order.map { name in [Array("SADD".utf8), Array(keys.index(name).utf8)] + members[name]!.map { Array($0.utf8) } }
     }
 
     private func currentSHA(on connection: RedisConnection) async throws -> String {

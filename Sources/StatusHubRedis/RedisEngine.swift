@@ -19,6 +19,11 @@ public final class RedisEngine: Engine {
     private let writer: EventWriter
     private let batcher: AppendBatcher
     private let historyStream: StreamHistory
+    private let keys: RedisKeys
+    /// Snapshots and resume read on their own connection: a large read must not queue ingest's script calls (or the
+    /// health check that decides whether Redis is up) behind its replies.
+    private let reads: ReconnectingConnection
+    private let readHistory: StreamHistory
     private let sweeper: StaleSweeper
 
     /// - Parameters:
@@ -53,8 +58,14 @@ public final class RedisEngine: Engine {
             logger: logger)
         self.writer = writer
         self.batcher = AppendBatcher { events in try await writer.write(events) }
+        self.keys = RedisKeys(streamKey: config.redis.streamKey)
         let history = StreamHistory(commands: commands, streamKey: config.redis.streamKey)
         self.historyStream = history
+        let reads = ReconnectingConnection(
+            url: url, commandTimeoutSeconds: config.redis.commandTimeoutSeconds, backoff: backoff,
+            eventLoopGroup: eventLoopGroup, logger: logger)
+        self.reads = reads
+        self.readHistory = StreamHistory(commands: reads, streamKey: config.redis.streamKey)
         let sweeper = StaleSweeper(writer: writer, interval: staleSweepInterval, retryBackoff: backoff, logger: logger)
         self.sweeper = sweeper
         // The subscriber reaches the command connection, history and sweeper through their own references:
@@ -107,35 +118,135 @@ public final class RedisEngine: Engine {
         }
     }
 
-    public func snapshot(matching patterns: [ChannelPattern]) async throws -> Snapshot {
+    public func snapshot(
+        matching patterns: [ChannelPattern], chunkSize: Int, receive: (SnapshotChunk) async throws -> Void
+    ) async throws {
         let plan = SnapshotPlan(patterns: patterns)
+        let size = max(1, chunkSize)
+        let position: EventID?
+        let connection: RedisConnection
         do {
-            let connection = try await commands.connection()
+            connection = try await reads.connection()
             // The position is read before the cache: every event up to it is in what follows, later ones may be.
-            let position = try await historyStream.newest()
-            guard !patterns.isEmpty else { return Snapshot(events: [], position: position) }
-            var found: [String: StoredEvent] = [:]
-            for event in try await read(keys: plan.directKeys, on: connection) { found[event.entityKey] = event }
-            // One SCAN per key prefix, concurrently: their commands interleave on the one pipelined connection.
-            try await withThrowingTaskGroup(of: [StoredEvent].self) { group in
-                for prefix in plan.scanPrefixes {
-                    group.addTask { try await self.scan(prefix: prefix, on: connection) }
-                }
-                for try await events in group {
-                    for event in events { found[event.entityKey] = event }
-                }
-            }
-            return Snapshot(events: found.values.filter { $0.matches(any: patterns) }.sorted { $0.id < $1.id }, position: position)
+            position = try await readHistory.newest()
         } catch {
+            throw unavailable(error)
+        }
+        var seen = Set<String>()
+        var pending: [StoredEvent] = []
+        var handedOverLast = false
+        func handOver(isLast: Bool) async throws {
+            while pending.count >= size || (isLast && !pending.isEmpty) {
+                let chunk = Array(pending.prefix(size))
+                pending.removeFirst(chunk.count)
+                let last = isLast && pending.isEmpty
+                try await receive(SnapshotChunk(events: chunk.sorted { $0.id < $1.id }, position: position, isLast: last))
+                handedOverLast = last
+            }
+            if isLast && !handedOverLast { try await receive(SnapshotChunk(events: [], position: position, isLast: true)) }
+        }
+        do {
+            for start in stride(from: 0, to: plan.directKeys.count, by: size) {
+                let batch = plan.directKeys[start..<min(plan.directKeys.count, start + size)].filter { seen.insert($0).inserted }
+                pending += try await read(keys: batch, on: connection).events.filter { $0.matches(any: patterns) }
+                try await handOver(isLast: false)
+            }
+            for name in plan.indexes {
+                let index = keys.index(name)
+                let line = SnapshotIndex.line(ofName: name)
+                var cursor = "0"
+                repeat {
+                    let reply = try await connection.send(["SSCAN", index, cursor, "COUNT", String(size)]).orThrow()
+                    guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].text,
+                        case .array(let members) = parts[1]
+                    else { throw RedisError.unexpectedReply("SSCAN answered \(reply)") }
+                    cursor = next
+                    // SSCAN may return a member more than once, and a key may be filed under several indexes read.
+                    let memberKeys = Set(members.compactMap(\.text)).subtracting(seen)
+                    let (events, missing) = try await read(keys: Array(memberKeys), on: connection)
+                    // A line index keeps an entity that moved to another line until a read like this one meets it;
+                    // such an entity is not marked seen, so the index of the line it is on now still yields it.
+                    let filed = line == nil ? events : events.filter { SnapshotIndex.lineName(forChannels: $0.channels) == name }
+                    let moved = line == nil ? [] : events.filter { SnapshotIndex.lineName(forChannels: $0.channels) != name }.map(\.entityKey)
+                    seen.formUnion(filed.map(\.entityKey))
+                    pending += filed.filter { $0.matches(any: patterns) }
+                    try await dropStrays(missing + moved, from: index, line: line, on: connection)
+                    try await handOver(isLast: false)
+                } while cursor != "0"
+            }
+            try await handOver(isLast: true)
+        } catch let error as RedisError {
             throw unavailable(error)
         }
     }
 
+    /// Takes index members whose state is gone (expired), or which left the index's line, out of the index — in a
+    /// script that checks again, so a state written since the read keeps its filing.
+    private func dropStrays(_ strays: [String], from index: String, line: String?, on connection: RedisConnection) async throws {
+        guard !strays.isEmpty else { return }
+        _ = try await connection.send(
+            ["EVAL", Self.dropStraysScript, String(1 + strays.count), index] + strays + [line ?? ""]).orThrow()
+    }
+
+    /// KEYS: [index, entity key…]; ARGV: [the index's line, or "" for a type index]. Rarely run, so sent with EVAL.
+    static let dropStraysScript = #"""
+        local line = ARGV[1]
+        for i = 2, #KEYS do
+          local value = redis.call('GET', KEYS[i])
+          if not value then
+            redis.call('SREM', KEYS[1], KEYS[i])
+          elseif line ~= '' then
+            local ok, event = pcall(cjson.decode, value)
+            if ok and event.line ~= line then redis.call('SREM', KEYS[1], KEYS[i]) end
+          end
+        end
+        return 0
+        """#
+
     public func run(delivering sink: any EventSink) async throws {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.commands.maintain() }
+            group.addTask { await self.reads.maintain() }
             group.addTask { try? await self.subscriber.run(delivering: sink) }
             group.addTask { await self.sweeper.run() }
+            group.addTask { await self.buildIndexesOnce() }
+        }
+    }
+
+    /// A cache written by a hub from before the snapshot indexes has states no index names: file them once (every
+    /// node may try; filing is idempotent), then mark the indexes built. Retries until it succeeds or the engine stops.
+    private func buildIndexesOnce() async {
+        while !Task.isCancelled {
+            do {
+                let connection = try await reads.connection()
+                if try await connection.send(["EXISTS", keys.indexesBuilt]).orThrow().integer == 1 { return }
+                var cursor = "0"
+                var filed = 0
+                repeat {
+                    let reply = try await connection.send(["SCAN", cursor, "COUNT", "1000"]).orThrow()
+                    guard case .array(let parts) = reply, parts.count == 2, let next = parts[0].text,
+                        case .array(let found) = parts[1]
+                    else { throw RedisError.unexpectedReply("SCAN answered \(reply)") }
+                    cursor = next
+                    let entityKeys = found.compactMap(\.text).filter(RedisKeys.isEntityKey)
+                    var members: [String: [String]] = [:]
+                    for event in try await read(keys: entityKeys, on: connection).events where event.carriesState {
+                        for name in SnapshotIndex.names(forChannels: event.channels) { members[name, default: []].append(event.entityKey) }
+                    }
+                    if !members.isEmpty {
+                        for reply in try await connection.pipeline(members.map { ["SADD", keys.index($0.key)] + $0.value }) {
+                            _ = try reply.orThrow()
+                        }
+                        filed += members.values.reduce(0) { $0 + $1.count }
+                    }
+                } while cursor != "0"
+                _ = try await connection.send(["SET", keys.indexesBuilt, "1"]).orThrow()
+                if filed > 0 { logger.notice("filed cached states under the snapshot indexes", metadata: ["filed": "\(filed)"]) }
+                return
+            } catch {
+                logger.warning("could not build the snapshot indexes yet; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
         }
     }
 
@@ -146,7 +257,7 @@ public final class RedisEngine: Engine {
     /// - Throws: `EngineUnavailable`.
     public func history(after id: EventID, limit: Int) async throws -> [StoredEvent]? {
         do {
-            switch try await historyStream.page(after: id, limit: limit) {
+            switch try await readHistory.page(after: id, limit: limit) {
             case .events(let events): return events
             case .gap: return nil
             }
@@ -170,51 +281,33 @@ public final class RedisEngine: Engine {
     /// Closes the command connection. `run` ends when its task is cancelled; cancel it first.
     public func shutdown() async {
         await commands.shutdown()
+        await reads.shutdown()
     }
 
     // MARK: private
 
-    /// SCAN one key prefix to the end, reading each page's values while asking for the next page: one pipelined
-    /// round trip per page instead of two.
-    private func scan(prefix: String, on connection: RedisConnection) async throws -> [StoredEvent] {
-        var events: [StoredEvent] = []
-        var seen = Set<String>()
-        var scanReply = try await connection.send(["SCAN", "0", "MATCH", prefix + "*", "COUNT", "1000"])
-        while true {
-            guard case .array(let parts) = try scanReply.orThrow(), parts.count == 2, let cursor = parts[0].text,
-                case .array(let keyReplies) = parts[1]
-            else { throw RedisError.unexpectedReply("SCAN answered \(scanReply)") }
-            // SCAN may return a key more than once.
-            let keys = keyReplies.compactMap(\.text).filter { seen.insert($0).inserted }
-            var commands: [[String]] = []
-            if !keys.isEmpty { commands.append(["MGET"] + keys) }
-            if cursor != "0" { commands.append(["SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"]) }
-            if commands.isEmpty { break }
-            let replies = try await connection.pipeline(commands)
-            if !keys.isEmpty { events.append(contentsOf: try decodeValues(replies[0], keys: keys)) }
-            guard cursor != "0" else { break }
-            scanReply = replies[replies.count - 1]
-        }
-        return events
-    }
-
-    private func read(keys: [String], on connection: RedisConnection) async throws -> [StoredEvent] {
-        guard !keys.isEmpty else { return [] }
+    /// The cached events under `keys` (MGET, at most 1000 keys per command), and the keys that hold none.
+    private func read(keys: [String], on connection: RedisConnection) async throws -> (events: [StoredEvent], missing: [String]) {
+        guard !keys.isEmpty else { return ([], []) }
         let chunks = stride(from: 0, to: keys.count, by: 1000).map { Array(keys[$0..<min($0 + 1000, keys.count)]) }
         let replies = try await connection.pipeline(chunks.map { ["MGET"] + $0 })
-        return try zip(chunks, replies).flatMap { try decodeValues($1, keys: $0) }
+        var events: [StoredEvent] = []
+        var missing: [String] = []
+        for (chunk, reply) in zip(chunks, replies) {
+            guard case .array(let values) = try reply.orThrow(), values.count == chunk.count else {
+                throw RedisError.unexpectedReply("MGET answered \(reply)")
+            }
+            for (key, value) in zip(chunk, values) {
+                guard case .string(let json) = value else {
+                    missing.append(key)
+                    continue
+                }
+                if let event = decodeCached(json, key: key) { events.append(event) }
+            }
+        }
+        return (events, missing)
     }
 
-    private func decodeValues(_ reply: RedisReply, keys: [String]) throws -> [StoredEvent] {
-        guard case .array(let values) = try reply.orThrow(), values.count == keys.count else {
-            throw RedisError.unexpectedReply("MGET answered \(reply)")
-        }
-        // A null is a key that expired between SCAN and MGET.
-        return zip(keys, values).compactMap { key, value in
-            guard case .string(let json) = value else { return nil }
-            return decodeCached(json, key: key)
-        }
-    }
 
     private func decodeCached(_ json: [UInt8], key: String) -> StoredEvent? {
         guard let event = StoredEvent(storedJSON: json) else {

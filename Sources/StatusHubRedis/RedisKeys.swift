@@ -18,13 +18,22 @@ struct RedisKeys: Sendable, Equatable {
     let deadlines: String
     /// `SET <prefix><idempotency key> <event id> EX <window>`.
     let idempotencyPrefix: String
+    /// Set per `SnapshotIndex` name: the entity keys filed under it, a superset of those with a cached state.
+    let indexPrefix: String
+    /// Set once the indexes cover every cached state (a cache written by a hub from before the indexes gets them
+    /// built once, at start).
+    let indexesBuilt: String
 
     init(streamKey: String) {
         stream = streamKey
         lastStates = streamKey + ":last-states"
         deadlines = streamKey + ":deadlines"
         idempotencyPrefix = streamKey + ":idem:"
+        indexPrefix = streamKey + ":index:"
+        indexesBuilt = streamKey + ":indexes-built"
     }
+
+    func index(_ name: String) -> String { indexPrefix + name }
 
     func idempotencyKey(_ key: String) -> String { idempotencyPrefix + key }
 

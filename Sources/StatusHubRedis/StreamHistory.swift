@@ -115,7 +115,10 @@ struct StreamBounds: Equatable {
     /// was either trimmed or predates this stream (a lost and recreated one); either way, what came after it may
     /// be gone. Two ids before the first entry are still complete: the newest id itself (age trimming may have
     /// emptied a quiet stream, but nothing came after it), and the very last id trimming removed.
+    /// `0-0` asks for the whole history: complete while trimming has removed nothing (a stream never written is
+    /// an empty history).
     func holdsEverything(after id: EventID) -> Bool {
+        if id == .zero { return maxDeleted == nil }
         guard exists, let lastGenerated, id <= lastGenerated else { return false }
         if id == lastGenerated || id == maxDeleted { return true }
         guard let firstEntry else { return false }

@@ -93,12 +93,10 @@ final class Connection: Hashable, Sendable {
         }
     }
 
-    /// Releases held-back events into the outbox, minus those the client already has: events up to `replayedThrough`
-    /// (sent by a replay), and state events a snapshot contains (same entity, id not newer than the snapshot's).
-    /// Live events that are still to come and the client already has are dropped the same way (`SeamFilter`). So
-    /// there is no gap and no duplicate at the seam.
-    func endSeam(replayedThrough: EventID? = nil, snapshot: [StoredEvent] = [], position: EventID? = nil) {
-        let answered = SeamFilter(replayedThrough: replayedThrough, snapshot: snapshot, position: position)
+    /// Releases held-back events into the outbox, minus those the client already has from the answer (`answered`:
+    /// a replay, a snapshot). Live events that are still to come and the client already has are dropped the same
+    /// way, until the live stream has passed the answer. So there is no gap and no duplicate at the seam.
+    func endSeam(_ answered: SeamFilter = SeamFilter()) {
         state.withLock { state in
             guard let held = state.seam else { return }
             state.seam = nil

@@ -1,14 +1,32 @@
 import DequeModule
 import Foundation
+import HeapModule
 import StatusHubCore
 import Synchronization
 
 /// The embedded engine: one node, no Redis. Latest state with TTLs, a bounded history ring, idempotency keys and
 /// in-process publish, all under one lock so ids, storage and delivery happen in the same order.
+///
+/// Everything done under the lock costs what it touches, never the size of what is stored: expiry takes due
+/// states from a heap of deadlines and idempotency keys from a queue in window order (the window is the same for
+/// every key), snapshots read the indexes of `SnapshotPlan` a chunk at a time.
 public final class MemoryEngine: Engine {
     private struct CachedState {
         var event: StoredEvent
         var expiresAt: ContinuousClock.Instant
+        /// The `SnapshotIndex` names the entity key is filed under.
+        var indexes: [String]
+    }
+
+    /// When a cached state expires. Superseded entries stay in the heap and are skipped when they come due (the
+    /// state under that key is by then another event).
+    private struct Deadline: Comparable {
+        var expiresAt: ContinuousClock.Instant
+        var entityKey: String
+        var eventID: EventID
+
+        static func < (lhs: Deadline, rhs: Deadline) -> Bool { lhs.expiresAt < rhs.expiresAt }
+        static func == (lhs: Deadline, rhs: Deadline) -> Bool { lhs.expiresAt == rhs.expiresAt && lhs.eventID == rhs.eventID }
     }
 
     private struct Remembered {
@@ -18,13 +36,24 @@ public final class MemoryEngine: Engine {
 
     private struct State {
         var latest: [String: CachedState] = [:]
+        var deadlines = Heap<Deadline>()
+        /// `SnapshotIndex` name → the entity keys filed under it; exact, kept with `latest`.
+        var indexes: [String: Set<String>] = [:]
         var history = Deque<StoredEvent>()
+        var historyBytes = 0
         /// The newest id that left the ring: a resume from before it has a gap.
         var evictedThrough: EventID?
         var idempotency: [String: Remembered] = [:]
+        /// Keys in the order they expire.
+        var idempotencyOrder = Deque<(key: String, expiresAt: ContinuousClock.Instant)>()
         var lastID: EventID?
         var sink: (any EventSink)?
     }
+
+    /// Stale events published per expiry pass (four passes a second): a mass expiry (20,000 machines whose MES
+    /// went quiet together) reaches dashboards as a steady stream they can read, not a burst that overflows them.
+    static let staleEventsPerPass = 500
+    static let expiryPassInterval = Duration.milliseconds(250)
 
     private let config: HubConfig
     private let clock = ContinuousClock()
@@ -38,6 +67,7 @@ public final class MemoryEngine: Engine {
 
     public func append(_ events: [ValidatedEvent]) async throws -> [Appended] {
         let now = clock.now
+        let window = config.server.idempotencyWindowSeconds
         return try state.withLock { state in
             guard state.sink != nil else { throw EngineUnavailable(reason: "memory engine not started") }
             return events.map { event in
@@ -45,9 +75,10 @@ public final class MemoryEngine: Engine {
                     return Appended(id: seen.id, duplicate: true)
                 }
                 let id = store(event, now: now, in: &state)
-                if let key = event.idempotencyKey {
-                    state.idempotency[key] = Remembered(
-                        id: id, expiresAt: now.advanced(by: .seconds(config.server.idempotencyWindowSeconds)))
+                if let key = event.idempotencyKey, window > 0 {
+                    let expiresAt = now.advanced(by: .seconds(window))
+                    state.idempotency[key] = Remembered(id: id, expiresAt: expiresAt)
+                    state.idempotencyOrder.append((key, expiresAt))
                 }
                 return Appended(id: id)
             }
@@ -63,16 +94,33 @@ public final class MemoryEngine: Engine {
             let ttl = config.cacheTTL.seconds(for: event.entityType)
             // A TTL of 0 or less keeps the state until it is replaced.
             let expiresAt = ttl > 0 ? now.advanced(by: .seconds(ttl)) : now.advanced(by: .seconds(Int64.max / 4))
-            state.latest[event.entityKey] = CachedState(event: stored, expiresAt: expiresAt)
+            let indexes = SnapshotIndex.names(forChannels: event.channels)
+            let previous = state.latest.updateValue(
+                CachedState(event: stored, expiresAt: expiresAt, indexes: indexes), forKey: event.entityKey)
+            if previous?.indexes != indexes {
+                for name in previous?.indexes ?? [] where !indexes.contains(name) {
+                    state.indexes[name]?.remove(event.entityKey)
+                }
+                for name in indexes { state.indexes[name, default: []].insert(event.entityKey) }
+            }
+            if ttl > 0 { state.deadlines.insert(Deadline(expiresAt: expiresAt, entityKey: event.entityKey, eventID: id)) }
         }
         state.history.append(stored)
-        if state.history.count > max(1, config.memory.historyMaxLength) {
-            state.evictedThrough = state.history.removeFirst().id
+        state.historyBytes += stored.json.count
+        let maxLength = max(1, config.memory.historyMaxLength)
+        while state.history.count > 1, state.history.count > maxLength || state.historyBytes > config.memory.historyMaxBytes {
+            evictOldest(&state)
         }
         // Delivering under the lock keeps delivery in id order across concurrent publishers;
         // the sink only enqueues, so this never waits on a client.
         state.sink?.deliver(stored)
         return id
+    }
+
+    private func evictOldest(_ state: inout State) {
+        let evicted = state.history.removeFirst()
+        state.historyBytes -= evicted.json.count
+        state.evictedThrough = evicted.id
     }
 
     public func latest(entityKey: String) async throws -> StoredEvent? {
@@ -83,20 +131,42 @@ public final class MemoryEngine: Engine {
         }
     }
 
-    public func snapshot(matching patterns: [ChannelPattern]) async throws -> Snapshot {
-        let now = clock.now
-        return state.withLock { state in
-            let events = state.latest.values.lazy
-                .filter { $0.expiresAt > now && $0.event.matches(any: patterns) }
-                .map(\.event)
-                .sorted { $0.id < $1.id }
-            return Snapshot(events: events, position: state.lastID)
+    public func snapshot(
+        matching patterns: [ChannelPattern], chunkSize: Int, receive: (SnapshotChunk) async throws -> Void
+    ) async throws {
+        let plan = SnapshotPlan(patterns: patterns)
+        // The keys are gathered once (cheap: references to strings the cache holds); their states are read a chunk
+        // at a time, so a large snapshot holds the lock only briefly and ingest goes on between chunks.
+        let (position, keys) = state.withLock { state -> (EventID?, [String]) in
+            var keys = plan.directKeys
+            for name in plan.indexes { keys += state.indexes[name] ?? [] }
+            return (state.lastID, keys)
         }
+        var seen = Set<String>()
+        let size = max(1, chunkSize)
+        var start = 0
+        repeat {
+            let slice = keys[start..<min(keys.count, start + size)]
+            start += slice.count
+            let now = clock.now
+            let events = state.withLock { state in
+                slice.compactMap { key -> StoredEvent? in
+                    guard seen.insert(key).inserted, let cached = state.latest[key], cached.expiresAt > now,
+                        cached.event.matches(any: patterns)
+                    else { return nil }
+                    return cached.event
+                }
+            }
+            let isLast = start >= keys.count
+            if !events.isEmpty || isLast {
+                try await receive(SnapshotChunk(events: events.sorted { $0.id < $1.id }, position: position, isLast: isLast))
+            }
+        } while start < keys.count
     }
 
     public func history(after id: EventID, limit: Int) async throws -> [StoredEvent]? {
         state.withLock { state in
-            if let evicted = state.evictedThrough, evicted > id { return nil }
+            guard Self.holdsEverything(after: id, state) else { return nil }
             // The ring is in id order: binary-search the first entry after `id`.
             var low = 0
             var high = state.history.count
@@ -108,35 +178,54 @@ public final class MemoryEngine: Engine {
         }
     }
 
+    /// Whether every event after `id` is still in the ring — the same rule as the Redis engine's
+    /// `StreamBounds.holdsEverything`. An id this engine cannot place is a gap: one from before this process (the
+    /// memory engine's history starts with it), one newer than anything it assigned, one older than the ring.
+    /// `0-0` asks for the whole history: complete while nothing has been evicted.
+    private static func holdsEverything(after id: EventID, _ state: State) -> Bool {
+        if id == .zero { return state.evictedThrough == nil }
+        guard let last = state.lastID, id <= last else { return false }
+        if id == last || id == state.evictedThrough { return true }
+        guard let first = state.history.first else { return false }
+        return id >= first.id
+    }
+
     public func run(delivering sink: any EventSink) async throws {
         state.withLock { $0.sink = sink }
         defer { state.withLock { $0.sink = nil } }
         while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(250))
+            try? await Task.sleep(for: Self.expiryPassInterval)
             expire(now: clock.now)
         }
     }
 
-    /// Publishes one `status_stale` per expired entity, drops it from the cache, and trims history by age and
-    /// idempotency keys by window.
+    /// Publishes one `status_stale` per expired entity (at most `staleEventsPerPass`; the rest on later passes) and
+    /// drops it from the cache, trims history by age and forgets idempotency keys past their window.
     func expire(now: ContinuousClock.Instant) {
         let wallNow = Date()
         state.withLock { state in
-            let expired = state.latest.filter { $0.value.expiresAt <= now }
-            for (key, cached) in expired.sorted(by: { $0.value.event.id < $1.value.event.id }) {
-                state.latest[key] = nil
+            var budget = Self.staleEventsPerPass
+            while budget > 0, let due = state.deadlines.min, due.expiresAt <= now {
+                state.deadlines.removeMin()
+                guard let cached = state.latest[due.entityKey], cached.event.id == due.eventID else { continue }
+                state.latest[due.entityKey] = nil
+                for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
                 if let stale = StaleEvent.make(for: cached.event, at: wallNow) {
                     _ = store(stale, now: now, in: &state)
+                    budget -= 1
                 }
             }
             let maxAge = config.memory.historyMaxAgeSeconds
             if maxAge > 0 {
                 let oldest = UInt64(max(0, (wallNow.timeIntervalSince1970 - Double(maxAge)) * 1000))
-                while let first = state.history.first, first.id.milliseconds < oldest {
-                    state.evictedThrough = state.history.removeFirst().id
+                while let first = state.history.first, first.id.milliseconds < oldest { evictOldest(&state) }
+            }
+            while let first = state.idempotencyOrder.first, first.expiresAt <= now {
+                state.idempotencyOrder.removeFirst()
+                if let remembered = state.idempotency[first.key], remembered.expiresAt <= now {
+                    state.idempotency[first.key] = nil
                 }
             }
-            state.idempotency = state.idempotency.filter { $0.value.expiresAt > now }
         }
     }
 }

@@ -73,18 +73,30 @@ struct StateController {
             }
             patterns.append(pattern.scoped(to: subscriber.tenant))
         }
-        do {
-            let events = try await engine.snapshot(matching: patterns).events
-            var body = Array(#"{"events":["#.utf8)
-            for (position, event) in events.enumerated() {
-                if position > 0 { body.append(UInt8(ascii: ",")) }
-                body += event.json
-            }
-            body += Array("]}".utf8)
-            return JSONResponse.bytes(body)
-        } catch let unavailable as EngineUnavailable {
-            return unavailableResponse(unavailable)
+        // Streamed a chunk at a time, like a WebSocket snapshot, so ten of these at once on 50,000 states hold no
+        // large buffer. The status goes out before the first read, so only an engine known to be down gets a 503;
+        // one that fails midway cuts the response off (no final chunk): a client never mistakes part for the whole.
+        guard engine.isReady else {
+            return unavailableResponse(EngineUnavailable(reason: "the engine is not connected"))
         }
+        let (engine, scoped) = (engine, patterns)
+        let body = ResponseBody { writer in
+            try await writer.write(ByteBuffer(string: #"{"events":["#))
+            var first = true
+            try await engine.snapshot(matching: scoped, chunkSize: 500) { chunk in
+                guard !chunk.events.isEmpty else { return }
+                var bytes: [UInt8] = []
+                for event in chunk.events {
+                    if !first { bytes.append(UInt8(ascii: ",")) }
+                    first = false
+                    bytes += event.json
+                }
+                try await writer.write(ByteBuffer(bytes: bytes))
+            }
+            try await writer.write(ByteBuffer(string: "]}"))
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: body)
     }
 
     private func unavailableResponse(_ unavailable: EngineUnavailable) -> Response {

@@ -214,7 +214,7 @@ struct WebSocketSession {
         if let since {
             switch await replay(after: since, patterns: patterns) {
             case .complete(let through):
-                connection.endSeam(replayedThrough: through)
+                connection.endSeam(SeamFilter(replayedThrough: through))
                 return
             case .gap:
                 metrics.resyncs.increment()
@@ -229,15 +229,29 @@ struct WebSocketSession {
             connection.endSeam()
             return
         }
+        var answered = SeamFilter()
         do {
-            let snapshot = try await engine.snapshot(matching: patterns)
-            reply(ServerMessage.snapshot(id: id, events: snapshot.events, position: snapshot.position))
-            connection.endSeam(snapshot: snapshot.events, position: snapshot.position)
+            var first = true
+            try await engine.snapshot(matching: patterns, chunkSize: Self.snapshotChunkEvents) { chunk in
+                if first { answered.snapshot(at: chunk.position) }
+                first = false
+                answered.sent(chunk.events)
+                reply(ServerMessage.snapshot(id: id, events: chunk.events, position: chunk.position, more: !chunk.isLast))
+                // Read the next part only once this one is nearly on its way: a snapshot of 50,000 states to a dozen
+                // dashboards at once must not sit in their outboxes whole.
+                while !chunk.isLast, connection.outbox.count > 2, !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
+            connection.endSeam(answered)
         } catch {
             reply(ServerMessage.error(id: id, code: .unavailable, message: "snapshot unavailable: \(error); live events follow"))
             connection.endSeam()
         }
     }
+
+    /// Events per `snapshot` frame: a few hundred KB at seed-sized events.
+    static let snapshotChunkEvents = 500
 
     private enum Replay {
         case complete(through: EventID)

@@ -188,7 +188,9 @@ struct RedisEngineTests {
                 #expect(try await engine.history(after: ids[1], limit: 2) == Array(expected[2...3]))
                 #expect(try await engine.history(after: ids[4], limit: 100)?.isEmpty == true)
                 // Before the first retained entry the stream cannot tell trimmed from never-written: a gap.
-                #expect(try await engine.history(after: EventID(milliseconds: 0, sequence: 0), limit: 100) == nil)
+                #expect(try await engine.history(after: EventID(milliseconds: 1, sequence: 0), limit: 100) == nil)
+                // Except `0-0`, the whole history, while nothing was trimmed (as on the memory engine).
+                #expect(try await engine.history(after: .zero, limit: 100) == expected)
                 #expect(try await engine.historyIsComplete(after: ids[0]))
             }
         }
@@ -336,7 +338,7 @@ struct RedisEngineTests {
         }
     }
 
-    @Test func snapshotPlanPrunesEntityTypes() throws {
+    @Test func snapshotPlanPrunesEntityTypesAndUsesLineIndexes() throws {
         func plan(_ patterns: String...) throws -> (scanned: [String], direct: [String]) {
             let plan = SnapshotPlan(patterns: try patterns.map { try ChannelPattern(parsing: $0) })
             return (plan.scanTypes.map(\.rawValue), plan.directKeys)
@@ -351,7 +353,11 @@ struct RedisEngineTests {
         #expect(try plan("allocation-changes").scanned == ["allocation"])
         #expect(try plan("alerts").scanned.isEmpty)
         #expect(try plan("idle-time-predictions").scanned.isEmpty)
-        #expect(try plan("line:Line-2:*").scanned == everyType)
+        // A line's patterns read that line's index, not every type's.
+        #expect(try plan("line:Line-2:*").scanned.isEmpty)
+        #expect(SnapshotPlan(patterns: [try ChannelPattern(parsing: "line:Line-2:*")]).indexes == ["line:Line-2"])
+        #expect(SnapshotPlan(patterns: [try ChannelPattern(parsing: "line:Line-2:alerts:*")]).indexes.isEmpty)
+        #expect(SnapshotPlan(patterns: [try ChannelPattern(parsing: "line:Line-2:*").scoped(to: "acme")]).indexes == ["@acme:line:Line-2"])
         #expect(try plan("line:*:work-order-progress:*").scanned == ["work_order"])
         #expect(try plan("*:WO-7").scanned == everyType)
         #expect(try plan("*").scanned == everyType)

@@ -111,4 +111,44 @@ struct ResumeTests {
             _ = await socket.close()
         }
     }
+
+    /// An id the engine cannot place gets `resync`, on both engines: one newer than anything assigned, one older than
+    /// the history. `0-0` means the whole history on both while nothing was trimmed.
+    @Test(arguments: EngineKind.allCases)
+    func sinceAnIDTheEngineCannotPlaceGetsResyncAndZeroReplaysEverything(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind) { hub in
+            _ = try await HTTP.post(port: hub.port, events: (0..<3).map { SampleEvents.machineStatus("M-\($0)") })
+            for unknown in ["99999999999999-0", "1-0"] {
+                let socket = try await TestSocket(port: hub.port)
+                socket.send(#"{"op":"subscribe","id":"r","channels":["machine:*"],"since":"\#(unknown)"}"#)
+                #expect(try await socket.next()["op"] == .string("subscribed"))
+                #expect(try await socket.next() == ["op": .string("resync"), "id": .string("r"), "reason": .string("history_gap")])
+                _ = await socket.close()
+            }
+            let socket = try await TestSocket(port: hub.port)
+            socket.send(#"{"op":"subscribe","id":"r","channels":["machine:*"],"since":"0-0"}"#)
+            #expect(try await socket.next()["op"] == .string("subscribed"))
+            let replayed = [try await socket.nextEvent(), try await socket.nextEvent(), try await socket.nextEvent()]
+            #expect(replayed.map { $0["entity_id"]?.stringValue } == ["M-0", "M-1", "M-2"])
+            #expect(await socket.drain(for: .milliseconds(200)).isEmpty)
+            _ = await socket.close()
+        }
+    }
+
+    /// The memory engine's history starts with its process: a subscriber resuming from before a restart cannot be
+    /// brought up to date by replay, and must be told so rather than answered with nothing.
+    @Test func resumeAcrossAMemoryEngineRestartGetsResync() async throws {
+        let lastSeen = try await withHub(engine: .memory) { hub in
+            let reply = try await HTTP.post(port: hub.port, events: (0..<5).map { SampleEvents.machineStatus("M-\($0)") })
+            return try #require(reply.json["accepted"]?.arrayValue?.last?["event_id"]?.stringValue)
+        }
+        try await withHub(engine: .memory) { hub in
+            _ = try await HTTP.post(port: hub.port, events: (5..<15).map { SampleEvents.machineStatus("M-\($0)") })
+            let socket = try await TestSocket(port: hub.port)
+            socket.send(#"{"op":"subscribe","id":"r","channels":["machine:*"],"since":"\#(lastSeen)"}"#)
+            #expect(try await socket.next()["op"] == .string("subscribed"))
+            #expect(try await socket.next() == ["op": .string("resync"), "id": .string("r"), "reason": .string("history_gap")])
+            _ = await socket.close()
+        }
+    }
 }

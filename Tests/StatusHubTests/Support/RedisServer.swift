@@ -32,14 +32,21 @@ final class RedisServer: Sendable {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("statushub-redis-\(UUID().uuidString)", isDirectory: true)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let server = RedisServer(port: try freeLoopbackPort(), directory: directory, extraArguments: extraArguments)
-        do {
-            try await server.launch()
-        } catch {
-            await server.stop()
-            throw error
+        // A free port can be taken by another process (a parallel test run) between our probe and redis-server's
+        // bind: try another one then.
+        for attempt in 1...5 {
+            let server = RedisServer(port: try freeLoopbackPort(), directory: directory, extraArguments: extraArguments)
+            do {
+                try await server.launch()
+                return server
+            } catch let error as StartError where error.description.contains("Address already in use") && attempt < 5 {
+                await server.stop()
+            } catch {
+                await server.stop()
+                throw error
+            }
         }
-        return server
+        throw StartError(description: "redis-server found no free port in 5 attempts")
     }
 
     var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }

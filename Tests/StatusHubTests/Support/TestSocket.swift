@@ -83,11 +83,16 @@ final class TestSocket: Sendable {
         let reply = try await next()
         guard reply["op"]?.stringValue == "subscribed" else { throw Timeout(waitingFor: "subscribed, got \(reply)") }
         guard snapshot else { return [] }
-        let snapshotMessage = try await next()
-        guard snapshotMessage["op"]?.stringValue == "snapshot", case .array(let events)? = snapshotMessage["events"] else {
-            throw Timeout(waitingFor: "snapshot, got \(snapshotMessage)")
+        // A large snapshot comes in parts, each but the last marked `"more":true`.
+        var collected: [StoredEventJSON] = []
+        while true {
+            let snapshotMessage = try await next()
+            guard snapshotMessage["op"]?.stringValue == "snapshot", case .array(let events)? = snapshotMessage["events"] else {
+                throw Timeout(waitingFor: "snapshot, got \(snapshotMessage)")
+            }
+            collected += events.compactMap(\.objectValue)
+            if snapshotMessage["more"] != .bool(true) { return collected }
         }
-        return events.compactMap(\.objectValue)
     }
 
     /// The next `event` message's event.
