@@ -214,7 +214,7 @@ struct WebSocketSession {
         if let since {
             switch await replay(after: since, patterns: patterns) {
             case .complete(let through):
-                connection.endSeam(SeamFilter(replayedThrough: through))
+                connection.endSeam(SeamFilter(patterns: patterns, replayedThrough: through))
                 return
             case .gap:
                 metrics.resyncs.increment()
@@ -229,7 +229,7 @@ struct WebSocketSession {
             connection.endSeam()
             return
         }
-        var answered = SeamFilter()
+        var answered = SeamFilter(patterns: patterns)
         do {
             var first = true
             try await engine.snapshot(matching: patterns, chunkSize: Self.snapshotChunkEvents) { chunk in
