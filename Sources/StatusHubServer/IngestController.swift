@@ -2,6 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
+import NIOHTTP1
 import StatusHubCore
 
 /// `POST /v1/events`: decode, validate, hand the valid events to the engine in one batch, answer per event.
@@ -38,8 +40,12 @@ struct IngestController {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: limits.maxBodyBytes)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch is NIOTooManyBytesError {
             return tooLarge(nil)
+        } catch let malformed as HTTPParserError {
+            // The body's framing (chunk sizes) is broken: nothing after it can be read, so the connection ends.
+            let (status, field, reason) = malformed.answer(limits: .init())
+            return JSONResponse.error(.init(code: Int(status.code)), field: field, reason: reason, headers: [.connection: "close"])
         }
 
         let decoded: [Result<JSONValue, FieldError>]

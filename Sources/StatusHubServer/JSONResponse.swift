@@ -19,7 +19,14 @@ enum JSONResponse {
     }
 
     static func error(_ status: HTTPResponse.Status, field: String, reason: String, headers: HTTPFields = [:]) -> Response {
-        encode(ErrorBody(error: .init(status: status.code, field: field, reason: reason)), status: status, headers: headers)
+        bytes(errorBytes(status: status.code, field: field, reason: reason), status: status, headers: headers)
+    }
+
+    /// The error body on its own, for answers written below Hummingbird (`HTTP1ConnectionGuard`).
+    static func errorBytes(status: Int, field: String, reason: String) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(ErrorBody(error: .init(status: status, field: field, reason: reason)))) ?? Data("{}".utf8))
     }
 
     private struct ErrorBody: Encodable {

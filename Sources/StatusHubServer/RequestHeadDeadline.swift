@@ -1,34 +1,14 @@
-import HummingbirdCore
-import Logging
 import NIOCore
 
-/// A child channel that closes the connection unless its first request head is complete within `deadline`.
+/// Closes the connection unless its first request head is complete within `deadline`.
 ///
 /// Written here because neither library bounds that phase: Hummingbird's idle timeout
 /// (`HTTP1Channel.Configuration.idleTimeout`) is installed only after a first request head has been parsed, and
 /// NIO's `IdleStateHandler` restarts on every byte. So a client that connects and sends nothing, never finishes
 /// its TLS handshake, or trickles header bytes (slowloris) would hold a socket and a connection slot for ever.
-struct RequestHeadDeadlineChannel<Base: ServerChildChannel>: ServerChildChannel {
-    typealias Value = Base.Value
-    let base: Base
-    let deadline: TimeAmount
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
-            // Behind TLS when there is TLS (the TLS channel adds its handler before calling this), so it sees the
-            // decrypted request bytes.
-            try channel.pipeline.syncOperations.addHandler(RequestHeadDeadline(deadline: deadline))
-        }.flatMap {
-            base.setup(channel: channel, logger: logger)
-        }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
-    }
-}
-
-/// Watches the bytes for the blank line that ends the first request head; closes the channel if it has not come
+/// Installed by `GuardedHTTP1Channel`.
+///
+/// It watches the bytes for the blank line that ends the first request head; closes the channel if it has not come
 /// by the deadline, and takes itself out of the pipeline once it has.
 final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer

@@ -73,18 +73,20 @@ public struct StatusHub: Sendable {
     }
 
     /// HTTP/1.1 with the upgrade to `/v1/ws`, behind TLS when the config names a certificate. `idle_timeout_seconds`
-    /// bounds both the wait for a first complete request head (`RequestHeadDeadlineChannel`: slowloris, silent or
-    /// half-open sockets, stalled TLS handshakes) and idle keep-alive between requests (Hummingbird's idle
-    /// timeout). Upgraded connections are watched by the WebSocket ping instead.
+    /// bounds the wait for a first complete request head (`RequestHeadDeadline`: slowloris, silent or half-open
+    /// sockets, stalled TLS handshakes), idle keep-alive between requests (Hummingbird's idle timeout), and the
+    /// dropped body after a closing answer (`HTTP1ConnectionGuard`). Upgraded connections are watched by the
+    /// WebSocket ping instead.
     private var server: HTTPServerBuilder {
         let timeout = TimeAmount.milliseconds(Int64(config.server.idleTimeoutSeconds * 1000))
         let configuration = HTTP1WebSocketUpgradeChannel.Configuration(
             http1: HTTP1Channel.Configuration(idleTimeout: timeout), ws: webSocketConfiguration)
         let shouldUpgrade = self.shouldUpgrade
+        let maxBodyBytes = config.server.maxBodyBytes
         return HTTPServerBuilder { [tls] responder in
-            let channel = RequestHeadDeadlineChannel(
+            let channel = GuardedHTTP1Channel(
                 base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: configuration, shouldUpgrade: shouldUpgrade),
-                deadline: timeout)
+                deadline: timeout, maxBodyBytes: maxBodyBytes, decoderLimits: configuration.http1.httpDecoder)
             return try tls.map { try TLSChannel(channel, tlsConfiguration: $0) } ?? channel
         }
     }

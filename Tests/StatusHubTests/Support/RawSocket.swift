@@ -38,6 +38,12 @@ final class RawSocket {
 
     func send(_ text: String) throws { try send(Array(text.utf8)) }
 
+    /// Makes a send that cannot finish within `seconds` (the peer stopped reading) fail instead of blocking.
+    func setSendTimeout(seconds: Int) {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Sends a WebSocket upgrade for `path` with `headers`.
     func upgrade(path: String = "/v1/ws", headers: [String: String] = [:]) throws {
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -1,0 +1,225 @@
+import HummingbirdCore
+import NIOCore
+import NIOHTTP1
+
+/// Keeps HTTP/1's promises about how a connection ends, from right behind NIO's request decoder, for the whole
+/// HTTP life of a connection, its first request included:
+/// - a request the parser refuses (a bad `Content-Length`, `Transfer-Encoding` with `Content-Length`, headers
+///   over the limits, a space before a colon, …) is answered with the JSON error — 400, or 431 for headers too
+///   large — and the connection is closed; one pipelined behind others is answered after them;
+/// - a request that does not keep the connection alive (`Connection: close`, HTTP/1.0 without keep-alive) ends
+///   it once its response is written. A body still arriving then is read and dropped (for at most `linger`)
+///   behind a closed output, so a client that sends its whole body before it reads (Python's urllib) gets the
+///   early answer (413) instead of a stalled send or a reset;
+/// - `Expect: 100-continue` is answered with `100 Continue`, unless the declared body is over `maxBodyBytes`
+///   (then the 413 is the answer).
+///
+/// Written here because the libraries leave these open: hummingbird-websocket's upgrade channel sets NIO's
+/// pipeline up with error handling off, so a parse error in the first request reached nobody and the connection
+/// waited for ever for a head that never came; Hummingbird answers later parse errors with an empty 400, ends a
+/// connection only for `Connection: close` (and then stops reading a body it did not want), and has no
+/// `100 Continue`. NIO's `HTTPServerProtocolErrorHandler` answers parse errors with an empty 400 and cannot be
+/// added to that pipeline by configuration.
+final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let maxBodyBytes: Int
+    private let linger: TimeAmount
+    private let decoderLimits: HTTP1Channel.Configuration.DecoderConfiguration
+    /// Per request whose response has not ended, oldest first: whether it keeps the connection alive.
+    private var unanswered = CircularBuffer<Bool>()
+    /// A request head has passed and its end has not.
+    private var readingBody = false
+    private var sawFirstHead = false
+    /// The response being written says `Connection: close`.
+    private var responseCloses = false
+    private var state = State.open
+
+    private enum State {
+        case open
+        /// The parser refused a request pipelined behind ones still being answered; answered after them.
+        case refusing(HTTPParserError)
+        /// The last response is written and the output closed; what the client still sends is dropped.
+        case draining(Scheduled<Void>)
+        case closing
+    }
+
+    init(maxBodyBytes: Int, linger: TimeAmount, decoderLimits: HTTP1Channel.Configuration.DecoderConfiguration) {
+        self.maxBodyBytes = maxBodyBytes
+        self.linger = linger
+        self.decoderLimits = decoderLimits
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        switch state {
+        case .open: break
+        case .draining:
+            if case .end = part { close(context) }
+            return
+        case .refusing, .closing:
+            if case .end = part { readingBody = false }
+            return
+        }
+        switch part {
+        case .head(let head):
+            unanswered.append(head.isKeepAlive)
+            readingBody = true
+            let first = !sawFirstHead
+            sawFirstHead = true
+            // Only when no earlier response is being written, so that the 100 cannot land inside one; a pipelined
+            // request's client falls back on its own wait.
+            if head.expectsContinue, unanswered.count == 1, head.version.major == 1, head.version.minor >= 1,
+                head.declaredLength.map({ $0 <= maxBodyBytes }) ?? true
+            {
+                let continueHead = HTTPResponseHead(version: .http1_1, status: .continue)
+                context.writeAndFlush(wrapOutboundOut(.head(continueHead)), promise: nil)
+            }
+            context.fireChannelRead(data)
+            if first, head.asksForWebSocket {
+                // NIO's upgrade handler behind takes this connection over and removes the decoder, whose leftover
+                // bytes would reach this handler as raw bytes; if it refuses, it answers and closes itself.
+                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            }
+        case .body:
+            context.fireChannelRead(data)
+        case .end:
+            readingBody = false
+            context.fireChannelRead(data)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // Nothing behind reads a dropped body, so keep its bytes coming.
+        if case .draining = state { context.read() }
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard case .open = state else {
+            // The decoder has failed for good; it reports each later read too. Nothing more to say about it.
+            if !(error is HTTPParserError || error is ByteToMessageDecoderError) { context.fireErrorCaught(error) }
+            return
+        }
+        guard let refusal = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        switch (readingBody, unanswered.isEmpty) {
+        case (true, false):
+            // In the body of the request being answered: its handler sees its body fail and answers
+            // (`IngestController`); the connection ends after that answer.
+            unanswered[unanswered.index(before: unanswered.endIndex)] = false
+            context.fireErrorCaught(error)
+        case (true, true):
+            // In a body whose request was answered already: nothing left to say.
+            close(context)
+        case (false, false):
+            state = .refusing(refusal)
+        case (false, true):
+            answer(refusal, context: context)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            if head.status.code >= 200 { responseCloses = !head.isKeepAlive }
+            context.write(data, promise: promise)
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            let keptAlive = unanswered.popFirst() ?? true
+            let ends = !keptAlive || responseCloses
+            responseCloses = false
+            if ends {
+                afterWriting(data, context: context, promise: promise) { $0.finish($1) }
+            } else if unanswered.isEmpty, case .refusing(let refusal) = state {
+                context.write(data, promise: promise)
+                state = .open
+                answer(refusal, context: context)
+            } else {
+                context.write(data, promise: promise)
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .draining(let timer) = state { timer.cancel() }
+        state = .closing
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if case .draining(let timer) = state { timer.cancel() }
+    }
+
+    /// Answers a request the parser refused, and ends the connection.
+    private func answer(_ refusal: HTTPParserError, context: ChannelHandlerContext) {
+        let (status, field, reason) = refusal.answer(limits: decoderLimits)
+        let body = JSONResponse.errorBytes(status: Int(status.code), field: field, reason: reason)
+        let head = HTTPResponseHead(
+            version: .http1_1, status: status,
+            headers: ["Content-Type": "application/json", "Content-Length": String(body.count), "Connection": "close"])
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+        afterWriting(wrapOutboundOut(.end(nil)), context: context, promise: nil) { $0.finish($1) }
+    }
+
+    /// Writes and flushes `data`, then runs `next`: closing before a write has reached the socket would drop it.
+    private func afterWriting(
+        _ data: NIOAny, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?,
+        _ next: @escaping (HTTP1ConnectionGuard, ChannelHandlerContext) -> Void
+    ) {
+        state = .closing
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(data, promise: written)
+        written.futureResult.assumeIsolated().whenComplete { [self] _ in
+            state = .open
+            next(self, context)
+        }
+        written.futureResult.cascade(to: promise)
+    }
+
+    /// Ends the connection after its last response: at once when the client has sent all it meant to; else
+    /// once the rest of its body has arrived (and been dropped) or `linger` has passed, with the output closed
+    /// meanwhile so the client sees the answer is complete.
+    private func finish(_ context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        guard readingBody else { return close(context) }
+        let timer = context.eventLoop.assumeIsolated().scheduleTask(in: linger) { [self] in close(context) }
+        state = .draining(timer)
+        context.close(mode: .output, promise: nil)
+        context.read()
+    }
+
+    private func close(_ context: ChannelHandlerContext) {
+        if case .draining(let timer) = state { timer.cancel() }
+        state = .closing
+        if !sawFirstHead {
+            // NIO's upgrade handler behind still waits for a first head. Told that no input will come, it closes
+            // the connection and reports "input closed", which hummingbird-websocket logs at trace; a plain close
+            // would make it report an error for every refused request.
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        }
+        context.close(promise: nil)
+    }
+}
+
+extension HTTPRequestHead {
+    fileprivate var expectsContinue: Bool {
+        headers["expect"].contains { $0.lowercased() == "100-continue" }
+    }
+
+    fileprivate var declaredLength: Int? {
+        headers["content-length"].first.flatMap { Int($0) }
+    }
+
+    /// What makes NIO's upgrade handler try the WebSocket upgrader.
+    fileprivate var asksForWebSocket: Bool {
+        headers["upgrade"].contains { $0.lowercased().contains("websocket") }
+    }
+}

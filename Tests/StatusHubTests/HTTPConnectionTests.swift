@@ -1,0 +1,163 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+/// How HTTP/1 connections end, done over raw sockets: every request the parser refuses is answered with the JSON
+/// error and closed at once (first request or later), a connection that does not keep alive ends after its
+/// response, an early answer reaches a client still sending its body, and `Expect: 100-continue` is answered.
+@Suite("HTTP connections")
+struct HTTPConnectionTests {
+    /// Request heads NIO's parser refuses, each with the status and field of the answer.
+    static let malformedHeads: [(name: String, head: String, status: Int, field: String)] = [
+        ("negative Content-Length", "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "Content-Length"),
+        ("Content-Length list", "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 2\r\n\r\n", 400, "Content-Length"),
+        ("two Content-Lengths", "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, "Content-Length"),
+        ("Transfer-Encoding and Content-Length",
+         "POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 400, "Content-Length"),
+        ("200 KB header", "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 200_000))\r\n\r\n", 431, "headers"),
+        ("2,000 headers",
+         "GET /health HTTP/1.1\r\nHost: x\r\n" + (0..<2000).map { "X-H\($0): v\r\n" }.joined() + "\r\n", 431, "headers"),
+        ("space before the colon", "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n", 400, "headers"),
+    ]
+
+    /// Sends `bytes` on a fresh connection and reads until the hub closes it (at most `timeout`).
+    static func exchange(port: Int, _ bytes: [UInt8], timeout: TimeInterval = 5) async throws -> (responses: [RawHTTPResponse], closed: Bool, seconds: Double) {
+        try await RawSocket.offPool {
+            let socket = try RawSocket(port: port)
+            let start = Date()
+            try? socket.send(bytes)
+            let (received, closed) = socket.read(timeout: timeout)
+            return (RawHTTPResponse.all(in: received), closed, Date().timeIntervalSince(start))
+        }
+    }
+
+    @Test func malformedFirstRequestIsAnsweredAndClosed() async throws {
+        // An idle timeout far beyond the test's wait: what closes these connections is the answer, not the timeout.
+        try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 60 }) { hub in
+            for malformed in Self.malformedHeads {
+                let (responses, closed, _) = try await Self.exchange(port: hub.port, Array(malformed.head.utf8))
+                #expect(responses.map(\.status) == [malformed.status], "\(malformed.name)")
+                #expect(responses.first?.errorField == malformed.field, "\(malformed.name): \(responses.first.map { String(decoding: $0.body, as: UTF8.self) } ?? "no answer")")
+                #expect(responses.first?.headers["connection"] == "close", "\(malformed.name)")
+                #expect(closed, "\(malformed.name): the connection stayed open")
+            }
+            #expect(try await HTTP.get(port: hub.port, "/health").status == 200)
+        }
+    }
+
+    @Test func malformedRequestAfterOneOnTheSameConnectionIsAnsweredAfterIt() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 60 }) { hub in
+            let good = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+            for malformed in Self.malformedHeads {
+                // Pipelined in one write, and a second request once the first is answered: 200, then the JSON error.
+                let (pipelined, closed, _) = try await Self.exchange(port: hub.port, Array((good + malformed.head).utf8))
+                #expect(pipelined.map(\.status) == [200, malformed.status], "\(malformed.name)")
+                #expect(pipelined.last?.errorField == malformed.field, "\(malformed.name)")
+                #expect(closed, "\(malformed.name)")
+
+                let (statuses, laterClosed) = try await RawSocket.offPool { () -> ([Int], Bool) in
+                    let socket = try RawSocket(port: hub.port)
+                    try socket.send(good)
+                    let first = socket.read(timeout: 5) { RawHTTPResponse.all(in: $0).count == 1 }
+                    try? socket.send(malformed.head)
+                    let second = socket.read(timeout: 5)
+                    return (RawHTTPResponse.all(in: first.bytes + second.bytes).map(\.status), second.closed)
+                }
+                #expect(statuses == [200, malformed.status], "\(malformed.name)")
+                #expect(laterClosed, "\(malformed.name)")
+            }
+        }
+    }
+
+    /// Many malformed first requests at once: each is closed, so they hold no descriptors (1,100 of them used to
+    /// exhaust `ulimit -n 1024` and starve `/health`).
+    @Test func manyMalformedConnectionsAreAllClosed() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 60 }) { hub in
+            let closed = try await RawSocket.offPool { () -> Int in
+                let sockets = try (0..<1100).map { _ in try RawSocket(port: hub.port) }
+                for socket in sockets { try? socket.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n") }
+                return sockets.count(where: { $0.read(timeout: 5).closed })
+            }
+            #expect(closed == 1100)
+            #expect(try await HTTP.get(port: hub.port, "/health").status == 200)
+        }
+    }
+
+    /// A malformed chunked body on the request being answered: its handler reads the failure and says so.
+    @Test func malformedChunkedBodyIsAnsweredWithJSON() async throws {
+        try await withHub(engine: .memory) { hub in
+            let request = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+            let (responses, closed, _) = try await Self.exchange(port: hub.port, Array(request.utf8))
+            #expect(responses.map(\.status) == [400])
+            #expect(responses.first?.errorField == "body")
+            #expect(closed)
+        }
+    }
+
+    /// HTTP/1.0 without keep-alive: the connection ends with the response, not at the idle timeout.
+    @Test func http10WithoutKeepAliveIsClosedAfterTheResponse() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 60 }) { hub in
+            let (responses, closed, seconds) = try await Self.exchange(port: hub.port, Array("GET /health HTTP/1.0\r\n\r\n".utf8))
+            #expect(responses.map(\.status) == [200])
+            #expect(closed && seconds < 5)
+            // With keep-alive it stays open for the next request.
+            let (_, keptOpen, _) = try await Self.exchange(
+                port: hub.port, Array("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".utf8), timeout: 1)
+            #expect(!keptOpen)
+        }
+    }
+
+    /// A client that sends its whole body before reading (Python's urllib) with `Connection: close` gets the 413
+    /// the hub answers from `Content-Length` alone, instead of waiting on a send the hub no longer reads.
+    @Test func overSizeBodyWithConnectionCloseGets413() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.maxBodyBytes = 1024 }) { hub in
+            let body = [UInt8](repeating: UInt8(ascii: "x"), count: 8 << 20)
+            let result = try await RawSocket.offPool { () -> (sent: Bool, responses: [RawHTTPResponse], closed: Bool) in
+                let socket = try RawSocket(port: hub.port)
+                socket.setSendTimeout(seconds: 10)
+                try socket.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n")
+                let sent = (try? socket.send(body)) != nil
+                let (received, closed) = socket.read(timeout: 10)
+                return (sent, RawHTTPResponse.all(in: received), closed)
+            }
+            #expect(result.sent, "the hub stopped reading the body, so the client could not finish sending it")
+            #expect(result.responses.map(\.status) == [413])
+            #expect(result.responses.first?.errorField == "body")
+            #expect(result.closed)
+        }
+    }
+
+    /// A chunked body over `server.max_body_bytes` gets the JSON 413, not an empty one.
+    @Test func overSizeChunkedBodyGetsJSON413() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.maxBodyBytes = 1024 }) { hub in
+            let chunk = String(repeating: "x", count: 4096)
+            let request = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + "1000\r\n\(chunk)\r\n0\r\n\r\n"
+            let (responses, _, _) = try await Self.exchange(port: hub.port, Array(request.utf8), timeout: 3)
+            #expect(responses.map(\.status) == [413])
+            #expect(responses.first?.errorField == "body")
+        }
+    }
+
+    /// `Expect: 100-continue` gets `100 Continue` at once (curl waited a second for it on every POST), then the
+    /// answer to the body; a declared body over the limit gets the 413 instead.
+    @Test func expectContinueIsAnswered() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.maxBodyBytes = 65536 }) { hub in
+            let event = Array(SampleEvents.alert("M-100").utf8)
+            let (interim, final) = try await RawSocket.offPool { () -> ([RawHTTPResponse], [RawHTTPResponse]) in
+                let socket = try RawSocket(port: hub.port)
+                try socket.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(event.count)\r\nExpect: 100-continue\r\n\r\n")
+                let interim = socket.read(timeout: 0.5) { RawHTTPResponse.all(in: $0).count == 1 }.bytes
+                try socket.send(event)
+                let final = socket.read(timeout: 5) { RawHTTPResponse.all(in: $0).count == 1 }.bytes
+                return (RawHTTPResponse.all(in: interim), RawHTTPResponse.all(in: final))
+            }
+            #expect(interim.map(\.status) == [100])
+            #expect(final.map(\.status) == [202])
+
+            let tooLarge = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n"
+            let (responses, _, _) = try await Self.exchange(port: hub.port, Array(tooLarge.utf8), timeout: 2)
+            #expect(responses.map(\.status) == [413])
+        }
+    }
+}
