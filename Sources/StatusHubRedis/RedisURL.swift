@@ -96,7 +96,8 @@ public struct RedisURL: Sendable, Hashable, CustomStringConvertible {
         return text
     }
 
-    private static func redacted(_ text: String) -> String {
+    /// `text` with the password masked (`redis://user:***@host`), whether or not it parses: safe for logs.
+    public static func redacted(_ text: String) -> String {
         guard let at = text.lastIndex(of: "@"), let schemeEnd = text.firstRange(of: "://")?.upperBound, schemeEnd < at else {
             return text
         }

@@ -24,6 +24,8 @@ final class SessionAccess: Sendable {
     private let tokens: SubscriberTokens?
     private let rate: Double
     private let start = ContinuousClock.now
+    /// Makes the expiry watch look at the token's `exp` again (set by `watchExpiry`; called by `refresh`).
+    private let expiryRecheck = Mutex<(@Sendable () -> Void)?>(nil)
 
     init(subscriber: Subscriber, tokens: SubscriberTokens?, messagesPerSecond: Double) {
         rate = messagesPerSecond
@@ -75,13 +77,16 @@ final class SessionAccess: Sendable {
         case .failure(let refusal):
             return .failure(refusal)
         case .success(let fresh):
-            return state.withLock { state in
-                guard fresh.tenant == state.subscriber.tenant else {
-                    return .failure(.init(reason: "a token cannot change the connection's tenant; reconnect"))
-                }
+            let sameTenant = state.withLock { state in
+                guard fresh.tenant == state.subscriber.tenant else { return false }
                 state.subscriber = fresh
-                return .success(held.filter { !fresh.allows($0.unscoped.pattern) })
+                return true
             }
+            guard sameTenant else { return .failure(.init(reason: "a token cannot change the connection's tenant; reconnect")) }
+            // The new `exp` may come sooner than the expiry watch's next look: it looks again now.
+            let recheck = expiryRecheck.withLock { $0 }
+            recheck?()
+            return .success(held.filter { !fresh.allows($0.unscoped.pattern) })
         }
     }
 
@@ -98,6 +103,7 @@ final class SessionAccess: Sendable {
             watch.replace(loop.scheduleTask(in: .milliseconds(Int64(min(left, 60) * 1000) + 1)) { check() })
         }
         loop.execute { check() }
+        expiryRecheck.withLock { $0 = { loop.execute { check() } } }
         return watch
     }
 }
@@ -106,11 +112,14 @@ final class SessionAccess: Sendable {
 final class ExpiryWatch: Sendable {
     private let timer = Mutex<(scheduled: Scheduled<Void>?, cancelled: Bool)>((nil, false))
 
+    /// Schedules `next` in place of the timer before it (a refresh may have moved `exp`).
     fileprivate func replace(_ next: Scheduled<Void>) {
-        let cancelled = timer.withLock { timer in
-            if !timer.cancelled { timer.scheduled = next }
-            return timer.cancelled
+        let (cancelled, previous) = timer.withLock { timer in
+            guard !timer.cancelled else { return (true, Scheduled<Void>?.none) }
+            defer { timer.scheduled = next }
+            return (false, timer.scheduled)
         }
+        previous?.cancel()
         if cancelled { next.cancel() }
     }
 

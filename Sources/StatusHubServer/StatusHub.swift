@@ -185,10 +185,11 @@ public struct StatusHub: Sendable {
 }
 
 /// Runs the engine's background work (Redis subscription, cache sweeps) as a service of the node.
-struct EngineService: Service {
+struct EngineService: Service, CustomStringConvertible {
     let engine: any Engine
     let sink: any EventSink
     let logger: Logger
+    var description: String { "EngineService" }
 
     func run() async throws {
         try await cancelWhenGracefulShutdown {
@@ -198,9 +199,11 @@ struct EngineService: Service {
 }
 
 /// Runs nothing until a graceful shutdown, then drains the node's sockets before the server stops.
-struct ShutdownDrain: Service {
+struct ShutdownDrain: Service, CustomStringConvertible {
     let hub: StatusHub
     let logger: Logger
+    /// ServiceGroup logs its services at debug: by name, not as a dump of the config (Redis password, secrets).
+    var description: String { "ShutdownDrain" }
 
     func run() async throws {
         try? await gracefulShutdown()

@@ -2,15 +2,22 @@ import Foundation
 import JWTKit
 import StatusHubCore
 
-/// The claims of a subscriber token: `{"tenant":"acme","patterns":["line:Line-2:*"],"exp":1763479425}`.
+/// The claims of a subscriber token: `{"tenant":"acme","patterns":["line:Line-2:*"],"exp":1763479425}`, and
+/// optionally `nbf`, before which the token is not valid.
 struct SubscriberClaims: JWTPayload {
     var tenant: String?
     var patterns: [String]
     var exp: ExpirationClaim
+    var nbf: NotBeforeClaim?
     var sub: SubjectClaim?
+
+    /// How far ahead of this node's clock an issuer's may be for `nbf` (issuers commonly set it to the moment of
+    /// issue).
+    static let notBeforeLeeway: TimeInterval = 5
 
     func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
+        try nbf?.verifyNotBefore(currentDate: Date().addingTimeInterval(Self.notBeforeLeeway))
     }
 }
 
@@ -70,6 +77,9 @@ final class SubscriberTokens: Sendable {
         do {
             claims = try await keys.value.verify(token, as: SubscriberClaims.self, iteratingKeys: true)
         } catch let error as JWTError where error.errorType == .claimVerificationFailure {
+            if let notBefore = error.failedClaim as? NotBeforeClaim {
+                return .failure(Refusal(reason: "token not valid before \(notBefore.value.formatted(.iso8601)) (nbf)"))
+            }
             return .failure(Refusal(reason: "token expired"))
         } catch {
             return .failure(Refusal(reason: "token not valid (signature, algorithm or format)"))

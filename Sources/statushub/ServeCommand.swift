@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import StatusHubCore
+import StatusHubRedis
 import ServiceLifecycle
 import StatusHubServer
 
@@ -51,7 +52,8 @@ struct ServeCommand: AsyncParsableCommand {
 
         let engine = try EngineFactory.make(config: hubConfig, logger: logger)
         let hub = try StatusHub(config: hubConfig, engine: engine)
-        let engineName = hubConfig.redis.url.map { "redis (\($0))" } ?? "memory"
+        // The password never reaches the log.
+        let engineName = hubConfig.redis.url.map { "redis (\(RedisURL.redacted($0)))" } ?? "memory"
         let host = hubConfig.server.host
         let scheme = hubConfig.server.usesTLS ? "https" : "http"
         let services = hub.makeServices(logger: logger) { [logger] port in

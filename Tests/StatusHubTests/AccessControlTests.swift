@@ -138,6 +138,40 @@ extension AccessControlTests {
     }
 }
 
+extension AccessControlTests {
+    /// `nbf`: a token valid only from five minutes on is refused now (4401 on a WebSocket, 401 on /v1/state),
+    /// one valid since a minute ago is taken.
+    @Test func tokenBeforeItsNotBeforeIsRefused() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
+            let early = try await issuer.hs256(patterns: ["*"], validIn: 300)
+            #expect(try await RawSocket.closeCodeAfterUpgrade(port: hub.port, path: "/v1/ws?token=\(early)") == 4401)
+            let state = try await HTTP.get(port: hub.port, "/v1/state/machine/M-1?token=\(early)")
+            #expect(state.status == 401)
+            #expect(state.text.contains("nbf"))
+
+            let current = try await issuer.hs256(patterns: ["*"], validIn: -60)
+            #expect(try await HTTP.get(port: hub.port, "/v1/state/machine/M-1?token=\(current)").status == 404)
+            let socket = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(current)")
+            try await socket.subscribe(["alerts"])
+            _ = await socket.close()
+        }
+    }
+
+    /// `{"op":"auth"}` with a token that expires sooner than the connection's: the connection ends at the new
+    /// `exp` (4003), not at the old one nor a minute later.
+    @Test func authWithAnEarlierExpiryShortensTheConnection() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
+            let socket = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(try await issuer.hs256(patterns: ["*"], expiresIn: 3600))")
+            try await socket.subscribe(["alerts"])
+            socket.send(#"{"op":"auth","id":"t","token":"\#(try await issuer.hs256(patterns: ["*"], expiresIn: 4))"}"#)
+            #expect(try await socket.next()["op"] == .string("authenticated"))
+            #expect(try await socket.closedByHub(timeout: .seconds(20))?.closeCode == .init(codeNumber: 4003))
+        }
+    }
+}
+
 @Suite struct LimitTests {
     @Test func eventSizeIsLimitedPerEvent() async throws {
         try await withHub(engine: .memory, configure: { $0.server.maxEventBytes = 600 }) { hub in

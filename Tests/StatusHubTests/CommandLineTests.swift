@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import StatusHubCore
 import Synchronization
 import Testing
@@ -17,6 +20,32 @@ struct CommandLineTests {
         if let stdin { process.standardInput = stdin }
         try launchWithSignalsUnblocked(process)
         return process
+    }
+
+    /// The Redis password is in the URL the node is given, and nowhere in what it logs.
+    @Test func serveNeverLogsTheRedisPassword() async throws {
+        try await withRedisServer(extraArguments: ["--requirepass", "s3cret"]) { redis in
+            let port = try RedisServer.freeLoopbackPort()
+            let stderr = Pipe()
+            let process = Process()
+            process.executableURL = HubProcess.executable
+            process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(port), "--redis", "redis://:s3cret@127.0.0.1:\(redis.port)"]
+            process.environment = ["STATUSHUB_LOG_LEVEL": "debug"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = stderr
+            try launchWithSignalsUnblocked(process)
+            var ready = false
+            for _ in 0..<300 where !ready {
+                ready = (try? await HTTP.get(port: port, "/ready"))?.status == 200
+                if !ready { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+            let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(ready, "the node never connected with the password: \(log.suffix(500))")
+            #expect(log.contains("redis://:***@127.0.0.1"), "\(log.suffix(500))")
+            #expect(!log.contains("s3cret"))
+        }
     }
 
     @Test func publishAndTailTalkToAHub() async throws {

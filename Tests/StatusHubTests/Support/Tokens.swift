@@ -10,6 +10,7 @@ struct TokenIssuer: Sendable {
         var tenant: String?
         var patterns: [String]
         var exp: ExpirationClaim
+        var nbf: NotBeforeClaim?
 
         func verify(using algorithm: some JWTAlgorithm) async throws {}
     }
@@ -23,9 +24,12 @@ struct TokenIssuer: Sendable {
         return path
     }
 
-    func hs256(tenant: String? = nil, patterns: [String], expiresIn: TimeInterval = 3600) async throws -> String {
+    /// `validIn`: seconds from now to the token's `nbf` (none without it).
+    func hs256(tenant: String? = nil, patterns: [String], expiresIn: TimeInterval = 3600, validIn: TimeInterval? = nil) async throws -> String {
         let keys = await JWTKeyCollection().add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
-        return try await keys.sign(Claims(tenant: tenant, patterns: patterns, exp: .init(value: Date().addingTimeInterval(expiresIn))))
+        return try await keys.sign(Claims(
+            tenant: tenant, patterns: patterns, exp: .init(value: Date().addingTimeInterval(expiresIn)),
+            nbf: validIn.map { .init(value: Date().addingTimeInterval($0)) }))
     }
 
     func es256(tenant: String? = nil, patterns: [String], expiresIn: TimeInterval = 3600) async throws -> String {
