@@ -14,7 +14,7 @@ public final class RedisEngine: Engine {
     public let url: RedisURL
     private let config: HubConfig
     private let logger: Logger
-    private let commands: ReconnectingConnection
+    let commands: ReconnectingConnection
     private let subscriber: RedisSubscriber
     private let writer: EventWriter
     private let batcher: AppendBatcher

@@ -165,9 +165,14 @@ public struct StatusHub: Sendable {
             if draining.isSet {
                 return JSONResponse.error(.serviceUnavailable, field: "node", reason: "shutting down", headers: [.retryAfter: "1"])
             }
-            return engine.isReady
-                ? JSONResponse.bytes(Array(#"{"status":"ready"}"#.utf8))
-                : JSONResponse.error(.serviceUnavailable, field: "engine", reason: "not connected; events cannot be accepted yet")
+            guard engine.isReady else {
+                return JSONResponse.error(.serviceUnavailable, field: "engine", reason: "not connected; events cannot be accepted yet")
+            }
+            // Connected is not enough: a full Redis (maxmemory, noeviction) refuses every event.
+            if let probe = engine as? any WriteProbe, let refusal = await probe.writeRefusal() {
+                return JSONResponse.error(.serviceUnavailable, field: "engine", reason: "\(refusal); events cannot be accepted", headers: [.retryAfter: "1"])
+            }
+            return JSONResponse.bytes(Array(#"{"status":"ready"}"#.utf8))
         }
         // Reached only when a request for /v1/ws was not upgraded.
         router.get("/v1/ws") { [draining] _, _ in

@@ -1,5 +1,6 @@
 import Foundation
 import StatusHubCore
+import StatusHubRedis
 import Testing
 
 /// Redis faults done for real, seen from the hub's users: an MES posting over HTTP and a dashboard on a WebSocket.
@@ -63,6 +64,37 @@ struct RedisFailureTests {
                 #expect(acknowledged.count >= 200)
                 #expect(lost.isEmpty)
                 #expect(duplicates == 0)
+            }
+        }
+    }
+
+    /// A Redis at `maxmemory` with `noeviction` is connected and refuses every write: `/ready` says so (503 naming
+    /// `engine`) while ingest is 503, and is 200 again once there is room.
+    @Test func readyIs503WhileAFullRedisRefusesWrites() async throws {
+        try await withRedisServer(extraArguments: ["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]) { redis in
+            try await withHub(redisURL: redis.url) { hub in
+                #expect(try await HTTP.get(port: hub.port, "/ready").status == 200)
+                // Fill it from the side, the way other tenants of a shared Redis would.
+                let filler = try await RedisConnection.connect(to: RedisURL(parsing: redis.url))
+                // Big values first, then small ones: a refused command's own bytes leave room behind them.
+                var stored = 0
+                for size in [100_000, 100] {
+                    let value = String(repeating: "x", count: size)
+                    while stored < 100_000, try await filler.send(["SET", "filler:\(stored)", value]).errorMessage == nil { stored += 1 }
+                }
+                #expect(stored < 100_000, "4 MB of maxmemory never filled")
+
+                let refused = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-FULL"))
+                #expect(refused.status == 503, "\(refused.text)")
+                let ready = try await HTTP.get(port: hub.port, "/ready")
+                #expect(ready.status == 503)
+                #expect(ready.json["error"]?["field"]?.stringValue == "engine")
+                #expect(ready.json["error"]?["reason"]?.stringValue?.contains("OOM") == true, "\(ready.text)")
+
+                _ = try await filler.send(["FLUSHDB"])
+                #expect(try await HTTP.get(port: hub.port, "/ready").status == 200)
+                #expect(try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-FULL")).status == 202)
+                await filler.close()
             }
         }
     }
