@@ -30,7 +30,8 @@ public enum ClientMessage: Sendable, Equatable {
         do {
             value = try JSONValue.parse(text)
         } catch {
-            return .failure(Refusal(id: nil, code: .invalidJSON, message: "message is not valid JSON: \(error)"))
+            return .failure(Refusal(
+                id: nil, code: .invalidJSON, message: "message \(error.isLimit ? "is over a limit" : "is not valid JSON"): \(error)"))
         }
         guard case .object(let message) = value else {
             return .failure(Refusal(id: nil, code: .invalidMessage, message: "message must be a JSON object, got \(value.typeName)"))

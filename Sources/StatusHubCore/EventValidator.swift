@@ -136,8 +136,13 @@ public struct EventValidator: Sendable {
         case nil:
             errors.append(FieldError(field: "timestamp", reason: "is required (ISO-8601, e.g. 2025-11-18T14:23:45.678Z)"))
         case .string(let text)?:
-            if Timestamps.parse(text) != nil { return text }
-            errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' is not an ISO-8601 date-time with a zone (e.g. 2025-11-18T14:23:45.678Z)"))
+            if let problem = Timestamps.problem(text) {
+                errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' \(problem)"))
+            } else if Timestamps.parse(text) == nil {
+                errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' \(Timestamps.shape)"))
+            } else {
+                return text
+            }
         case let other?:
             errors.append(FieldError(field: "timestamp", reason: "must be an ISO-8601 string, got \(other.typeName)"))
         }
@@ -175,6 +180,57 @@ public struct EventValidator: Sendable {
 public enum Timestamps {
     private static let fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
     private static let whole = Date.ISO8601FormatStyle()
+
+    static let shape = "is not an ISO-8601 date-time with a zone (e.g. 2025-11-18T14:23:45.678Z)"
+
+    /// Why `text` is not `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` naming a real moment, or nil.
+    ///
+    /// Checked here, field by field, because Foundation's ISO-8601 parser rolls fields over instead of refusing
+    /// them (`T25:00:00Z` is the next day's 01:00, `2025-02-30` is March 2nd, `:60` the next minute) and takes
+    /// year 0000, all of which a browser's `Date` reads as Invalid Date.
+    public static func problem(_ text: String) -> String? {
+        let bytes = Array(text.utf8)
+        func number(at start: Int, digits: Int) -> Int? {
+            guard start + digits <= bytes.count else { return nil }
+            var value = 0
+            for byte in bytes[start..<start + digits] {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        func at(_ index: Int, _ characters: String) -> Bool { index < bytes.count && characters.utf8.contains(bytes[index]) }
+        guard let year = number(at: 0, digits: 4), at(4, "-"), let month = number(at: 5, digits: 2), at(7, "-"),
+            let day = number(at: 8, digits: 2), at(10, "Tt"), let hour = number(at: 11, digits: 2), at(13, ":"),
+            let minute = number(at: 14, digits: 2), at(16, ":"), let second = number(at: 17, digits: 2)
+        else { return shape }
+        var index = 19
+        if at(index, ".") {
+            index += 1
+            let digits = index
+            while at(index, "0123456789") { index += 1 }
+            guard index > digits else { return shape }
+        }
+        if at(index, "Zz") {
+            index += 1
+        } else if at(index, "+-"), let offsetHours = number(at: index + 1, digits: 2), at(index + 3, ":"),
+            let offsetMinutes = number(at: index + 4, digits: 2)
+        {
+            guard offsetHours <= 23, offsetMinutes <= 59 else { return "has no such zone offset (at most ±23:59)" }
+            index += 6
+        } else {
+            return shape
+        }
+        guard index == bytes.count else { return shape }
+        guard year >= 1 else { return "has year 0000; years run from 0001" }
+        guard (1...12).contains(month) else { return "has no month \(month) (01-12)" }
+        let monthDays = [31, year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        guard (1...monthDays[month - 1]).contains(day) else { return "has no day \(day) in that month (01-\(monthDays[month - 1]))" }
+        guard hour <= 23 else { return "has no hour \(hour) (00-23)" }
+        guard minute <= 59 else { return "has no minute \(minute) (00-59)" }
+        guard second <= 59 else { return "has no second \(second) (00-59; leap seconds are not accepted)" }
+        return nil
+    }
 
     public static func parse(_ text: String) -> Date? {
         (try? fractional.parse(text)) ?? (try? whole.parse(text))

@@ -46,7 +46,7 @@ public enum IngestBody {
             do {
                 value = try JSONValue.parse(body)
             } catch {
-                throw .malformed(FieldError(field: "body", reason: "is not valid JSON: \(error)"))
+                throw .malformed(FieldError(field: "body", reason: "\(error.isLimit ? "is over a limit" : "is not valid JSON"): \(error)"))
             }
             switch value {
             case .array(let elements):
@@ -66,10 +66,11 @@ public enum IngestBody {
             guard !lines.isEmpty else { throw .malformed(FieldError(field: "body", reason: "has no event lines")) }
             guard lines.count <= maxEvents else { throw .tooManyEvents(count: lines.count, limit: maxEvents) }
             events = lines.enumerated().map { number, line in
-                do {
+                do throws(JSONParseError) {
                     return .success(try JSONValue.parse(line))
                 } catch {
-                    return .failure(FieldError(field: "event", reason: "line \(number + 1) is not valid JSON: \(error)"))
+                    return .failure(FieldError(
+                        field: "event", reason: "line \(number + 1) \(error.isLimit ? "is over a limit" : "is not valid JSON"): \(error)"))
                 }
             }
         }

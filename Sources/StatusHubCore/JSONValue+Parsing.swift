@@ -2,6 +2,9 @@
 public struct JSONParseError: Error, Equatable, Sendable, CustomStringConvertible {
     public var offset: Int
     public var problem: String
+    /// The text may be JSON, but it is over one of the hub's limits (`JSONValue.maxDepth`, exact integers): say so
+    /// rather than "not valid JSON".
+    public var isLimit = false
 
     public var description: String { "\(problem) at byte \(offset)" }
 }
@@ -10,14 +13,19 @@ extension JSONValue {
     /// The deepest nesting accepted, as `JSONDecoder`'s.
     public static let maxDepth = 512
 
+    /// The largest integer a number keeps exactly (2^53 − 1, JavaScript's `Number.MAX_SAFE_INTEGER`): values are
+    /// held as `Double`, and a dashboard reads them as JavaScript numbers.
+    public static let maxExactInteger: Double = 9_007_199_254_740_991
+
     /// The parse errors for what `JSONDecoder` accepts and `parse` does not.
     public static let stricterThanJSONDecoder: Set<String> = [
-        JSONTextParser.duplicateKey, JSONTextParser.trailingComma, JSONTextParser.notUTF8,
+        JSONTextParser.duplicateKey, JSONTextParser.trailingComma, JSONTextParser.notUTF8, JSONTextParser.inexactInteger,
     ]
 
     /// Parses one JSON text (RFC 8259; a scalar is a text too) into a value, refusing what `JSONDecoder` refuses —
     /// a number beyond `Double`, nesting deeper than `maxDepth`, invalid UTF-8, a raw control character or a lone
-    /// surrogate in a string, anything after the value — and two things it lets through: a key twice in one
+    /// surrogate in a string, anything after the value — and what it lets through: an integer written without
+    /// fraction or exponent beyond ±`maxExactInteger`, which a `Double` would silently round (I-JSON, RFC 7493); a key twice in one
     /// object (it keeps one of the values; the hub never guesses which was meant), a comma before a closing
     /// bracket, and text in UTF-16 or UTF-32 (none of them JSON as RFC 8259 has it).
     ///
@@ -52,6 +60,7 @@ struct JSONTextParser {
     static let duplicateKey = "a key appears twice in one object"
     static let trailingComma = "a comma before the closing bracket"
     static let notUTF8 = "not UTF-8 (a zero byte where the text starts)"
+    static let inexactInteger = "an integer beyond ±(2^53 − 1) cannot be kept exact"
 
     let bytes: UnsafeBufferPointer<UInt8>
     var position = 0
@@ -120,7 +129,11 @@ struct JSONTextParser {
 
     /// At an opening bracket: false when the container is empty (its closing bracket consumed too).
     private mutating func opens(depth: Int, closing: UInt8) throws(JSONParseError) -> Bool {
-        guard depth <= JSONValue.maxDepth else { throw failure("nested deeper than \(JSONValue.maxDepth)") }
+        guard depth <= JSONValue.maxDepth else {
+            var error = failure("nested deeper than the limit of \(JSONValue.maxDepth) levels")
+            error.isLimit = true
+            throw error
+        }
         position += 1
         skipWhitespace()
         guard position < bytes.count, bytes[position] == closing else { return true }
@@ -157,6 +170,7 @@ struct JSONTextParser {
         } else {
             skipDigits()
         }
+        let integerEnd = position
         if position < bytes.count, bytes[position] == UInt8(ascii: ".") {
             position += 1
             guard position < bytes.count, isDigit(bytes[position]) else { throw failure("expected a digit after '.'") }
@@ -174,6 +188,9 @@ struct JSONTextParser {
             value != 0 || !text.prefix(while: { $0 != "e" && $0 != "E" }).contains(where: { ("1"..."9").contains($0) })
         else {
             throw JSONParseError(offset: start, problem: "number out of range")
+        }
+        if integerEnd == position, abs(value) > JSONValue.maxExactInteger {
+            throw JSONParseError(offset: start, problem: "\(JSONTextParser.inexactInteger) (\(text.prefix(40)))", isLimit: true)
         }
         return value
     }

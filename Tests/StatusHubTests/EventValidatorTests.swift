@@ -77,6 +77,25 @@ struct EventValidatorTests {
         #expect(errors(whole).isEmpty)
     }
 
+    /// Dates Foundation's parser rolls over and a browser's `Date` cannot read: refused, naming `timestamp`.
+    @Test func impossibleTimestampsAreRefused() {
+        let impossible = [
+            "2025-11-18T25:00:00Z", "2025-02-30T10:00:00Z", "2025-11-18T14:23:60Z", "0000-01-01T00:00:00Z",
+            "2025-13-01T00:00:00Z", "2025-11-18T14:60:00Z", "2023-02-29T00:00:00Z", "2025-11-18T14:23:45+24:00",
+            "2025-11-18T14:23:45", "2025-11-18 14:23:45Z", "2025-11-18T14:23:45.Z",
+        ]
+        for stamp in impossible {
+            let json = SampleEvents.machineStatus("M-1").replacingOccurrences(of: "2025-11-18T14:23:45.678Z", with: stamp)
+            let found = errors(json)
+            #expect(found.map(\.field) == ["timestamp"], "\(stamp)")
+            #expect(found.first?.reason.contains(stamp) == true, "\(found)")
+        }
+        for stamp in ["2024-02-29T23:59:59.999+05:30", "2000-02-29T00:00:00Z", "0001-01-01T00:00:00Z", "2025-11-18T14:23:45.123456-08:00"] {
+            let json = SampleEvents.machineStatus("M-1").replacingOccurrences(of: "2025-11-18T14:23:45.678Z", with: stamp)
+            #expect(errors(json).isEmpty, "\(stamp)")
+        }
+    }
+
     @Test func eventTypeMustSuitEntityType() {
         let json = SampleEvents.machineStatus("M-1").replacingOccurrences(of: #""entity_type":"machine""#, with: #""entity_type":"material""#)
         let found = errors(json)

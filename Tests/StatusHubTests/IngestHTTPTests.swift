@@ -114,4 +114,23 @@ struct IngestHTTPTests {
             #expect(metrics.text.contains("statushub_events_accepted_total 1"))
         }
     }
+
+    /// What a dashboard could not show as sent is refused at ingest, each naming what is wrong.
+    @Test func impossibleTimestampsAndInexactIntegersAreRefused() async throws {
+        try await withHub(engine: .memory) { hub in
+            let late = SampleEvents.machineStatus("M-1").replacingOccurrences(of: "2025-11-18T14:23:45.678Z", with: "2025-11-18T25:00:00Z")
+            let refused = try await HTTP.post(port: hub.port, event: late)
+            #expect(refused.status == 400)
+            #expect(refused.text.contains(#""field":"timestamp""#), "\(refused.text)")
+
+            let big = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-1", extra: #","counter":9007199254740993"#))
+            #expect(big.status == 400)
+            #expect(big.text.contains("is over a limit") && big.text.contains("2^53"), "\(big.text)")
+            #expect(try await HTTP.get(port: hub.port, "/v1/state/machine/M-1").status == 404)
+
+            let exact = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-1", extra: #","counter":9007199254740991"#))
+            #expect(exact.status == 202)
+            #expect(try await HTTP.get(port: hub.port, "/v1/state/machine/M-1").text.contains("9007199254740991"))
+        }
+    }
 }

@@ -30,12 +30,12 @@ struct JSONValueParsingTests {
     }
 
     @Test func awkwardInputsGetJSONDecodersVerdict() {
-        for input in [#"{"a":1,"a":2}"#, #"{"a":{"x":1,"x":1}}"#, #"[1,]"#, #"{"a":1,}"#, #"[[1,],2]"#] {
+        for input in [#"{"a":1,"a":2}"#, #"{"a":{"x":1,"x":1}}"#, #"[1,]"#, #"{"a":1,}"#, #"[[1,],2]"#, #"[0.1,-2.5e-8,9007199254740993]"#] {
             #expect(Self.stricter(Array(input.utf8)), "\(input)")
         }
         let inputs: [String] = [
             #"{"a":1,"b":{"a":2}}"#, #"[1e400]"#, #"[-1e400]"#, #"[1.5e-400]"#,
-            #"[01]"#, #"[-0]"#, #"[-]"#, #"[1.]"#, #"[.5]"#, #"[1e]"#, #"[1E+2]"#, #"[0.1,-2.5e-8,9007199254740993]"#,
+            #"[01]"#, #"[-0]"#, #"[-]"#, #"[1.]"#, #"[.5]"#, #"[1e]"#, #"[1E+2]"#, #"[0.1,-2.5e-8,9007199254740991]"#,
             #"["\ud800"]"#, #"["\udc00"]"#, #"["\ud83c\udfed"]"#, #"["\u00e9\u0000\u001F"]"#, "[\"a\u{01}b\"]", #"["\x"]"#,
             "[\"tab\tin\"]", #"["é 漢字 🏭"]"#, "\u{FEFF}{\"a\":1}", " \n\t\r{ \"a\" : [ true , false , null ] } \n", "{} x",
             "", " ", "1", "\"s\"", "null", "nul", "tru", "[", "{", "{\"a\"}", "{\"a\" 1}", "[1 2]",
@@ -47,6 +47,37 @@ struct JSONValueParsingTests {
         }
         for bad in [[0x22, 0xFF, 0x22], [0x22, 0xC0, 0x80, 0x22], [0x5B, 0x22, 0xE2, 0x82, 0x22, 0x5D]] as [[UInt8]] {
             #expect(Self.parserVerdict(bad) == nil && Self.decoderVerdict(bad) == nil)
+        }
+    }
+
+    /// An integer a `Double` cannot hold exactly is refused as over a limit, never silently rounded; up to
+    /// 2^53 − 1 it is kept exactly, and numbers with a fraction or exponent stay floating point.
+    @Test func integersBeyondExactAreRefusedNotRounded() throws {
+        for text in ["9007199254740992", "-9007199254740993", "12345678901234567890", #"{"data":{"count":18446744073709551615}}"#] {
+            do {
+                _ = try JSONValue.parse(Array(text.utf8))
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(error.isLimit && error.problem.contains("2^53"), "\(error)")
+            }
+        }
+        #expect(try JSONValue.parse(Array("9007199254740991".utf8)) == .number(9_007_199_254_740_991))
+        #expect(try JSONValue.parse(Array("-9007199254740991".utf8)) == .number(-9_007_199_254_740_991))
+        #expect(try JSONValue.parse(Array("1e300".utf8)) == .number(1e300))
+        #expect(try JSONValue.parse(Array("12345678901234567890.5".utf8)) == .number(12345678901234567890.5))
+    }
+
+    /// Nesting past the limit is said to be over it, not "not valid JSON".
+    @Test func nestingPastTheLimitIsSaidToBeOverIt() throws {
+        let deep = #"{"event_type":"alert_raised","data":"# + String(repeating: "[", count: 600) + String(repeating: "]", count: 600) + "}"
+        do {
+            _ = try IngestBody.decode(Array(deep.utf8), format: .json, maxEvents: 10)
+            Issue.record("accepted")
+        } catch .malformed(let problem) {
+            #expect(problem.field == "body")
+            #expect(problem.reason.hasPrefix("is over a limit: nested deeper than the limit of 512 levels"), "\(problem.reason)")
+        } catch {
+            Issue.record("\(error)")
         }
     }
 
