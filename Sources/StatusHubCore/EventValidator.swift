@@ -123,8 +123,14 @@ public struct EventValidator: Sendable {
         case nil:
             if required { errors.append(FieldError(field: field, reason: "is required")) }
         case .string(let text)?:
-            if ChannelName.isValidSegment(text) { return text }
-            errors.append(FieldError(field: field, reason: "'\(text.prefix(64))' must be \(ChannelName.segmentRule)"))
+            if text == "." || text == ".." {
+                // Allowed by the channel grammar, but a URL resolves them away: /v1/state/machine/.. is not this entity.
+                errors.append(FieldError(field: field, reason: "'\(text)' is a dot segment, which URLs resolve away, so it could not be read back by path"))
+            } else if ChannelName.isValidSegment(text) {
+                return text
+            } else {
+                errors.append(FieldError(field: field, reason: "'\(text.prefix(64))' must be \(ChannelName.segmentRule)"))
+            }
         case let other?:
             errors.append(FieldError(field: field, reason: "must be a string, got \(other.typeName)"))
         }

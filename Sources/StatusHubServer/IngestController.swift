@@ -34,18 +34,33 @@ struct IngestController {
                 .unsupportedMediaType, field: "Content-Type",
                 reason: "'\(request.headers[.contentType] ?? "(none)")' is not supported; use \(IngestBodyFormat.supported)")
         }
+        guard let coding = ContentCoding(header: request.headers[.contentEncoding]) else {
+            return JSONResponse.error(
+                .unsupportedMediaType, field: "Content-Encoding",
+                reason: "'\(request.headers[.contentEncoding] ?? "")' is not supported; use \(ContentCoding.supported)")
+        }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > limits.maxBodyBytes {
             return tooLarge(length)
         }
-        let body: ByteBuffer
+        let received: ByteBuffer
         do {
-            body = try await request.body.collect(upTo: limits.maxBodyBytes)
+            received = try await request.body.collect(upTo: limits.maxBodyBytes)
         } catch is NIOTooManyBytesError {
             return tooLarge(nil)
         } catch let malformed as HTTPParserError {
             // The body's framing (chunk sizes) is broken: nothing after it can be read, so the connection ends.
             let (status, field, reason) = malformed.answer(limits: .init())
             return JSONResponse.error(.init(code: Int(status.code)), field: field, reason: reason, headers: [.connection: "close"])
+        }
+        let body: ByteBuffer
+        do {
+            body = try coding.decode(received, limit: limits.maxBodyBytes)
+        } catch .tooLarge {
+            return JSONResponse.error(
+                .contentTooLarge, field: "body",
+                reason: "inflates past the \(limits.maxBodyBytes)-byte limit (server.max_body_bytes); inflating stopped there")
+        } catch .corrupt {
+            return JSONResponse.error(.badRequest, field: "body", reason: "is not valid gzip (Content-Encoding: gzip)")
         }
 
         let decoded: [Result<JSONValue, FieldError>]

@@ -133,4 +133,55 @@ struct IngestHTTPTests {
             #expect(try await HTTP.get(port: hub.port, "/v1/state/machine/M-1").text.contains("9007199254740991"))
         }
     }
+
+    /// `.` and `..` pass the channel grammar but a URL resolves them away: refused at ingest, naming the field.
+    @Test func dotSegmentIDsAreRefused() async throws {
+        try await withHub(engine: .memory) { hub in
+            for id in [".", ".."] {
+                let reply = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus(id))
+                #expect(reply.status == 400)
+                #expect(reply.text.contains(#""field":"entity_id""#), "\(reply.text)")
+                let onLine = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-1", line: id))
+                #expect(onLine.text.contains(#""field":"line""#), "\(onLine.text)")
+            }
+            #expect(try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("...")).status == 202)
+        }
+    }
+
+    /// `Content-Encoding: gzip` is inflated, bounded by server.max_body_bytes (a bomb stops there); another coding
+    /// is 415 naming the header.
+    @Test func gzipBodiesAreInflatedWithinTheLimit() async throws {
+        try await withHub(engine: .memory) { hub in
+            let gzipped = try Self.gzip(Data(SampleEvents.machineStatus("M-GZ").utf8))
+            let accepted = try await HTTP.request("POST", port: hub.port, "/v1/events", body: gzipped, headers: ["Content-Encoding": "gzip"])
+            #expect(accepted.status == 202, "\(accepted.text)")
+
+            let bomb = try Self.gzip(Data(SampleEvents.alert("M-GZ", message: String(repeating: "a", count: 4 << 20)).utf8))
+            #expect(bomb.count < 64 << 10)
+            let tooLarge = try await HTTP.request("POST", port: hub.port, "/v1/events", body: bomb, headers: ["Content-Encoding": "gzip"])
+            #expect(tooLarge.status == 413 && tooLarge.text.contains("inflates past"), "\(tooLarge.text)")
+
+            let corrupt = try await HTTP.request("POST", port: hub.port, "/v1/events", body: Data("not gzip".utf8), headers: ["Content-Encoding": "gzip"])
+            #expect(corrupt.status == 400 && corrupt.text.contains(#""field":"body""#), "\(corrupt.text)")
+
+            let brotli = try await HTTP.request("POST", port: hub.port, "/v1/events", body: gzipped, headers: ["Content-Encoding": "br"])
+            #expect(brotli.status == 415 && brotli.text.contains(#""field":"Content-Encoding""#), "\(brotli.text)")
+        }
+    }
+
+    /// gzip(1) compresses: the test's own bytes come from a tool independent of the hub's inflater.
+    static func gzip(_ data: Data) throws -> Data {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        process.arguments = ["-c"]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        let writer = Thread { input.fileHandleForWriting.write(data); try? input.fileHandleForWriting.close() }
+        writer.start()
+        let compressed = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return compressed
+    }
 }
