@@ -24,8 +24,9 @@ final class SessionAccess: Sendable {
     private let tokens: SubscriberTokens?
     private let rate: Double
     private let start = ContinuousClock.now
-    /// Makes the expiry watch look at the token's `exp` again (set by `watchExpiry`; called by `refresh`).
-    private let expiryRecheck = Mutex<(@Sendable () -> Void)?>(nil)
+    /// The expiry watch, so that `refresh` can make it look at the new `exp` at once. A cancelled watch holds
+    /// nothing of its session (`SessionAccess.open` is shared by every connection without auth).
+    private let expiryWatch = Mutex<ExpiryWatch?>(nil)
 
     init(subscriber: Subscriber, tokens: SubscriberTokens?, messagesPerSecond: Double) {
         rate = messagesPerSecond
@@ -84,8 +85,7 @@ final class SessionAccess: Sendable {
             }
             guard sameTenant else { return .failure(.init(reason: "a token cannot change the connection's tenant; reconnect")) }
             // The new `exp` may come sooner than the expiry watch's next look: it looks again now.
-            let recheck = expiryRecheck.withLock { $0 }
-            recheck?()
+            expiryWatch.withLock { $0 }?.recheck()
             return .success(held.filter { !fresh.allows($0.unscoped.pattern) })
         }
     }
@@ -103,14 +103,24 @@ final class SessionAccess: Sendable {
             watch.replace(loop.scheduleTask(in: .milliseconds(Int64(min(left, 60) * 1000) + 1)) { check() })
         }
         loop.execute { check() }
-        expiryRecheck.withLock { $0 = { loop.execute { check() } } }
+        watch.setRecheck { loop.execute { check() } }
+        expiryWatch.withLock { $0 = watch }
         return watch
     }
 }
 
 /// The timer behind `SessionAccess.watchExpiry`.
 final class ExpiryWatch: Sendable {
-    private let timer = Mutex<(scheduled: Scheduled<Void>?, cancelled: Bool)>((nil, false))
+    private let timer = Mutex<(scheduled: Scheduled<Void>?, cancelled: Bool, recheck: (@Sendable () -> Void)?)>((nil, false, nil))
+
+    fileprivate func setRecheck(_ recheck: @escaping @Sendable () -> Void) {
+        timer.withLock { if !$0.cancelled { $0.recheck = recheck } }
+    }
+
+    /// Looks at the token's `exp` again now (a refresh may have moved it sooner).
+    func recheck() {
+        timer.withLock { $0.recheck }?()
+    }
 
     /// Schedules `next` in place of the timer before it (a refresh may have moved `exp`).
     fileprivate func replace(_ next: Scheduled<Void>) {
@@ -128,6 +138,8 @@ final class ExpiryWatch: Sendable {
     func cancel() {
         timer.withLock { timer in
             timer.cancelled = true
+            // The recheck reaches the session's connection: let it go with the session.
+            timer.recheck = nil
             return timer.scheduled.take()
         }?.cancel()
     }
