@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Reconnect storm over a large cache: ENTITIES machines on LINES lines are cached, then DASHBOARDS line dashboards
+# connect at once, each asking for its line's snapshot, while a bystander pings and a publisher keeps posting
+# (`statushub-load storm`). Prints each engine's snapshot times, the bystander's and the publisher's latency
+# meanwhile, and the hub's (and redis-server's) RSS before, at the peak and 10 s after.
+#
+# Builds release binaries (SKIP_BUILD=1 reuses them; BIN=dir takes statushub and statushub-load from dir;
+# HUB_BIN=path runs another statushub, e.g. an older build to compare). Hub (and redis-server) on CPU 0, the
+# harness on CPU 1. Loopback only; every run is bounded by `timeout`; everything started is stopped on exit.
+#
+#   loadtest/storm.sh                                   # 50,000 machines, 10 lines, 10 dashboards, both engines
+#   ENTITIES=20000 ENGINES=memory BIN=.build/debug loadtest/storm.sh
+set -euo pipefail
+
+ENTITIES=${ENTITIES:-50000}
+LINES=${LINES:-10}
+DASHBOARDS=${DASHBOARDS:-10}
+ENGINES=${ENGINES:-memory redis}
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+. loadtest/lib.sh
+OUT_DIR="$ROOT/loadtest/out"
+mkdir -p "$OUT_DIR"
+STAMP=$(date +%Y%m%d-%H%M%S)
+WORK=$(mktemp -d /tmp/statushub-storm.XXXXXX)
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    stop_servers
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+command -v curl >/dev/null || { say "curl not found"; exit 1; }
+setup_pinning
+if [ -z "${BIN:-}" ]; then build_release; fi
+HUB_DIR="$BIN"
+if [ -n "${HUB_BIN:-}" ]; then
+    HUB_DIR="$WORK/hub-bin"
+    mkdir -p "$HUB_DIR"
+    ln -s "$(realpath "$HUB_BIN")" "$HUB_DIR/statushub"
+fi
+
+status=0
+for engine in $ENGINES; do
+    mkdir -p "$WORK/$engine"
+    REDIS_ARGS=()
+    if [ "$engine" = redis ]; then start_redis "$WORK/$engine"; REDIS_ARGS=(--redis-pid "$REDIS_PID"); fi
+    start_hub "$WORK/$engine" "$HUB_DIR" "$engine"
+    JSON="$OUT_DIR/storm-$engine-$STAMP.json"
+    say "$engine engine: hub $HUB_PID on 127.0.0.1:$HUB_PORT; $ENTITIES machines, $LINES lines, $DASHBOARDS dashboards"
+    timeout --signal=INT --kill-after=10 "$((ENTITIES / 100 + 180))" \
+        "${CLIENT_PIN[@]}" "$BIN/statushub-load" storm --url "http://127.0.0.1:$HUB_PORT" --hub-pid "$HUB_PID" \
+        "${REDIS_ARGS[@]}" --entities "$ENTITIES" --lines "$LINES" --dashboards "$DASHBOARDS" --json "$JSON" || status=$?
+    stop_servers
+    say "$engine engine: results in $JSON"
+done
+exit "$status"
