@@ -5,7 +5,8 @@
 /// - `append` writes each event through (latest state for state-carrying events, the history) and publishes it,
 ///   atomically per event, in order; it returns only once all of that is done. It assigns each event an
 ///   `EventID` greater than any before it. If the engine cannot store, it throws `EngineUnavailable` and nothing
-///   of that event is published.
+///   of that event is published — or, when the engine lost the answer of a write it sent (`Outcome.unknown`),
+///   says so and names the keys that make a resend safe.
 /// - Every published event reaches the `EventSink` of every node sharing the engine, once, in id order.
 /// - An event whose `idempotencyKey` was already accepted within the idempotency window is not stored or
 ///   published again: its `Appended` carries the original id and `duplicate: true`.
@@ -104,12 +105,24 @@ public struct Snapshot: Sendable, Equatable {
 
 /// The engine cannot accept events now (Redis down, reconnecting). Ingest answers 503 with `Retry-After`.
 public struct EngineUnavailable: Error, Sendable, CustomStringConvertible {
+    /// What became of the events of the failed `append`.
+    public enum Outcome: Sendable, Equatable {
+        /// None of them was stored (the engine refused, or they were never sent): resending them is safe.
+        case notStored
+        /// They were sent and the answer was lost: each may or may not be stored. `resendKeys[i]` is the
+        /// idempotency key to resend event `i` with so that it is stored at most once; nil for an event that
+        /// carries its own key (resend it with that) or when idempotency is off (no resend is safe then).
+        case unknown(resendKeys: [String?])
+    }
+
     public var reason: String
     public var retryAfterSeconds: Int
+    public var outcome: Outcome
 
-    public init(reason: String, retryAfterSeconds: Int = 1) {
+    public init(reason: String, retryAfterSeconds: Int = 1, outcome: Outcome = .notStored) {
         self.reason = reason
         self.retryAfterSeconds = retryAfterSeconds
+        self.outcome = outcome
     }
 
     public var description: String { "engine unavailable: \(reason)" }

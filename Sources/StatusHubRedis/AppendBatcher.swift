@@ -9,6 +9,12 @@ import Synchronization
 /// the hub a round trip (arguments, submit, reply), mostly per call rather than per event. A group never exceeds one script call (`AppendScript.chunkSize` events), so it stays atomic:
 /// either every request in it is stored, or none is and all of them are told so. Requests arrive in order and keep
 /// it: a group is a prefix of the queue, and its events are written in arrival order.
+///
+/// When a group's answer is lost (`AppendOutcomeUnknown`: a timeout, a dropped connection), each of its requests
+/// gets its own slice of the resend keys, and every request queued behind it is failed at once as never sent:
+/// it was not, and sending it into a Redis that just stopped answering would only make its outcome unknown too,
+/// a command timeout later. So a request queued behind a hung group hears back within the command timeout of
+/// its arrival, not after two.
 final class AppendBatcher: Sendable {
     typealias Write = @Sendable ([ValidatedEvent]) async throws -> [AppendScript.Outcome]
 
@@ -72,6 +78,19 @@ final class AppendBatcher: Sendable {
                     request.continuation.resume(returning: Array(outcomes[start..<start + request.events.count]))
                     start += request.events.count
                 }
+            } catch let unknown as AppendOutcomeUnknown {
+                var start = 0
+                for request in group {
+                    let keys = Array(unknown.resendKeys[start..<start + request.events.count])
+                    request.continuation.resume(throwing: AppendOutcomeUnknown(resendKeys: keys, cause: unknown.cause))
+                    start += request.events.count
+                }
+                let queued = state.withLock { state in
+                    defer { state.queue.removeAll() }
+                    return state.queue
+                }
+                let notSent = RedisError.notSent("queued behind a call Redis did not answer (\(unknown.cause))")
+                for request in queued { request.continuation.resume(throwing: notSent) }
             } catch {
                 for request in group { request.continuation.resume(throwing: error) }
             }

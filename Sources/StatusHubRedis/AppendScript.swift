@@ -14,6 +14,9 @@ import Synchronization
 /// - With an idempotency key that `<stream>:idem:<key>` remembers, nothing is written: the answer is
 ///   `d:<first id>`. Otherwise the key is set to the new id for the idempotency window, so the same key later in
 ///   the same batch is a duplicate too.
+/// - A hub key (`hub:<token>:<position>`, see `CallRecords`) not yet remembered is looked up in the record of the
+///   call it names: the id recorded at that position for the event's own tenant makes it a duplicate of that id;
+///   no record, no such position or another tenant's entry means the first attempt never ran, and it is stored.
 /// - A state-carrying event sets its cache key (`EX ttl`), its shadow in the last-states hash and its deadline
 ///   (see `RedisKeys`); with ttl 0 the state never expires and needs neither.
 /// - A claim (only `status_stale` events carry one) makes the event conditional: it is stored only if the entity
@@ -23,26 +26,47 @@ import Synchronization
 /// Both use Redis's clock (`TIME`; scripts replicate their effects, so this is allowed and deterministic on
 /// replicas), the clock stream ids come from.
 ///
-/// KEYS: [stream, last-states hash, deadlines zset, entity key of event 1, …, of event n, idempotency keys…] —
-/// every key the script touches is declared, as Redis requires of scripts (and a sharded deployment will need).
-/// ARGV: [pub/sub channel, history max length, history max age ms (0 = off), idempotency window seconds, then per
-/// event: routing header, body after id, ttl, idempotency key's index in KEYS, claim]
-/// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds; index and claim
-/// are "" when absent.
+/// With a call record, the call sets it to every event's id (or the id it duplicates; `-` for a claim lost),
+/// followed by its tenant prefix, in call order, for the idempotency window, and deletes the records of earlier
+/// calls whose answers arrived.
+///
+/// KEYS: [stream, last-states hash, deadlines zset, entity key of event 1, …, of event n, idempotency keys and
+/// looked-up call records…, this call's record, records to delete…] — every key the script touches is declared,
+/// as Redis requires of scripts (and a sharded deployment will need).
+/// ARGV: [pub/sub channel, history max length, history max age ms (0 = off), idempotency window seconds, index of
+/// this call's record in KEYS, index of the first record to delete, then per event: routing header, body after
+/// id, ttl, idempotency key's index in KEYS, claim, recall]
+/// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds; recall is
+/// "<index of a call record in KEYS> <1-based position>" for a hub key; indexes, claim and recall are "" when
+/// absent.
 /// Returns per event, in order: the new stream id, `d:<id>` for a duplicate, or `s` for a claim lost.
 enum AppendScript {
     static let source = #"""
         local stream, shadows, deadlines = KEYS[1], KEYS[2], KEYS[3]
         local channel, maxlen, maxage, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+        local record, forget = tonumber(ARGV[5]), tonumber(ARGV[6])
         local clock = redis.call('TIME')
         local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
         local results, added = {}, false
-        for i = 1, (#ARGV - 4) / 5 do
-          local a = 5 * i
-          local header, body, ttl, idem, claim = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+        local entries, recalled = {}, {}
+        for i = 1, (#ARGV - 6) / 6 do
+          local a = 6 * i + 1
+          local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
           local key = KEYS[3 + i]
+          local tenant = string.byte(key) == 64 and string.match(key, '^@[^:]*') or ''
           local idemKey = idem ~= '' and KEYS[tonumber(idem)] or nil
           local seen = idemKey and redis.call('GET', idemKey)
+          if not seen and recall ~= '' then
+            local index, position = string.match(recall, '^(%d+) (%d+)$')
+            local call = recalled[index]
+            if not call then
+              call = {}
+              for entry in string.gmatch(redis.call('GET', KEYS[tonumber(index)]) or '', '%S+') do call[#call + 1] = entry end
+              recalled[index] = call
+            end
+            local id, owner = string.match(call[tonumber(position)] or '', '^([^@]+)(.*)$')
+            if id and id ~= '-' and owner == tenant then seen = id end
+          end
           local claimed = true
           if claim ~= '' then
             local last = redis.call('HGET', shadows, key)
@@ -74,7 +98,14 @@ enum AppendScript {
             results[i] = id
             added = true
           end
+          if record then
+            local result = results[i]
+            if string.byte(result) == 100 then result = string.sub(result, 3) elseif result == 's' then result = '-' end
+            entries[i] = result .. tenant
+          end
         end
+        if record then redis.call('SET', KEYS[record], table.concat(entries, ' '), 'EX', window) end
+        if forget then redis.call('DEL', unpack(KEYS, forget, #KEYS)) end
         if added and maxage > 0 and now > maxage then
           redis.call('XTRIM', stream, 'MINID', '~', string.format('%.0f', now - maxage) .. '-0')
         end
@@ -95,14 +126,17 @@ enum AppendScript {
     }
 
     /// The `EVALSHA` arguments for one chunk of events; `claims[i]` is the id of the state event `events[i]`
-    /// claims, if any.
+    /// claims, if any. `record` is this call's token when it keeps a call record; `forgetting` are the tokens of
+    /// answered calls whose records it deletes.
     static func arguments(
-        sha: String, events: ArraySlice<ValidatedEvent>, claims: ArraySlice<EventID?>, keys: RedisKeys, config: HubConfig
+        sha: String, events: ArraySlice<ValidatedEvent>, claims: ArraySlice<EventID?>, keys: RedisKeys, config: HubConfig,
+        record: String? = nil, forgetting: [String] = []
     ) -> [[UInt8]] {
         let window = config.server.idempotencyWindowSeconds
-        var idempotencyKeys: [String] = []
+        var extraKeys: [String] = []
+        var recordIndexes: [String: Int] = [:]
         var arguments: [[UInt8]] = []
-        arguments.reserveCapacity(10 + events.count * 7)
+        arguments.reserveCapacity(12 + events.count * 8 + forgetting.count)
         arguments.append(Array("EVALSHA".utf8))
         arguments.append(Array(sha.utf8))
         arguments.append([])  // the number of keys, known once the idempotency keys are counted
@@ -112,7 +146,7 @@ enum AppendScript {
         for event in events { arguments.append(Array(event.entityKey.utf8)) }
         let fixedKeys = 3 + events.count
         var perEvent: [[UInt8]] = []
-        perEvent.reserveCapacity(events.count * 5)
+        perEvent.reserveCapacity(events.count * 6)
         for (event, claim) in zip(events, claims) {
             perEvent.append(Array(event.routingHeader.utf8))
             perEvent.append(event.bodyAfterID)
@@ -122,20 +156,45 @@ enum AppendScript {
                 perEvent.append([])
             }
             // A window of 0 or less turns idempotency off, as in the memory engine: nothing is remembered.
+            var recall: [UInt8] = []
             if let key = event.idempotencyKey, window > 0 {
-                idempotencyKeys.append(keys.idempotencyKey(key))
-                perEvent.append(Array(String(fixedKeys + idempotencyKeys.count).utf8))
+                extraKeys.append(keys.idempotencyKey(key))
+                perEvent.append(Array(String(fixedKeys + extraKeys.count).utf8))
+                if let named = CallRecords.parse(hubKey: Tenant.split(key).rest) {
+                    let recordKey = keys.callRecord(named.token)
+                    if recordIndexes[recordKey] == nil {
+                        extraKeys.append(recordKey)
+                        recordIndexes[recordKey] = fixedKeys + extraKeys.count
+                    }
+                    recall = Array("\(recordIndexes[recordKey]!) \(named.position + 1)".utf8)
+                }
             } else {
                 perEvent.append([])
             }
             perEvent.append(claim.map { Array($0.description.utf8) } ?? [])
+            perEvent.append(recall)
         }
-        for key in idempotencyKeys { arguments.append(Array(key.utf8)) }
-        arguments[2] = Array(String(fixedKeys + idempotencyKeys.count).utf8)
+        for key in extraKeys { arguments.append(Array(key.utf8)) }
+        var keyCount = fixedKeys + extraKeys.count
+        var recordIndex: [UInt8] = []
+        if let record, window > 0 {
+            arguments.append(Array(keys.callRecord(record).utf8))
+            keyCount += 1
+            recordIndex = Array(String(keyCount).utf8)
+        }
+        var forgetIndex: [UInt8] = []
+        if !forgetting.isEmpty {
+            forgetIndex = Array(String(keyCount + 1).utf8)
+            for token in forgetting { arguments.append(Array(keys.callRecord(token).utf8)) }
+            keyCount += forgetting.count
+        }
+        arguments[2] = Array(String(keyCount).utf8)
         arguments.append(Array(config.redis.pubsubChannel.utf8))
         arguments.append(Array(String(config.redis.historyMaxLength).utf8))
         arguments.append(Array(String(max(0, config.redis.historyMaxAgeSeconds) * 1000).utf8))
         arguments.append(Array(String(window).utf8))
+        arguments.append(recordIndex)
+        arguments.append(forgetIndex)
         arguments.append(contentsOf: perEvent)
         return arguments
     }

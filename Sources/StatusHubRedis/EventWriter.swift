@@ -9,11 +9,17 @@ struct EventWriter: Sendable {
     let keys: RedisKeys
     let config: HubConfig
     let logger: Logger
+    let callRecords = CallRecords()
 
     /// Stores and publishes `events` in order, in chunks pipelined on the command connection; `claims[i]`, if
-    /// given, makes `events[i]` conditional (see `AppendScript`).
-    /// - Throws: `RedisError` (or `EngineUnavailable` when Redis refuses the writes); nothing is acknowledged then.
-    func write(_ events: [ValidatedEvent], claims: [EventID?]? = nil) async throws -> [AppendScript.Outcome] {
+    /// given, makes `events[i]` conditional (see `AppendScript`). With `recordingCalls` (ingest), each chunk keeps
+    /// a call record (`CallRecords`) when one of its events has no idempotency key of its own.
+    /// - Throws: `AppendOutcomeUnknown` when chunks were sent and their answers lost (with the keys that make a
+    ///   resend safe); any other error (`RedisError`, `EngineUnavailable` when Redis refuses the writes) means
+    ///   nothing was stored.
+    func write(
+        _ events: [ValidatedEvent], claims: [EventID?]? = nil, recordingCalls: Bool = false
+    ) async throws -> [AppendScript.Outcome] {
         guard !events.isEmpty else { return [] }
         let claims = claims ?? Array(repeating: nil, count: events.count)
         precondition(claims.count == events.count, "one claim (or nil) per event")
@@ -21,14 +27,54 @@ struct EventWriter: Sendable {
         let ranges = stride(from: 0, to: events.count, by: AppendScript.chunkSize).map {
             $0..<min($0 + AppendScript.chunkSize, events.count)
         }
-        func arguments(_ range: Range<Int>, sha: String) -> [[UInt8]] {
-            AppendScript.arguments(sha: sha, events: events[range], claims: claims[range], keys: keys, config: config)
+        let remembers = config.server.idempotencyWindowSeconds > 0
+        let tokens = ranges.map { range in
+            recordingCalls && remembers && events[range].contains { $0.idempotencyKey == nil } ? CallRecords.newToken() : nil
         }
-        var sha = try await currentSHA(on: connection)
+        func resendKeys() -> [String?] {
+            zip(ranges, tokens).flatMap { range, token in
+                events[range].enumerated().map { position, event in
+                    guard let token, event.idempotencyKey == nil else { return nil }
+                    return CallRecords.hubKey(token: token, position: position)
+                }
+            }
+        }
+        let forgetting = callRecords.takeAnswered()
+        func arguments(_ chunk: Int, sha: String) -> [[UInt8]] {
+            AppendScript.arguments(
+                sha: sha, events: events[ranges[chunk]], claims: claims[ranges[chunk]], keys: keys, config: config,
+                record: tokens[chunk], forgetting: chunk == 0 ? forgetting : [])
+        }
+        // A failed call did not delete the records it was given; the next one will.
+        func failing(_ error: any Error) -> any Error {
+            callRecords.noteAnswered(forgetting)
+            return error
+        }
+        func unknown(_ cause: any Error) -> any Error {
+            failing(AppendOutcomeUnknown(resendKeys: resendKeys(), cause: cause))
+        }
+
+        var sha: String
+        do {
+            sha = try await currentSHA(on: connection)
+        } catch {
+            throw failing(error)
+        }
         let filing = indexFiling(events)
-        var replies = try await connection.pipeline(filing + ranges.map { arguments($0, sha: sha) })
+        var replies: [RedisReply]
+        do {
+            replies = try await connection.pipeline(filing + ranges.indices.map { arguments($0, sha: sha) })
+        } catch let error as RedisError where !error.commandMayHaveRun {
+            throw failing(error)
+        } catch {
+            throw unknown(error)
+        }
         for reply in replies.prefix(filing.count) {
-            if case .error(let message) = reply { throw EngineUnavailable(reason: "Redis refused the events: \(message)") }
+            guard case .error(let message) = reply else { continue }
+            // The script calls behind a refused filing may still have run (they are separate commands).
+            let refused = EngineUnavailable(reason: "Redis refused the events: \(message)")
+            let scriptsRan = replies.dropFirst(filing.count).contains { $0.errorMessage == nil }
+            throw scriptsRan ? unknown(refused) : failing(refused)
         }
         replies.removeFirst(filing.count)
 
@@ -39,27 +85,39 @@ struct EventWriter: Sendable {
         let missing = replies.indices.filter { replies[$0].errorMessage?.hasPrefix("NOSCRIPT") == true }
         if !missing.isEmpty {
             logger.warning("redis forgot the append script; reloading it")
-            sha = try await script.load(on: connection)
-            let retried = try await connection.pipeline(missing.map { arguments(ranges[$0], sha: sha) })
-            for (index, reply) in zip(missing, retried) { replies[index] = reply }
+            do {
+                sha = try await script.load(on: connection)
+                let retried = try await connection.pipeline(missing.map { arguments($0, sha: sha) })
+                for (index, reply) in zip(missing, retried) { replies[index] = reply }
+            } catch let error as RedisError where !error.commandMayHaveRun && missing.count == ranges.count {
+                throw failing(error)
+            } catch {
+                throw unknown(error)
+            }
         }
 
         var outcomes: [AppendScript.Outcome] = []
         outcomes.reserveCapacity(events.count)
         for (range, reply) in zip(ranges, replies) {
             if case .error(let message) = reply {
-                if !outcomes.isEmpty {
-                    // Earlier chunks are stored and published; a retry of the whole batch finds the events that
-                    // carry idempotency keys already stored, and stores the others twice. Redis refusing writes
-                    // mid-batch is the only way here.
+                // The script's first write is the XADD, so a chunk Redis refused stored nothing. Earlier chunks are
+                // stored and published, though (Redis refusing writes mid-batch is the only way here): then the
+                // keys make a resend of the whole batch safe, as the stored chunks' records answer for them.
+                let refused = EngineUnavailable(reason: "Redis refused the events: \(message)")
+                guard ranges.count == 1 else {
                     logger.warning(
-                        "redis refused part of a batch after storing the start of it",
-                        metadata: ["stored": "\(outcomes.count)", "batch": "\(events.count)", "error": "\(message)"])
+                        "redis refused part of a batch", metadata: ["batch": "\(events.count)", "error": "\(message)"])
+                    throw unknown(refused)
                 }
-                throw EngineUnavailable(reason: "Redis refused the events: \(message)")
+                throw failing(refused)
             }
-            outcomes.append(contentsOf: try AppendScript.outcomes(reply, expected: range.count))
+            do {
+                outcomes.append(contentsOf: try AppendScript.outcomes(reply, expected: range.count))
+            } catch {
+                throw unknown(error)
+            }
         }
+        callRecords.noteAnswered(tokens.compactMap { $0 })
         return outcomes
     }
 

@@ -65,7 +65,7 @@ final class RESPHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         if let failure {
-            request.promise.fail(failure)
+            request.promise.fail(RedisError.notSent("\(failure)"))
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }

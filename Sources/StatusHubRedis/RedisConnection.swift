@@ -101,7 +101,12 @@ public final class RedisConnection: Sendable {
         let written = channel.eventLoop.makePromise(of: Void.self)
         // Once the channel has closed, its handlers are gone and a write never reaches `RESPHandler`, so the
         // failed write is the only thing that can release the caller. (Completing a promise twice is a no-op.)
-        written.futureResult.whenFailure { _ in replies.fail(RedisError.connectionClosed) }
+        // A write refused because the channel was already closed sent nothing; any other failed write may have
+        // sent part of the commands, so whether they ran is unknown.
+        written.futureResult.whenFailure { error in
+            let unsent = (error as? ChannelError) == .ioOnClosedChannel
+            replies.fail(unsent ? RedisError.notSent("the connection was closed") : RedisError.connectionClosed)
+        }
         channel.writeAndFlush(RESPRequest(payload: payload, count: count, promise: replies), promise: written)
         return try await replies.futureResult.get()
     }

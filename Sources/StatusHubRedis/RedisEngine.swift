@@ -57,7 +57,7 @@ public final class RedisEngine: Engine {
             commands: commands, script: script, keys: RedisKeys(streamKey: config.redis.streamKey), config: config,
             logger: logger)
         self.writer = writer
-        self.batcher = AppendBatcher { events in try await writer.write(events) }
+        self.batcher = AppendBatcher { events in try await writer.write(events, recordingCalls: true) }
         self.keys = RedisKeys(streamKey: config.redis.streamKey)
         let history = StreamHistory(commands: commands, streamKey: config.redis.streamKey)
         self.historyStream = history
@@ -319,6 +319,11 @@ public final class RedisEngine: Engine {
 
     private func unavailable(_ error: any Error) -> EngineUnavailable {
         if let error = error as? EngineUnavailable { return error }
+        if let unknown = error as? AppendOutcomeUnknown {
+            return EngineUnavailable(
+                reason: (unknown.cause as? EngineUnavailable)?.reason ?? "\(unknown.cause)",
+                outcome: .unknown(resendKeys: unknown.resendKeys))
+        }
         var retryAfter = 1
         if case RedisError.notConnected(let seconds) = error { retryAfter = max(1, Int(seconds.rounded(.up))) }
         return EngineUnavailable(reason: "\(error)", retryAfterSeconds: retryAfter)

@@ -23,6 +23,8 @@ struct RedisKeys: Sendable, Equatable {
     /// Set once the indexes cover every cached state (a cache written by a hub from before the indexes gets them
     /// built once, at start).
     let indexesBuilt: String
+    /// `SET <prefix><call token> <the ids the call assigned> EX <window>` (see `CallRecords`).
+    let callRecordPrefix: String
 
     init(streamKey: String) {
         stream = streamKey
@@ -31,11 +33,14 @@ struct RedisKeys: Sendable, Equatable {
         idempotencyPrefix = streamKey + ":idem:"
         indexPrefix = streamKey + ":index:"
         indexesBuilt = streamKey + ":indexes-built"
+        callRecordPrefix = streamKey + ":call:"
     }
 
     func index(_ name: String) -> String { indexPrefix + name }
 
     func idempotencyKey(_ key: String) -> String { idempotencyPrefix + key }
+
+    func callRecord(_ token: String) -> String { callRecordPrefix + token }
 
     /// The keyevent channel on which Redis announces keys of `database` that expired (with
     /// `notify-keyspace-events` containing `E` and `x`).

@@ -18,8 +18,8 @@ struct IngestController {
 
     func handle(_ request: Request, context: some RequestContext) async throws -> Response {
         if draining.isSet {
-            return JSONResponse.error(
-                .serviceUnavailable, field: "node", reason: "shutting down; nothing was acknowledged, send to another node",
+            return JSONResponse.unavailable(
+                field: "node", reason: "shutting down; nothing was stored, send it to another node", outcome: "not_stored",
                 headers: [.retryAfter: "1"])
         }
         // Authenticate before reading the body: an unknown publisher costs the node as little as possible.
@@ -132,16 +132,33 @@ struct IngestController {
                 metrics.duplicatesAcknowledged.increment(by: Int64(results.count(where: { $0.duplicate })))
             } catch let unavailable as EngineUnavailable {
                 metrics.ingestUnavailable.increment()
-                return JSONResponse.error(
-                    .serviceUnavailable, field: "engine",
-                    reason: "\(unavailable.reason); nothing in this request was acknowledged, retry",
-                    headers: [.retryAfter: String(unavailable.retryAfterSeconds)])
+                return unavailableResponse(unavailable, events: valid.map(\.index))
             }
         }
         reply.rejected.sort { $0.index < $1.index }
         // Nothing accepted and something refused by the key's scope: 403, with each refusal named per event.
         let status = reply.accepted.isEmpty && forbidden > 0 ? 403 : reply.statusCode
         return JSONResponse.bytes(reply.json, status: .init(code: status))
+    }
+
+    /// The 503 for an engine failure: `not_stored` (resend as is), or `unknown` with a hub key per event that had
+    /// no key of its own, by its index in the request (`resendKeys[i]` belongs to `events[i]`).
+    private func unavailableResponse(_ unavailable: EngineUnavailable, events: [Int]) -> Response {
+        let headers: HTTPFields = [.retryAfter: String(unavailable.retryAfterSeconds)]
+        switch unavailable.outcome {
+        case .notStored:
+            return JSONResponse.unavailable(
+                field: "engine", reason: "\(unavailable.reason); nothing in this request was stored, resend it as it is",
+                outcome: "not_stored", headers: headers)
+        case .unknown(let resendKeys):
+            let resend = zip(events, resendKeys).compactMap { index, key in key.map { (index: index, key: $0) } }
+            let advice = limits.idempotencyWindowSeconds > 0
+                ? "resend the request with each event listed in resend carrying the idempotency_key given there (events with their own key keep it)"
+                : "idempotency is off (server.idempotency_window_seconds), so only a look at the history tells"
+            return JSONResponse.unavailable(
+                field: "engine", reason: "\(unavailable.reason); the events may or may not have been stored: \(advice)",
+                outcome: "unknown", resend: resend, headers: headers)
+        }
     }
 
     private func tooLarge(_ length: Int?) -> Response {

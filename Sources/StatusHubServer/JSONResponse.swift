@@ -29,11 +29,28 @@ enum JSONResponse {
         return Array((try? encoder.encode(ErrorBody(error: .init(status: status, field: field, reason: reason)))) ?? Data("{}".utf8))
     }
 
+    /// A 503 for an ingest request, saying what became of its events: `"outcome":"not_stored"` (resend as is) or
+    /// `"outcome":"unknown"` with the idempotency key to resend each listed event with.
+    static func unavailable(
+        field: String, reason: String, outcome: String, resend: [(index: Int, key: String)]? = nil, headers: HTTPFields
+    ) -> Response {
+        let detail = ErrorBody.Detail(
+            status: 503, field: field, reason: reason, outcome: outcome,
+            resend: resend?.map { .init(index: $0.index, idempotency_key: $0.key) })
+        return encode(ErrorBody(error: detail), status: .serviceUnavailable, headers: headers)
+    }
+
     private struct ErrorBody: Encodable {
         struct Detail: Encodable {
+            struct Resend: Encodable {
+                var index: Int
+                var idempotency_key: String
+            }
             var status: Int
             var field: String
             var reason: String
+            var outcome: String? = nil
+            var resend: [Resend]? = nil
         }
         var error: Detail
     }

@@ -17,6 +17,10 @@ struct PublishCommand: AsyncParsableCommand {
               statushub publish --entity machine:M-203 --status breakdown --line Line-2
               statushub publish '{"event_type":"alert_raised", …}'
               statushub publish --file events.ndjson
+
+            A 503 is followed as it says, up to --retries times, after its Retry-After: "not_stored" resends the \
+            events as they are; "unknown" (the hub lost Redis's answer) resends them with the idempotency keys \
+            it lists, so events that were stored after all are acknowledged as duplicates, not stored twice.
             """
     )
 
@@ -38,6 +42,9 @@ struct PublishCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Production line for --entity, e.g. Line-2.")
     var line: String?
 
+    @Option(name: .long, help: "How often to resend after a 503, as its answer says.")
+    var retries = 3
+
     @Argument(help: "Events as JSON objects.")
     var events: [String] = []
 
@@ -54,10 +61,21 @@ struct PublishCommand: AsyncParsableCommand {
             request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
         }
         request.httpBody = body
-        let (data, response) = try await URLSession.shared.data(for: request)
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        print("HTTP \(status) \(String(decoding: data, as: UTF8.self))")
-        if status != 202 { throw ExitCode(1) }
+        var resend = Resend(body: body, contentType: contentType)
+        for attempt in 0...max(0, retries) {
+            let (data, response) = try await URLSession.shared.data(for: request)
+            let http = response as? HTTPURLResponse
+            let status = http?.statusCode ?? 0
+            // Unbuffered: someone watching a resend loop sees each answer as it comes.
+            FileHandle.standardOutput.write(Data("HTTP \(status) \(String(decoding: data, as: UTF8.self))\n".utf8))
+            if status == 202 { return }
+            guard status == 503, attempt < retries, resend.follow(answer: data) else { throw ExitCode(1) }
+            let wait = min(30, max(1, Int(http?.value(forHTTPHeaderField: "Retry-After") ?? "") ?? 1))
+            FileHandle.standardError.write(Data("resending in \(wait) s (\(resend.described))\n".utf8))
+            try await Task.sleep(for: .seconds(wait))
+            request.httpBody = resend.body
+            request.setValue(resend.contentType, forHTTPHeaderField: "Content-Type")
+        }
     }
 
     private func makeBody() throws -> (Data, String) {
@@ -105,5 +123,54 @@ struct PublishCommand: AsyncParsableCommand {
 extension String {
     func trimmingSuffix(_ suffix: String) -> String {
         hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+    }
+}
+
+/// What a 503 says to resend: `"outcome":"not_stored"`, the same events; `"outcome":"unknown"`, the events with the
+/// idempotency keys it lists (once given, a key stays on its event for every later resend).
+struct Resend {
+    private(set) var body: Data
+    private(set) var contentType: String
+    private(set) var described = ""
+
+    init(body: Data, contentType: String) {
+        self.body = body
+        self.contentType = contentType
+    }
+
+    /// Applies a 503's answer; false when it cannot be followed safely (no outcome, or events this tool cannot
+    /// send again unchanged).
+    mutating func follow(answer: Data) -> Bool {
+        guard let error = (try? JSONValue.parse(Array(answer)))?["error"] else { return false }
+        switch error["outcome"]?.stringValue {
+        case "not_stored":
+            described = "nothing was stored"
+            return true
+        case "unknown":
+            guard case .array(let resend)? = error["resend"] else { return false }
+            let format = IngestBodyFormat(contentType: contentType) ?? .json
+            guard let decoded = try? IngestBody.decode(Array(body), format: format, maxEvents: .max) else { return false }
+            var events: [JSONValue] = []
+            for item in decoded {
+                // A line that is not JSON cannot be sent again as it was; better to stop than to shift indexes.
+                guard case .success(let event) = item else { return false }
+                events.append(event)
+            }
+            for entry in resend {
+                guard let index = entry["index"]?.numberValue.map(Int.init), events.indices.contains(index),
+                    let key = entry["idempotency_key"]?.stringValue, case .object(var members) = events[index]
+                else { return false }
+                members["idempotency_key"] = .string(key)
+                events[index] = .object(members)
+            }
+            var bytes: [UInt8] = []
+            JSONValue.array(events).write(into: &bytes)
+            body = Data(bytes)
+            contentType = "application/json"
+            described = "outcome unknown; with the hub's idempotency keys for \(resend.count) event(s)"
+            return true
+        default:
+            return false
+        }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import StatusHubCore
+import StatusHubRedis
 import Synchronization
 import Testing
 
@@ -150,6 +151,40 @@ extension CommandLineTests {
             #expect(keyed.terminationStatus == 0)
             #expect(keyless.terminationStatus != 0)
             #expect(try await HTTP.get(port: hub.port, "/health").status == 200)
+        }
+    }
+}
+
+extension CommandLineTests {
+    /// `publish` follows a 503 as it says: Redis hangs after taking the write, the hub answers "unknown" with a
+    /// key, and the resend with it (once Redis is back) is acknowledged as the duplicate it is — stored once.
+    @Test func publishResendsWithTheKeysOfAnUnknownOutcome() async throws {
+        try await withRedisServer { redis in
+            try await withHub(redisURL: redis.url, configure: { $0.redis.commandTimeoutSeconds = 1 }) { hub in
+                let output = Pipe()
+                let printed = Mutex("")
+                output.fileHandleForReading.readabilityHandler = { handle in
+                    let chunk = String(decoding: handle.availableData, as: UTF8.self)
+                    printed.withLock { $0 += chunk }
+                }
+                defer { output.fileHandleForReading.readabilityHandler = nil }
+                redis.pause()
+                let publish = try statushub(
+                    ["publish", "--url", "http://127.0.0.1:\(hub.port)", "--entity", "machine:M-cli", "--status", "running", "--retries", "6"],
+                    stdout: output)
+                try await eventually("the hub answered 503") { printed.withLock { $0 }.contains("HTTP 503") }
+                redis.resume()
+                try await eventually("publish to finish", timeout: .seconds(20)) { !publish.isRunning }
+                #expect(publish.terminationStatus == 0)
+                let lines = printed.withLock { $0 }.split(separator: "\n").map(String.init)
+                #expect(lines.first?.contains(#""outcome":"unknown""#) == true, "\(lines)")
+                #expect(lines.last?.contains(#""duplicate":true"#) == true, "\(lines)")
+
+                let history = try await RedisConnection.connect(to: RedisURL(parsing: redis.url))
+                let entries = try await history.send(["XRANGE", "statushub:history", "-", "+"]).array ?? []
+                await history.close()
+                #expect(entries.count == 1)
+            }
         }
     }
 }

@@ -476,6 +476,52 @@ struct RedisEngineTests {
 
     // MARK: engine: idempotency, retention, staleness, gaps
 
+    /// The call records behind a lost answer's resend keys: the recorded id answers a resend as a duplicate, a
+    /// position of another tenant's event or a call that never ran stores the resend (once), and records of
+    /// answered calls do not pile up.
+    @Test func resendKeysOfALostAnswerFindTheCallRecord() async throws {
+        try await withRedisServer { server in
+            try await withEngine(server, configure: { $0.redis.commandTimeoutSeconds = 0.5 }) { engine, sink in
+                server.pause()
+                let lost = await #expect(throws: EngineUnavailable.self) {
+                    try await engine.append([Self.event(.machine, "M-1"), Self.event(.machine, "M-2", tenant: "acme")])
+                }
+                guard case .unknown(let keys)? = lost?.outcome, keys.count == 2, let mine = keys[0], let theirs = keys[1] else {
+                    Issue.record("expected an unknown outcome with two keys, got \(String(describing: lost))")
+                    server.resume()
+                    return
+                }
+                server.resume()
+                // The hung call ran once Redis resumed: both events are stored and delivered.
+                let stored = try await sink.waitFor(count: 2)
+                try await eventually("ready after Redis resumed") { engine.isReady }
+
+                // Another tenant's position names nothing of acme's: acme's event is stored, not a duplicate.
+                let forged = try await engine.append([Self.event(.machine, "M-3", idempotencyKey: mine, tenant: "acme")])
+                #expect(forged.count == 1 && !forged[0].duplicate)
+                let resent = try await engine.append([
+                    Self.event(.machine, "M-1", idempotencyKey: mine), Self.event(.machine, "M-2", idempotencyKey: theirs, tenant: "acme"),
+                ])
+                #expect(resent == stored.map { Appended(id: $0.id, duplicate: true) })
+
+                // A call that never ran has no record: the resend is stored, and a retry of it is its duplicate.
+                let unknownCall = CallRecords.hubKey(token: CallRecords.newToken(), position: 0)
+                let first = try await engine.append([Self.event(.machine, "M-4", idempotencyKey: unknownCall)])[0]
+                #expect(!first.duplicate)
+                #expect(try await engine.append([Self.event(.machine, "M-4", idempotencyKey: unknownCall)]) == [Appended(id: first.id, duplicate: true)])
+
+                // Each call deletes the records of the calls answered before it.
+                for index in 0..<20 { _ = try await engine.append([Self.event(.machine, "M-\(index)")]) }
+                let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
+                let records = try await redis.send(["KEYS", "statushub:history:call:*"]).array ?? []
+                await redis.close()
+                // The lost call's record, and the last call's.
+                #expect(records.count == 2, "\(records.compactMap(\.text))")
+                #expect(try await sink.waitFor(count: 24).count == 24)
+            }
+        }
+    }
+
     @Test func idempotencyKeysAcknowledgeRetriesWithTheFirstID() async throws {
         try await withRedisServer { server in
             try await withEngine(server, configure: { $0.server.idempotencyWindowSeconds = 1 }) { engine, sink in
@@ -881,14 +927,14 @@ struct RedisEngineTests {
 
     static func event(
         _ entityType: EntityType, _ id: String, eventType: EventType = .resourceStatusChanged,
-        status: String = "running", line: String? = nil, idempotencyKey: String? = nil
+        status: String = "running", line: String? = nil, idempotencyKey: String? = nil, tenant: String = Tenant.defaultName
     ) -> ValidatedEvent {
         let linePart = line.map { #""line":"\#($0)","# } ?? ""
         let keyPart = idempotencyKey.map { #""idempotency_key":"\#($0)","# } ?? ""
         let body = #""data":{"current_status":"\#(status)"},"entity_id":"\#(id)","entity_type":"\#(entityType.rawValue)","event_type":"\#(eventType.rawValue)",\#(keyPart)\#(linePart)"metadata":{"source":"t","triggered_by":"t"},"received_at":"2025-01-01T00:00:00.000Z","timestamp":"2025-01-01T00:00:00.000Z"}"#
         return ValidatedEvent(
             eventType: eventType, entityType: entityType, entityID: id, line: line, bodyAfterID: Array(body.utf8),
-            idempotencyKey: idempotencyKey)
+            idempotencyKey: idempotencyKey, tenant: tenant)
     }
 }
 

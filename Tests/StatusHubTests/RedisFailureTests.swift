@@ -99,3 +99,76 @@ struct RedisFailureTests {
         }
     }
 }
+
+extension RedisFailureTests {
+    /// A Redis that hangs after taking the write (SIGSTOP): the answer is lost, so the hub says the outcome is
+    /// unknown and hands out the keys that make a resend safe; a request queued behind it was never sent, hears so
+    /// within the command timeout, and its plain resend stores it once. After SIGCONT the hung write runs; the
+    /// resend with the key is acknowledged as its duplicate, and history and subscriber hold each event once.
+    @Test func lostAnswerIsUnknownWithKeysAndTheResendStoresOnce() async throws {
+        let timeout = 1.0
+        try await withRedisServer { redis in
+            try await withHub(redisURL: redis.url, configure: { $0.redis.commandTimeoutSeconds = timeout }) { hub in
+                let socket = try await TestSocket(port: hub.port)
+                _ = try await socket.subscribe(["machine:*"])
+
+                redis.pause()
+                let hung = Task { try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-hung")) }
+                try await Task.sleep(for: .milliseconds(200))
+                let queuedAt = ContinuousClock.now
+                let queued = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-queued"))
+                let queuedWaited = ContinuousClock.now - queuedAt
+                let unknown = try await hung.value
+
+                #expect(unknown.status == 503)
+                #expect(unknown.headers["retry-after"] != nil)
+                let answer = unknown.json["error"]
+                #expect(answer?["outcome"] == .string("unknown"))
+                let resend = answer?["resend"]?.arrayValue ?? []
+                #expect(resend.count == 1)
+                #expect(resend.first?["index"] == .number(0))
+                let key = try #require(resend.first?["idempotency_key"]?.stringValue)
+                #expect(key.hasPrefix("hub:"))
+
+                #expect(queued.status == 503)
+                #expect(queued.json["error"]?["outcome"] == .string("not_stored"))
+                #expect(queued.json["error"]?["resend"] == nil)
+                // Never sent, so it need not wait for a timeout of its own: it is answered when the group ahead
+                // of it fails (a correctness bound, not a benchmark).
+                #expect(queuedWaited < .seconds(timeout * 1.5), "queued request answered after \(queuedWaited)")
+
+                redis.resume()
+                try await eventually("ready after Redis resumed") { (try await HTTP.get(port: hub.port, "/ready")).status == 200 }
+                let keyed = String(SampleEvents.machineStatus("M-hung").dropLast()) + #","idempotency_key":"\#(key)"}"#
+                var stored: String?
+                for attempt in 1...2 {
+                    // The second resend is the retry of a retry: still the same answer.
+                    let again = try await HTTP.post(port: hub.port, event: keyed)
+                    #expect(again.status == 202, "resend \(attempt): \(again.text)")
+                    let accepted = again.json["accepted"]?.arrayValue?.first
+                    #expect(accepted?["duplicate"] == .bool(true), "resend \(attempt): \(again.text)")
+                    stored = stored ?? accepted?["event_id"]?.stringValue
+                    #expect(accepted?["event_id"]?.stringValue == stored)
+                }
+                let plain = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-queued"))
+                #expect(plain.status == 202)
+
+                var received: [String: [String]] = [:]
+                while let event = try? await socket.nextEvent(timeout: .seconds(2)) {
+                    received[event["entity_id"]?.stringValue ?? "?", default: []].append(event["event_id"]?.stringValue ?? "?")
+                }
+                #expect(received["M-hung"] == [stored].compactMap { $0 })
+                #expect(received["M-queued"]?.count == 1)
+
+                let history = try await RedisConnection.connect(to: RedisURL(parsing: redis.url))
+                let entries = try await history.send(["XRANGE", "statushub:history", "-", "+"])
+                await history.close()
+                func text(_ reply: RedisReply) -> String { reply.array.map { $0.map(text).joined(separator: " ") } ?? reply.text ?? "" }
+                let bodies = (entries.array ?? []).map(text)
+                #expect(bodies.count(where: { $0.contains("M-hung") }) == 1)
+                #expect(bodies.count(where: { $0.contains("M-queued") }) == 1)
+                print("lost answer: unknown with key \(key), queued request answered not_stored after \(queuedWaited), resend duplicate of \(stored ?? "-")")
+            }
+        }
+    }
+}

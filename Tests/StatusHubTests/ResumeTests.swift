@@ -151,4 +151,27 @@ struct ResumeTests {
             _ = await socket.close()
         }
     }
+
+    /// The keys a 503 with an unknown outcome hands out (`hub:<call>:<position>`) are resent like any idempotency
+    /// key. On Redis one naming a call that left no record is stored, and remembered; on the memory engine, whose
+    /// outcome is always known and which never hands one out, it is an ordinary key. Either way: once, then
+    /// duplicates.
+    @Test(arguments: EngineKind.allCases)
+    func aResendKeyOfACallThatNeverRanStoresOnce(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind) { hub in
+            let socket = try await TestSocket(port: hub.port)
+            try await socket.subscribe(["machine:M-78"])
+            let event = Data(SampleEvents.machineStatus("M-78").utf8)
+            let key = "hub:0123456789abcdef0123456789abcdef:0"
+            let first = try await HTTP.request("POST", port: hub.port, "/v1/events", body: event, headers: ["Idempotency-Key": key])
+            let retry = try await HTTP.request("POST", port: hub.port, "/v1/events", body: event, headers: ["Idempotency-Key": key])
+            #expect(first.status == 202)
+            #expect(first.json["accepted"]?.arrayFirst?["duplicate"] == nil)
+            #expect(retry.json["accepted"]?.arrayFirst?["duplicate"] == .bool(true))
+            #expect(retry.json["accepted"]?.arrayFirst?["event_id"] == first.json["accepted"]?.arrayFirst?["event_id"])
+            #expect(try await socket.nextEvent()["event_id"] == first.json["accepted"]?.arrayFirst?["event_id"])
+            #expect(await socket.drain(for: .milliseconds(200)).isEmpty)
+            _ = await socket.close()
+        }
+    }
 }
