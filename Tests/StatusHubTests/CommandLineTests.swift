@@ -168,10 +168,15 @@ extension CommandLineTests {
                     printed.withLock { $0 += chunk }
                 }
                 defer { output.fileHandleForReading.readabilityHandler = nil }
-                redis.pause()
+                // The event comes on stdin once the process is up, so Redis hangs right before the POST (not so
+                // long before it that the hub's health check has already given the connection up).
+                let input = Pipe()
                 let publish = try statushub(
-                    ["publish", "--url", "http://127.0.0.1:\(hub.port)", "--entity", "machine:M-cli", "--status", "running", "--retries", "6"],
-                    stdout: output)
+                    ["publish", "--url", "http://127.0.0.1:\(hub.port)", "--retries", "6"], stdout: output, stdin: input)
+                try await Task.sleep(for: .seconds(1))
+                redis.pause()
+                input.fileHandleForWriting.write(Data(SampleEvents.machineStatus("M-cli").utf8))
+                try input.fileHandleForWriting.close()
                 try await eventually("the hub answered 503") { printed.withLock { $0 }.contains("HTTP 503") }
                 redis.resume()
                 try await eventually("publish to finish", timeout: .seconds(20)) { !publish.isRunning }

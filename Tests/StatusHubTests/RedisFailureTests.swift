@@ -106,7 +106,7 @@ extension RedisFailureTests {
     /// within the command timeout, and its plain resend stores it once. After SIGCONT the hung write runs; the
     /// resend with the key is acknowledged as its duplicate, and history and subscriber hold each event once.
     @Test func lostAnswerIsUnknownWithKeysAndTheResendStoresOnce() async throws {
-        let timeout = 1.0
+        let timeout = 2.0
         try await withRedisServer { redis in
             try await withHub(redisURL: redis.url, configure: { $0.redis.commandTimeoutSeconds = timeout }) { hub in
                 let socket = try await TestSocket(port: hub.port)
@@ -114,7 +114,8 @@ extension RedisFailureTests {
 
                 redis.pause()
                 let hung = Task { try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-hung")) }
-                try await Task.sleep(for: .milliseconds(200))
+                // The script call (hundreds of bytes, not a 14-byte PING) sits unread in the stopped Redis's socket.
+                try await eventually("the write reached the hung Redis") { redis.unreadBytes() > 100 }
                 let queuedAt = ContinuousClock.now
                 let queued = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-queued"))
                 let queuedWaited = ContinuousClock.now - queuedAt
