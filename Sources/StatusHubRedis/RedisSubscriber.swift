@@ -165,8 +165,16 @@ public final class RedisSubscriber: Sendable {
     ) async throws {
         if let expiry { await expiry.prepare(connection) }
         // Before its first delivery a subscriber has no position of its own; the history's newest, read before
-        // subscribing, is one that nothing published after it can fall behind.
-        if lastDelivered == nil, let catchUp { lastDelivered = try? await catchUp.newest() }
+        // subscribing, is one that nothing published after it can fall behind. With no history yet, that is its
+        // beginning (0-0): events stored while this connection is away later (a Redis that hung, then ran what
+        // it had been sent) are caught up on, not skipped by reading "the newest" again.
+        if lastDelivered == nil, let catchUp {
+            do {
+                lastDelivered = try await catchUp.newest() ?? Self.historyStart
+            } catch {
+                // Unknown for now; the next connection asks again.
+            }
+        }
 
         // One SUBSCRIBE per channel: each gets exactly one confirmation, which is what replies are matched by.
         var commands = [["SUBSCRIBE", channel]]
@@ -183,7 +191,8 @@ public final class RedisSubscriber: Sendable {
         // Messages published from here on are queued in `pushes`; history covers everything before, so the two
         // overlap and never leave a gap. Ids already delivered are skipped below.
         if let since = lastDelivered, let catchUp {
-            lastDelivered = await replayHistory(catchUp, after: since, sink: sink)
+            let replayed = await replayHistory(catchUp, after: since, sink: sink)
+            lastDelivered = replayed ?? (since == Self.historyStart ? since : nil)
         }
 
         await withTaskGroup(of: Void.self) { group in
@@ -218,7 +227,8 @@ public final class RedisSubscriber: Sendable {
 
     /// Delivers the history after `since` and returns the position to continue from: the last event delivered.
     private func replayHistory(_ catchUp: CatchUp, after since: EventID, sink: any EventSink) async -> EventID? {
-        var last: EventID? = since
+        // From the history's beginning: its oldest events, whatever trimming left (never a gap).
+        var last: EventID? = since == Self.historyStart ? nil : since
         var caughtUp = 0
         var gapReported = false
         func reportGap(_ reason: String, _ metadata: Logger.Metadata) {
@@ -264,6 +274,9 @@ public final class RedisSubscriber: Sendable {
         }
         return last
     }
+
+    /// The position of a subscriber that started before the history had any event.
+    private static let historyStart = EventID(milliseconds: 0, sequence: 0)
 
     private func deliver(_ payload: [UInt8], to sink: any EventSink, lastDelivered: inout EventID?) {
         guard let event = PubSubMessage.decode(payload) else {

@@ -741,6 +741,29 @@ struct RedisEngineTests {
         }
     }
 
+    /// The same on a Redis with no history yet (a fresh plant, or the events a hung Redis runs once it resumes):
+    /// the subscriber's position is the history's beginning, not whatever is newest when it comes back.
+    @Test func aSubscriberThatStartedOnAnEmptyHistoryCatchesUpToo() async throws {
+        try await withRedisServer { server in
+            try await withEngine(server, configure: {
+                $0.redis.reconnectInitialSeconds = 1
+                $0.redis.reconnectMaxSeconds = 1
+            }) { engine, sink in
+                let admin = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
+                #expect(try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"]).integer == 1)
+                try await eventually("subscriber noticed") { engine.subscriberState != .connected }
+                let missed = try await engine.append((1...3).map { Self.event(.machine, "M-\($0)") }).map(\.id)
+                try await eventually("subscriber back") { engine.subscriberState == .connected }
+                #expect(try await sink.waitFor(count: 3).map(\.id) == missed)
+                let later = try await engine.append([Self.event(.machine, "M-4")]).map(\.id)
+                #expect(try await sink.waitFor(count: 4).map(\.id) == missed + later)
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(sink.count == 4 && sink.gaps.isEmpty)
+                await admin.close()
+            }
+        }
+    }
+
     /// Redis with AOF (`appendfsync always`) is killed with SIGKILL while writers append continuously, each retrying
     /// a refused event with the same idempotency key; then restarted on the same data. Nothing acknowledged may be
     /// lost — from the history or from a node's delivery — and nothing may be stored or delivered twice.

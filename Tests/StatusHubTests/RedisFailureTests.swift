@@ -115,7 +115,7 @@ extension RedisFailureTests {
                 redis.pause()
                 let hung = Task { try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-hung")) }
                 // The script call (hundreds of bytes, not a 14-byte PING) sits unread in the stopped Redis's socket.
-                try await eventually("the write reached the hung Redis") { redis.unreadBytes() > 100 }
+                try await eventually("the write reached the hung Redis", timeout: .seconds(20)) { redis.unreadBytes() > 100 }
                 let queuedAt = ContinuousClock.now
                 let queued = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-queued"))
                 let queuedWaited = ContinuousClock.now - queuedAt

@@ -66,13 +66,14 @@ final class RedisServer: Sendable {
     func resume() { signalProcess(SIGCONT) }
 
     /// Bytes clients have sent that the server has not read yet (`rx_queue` of its connections in
-    /// /proc/net/tcp): with the server stopped, proof that a command reached it.
+    /// /proc/net/tcp, established or closed by the client): with the server stopped, proof that a command
+    /// reached it.
     func unreadBytes() -> Int {
         guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return 0 }
         let port = String(format: "%04X", self.port)
         return table.split(separator: "\n").dropFirst().reduce(0) { total, line in
             let fields = line.split(separator: " ")
-            guard fields.count > 4, fields[1].hasSuffix(":" + port), fields[3] == "01" else { return total }
+            guard fields.count > 4, fields[1].hasSuffix(":" + port), fields[3] == "01" || fields[3] == "08" else { return total }
             return total + (Int(fields[4].split(separator: ":").last ?? "", radix: 16) ?? 0)
         }
     }
