@@ -160,7 +160,7 @@ extension CommandLineTests {
     /// key, and the resend with it (once Redis is back) is acknowledged as the duplicate it is — stored once.
     @Test func publishResendsWithTheKeysOfAnUnknownOutcome() async throws {
         try await withRedisServer { redis in
-            try await withHub(redisURL: redis.url, configure: { $0.redis.commandTimeoutSeconds = 1 }) { hub in
+            try await withHub(redisURL: redis.url, configure: { $0.redis.commandTimeoutSeconds = 1 }, redisHealthCheck: .seconds(120)) { hub in
                 let output = Pipe()
                 let printed = Mutex("")
                 output.fileHandleForReading.readabilityHandler = { handle in
@@ -168,8 +168,7 @@ extension CommandLineTests {
                     printed.withLock { $0 += chunk }
                 }
                 defer { output.fileHandleForReading.readabilityHandler = nil }
-                // The event comes on stdin once the process is up, so Redis hangs right before the POST (not so
-                // long before it that the hub's health check has already given the connection up).
+                // The event comes on stdin once the process is up, so Redis hangs right before the POST.
                 let input = Pipe()
                 let publish = try statushub(
                     ["publish", "--url", "http://127.0.0.1:\(hub.port)", "--retries", "6"], stdout: output, stdin: input)

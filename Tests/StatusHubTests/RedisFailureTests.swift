@@ -108,7 +108,7 @@ extension RedisFailureTests {
     @Test func lostAnswerIsUnknownWithKeysAndTheResendStoresOnce() async throws {
         let timeout = 2.0
         try await withRedisServer { redis in
-            try await withHub(redisURL: redis.url, configure: { $0.redis.commandTimeoutSeconds = timeout }) { hub in
+            try await withHub(redisURL: redis.url, configure: { $0.redis.commandTimeoutSeconds = timeout }, redisHealthCheck: .seconds(120)) { hub in
                 let socket = try await TestSocket(port: hub.port)
                 _ = try await socket.subscribe(["machine:*"])
 

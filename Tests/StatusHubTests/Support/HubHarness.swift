@@ -35,9 +35,12 @@ func withHub<T: Sendable>(
     }
 }
 
+/// - Parameter redisHealthCheck: how often the Redis engine PINGs its connections; a test that hangs Redis on
+///   purpose sets it long, so that only its own commands meet the hang.
 func withHub<T: Sendable>(
     redisURL: String?,
     configure: (inout HubConfig) -> Void = { _ in },
+    redisHealthCheck: Duration = .seconds(5),
     _ body: (RunningHub) async throws -> T
 ) async throws -> T {
     var config = HubConfig()
@@ -48,7 +51,11 @@ func withHub<T: Sendable>(
     configure(&config)
     var logger = Logger(label: "test-hub")
     logger.logLevel = .warning
-    let engine: any Engine = if redisURL != nil { try RedisEngine(config: config, logger: logger) } else { MemoryEngine(config: config) }
+    let engine: any Engine = if redisURL != nil {
+        try RedisEngine(config: config, logger: logger, healthCheckInterval: redisHealthCheck)
+    } else {
+        MemoryEngine(config: config)
+    }
     let hub = try StatusHub(config: config, engine: engine)
     let ports = AsyncStream<Int>.makeStream()
     let app = hub.makeApplication(logger: logger) { port in ports.continuation.yield(port) }
