@@ -69,7 +69,10 @@ final class RedisServer: Sendable {
     /// /proc/net/tcp, established or closed by the client): with the server stopped, proof that a command
     /// reached it.
     func unreadBytes() -> Int {
-        guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return 0 }
+        // Read to the end: a procfs file reports size 0, and a one-shot read stops at the first page of sockets.
+        guard let file = FileHandle(forReadingAtPath: "/proc/net/tcp") else { return 0 }
+        defer { try? file.close() }
+        let table = String(decoding: file.readDataToEndOfFile(), as: UTF8.self)
         let port = String(format: "%04X", self.port)
         return table.split(separator: "\n").dropFirst().reduce(0) { total, line in
             let fields = line.split(separator: " ")
