@@ -57,6 +57,11 @@ for engine in $ENGINES; do
     timeout --signal=INT --kill-after=10 "$((ENTITIES / 100 + 180))" \
         "${CLIENT_PIN[@]}" "$BIN/statushub-load" storm --url "http://127.0.0.1:$HUB_PORT" --hub-pid "$HUB_PID" \
         "${REDIS_ARGS[@]}" --entities "$ENTITIES" --lines "$LINES" --dashboards "$DASHBOARDS" --json "$JSON" || status=$?
+    # The same reads over HTTP: ten GET /v1/state?pattern=line:Line-3:* at once, each timed by curl.
+    times=$(for _ in $(seq "$DASHBOARDS"); do
+        curl -s -o /dev/null -w '%{time_total} %{size_download}\n' "http://127.0.0.1:$HUB_PORT/v1/state?pattern=line:Line-3:*" &
+    done; wait)
+    say "$engine engine: $DASHBOARDS concurrent GET /v1/state?pattern=line:Line-3:* (seconds, bytes): $(echo "$times" | sort -n | tr '\n' ' ')"
     stop_servers
     say "$engine engine: results in $JSON"
 done
