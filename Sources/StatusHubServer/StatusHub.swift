@@ -85,7 +85,8 @@ public struct StatusHub: Sendable {
         let maxBodyBytes = config.server.maxBodyBytes
         return HTTPServerBuilder { [tls] responder in
             let channel = GuardedHTTP1Channel(
-                base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: configuration, shouldUpgrade: shouldUpgrade),
+                base: MaskedClientFramesChannel(
+                    base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: configuration, shouldUpgrade: shouldUpgrade)),
                 deadline: timeout, maxBodyBytes: maxBodyBytes, decoderLimits: configuration.http1.httpDecoder)
             return try tls.map { try TLSChannel(channel, tlsConfiguration: $0) } ?? channel
         }
@@ -143,7 +144,7 @@ public struct StatusHub: Sendable {
         let limits = config.websocket
         return WebSocketServerConfiguration(
             maxFrameSize: limits.maxFrameBytes,
-            extensions: limits.compression ? [BoundedDeflateBuilder.factory(maxDecompressedFrameSize: limits.maxFrameBytes)] : [],
+            extensions: limits.compression ? [BoundedDeflateBuilder.factory(maxMessageBytes: limits.maxFrameBytes)] : [],
             // Pings come from `Heartbeat`, a timer on the event loop, instead of a task per connection.
             autoPing: .disabled,
             closeTimeout: .seconds(Int64(Self.closeTimeout.nanoseconds / 1_000_000_000)),

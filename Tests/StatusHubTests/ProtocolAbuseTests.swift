@@ -71,6 +71,95 @@ struct ProtocolAbuseTests {
         }
     }
 
+    /// RFC 6455 §5.1: a server closes the connection on an unmasked client frame, with 1002. Also when the frame
+    /// comes in the same packet as the upgrade request, before the session has started.
+    @Test func unmaskedClientFrameClosesWith1002() async throws {
+        try await withHub(engine: .memory) { hub in
+            let bystander = try await TestSocket(port: hub.port)
+            try await bystander.subscribe(["alerts"])
+            let ping = Array(#"{"op":"ping","id":"p"}"#.utf8)
+            #expect(try await Self.closeCode(port: hub.port, after: [RawSocket.frame(opcode: 1, masked: false, payload: ping)]) == 1002)
+            let withTheRequest = try await RawSocket.offPool { () -> UInt16? in
+                let socket = try RawSocket(port: hub.port)
+                var request = "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                try socket.send(Array(request.utf8) + RawSocket.frame(opcode: 1, masked: false, payload: ping))
+                return RawSocket.closeCode(in: socket.read(timeout: 10) { RawSocket.closeCode(in: $0) != nil }.bytes)
+            }
+            #expect(withTheRequest == 1002)
+            // A masked frame on the same kind of connection is answered.
+            let answered = try await RawSocket.offPool { () -> Bool in
+                let socket = try RawSocket(port: hub.port)
+                try socket.upgrade()
+                try socket.send(RawSocket.frame(opcode: 1, payload: ping))
+                return String(decoding: socket.read(timeout: 5) { String(decoding: $0, as: UTF8.self).contains("pong") }.bytes, as: UTF8.self).contains("pong")
+            }
+            #expect(answered)
+            try await Self.bystanderStillServed(hub, bystander, entity: "M-1002")
+            _ = await bystander.close()
+        }
+    }
+
+    /// One limit for every message: `websocket.max_frame_bytes` holds whether the client compressed it or not.
+    /// (The library's own inflate bound let ~98 KiB through a 64 KiB limit.)
+    @Test(.timeLimit(.minutes(1))) func compressedAndPlainMessagesShareOneLimit() async throws {
+        try await withHub(engine: .memory) { hub in
+            let limit = hub.hub.config.websocket.maxFrameBytes
+            func ping(bytes: Int) -> String {
+                let frame = #"{"op":"ping","id":""# + "\"}"
+                return #"{"op":"ping","id":""# + String(repeating: "A", count: bytes - frame.utf8.count) + "\"}"
+            }
+            for compressed in [false, true] {
+                let atLimit = try await TestSocket(port: hub.port, compression: compressed)
+                atLimit.send(ping(bytes: limit))
+                let answer = try? await atLimit.next()
+                #expect(answer?["op"] != nil, "a message of exactly the limit is answered (compressed: \(compressed))")
+                _ = await atLimit.close()
+                for size in [limit + 1, limit + limit / 2] {
+                    let over = try await TestSocket(port: hub.port, compression: compressed)
+                    over.send(ping(bytes: size))
+                    let close = try? await over.closedByHub(timeout: .seconds(5))
+                    #expect(close?.closeCode == .messageTooLarge, "\(size) bytes, compressed: \(compressed)")
+                    // A socket the hub did not close would hold the hub's shutdown.
+                    if close == nil { _ = await over.close() }
+                }
+            }
+        }
+    }
+
+    /// RFC 7692: an offer the hub cannot accept is declined — 101 without the extension — not a failed handshake.
+    /// `server_max_window_bits=8` is a valid offer zlib cannot serve (raw deflate's smallest window is 9, and the
+    /// answer may not be larger); the others are malformed. An offer it can accept is answered in kind.
+    @Test(arguments: [
+        ("permessage-deflate; server_max_window_bits=8", nil),
+        ("permessage-deflate; server_max_window_bits=16", nil),
+        ("permessage-deflate; client_max_window_bits=7", nil),
+        ("permessage-deflate; server_no_context_takeover=1", nil),
+        ("permessage-deflate; x_unknown", nil),
+        ("permessage-deflate; server_max_window_bits=10", "permessage-deflate;server_max_window_bits=10"),
+        ("permessage-deflate; client_max_window_bits", "permessage-deflate"),
+    ] as [(String, String?)])
+    func extensionOffersAreAcceptedOrDeclinedNeverRefused(_ offer: String, _ answer: String?) async throws {
+        try await withHub(engine: .memory) { hub in
+            let (status, head, pong) = try await RawSocket.offPool { () -> (Int?, String, Bool) in
+                let socket = try RawSocket(port: hub.port)
+                try socket.upgrade(headers: ["Sec-WebSocket-Extensions": offer])
+                let (status, head) = socket.responseStatus()
+                try? socket.send(RawSocket.frame(opcode: 1, payload: Array(#"{"op":"ping","id":"p"}"#.utf8)))
+                let reply = socket.read(timeout: 5) { String(decoding: $0, as: UTF8.self).contains("pong") || $0.contains(0xC1) }
+                return (status, head, !reply.bytes.isEmpty)
+            }
+            #expect(status == 101, "\(offer): \(head)")
+            let extensions = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("sec-websocket-extensions:") }
+            if let answer {
+                #expect(extensions?.hasPrefix("Sec-WebSocket-Extensions: \(answer)") == true || extensions?.lowercased().hasPrefix("sec-websocket-extensions: \(answer.lowercased())") == true, "\(offer): \(head)")
+            } else {
+                #expect(extensions == nil, "\(offer): \(head)")
+            }
+            #expect(pong, "no answer to a ping after \(offer)")
+        }
+    }
+
     /// A client that sends its request line and then trickles header bytes (slowloris) never completes a request:
     /// the idle timeout closes it although bytes keep arriving.
     @Test func slowlorisHeadersAreTimedOut() async throws {

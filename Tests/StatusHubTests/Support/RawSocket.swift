@@ -97,17 +97,20 @@ final class RawSocket {
         }
     }
 
-    /// A masked client frame (`opcode` 1 text, 2 binary, 0 continuation).
-    static func frame(opcode: UInt8, fin: Bool = true, payload: [UInt8]) -> [UInt8] {
+    /// A client frame (`opcode` 1 text, 2 binary, 0 continuation, 8 close), masked as RFC 6455 requires unless
+    /// `masked` is false.
+    static func frame(opcode: UInt8, fin: Bool = true, masked: Bool = true, payload: [UInt8]) -> [UInt8] {
         var head: [UInt8] = [(fin ? 0x80 : 0) | opcode]
+        let maskBit: UInt8 = masked ? 0x80 : 0
         if payload.count < 126 {
-            head.append(0x80 | UInt8(payload.count))
+            head.append(maskBit | UInt8(payload.count))
         } else if payload.count <= 0xFFFF {
-            head += [0x80 | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+            head += [maskBit | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
         } else {
-            head.append(0x80 | 127)
+            head.append(maskBit | 127)
             head += (0..<8).reversed().map { UInt8((payload.count >> ($0 * 8)) & 0xFF) }
         }
+        guard masked else { return head + payload }
         let mask: [UInt8] = [9, 8, 7, 6]
         return head + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
     }
