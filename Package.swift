@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "statushub", targets: ["statushub"]),
         .executable(name: "statushub-load", targets: ["statushub-load"]),
+        .executable(name: "statushub-bench", targets: ["statushub-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
@@ -111,6 +112,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // CPU benchmarks of Core alone (no I/O), small enough to build in release in a few minutes:
+        // `swift build -c release --product statushub-bench`.
+        .executableTarget(
+            name: "statushub-bench",
+            dependencies: [
+                "StatusHubCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),

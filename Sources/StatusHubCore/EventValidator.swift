@@ -15,7 +15,12 @@ public struct EventValidator: Sendable {
         case invalid([FieldError])
     }
 
-    public init() {}
+    /// The event and entity types this validator accepts, and the rules on their `data`.
+    public let catalog: Catalog
+
+    public init(catalog: Catalog = .standard) {
+        self.catalog = catalog
+    }
 
     /// `tenant` is the publisher's (from its API key), never the event's: an event cannot name its tenant.
     public func validate(_ value: JSONValue, receivedAt: Date, tenant: String = Tenant.defaultName) -> Validation {
@@ -34,12 +39,20 @@ public struct EventValidator: Sendable {
             }
         }
 
+        let catalog = catalog
         let eventType: EventType? = enumField(
-            event, "event_type", { EventType(rawValue: $0).flatMap { EventType.publishable.contains($0) ? $0 : nil } },
-            allowed: EventType.allowedList, &errors)
-        let entityType: EntityType? = enumField(event, "entity_type", EntityType.init(rawValue:), allowed: EntityType.allowedList, &errors)
-        let entityID = segmentField(event, "entity_id", required: true, &errors)
+            event, "event_type", catalog.publishableEventType(named:), allowed: catalog.publishableList, &errors)
+        let entityType: EntityType? = enumField(event, "entity_type", catalog.entityType(named:), allowed: catalog.entityTypeList, &errors)
+        var entityID = segmentField(event, "entity_id", required: true, &errors)
+        if let id = entityID, let rule = entityType?.definition.idRule, !rule.accepts(id) {
+            errors.append(FieldError(
+                field: "entity_id", reason: "'\(id.prefix(64))' does not match the \(entityType!.rawValue) id rule \(rule.pattern)"))
+            entityID = nil
+        }
         let line = segmentField(event, "line", required: false, &errors)
+        if let eventType, eventType.definition.lineRequired, line == nil, event["line"] == nil {
+            errors.append(FieldError(field: "line", reason: "is required: \(eventType.rawValue) events belong to a line"))
+        }
         let timestamp = timestampField(event, &errors)
         let metadata = metadataField(event, &errors)
         var idempotencyKey: String?
@@ -57,12 +70,15 @@ public struct EventValidator: Sendable {
         }
 
         if let eventType, let entityType {
-            if !eventType.entityTypes.contains(entityType) {
+            if let schema = eventType.schema(for: entityType) {
+                if let data {
+                    let dataErrors = schema.check(data)
+                    if !dataErrors.isEmpty { errors += dataErrors }
+                }
+            } else {
                 errors.append(FieldError(
                     field: "entity_type",
                     reason: "'\(entityType.rawValue)' cannot carry '\(eventType.rawValue)'; allowed: \(eventType.entityTypes.map(\.rawValue).joined(separator: ", "))"))
-            } else if let data {
-                errors += DataRules.check(data, eventType: eventType, entityType: entityType)
             }
         }
 
@@ -85,9 +101,13 @@ public struct EventValidator: Sendable {
         var encoded: [UInt8] = []
         encoded.reserveCapacity(512)
         JSONValue.write(members: members, into: &encoded)
+        let prefix = Tenant.prefix(tenant)
         return .valid(ValidatedEvent(
             eventType: eventType, entityType: entityType, entityID: entityID, line: line,
-            bodyAfterID: Array(encoded.dropFirst()), idempotencyKey: idempotencyKey, tenant: tenant))
+            channels: ChannelName.channels(category: eventType.category, entityType: entityType, entityID: entityID, line: line)
+                .map { prefix + $0 },
+            carriesState: eventType.carriesState, bodyAfterID: Array(encoded.dropFirst()),
+            idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant))
     }
 
     public static let idempotencyKeyRule = "must be a string of 1-128 printable ASCII characters"

@@ -94,24 +94,41 @@ public struct HubConfig: Sendable, Equatable {
         public init() {}
     }
 
-    /// Latest-state TTLs in seconds (seed 003 §4.2).
+    /// Latest-state TTLs in seconds: each entity type's `ttl_seconds` from the catalog (seed 003 §4.2's for its
+    /// types), overridden per type by `cache_ttl.<entity type>`.
     public struct CacheTTL: Sendable, Equatable, Codable {
-        public var `operator` = 300
-        public var machine = 300
-        public var material = 120
-        public var workOrder = 300
-        public var allocation = 300
+        /// `cache_ttl.<name>` values, by entity type name.
+        public var overrides: [String: Int] = [:]
         public init() {}
 
-        public func seconds(for type: EntityType) -> Int {
-            switch type {
-            case .operator: `operator`
-            case .machine: machine
-            case .material: material
-            case .workOrder: workOrder
-            case .allocation: allocation
-            }
+        public func seconds(for type: EntityType) -> Int { overrides[type.rawValue] ?? type.definition.ttlSeconds }
+
+        // The seed 003 types by name, as before the catalog (read: the override or the shipped catalog's TTL).
+        public var `operator`: Int { get { seconds(for: .operator) } set { overrides["operator"] = newValue } }
+        public var machine: Int { get { seconds(for: .machine) } set { overrides["machine"] = newValue } }
+        public var material: Int { get { seconds(for: .material) } set { overrides["material"] = newValue } }
+        public var workOrder: Int { get { seconds(for: .workOrder) } set { overrides["work_order"] = newValue } }
+        public var allocation: Int { get { seconds(for: .allocation) } set { overrides["allocation"] = newValue } }
+
+        public init(from decoder: any Decoder) throws {
+            // Keys arrive camelCased like every section's (`HubConfig.camelCased`); entity type names are snake_case.
+            let values = try decoder.singleValueContainer().decode([String: Int].self)
+            overrides = Dictionary(uniqueKeysWithValues: values.map { (HubConfig.snakeCased($0.key), $0.value) })
         }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(overrides)
+        }
+    }
+
+    /// Where the event catalog is read from (README, "Event catalog").
+    public struct CatalogFiles: Sendable, Equatable, Codable {
+        /// Every `*.yaml` of this directory is loaded, in name order; "" loads none.
+        public var directory = "config/catalog"
+        /// Files loaded after the directory's (a plant's own types kept apart from the shipped seeds).
+        public var files: [String] = []
+        public init() {}
     }
 
     /// Who may publish and subscribe (see the README's Security section). Off by default: the demo mode.
@@ -164,6 +181,22 @@ public struct HubConfig: Sendable, Equatable {
     public var redis = Redis()
     public var memory = Memory()
     public var cacheTTL = CacheTTL()
+    public var catalogFiles = CatalogFiles()
+    /// The catalog `catalogFiles` names, loaded by `load`; a config built in code has the shipped one
+    /// (`Catalog.standard`, read only when asked for: an installed binary has no source tree to read it from).
+    public var catalog: Catalog {
+        get { loadedCatalog.catalog ?? .standard }
+        set { loadedCatalog.catalog = newValue }
+    }
+    private var loadedCatalog = LoadedCatalog()
+
+    /// Equal when the catalogs are, the shipped one standing in for none loaded.
+    private struct LoadedCatalog: Sendable, Equatable {
+        var catalog: Catalog?
+        static func == (lhs: Self, rhs: Self) -> Bool {
+            lhs.catalog == nil && rhs.catalog == nil || (lhs.catalog ?? .standard) == (rhs.catalog ?? .standard)
+        }
+    }
     /// trace, debug, info, notice, warning, error, critical
     public var logLevel = "info"
 
@@ -172,7 +205,7 @@ public struct HubConfig: Sendable, Equatable {
 
 extension HubConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, auth, websocket, redis, memory, cacheTTL = "cache_ttl", logLevel = "log_level"
+        case server, auth, websocket, redis, memory, cacheTTL = "cache_ttl", catalogFiles = "catalog", logLevel = "log_level"
     }
 }
 
@@ -206,8 +239,16 @@ extension HubConfig {
             // Every default comes from the Swift structs above; the file and environment only override.
             let defaults = try JSONSerialization.jsonObject(with: JSONEncoder().encode(HubConfig())) as? [String: Any] ?? [:]
             let merged = merge(camelCased(tree), over: defaults)
-            let config = try JSONDecoder().decode(HubConfig.self, from: JSONSerialization.data(withJSONObject: merged))
-            try config.auth.check()
+            var config = try JSONDecoder().decode(HubConfig.self, from: JSONSerialization.data(withJSONObject: merged))
+            do {
+                config.catalog = try CatalogLoader.load(directory: config.catalogFiles.directory, files: config.catalogFiles.files)
+            } catch let error as CatalogError {
+                throw ConfigError(description: error.description)
+            }
+            for name in config.cacheTTL.overrides.keys.sorted() where config.catalog.entityType(named: name) == nil {
+                throw ConfigError(description: "config: unknown key 'cache_ttl.\(name)'; known: \(config.catalog.entityTypeList)")
+            }
+            try config.auth.check(catalog: config.catalog)
             try config.server.check()
             try config.websocket.check()
             return config
@@ -279,7 +320,9 @@ extension HubConfig {
         "auth": [
             "required", "api_keys", "jwt_hs256_secret", "jwt_es256_public_key_file", "ingest_events_per_second", "ingest_burst",
         ],
-        "cache_ttl": ["operator", "machine", "material", "work_order", "allocation"],
+        // Any entity type of the catalog; checked against it once it is loaded.
+        "cache_ttl": [],
+        "catalog": ["directory", "files"],
         "log_level": [],
     ]
 
@@ -289,11 +332,11 @@ extension HubConfig {
                 throw ConfigError(description: "config: unknown section '\(section)'; known: \(knownKeys.keys.sorted().joined(separator: ", "))")
             }
             guard let mapping = value as? [String: Any] else {
-                if keys.isEmpty { continue }
+                if keys.isEmpty && section != "cache_ttl" { continue }
                 if value is NSNull { continue }
                 throw ConfigError(description: "config: '\(section)' must be a mapping")
             }
-            for key in mapping.keys where !keys.contains(key) {
+            for key in mapping.keys where !keys.contains(key) && section != "cache_ttl" {
                 throw ConfigError(description: "config: unknown key '\(section).\(key)'; known: \(keys.sorted().joined(separator: ", "))")
             }
         }
@@ -304,6 +347,12 @@ extension HubConfig {
         let typed = (try? Yams.load(yaml: value)) ?? value
         if path == "log_level" {
             tree["log_level"] = value
+            return
+        }
+        if path.hasPrefix("cache_ttl_"), path.count > "cache_ttl_".count {
+            var mapping = tree["cache_ttl"] as? [String: Any] ?? [:]
+            mapping[String(path.dropFirst("cache_ttl_".count))] = typed
+            tree["cache_ttl"] = mapping
             return
         }
         for (section, keys) in knownKeys where path.hasPrefix(section + "_") {
@@ -342,7 +391,7 @@ extension HubConfig.WebSocket {
 
 extension HubConfig.Auth {
     /// Refuses keys that could never match or that name what does not exist, naming the key.
-    func check() throws {
+    func check(catalog: Catalog) throws {
         var names = Set<String>()
         for (position, key) in apiKeys.enumerated() {
             let label = "auth.api_keys[\(position)]"
@@ -355,8 +404,8 @@ extension HubConfig.Auth {
             if let tenant = key.tenant, !Tenant.isValid(tenant) {
                 throw ConfigError(description: "config: \(label).tenant must be \(Tenant.rule)")
             }
-            for type in key.entityTypes ?? [] where EntityType(rawValue: type) == nil {
-                throw ConfigError(description: "config: \(label).entity_types: unknown '\(type)'; allowed: \(EntityType.allowedList)")
+            for type in key.entityTypes ?? [] where catalog.entityType(named: type) == nil {
+                throw ConfigError(description: "config: \(label).entity_types: unknown '\(type)'; allowed: \(catalog.entityTypeList)")
             }
             for line in key.lines ?? [] where !ChannelName.isValidSegment(line) {
                 throw ConfigError(description: "config: \(label).lines: '\(line)' must be \(ChannelName.segmentRule)")

@@ -16,19 +16,20 @@ public struct SnapshotPlan: Equatable, Sendable {
     /// The entity types some pattern reads through a type index (for tests and logs).
     public var scanTypes: [EntityType] = []
 
-    public init(patterns: [ChannelPattern]) {
+    /// `catalog` names the entity types and which event types carry state (only those reach the cache).
+    public init(patterns: [ChannelPattern], catalog: Catalog = .standard) {
         var types = Set<EntityType>()
         var indexes: [String] = []
         var direct: [(key: String, typeIndex: String)] = []
         for pattern in patterns {
             let (tenant, unscoped) = pattern.unscoped
             let prefix = Tenant.prefix(tenant)
-            if let (type, key) = Self.exactEntity(unscoped) {
+            if let (type, key) = Self.exactEntity(unscoped, catalog: catalog) {
                 direct.append((prefix + key, SnapshotIndex.type(type, tenantPrefix: prefix)))
                 continue
             }
-            let matchable = EntityType.allCases.filter { type in
-                Self.templates(for: type).contains(where: { Self.mayMatch(unscoped, $0) })
+            let matchable = catalog.entityTypes.filter { type in
+                Self.templates(for: type, catalog: catalog).contains(where: { Self.mayMatch(unscoped, $0) })
             }
             guard !matchable.isEmpty else { continue }
             if let line = Self.literalLine(unscoped) {
@@ -43,16 +44,16 @@ public struct SnapshotPlan: Equatable, Sendable {
         var seenKeys = Set<String>()
         // An exact address whose whole type is read anyway needs no read of its own.
         directKeys = direct.filter { !seenIndexes.contains($0.typeIndex) && seenKeys.insert($0.key).inserted }.map(\.key)
-        scanTypes = EntityType.allCases.filter(types.contains)
+        scanTypes = catalog.entityTypes.filter(types.contains)
     }
 
     /// `machine:M-203` → (machine, `resource:machine:M-203`).
-    static func exactEntity(_ pattern: ChannelPattern) -> (EntityType, String)? {
+    static func exactEntity(_ pattern: ChannelPattern, catalog: Catalog) -> (EntityType, String)? {
         guard pattern.segments.count == 2, case .literal(let type) = pattern.segments[0],
-            case .literal(let id) = pattern.segments[1], let entityType = EntityType(rawValue: type)
+            case .literal(let id) = pattern.segments[1], let entityType = catalog.entityType(named: type)
         else { return nil }
         // Confirm against Core's own channel layout rather than assume it.
-        guard let category = cachedCategories(of: entityType).first,
+        guard let category = cachedCategories(of: entityType, catalog: catalog).first,
             ChannelName.channels(category: category, entityType: entityType, entityID: id, line: nil)
                 .contains(pattern.text)
         else { return nil }
@@ -77,8 +78,8 @@ public struct SnapshotPlan: Equatable, Sendable {
 
     /// The shapes of every channel a cached event of `type` can belong to, derived from Core's own
     /// `ChannelName.channels`, with entity id and line as wildcards.
-    private static func templates(for type: EntityType) -> [[TemplateSegment]] {
-        cachedCategories(of: type).flatMap { category in
+    private static func templates(for type: EntityType, catalog: Catalog) -> [[TemplateSegment]] {
+        cachedCategories(of: type, catalog: catalog).flatMap { category in
             ChannelName.channels(category: category, entityType: type, entityID: placeholder, line: placeholder)
                 .map { channel in
                     channel.split(separator: ChannelName.separator, omittingEmptySubsequences: false).map { segment in
@@ -89,9 +90,9 @@ public struct SnapshotPlan: Equatable, Sendable {
     }
 
     /// Categories whose events of `type` are written to the cache: only those can appear in a snapshot.
-    private static func cachedCategories(of type: EntityType) -> [EventCategory] {
+    private static func cachedCategories(of type: EntityType, catalog: Catalog) -> [EventCategory] {
         var categories: [EventCategory] = []
-        for eventType in EventType.allCases
+        for eventType in catalog.eventTypes
         where eventType.entityTypes.contains(type) && eventType.carriesState
             && !categories.contains(eventType.category)
         {

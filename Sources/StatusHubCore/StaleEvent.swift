@@ -9,9 +9,10 @@ import Foundation
 public enum StaleEvent {
     /// The stale event for `last` (the state that expired), on the same channels, or nil if `last` is not an
     /// event the hub wrote.
-    public static func make(for last: StoredEvent, at now: Date) -> ValidatedEvent? {
+    public static func make(for last: StoredEvent, at now: Date, catalog: Catalog) -> ValidatedEvent? {
         guard let lastState = try? JSONValue.parse(last.json),
-            let entityType = lastState["entity_type"]?.stringValue.flatMap(EntityType.init(rawValue:)),
+            let entityType = lastState["entity_type"]?.stringValue.flatMap(catalog.entityType(named:)),
+            let staleType = catalog.eventType(named: EventType.statusStaleName),
             let entityID = lastState["entity_id"]?.stringValue
         else { return nil }
         let line = lastState["line"]?.stringValue
@@ -20,7 +21,7 @@ public enum StaleEvent {
         var members: [(key: String, value: JSONValue)] = [
             ("data", .object(["last_seen": .string(lastState["received_at"]?.stringValue ?? stamp), "last_state": lastState])),
             ("entity_id", .string(entityID)), ("entity_type", .string(entityType.rawValue)),
-            ("event_type", .string(EventType.statusStale.rawValue)),
+            ("event_type", .string(EventType.statusStaleName)),
         ]
         if let line { members.append(("line", .string(line))) }
         members.append(("metadata", .object(["source": .string("statushub"), "triggered_by": .string("ttl_expiry")])))
@@ -30,7 +31,7 @@ public enum StaleEvent {
         var encoded: [UInt8] = []
         JSONValue.write(members: members, into: &encoded)
         return ValidatedEvent(
-            eventType: .statusStale, entityType: entityType, entityID: entityID, line: line,
+            eventType: staleType, entityType: entityType, entityID: entityID, line: line,
             channels: last.channels, carriesState: false, bodyAfterID: Array(encoded.dropFirst()), idempotencyKey: nil,
             tenant: Tenant.split(last.entityKey).tenant)
     }

@@ -12,11 +12,11 @@ extension StoredEvent {
 
     /// Rebuilds routing from an event's own JSON, for the places that hold only the JSON (the latest-state cache
     /// a snapshot reads). The live path never needs this: it carries a `RoutingHeader`.
-    public init?(storedJSON json: [UInt8]) {
+    public init?(storedJSON json: [UInt8], catalog: Catalog = .standard) {
         guard let fields = try? JSONDecoder().decode(RoutingFields.self, from: Data(json)),
             let id = EventID(fields.event_id),
-            let eventType = EventType(rawValue: fields.event_type),
-            let entityType = EntityType(rawValue: fields.entity_type)
+            let eventType = catalog.eventType(named: fields.event_type),
+            let entityType = catalog.entityType(named: fields.entity_type)
         else { return nil }
         let prefix = Tenant.prefix(fields.tenant ?? Tenant.defaultName)
         self.init(

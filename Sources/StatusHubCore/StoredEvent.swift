@@ -9,13 +9,13 @@ public struct StoredEvent: Sendable, Equatable {
     /// (alerts, predictions, stale notices).
     public let carriesState: Bool
 
-    /// `carriesState` defaults to what the category channel (always first) implies.
+    /// `carriesState` defaults to what the category channel (always first) implies in the shipped catalog.
     public init(id: EventID, entityKey: String, channels: [String], json: [UInt8], carriesState: Bool? = nil) {
         self.id = id
         self.entityKey = entityKey
         self.channels = channels
         self.json = json
-        self.carriesState = carriesState ?? (channels.first.flatMap(EventCategory.init(rawValue:))?.carriesState ?? false)
+        self.carriesState = carriesState ?? (channels.first.map { Catalog.standard.categoryCarriesState(EventCategory(rawValue: $0)) } ?? false)
     }
 
     public init(id: EventID, validated event: ValidatedEvent) {

@@ -10,7 +10,7 @@ public struct ValidatedEvent: Sendable {
     public let channels: [String]
     /// Latest-state key (`resource:machine:M-203`): every event carries one, so a snapshot can find the entity.
     public let entityKey: String
-    /// Whether this event replaces the entity's cached state (see `EventCategory.carriesState`).
+    /// Whether this event replaces the entity's cached state (its event type's `carries_state` in the catalog).
     public let carriesState: Bool
     /// The event's JSON object without its opening `{` and without `event_id`: `"data":{…},…}`.
     public let bodyAfterID: [UInt8]
@@ -32,7 +32,7 @@ public struct ValidatedEvent: Sendable {
             eventType: eventType, entityType: entityType, entityID: entityID, line: line,
             channels: ChannelName.channels(category: eventType.category, entityType: entityType, entityID: entityID, line: line)
                 .map { prefix + $0 },
-            carriesState: eventType.category.carriesState, bodyAfterID: bodyAfterID,
+            carriesState: eventType.carriesState, bodyAfterID: bodyAfterID,
             idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant)
     }
 

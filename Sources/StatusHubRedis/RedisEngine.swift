@@ -66,7 +66,7 @@ public final class RedisEngine: Engine {
             eventLoopGroup: eventLoopGroup, logger: logger)
         self.reads = reads
         self.readHistory = StreamHistory(commands: reads, streamKey: config.redis.streamKey)
-        let sweeper = StaleSweeper(writer: writer, interval: staleSweepInterval, retryBackoff: backoff, logger: logger)
+        let sweeper = StaleSweeper(writer: writer, catalog: config.catalog, interval: staleSweepInterval, retryBackoff: backoff, logger: logger)
         self.sweeper = sweeper
         // The subscriber reaches the command connection, history and sweeper through their own references:
         // capturing `self` here would need `self` before it is initialized.
@@ -121,7 +121,7 @@ public final class RedisEngine: Engine {
     public func snapshot(
         matching patterns: [ChannelPattern], chunkSize: Int, receive: (SnapshotChunk) async throws -> Void
     ) async throws {
-        let plan = SnapshotPlan(patterns: patterns)
+        let plan = SnapshotPlan(patterns: patterns, catalog: config.catalog)
         let size = max(1, chunkSize)
         let position: EventID?
         let connection: RedisConnection
@@ -310,7 +310,7 @@ public final class RedisEngine: Engine {
 
 
     private func decodeCached(_ json: [UInt8], key: String) -> StoredEvent? {
-        guard let event = StoredEvent(storedJSON: json) else {
+        guard let event = StoredEvent(storedJSON: json, catalog: config.catalog) else {
             logger.warning("redis cache holds a value that is not a stored event", metadata: ["key": "\(key)"])
             return nil
         }

@@ -49,10 +49,8 @@ struct RedisKeys: Sendable, Equatable {
     /// Whether `key` is a latest-state key the hub writes: expiry notifications arrive for every key of the
     /// database (other applications', and the hub's own idempotency keys), and only these concern staleness.
     /// Keys of every tenant count (`@acme:resource:machine:M-1`, see `Tenant`).
-    static func isEntityKey(_ key: String) -> Bool {
+    static func isEntityKey(_ key: String, catalog: Catalog = .standard) -> Bool {
         let key = Tenant.split(key).rest
-        return entityKeyPrefixes.contains { key.count > $0.count && key.hasPrefix($0) }
+        return catalog.entityTypes.contains { key.count > $0.cacheKeyPrefix.count && key.hasPrefix($0.cacheKeyPrefix) }
     }
-
-    private static let entityKeyPrefixes = EntityType.allCases.map(\.cacheKeyPrefix)
 }

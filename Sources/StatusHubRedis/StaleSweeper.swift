@@ -30,13 +30,15 @@ final class StaleSweeper: Sendable {
     private let commands: ReconnectingConnection
     private let writer: EventWriter
     private let keys: RedisKeys
+    private let catalog: Catalog
     private let interval: Duration
     private let retryBackoff: Backoff
     private let logger: Logger
     private let notified = Mutex<Set<String>>([])
     private let wakeup = Mutex<AsyncStream<Void>.Continuation?>(nil)
 
-    init(writer: EventWriter, interval: Duration, retryBackoff: Backoff, logger: Logger) {
+    init(writer: EventWriter, catalog: Catalog, interval: Duration, retryBackoff: Backoff, logger: Logger) {
+        self.catalog = catalog
         self.commands = writer.commands
         self.writer = writer
         self.keys = writer.keys
@@ -48,7 +50,7 @@ final class StaleSweeper: Sendable {
     /// Keys Redis reported expired. Keys that are not entity keys (other applications', idempotency keys) are
     /// ignored. Never blocks: called from the subscriber's delivery loop.
     func expired(_ expiredKeys: [String]) {
-        let ours = expiredKeys.filter(RedisKeys.isEntityKey)
+        let ours = expiredKeys.filter { RedisKeys.isEntityKey($0, catalog: catalog) }
         guard !ours.isEmpty else { return }
         notified.withLock { $0.formUnion(ours) }
         sweepSoon()
@@ -168,7 +170,7 @@ final class StaleSweeper: Sendable {
                 if due.contains(key) { settled += try await forget(key, expecting: nil, on: connection) }
                 continue
             }
-            guard let last = PubSubMessage.decode(message), let event = StaleEvent.make(for: last, at: now) else {
+            guard let last = PubSubMessage.decode(message), let event = StaleEvent.make(for: last, at: now, catalog: catalog) else {
                 logger.warning("the last-states hash holds something that is not a state the hub wrote; dropping it", metadata: ["key": "\(key)"])
                 settled += try await forget(key, expecting: message, on: connection)
                 continue

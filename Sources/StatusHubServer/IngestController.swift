@@ -14,7 +14,7 @@ struct IngestController {
     let draining: DrainFlag
     let keys: PublisherKeys
     let rateLimiter: RateLimiter
-    let validator = EventValidator()
+    let validator: EventValidator
 
     func handle(_ request: Request, context: some RequestContext) async throws -> Response {
         if draining.isSet {

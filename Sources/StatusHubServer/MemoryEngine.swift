@@ -134,7 +134,7 @@ public final class MemoryEngine: Engine {
     public func snapshot(
         matching patterns: [ChannelPattern], chunkSize: Int, receive: (SnapshotChunk) async throws -> Void
     ) async throws {
-        let plan = SnapshotPlan(patterns: patterns)
+        let plan = SnapshotPlan(patterns: patterns, catalog: config.catalog)
         // The keys are gathered once (cheap: references to strings the cache holds); their states are read a chunk
         // at a time, so a large snapshot holds the lock only briefly and ingest goes on between chunks.
         let (position, keys) = state.withLock { state -> (EventID?, [String]) in
@@ -210,7 +210,7 @@ public final class MemoryEngine: Engine {
                 guard let cached = state.latest[due.entityKey], cached.event.id == due.eventID else { continue }
                 state.latest[due.entityKey] = nil
                 for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
-                if let stale = StaleEvent.make(for: cached.event, at: wallNow) {
+                if let stale = StaleEvent.make(for: cached.event, at: wallNow, catalog: config.catalog) {
                     _ = store(stale, now: now, in: &state)
                     budget -= 1
                 }

@@ -6,17 +6,18 @@ struct Publisher: Sendable, Equatable {
     /// The API key's configured name; nil for an anonymous publisher (auth off).
     var name: String?
     var tenant: String
-    var entityTypes: Set<EntityType>?
+    /// Entity type names the key may publish; nil: all.
+    var entityTypes: Set<String>?
     var lines: Set<String>?
 
     static let anonymous = Publisher(name: nil, tenant: Tenant.defaultName)
 
     /// Why this publisher may not write `event`, or nil when it may.
     func refusal(for event: ValidatedEvent) -> FieldError? {
-        if let entityTypes, !entityTypes.contains(event.entityType) {
+        if let entityTypes, !entityTypes.contains(event.entityType.rawValue) {
             return FieldError(
                 field: "entity_type",
-                reason: "forbidden for this key: '\(event.entityType.rawValue)'; allowed: \(entityTypes.map(\.rawValue).sorted().joined(separator: ", "))")
+                reason: "forbidden for this key: '\(event.entityType.rawValue)'; allowed: \(entityTypes.sorted().joined(separator: ", "))")
         }
         if let lines, !(event.line.map(lines.contains) ?? false) {
             return FieldError(
@@ -45,7 +46,7 @@ struct PublisherKeys: Sendable {
             guard let digest = HubConfig.Auth.digest(fromHex: key.hash) else { return nil }
             return (digest, Publisher(
                 name: key.name, tenant: key.tenant ?? Tenant.defaultName,
-                entityTypes: key.entityTypes.map { Set($0.compactMap(EntityType.init(rawValue:))) },
+                entityTypes: key.entityTypes.map(Set.init),
                 lines: key.lines.map(Set.init)))
         }
     }

@@ -6,6 +6,7 @@ import StatusHubCore
 struct StateController {
     let engine: any Engine
     let tokens: SubscriberTokens
+    let catalog: Catalog
 
     /// The reader, from `Authorization: Bearer <JWT>` or `?token=`; anonymous (default tenant) unless auth is
     /// required.
@@ -30,8 +31,8 @@ struct StateController {
         }
         let typeName = context.parameters.get("entity_type") ?? ""
         let entityID = context.parameters.get("entity_id") ?? ""
-        guard let type = EntityType(rawValue: typeName) else {
-            return JSONResponse.error(.badRequest, field: "entity_type", reason: "unknown value '\(typeName)'; allowed: \(EntityType.allowedList)")
+        guard let type = catalog.entityType(named: typeName) else {
+            return JSONResponse.error(.badRequest, field: "entity_type", reason: "unknown value '\(typeName)'; allowed: \(catalog.entityTypeList)")
         }
         guard ChannelName.isValidSegment(entityID) else {
             return JSONResponse.error(.badRequest, field: "entity_id", reason: "must be \(ChannelName.segmentRule)")

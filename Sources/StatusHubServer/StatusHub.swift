@@ -156,8 +156,8 @@ public struct StatusHub: Sendable {
         let router = Router()
         let ingest = IngestController(
             engine: engine, limits: config.server, metrics: metrics, draining: draining, keys: access.publisherKeys,
-            rateLimiter: access.ingestRate)
-        let state = StateController(engine: engine, tokens: access.subscriberTokens)
+            rateLimiter: access.ingestRate, validator: EventValidator(catalog: config.catalog))
+        let state = StateController(engine: engine, tokens: access.subscriberTokens, catalog: config.catalog)
         router.post("/v1/events", use: ingest.handle)
         router.get("/v1/state/:entity_type/:entity_id", use: state.entity)
         router.get("/v1/state", use: state.matching)

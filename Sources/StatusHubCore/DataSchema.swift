@@ -1,0 +1,237 @@
+/// The rules a catalog places on an event's `data` for one entity type, compiled from the catalog's
+/// declaration (`CatalogLoader`): every field's kind and bounds, then the cross-field rules. Checking reports
+/// every problem, each naming its field (`data.current_status`, `data.lots_consumed[2].lot_id`).
+///
+/// The reasons are the ones the compiled seed 003 rules gave (`is required; allowed: …`, `unknown value …`,
+/// `must be between 0 and 100 (got 120)`), so publishers see the same answers.
+///
+/// Classes, not structs: the validator walks them for every event, and a reference is one retain where a struct
+/// of strings and arrays is one per member (`statushub-bench validate`).
+final class DataSchema: Sendable {
+    let fields: [FieldRule]
+    let rules: [CrossFieldRule]
+    /// The entity type's name, for the wording of cross-field rules (`an allocation names …`).
+    let entityName: String
+
+    init(fields: [FieldRule], rules: [CrossFieldRule], entityName: String) {
+        self.fields = fields
+        self.rules = rules
+        self.entityName = entityName
+    }
+
+    func check(_ data: [String: JSONValue]) -> [FieldError] {
+        var errors: [FieldError] = []
+        check(data, fields: fields, parent: nil, &errors)
+        if !rules.isEmpty {
+            for rule in rules { rule.check(data, entityName: entityName, &errors) }
+        }
+        return errors
+    }
+
+    private func check(_ object: [String: JSONValue], fields: [FieldRule], parent: String?, _ errors: inout [FieldError]) {
+        for field in fields {
+            guard let value = object[field.name] else {
+                if field.required {
+                    errors.append(FieldError(field: parent.map { "\($0).\(field.name)" } ?? field.path, reason: field.kind.missingReason))
+                }
+                continue
+            }
+            check(value, kind: field.kind, path: parent.map { "\($0).\(field.name)" } ?? field.path, &errors)
+        }
+    }
+
+    /// `path` is built only for an error (or to descend): most values pass.
+    private func check(_ value: JSONValue, kind: FieldKind, path: @autoclosure () -> String, _ errors: inout [FieldError]) {
+        switch kind {
+        case .any:
+            return
+        case .enumeration(let values, let list):
+            guard case .string(let text) = value else {
+                errors.append(FieldError(field: path(), reason: "must be a string, got \(value.typeName); allowed: \(list)"))
+                return
+            }
+            if !values.contains(text) {
+                errors.append(FieldError(field: path(), reason: "unknown value '\(text.prefix(64))'; allowed: \(list)"))
+            }
+        case .number(let bounds):
+            guard case .number(let number) = value, number.isFinite else {
+                errors.append(FieldError(field: path(), reason: "must be a number, got \(value.typeName)"))
+                return
+            }
+            if let reason = bounds.violation(number) { errors.append(FieldError(field: path(), reason: reason)) }
+        case .string(let length):
+            guard case .string(let text) = value else {
+                errors.append(FieldError(field: path(), reason: length.typeReason(got: value.typeName)))
+                return
+            }
+            if let reason = length.violation(text) { errors.append(FieldError(field: path(), reason: reason)) }
+        case .boolean:
+            guard case .bool = value else {
+                errors.append(FieldError(field: path(), reason: "must be true or false, got \(value.typeName)"))
+                return
+            }
+        case .timestamp:
+            guard case .string(let text) = value, Timestamps.parse(text) != nil else {
+                errors.append(FieldError(field: path(), reason: "must be an ISO-8601 date-time with a zone (e.g. 2025-11-18T14:23:45.678Z)"))
+                return
+            }
+        case .object(let fields):
+            guard case .object(let members) = value else {
+                errors.append(FieldError(field: path(), reason: "must be an object, got \(value.typeName)"))
+                return
+            }
+            check(members, fields: fields, parent: path(), &errors)
+        case .array(let items, let count):
+            guard case .array(let elements) = value else {
+                errors.append(FieldError(field: path(), reason: "must be an array, got \(value.typeName)"))
+                return
+            }
+            if let reason = count.violation(elements.count) { errors.append(FieldError(field: path(), reason: reason)) }
+            guard let items else { return }
+            let prefix = path()
+            for (index, element) in elements.enumerated() { check(element, kind: items, path: "\(prefix)[\(index)]", &errors) }
+        }
+    }
+}
+
+/// One declared field of `data` (or of an object inside it).
+final class FieldRule: Sendable {
+    let name: String
+    /// `data.<name>` for top-level fields, built once.
+    let path: String
+    let required: Bool
+    let kind: FieldKind
+
+    init(name: String, path: String, required: Bool, kind: FieldKind) {
+        self.name = name
+        self.path = path
+        self.required = required
+        self.kind = kind
+    }
+}
+
+enum FieldKind: Sendable {
+    /// Declared for documentation only: any JSON value.
+    case any
+    /// `values` joined for the reasons, once.
+    case enumeration([String], list: String)
+    case number(NumberBounds)
+    case string(LengthBounds)
+    case boolean
+    /// An ISO-8601 date-time with a zone, like the envelope's `timestamp`.
+    case timestamp
+    case object([FieldRule])
+    /// Elements checked against `items` when declared.
+    indirect case array(items: FieldKind?, count: LengthBounds)
+
+    var missingReason: String {
+        if case .enumeration(_, let list) = self { return "is required; allowed: \(list)" }
+        return "is required"
+    }
+}
+
+struct NumberBounds: Sendable {
+    var minimum: Double?
+    var maximum: Double?
+    var integer = false
+
+    func violation(_ number: Double) -> String? {
+        if integer, number.rounded() != number { return "must be a whole number (got \(Self.format(number)))" }
+        let low = minimum.map { number >= $0 } ?? true
+        let high = maximum.map { number <= $0 } ?? true
+        if low && high { return nil }
+        let rule: String = switch (minimum, maximum) {
+        case (let minimum?, let maximum?): "must be between \(Self.format(minimum)) and \(Self.format(maximum))"
+        case (0?, nil): "cannot be negative"
+        case (let minimum?, nil): "must be at least \(Self.format(minimum))"
+        case (nil, let maximum?): "must be at most \(Self.format(maximum))"
+        case (nil, nil): ""
+        }
+        return "\(rule) (got \(Self.format(number)))"
+    }
+
+    static func format(_ number: Double) -> String {
+        number.rounded() == number && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+    }
+}
+
+/// Bounds on a string's length (in characters) or an array's element count.
+struct LengthBounds: Sendable {
+    var minimum: Int?
+    var maximum: Int?
+
+    var isUnbounded: Bool { minimum == nil && maximum == nil }
+
+    /// `a non-empty string`, `a string of 1-64 characters`, …
+    var stringDescription: String {
+        switch (minimum, maximum) {
+        case (1?, nil): "a non-empty string"
+        case (let minimum?, let maximum?): "a string of \(minimum)-\(maximum) characters"
+        case (let minimum?, nil): "a string of at least \(minimum) characters"
+        case (nil, let maximum?): "a string of at most \(maximum) characters"
+        case (nil, nil): "a string"
+        }
+    }
+
+    func typeReason(got typeName: String) -> String {
+        // A bounded string's reason reads as the seed 003 alert's did: `must be a non-empty string`.
+        isUnbounded ? "must be a string, got \(typeName)" : "must be \(stringDescription)"
+    }
+
+    func violation(_ text: String) -> String? {
+        guard !isUnbounded else { return nil }
+        let count = text.count
+        if let minimum, count < minimum { return "must be \(stringDescription)" }
+        if let maximum, count > maximum { return "must be \(stringDescription) (got \(count))" }
+        return nil
+    }
+
+    func violation(_ count: Int) -> String? {
+        switch (minimum, maximum) {
+        case (let minimum?, _) where count < minimum: "must have at least \(minimum) element\(minimum == 1 ? "" : "s") (got \(count))"
+        case (_, let maximum?) where count > maximum: "must have at most \(maximum) element\(maximum == 1 ? "" : "s") (got \(count))"
+        default: nil
+        }
+    }
+}
+
+/// The rules across fields that the seeds state, as a small declared set of kinds (`rules:` in a catalog).
+enum CrossFieldRule: Sendable {
+    /// `less_or_equal: [a, b]`: when both are numbers that passed their own rules, a ≤ b
+    /// (seed 003 §9.1: `quantity_produced` ≤ `quantity_ordered`).
+    case lessOrEqual(String, String)
+    /// `at_least_one_of: [a, b, …]`: at least one is a non-empty string (seed 003 §3.5: an allocation names
+    /// an operator, a machine, or both).
+    case atLeastOneOf([String])
+
+    static let kinds = ["less_or_equal", "at_least_one_of"]
+
+    var fields: [String] {
+        switch self {
+        case .lessOrEqual(let first, let second): [first, second]
+        case .atLeastOneOf(let names): names
+        }
+    }
+
+    func check(_ data: [String: JSONValue], entityName: String, _ errors: inout [FieldError]) {
+        switch self {
+        case .lessOrEqual(let smaller, let larger):
+            // Only between values that are themselves valid: a bad value already has its own error.
+            guard case .number(let first)? = data[smaller], case .number(let second)? = data[larger], first.isFinite,
+                second.isFinite, first > second, !errors.contains(where: { $0.field == "data.\(smaller)" || $0.field == "data.\(larger)" })
+            else { return }
+            errors.append(FieldError(field: "data.\(smaller)", reason: "cannot exceed data.\(larger) (\(NumberBounds.format(second)))"))
+        case .atLeastOneOf(let names):
+            let present = names.contains { name in
+                if case .string(let text)? = data[name] { return !text.isEmpty }
+                return false
+            }
+            guard !present, let first = names.first else { return }
+            let listed = names.map { "data.\($0)" }
+            let choice = listed.count == 2 ? "\(listed[0]) or \(listed[1])" : listed.dropLast().joined(separator: ", ") + " or \(listed.last!)"
+            let article = entityName.first.map { "aeiou".contains($0) } == true ? "an" : "a"
+            errors.append(FieldError(
+                field: "data.\(first)", reason: "\(article) \(entityName) names \(choice) (a string), or \(listed.count == 2 ? "both" : "several")"))
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+@Suite("Event catalog")
+struct CatalogTests {
+    /// A one-file catalog around `events` (YAML under `event_types:`), with two entity types and one category.
+    static func catalog(_ events: String, entities: String? = nil, categories: String? = nil) throws -> Catalog {
+        let text = """
+            entity_types:
+            \(entities ?? """
+                machine: {cache_key: "resource:machine:{id}", ttl_seconds: 300, status: [running, idle]}
+                lot: {cache_key: "lot:{id}", ttl_seconds: 600}
+            """)
+            categories:
+            \(categories ?? "  quality: {}\n  unused: {}")
+            event_types:
+            \(events)
+            """
+        return try CatalogLoader.load(sources: [(path: "plant.yaml", text: text)])
+    }
+
+    static func refusal(_ events: String, entities: String? = nil, categories: String? = nil) -> CatalogError? {
+        do {
+            _ = try catalog(events, entities: entities, categories: categories)
+            return nil
+        } catch let error as CatalogError {
+            return error
+        } catch {
+            Issue.record("not a CatalogError: \(error)")
+            return nil
+        }
+    }
+
+    @Test func shippedCatalogLoadsAndKeepsSeed003Layout() throws {
+        let catalog = try CatalogLoader.load(directory: "config/catalog")
+        #expect(catalog == Catalog.standard)
+        #expect(catalog.entityType(named: "machine")?.cacheKey(entityID: "M-1") == "resource:machine:M-1")
+        #expect(catalog.entityType(named: "work_order")?.cacheKey(entityID: "WO-1") == "workorder:WO-1")
+        #expect(catalog.entityType(named: "allocation")?.cacheKey(entityID: "A-1") == "allocation:A-1")
+        #expect(catalog.entityType(named: "material")?.definition.ttlSeconds == 120)
+        #expect(catalog.eventType(named: "status_stale")?.isPublishable == false)
+        #expect(catalog.publishableEventType(named: "status_stale") == nil)
+    }
+
+    @Test func aPlantTypeNeedsNoRebuild() throws {
+        let catalog = try Self.catalog("""
+              lot_inspected:
+                category: quality
+                carries_state: true
+                entity_types: [lot]
+                line: required
+                data:
+                  result: {enum: [pass, fail], required: true}
+                  samples:
+                    type: array
+                    min_items: 1
+                    items: {type: object, fields: {id: {type: string, required: true}, value: {type: number, min: 0}}}
+                  inspected: {type: integer, min: 1}
+                  inspector: {type: string, min_length: 2, max_length: 8}
+                  at: {type: timestamp}
+                  signed: {type: boolean}
+            """)
+        let validator = EventValidator(catalog: catalog)
+        func errors(_ data: String, line: String? = #""line":"L-1","#) -> [FieldError] {
+            let json = #"{"event_type":"lot_inspected","entity_type":"lot","entity_id":"LOT-1",\#(line ?? "")"timestamp":"2025-11-18T14:23:45Z","data":\#(data),"metadata":{"source":"qms","triggered_by":"user"}}"#
+            switch validator.validate(try! JSONValue.parse(Array(json.utf8)), receivedAt: Date()) {
+            case .valid(let event):
+                #expect(event.entityKey == "lot:LOT-1" && event.channels.first == "quality" && event.carriesState)
+                return []
+            case .invalid(let errors): return errors
+            }
+        }
+        #expect(errors(#"{"result":"pass","samples":[{"id":"s1","value":2}],"inspected":3,"inspector":"ann","at":"2025-11-18T14:00:00Z","signed":true}"#).isEmpty)
+        #expect(errors(#"{"result":"pass"}"#, line: nil).map(\.field) == ["line"])
+        #expect(errors(#"{"result":"maybe"}"#).first?.reason == "unknown value 'maybe'; allowed: pass, fail")
+        #expect(errors(#"{"result":"pass","samples":[]}"#).map(\.field) == ["data.samples"])
+        #expect(errors(#"{"result":"pass","samples":[{"value":-1}]}"#).map(\.field) == ["data.samples[0].id", "data.samples[0].value"])
+        #expect(errors(#"{"result":"pass","inspected":1.5,"inspector":"a","at":"noon","signed":"yes"}"#).map(\.field)
+            == ["data.inspected", "data.inspector", "data.at", "data.signed"])
+        #expect(errors(#"{"result":"pass","inspector":"abcdefghi"}"#).first?.reason == "must be a string of 2-8 characters (got 9)")
+    }
+
+    @Test func commonMistakesNameFileKeyAndReason() {
+        let good = "  ok: {category: quality, entity_types: [lot]}\n"
+        let cases: [(String, String?, String?, String, String)] = [
+            (good + "  bad: {category: quality, entity_types: [lot], rules: [{greater_than: [a, b]}]}", nil, nil,
+                "event_types.bad.rules[0].greater_than", "unknown rule 'greater_than'"),
+            (good + "  bad: {category: quality, entity_types: [lot], data: {grade: {enum: []}}}", nil, nil,
+                "event_types.bad.data.grade.enum", "an enum needs at least one value"),
+            (good + "  bad: {category: quality, entity_types: [robot]}", nil, nil,
+                "event_types.bad.entity_types[0]", "unknown entity type 'robot'"),
+            (good + "  bad: {entity_types: [lot]}", nil, nil, "event_types.bad", "category is required"),
+            (good + "  bad: {category: kpi, entity_types: [lot]}", nil, nil, "event_types.bad.category", "unknown category 'kpi'"),
+            // Within a file the YAML parser refuses the repeated key itself, naming it (across files: below).
+            (good + "  ok: {category: quality, entity_types: [lot]}", nil, nil, "", "duplicated key(s): 'ok'"),
+            (good + "  bad: {category: quality, entity_types: [lot], data: {x: {type: colour}}}", nil, nil,
+                "event_types.bad.data.x.type", "unknown type 'colour'"),
+            (good + "  bad: {category: quality, entity_types: [lot], data: {x: {type: status}}}", nil, nil,
+                "event_types.bad.data.x.type", "entity type 'lot' declares none"),
+            (good + "  status_stale: {category: quality, entity_types: [lot]}", nil, nil, "event_types.status_stale", "the hub's own"),
+            (good, "  lot: {cache_key: \"lot:{id}\"}", nil, "entity_types.lot", "ttl_seconds is required"),
+            (good, "  lot: {cache_key: \"lot:{id}\", ttl_seconds: 1}\n  lot2: {cache_key: \"lot:x:{id}\", ttl_seconds: 1}", nil,
+                "entity_types.lot2.cache_key", "overlaps the cache keys of entity type 'lot'"),
+            (good, "  lot: {cache_key: \"lot:{id}:x\", ttl_seconds: 1}", nil, "entity_types.lot.cache_key", "ending in {id}"),
+            (good + "  bad: {category: quality, entity_types: [lot], colour: red}", nil, nil, "event_types.bad.colour", "unknown key 'colour'"),
+        ]
+        for (events, entities, categories, path, reason) in cases {
+            let error = Self.refusal(events, entities: entities, categories: categories)
+            #expect(error?.file == "plant.yaml", "\(path)")
+            #expect(error?.path == path, "\(String(describing: error))")
+            #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+            if !path.isEmpty { #expect(error?.line != nil) }
+        }
+        // A category no event type uses is fine (the default `unused` above).
+        #expect(Self.refusal(good) == nil)
+    }
+
+    @Test func duplicateNamesAcrossFilesNameTheFirstFile() {
+        let base = try! String(contentsOfFile: "config/catalog/10-resources.yaml", encoding: .utf8)
+        let plant = "entity_types:\n  machine: {cache_key: \"machine2:{id}\", ttl_seconds: 5}\n"
+        #expect(throws: CatalogError.self) { try CatalogLoader.load(sources: [("a.yaml", base), ("b.yaml", plant)]) }
+        do {
+            _ = try CatalogLoader.load(sources: [("a.yaml", base), ("b.yaml", plant)])
+        } catch let error as CatalogError {
+            #expect(error.file == "b.yaml" && error.path == "entity_types.machine" && error.reason.contains("already in a.yaml"))
+        } catch {}
+    }
+
+    @Test func aBadCatalogStopsTheConfig() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("catalog-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("plant.yaml").path
+        try "event_types:\n  x: {entity_types: [machine]}\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect {
+            _ = try HubConfig.load(yaml: "catalog:\n  files: [\(file)]\n")
+        } throws: { error in
+            "\(error)".contains("catalog \(file):2: event_types.x: category is required")
+        }
+        #expect(throws: ConfigError.self) { _ = try HubConfig.load(yaml: "cache_ttl:\n  robot: 5\n") }
+        #expect(try HubConfig.load(yaml: "cache_ttl:\n  material: 5\n").cacheTTL.seconds(for: .material) == 5)
+        #expect(try HubConfig.load(yaml: "", environment: ["STATUSHUB_CACHE_TTL_WORK_ORDER": "7"]).cacheTTL.workOrder == 7)
+    }
+
+    /// Every event type's own examples (`example_valid`, `example_invalid`), posted over HTTP on both engines:
+    /// the valid ones are accepted, each invalid one is refused naming its field.
+    @Test(arguments: EngineKind.allCases)
+    func catalogExamplesOverHTTP(_ kind: EngineKind) async throws {
+        var valid: [String] = []
+        var invalid: [(json: String, field: String, type: String)] = []
+        for type in Catalog.standard.eventTypes where type.isPublishable {
+            #expect(!type.definition.validExamples.isEmpty && !type.definition.invalidExamples.isEmpty, "\(type) has no examples")
+            for example in type.definition.validExamples { valid.append(Self.envelope(example, type: type)) }
+            for example in type.definition.invalidExamples {
+                invalid.append((Self.envelope(example["event"]!, type: type), example["field"]!.stringValue!, type.rawValue))
+            }
+        }
+        try await withHub(engine: kind) { hub in
+            let accepted = try await HTTP.post(port: hub.port, events: valid)
+            #expect(accepted.status == 202, "\(accepted.text)")
+            for (json, field, type) in invalid {
+                let refused = try await HTTP.post(port: hub.port, event: json)
+                #expect(refused.status == 400, "\(type): \(refused.text)")
+                let fields = refused.json["rejected"]?.arrayFirst?["errors"].flatMap { errors -> [String]? in
+                    guard case .array(let list) = errors else { return nil }
+                    return list.compactMap { $0["field"]?.stringValue }
+                }
+                #expect(fields?.contains(field) == true, "\(type): expected \(field), got \(refused.text)")
+            }
+        }
+    }
+
+    /// An example as a publisher sends it: `event_type`, `timestamp` and `metadata` filled in where it has none.
+    static func envelope(_ example: JSONValue, type: EventType) -> String {
+        guard case .object(var members) = example else { return "null" }
+        members["event_type"] = members["event_type"] ?? .string(type.rawValue)
+        members["timestamp"] = members["timestamp"] ?? .string("2025-11-18T14:23:45.678Z")
+        members["metadata"] = members["metadata"] ?? .object(["source": .string("catalog-example"), "triggered_by": .string("test")])
+        var bytes: [UInt8] = []
+        JSONValue.write(members: members.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }, into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
