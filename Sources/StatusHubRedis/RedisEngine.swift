@@ -228,7 +228,7 @@ public final class RedisEngine: Engine {
                         case .array(let found) = parts[1]
                     else { throw RedisError.unexpectedReply("SCAN answered \(reply)") }
                     cursor = next
-                    let entityKeys = found.compactMap(\.text).filter(RedisKeys.isEntityKey)
+                    let entityKeys = found.compactMap(\.text).filter { RedisKeys.isEntityKey($0, catalog: config.catalog) }
                     var members: [String: [String]] = [:]
                     for event in try await read(keys: entityKeys, on: connection).events where event.carriesState {
                         for name in SnapshotIndex.names(forChannels: event.channels) { members[name, default: []].append(event.entityKey) }
