@@ -1,5 +1,6 @@
 // The validator as it was before the event catalog (commit 3ff8aa4): seed 003's six event types compiled into
-// Swift enums and `DataRules`. Kept only as the baseline of `statushub-load validate-bench`, which times it
+// Swift enums and `DataRules`; its envelope checks follow `EventValidator`'s (dot-segment ids, field-by-field
+// timestamps, 1f13498/4d8b3aa), so the two differ only in what the catalog replaced. Kept only as the baseline of `statushub-load validate-bench`, which times it
 // against the catalog-driven `EventValidator` on the same events and checks that both answer the same.
 
 import Foundation
@@ -117,8 +118,13 @@ struct CompiledValidator: Sendable {
         case nil:
             if required { errors.append(FieldError(field: field, reason: "is required")) }
         case .string(let text)?:
-            if ChannelName.isValidSegment(text) { return text }
-            errors.append(FieldError(field: field, reason: "'\(text.prefix(64))' must be \(ChannelName.segmentRule)"))
+            if text == "." || text == ".." {
+                errors.append(FieldError(field: field, reason: "'\(text)' is a dot segment, which URLs resolve away, so it could not be read back by path"))
+            } else if ChannelName.isValidSegment(text) {
+                return text
+            } else {
+                errors.append(FieldError(field: field, reason: "'\(text.prefix(64))' must be \(ChannelName.segmentRule)"))
+            }
         case let other?:
             errors.append(FieldError(field: field, reason: "must be a string, got \(other.typeName)"))
         }
@@ -130,8 +136,13 @@ struct CompiledValidator: Sendable {
         case nil:
             errors.append(FieldError(field: "timestamp", reason: "is required (ISO-8601, e.g. 2025-11-18T14:23:45.678Z)"))
         case .string(let text)?:
-            if Timestamps.parse(text) != nil { return text }
-            errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' is not an ISO-8601 date-time with a zone (e.g. 2025-11-18T14:23:45.678Z)"))
+            if let problem = Timestamps.problem(text) {
+                errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' \(problem)"))
+            } else if Timestamps.parse(text) == nil {
+                errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' is not an ISO-8601 date-time with a zone (e.g. 2025-11-18T14:23:45.678Z)"))
+            } else {
+                return text
+            }
         case let other?:
             errors.append(FieldError(field: "timestamp", reason: "must be an ISO-8601 string, got \(other.typeName)"))
         }
