@@ -161,6 +161,8 @@ public struct StatusHub: Sendable {
         router.post("/v1/events", use: ingest.handle)
         router.get("/v1/state/:entity_type/:entity_id", use: state.entity)
         router.get("/v1/state", use: state.matching)
+        let catalog = CatalogController(catalog: config.catalog, cacheTTL: config.cacheTTL, tokens: access.subscriberTokens)
+        router.get("/v1/catalog", use: catalog.handle)
         router.get("/health") { _, _ in JSONResponse.bytes(Array(#"{"status":"ok"}"#.utf8)) }
         router.get("/ready") { [engine, draining] _, _ in
             if draining.isSet {
