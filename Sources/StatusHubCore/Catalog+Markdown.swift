@@ -86,7 +86,7 @@ extension Catalog {
         case "string":
             switch (bound("min_length"), bound("max_length")) {
             case ("1", nil): return "non-empty"
-            case (let low?, let high?): return "\(low)–\(high) chars"
+            case (let low?, let high?): return low == high ? "\(low) chars" : "\(low)–\(high) chars"
             case (let low?, nil): return "≥ \(low) chars"
             case (nil, let high?): return "≤ \(high) chars"
             case (nil, nil): return "(string)"
