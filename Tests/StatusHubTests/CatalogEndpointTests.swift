@@ -34,6 +34,10 @@ import Testing
             #expect(status?["data"]?["current_status"]?["required"] == .bool(true))
             #expect(status?["for_entity"]?["machine"]?["oee_percentage"]?["max"] == .number(100))
             #expect(events.first { $0["name"] == .string("alert_raised") }?["entity_types"]?.arrayValue?.count == catalog.entityTypes.count)
+            // Seed 002's CAPA flow, recorded as data for dashboards (not enforced on ingest).
+            let capa = events.first { $0["name"] == .string("capa_status_changed") }
+            #expect(capa?["transitions"]?["allowed"]?["IN_PROGRESS"] == .array(["PENDING_VERIFICATION", "CANCELLED"].map(JSONValue.string)))
+            #expect(capa?["transitions"]?["initial"] == .string("OPEN"))
             #expect(reply.json["categories"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == catalog.categories.map(\.name.rawValue))
         }
     }
