@@ -55,4 +55,29 @@ import Testing
                 + "`result` transitions listed (not enforced) | yes |"), "\(catalog.markdown)")
         #expect(catalog.markdown.contains("| `lot` | `lot:{id}` | 600 | — |"))
     }
+
+    /// `statushub catalog --markdown` as a process prints what the README holds; without the flag, the JSON of
+    /// `GET /v1/catalog`.
+    @Test func catalogCommandPrintsTheTables() throws {
+        func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+            let process = Process()
+            process.executableURL = HubProcess.executable
+            process.arguments = arguments
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+        let markdown = try run(["catalog", "--markdown"])
+        #expect(markdown.status == 0)
+        #expect(markdown.output == Catalog.standard.markdown)
+        let json = try run(["catalog"])
+        #expect(json.status == 0)
+        let parsed = try JSONValue.parse(Array(json.output.utf8))
+        #expect(parsed["event_types"]?.arrayValue?.count == Catalog.standard.eventTypes.count)
+        #expect(try run(["catalog", "--config", "/nonexistent/statushub.yaml"]).status != 0)
+    }
 }
