@@ -339,24 +339,41 @@ struct CatalogBuilder {
                 throw argument.error("unknown rule '\(kind)'; known: \(CrossFieldRule.kinds.joined(separator: ", "))")
             }
             let names = try argument.strings()
-            for name in names where !fields.contains(where: { $0.key == name }) {
-                throw argument.error("names '\(name)', which data does not declare")
-            }
             switch kind {
             case "less_or_equal":
                 guard names.count == 2 else { throw argument.error("names exactly two fields: [smaller, larger]") }
                 for name in names {
-                    let type = try fields.first { $0.key == name }!.value.members().first { $0.key == "type" }?.value.string()
+                    guard let declared = try declaredField(name, in: fields) else {
+                        throw argument.error("names '\(name)', which data does not declare")
+                    }
+                    let type = try declared.members().first { $0.key == "type" }?.value.string()
                     guard type == "number" || type == "integer" else { throw argument.error("'\(name)' must be a number or integer field") }
                 }
                 return .lessOrEqual(names[0], names[1])
             case "at_least_one_of":
+                for name in names where !fields.contains(where: { $0.key == name }) {
+                    throw argument.error("names '\(name)', which data does not declare")
+                }
                 guard names.count >= 2 else { throw argument.error("names two or more fields") }
                 return .atLeastOneOf(names)
             default:
                 throw argument.error("unknown rule '\(kind)'; known: \(CrossFieldRule.kinds.joined(separator: ", "))")
             }
         }
+    }
+
+    /// The declaration of `name`, a field of `data` or, by its dotted path (`serial_range.start`), a field of an
+    /// object inside it; nil when none is declared.
+    private func declaredField(_ name: String, in fields: [(key: String, value: CatalogNode)]) throws -> CatalogNode? {
+        if let field = fields.first(where: { $0.key == name }) { return field.value }
+        var level = fields
+        var found: CatalogNode?
+        for component in name.split(separator: ".", omittingEmptySubsequences: false).map(String.init) {
+            guard let field = level.first(where: { $0.key == component }) else { return nil }
+            found = field.value
+            level = try field.value.members().first { $0.key == "fields" }?.value.members() ?? []
+        }
+        return found
     }
 
     /// `transitions: {field: status, allowed: {OPEN: [IN_PROGRESS, CANCELLED], …}}`: a state machine recorded as

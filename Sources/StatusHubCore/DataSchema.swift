@@ -198,7 +198,8 @@ struct LengthBounds: Sendable {
 /// The rules across fields that the seeds state, as a small declared set of kinds (`rules:` in a catalog).
 enum CrossFieldRule: Sendable {
     /// `less_or_equal: [a, b]`: when both are numbers that passed their own rules, a ≤ b
-    /// (seed 003 §9.1: `quantity_produced` ≤ `quantity_ordered`).
+    /// (seed 003 §9.1: `quantity_produced` ≤ `quantity_ordered`). A name may be the dotted path of a field of an
+    /// object inside `data` (`serial_range.start`).
     case lessOrEqual(String, String)
     /// `at_least_one_of: [a, b, …]`: at least one is a non-empty string (seed 003 §3.5: an allocation names
     /// an operator, a machine, or both).
@@ -213,11 +214,25 @@ enum CrossFieldRule: Sendable {
         }
     }
 
+    /// `name` in `data`, or the member its dotted path reaches through nested objects. A top-level name is one
+    /// lookup, so the seed 003 rules cost what they did.
+    static func value(at name: String, in data: [String: JSONValue]) -> JSONValue? {
+        if let value = data[name] { return value }
+        guard name.contains(".") else { return nil }
+        var current = JSONValue.object(data)
+        for component in name.split(separator: ".") {
+            guard case .object(let members) = current, let next = members[String(component)] else { return nil }
+            current = next
+        }
+        return current
+    }
+
     func check(_ data: [String: JSONValue], entityName: String, _ errors: inout [FieldError]) {
         switch self {
         case .lessOrEqual(let smaller, let larger):
             // Only between values that are themselves valid: a bad value already has its own error.
-            guard case .number(let first)? = data[smaller], case .number(let second)? = data[larger], first.isFinite,
+            guard case .number(let first)? = Self.value(at: smaller, in: data), case .number(let second)? = Self.value(at: larger, in: data),
+                first.isFinite,
                 second.isFinite, first > second, !errors.contains(where: { $0.field == "data.\(smaller)" || $0.field == "data.\(larger)" })
             else { return }
             errors.append(FieldError(field: "data.\(smaller)", reason: "cannot exceed data.\(larger) (\(NumberBounds.format(second)))"))
