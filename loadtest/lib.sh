@@ -137,3 +137,34 @@ build_release() {
     fi
     BIN=$(cd "$ROOT" && swift build -c release --show-bin-path)
 }
+
+# The set-up every per-engine benchmark script shares: an output folder and a time stamp, a work folder removed
+# on exit together with every server started, CPU pinning, the binaries (release build unless BIN names a
+# folder), and HUB_DIR, where the hub binary to run is (HUB_BIN runs another build, e.g. an older one, with this
+# harness). Call from the repository root with a name for the work folder.
+prepare_benchmark() {  # name
+    OUT_DIR="$ROOT/loadtest/out"
+    mkdir -p "$OUT_DIR"
+    STAMP=$(date +%Y%m%d-%H%M%S)
+    WORK=$(mktemp -d "/tmp/statushub-$1.XXXXXX")
+    trap benchmark_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    command -v curl >/dev/null || { say "curl not found"; exit 1; }
+    setup_pinning
+    if [ -z "${BIN:-}" ]; then build_release; fi
+    HUB_DIR="$BIN"
+    if [ -n "${HUB_BIN:-}" ]; then
+        HUB_DIR="$WORK/hub-bin"
+        mkdir -p "$HUB_DIR"
+        ln -s "$(realpath "$HUB_BIN")" "$HUB_DIR/statushub"
+    fi
+}
+
+benchmark_cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    stop_servers
+    rm -rf "$WORK"
+    exit "$status"
+}

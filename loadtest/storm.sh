@@ -20,31 +20,7 @@ ENGINES=${ENGINES:-memory redis}
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 . loadtest/lib.sh
-OUT_DIR="$ROOT/loadtest/out"
-mkdir -p "$OUT_DIR"
-STAMP=$(date +%Y%m%d-%H%M%S)
-WORK=$(mktemp -d /tmp/statushub-storm.XXXXXX)
-
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    stop_servers
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-command -v curl >/dev/null || { say "curl not found"; exit 1; }
-setup_pinning
-if [ -z "${BIN:-}" ]; then build_release; fi
-HUB_DIR="$BIN"
-if [ -n "${HUB_BIN:-}" ]; then
-    HUB_DIR="$WORK/hub-bin"
-    mkdir -p "$HUB_DIR"
-    ln -s "$(realpath "$HUB_BIN")" "$HUB_DIR/statushub"
-fi
+prepare_benchmark storm
 
 status=0
 for engine in $ENGINES; do
