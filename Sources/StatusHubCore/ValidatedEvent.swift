@@ -20,6 +20,15 @@ public struct ValidatedEvent: Sendable {
 
     public var category: EventCategory { eventType.category }
 
+    /// The `SnapshotIndex` names its entity key is filed under, from its fields (what
+    /// `SnapshotIndex.names(forChannels:)` reads back from a stored event's channels).
+    public var snapshotIndexes: [String] {
+        let prefix = Tenant.prefix(tenant)
+        let type = SnapshotIndex.type(entityType, tenantPrefix: prefix)
+        guard let line else { return [type] }
+        return [type, SnapshotIndex.line(line, tenantPrefix: prefix)]
+    }
+
     /// The header the engine stores beside the body, so routing never parses the JSON again.
     public var routingHeader: String { RoutingHeader.encode(entityKey: entityKey, channels: channels, carriesState: carriesState) }
 

@@ -131,7 +131,7 @@ struct EventWriter: Sendable {
         var members: [String: [String]] = [:]
         var order: [String] = []
         for event in events where event.carriesState {
-            for name in SnapshotIndex.names(forChannels: event.channels) {
+            for name in event.snapshotIndexes {
                 if members[name] == nil { order.append(name) }
                 members[name, default: []].append(event.entityKey)
             }

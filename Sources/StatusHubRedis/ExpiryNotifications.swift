@@ -1,4 +1,5 @@
 import Logging
+import StatusHubCore
 import Synchronization
 
 /// Turns on the keyspace notifications staleness listens for: `notify-keyspace-events` must contain `E`

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import StatusHubCore
 import Synchronization
 
 /// A command connection that is always either usable, being opened, or failing fast.

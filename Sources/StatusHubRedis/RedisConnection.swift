@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import StatusHubCore
 
 /// One TCP connection to Redis. NIO does the non-blocking I/O, hiredis the RESP protocol (see `RESPHandler`).
 ///

@@ -166,11 +166,14 @@ public final class RedisEngine: Engine {
                     let (events, missing) = try await read(keys: Array(memberKeys), on: connection)
                     // A line index keeps an entity that moved to another line until a read like this one meets it;
                     // such an entity is not marked seen, so the index of the line it is on now still yields it.
-                    let filed = line == nil ? events : events.filter { SnapshotIndex.lineName(forChannels: $0.channels) == name }
-                    let moved = line == nil ? [] : events.filter { SnapshotIndex.lineName(forChannels: $0.channels) != name }.map(\.entityKey)
+                    let (filed, moved) = line == nil
+                        ? (events, [])
+                        : events.reduce(into: ([StoredEvent](), [StoredEvent]())) { split, event in
+                            if SnapshotIndex.lineName(forChannels: event.channels) == name { split.0.append(event) } else { split.1.append(event) }
+                        }
                     seen.formUnion(filed.map(\.entityKey))
                     pending += filed.filter { $0.matches(any: patterns) }
-                    try await dropStrays(missing + moved, from: index, line: line, on: connection)
+                    try await dropStrays(missing + moved.map(\.entityKey), from: index, line: line, on: connection)
                     try await handOver(isLast: false)
                 } while cursor != "0"
             }

@@ -73,14 +73,8 @@ final class Connection: Hashable, Sendable {
                 state.seam!.append(held)
                 return .queued
             }
-            if let filter = state.filter {
-                if filter.isPassed(by: held.event) {
-                    state.filter = nil
-                    seamOpen.store(false, ordering: .releasing)
-                } else if !filter.admits(held.event) {
-                    return .queued
-                }
-            }
+            guard Self.admits(held.event, through: &state.filter) else { return .queued }
+            if state.filter == nil { seamOpen.store(false, ordering: .releasing) }
             return outbox.push(held.frame, conflationKey: held.conflationKey)
         }
     }
@@ -105,14 +99,7 @@ final class Connection: Hashable, Sendable {
             }
             // Only once the held events are in the outbox may offers skip the lock, or one could overtake them.
             defer { if state.filter == nil { seamOpen.store(false, ordering: .releasing) } }
-            for item in held {
-                if let filter = state.filter {
-                    if filter.isPassed(by: item.event) {
-                        state.filter = nil
-                    } else if !filter.admits(item.event) {
-                        continue
-                    }
-                }
+            for item in held where Self.admits(item.event, through: &state.filter) {
                 switch outbox.push(item.frame, conflationKey: item.conflationKey) {
                 case .overflowed, .ended:
                     state.filter = nil
@@ -121,6 +108,16 @@ final class Connection: Hashable, Sendable {
                 }
             }
         }
+    }
+
+    /// Whether `event` goes to the client past the seam's filter; the first event past the answer ends the filter.
+    private static func admits(_ event: StoredEvent, through filter: inout SeamFilter?) -> Bool {
+        guard let current = filter else { return true }
+        if current.isPassed(by: event) {
+            filter = nil
+            return true
+        }
+        return current.admits(event)
     }
 
     /// The node is going away: send what is queued, then close with 1001.

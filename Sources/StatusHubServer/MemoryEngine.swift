@@ -26,7 +26,6 @@ public final class MemoryEngine: Engine {
         var eventID: EventID
 
         static func < (lhs: Deadline, rhs: Deadline) -> Bool { lhs.expiresAt < rhs.expiresAt }
-        static func == (lhs: Deadline, rhs: Deadline) -> Bool { lhs.expiresAt == rhs.expiresAt && lhs.eventID == rhs.eventID }
     }
 
     private struct Remembered {
@@ -94,7 +93,7 @@ public final class MemoryEngine: Engine {
             let ttl = config.cacheTTL.seconds(for: event.entityType)
             // A TTL of 0 or less keeps the state until it is replaced.
             let expiresAt = ttl > 0 ? now.advanced(by: .seconds(ttl)) : now.advanced(by: .seconds(Int64.max / 4))
-            let indexes = SnapshotIndex.names(forChannels: event.channels)
+            let indexes = event.snapshotIndexes
             let previous = state.latest.updateValue(
                 CachedState(event: stored, expiresAt: expiresAt, indexes: indexes), forKey: event.entityKey)
             if previous?.indexes != indexes {

@@ -24,7 +24,7 @@ final class RateLimiter: Sendable {
     func take(_ cost: Int, for name: String) -> Int? {
         guard isEnabled else { return nil }
         let elapsed = start.duration(to: clock.now)
-        let now = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let now = elapsed.seconds
         let (allowed, retryAfter) = buckets.withLock { buckets in
             var bucket = buckets[name] ?? TokenBucket(rate: rate, burst: burst, now: now)
             defer { buckets[name] = bucket }

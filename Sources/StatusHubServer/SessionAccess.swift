@@ -41,7 +41,7 @@ final class SessionAccess: Sendable {
     /// Counts one client message against `websocket.max_messages_per_second`.
     func screenMessage() -> Screen {
         let elapsed = start.duration(to: .now)
-        let now = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let now = elapsed.seconds
         return state.withLock { state in
             guard state.bucket != nil else { return .pass }
             if state.bucket!.take(1, now: now).allowed {

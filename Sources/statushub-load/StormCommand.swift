@@ -165,7 +165,7 @@ struct StormCommand: AsyncParsableCommand {
         request.timeoutInterval = 30
         let started = ContinuousClock.now
         let (_, response) = try await URLSession.shared.data(for: request)
-        return ((response as? HTTPURLResponse)?.statusCode ?? 0, Self.seconds(ContinuousClock.now - started))
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, (ContinuousClock.now - started).seconds)
     }
 
     /// One line dashboard: subscribe with a snapshot, read every part. Returns (index, seconds to the last part,
@@ -186,12 +186,12 @@ struct StormCommand: AsyncParsableCommand {
                     if text.hasPrefix(#"{"op":"snapshot""#) {
                         events += text.components(separatedBy: #"{"event_id":""#).count - 1
                         if !text.prefix(200).contains(#""more":true"#) {
-                            outcome.update { $0 = (Self.seconds(ContinuousClock.now - started), events, nil) }
+                            outcome.update { $0 = ((ContinuousClock.now - started).seconds, events, nil) }
                             try await outbound.close(.normalClosure, reason: nil)
                             return
                         }
                     } else if text.hasPrefix(#"{"op":"error""#) {
-                        outcome.update { $0 = (Self.seconds(ContinuousClock.now - started), events, "dashboard \(index): \(text)") }
+                        outcome.update { $0 = ((ContinuousClock.now - started).seconds, events, "dashboard \(index): \(text)") }
                         try await outbound.close(.normalClosure, reason: nil)
                         return
                     }
@@ -215,7 +215,7 @@ struct StormCommand: AsyncParsableCommand {
                 while let message = try await iterator.next() {
                     if case .text(let text) = message, text.contains(#""pong""#) { break }
                 }
-                samples.update { $0.append(Self.seconds(ContinuousClock.now - sent) * 1000) }
+                samples.update { $0.append((ContinuousClock.now - sent).seconds * 1000) }
                 try await Task.sleep(for: .milliseconds(20))
             }
             try await outbound.close(.normalClosure, reason: nil)
@@ -263,9 +263,6 @@ struct StormCommand: AsyncParsableCommand {
         return lines.joined(separator: "\n")
     }
 
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
 }
 
 /// Set once, read by the probes that run until the dashboards are done.
