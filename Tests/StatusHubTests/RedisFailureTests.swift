@@ -112,13 +112,17 @@ extension RedisFailureTests {
                 let socket = try await TestSocket(port: hub.port)
                 _ = try await socket.subscribe(["machine:*"])
 
+                // The hub's command connection is the one that ran the append script last; only its unread bytes
+                // prove the hung write was sent (the hub's other connections may send in the background).
+                #expect(try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-before")).status == 202)
+                let commandPort = try #require(try await redis.clientPort(lastRunning: "evalsha"))
                 redis.pause()
                 let hung = Task {
                     let reply = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-hung"))
                     return (reply, ContinuousClock.now)
                 }
                 // The script call (hundreds of bytes, not a 14-byte PING) sits unread in the stopped Redis's socket.
-                try await eventually("the write reached the hung Redis", timeout: .seconds(20)) { redis.unreadBytes() > 100 }
+                try await eventually("the write reached the hung Redis", timeout: .seconds(20)) { redis.unreadBytes(fromPeerPort: commandPort) > 100 }
                 let queuedAt = ContinuousClock.now
                 let queued = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-queued"))
                 let queuedAnswered = ContinuousClock.now

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import StatusHubRedis
 
 #if canImport(Glibc)
 import Glibc
@@ -68,7 +69,8 @@ final class RedisServer: Sendable {
     /// Bytes clients have sent that the server has not read yet (`rx_queue` of its connections in
     /// /proc/net/tcp, established or closed by the client): with the server stopped, proof that a command
     /// reached it.
-    func unreadBytes() -> Int {
+    /// - Parameter peerPort: only the connection whose client end has this port (see `clientPort(lastRunning:)`).
+    func unreadBytes(fromPeerPort peerPort: Int? = nil) -> Int {
         // Read to the end: a procfs file reports size 0, and a one-shot read stops at the first page of sockets.
         guard let file = FileHandle(forReadingAtPath: "/proc/net/tcp") else { return 0 }
         defer { try? file.close() }
@@ -77,6 +79,7 @@ final class RedisServer: Sendable {
         return table.split(separator: "\n").dropFirst().reduce(0) { total, line in
             let fields = line.split(separator: " ")
             guard fields.count > 4, fields[1].hasSuffix(":" + port), fields[3] == "01" || fields[3] == "08" else { return total }
+            if let peerPort, !fields[2].hasSuffix(String(format: ":%04X", peerPort)) { return total }
             return total + (Int(fields[4].split(separator: ":").last ?? "", radix: 16) ?? 0)
         }
     }
@@ -220,5 +223,26 @@ func withRedisServer<T>(
     } catch {
         await server.destroy()
         throw error
+    }
+}
+
+extension RedisServer {
+    /// The client port of the connection whose latest command was `command` (from `CLIENT LIST`), if any.
+    func clientPort(lastRunning command: String) async throws -> Int? {
+        let connection = try await RedisConnection.connect(to: RedisURL(parsing: url))
+        let reply = try await connection.send(["CLIENT", "LIST"])
+        await connection.close()
+        let list = reply.text ?? ""
+        for client in list.split(separator: "\n") {
+            let fields = Dictionary(
+                client.split(separator: " ").compactMap { field -> (Substring, Substring)? in
+                    guard let equals = field.firstIndex(of: "=") else { return nil }
+                    return (field[..<equals], field[field.index(after: equals)...])
+                }, uniquingKeysWith: { first, _ in first })
+            guard fields["cmd"] == Substring(command), let address = fields["addr"], let port = address.split(separator: ":").last
+            else { continue }
+            return Int(port)
+        }
+        return nil
     }
 }
