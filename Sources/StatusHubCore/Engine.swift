@@ -56,10 +56,14 @@ public struct Appended: Sendable, Equatable {
     public var id: EventID
     /// True when the event's idempotency key was seen before: `id` is the first acceptance's, nothing was stored.
     public var duplicate: Bool
+    /// True when it was stored and published but is older by source time than its entity's cached state, which it
+    /// did not replace (`SourceOrder`).
+    public var late: Bool
 
-    public init(id: EventID, duplicate: Bool = false) {
+    public init(id: EventID, duplicate: Bool = false, late: Bool = false) {
         self.id = id
         self.duplicate = duplicate
+        self.late = late
     }
 }
 

@@ -8,6 +8,7 @@ public struct EventValidator: Sendable {
     /// Fields a publisher may send. `event_id` and `received_at` are the hub's to assign.
     public static let envelopeFields: Set<String> = [
         "event_type", "entity_type", "entity_id", "timestamp", "data", "metadata", "line", "idempotency_key",
+        "sequence",
     ]
 
     public enum Validation: Sendable {
@@ -29,7 +30,7 @@ public struct EventValidator: Sendable {
         }
         var errors: [FieldError] = []
         for key in event.keys.sorted() where !Self.envelopeFields.contains(key) {
-            if key == "event_id" || key == "received_at" {
+            if key == "event_id" || key == "received_at" || key == "late" {
                 errors.append(FieldError(field: key, reason: "is assigned by the hub; do not send it"))
             } else {
                 // Found by fuzzing: an empty or huge key must still yield a field a publisher can read.
@@ -60,6 +61,14 @@ public struct EventValidator: Sendable {
         case nil: break
         case .string(let key)? where Self.isValidIdempotencyKey(key): idempotencyKey = key
         default: errors.append(FieldError(field: "idempotency_key", reason: Self.idempotencyKeyRule))
+        }
+
+        var sequence: Int?
+        switch event["sequence"] {
+        case nil: break
+        case .number(let value)? where value >= 0 && value <= 9_007_199_254_740_991 && value.rounded() == value:
+            sequence = Int(value)
+        default: errors.append(FieldError(field: "sequence", reason: Self.sequenceRule))
         }
 
         var data: [String: JSONValue]?
@@ -93,22 +102,35 @@ public struct EventValidator: Sendable {
             ("event_type", .string(eventType.rawValue)),
         ]
         if let idempotencyKey { members.append(("idempotency_key", .string(idempotencyKey))) }
-        if let line { members.append(("line", .string(line))) }
-        members.append(("metadata", .object(metadata)))
-        members.append(("received_at", .string(Timestamps.format(receivedAt))))
-        if tenant != Tenant.defaultName { members.append(("tenant", .string(tenant))) }
-        members.append(("timestamp", .string(timestamp)))
+        // `late` (the engine's mark) would sort here; everything after it is the tail.
+        var tail: [(key: String, value: JSONValue)] = []
+        if let line { tail.append(("line", .string(line))) }
+        tail.append(("metadata", .object(metadata)))
+        tail.append(("received_at", .string(Timestamps.format(receivedAt))))
+        if let sequence { tail.append(("sequence", .number(Double(sequence)))) }
+        if tenant != Tenant.defaultName { tail.append(("tenant", .string(tenant))) }
+        tail.append(("timestamp", .string(timestamp)))
         var encoded: [UInt8] = []
         encoded.reserveCapacity(512)
-        JSONValue.write(members: members, into: &encoded)
+        JSONValue.write(members: members + tail, into: &encoded)
+        var lateMarkOffset = 0
+        if eventType.carriesState {
+            // `{head,tail}` against `{tail}`: the head (and its comma) is the difference, without the opening `{`.
+            var tailOnly: [UInt8] = []
+            JSONValue.write(members: tail, into: &tailOnly)
+            lateMarkOffset = encoded.count - tailOnly.count
+        }
         let prefix = Tenant.prefix(tenant)
         return .valid(ValidatedEvent(
             eventType: eventType, entityType: entityType, entityID: entityID, line: line,
             channels: ChannelName.channels(category: eventType.category, entityType: entityType, entityID: entityID, line: line)
                 .map { prefix + $0 },
             carriesState: eventType.carriesState, bodyAfterID: Array(encoded.dropFirst()),
-            idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant))
+            idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant,
+            sourceRank: SourceOrder.rank(timestamp: timestamp, sequence: sequence), lateMarkOffset: lateMarkOffset))
     }
+
+    public static let sequenceRule = "must be a whole number from 0 to 9007199254740991 (the publisher's order of the entity's events)"
 
     public static let idempotencyKeyRule = "must be a string of 1-128 printable ASCII characters"
 

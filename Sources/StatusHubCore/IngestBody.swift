@@ -86,6 +86,8 @@ public struct IngestReply: Encodable, Sendable, Equatable {
         public var event_id: String
         /// Present (true) when this was a retry of an already accepted event: nothing was stored again.
         public var duplicate: Bool?
+        /// Present (true) when it was stored but is older by source time than its entity's cached state.
+        public var late: Bool?
     }
 
     public struct Rejected: Encodable, Sendable, Equatable {
@@ -99,7 +101,8 @@ public struct IngestReply: Encodable, Sendable, Equatable {
     public init() {}
 
     public mutating func accept(index: Int, _ appended: Appended) {
-        accepted.append(Accepted(index: index, event_id: appended.id.description, duplicate: appended.duplicate ? true : nil))
+        accepted.append(Accepted(index: index, event_id: appended.id.description, duplicate: appended.duplicate ? true : nil,
+            late: appended.late ? true : nil))
     }
     public mutating func reject(index: Int, errors: [FieldError]) { rejected.append(Rejected(index: index, errors: errors)) }
 
@@ -110,6 +113,7 @@ public struct IngestReply: Encodable, Sendable, Equatable {
             "accepted": .array(accepted.map { item in
                 var members: [String: JSONValue] = ["index": .number(Double(item.index)), "event_id": .string(item.event_id)]
                 if let duplicate = item.duplicate { members["duplicate"] = .bool(duplicate) }
+                if let late = item.late { members["late"] = .bool(late) }
                 return .object(members)
             }),
             "rejected": .array(rejected.map { item in

@@ -24,6 +24,18 @@ public struct StoredEvent: Sendable, Equatable {
             json: Self.assembleJSON(id: id, bodyAfterID: event.bodyAfterID), carriesState: event.carriesState)
     }
 
+    /// `event` stored as late: older by source time than its entity's cached state, so it is news, not state, and
+    /// says so with `"late":true`.
+    public init(id: EventID, lateEvent event: ValidatedEvent) {
+        var body = event.bodyAfterID
+        body.insert(contentsOf: Self.lateMark, at: event.lateMarkOffset)
+        self.init(
+            id: id, entityKey: event.entityKey, channels: event.channels,
+            json: Self.assembleJSON(id: id, bodyAfterID: body), carriesState: false)
+    }
+
+    public static let lateMark = Array(#""late":true,"#.utf8)
+
     /// `{"event_id":"<id>",` followed by the body: the one place the id joins the JSON.
     public static func assembleJSON(id: EventID, bodyAfterID: some Collection<UInt8>) -> [UInt8] {
         var json: [UInt8] = []

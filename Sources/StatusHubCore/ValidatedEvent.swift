@@ -17,6 +17,10 @@ public struct ValidatedEvent: Sendable {
     /// The publisher's id for this event: a retry with the same key within the idempotency window is acknowledged
     /// with the first acceptance's `event_id` and not stored or published again.
     public let idempotencyKey: String?
+    /// Its place among its entity's states by source time (`SourceOrder`); nil for events that carry no state.
+    public let sourceRank: String?
+    /// Where `"late":true,` goes in `bodyAfterID` (keys stay sorted) when the engine finds a newer state cached.
+    public let lateMarkOffset: Int
 
     public var category: EventCategory { eventType.category }
 
@@ -34,7 +38,7 @@ public struct ValidatedEvent: Sendable {
 
     public init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, bodyAfterID: [UInt8],
-        idempotencyKey: String? = nil, tenant: String = Tenant.defaultName
+        idempotencyKey: String? = nil, tenant: String = Tenant.defaultName, sourceRank: String? = nil, lateMarkOffset: Int = 0
     ) {
         let prefix = Tenant.prefix(tenant)
         self.init(
@@ -42,13 +46,15 @@ public struct ValidatedEvent: Sendable {
             channels: ChannelName.channels(category: eventType.category, entityType: entityType, entityID: entityID, line: line)
                 .map { prefix + $0 },
             carriesState: eventType.carriesState, bodyAfterID: bodyAfterID,
-            idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant)
+            idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant, sourceRank: sourceRank,
+            lateMarkOffset: lateMarkOffset)
     }
 
     /// `channels` and `idempotencyKey` are taken as given (already scoped to `tenant`).
     init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, channels: [String],
-        carriesState: Bool, bodyAfterID: [UInt8], idempotencyKey: String?, tenant: String = Tenant.defaultName
+        carriesState: Bool, bodyAfterID: [UInt8], idempotencyKey: String?, tenant: String = Tenant.defaultName,
+        sourceRank: String? = nil, lateMarkOffset: Int = 0
     ) {
         self.eventType = eventType
         self.entityType = entityType
@@ -60,5 +66,7 @@ public struct ValidatedEvent: Sendable {
         self.carriesState = carriesState
         self.bodyAfterID = bodyAfterID
         self.idempotencyKey = idempotencyKey
+        self.sourceRank = carriesState ? sourceRank : nil
+        self.lateMarkOffset = lateMarkOffset
     }
 }

@@ -30,29 +30,36 @@ import Synchronization
 /// followed by its tenant prefix, in call order, for the idempotency window, and deletes the records of earlier
 /// calls whose answers arrived.
 ///
-/// KEYS: [stream, last-states hash, deadlines zset, entity key of event 1, …, of event n, idempotency keys and
+/// - A state-carrying event whose source rank (`SourceOrder`) is older than the one `ranks` holds for its entity
+///   is late: stored and published as news (`~` header, `"late":true` inserted at its offset, keys stay sorted),
+///   answered `l:<id>`, and the cache, shadow, deadline and rank stay. Otherwise its rank replaces the held one;
+///   the stale claim deletes it with the shadow, so an entity's next event after staleness starts afresh.
+///
+/// KEYS: [stream, last-states hash, deadlines zset, source ranks hash, entity key of event 1, …, of event n, idempotency keys and
 /// looked-up call records…, this call's record, records to delete…] — every key the script touches is declared,
 /// as Redis requires of scripts (and a sharded deployment will need).
 /// ARGV: [pub/sub channel, history max length, history max age ms (0 = off), idempotency window seconds, index of
 /// this call's record in KEYS, index of the first record to delete, then per event: routing header, body after
-/// id, ttl, idempotency key's index in KEYS, claim, recall]
+/// id, ttl, idempotency key's index in KEYS, claim, recall, source rank, late-mark offset]
 /// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds; recall is
 /// "<index of a call record in KEYS> <1-based position>" for a hub key; indexes, claim and recall are "" when
 /// absent.
-/// Returns per event, in order: the new stream id, `d:<id>` for a duplicate, or `s` for a claim lost.
+/// Returns per event, in order: the new stream id, `l:<id>` for one stored late, `d:<id>` for a duplicate, or `s`
+/// for a claim lost.
 enum AppendScript {
-    static let source = #"""
-        local stream, shadows, deadlines = KEYS[1], KEYS[2], KEYS[3]
+    static let source = SourceOrder.luaFunction + "\n" + #"""
+        local stream, shadows, deadlines, ranks = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
         local channel, maxlen, maxage, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
         local record, forget = tonumber(ARGV[5]), tonumber(ARGV[6])
         local clock = redis.call('TIME')
         local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
         local results, added = {}, false
         local entries, recalled = {}, {}
-        for i = 1, (#ARGV - 6) / 6 do
-          local a = 6 * i + 1
+        for i = 1, (#ARGV - 6) / 8 do
+          local a = 8 * i - 1
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-          local key = KEYS[3 + i]
+          local rank, lateAt = ARGV[a + 6], ARGV[a + 7]
+          local key = KEYS[4 + i]
           local tenant = string.byte(key) == 64 and string.match(key, '^@[^:]*') or ''
           local idemKey = idem ~= '' and KEYS[tonumber(idem)] or nil
           local seen = idemKey and redis.call('GET', idemKey)
@@ -80,11 +87,24 @@ enum AppendScript {
             if claim ~= '' then
               redis.call('HDEL', shadows, key)
               redis.call('ZREM', deadlines, key)
+              redis.call('HDEL', ranks, key)
+            end
+            local late = false
+            if rank ~= '' then
+              local current = redis.call('HGET', ranks, key)
+              late = current and older(rank, current)
+            end
+            if late then
+              header = '~' .. header
+              local at = tonumber(lateAt)
+              body = string.sub(body, 1, at) .. '"late":true,' .. string.sub(body, at + 1)
             end
             local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', header, 'b', body)
             local json = '{"event_id":"' .. id .. '",' .. body
             local message = id .. ' ' .. header .. '\n' .. json
-            if ttl == '0' then
+            if late then
+              -- news about the entity, not its state: the cache, its deadline and its rank stay
+            elseif ttl == '0' then
               redis.call('SET', key, json)
               redis.call('HDEL', shadows, key)
               redis.call('ZREM', deadlines, key)
@@ -93,14 +113,15 @@ enum AppendScript {
               redis.call('HSET', shadows, key, message)
               redis.call('ZADD', deadlines, string.format('%.0f', now + tonumber(ttl) * 1000), key)
             end
+            if rank ~= '' and not late then redis.call('HSET', ranks, key, rank) end
             if idemKey then redis.call('SET', idemKey, id, 'EX', window) end
             redis.call('PUBLISH', channel, message)
-            results[i] = id
+            results[i] = late and ('l:' .. id) or id
             added = true
           end
           if record then
             local result = results[i]
-            if string.byte(result) == 100 then result = string.sub(result, 3) elseif result == 's' then result = '-' end
+            if string.byte(result, 2) == 58 then result = string.sub(result, 3) elseif result == 's' then result = '-' end
             entries[i] = result .. tenant
           end
         end
@@ -118,7 +139,8 @@ enum AppendScript {
 
     /// What became of one event.
     enum Outcome: Sendable, Equatable {
-        case stored(EventID)
+        /// Stored and published; `late` when older by source time than the cached state, which it left alone.
+        case stored(EventID, late: Bool)
         /// Its idempotency key was seen within the window; nothing was written.
         case duplicate(of: EventID)
         /// Its claim was lost (another node published the stale event, or the entity has a state again).
@@ -136,17 +158,18 @@ enum AppendScript {
         var extraKeys: [String] = []
         var recordIndexes: [String: Int] = [:]
         var arguments: [[UInt8]] = []
-        arguments.reserveCapacity(12 + events.count * 8 + forgetting.count)
+        arguments.reserveCapacity(13 + events.count * 10 + forgetting.count)
         arguments.append(Array("EVALSHA".utf8))
         arguments.append(Array(sha.utf8))
         arguments.append([])  // the number of keys, known once the idempotency keys are counted
         arguments.append(Array(keys.stream.utf8))
         arguments.append(Array(keys.lastStates.utf8))
         arguments.append(Array(keys.deadlines.utf8))
+        arguments.append(Array(keys.sourceRanks.utf8))
         for event in events { arguments.append(Array(event.entityKey.utf8)) }
-        let fixedKeys = 3 + events.count
+        let fixedKeys = 4 + events.count
         var perEvent: [[UInt8]] = []
-        perEvent.reserveCapacity(events.count * 6)
+        perEvent.reserveCapacity(events.count * 8)
         for (event, claim) in zip(events, claims) {
             perEvent.append(Array(event.routingHeader.utf8))
             perEvent.append(event.bodyAfterID)
@@ -173,6 +196,8 @@ enum AppendScript {
             }
             perEvent.append(claim.map { Array($0.description.utf8) } ?? [])
             perEvent.append(recall)
+            perEvent.append(event.sourceRank.map { Array($0.utf8) } ?? [])
+            perEvent.append(event.sourceRank == nil ? [] : Array(String(event.lateMarkOffset).utf8))
         }
         for key in extraKeys { arguments.append(Array(key.utf8)) }
         var keyCount = fixedKeys + extraKeys.count
@@ -212,8 +237,10 @@ enum AppendScript {
                 outcomes.append(.claimLost)
             } else if text.hasPrefix("d:"), let id = EventID(text.dropFirst(2)) {
                 outcomes.append(.duplicate(of: id))
+            } else if text.hasPrefix("l:"), let id = EventID(text.dropFirst(2)) {
+                outcomes.append(.stored(id, late: true))
             } else if let id = EventID(text) {
-                outcomes.append(.stored(id))
+                outcomes.append(.stored(id, late: false))
             } else {
                 throw .unexpectedReply("the append script answered a bad id \(text)")
             }

@@ -98,7 +98,7 @@ public final class RedisEngine: Engine {
         do {
             return try await batcher.append(events).map { outcome in
                 switch outcome {
-                case .stored(let id): return Appended(id: id)
+                case .stored(let id, let late): return Appended(id: id, late: late)
                 case .duplicate(let id): return Appended(id: id, duplicate: true)
                 case .claimLost: throw RedisError.unexpectedReply("the append script turned away an event without a claim")
                 }

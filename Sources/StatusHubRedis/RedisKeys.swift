@@ -23,6 +23,9 @@ struct RedisKeys: Sendable, Equatable {
     /// Set once the indexes cover every cached state (a cache written by a hub from before the indexes gets them
     /// built once, at start).
     let indexesBuilt: String
+    /// Hash: entity key → the `SourceOrder` rank of its cached state, so an older event does not replace it. Kept
+    /// until the state goes stale (the stale claim deletes it), past the cache key's own expiry.
+    let sourceRanks: String
     /// `SET <prefix><call token> <the ids the call assigned> EX <window>` (see `CallRecords`).
     let callRecordPrefix: String
 
@@ -34,6 +37,7 @@ struct RedisKeys: Sendable, Equatable {
         indexPrefix = streamKey + ":index:"
         indexesBuilt = streamKey + ":indexes-built"
         callRecordPrefix = streamKey + ":call:"
+        sourceRanks = streamKey + ":source-ranks"
     }
 
     func index(_ name: String) -> String { indexPrefix + name }

@@ -16,6 +16,8 @@ public final class MemoryEngine: Engine {
         var expiresAt: ContinuousClock.Instant
         /// The `SnapshotIndex` names the entity key is filed under.
         var indexes: [String]
+        /// Its `SourceOrder` rank: a later event of lower rank is late and does not replace it.
+        var rank: String?
     }
 
     /// When a cached state expires. Superseded entries stay in the heap and are skipped when they come due (the
@@ -73,29 +75,36 @@ public final class MemoryEngine: Engine {
                 if let key = event.idempotencyKey, let seen = state.idempotency[key], seen.expiresAt > now {
                     return Appended(id: seen.id, duplicate: true)
                 }
-                let id = store(event, now: now, in: &state)
+                let (id, late) = store(event, now: now, in: &state)
                 if let key = event.idempotencyKey, window > 0 {
                     let expiresAt = now.advanced(by: .seconds(window))
                     state.idempotency[key] = Remembered(id: id, expiresAt: expiresAt)
                     state.idempotencyOrder.append((key, expiresAt))
                 }
-                return Appended(id: id)
+                return Appended(id: id, late: late)
             }
         }
     }
 
-    /// Assigns the id, writes through, appends to history and delivers — the one path every event takes.
-    private func store(_ event: ValidatedEvent, now: ContinuousClock.Instant, in state: inout State) -> EventID {
+    /// Assigns the id, writes through, appends to history and delivers — the one path every event takes. A state
+    /// older by source time than the cached one (`SourceOrder`, compared with the cached state even past its
+    /// deadline until the sweep turns it stale, as Redis keeps its rank until the stale claim) is stored and
+    /// delivered marked late, as news, and leaves the cache as it was.
+    @discardableResult
+    private func store(_ event: ValidatedEvent, now: ContinuousClock.Instant, in state: inout State) -> (EventID, late: Bool) {
         let id = EventID.next(after: state.lastID, nowMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000))
         state.lastID = id
-        let stored = StoredEvent(id: id, validated: event)
-        if event.carriesState {
+        let late = event.carriesState && event.sourceRank.map { rank in
+            state.latest[event.entityKey]?.rank.map { SourceOrder.isOlder(rank, than: $0) } ?? false
+        } ?? false
+        let stored = late ? StoredEvent(id: id, lateEvent: event) : StoredEvent(id: id, validated: event)
+        if event.carriesState && !late {
             let ttl = config.cacheTTL.seconds(for: event.entityType)
             // A TTL of 0 or less keeps the state until it is replaced.
             let expiresAt = ttl > 0 ? now.advanced(by: .seconds(ttl)) : now.advanced(by: .seconds(Int64.max / 4))
             let indexes = event.snapshotIndexes
             let previous = state.latest.updateValue(
-                CachedState(event: stored, expiresAt: expiresAt, indexes: indexes), forKey: event.entityKey)
+                CachedState(event: stored, expiresAt: expiresAt, indexes: indexes, rank: event.sourceRank), forKey: event.entityKey)
             if previous?.indexes != indexes {
                 for name in previous?.indexes ?? [] where !indexes.contains(name) {
                     state.indexes[name]?.remove(event.entityKey)
@@ -113,7 +122,7 @@ public final class MemoryEngine: Engine {
         // Delivering under the lock keeps delivery in id order across concurrent publishers;
         // the sink only enqueues, so this never waits on a client.
         state.sink?.deliver(stored)
-        return id
+        return (id, late)
     }
 
     private func evictOldest(_ state: inout State) {
@@ -210,7 +219,7 @@ public final class MemoryEngine: Engine {
                 state.latest[due.entityKey] = nil
                 for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
                 if let stale = StaleEvent.make(for: cached.event, at: wallNow, catalog: config.catalog) {
-                    _ = store(stale, now: now, in: &state)
+                    store(stale, now: now, in: &state)
                     budget -= 1
                 }
             }

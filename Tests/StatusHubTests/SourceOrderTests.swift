@@ -1,0 +1,214 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+/// Seed 003 §6.2: the cached state of an entity is its newest by source time, not by arrival.
+@Suite("Source-time order of states")
+struct SourceOrderTests {
+    @Test func ranksCompareByInstantAcrossZonesAndFractions() throws {
+        func rank(_ timestamp: String, _ sequence: Int? = nil) throws -> String {
+            try #require(SourceOrder.rank(timestamp: timestamp, sequence: sequence))
+        }
+        // The same instant in two zones is not older either way: the later ingest wins the tie.
+        #expect(!SourceOrder.isOlder(try rank("2025-11-18T15:00:00+01:00"), than: try rank("2025-11-18T14:00:00Z")))
+        #expect(!SourceOrder.isOlder(try rank("2025-11-18T14:00:00Z"), than: try rank("2025-11-18T15:00:00+01:00")))
+        #expect(SourceOrder.isOlder(try rank("2025-11-18T14:00:00.5Z"), than: try rank("2025-11-18T14:00:00.51Z")))
+        #expect(SourceOrder.isOlder(try rank("2025-11-18T23:30:00-01:00"), than: try rank("2025-11-19T00:31:00Z")))
+        #expect(!SourceOrder.isOlder(try rank("2025-11-19T00:31:00Z"), than: try rank("2025-11-18T23:30:00-01:00")))
+        #expect(SourceOrder.isOlder(try rank("0001-01-01T00:00:00+23:59"), than: try rank("9999-12-31T23:59:59.999999999Z")))
+        #expect(SourceOrder.isOlder(try rank("2024-02-29T00:00:00Z"), than: try rank("2024-03-01T00:00:00Z")))
+        // A sequence on both sides decides before the timestamp; on one side only, the timestamp decides.
+        #expect(SourceOrder.isOlder(try rank("2025-11-18T14:00:09Z", 7), than: try rank("2025-11-18T14:00:00Z", 8)))
+        #expect(!SourceOrder.isOlder(try rank("2025-11-18T14:00:00Z", 9), than: try rank("2025-11-18T14:00:09Z", 8)))
+        #expect(SourceOrder.isOlder(try rank("2025-11-18T14:00:00Z", 9), than: try rank("2025-11-18T14:00:09Z")))
+        #expect(SourceOrder.isOlder(try rank("2025-11-18T14:00:00Z", 1), than: try rank("2025-11-18T14:00:00Z", 10)))
+    }
+
+    @Test func sequenceMustBeAWholeNumber() async throws {
+        try await withHub(engine: .memory) { hub in
+            for bad in ["-1", "1.5", "\"7\"", "1e16"] {
+                let reply = try await HTTP.post(port: hub.port, event: Self.machine("M-1", "running", at: "2025-01-01T00:00:00Z", extra: #","sequence":\#(bad)"#))
+                #expect(reply.status == 400, "\(bad): \(reply.text)")
+                #expect(reply.text.contains(#""field":"sequence""#), "\(bad): \(reply.text)")
+            }
+            let late = try await HTTP.post(port: hub.port, event: Self.machine("M-1", "running", at: "2025-01-01T00:00:00Z", extra: #","late":true"#))
+            #expect(late.status == 400)
+            #expect(late.text.contains("assigned by the hub"), "\(late.text)")
+        }
+    }
+
+    /// The case from the field: an edge device back-fills an old breakdown after the current status.
+    @Test(arguments: EngineKind.allCases)
+    func backFilledEventIsStoredAndDeliveredLateButNeverReplacesState(engine: EngineKind) async throws {
+        try await withHub(engine: engine) { hub in
+            let socket = try await TestSocket(port: hub.port)
+            _ = try await socket.subscribe(["machine:*"])
+            let now = Timestamps.format(Date())
+            let reply = try await HTTP.post(port: hub.port, events: [
+                Self.machine("M-9", "running", at: now), Self.machine("M-9", "breakdown", at: "2025-01-01T00:00:00Z"),
+            ])
+            #expect(reply.status == 202, "\(reply.text)")
+            let accepted = reply.json["accepted"]?.arrayValue ?? []
+            #expect(accepted.count == 2)
+            #expect(accepted.first?["late"] == nil)
+            #expect(accepted.last?["late"] == .bool(true), "\(reply.text)")
+
+            let live = try await socket.nextEvent()
+            let late = try await socket.nextEvent()
+            #expect(live["data"]?["current_status"] == .string("running"))
+            #expect(live["late"] == nil)
+            #expect(late["data"]?["current_status"] == .string("breakdown"))
+            #expect(late["late"] == .bool(true))
+            // The mark keeps the keys sorted, as every stored event's are (event_id first).
+            let lateText = String(decoding: try JSONEncoder().encode(JSONValue.object(late)), as: UTF8.self)
+            #expect(lateText.contains("late"))
+
+            let state = try await HTTP.get(port: hub.port, "/v1/state/machine/M-9")
+            #expect(state.json["data"]?["current_status"] == .string("running"), "\(state.text)")
+            let snapshotSocket = try await TestSocket(port: hub.port)
+            let snapshot = try await snapshotSocket.subscribe(["machine:M-9"], snapshot: true)
+            #expect(snapshot.map { $0["data"]?["current_status"] } == [.string("running")])
+            let listed = try await HTTP.get(port: hub.port, "/v1/state?pattern=machine:*")
+            #expect(listed.json["events"]?.arrayValue?.map { $0["data"]?["current_status"] } == [.string("running")])
+            // A newer event still replaces it.
+            let newer = try await HTTP.post(port: hub.port, event: Self.machine("M-9", "idle", at: Timestamps.format(Date().addingTimeInterval(1))))
+            #expect(newer.json["accepted"]?.arrayValue?.first?["late"] == nil)
+            #expect(try await HTTP.get(port: hub.port, "/v1/state/machine/M-9").json["data"]?["current_status"] == .string("idle"))
+            _ = await socket.close()
+            _ = await snapshotSocket.close()
+        }
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func publisherSequenceOrdersBeforeTheTimestamp(engine: EngineKind) async throws {
+        try await withHub(engine: engine) { hub in
+            let reply = try await HTTP.post(port: hub.port, events: [
+                Self.machine("M-5", "running", at: "2025-01-01T00:00:05Z", extra: #","sequence":12"#),
+                // Stamped later by a clock that jumped back and forth, but the device says it came first.
+                Self.machine("M-5", "breakdown", at: "2025-01-01T00:00:09Z", extra: #","sequence":11"#),
+            ])
+            #expect(reply.json["accepted"]?.arrayValue?.last?["late"] == .bool(true), "\(reply.text)")
+            let state = try await HTTP.get(port: hub.port, "/v1/state/machine/M-5")
+            #expect(state.json["data"]?["current_status"] == .string("running"))
+            #expect(state.json["sequence"] == .number(12))
+        }
+    }
+
+    /// A late event is no sign of life for the state it did not replace: the state still goes stale on its own
+    /// deadline, and the stale notice carries the newest state.
+    @Test(arguments: EngineKind.allCases)
+    func lateEventsDoNotPostponeStaleness(engine: EngineKind) async throws {
+        try await withHub(engine: engine, configure: { $0.cacheTTL.overrides["machine"] = 1 }) { hub in
+            let socket = try await TestSocket(port: hub.port)
+            _ = try await socket.subscribe(["machine:*"])
+            let posted = ContinuousClock.now
+            _ = try await HTTP.post(port: hub.port, event: Self.machine("M-3", "running", at: "2025-06-01T00:00:00Z"))
+            _ = try await socket.nextEvent()
+            // Late events every ~200 ms for up to 6 s; the state must go stale on its own 1 s deadline meanwhile.
+            // (Once it is stale its rank is gone, and the next event of the entity starts afresh.)
+            var acknowledgedLate = 0
+            var stale: StoredEventJSON?
+            while stale == nil, ContinuousClock.now - posted < .seconds(6) {
+                let reply = try await HTTP.post(port: hub.port, event: Self.machine("M-3", "breakdown", at: "2025-05-01T00:00:00Z"))
+                if reply.json["accepted"]?.arrayValue?.first?["late"] == .bool(true) { acknowledgedLate += 1 }
+                while let event = try? await socket.nextEvent(timeout: .milliseconds(200)) {
+                    if event["event_type"] == .string("status_stale") { stale = event }
+                }
+            }
+            let notice = try #require(stale, "no status_stale while late events kept coming")
+            #expect(notice["data"]?["last_state"]?["data"]?["current_status"] == .string("running"))
+            #expect(acknowledgedLate >= 1)
+            _ = await socket.close()
+        }
+    }
+
+    /// Events of many entities in a random order, over two nodes on Redis: afterwards every entity's cached state
+    /// is its newest by timestamp, and an event was marked late exactly when a newer one of its entity had been
+    /// stored before it.
+    @Test(arguments: EngineKind.allCases)
+    func shuffledEventsLeaveTheNewestStateOfEveryEntity(engine: EngineKind) async throws {
+        var generator = SystemRandomNumberGenerator()
+        let entities = 40
+        let perEntity = 12
+        var events: [(entity: String, second: Int, status: String)] = []
+        let statuses = ["running", "idle", "maintenance", "breakdown", "offline"]
+        for entity in 0..<entities {
+            let seconds = Array(0..<1000).shuffled(using: &generator).prefix(perEntity)
+            for second in seconds {
+                events.append(("M-\(entity)", second, statuses.randomElement(using: &generator)!))
+            }
+        }
+        events.shuffle(using: &generator)
+        let newest = Dictionary(grouping: events, by: \.entity).mapValues { $0.max { $0.second < $1.second }! }
+
+        try await withNodes(engine: engine) { ports in
+            let socket = try await TestSocket(port: ports[0])
+            _ = try await socket.subscribe(["machine:*"])
+            let batches = stride(from: 0, to: events.count, by: 7).map { Array(events[$0..<min($0 + 7, events.count)]) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, batch) in batches.enumerated() {
+                    let port = ports[index % ports.count]
+                    group.addTask {
+                        let reply = try await HTTP.post(port: port, events: batch.map {
+                            Self.machine($0.entity, $0.status, at: Self.stamp($0.second))
+                        })
+                        #expect(reply.status == 202, "\(reply.text)")
+                    }
+                    if index % 4 == 3 { try await group.waitForAll() }
+                }
+                try await group.waitForAll()
+            }
+            // Delivered in history order: walk it, keeping the newest second per entity.
+            var newestSeen: [String: Int] = [:]
+            for _ in 0..<events.count {
+                let event = try await socket.nextEvent()
+                let entity = event["entity_id"]?.stringValue ?? "?"
+                let second = Self.second(of: event["timestamp"]?.stringValue ?? "")
+                let expectLate = (newestSeen[entity] ?? -1) > second
+                #expect((event["late"] == .bool(true)) == expectLate, "\(entity) at \(second), newest so far \(newestSeen[entity] ?? -1)")
+                newestSeen[entity] = max(newestSeen[entity] ?? -1, second)
+            }
+            for (entity, expected) in newest {
+                let state = try await HTTP.get(port: ports[1 % ports.count], "/v1/state/machine/\(entity)")
+                #expect(state.json["timestamp"]?.stringValue == Self.stamp(expected.second), "\(entity)")
+                #expect(state.json["data"]?["current_status"]?.stringValue == expected.status, "\(entity)")
+                #expect(state.json["late"] == nil)
+            }
+            _ = await socket.close()
+        }
+    }
+
+    static func machine(_ id: String, _ status: String, at timestamp: String, extra: String = "") -> String {
+        #"{"event_type":"resource_status_changed","entity_type":"machine","entity_id":"\#(id)","line":"Line-2","timestamp":"\#(timestamp)","data":{"current_status":"\#(status)"},"metadata":{"source":"edge","triggered_by":"backfill"}\#(extra)}"#
+    }
+
+    /// Seconds after 2025-06-01T10:00:00, written in a zone of +02:00 every other second so that zones count too.
+    static func stamp(_ second: Int) -> String {
+        let date = Date(timeIntervalSince1970: 1_748_772_000 + Double(second))
+        if second % 2 == 0 { return Timestamps.format(date) }
+        let local = date.addingTimeInterval(7200)
+        let text = Timestamps.format(local)
+        return String(text.dropLast()) + "+02:00"
+    }
+
+    static func second(of timestamp: String) -> Int {
+        guard let date = Timestamps.parse(timestamp) else { return -1 }
+        return Int((date.timeIntervalSince1970 - 1_748_772_000).rounded())
+    }
+}
+
+/// One memory-engine node, or two nodes on one Redis: the ports to publish to.
+func withNodes(engine: EngineKind, configure: (inout HubConfig) -> Void = { _ in }, _ body: ([Int]) async throws -> Void) async throws {
+    switch engine {
+    case .memory:
+        try await withHub(engine: .memory, configure: configure) { hub in try await body([hub.port]) }
+    case .redis:
+        try await withRedisServer { redis in
+            try await withHub(redisURL: redis.url, configure: configure) { nodeA in
+                try await withHub(redisURL: redis.url, configure: configure) { nodeB in
+                    try await body([nodeA.port, nodeB.port])
+                }
+            }
+        }
+    }
+}
