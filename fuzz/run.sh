@@ -1,6 +1,6 @@
 #!/bin/sh
 # Property-based fuzzing outside CI: 1,000,000 inputs per target (ingest decoder + validator, client-message
-# decoder, pattern parser). CI runs the same tests with 20,000. Usage: fuzz/run.sh [iterations] [seed]
+# decoder, pattern parser, filter parser). CI runs the same tests with 20,000. Usage: fuzz/run.sh [iterations] [seed]
 set -eu
 cd "$(dirname "$0")/.."
 swift build --build-tests

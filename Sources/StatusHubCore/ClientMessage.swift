@@ -2,7 +2,8 @@ import Foundation
 
 /// What a WebSocket client may send. Decoding is pure: the session only acts on the result.
 public enum ClientMessage: Sendable, Equatable {
-    case subscribe(id: String?, patterns: [ChannelPattern], snapshot: Bool, since: EventID? = nil)
+    /// `filter` (`EventFilter`) narrows the subscribe's patterns to the events it admits.
+    case subscribe(id: String?, patterns: [ChannelPattern], snapshot: Bool, since: EventID? = nil, filter: EventFilter? = nil)
     case unsubscribe(id: String?, patterns: [ChannelPattern])
     case ping(id: String?)
     /// A fresh token, replacing the connection's without reconnecting.
@@ -89,7 +90,18 @@ public enum ClientMessage: Sendable, Equatable {
                 since = position
             default: return refuse(.invalidMessage, "'since' must be an event_id string")
             }
-            return .success(.subscribe(id: id, patterns: patterns, snapshot: snapshot, since: since))
+            var filter: EventFilter?
+            switch message["filter"] {
+            case nil, .null?: filter = nil
+            case .string(let text)?:
+                do {
+                    filter = try EventFilter.parse(text)
+                } catch {
+                    return refuse(.invalidFilter, "invalid filter '\(text.prefix(64))': \(error.reason)")
+                }
+            default: return refuse(.invalidFilter, "'filter' must be a string like \"data.severity in (high, critical)\"")
+            }
+            return .success(.subscribe(id: id, patterns: patterns, snapshot: snapshot, since: since, filter: filter))
         default:
             return refuse(.unknownOp, "unknown op '\(opName.prefix(64))'; one of: \(ops.joined(separator: ", "))")
         }
@@ -108,4 +120,6 @@ public enum ErrorCode: String, Sendable, Codable {
     case forbidden = "forbidden"
     /// More messages than `websocket.max_messages_per_second`; keep it up and the socket is closed with 1008.
     case rateLimited = "rate_limited"
+    /// A subscribe's `filter` that does not parse (`EventFilter`): the message names what is wrong and where.
+    case invalidFilter = "invalid_filter"
 }

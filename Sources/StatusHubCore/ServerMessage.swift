@@ -33,8 +33,9 @@ public enum ServerMessage {
     }
 
     /// Patterns are echoed as the client wrote them, without their tenant scope (see `Tenant`).
-    public static func subscribed(id: String?, patterns: [ChannelPattern]) -> [UInt8] {
-        encode(Reply(op: "subscribed", id: id, channels: patterns.map(\.unscoped.pattern.text)))
+    /// A subscribe with a `filter` has it echoed in its normal form.
+    public static func subscribed(id: String?, patterns: [ChannelPattern], filter: EventFilter? = nil) -> [UInt8] {
+        encode(Reply(op: "subscribed", id: id, channels: patterns.map(\.unscoped.pattern.text), filter: filter?.canonical))
     }
 
     public static func unsubscribed(id: String?, patterns: [ChannelPattern]) -> [UInt8] {
@@ -65,6 +66,7 @@ public enum ServerMessage {
         var message: String?
         var reason: String?
         var expires: String?
+        var filter: String?
     }
 
     static func encode(_ value: some Encodable) -> [UInt8] {

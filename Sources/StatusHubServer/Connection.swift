@@ -22,6 +22,8 @@ final class Connection: Hashable, Sendable {
 
     let id: UInt64
     let outbox: Outbox
+    /// The `filter`s its patterns were subscribed with; fan-out asks them before `offer`.
+    let filters = SubscriptionFilters()
     private let state = Mutex(State())
     /// Whether `state.seam` or `state.filter` is set, readable without the lock.
     private let seamOpen = Atomic<Bool>(false)

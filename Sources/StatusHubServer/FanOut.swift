@@ -23,10 +23,17 @@ final class FanOut: EventSink {
         let held = Connection.Held(
             event: event, frame: WireFrame.text(ServerMessage.event(event)), conflationKey: Self.conflationKey(of: event))
         var conflated: Int64 = 0
-        for connection in receivers where connection.offer(held) == .conflated {
-            conflated += 1
+        var filteredOut = 0
+        // Each distinct filter is evaluated once per event, not once per connection that holds it.
+        var verdicts = FilterVerdicts(event: event)
+        for connection in receivers {
+            guard connection.filters.admit(&verdicts, patterns: connection.patterns) else {
+                filteredOut += 1
+                continue
+            }
+            if connection.offer(held) == .conflated { conflated += 1 }
         }
-        metrics.deliveries.increment(by: Int64(receivers.count))
+        metrics.deliveries.increment(by: Int64(receivers.count - filteredOut))
         if conflated > 0 { metrics.conflated.increment(by: conflated) }
     }
 
@@ -64,5 +71,6 @@ final class FanOut: EventSink {
     func remove(_ connection: Connection, patterns: [ChannelPattern]) {
         for pattern in patterns { index.remove(connection, from: pattern) }
         connection.record(removed: patterns)
+        connection.filters.remove(patterns)
     }
 }

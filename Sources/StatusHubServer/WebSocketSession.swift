@@ -173,14 +173,14 @@ struct WebSocketSession {
         case .success(.unsubscribe(let id, let patterns)):
             fanOut.remove(connection, patterns: access.scoped(patterns))
             reply(ServerMessage.unsubscribed(id: id, patterns: patterns))
-        case .success(.subscribe(let id, let patterns, let wantsSnapshot, let since)):
+        case .success(.subscribe(let id, let patterns, let wantsSnapshot, let since, let filter)):
             // Each pattern outside the token's is refused on its own; the others subscribe.
             let (allowed, forbidden) = access.partition(patterns)
             for pattern in forbidden {
                 reply(ServerMessage.error(id: id, code: .forbidden, message: "pattern '\(pattern.text)' is outside this token's patterns"))
             }
             guard !allowed.isEmpty else { return }
-            await subscribe(id: id, patterns: allowed, wantsSnapshot: wantsSnapshot, since: since)
+            await subscriptions.subscribe(id: id, patterns: allowed, wantsSnapshot: wantsSnapshot, since: since, filter: filter)
         case .success(.auth(let id, let token)):
             switch await access.refresh(token: token, held: connection.patterns) {
             case .success(let dropped):
@@ -195,92 +195,7 @@ struct WebSocketSession {
         }
     }
 
-    /// Registers the patterns before reading history or the snapshot, holding live events back meanwhile:
-    /// whatever happens in between is either in the replay/snapshot or delivered after it, never lost and
-    /// never twice.
-    private func subscribe(id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: EventID?) async {
-        let held = connection.patterns
-        let added = patterns.filter { !held.contains($0) }
-        guard held.count + added.count <= limits.maxSubscriptions else {
-            reply(ServerMessage.error(
-                id: id, code: .tooManySubscriptions,
-                message: "a connection may hold \(limits.maxSubscriptions) patterns (websocket.max_subscriptions); it holds \(held.count)"))
-            return
-        }
-        connection.beginSeam()
-        fanOut.add(connection, patterns: added)
-        reply(ServerMessage.subscribed(id: id, patterns: patterns))
-
-        if let since {
-            switch await replay(after: since, patterns: patterns) {
-            case .complete(let through):
-                connection.endSeam(SeamFilter(patterns: patterns, replayedThrough: through))
-                return
-            case .gap:
-                metrics.resyncs.increment()
-                reply(ServerMessage.resync(id: id, reason: .historyGap))
-            case .failed(let error):
-                reply(ServerMessage.error(id: id, code: .unavailable, message: "history unavailable: \(error); resync with a snapshot"))
-                metrics.resyncs.increment()
-                reply(ServerMessage.resync(id: id, reason: .engineGap))
-            }
-        }
-        guard wantsSnapshot else {
-            connection.endSeam()
-            return
-        }
-        var answered = SeamFilter(patterns: patterns)
-        do {
-            var first = true
-            try await engine.snapshot(matching: patterns, chunkSize: Self.snapshotChunkEvents) { chunk in
-                if first { answered.snapshot(at: chunk.position) }
-                first = false
-                answered.sent(chunk.events)
-                reply(ServerMessage.snapshot(id: id, events: chunk.events, position: chunk.position, more: !chunk.isLast))
-                // Read the next part only once this one is nearly on its way: a snapshot of 50,000 states to a dozen
-                // dashboards at once must not sit in their outboxes whole.
-                while !chunk.isLast, connection.outbox.count > 2, !Task.isCancelled {
-                    try await Task.sleep(for: .milliseconds(1))
-                }
-            }
-            connection.endSeam(answered)
-        } catch {
-            reply(ServerMessage.error(id: id, code: .unavailable, message: "snapshot unavailable: \(error); live events follow"))
-            connection.endSeam()
-        }
-    }
-
-    /// Events per `snapshot` frame: a few hundred KB at seed-sized events.
-    static let snapshotChunkEvents = 500
-
-    private enum Replay {
-        case complete(through: EventID)
-        case gap
-        case failed(any Error)
-    }
-
-    /// Sends every event after `since` that matches `patterns`, page by page, pacing itself on the outbox so a
-    /// long replay does not overflow it.
-    private func replay(after since: EventID, patterns: [ChannelPattern]) async -> Replay {
-        let pageSize = max(1, min(1000, connection.outbox.capacity / 2))
-        var cursor = since
-        do {
-            while true {
-                guard let page = try await engine.history(after: cursor, limit: pageSize) else {
-                    return cursor == since ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"))
-                }
-                for event in page where event.matches(any: patterns) {
-                    connection.outbox.push(WireFrame.text(ServerMessage.event(event)), conflationKey: FanOut.conflationKey(of: event))
-                }
-                guard let last = page.last else { return .complete(through: cursor) }
-                cursor = last.id
-                if page.count < pageSize { return .complete(through: cursor) }
-                while connection.outbox.count > connection.outbox.capacity / 2, !Task.isCancelled {
-                    try await Task.sleep(for: .milliseconds(1))
-                }
-            }
-        } catch {
-            return .failed(error)
-        }
+    private var subscriptions: Subscriptions {
+        Subscriptions(connection: connection, fanOut: fanOut, engine: engine, maxSubscriptions: limits.maxSubscriptions, metrics: metrics)
     }
 }

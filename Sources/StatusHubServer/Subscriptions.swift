@@ -1,0 +1,113 @@
+import StatusHubCore
+
+/// Answers a `subscribe` for one connection, whatever carries it (a WebSocket, or an SSE stream): registers the
+/// patterns and their filter, replays from `since`, sends the snapshot, and closes the seam.
+struct Subscriptions {
+    let connection: Connection
+    let fanOut: FanOut
+    let engine: any Engine
+    let maxSubscriptions: Int
+    let metrics: HubMetrics
+
+    /// Events per `snapshot` frame: a few hundred KB at seed-sized events.
+    static let snapshotChunkEvents = 500
+
+    private func reply(_ bytes: [UInt8]) {
+        connection.outbox.push(WireFrame.text(bytes))
+    }
+
+    /// Registers the patterns before reading history or the snapshot, holding live events back meanwhile:
+    /// whatever happens in between is either in the replay/snapshot or delivered after it, never lost and
+    /// never twice. `filter` applies to live events, the replay and the snapshot alike.
+    func subscribe(id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: EventID?, filter: EventFilter? = nil) async {
+        let held = connection.patterns
+        let added = patterns.filter { !held.contains($0) }
+        guard held.count + added.count <= maxSubscriptions else {
+            reply(ServerMessage.error(
+                id: id, code: .tooManySubscriptions,
+                message: "a connection may hold \(maxSubscriptions) patterns (websocket.max_subscriptions); it holds \(held.count)"))
+            return
+        }
+        connection.beginSeam()
+        // The filter first: from the moment a pattern is in the index, its live events are judged by it.
+        connection.filters.set(filter, for: patterns)
+        fanOut.add(connection, patterns: added)
+        reply(ServerMessage.subscribed(id: id, patterns: patterns, filter: filter))
+
+        if let since {
+            switch await replay(after: since, patterns: patterns, filter: filter) {
+            case .complete(let through):
+                connection.endSeam(SeamFilter(patterns: patterns, replayedThrough: through))
+                return
+            case .gap:
+                metrics.resyncs.increment()
+                reply(ServerMessage.resync(id: id, reason: .historyGap))
+            case .failed(let error):
+                reply(ServerMessage.error(id: id, code: .unavailable, message: "history unavailable: \(error); resync with a snapshot"))
+                metrics.resyncs.increment()
+                reply(ServerMessage.resync(id: id, reason: .engineGap))
+            }
+        }
+        guard wantsSnapshot else {
+            connection.endSeam()
+            return
+        }
+        var answered = SeamFilter(patterns: patterns)
+        do {
+            var first = true
+            try await engine.snapshot(matching: patterns, chunkSize: Self.snapshotChunkEvents) { chunk in
+                if first { answered.snapshot(at: chunk.position) }
+                first = false
+                // The seam learns every state the snapshot reflects, sent or filtered out.
+                answered.sent(chunk.events)
+                let events = filter.map { filter in chunk.events.filter { Self.admits($0, filter) } } ?? chunk.events
+                reply(ServerMessage.snapshot(id: id, events: events, position: chunk.position, more: !chunk.isLast))
+                // Read the next part only once this one is nearly on its way: a snapshot of 50,000 states to a dozen
+                // dashboards at once must not sit in their outboxes whole.
+                while !chunk.isLast, connection.outbox.count > 2, !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
+            connection.endSeam(answered)
+        } catch {
+            reply(ServerMessage.error(id: id, code: .unavailable, message: "snapshot unavailable: \(error); live events follow"))
+            connection.endSeam()
+        }
+    }
+
+    private static func admits(_ event: StoredEvent, _ filter: EventFilter) -> Bool {
+        guard let decoded = try? JSONValue.parse(event.json) else { return false }
+        return filter.admits(decoded)
+    }
+
+    private enum Replay {
+        case complete(through: EventID)
+        case gap
+        case failed(any Error)
+    }
+
+    /// Sends every event after `since` that matches `patterns` (and `filter`), page by page, pacing itself on the
+    /// outbox so a long replay does not overflow it.
+    private func replay(after since: EventID, patterns: [ChannelPattern], filter: EventFilter?) async -> Replay {
+        let pageSize = max(1, min(1000, connection.outbox.capacity / 2))
+        var cursor = since
+        do {
+            while true {
+                guard let page = try await engine.history(after: cursor, limit: pageSize) else {
+                    return cursor == since ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"))
+                }
+                for event in page where event.matches(any: patterns) && (filter.map { Self.admits(event, $0) } ?? true) {
+                    connection.outbox.push(WireFrame.text(ServerMessage.event(event)), conflationKey: FanOut.conflationKey(of: event))
+                }
+                guard let last = page.last else { return .complete(through: cursor) }
+                cursor = last.id
+                if page.count < pageSize { return .complete(through: cursor) }
+                while connection.outbox.count > connection.outbox.capacity / 2, !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
+        } catch {
+            return .failed(error)
+        }
+    }
+}
