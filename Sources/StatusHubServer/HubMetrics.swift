@@ -10,6 +10,7 @@ public final class HubMetrics: Sendable {
     let eventsFannedOut: Counter
     let deliveries: Counter
     let connections: Gauge
+    let sseConnections: Gauge
     let slowConsumerCloses: Counter
     let duplicatesAcknowledged: Counter
     let conflated: Counter
@@ -31,6 +32,8 @@ public final class HubMetrics: Sendable {
         slowConsumerCloses = counter("slow_consumer_closes", "Connections closed with 4001 because their outbox overflowed")
         connections = registry.makeGauge(
             descriptor: .init(namespace: "statushub", metricName: "websocket_connections", unitName: "", helpText: "Open WebSocket connections"))
+        sseConnections = registry.makeGauge(
+            descriptor: .init(namespace: "statushub", metricName: "sse_connections", unitName: "", helpText: "Open Server-Sent Events streams (GET /v1/sse)"))
     }
 
     public func prometheusText() -> [UInt8] {

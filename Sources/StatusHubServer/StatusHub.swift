@@ -15,7 +15,7 @@ public struct StatusHub: Sendable {
     public let engine: any Engine
     public let metrics = HubMetrics()
     let fanOut: FanOut
-    private let connectionIDs = ConnectionIDs()
+    let connectionIDs = ConnectionIDs()
     let draining = DrainFlag()
     let access: HubAccess
 
@@ -152,8 +152,8 @@ public struct StatusHub: Sendable {
         )
     }
 
-    func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+    func makeRouter() -> Router<HubRequestContext> {
+        let router = Router(context: HubRequestContext.self)
         let ingest = IngestController(
             engine: engine, limits: config.server, metrics: metrics, draining: draining, keys: access.publisherKeys,
             rateLimiter: access.ingestRate, validator: EventValidator(catalog: config.catalog))
@@ -163,6 +163,7 @@ public struct StatusHub: Sendable {
         router.get("/v1/state", use: state.matching)
         let catalog = CatalogController(catalog: config.catalog, cacheTTL: config.cacheTTL, tokens: access.subscriberTokens)
         router.get("/v1/catalog", use: catalog.handle)
+        router.get("/v1/sse", use: ServerSentEvents(hub: self, logger: Logger(label: "statushub.sse")).handle)
         router.get("/health") { _, _ in JSONResponse.bytes(Array(#"{"status":"ok"}"#.utf8)) }
         router.get("/ready") { [engine, draining] _, _ in
             if draining.isSet {
