@@ -16,6 +16,10 @@ public final class Catalog: Sendable {
     /// Every event type, the publishable ones first and the hub's own `status_stale` last.
     public let eventTypes: [EventType]
     public let categories: [Category]
+    /// Counters and active sets (`Tally`), in load order.
+    public let tallies: [Tally]
+    /// The tallies of each entity type, by its name.
+    public let talliesByEntityType: [String: [Tally]]
     /// The files the catalog was loaded from, and their text (what two catalogs are compared by).
     public let sources: [(path: String, text: String)]
 
@@ -26,10 +30,15 @@ public final class Catalog: Sendable {
     /// The publishable event types, as validation errors list them.
     public let publishableList: String
 
-    init(entityTypes: [EntityType], eventTypes: [EventType], categories: [Category], sources: [(path: String, text: String)]) {
+    init(
+        entityTypes: [EntityType], eventTypes: [EventType], categories: [Category], tallies: [Tally] = [],
+        sources: [(path: String, text: String)]
+    ) {
         self.entityTypes = entityTypes
         self.eventTypes = eventTypes
         self.categories = categories
+        self.tallies = tallies
+        self.talliesByEntityType = Dictionary(grouping: tallies, by: \.entityType)
         self.sources = sources
         entityByName = NameTable(entityTypes.map { ($0.rawValue, $0) })
         eventByName = NameTable(eventTypes.map { ($0.rawValue, $0) })

@@ -8,15 +8,18 @@ struct CatalogBuilder {
     private var entityNodes: [(name: String, node: CatalogNode)] = []
     private var categoryNodes: [(name: String, node: CatalogNode)] = []
     private var eventNodes: [(name: String, node: CatalogNode)] = []
+    private var tallyNodes: [(name: String, kind: Tally.Kind, node: CatalogNode)] = []
     /// `entity_types.machine` → the file that declared it, to name both files of a clash.
     private var declaredIn: [String: String] = [:]
 
-    static let fileKeys = ["seed", "description", "entity_types", "categories", "event_types"]
+    static let fileKeys = ["seed", "description", "entity_types", "categories", "event_types", "counters", "active_sets"]
+    static let counterKeys = ["description", "seed", "key", "entity_type", "when", "ttl_seconds"]
+    static let setKeys = ["description", "seed", "keys", "entity_type", "until"]
     static let entityKeys = ["description", "seed", "cache_key", "ttl_seconds", "status", "id_pattern", "example_ids"]
     static let categoryKeys = ["description", "seed"]
     static let eventKeys = [
         "description", "seed", "category", "carries_state", "entity_types", "line", "data", "for_entity", "rules",
-        "transitions", "example_valid", "example_invalid",
+        "transitions", "example_valid", "example_invalid", "published_by",
     ]
     static let fieldKeys = [
         "description", "type", "required", "enum", "min", "max", "min_length", "max_length", "fields", "items",
@@ -41,6 +44,8 @@ struct CatalogBuilder {
             case "entity_types": entityNodes += try declarations(section, kind: key)
             case "categories": categoryNodes += try declarations(section, kind: key)
             case "event_types": eventNodes += try declarations(section, kind: key)
+            case "counters": tallyNodes += try declarations(section, kind: key).map { ($0.name, .counter, $0.node) }
+            case "active_sets": tallyNodes += try declarations(section, kind: key).map { ($0.name, .set, $0.node) }
             default: _ = try section.string()
             }
         }
@@ -92,7 +97,17 @@ struct CatalogBuilder {
             throw CatalogError(file: sources.last?.path ?? "catalog", path: "", reason: "the catalog declares no entity types or no event types")
         }
         eventTypes.append(Self.statusStale(entityTypes: entityTypes))
-        return Catalog(entityTypes: entityTypes, eventTypes: eventTypes, categories: categories, sources: sources)
+        var tallies: [Tally] = []
+        for (name, kind, node) in tallyNodes {
+            let tally = try self.tally(name, kind: kind, node, entityByName: entityByName)
+            if tally.kind == .counter {
+                for other in tallies where other.kind == .counter && other.keys == tally.keys {
+                    throw node.error("counts under the same key as counter '\(other.name)'")
+                }
+            }
+            tallies.append(tally)
+        }
+        return Catalog(entityTypes: entityTypes, eventTypes: eventTypes, categories: categories, tallies: tallies, sources: sources)
     }
 
     /// `status_stale`: on any entity type, never publishable, never state; it travels on the channels of the
@@ -251,8 +266,72 @@ struct CatalogBuilder {
         }
         return EventType(EventType.Definition(
             name: name, description: try member("description")?.string(), category: EventCategory(rawValue: categoryName),
-            carriesState: carriesState, publishable: true, lineRequired: lineRequired, entityTypes: allowed,
+            carriesState: carriesState, publishable: try publishable(member("published_by")), lineRequired: lineRequired, entityTypes: allowed,
             schemas: schemas, declaration: declaration, validExamples: valid, invalidExamples: invalid))
+    }
+
+    /// `published_by: hub` marks an event type only the hub sends (`counter_changed`); publishers are refused it.
+    private func publishable(_ node: CatalogNode?) throws -> Bool {
+        guard let node else { return true }
+        switch try node.string() {
+        case "hub": return false
+        case "publishers": return true
+        default: throw node.error("must be 'hub' or 'publishers'")
+        }
+    }
+
+    // MARK: tallies
+
+    private func tally(_ name: String, kind: Tally.Kind, _ node: CatalogNode, entityByName: [String: EntityType]) throws -> Tally {
+        let members = try node.members(allowed: kind == .counter ? Self.counterKeys : Self.setKeys)
+        func member(_ key: String) -> CatalogNode? { members.first { $0.key == key }?.value }
+        guard let entityNode = member("entity_type") else { throw node.error("entity_type is required") }
+        let entityName = try entityNode.string()
+        guard entityByName[entityName] != nil else {
+            throw entityNode.error("unknown entity type '\(entityName)'; declared: \(entityByName.keys.sorted().joined(separator: ", "))")
+        }
+        var keys: [String] = []
+        if kind == .counter {
+            guard let keyNode = member("key") else { throw node.error("key is required (e.g. \"stats:line:{line}:\(name)\")") }
+            keys = [try keyNode.string()]
+            let template = keys[0]
+            guard !(template.contains("{line}") && template.contains("{shift}")) else {
+                throw keyNode.error("a counter is per line or per shift, not both")
+            }
+            let stripped = template.replacingOccurrences(of: "{line}", with: "").replacingOccurrences(of: "{shift}", with: "")
+            guard !stripped.contains("{"), !stripped.contains("}") else {
+                throw keyNode.error("a counter key names only {line} or {shift}")
+            }
+        } else {
+            guard let keysNode = member("keys") else { throw node.error("keys is required (e.g. [\"allocation:operator:{operator_id}:active\"])") }
+            keys = try keysNode.strings()
+            guard !keys.isEmpty else { throw keysNode.error("names no key") }
+        }
+        for key in keys where key.isEmpty || key.contains(" ") || key.contains("\t") || key.contains("=") || key.hasPrefix("statushub:") {
+            throw node.error("key '\(key)' must be non-empty, without spaces, tabs or '=', and not under statushub:")
+        }
+        func condition(_ node: CatalogNode) throws -> [(field: String, values: [String])] {
+            let fields = try node.members()
+            guard !fields.isEmpty else { throw node.error("names no field") }
+            return try fields.map { field, values in
+                let list = try values.strings()
+                guard !list.isEmpty else { throw values.error("lists no value") }
+                return (field, list)
+            }
+        }
+        var when: [(field: String, values: [String])] = []
+        if kind == .counter {
+            guard let whenNode = member("when") else { throw node.error("when is required: {<data field>: [values]} that count") }
+            when = try condition(whenNode)
+        }
+        let until = try member("until").map(condition)
+        if kind == .set, until == nil { throw node.error("until is required: {<data field>: [values]} that end the membership") }
+        var ttl: Int?
+        if let ttlNode = member("ttl_seconds") {
+            ttl = try ttlNode.integer()
+            guard ttl! > 0 else { throw ttlNode.error("must be positive (leave it out for no expiry)") }
+        }
+        return Tally(name: name, kind: kind, keys: keys, entityType: entityName, when: when, until: until, ttlSeconds: ttl)
     }
 
     // MARK: fields

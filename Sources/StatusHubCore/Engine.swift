@@ -17,6 +17,9 @@
 ///   back that far (trimmed by count or age, or lost).
 /// - When an entity's cached state expires, exactly one `status_stale` event is published for it (across all
 ///   nodes sharing the engine).
+/// - A state event older by source time than the cached one (`SourceOrder`) is stored and published marked late,
+///   and changes neither the cache nor the tallies; every other state event moves its entity's counters and active
+///   sets (`Tally`) in the same atomic step, each changed counter announced by a `counter_changed` right after it.
 public protocol Engine: Sendable {
     func append(_ events: [ValidatedEvent]) async throws -> [Appended]
 
@@ -29,6 +32,9 @@ public protocol Engine: Sendable {
     func snapshot(
         matching patterns: [ChannelPattern], chunkSize: Int, receive: (SnapshotChunk) async throws -> Void
     ) async throws
+
+    /// The members of an active set (`allocation:operator:O-156:active`, tenant-prefixed), sorted; empty when none.
+    func activeSet(key: String) async throws -> [String]
 
     /// Up to `limit` events after `id`, oldest first; nil when events after `id` may be missing from the history.
     func history(after id: EventID, limit: Int) async throws -> [StoredEvent]?

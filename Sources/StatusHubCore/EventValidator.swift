@@ -127,7 +127,10 @@ public struct EventValidator: Sendable {
                 .map { prefix + $0 },
             carriesState: eventType.carriesState, bodyAfterID: Array(encoded.dropFirst()),
             idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant,
-            sourceRank: SourceOrder.rank(timestamp: timestamp, sequence: sequence), lateMarkOffset: lateMarkOffset))
+            sourceRank: SourceOrder.rank(timestamp: timestamp, sequence: sequence), lateMarkOffset: lateMarkOffset,
+            tallies: eventType.carriesState
+                ? TallyUpdate.make(entityType: entityType, entityID: entityID, line: line, data: data, tenant: tenant, catalog: catalog)
+                : nil))
     }
 
     public static let sequenceRule = "must be a whole number from 0 to 9007199254740991 (the publisher's order of the entity's events)"

@@ -123,6 +123,15 @@ public struct HubConfig: Sendable, Equatable {
     }
 
     /// Where the event catalog is read from (README, "Event catalog").
+    /// The plant's shifts (seed 003 §4.2's `stats:shift:{shift_id}:operators_available` expires at the shift's end).
+    public struct Shifts: Sendable, Equatable, Codable {
+        /// `"<name> HH:MM"` in the plant's local time, each shift lasting until the next one starts.
+        public var schedule = ["A 06:00", "B 14:00", "C 22:00"]
+        /// The plant's offset from UTC, `±HH:MM`.
+        public var utcOffset = "+00:00"
+        public init() {}
+    }
+
     public struct CatalogFiles: Sendable, Equatable, Codable {
         /// Every `*.yaml` of this directory is loaded, in name order; "" loads none.
         public var directory = "config/catalog"
@@ -182,6 +191,7 @@ public struct HubConfig: Sendable, Equatable {
     public var memory = Memory()
     public var cacheTTL = CacheTTL()
     public var catalogFiles = CatalogFiles()
+    public var shifts = Shifts()
     /// The catalog `catalogFiles` names, loaded by `load`; a config built in code has the shipped one
     /// (`Catalog.standard`, read only when asked for: an installed binary has no source tree to read it from).
     public var catalog: Catalog {
@@ -205,7 +215,7 @@ public struct HubConfig: Sendable, Equatable {
 
 extension HubConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, auth, websocket, redis, memory, cacheTTL = "cache_ttl", catalogFiles = "catalog", logLevel = "log_level"
+        case server, auth, websocket, redis, memory, cacheTTL = "cache_ttl", catalogFiles = "catalog", shifts, logLevel = "log_level"
     }
 }
 
@@ -251,6 +261,7 @@ extension HubConfig {
             try config.auth.check(catalog: config.catalog)
             try config.server.check()
             try config.websocket.check()
+            _ = try ShiftSchedule(config.shifts)
             return config
         } catch let error as ConfigError {
             throw error
@@ -323,6 +334,7 @@ extension HubConfig {
         // Any entity type of the catalog; checked against it once it is loaded.
         "cache_ttl": [],
         "catalog": ["directory", "files"],
+        "shifts": ["schedule", "utc_offset"],
         "log_level": [],
     ]
 

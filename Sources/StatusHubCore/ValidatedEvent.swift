@@ -21,6 +21,8 @@ public struct ValidatedEvent: Sendable {
     public let sourceRank: String?
     /// Where `"late":true,` goes in `bodyAfterID` (keys stay sorted) when the engine finds a newer state cached.
     public let lateMarkOffset: Int
+    /// The counters and active sets its state counts toward (`TallyUpdate`); nil when its entity type has none.
+    public let tallies: TallyUpdate?
 
     public var category: EventCategory { eventType.category }
 
@@ -38,7 +40,8 @@ public struct ValidatedEvent: Sendable {
 
     public init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, bodyAfterID: [UInt8],
-        idempotencyKey: String? = nil, tenant: String = Tenant.defaultName, sourceRank: String? = nil, lateMarkOffset: Int = 0
+        idempotencyKey: String? = nil, tenant: String = Tenant.defaultName, sourceRank: String? = nil, lateMarkOffset: Int = 0,
+        tallies: TallyUpdate? = nil
     ) {
         let prefix = Tenant.prefix(tenant)
         self.init(
@@ -47,14 +50,14 @@ public struct ValidatedEvent: Sendable {
                 .map { prefix + $0 },
             carriesState: eventType.carriesState, bodyAfterID: bodyAfterID,
             idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant, sourceRank: sourceRank,
-            lateMarkOffset: lateMarkOffset)
+            lateMarkOffset: lateMarkOffset, tallies: tallies)
     }
 
     /// `channels` and `idempotencyKey` are taken as given (already scoped to `tenant`).
     init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, channels: [String],
         carriesState: Bool, bodyAfterID: [UInt8], idempotencyKey: String?, tenant: String = Tenant.defaultName,
-        sourceRank: String? = nil, lateMarkOffset: Int = 0
+        sourceRank: String? = nil, lateMarkOffset: Int = 0, tallies: TallyUpdate? = nil
     ) {
         self.eventType = eventType
         self.entityType = entityType
@@ -68,5 +71,6 @@ public struct ValidatedEvent: Sendable {
         self.idempotencyKey = idempotencyKey
         self.sourceRank = carriesState ? sourceRank : nil
         self.lateMarkOffset = lateMarkOffset
+        self.tallies = carriesState ? tallies : nil
     }
 }

@@ -35,12 +35,20 @@ import Synchronization
 ///   answered `l:<id>`, and the cache, shadow, deadline and rank stay. Otherwise its rank replaces the held one;
 ///   the stale claim deletes it with the shadow, so an entity's next event after staleness starts afresh.
 ///
-/// KEYS: [stream, last-states hash, deadlines zset, source ranks hash, entity key of event 1, …, of event n, idempotency keys and
+/// - A state-carrying event's tally argument (`TallyUpdate.scriptArgument`) moves its entity between counters and
+///   active sets, from the entries the tallies hash kept for its previous state; a counter that changes gets its
+///   `counter_changed` event (stored, cached under the counter's entity key, indexed, published) from its
+///   descriptor (`CounterDescriptor.scriptLine`, kept in the counters hash). A stale claim takes the entity off
+///   its counters. These keys (counts, sets, a counter's entity key and indexes) are derived inside the script
+///   from what Redis holds, so they are not in KEYS: one partition per Redis, as the tallies are plant-wide.
+///
+/// KEYS: [stream, last-states hash, deadlines zset, source ranks hash, tallies hash, counters hash, entity key of event 1, …, of event n, idempotency keys and
 /// looked-up call records…, this call's record, records to delete…] — every key the script touches is declared,
 /// as Redis requires of scripts (and a sharded deployment will need).
 /// ARGV: [pub/sub channel, history max length, history max age ms (0 = off), idempotency window seconds, index of
-/// this call's record in KEYS, index of the first record to delete, then per event: routing header, body after
-/// id, ttl, idempotency key's index in KEYS, claim, recall, source rank, late-mark offset]
+/// this call's record in KEYS, index of the first record to delete, now (ISO-8601), shift in effect, its end (ms),
+/// index key prefix, counter descriptor lines, then per event: routing header, body after id, ttl, idempotency
+/// key's index in KEYS, claim, recall, source rank, late-mark offset, tally argument]
 /// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds; recall is
 /// "<index of a call record in KEYS> <1-based position>" for a hub key; indexes, claim and recall are "" when
 /// absent.
@@ -48,18 +56,108 @@ import Synchronization
 /// for a claim lost.
 enum AppendScript {
     static let source = SourceOrder.luaFunction + "\n" + #"""
-        local stream, shadows, deadlines, ranks = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+        local stream, shadows, deadlines, ranks, tallies, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
         local channel, maxlen, maxage, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
         local record, forget = tonumber(ARGV[5]), tonumber(ARGV[6])
+        local nowText, shiftID, shiftEnd, indexPrefix = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
         local clock = redis.call('TIME')
         local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
         local results, added = {}, false
         local entries, recalled = {}, {}
-        for i = 1, (#ARGV - 6) / 8 do
-          local a = 8 * i - 1
+
+        -- Counters: descriptor lines (key, shift copy, ttl, entity key, indexes, routing header, body template)
+        -- arrive with the calls that count toward them and are kept in the counters hash for later decrements.
+        local descriptors = {}
+        local function split(text, separator)
+          local fields = {}
+          for field in string.gmatch(text .. separator, '([^' .. separator .. ']*)' .. separator) do fields[#fields + 1] = field end
+          return fields
+        end
+        local function descriptor(key)
+          local found = descriptors[key]
+          if found == nil then
+            local line = redis.call('HGET', counters, key)
+            found = line and split(line, '\t') or false
+            descriptors[key] = found
+          end
+          return found
+        end
+        local function announce(d, value, cause)
+          local vars = {value = tostring(value), cause = cause, now = nowText, shift = shiftID}
+          local body = (string.gsub(d[7], '{(%a+)}', vars))
+          local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', d[6], 'b', body)
+          local json = '{"event_id":"' .. id .. '",' .. body
+          redis.call('SET', d[4], json)
+          for name in string.gmatch(d[5], '%S+') do redis.call('SADD', indexPrefix .. name, d[4]) end
+          redis.call('PUBLISH', channel, id .. ' ' .. d[6] .. '\n' .. json)
+          if d[2] ~= '' then redis.call('SET', (string.gsub(d[2], '{shift}', shiftID)), value, 'PXAT', shiftEnd) end
+          added = true
+        end
+        for line in string.gmatch(ARGV[11], '[^\n]+') do
+          local d = split(line, '\t')
+          descriptors[d[1]] = d
+          redis.call('HSET', counters, d[1], line)
+          -- The first call of a new shift copies the running count to the new shift's key.
+          if d[2] ~= '' and redis.call('EXISTS', (string.gsub(d[2], '{shift}', shiftID))) == 0 then
+            local running = redis.call('GET', d[1])
+            if running then announce(d, tonumber(running), 'shift_start') end
+          end
+        end
+        local function count(key, delta, cause)
+          local value = redis.call('INCRBY', key, delta)
+          local d = descriptor(key)
+          if d[3] ~= '' then redis.call('EXPIRE', key, d[3]) end
+          announce(d, value, cause)
+        end
+        -- The entity's entries (`<tally>=<key>`) move from what its previous state counted toward to what this one
+        -- does: counters count, sets gain or lose the entity's id. A state gone stale leaves its counters and keeps
+        -- its sets (released by their own events).
+        local function retally(key, argument, cause)
+          local previous = redis.call('HGET', tallies, key)
+          local old, oldList, new, newList = {}, {}, {}, {}
+          if previous then
+            for entry in string.gmatch(previous, '[^\t]+') do old[entry] = true; oldList[#oldList + 1] = entry end
+          end
+          local member = ''
+          local function take(entry)
+            if not new[entry] then new[entry] = true; newList[#newList + 1] = entry end
+          end
+          if argument then
+            local fields = split(argument, '\t')
+            member = fields[1]
+            for f = 2, #fields do take(fields[f]) end
+          else
+            for _, entry in ipairs(oldList) do
+              if not descriptor(string.match(entry, '=(.*)$')) then take(entry) end
+            end
+          end
+          for _, entry in ipairs(oldList) do
+            if not new[entry] then
+              local target = string.match(entry, '=(.*)$')
+              if descriptor(target) then count(target, -1, cause) else redis.call('SREM', target, member) end
+            end
+          end
+          for _, entry in ipairs(newList) do
+            local target = string.match(entry, '=(.*)$')
+            local d = descriptor(target)
+            if not old[entry] then
+              if d then count(target, 1, cause) else redis.call('SADD', target, member) end
+            elseif d and d[3] ~= '' then
+              redis.call('EXPIRE', target, d[3])
+            end
+          end
+          if #newList > 0 then
+            redis.call('HSET', tallies, key, table.concat(newList, '\t'))
+          elseif previous then
+            redis.call('HDEL', tallies, key)
+          end
+        end
+
+        for i = 1, (#ARGV - 11) / 9 do
+          local a = 9 * i + 3
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-          local rank, lateAt = ARGV[a + 6], ARGV[a + 7]
-          local key = KEYS[4 + i]
+          local rank, lateAt, tally = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
+          local key = KEYS[6 + i]
           local tenant = string.byte(key) == 64 and string.match(key, '^@[^:]*') or ''
           local idemKey = idem ~= '' and KEYS[tonumber(idem)] or nil
           local seen = idemKey and redis.call('GET', idemKey)
@@ -116,6 +214,11 @@ enum AppendScript {
             if rank ~= '' and not late then redis.call('HSET', ranks, key, rank) end
             if idemKey then redis.call('SET', idemKey, id, 'EX', window) end
             redis.call('PUBLISH', channel, message)
+            if claim ~= '' then
+              retally(key, nil, id)
+            elseif tally ~= '' and not late then
+              retally(key, tally, id)
+            end
             results[i] = late and ('l:' .. id) or id
             added = true
           end
@@ -152,13 +255,13 @@ enum AppendScript {
     /// answered calls whose records it deletes.
     static func arguments(
         sha: String, events: ArraySlice<ValidatedEvent>, claims: ArraySlice<EventID?>, keys: RedisKeys, config: HubConfig,
-        record: String? = nil, forgetting: [String] = []
+        context: TallyContext, record: String? = nil, forgetting: [String] = []
     ) -> [[UInt8]] {
         let window = config.server.idempotencyWindowSeconds
         var extraKeys: [String] = []
         var recordIndexes: [String: Int] = [:]
         var arguments: [[UInt8]] = []
-        arguments.reserveCapacity(13 + events.count * 10 + forgetting.count)
+        arguments.reserveCapacity(18 + events.count * 11 + forgetting.count)
         arguments.append(Array("EVALSHA".utf8))
         arguments.append(Array(sha.utf8))
         arguments.append([])  // the number of keys, known once the idempotency keys are counted
@@ -166,10 +269,14 @@ enum AppendScript {
         arguments.append(Array(keys.lastStates.utf8))
         arguments.append(Array(keys.deadlines.utf8))
         arguments.append(Array(keys.sourceRanks.utf8))
+        arguments.append(Array(keys.tallies.utf8))
+        arguments.append(Array(keys.counters.utf8))
         for event in events { arguments.append(Array(event.entityKey.utf8)) }
-        let fixedKeys = 4 + events.count
+        let fixedKeys = 6 + events.count
         var perEvent: [[UInt8]] = []
-        perEvent.reserveCapacity(events.count * 8)
+        perEvent.reserveCapacity(events.count * 9)
+        var counterLines: [String] = []
+        var described = Set<String>()
         for (event, claim) in zip(events, claims) {
             perEvent.append(Array(event.routingHeader.utf8))
             perEvent.append(event.bodyAfterID)
@@ -198,6 +305,16 @@ enum AppendScript {
             perEvent.append(recall)
             perEvent.append(event.sourceRank.map { Array($0.utf8) } ?? [])
             perEvent.append(event.sourceRank == nil ? [] : Array(String(event.lateMarkOffset).utf8))
+            if let tallies = event.tallies {
+                perEvent.append(Array(tallies.scriptArgument.utf8))
+                for entry in tallies.entries where entry.isCounter && described.insert(entry.key).inserted {
+                    if let descriptor = CounterDescriptor.make(for: entry, catalog: config.catalog, cache: context.descriptors) {
+                        counterLines.append(descriptor.scriptLine)
+                    }
+                }
+            } else {
+                perEvent.append([])
+            }
         }
         for key in extraKeys { arguments.append(Array(key.utf8)) }
         var keyCount = fixedKeys + extraKeys.count
@@ -220,6 +337,11 @@ enum AppendScript {
         arguments.append(Array(String(window).utf8))
         arguments.append(recordIndex)
         arguments.append(forgetIndex)
+        arguments.append(Array(context.now.utf8))
+        arguments.append(Array(context.shift.id.utf8))
+        arguments.append(Array(String(Int64(context.shift.endsAt.timeIntervalSince1970 * 1000)).utf8))
+        arguments.append(Array(keys.indexPrefix.utf8))
+        arguments.append(Array(counterLines.joined(separator: "\n").utf8))
         arguments.append(contentsOf: perEvent)
         return arguments
     }
@@ -247,6 +369,14 @@ enum AppendScript {
         }
         return outcomes
     }
+}
+
+/// What a call's counters need besides its events: the time their events carry, the shift in effect, and the
+/// descriptors built so far.
+struct TallyContext: Sendable {
+    var now: String
+    var shift: ShiftSchedule.Current
+    var descriptors: CounterDescriptorCache
 }
 
 /// The append script's SHA1 as Redis reported it when loading it, shared by every connection of an engine.

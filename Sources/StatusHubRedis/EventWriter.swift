@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import StatusHubCore
 
@@ -10,6 +11,7 @@ struct EventWriter: Sendable {
     let config: HubConfig
     let logger: Logger
     let callRecords = CallRecords()
+    let counterDescriptors = CounterDescriptorCache()
 
     /// Stores and publishes `events` in order, in chunks pipelined on the command connection; `claims[i]`, if
     /// given, makes `events[i]` conditional (see `AppendScript`). With `recordingCalls` (ingest), each chunk keeps
@@ -40,10 +42,13 @@ struct EventWriter: Sendable {
             }
         }
         let forgetting = callRecords.takeAnswered()
+        let now = Date()
+        let context = TallyContext(
+            now: Timestamps.format(now), shift: config.shiftSchedule.current(at: now), descriptors: counterDescriptors)
         func arguments(_ chunk: Int, sha: String) -> [[UInt8]] {
             AppendScript.arguments(
                 sha: sha, events: events[ranges[chunk]], claims: claims[ranges[chunk]], keys: keys, config: config,
-                record: tokens[chunk], forgetting: chunk == 0 ? forgetting : [])
+                context: context, record: tokens[chunk], forgetting: chunk == 0 ? forgetting : [])
         }
         // A failed call did not delete the records it was given; the next one will.
         func failing(_ error: any Error) -> any Error {

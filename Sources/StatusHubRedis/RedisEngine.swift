@@ -108,6 +108,15 @@ public final class RedisEngine: Engine {
         }
     }
 
+    public func activeSet(key: String) async throws -> [String] {
+        do {
+            let reply = try await reads.connection().send(["SMEMBERS", key]).orThrow()
+            return (reply.array ?? []).compactMap(\.text).sorted()
+        } catch {
+            throw unavailable(error)
+        }
+    }
+
     public func latest(entityKey: String) async throws -> StoredEvent? {
         do {
             let reply = try await commands.connection().send(["GET", entityKey]).orThrow()

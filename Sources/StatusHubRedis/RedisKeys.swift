@@ -26,6 +26,10 @@ struct RedisKeys: Sendable, Equatable {
     /// Hash: entity key → the `SourceOrder` rank of its cached state, so an older event does not replace it. Kept
     /// until the state goes stale (the stale claim deletes it), past the cache key's own expiry.
     let sourceRanks: String
+    /// Hash: entity key → the tally entries (`<tally>=<key>`, tab-separated) its cached state counts toward.
+    let tallies: String
+    /// Hash: counter key → its `CounterDescriptor.scriptLine`, so any later call (a stale claim) can announce it.
+    let counters: String
     /// `SET <prefix><call token> <the ids the call assigned> EX <window>` (see `CallRecords`).
     let callRecordPrefix: String
 
@@ -38,6 +42,8 @@ struct RedisKeys: Sendable, Equatable {
         indexesBuilt = streamKey + ":indexes-built"
         callRecordPrefix = streamKey + ":call:"
         sourceRanks = streamKey + ":source-ranks"
+        tallies = streamKey + ":tallies"
+        counters = streamKey + ":counters"
     }
 
     func index(_ name: String) -> String { indexPrefix + name }

@@ -49,6 +49,7 @@ public final class MemoryEngine: Engine {
         var idempotencyOrder = Deque<(key: String, expiresAt: ContinuousClock.Instant)>()
         var lastID: EventID?
         var sink: (any EventSink)?
+        var tallies = MemoryTallies()
     }
 
     /// Stale events published per expiry pass (four passes a second): a mass expiry (20,000 machines whose MES
@@ -58,6 +59,7 @@ public final class MemoryEngine: Engine {
 
     private let config: HubConfig
     private let clock = ContinuousClock()
+    private let counterDescriptors = CounterDescriptorCache()
     private let state = Mutex(State())
 
     public init(config: HubConfig) {
@@ -122,7 +124,31 @@ public final class MemoryEngine: Engine {
         // Delivering under the lock keeps delivery in id order across concurrent publishers;
         // the sink only enqueues, so this never waits on a client.
         state.sink?.deliver(stored)
+        if event.tallies != nil, !late {
+            retally(entityKey: event.entityKey, update: event.tallies, cause: id, in: &state)
+        }
         return (id, late)
+    }
+
+    /// Moves the entity's tallies to its new state (or off its counters when `update` is nil: it went stale) and
+    /// stores each changed counter's `counter_changed` right after the event that caused it.
+    private func retally(entityKey: String, update: TallyUpdate?, cause: EventID, in state: inout State) {
+        let now = Date()
+        let shift = config.shiftSchedule.current(at: now).id
+        let changes = state.tallies.retally(
+            entityKey: entityKey, update: update, catalog: config.catalog, cache: counterDescriptors, shift: shift)
+        let stamp = Timestamps.format(now)
+        for change in changes {
+            guard let event = change.descriptor.event(
+                value: change.value, cause: change.cause ?? cause.description, now: stamp, shift: shift, catalog: config.catalog)
+            else { continue }
+            store(event, now: clock.now, in: &state)
+        }
+    }
+
+    /// The active set under `key` (`allocation:operator:O-156:active`).
+    public func activeSet(key: String) async throws -> [String] {
+        state.withLock { $0.tallies.sets[key].map { $0.sorted() } ?? [] }
     }
 
     private func evictOldest(_ state: inout State) {
@@ -219,7 +245,8 @@ public final class MemoryEngine: Engine {
                 state.latest[due.entityKey] = nil
                 for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
                 if let stale = StaleEvent.make(for: cached.event, at: wallNow, catalog: config.catalog) {
-                    store(stale, now: now, in: &state)
+                    let (id, _) = store(stale, now: now, in: &state)
+                    retally(entityKey: due.entityKey, update: nil, cause: id, in: &state)
                     budget -= 1
                 }
             }

@@ -8,20 +8,7 @@ struct StateController {
     let tokens: SubscriberTokens
     let catalog: Catalog
 
-    /// The reader, from `Authorization: Bearer <JWT>` or `?token=`; anonymous (default tenant) unless auth is
-    /// required.
-    private func reader(_ request: Request) async -> Reader {
-        let token = SubscriberTokens.token(authorization: request.headers[.authorization], path: request.uri.string)
-        switch await tokens.authenticate(token: token) {
-        case .success(let subscriber): return .allowed(subscriber)
-        case .failure(let refusal): return .refused(JSONResponse.error(.unauthorized, field: "Authorization", reason: refusal.reason))
-        }
-    }
-
-    private enum Reader {
-        case allowed(Subscriber)
-        case refused(Response)
-    }
+    private func reader(_ request: Request) async -> SubscriberTokens.Reader { await tokens.reader(of: request) }
 
     func entity(_ request: Request, context: some RequestContext) async throws -> Response {
         let subscriber: Subscriber
