@@ -12,7 +12,23 @@ extension Catalog {
                 members["description"] = category.description.map(JSONValue.string)
                 return .object(members)
             }),
+            "tallies": .array(tallies.map(tallyJSON)),
         ])
+    }
+
+    /// A counter or active set: `name`, `kind`, `scope`, `entity_type`, `keys`, `when` / `until`, `ttl_seconds`.
+    private func tallyJSON(_ tally: Tally) -> JSONValue {
+        func condition(_ rules: [(field: String, values: [String])]) -> JSONValue {
+            .object(Dictionary(uniqueKeysWithValues: rules.map { ($0.field, JSONValue.array($0.values.map(JSONValue.string))) }))
+        }
+        var members: [String: JSONValue] = [
+            "name": .string(tally.name), "kind": .string(tally.kind.rawValue), "scope": .string(tally.scope.rawValue),
+            "entity_type": .string(tally.entityType), "keys": .array(tally.keys.map(JSONValue.string)),
+        ]
+        if tally.kind == .counter { members["when"] = condition(tally.when) }
+        members["until"] = tally.until.map(condition)
+        members["ttl_seconds"] = tally.ttlSeconds.map { .number(Double($0)) }
+        return .object(members)
     }
 
     private func entityJSON(_ type: EntityType, ttlSeconds: Int) -> JSONValue {

@@ -13,7 +13,8 @@ struct MemoryEngineBoundsTests {
             var ids: [EventID] = []
             for start in stride(from: 0, to: 200, by: 50) {
                 ids += try await engine.append((start..<start + 50).map {
-                    SampleEvents.validated(SampleEvents.machineStatus("M-\($0)", extra: #","note":"\#(String(repeating: "x", count: 200))""#))
+                    // Not running, so no live counter adds events of its own to the history.
+                    SampleEvents.validated(SampleEvents.machineStatus("M-\($0)", "idle", extra: #","note":"\#(String(repeating: "x", count: 200))""#))
                 }).map(\.id)
             }
             #expect(try await engine.history(after: ids[0], limit: 1_000) == nil)

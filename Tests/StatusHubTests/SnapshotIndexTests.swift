@@ -63,7 +63,10 @@ struct SnapshotIndexTests {
             #expect(parts.allSatisfy { $0.events.count <= 150 })
             #expect(parts.map(\.isLast) == Array(repeating: false, count: parts.count - 1) + [true])
             #expect(Set(parts.map(\.position)).count == 1)
-            let keys = parts.flatMap(\.events).map(\.entityKey)
+            let all = parts.flatMap(\.events).map(\.entityKey)
+            // The line's machines, and its live counter (`counter_changed`, cached as the counter's state).
+            #expect(all.filter { $0.hasPrefix("stats:event:") } == ["stats:event:Line-1.machines_running"])
+            let keys = all.filter { $0.hasPrefix("resource:machine:") }
             #expect(keys.count == 400 && Set(keys).count == 400)
             #expect(keys.allSatisfy { Int($0.split(separator: "-").last!)! % 3 == 1 })
             // Nothing matches: one empty last part.
