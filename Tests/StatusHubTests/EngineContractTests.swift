@@ -7,12 +7,24 @@ import Synchronization
 import Testing
 
 /// Runs an engine (and, for Redis, its own redis-server) for the body, then stops it.
+/// The shipped catalog without the hub's counters and sets (`90-hub.yaml`): for tests that count the events an
+/// engine publishes, which a counter's `counter_changed` would add to (`TallyTests` covers those).
+let catalogWithoutTallies: Catalog = {
+    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("config/catalog")
+    let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+    return try! CatalogLoader.load(
+        directory: nil, files: files.filter { $0.hasSuffix(".yaml") && $0 != "90-hub.yaml" }.sorted().map { directory.appendingPathComponent($0).path })
+}()
+
+/// - Parameter tallies: whether the engine keeps the catalog's counters (which publish events of their own).
 func withEngine<T: Sendable>(
-    _ kind: EngineKind, configure: (inout HubConfig) -> Void = { _ in },
+    _ kind: EngineKind, tallies: Bool = false, configure: (inout HubConfig) -> Void = { _ in },
     _ body: (any Engine, CollectingSink) async throws -> T
 ) async throws -> T {
     func run(_ url: String?) async throws -> T {
         var config = HubConfig()
+        if !tallies { config.catalog = catalogWithoutTallies }
         config.redis.url = url
         config.redis.reconnectMaxSeconds = 0.5
         configure(&config)

@@ -52,7 +52,7 @@ struct SnapshotIndexTests {
 
     @Test(arguments: EngineKind.allCases)
     func aLargeSnapshotComesInBoundedPartsWithOnePosition(_ kind: EngineKind) async throws {
-        try await withEngine(kind) { engine, _ in
+        try await withEngine(kind, tallies: true) { engine, _ in
             for start in stride(from: 0, to: 1_200, by: 400) {
                 _ = try await engine.append((start..<start + 400).map {
                     SampleEvents.validated(SampleEvents.machineStatus("M-\($0)", line: "Line-\($0 % 3)"))
@@ -80,7 +80,8 @@ struct SnapshotIndexTests {
         try await withRedisServer { server in
             // States as a hub without indexes left them: the cache key only.
             try await Self.withRedisEngine(server) { engine in
-                _ = try await engine.append((0..<30).map { SampleEvents.validated(SampleEvents.machineStatus("M-\($0)", line: "Line-2")) })
+                // Idle: a running machine would add the line's counter to the line's states.
+                _ = try await engine.append((0..<30).map { SampleEvents.validated(SampleEvents.machineStatus("M-\($0)", "idle", line: "Line-2")) })
             }
             let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
             let indexKeys = try await redis.send(["KEYS", "statushub:history:index*"])
@@ -123,8 +124,9 @@ struct SnapshotIndexTests {
     func aDashboardReceivesEveryPartOfALargeSnapshot(_ kind: EngineKind) async throws {
         try await withHub(engine: kind) { hub in
             for start in stride(from: 0, to: 1_300, by: 500) {
+                // Idle: a running machine would add the line's counter to the line's states.
                 let reply = try await HTTP.post(port: hub.port, events: (start..<min(1_300, start + 500)).map {
-                    SampleEvents.machineStatus("M-\($0)", line: "Line-2")
+                    SampleEvents.machineStatus("M-\($0)", "idle", line: "Line-2")
                 })
                 #expect(reply.status == 202)
             }
@@ -142,7 +144,7 @@ struct SnapshotIndexTests {
             }
             #expect(received == 1_300)
             #expect(parts >= 3)
-            _ = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-new", line: "Line-2"))
+            _ = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-new", "idle", line: "Line-2"))
             #expect(try await socket.nextEvent()["entity_id"] == .string("M-new"))
             _ = await socket.close()
             // The same over HTTP, streamed.
