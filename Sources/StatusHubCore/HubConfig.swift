@@ -80,6 +80,12 @@ public struct HubConfig: Sendable, Equatable {
         public var reconnectMaxSeconds = 5.0
         /// Seconds a command may wait for Redis before ingest answers 503.
         public var commandTimeoutSeconds = 2.0
+        /// Redis Sentinel addresses (`host:port`): the master is whichever they name `masterName`, and a failover
+        /// is followed. `url`, if set, then gives only the master's user, password and database.
+        public var sentinels: [String] = []
+        public var masterName: String?
+        /// Replicas that must hold an event (`WAIT`) before it is acknowledged; 0 acknowledges once the master has it.
+        public var minReplicasAcked = 0
         public init() {}
     }
 
@@ -262,6 +268,7 @@ extension HubConfig {
             try config.server.check()
             try config.websocket.check()
             _ = try ShiftSchedule(config.shifts)
+            try config.redis.check()
             return config
         } catch let error as ConfigError {
             throw error
@@ -325,7 +332,7 @@ extension HubConfig {
         ],
         "redis": [
             "url", "history_max_length", "history_max_age_seconds", "stream_key", "pubsub_channel", "reconnect_initial_seconds",
-            "reconnect_max_seconds", "command_timeout_seconds",
+            "reconnect_max_seconds", "command_timeout_seconds", "sentinels", "master_name", "min_replicas_acked",
         ],
         "memory": ["history_max_length", "history_max_age_seconds", "history_max_bytes"],
         "auth": [
@@ -389,6 +396,17 @@ extension HubConfig.Server {
         }
         guard (1...65_535).contains(listenBacklog) else {
             throw ConfigError(description: "config: server.listen_backlog must be between 1 and 65535")
+        }
+    }
+}
+
+extension HubConfig.Redis {
+    func check() throws {
+        if !sentinels.isEmpty, (masterName ?? "").isEmpty {
+            throw ConfigError(description: "config: redis.sentinels needs redis.master_name (the name the sentinels monitor)")
+        }
+        guard minReplicasAcked >= 0 else {
+            throw ConfigError(description: "config: redis.min_replicas_acked must not be negative")
         }
     }
 }

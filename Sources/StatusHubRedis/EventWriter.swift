@@ -66,13 +66,21 @@ struct EventWriter: Sendable {
             throw failing(error)
         }
         let filing = indexFiling(events)
+        let replicaWait = replicaWaitCommand()
         var replies: [RedisReply]
         do {
-            replies = try await connection.pipeline(filing + ranges.indices.map { arguments($0, sha: sha) })
+            replies = try await connection.pipeline(filing + ranges.indices.map { arguments($0, sha: sha) } + replicaWait)
         } catch let error as RedisError where !error.commandMayHaveRun {
             throw failing(error)
         } catch {
             throw unknown(error)
+        }
+        var replicasAcked = replicaWait.isEmpty ? nil : replies.removeLast()
+        if replies.contains(where: { $0.errorMessage?.hasPrefix("READONLY") == true }) {
+            // A master demoted behind this node's back: the connection goes, and the next one asks where the
+            // master is now (and checks its ROLE). Nothing was stored: the script's first write is refused.
+            logger.warning("redis refused writes as a replica; reconnecting to the master", metadata: ["redis.url": "\(connection.url)"])
+            await connection.close()
         }
         for reply in replies.prefix(filing.count) {
             guard case .error(let message) = reply else { continue }
@@ -92,7 +100,8 @@ struct EventWriter: Sendable {
             logger.warning("redis forgot the append script; reloading it")
             do {
                 sha = try await script.load(on: connection)
-                let retried = try await connection.pipeline(missing.map { arguments($0, sha: sha) })
+                var retried = try await connection.pipeline(missing.map { arguments($0, sha: sha) } + replicaWait)
+                if !replicaWait.isEmpty { replicasAcked = retried.removeLast() }
                 for (index, reply) in zip(missing, retried) { replies[index] = reply }
             } catch let error as RedisError where !error.commandMayHaveRun && missing.count == ranges.count {
                 throw failing(error)
@@ -122,8 +131,28 @@ struct EventWriter: Sendable {
                 throw unknown(error)
             }
         }
+        if let replicasAcked {
+            let wanted = config.redis.minReplicasAcked
+            guard let count = replicasAcked.integer, count >= wanted else {
+                // Stored and published on the master, not (yet) on enough replicas: a failover now could lose it.
+                // The call records stay, so a resend with the keys is stored at most once wherever it lands.
+                throw unknown(EngineUnavailable(
+                    reason: "\(replicasAcked.integer.map { "only \($0)" } ?? "no answer from WAIT: \(replicasAcked)") of the \(wanted) replicas required (redis.min_replicas_acked) confirmed the write within \(replicaWaitMilliseconds) ms"))
+            }
+        }
         callRecords.noteAnswered(tokens.compactMap { $0 })
         return outcomes
+    }
+
+    /// How long `WAIT` waits for the replicas: half the command timeout, so a missing replica is reported as such
+    /// rather than as a timeout of the whole pipeline.
+    var replicaWaitMilliseconds: Int { max(1, Int(config.redis.commandTimeoutSeconds * 500)) }
+
+    /// `WAIT <redis.min_replicas_acked> <ms>` after the script calls, or nothing when acknowledging needs no replica.
+    /// `WAIT` covers every write this connection sent before it, so one per pipeline suffices.
+    private func replicaWaitCommand() -> [[[UInt8]]] {
+        guard config.redis.minReplicasAcked > 0 else { return [] }
+        return [["WAIT", String(config.redis.minReplicasAcked), String(replicaWaitMilliseconds)].map { Array($0.utf8) }]
     }
 
     /// `SADD`s that file each state-carrying event's entity key under its snapshot indexes, one per index, sent

@@ -11,6 +11,10 @@ import Synchronization
 /// `RedisError.notConnected` until the backoff delay has passed: ingest answers 503 immediately instead of
 /// queueing behind a dead Redis. `maintain()` keeps the connection up in the background and health-checks it,
 /// so a silently dead peer is noticed even when no one is sending.
+///
+/// It connects to whatever its `MasterLocator` names: one fixed URL, or the master Sentinel names. With Sentinel a
+/// new connection must answer `ROLE` as master, the health check asks `ROLE` too (a demoted master is left), and a
+/// failover the locator hears of closes the connection to the old master at once.
 public final class ReconnectingConnection: Sendable {
     private enum State {
         case idle
@@ -26,7 +30,7 @@ public final class ReconnectingConnection: Sendable {
         var failedAttempts = 0
     }
 
-    public let url: RedisURL
+    public let locator: any MasterLocator
     private let commandTimeoutSeconds: Double
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
@@ -35,7 +39,7 @@ public final class ReconnectingConnection: Sendable {
 
     /// - Parameter prepare: runs on every new connection before anyone may use it (e.g. `SCRIPT LOAD`); if it
     ///   throws, the attempt counts as failed.
-    public init(
+    public convenience init(
         url: RedisURL,
         commandTimeoutSeconds: Double,
         backoff: Backoff,
@@ -43,12 +47,26 @@ public final class ReconnectingConnection: Sendable {
         logger: Logger,
         prepare: @escaping @Sendable (RedisConnection) async throws -> Void = { _ in }
     ) {
-        self.url = url
+        self.init(
+            locator: FixedMaster(url), commandTimeoutSeconds: commandTimeoutSeconds, backoff: backoff,
+            eventLoopGroup: eventLoopGroup, logger: logger, prepare: prepare)
+    }
+
+    public init(
+        locator: any MasterLocator,
+        commandTimeoutSeconds: Double,
+        backoff: Backoff,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger,
+        prepare: @escaping @Sendable (RedisConnection) async throws -> Void = { _ in }
+    ) {
+        self.locator = locator
         self.commandTimeoutSeconds = commandTimeoutSeconds
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.prepare = prepare
         self.locked = Mutex(Locked(backoff: backoff))
+        locator.onMasterChange { [weak self] master in self?.masterMoved(to: master) }
     }
 
     public var isConnected: Bool {
@@ -105,16 +123,23 @@ public final class ReconnectingConnection: Sendable {
 
     private func open() async throws -> RedisConnection {
         let connection: RedisConnection
+        var url: RedisURL?
         do {
+            let master = try await locator.master()
+            url = master
             connection = try await RedisConnection.connect(
-                to: url, commandTimeoutSeconds: commandTimeoutSeconds, eventLoopGroup: eventLoopGroup)
+                to: master, commandTimeoutSeconds: commandTimeoutSeconds, eventLoopGroup: eventLoopGroup)
             do {
+                if locator.checksRole, try await !connection.isMaster() {
+                    throw RedisError.connectFailed("\(master) is not a master (ROLE)")
+                }
                 try await prepare(connection)
             } catch {
                 await connection.close()
-                throw RedisError.connectFailed("\(url): preparing the connection failed: \(error)")
+                throw RedisError.connectFailed("\(master): preparing the connection failed: \(error)")
             }
         } catch {
+            if let url { locator.masterFailed(url) }
             let (delay, attempts) = locked.withLock { locked -> (Double?, Int) in
                 guard case .connecting = locked.state else { return (nil, locked.failedAttempts) }
                 let delay = locked.backoff.next()
@@ -127,7 +152,7 @@ public final class ReconnectingConnection: Sendable {
             logger.log(
                 level: level, "redis connect failed",
                 metadata: [
-                    "redis.url": "\(url)", "error": "\(error)", "attempt": "\(attempts)",
+                    "redis.url": "\(url.map { "\($0)" } ?? locator.description)", "error": "\(error)", "attempt": "\(attempts)",
                     "retry_in_ms": "\(delay.map { Int($0 * 1000) } ?? 0)",
                 ])
             throw error
@@ -146,7 +171,7 @@ public final class ReconnectingConnection: Sendable {
             throw RedisError.shutDown
         }
         logger.info(
-            "redis connected", metadata: ["redis.url": "\(url)", "after_failed_attempts": "\(previousFailures)"])
+            "redis connected", metadata: ["redis.url": "\(connection.url)", "after_failed_attempts": "\(previousFailures)"])
         connection.closeFuture.whenComplete { [weak self] _ in self?.dropped(connection) }
         return connection
     }
@@ -157,7 +182,20 @@ public final class ReconnectingConnection: Sendable {
             locked.state = .idle
             return true
         }
-        if wasCurrent { logger.warning("redis connection lost", metadata: ["redis.url": "\(url)"]) }
+        guard wasCurrent else { return }
+        logger.warning("redis connection lost", metadata: ["redis.url": "\(connection.url)"])
+        locator.masterFailed(connection.url)
+    }
+
+    /// The locator heard of a failover: a connection to another server is left now, not when it next fails.
+    private func masterMoved(to master: RedisURL) {
+        let stale = locked.withLock { locked -> RedisConnection? in
+            guard case .connected(let current) = locked.state, current.url != master else { return nil }
+            return current
+        }
+        guard let stale else { return }
+        logger.notice("leaving the old redis master", metadata: ["redis.url": "\(stale.url)", "master": "\(master)"])
+        Task { await stale.close() }
     }
 
     /// Keeps the connection open until the task is cancelled: reconnects after a drop (with backoff) and sends a
@@ -169,7 +207,15 @@ public final class ReconnectingConnection: Sendable {
                 while connection.isActive, !Task.isCancelled {
                     await connection.waitUntilClosed(atMost: healthCheckInterval)
                     guard connection.isActive, !Task.isCancelled else { break }
-                    _ = try? await connection.send(["PING"])
+                    if locator.checksRole {
+                        // A master demoted behind this node's back still answers; only ROLE tells.
+                        if (try? await connection.isMaster()) == false {
+                            logger.warning("redis server is no longer the master; reconnecting", metadata: ["redis.url": "\(connection.url)"])
+                            await connection.close()
+                        }
+                    } else {
+                        _ = try? await connection.send(["PING"])
+                    }
                 }
             } catch RedisError.shutDown {
                 return

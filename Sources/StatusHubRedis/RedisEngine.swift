@@ -11,7 +11,8 @@ import Synchronization
 /// that one connection busy. Pub/sub needs its own connection (`RedisSubscriber`), started by `run`, which also
 /// hears about expired states; `StaleSweeper` turns each expiry into exactly one `status_stale` event.
 public final class RedisEngine: Engine {
-    public let url: RedisURL
+    /// Where the master is: `redis.url`, or the sentinels' answer (`redis.sentinels`).
+    public let locator: any MasterLocator
     private let config: HubConfig
     private let logger: Logger
     let commands: ReconnectingConnection
@@ -30,7 +31,8 @@ public final class RedisEngine: Engine {
     ///   - staleSweepInterval: how often the node also looks for expired states on its own, besides Redis's
     ///     expiry notifications (which a managed Redis may not allow turning on, and which Redis sends only once
     ///     it gets round to deleting an expired key).
-    /// - Throws: `RedisError.invalidURL` when `config.redis.url` is missing or malformed.
+    /// - Throws: `RedisError.invalidURL` when `config.redis.url` is missing or malformed (and no sentinels are set),
+    ///   or a sentinel address is.
     public init(
         config: HubConfig,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -38,18 +40,17 @@ public final class RedisEngine: Engine {
         healthCheckInterval: Duration = .seconds(5),
         staleSweepInterval: Duration = .seconds(5)
     ) throws {
-        guard let text = config.redis.url else { throw RedisError.invalidURL("redis.url is not set") }
-        let url = try RedisURL(parsing: text)
         let backoff = Backoff(
             initialSeconds: config.redis.reconnectInitialSeconds, maximumSeconds: config.redis.reconnectMaxSeconds)
+        let locator = try Self.locator(config: config.redis, backoff: backoff, eventLoopGroup: eventLoopGroup, logger: logger)
         let script = LoadedScript()
-        self.url = url
+        self.locator = locator
         self.config = config
         self.logger = logger
         // Every new connection loads the script: a restarted Redis has forgotten it, and loading it up front
         // means the pipelined EVALSHAs of a batch do not meet NOSCRIPT halfway through.
         let commands = ReconnectingConnection(
-            url: url, commandTimeoutSeconds: config.redis.commandTimeoutSeconds, backoff: backoff,
+            locator: locator, commandTimeoutSeconds: config.redis.commandTimeoutSeconds, backoff: backoff,
             eventLoopGroup: eventLoopGroup, logger: logger,
             prepare: { connection in try await script.load(on: connection) })
         self.commands = commands
@@ -62,7 +63,7 @@ public final class RedisEngine: Engine {
         let history = StreamHistory(commands: commands, streamKey: config.redis.streamKey)
         self.historyStream = history
         let reads = ReconnectingConnection(
-            url: url, commandTimeoutSeconds: config.redis.commandTimeoutSeconds, backoff: backoff,
+            locator: locator, commandTimeoutSeconds: config.redis.commandTimeoutSeconds, backoff: backoff,
             eventLoopGroup: eventLoopGroup, logger: logger)
         self.reads = reads
         self.readHistory = StreamHistory(commands: reads, streamKey: config.redis.streamKey)
@@ -72,7 +73,7 @@ public final class RedisEngine: Engine {
         // capturing `self` here would need `self` before it is initialized.
         let notifications = ExpiryNotifications(logger: logger, sweepInterval: staleSweepInterval)
         self.subscriber = RedisSubscriber(
-            url: url, channel: config.redis.pubsubChannel, commandTimeoutSeconds: config.redis.commandTimeoutSeconds,
+            locator: locator, channel: config.redis.pubsubChannel, commandTimeoutSeconds: config.redis.commandTimeoutSeconds,
             backoff: backoff, healthCheckInterval: healthCheckInterval, eventLoopGroup: eventLoopGroup,
             logger: logger,
             catchUp: .init(
@@ -82,6 +83,25 @@ public final class RedisEngine: Engine {
                 prepare: { connection in await notifications.enable(on: connection) },
                 expired: { keys in sweeper.expired(keys) },
                 subscribed: { sweeper.sweepSoon() }))
+    }
+
+    /// `redis.url` alone names the one Redis; with `redis.sentinels`, they name the master `redis.master_name`
+    /// and `redis.url` (optional) gives its user, password and database.
+    static func locator(
+        config: HubConfig.Redis, backoff: Backoff, eventLoopGroup: any EventLoopGroup, logger: Logger
+    ) throws -> any MasterLocator {
+        let url = try config.url.map { try RedisURL(parsing: $0) }
+        guard !config.sentinels.isEmpty else {
+            guard let url else { throw RedisError.invalidURL("redis.url is not set") }
+            return FixedMaster(url)
+        }
+        guard let name = config.masterName, !name.isEmpty else {
+            throw RedisError.invalidURL("redis.sentinels needs redis.master_name")
+        }
+        return SentinelMaster(
+            sentinels: try config.sentinels.map { try SentinelMaster.Address(parsing: $0) }, masterName: name,
+            template: url ?? RedisURL(host: "", port: RedisURL.defaultPort), commandTimeoutSeconds: config.commandTimeoutSeconds,
+            backoff: backoff, eventLoopGroup: eventLoopGroup, logger: logger)
     }
 
     // MARK: Engine
@@ -217,6 +237,7 @@ public final class RedisEngine: Engine {
 
     public func run(delivering sink: any EventSink) async throws {
         await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.locator.watch() }
             group.addTask { await self.commands.maintain() }
             group.addTask { await self.reads.maintain() }
             group.addTask { try? await self.subscriber.run(delivering: sink) }

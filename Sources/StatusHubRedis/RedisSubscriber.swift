@@ -23,6 +23,10 @@ public enum RedisConnectionState: Sendable, Hashable {
 /// the sink is told so with `deliveryGap`, and gets what the history still holds all the same.
 ///
 /// With `expiry`, the same connection also listens for keys that expire (staleness; see `StaleSweeper`).
+///
+/// It subscribes on the master its `MasterLocator` names. With Sentinel, a failover closes the subscription on the
+/// old master; the next one is made on the new master and catches up from its history (the promoted replica has
+/// the stream), like any reconnect.
 public final class RedisSubscriber: Sendable {
     /// How a subscriber that comes back reads what it missed.
     public struct CatchUp: Sendable {
@@ -63,7 +67,7 @@ public final class RedisSubscriber: Sendable {
         }
     }
 
-    public let url: RedisURL
+    public let locator: any MasterLocator
     public let channel: String
     private let commandTimeoutSeconds: Double
     private let initialBackoff: Backoff
@@ -72,11 +76,11 @@ public final class RedisSubscriber: Sendable {
     private let logger: Logger
     private let catchUp: CatchUp?
     private let expiry: ExpiryWatch?
-    private let expiredChannel: [UInt8]
+    private let current = Mutex<RedisConnection?>(nil)
     private let currentState = Mutex(RedisConnectionState.disconnected)
     private let running = Atomic(false)
 
-    public init(
+    public convenience init(
         url: RedisURL,
         channel: String,
         commandTimeoutSeconds: Double,
@@ -87,7 +91,24 @@ public final class RedisSubscriber: Sendable {
         catchUp: CatchUp? = nil,
         expiry: ExpiryWatch? = nil
     ) {
-        self.url = url
+        self.init(
+            locator: FixedMaster(url), channel: channel, commandTimeoutSeconds: commandTimeoutSeconds, backoff: backoff,
+            healthCheckInterval: healthCheckInterval, eventLoopGroup: eventLoopGroup, logger: logger, catchUp: catchUp,
+            expiry: expiry)
+    }
+
+    public init(
+        locator: any MasterLocator,
+        channel: String,
+        commandTimeoutSeconds: Double,
+        backoff: Backoff,
+        healthCheckInterval: Duration = .seconds(5),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger,
+        catchUp: CatchUp? = nil,
+        expiry: ExpiryWatch? = nil
+    ) {
+        self.locator = locator
         self.channel = channel
         self.commandTimeoutSeconds = commandTimeoutSeconds
         self.initialBackoff = backoff
@@ -96,7 +117,10 @@ public final class RedisSubscriber: Sendable {
         self.logger = logger
         self.catchUp = catchUp
         self.expiry = expiry
-        self.expiredChannel = Array(RedisKeys.expiredChannel(database: url.database).utf8)
+        locator.onMasterChange { [weak self] master in
+            guard let self, let stale = self.current.withLock({ $0 }), stale.url != master else { return }
+            Task { await stale.close() }
+        }
     }
 
     public var state: RedisConnectionState { currentState.withLock { $0 } }
@@ -125,13 +149,13 @@ public final class RedisSubscriber: Sendable {
                     }
                     failures = 0
                 }
-                if !Task.isCancelled { logger.warning("redis subscriber connection lost", metadata: ["redis.url": "\(url)"]) }
+                if !Task.isCancelled { logger.warning("redis subscriber connection lost", metadata: ["redis.url": "\(locator)"]) }
             } catch {
                 failures += 1
                 let level: Logger.Level = failures == 1 || failures.isMultiple(of: 50) ? .warning : .debug
                 logger.log(
                     level: level, "redis subscriber cannot connect",
-                    metadata: ["redis.url": "\(url)", "error": "\(error)", "attempt": "\(failures)"])
+                    metadata: ["redis.url": "\(locator)", "error": "\(error)", "attempt": "\(failures)"])
             }
             currentState.withLock { $0 = .disconnected }
             guard !Task.isCancelled else { break }
@@ -144,9 +168,23 @@ public final class RedisSubscriber: Sendable {
         sink: any EventSink, lastDelivered: inout EventID?, onSubscribed: () -> Void
     ) async throws {
         let (pushes, continuation) = AsyncStream.makeStream(of: [RedisReply].self)
-        let connection = try await RedisConnection.connect(
-            to: url, commandTimeoutSeconds: commandTimeoutSeconds, eventLoopGroup: eventLoopGroup,
-            onPush: { continuation.yield($0) })
+        let url = try await locator.master()
+        let connection: RedisConnection
+        do {
+            connection = try await RedisConnection.connect(
+                to: url, commandTimeoutSeconds: commandTimeoutSeconds, eventLoopGroup: eventLoopGroup,
+                onPush: { continuation.yield($0) })
+            // Checked before SUBSCRIBE: a subscribed RESP2 connection answers nothing but (P)SUBSCRIBE and PING.
+            if locator.checksRole, try await !connection.isMaster() {
+                await connection.close()
+                throw RedisError.connectFailed("\(url) is not a master (ROLE)")
+            }
+        } catch {
+            locator.masterFailed(url)
+            throw error
+        }
+        current.withLock { $0 = connection }
+        defer { current.withLock { if $0 === connection { $0 = nil } } }
         // Pushes are yielded on the event loop before the channel's close completes there, so finishing here
         // never cuts off a message that arrived.
         connection.closeFuture.whenComplete { _ in continuation.finish() }
@@ -164,6 +202,7 @@ public final class RedisSubscriber: Sendable {
         lastDelivered: inout EventID?, onSubscribed: () -> Void
     ) async throws {
         if let expiry { await expiry.prepare(connection) }
+        let expiredChannel = Array(RedisKeys.expiredChannel(database: connection.url.database).utf8)
         // Before its first delivery a subscriber has no position of its own; the history's newest, read before
         // subscribing, is one that nothing published after it can fall behind. With no history yet, that is its
         // beginning (0-0): events stored while this connection is away later (a Redis that hung, then ran what

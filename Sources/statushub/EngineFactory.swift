@@ -3,10 +3,10 @@ import Logging
 import StatusHubCore
 import StatusHubRedis
 
-/// The engine a config asks for: Redis when `redis.url` is set, otherwise the embedded memory engine.
+/// The engine a config asks for: Redis when `redis.url` (or `redis.sentinels`) is set, otherwise the embedded memory engine.
 enum EngineFactory {
     static func make(config: HubConfig, logger: Logger) throws -> any Engine {
-        guard config.redis.url != nil else { return MemoryEngine(config: config) }
+        guard config.redis.url != nil || !config.redis.sentinels.isEmpty else { return MemoryEngine(config: config) }
         return try RedisEngine(config: config, logger: logger)
     }
 }

@@ -53,7 +53,7 @@ struct ServeCommand: AsyncParsableCommand {
         let engine = try EngineFactory.make(config: hubConfig, logger: logger)
         let hub = try StatusHub(config: hubConfig, engine: engine)
         // The password never reaches the log.
-        let engineName = hubConfig.redis.url.map { "redis (\(RedisURL.redacted($0)))" } ?? "memory"
+        let engineName = (engine as? RedisEngine).map { "redis (\($0.locator))" } ?? "memory"
         let host = hubConfig.server.host
         let scheme = hubConfig.server.usesTLS ? "https" : "http"
         let services = hub.makeServices(logger: logger) { [logger] port in

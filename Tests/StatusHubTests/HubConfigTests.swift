@@ -38,6 +38,25 @@ struct HubConfigTests {
         }
     }
 
+    @Test func sentinelSettingsAreReadAndChecked() throws {
+        let config = try HubConfig.load(
+            yaml: "redis:\n  sentinels: [127.0.0.1:26379, \"10.0.0.2:26379\"]\n  master_name: plant\n  min_replicas_acked: 1\n")
+        #expect(config.redis.sentinels == ["127.0.0.1:26379", "10.0.0.2:26379"])
+        #expect(config.redis.masterName == "plant")
+        #expect(config.redis.minReplicasAcked == 1)
+        #expect(HubConfig().redis.minReplicasAcked == 0)
+        for (yaml, named) in [
+            ("redis:\n  sentinels: [127.0.0.1:26379]\n", "redis.master_name"),
+            ("redis:\n  min_replicas_acked: -1\n", "redis.min_replicas_acked"),
+        ] {
+            #expect {
+                try HubConfig.load(yaml: yaml)
+            } throws: { error in
+                (error as? ConfigError)?.description.contains(named) == true
+            }
+        }
+    }
+
     @Test func listenBacklogIsBounded() throws {
         #expect(try HubConfig.load(yaml: "server:\n  listen_backlog: 512\n").server.listenBacklog == 512)
         #expect(try HubConfig.load(yaml: "", environment: ["STATUSHUB_SERVER_LISTEN_BACKLOG": "64"]).server.listenBacklog == 64)

@@ -19,24 +19,31 @@ final class RedisServer: Sendable {
     let port: Int
     let directory: URL
     private let extraArguments: [String]
+    /// A config file's text to start from (a sentinel's `sentinel monitor …`): written into the directory and
+    /// named first on the command line.
+    private let configFile: String?
     private let process = Mutex<Process?>(nil)
 
     var url: String { "redis://127.0.0.1:\(port)" }
 
-    private init(port: Int, directory: URL, extraArguments: [String]) {
+    private init(port: Int, directory: URL, extraArguments: [String], configFile: String? = nil) {
         self.port = port
         self.directory = directory
         self.extraArguments = extraArguments
+        self.configFile = configFile
     }
 
-    static func start(extraArguments: [String] = []) async throws -> RedisServer {
+    /// - Parameter configFile: a config file's text; with `extraArguments` `["--sentinel"]` the server is a sentinel.
+    static func start(extraArguments: [String] = [], configFile: String? = nil, portBelow: Int = 65_536) async throws -> RedisServer {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("statushub-redis-\(UUID().uuidString)", isDirectory: true)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         // A free port can be taken by another process (a parallel test run) between our probe and redis-server's
         // bind: try another one then.
         for attempt in 1...5 {
-            let server = RedisServer(port: try freeLoopbackPort(), directory: directory, extraArguments: extraArguments)
+            var port = try freeLoopbackPort()
+            while port >= portBelow { port = try freeLoopbackPort() }
+            let server = RedisServer(port: port, directory: directory, extraArguments: extraArguments, configFile: configFile)
             do {
                 try await server.launch()
                 return server
@@ -101,9 +108,16 @@ final class RedisServer: Sendable {
         let executable = Self.executable()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [
+        var leading: [String] = []
+        if let configFile {
+            // A sentinel rewrites its config file; each start gets the given text afresh.
+            let path = directory.appendingPathComponent("server-\(port).conf")
+            try configFile.write(to: path, atomically: true, encoding: .utf8)
+            leading = [path.path]
+        }
+        process.arguments = leading + [
             "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis.log").path,
+            "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis-\(port).log").path,
             "--daemonize", "no",
         ] + extraArguments
         process.standardOutput = FileHandle.nullDevice
@@ -114,7 +128,7 @@ final class RedisServer: Sendable {
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             guard process.isRunning else {
-                let log = (try? String(contentsOf: directory.appendingPathComponent("redis.log"), encoding: .utf8)) ?? ""
+                let log = (try? String(contentsOf: directory.appendingPathComponent("redis-\(port).log"), encoding: .utf8)) ?? ""
                 throw StartError(description: "redis-server on port \(port) exited: \(log.suffix(500))")
             }
             if Self.answersPing(port: port) { return }

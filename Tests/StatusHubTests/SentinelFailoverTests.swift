@@ -1,0 +1,300 @@
+import Foundation
+import StatusHubCore
+import StatusHubRedis
+import Synchronization
+import Testing
+
+/// Redis Sentinel failovers done for real: a master, a replica and three sentinels on loopback, an MES posting over
+/// HTTP and a dashboard on a WebSocket, the master killed (or demoted) under them.
+@Suite("Sentinel failover, end to end")
+struct SentinelFailoverTests {
+    /// What one failover run saw, by event (each event is its own entity, `M-<n>`, with the key `mes-<n>`).
+    struct Tally: CustomStringConvertible {
+        var acknowledged = 0
+        var acknowledgedAfterFailover = 0
+        var lost = 0
+        var duplicated = 0
+        var unknownOutcomes = 0
+        var notStored = 0
+        var resyncs = 0
+        var resumeMissing = 0
+        var resumeResynced = false
+
+        var description: String {
+            "acknowledged \(acknowledged) (\(acknowledgedAfterFailover) after the failover), 503 unknown \(unknownOutcomes), "
+                + "503 not_stored \(notStored), lost \(lost), duplicated \(duplicated), resync \(resyncs), "
+                + "resume missing \(resumeMissing)\(resumeResynced ? " (resync)" : "")"
+        }
+    }
+
+    /// `kill -9` of the master while an MES posts (each event with its own idempotency key, resent until
+    /// acknowledged) and a dashboard listens; the sentinels promote the replica and the hub follows. With
+    /// `min_replicas_acked: 1` nothing acknowledged is lost or duplicated, and a resume with `since` from before the
+    /// failover gets everything after it; with 0 the run reports what it lost (the fault table's two rows).
+    @Test(arguments: [1, 0])
+    func masterKilledUnderIngest(minReplicasAcked: Int) async throws {
+        let tally = try await withRedisSentinels { redis in
+            try await withHub(redisURL: redis.master.url, configure: { config in
+                config.redis.sentinels = redis.sentinelAddresses
+                config.redis.masterName = RedisSentinels.masterName
+                config.redis.minReplicasAcked = minReplicasAcked
+            }) { hub in
+                try await Self.failover(redis: redis, hubPort: hub.port)
+            }
+        }
+        print("sentinel failover, min_replicas_acked \(minReplicasAcked): \(tally)")
+        #expect(tally.acknowledgedAfterFailover >= 40, "the hub did not follow the failover: \(tally)")
+        if minReplicasAcked > 0 {
+            #expect(tally.lost == 0, "\(tally)")
+            #expect(tally.duplicated == 0, "\(tally)")
+            #expect(tally.resumeMissing == 0 && !tally.resumeResynced, "\(tally)")
+        }
+    }
+
+    static func failover(redis: RedisSentinels, hubPort: Int) async throws -> Tally {
+        let dashboard = try await TestSocket(port: hubPort)
+        try await dashboard.subscribe(["machine:*"])
+        let ingestDone = Atomic(false)
+        let collector = Task { () -> (events: [(id: String, entity: String)], resyncs: Int) in
+            var events: [(id: String, entity: String)] = []
+            var resyncs = 0
+            // Until ingest is over and the dashboard has been quiet for 3 s (ingest itself may pause for longer,
+            // while no master is known).
+            while true {
+                guard let message = try? await dashboard.next(timeout: .seconds(3)) else {
+                    if ingestDone.load(ordering: .relaxed) { break } else { continue }
+                }
+                switch message["op"]?.stringValue {
+                case "event":
+                    if let event = message["event"]?.objectValue, let id = event["event_id"]?.stringValue,
+                        let entity = event["entity_id"]?.stringValue
+                    {
+                        events.append((id, entity))
+                    }
+                case "resync": resyncs += 1
+                default: break
+                }
+            }
+            return (events, resyncs)
+        }
+
+        // As an operator would: the killed master is started again once the replica is promoted, and the sentinels
+        // make it a replica of the new master (with `min_replicas_acked: 1` nothing is acknowledged until then).
+        let restarter = Task {
+            try await RedisSentinels.waitUntil("the sentinels to promote the replica", within: .seconds(40)) {
+                try await redis.masterPort() == redis.replica.port && !redis.master.isRunning
+            }
+            try await redis.master.restart()
+        }
+        defer { restarter.cancel() }
+        var tally = Tally()
+        var acknowledgedIDs: [Int: String] = [:]
+        var killedAfter: Int?
+        let deadline = ContinuousClock.now + .seconds(45)
+        var number = 0
+        while tally.acknowledgedAfterFailover < 40, ContinuousClock.now < deadline {
+            if number == 40, killedAfter == nil {
+                await redis.master.kill9()
+                killedAfter = number
+            }
+            let event = "{\"idempotency_key\":\"mes-\(number)\"," + SampleEvents.machineStatus("M-\(number)").dropFirst()
+            // The MES resends until acknowledged; the event's own key makes every resend safe.
+            while ContinuousClock.now < deadline {
+                let reply = try await HTTP.post(port: hubPort, event: event)
+                if reply.status == 202, let id = reply.json["accepted"]?.arrayValue?.first?["event_id"]?.stringValue {
+                    acknowledgedIDs[number] = id
+                    tally.acknowledged += 1
+                    if killedAfter != nil { tally.acknowledgedAfterFailover += 1 }
+                    break
+                }
+                #expect(reply.status == 503, "\(reply.status): \(reply.text)")
+                #expect(reply.headers["retry-after"] != nil)
+                if reply.json["error"]?["outcome"]?.stringValue == "unknown" { tally.unknownOutcomes += 1 } else { tally.notStored += 1 }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            number += 1
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        ingestDone.store(true, ordering: .relaxed)
+        #expect(try await redis.masterPort() == redis.replica.port, "the sentinels did not promote the replica")
+        try await restarter.value
+
+        let (received, resyncs) = await collector.value
+        _ = await dashboard.close()
+        tally.resyncs = resyncs
+        var idsByEntity: [String: Set<String>] = [:]
+        for event in received { idsByEntity[event.entity, default: []].insert(event.id) }
+        tally.lost = acknowledgedIDs.keys.count { idsByEntity["M-\($0)"] == nil }
+        tally.duplicated = idsByEntity.values.count { $0.count > 1 } + (received.count - Set(received.map(\.id)).count)
+
+        // A dashboard that left before the failover resumes from the last event it had.
+        if let killedAfter, let since = acknowledgedIDs[killedAfter - 1] {
+            let resumed = try await TestSocket(port: hubPort)
+            resumed.send(#"{"op":"subscribe","channels":["machine:*"],"since":"\#(since)"}"#)
+            var entities = Set<String>()
+            while let message = try? await resumed.next(timeout: .seconds(3)) {
+                if message["op"]?.stringValue == "resync" { tally.resumeResynced = true }
+                if let entity = message["event"]?["entity_id"]?.stringValue { entities.insert(entity) }
+            }
+            _ = await resumed.close()
+            tally.resumeMissing = acknowledgedIDs.keys.count { $0 >= killedAfter && !entities.contains("M-\($0)") }
+        }
+        return tally
+    }
+
+    /// The replica has fallen behind when the master dies (its link was cut and it cannot reconnect: the master
+    /// asks for a password it does not have), so the promoted replica lacks the master's last writes. With
+    /// `min_replicas_acked: 0` those were acknowledged and are lost from history and cache; with 1 none of them was
+    /// acknowledged (503, outcome unknown), and the MES's resends store each once on the new master.
+    @Test(arguments: [1, 0])
+    func laggingReplicaAtFailover(minReplicasAcked: Int) async throws {
+        let window = 3
+        let (acknowledgedInWindow, lost, storedTwice, resyncs, shownTwice) = try await withRedisSentinels { redis in
+            try await withHub(redisURL: redis.master.url, configure: { config in
+                config.redis.sentinels = redis.sentinelAddresses
+                config.redis.masterName = RedisSentinels.masterName
+                config.redis.minReplicasAcked = minReplicasAcked
+            }) { hub in
+                let dashboard = try await TestSocket(port: hub.port)
+                try await dashboard.subscribe(["machine:*"])
+                func event(_ number: Int) -> String {
+                    "{\"idempotency_key\":\"lag-\(number)\"," + SampleEvents.machineStatus("M-\(number)").dropFirst()
+                }
+                for number in 0..<5 { #expect(try await HTTP.post(port: hub.port, event: event(number)).status == 202) }
+
+                let master = try await RedisConnection.connect(to: RedisURL(parsing: redis.master.url))
+                _ = try await master.pipeline([["CONFIG", "SET", "requirepass", "the-replica-does-not-know-it"], ["CLIENT", "KILL", "TYPE", "replica"]])
+                await master.close()
+                var acknowledged: [Int: String] = [:]
+                for number in 5..<(5 + window) {
+                    let reply = try await HTTP.post(port: hub.port, event: event(number))
+                    if reply.status == 202 { acknowledged[number] = reply.json["accepted"]?.arrayValue?.first?["event_id"]?.stringValue }
+                }
+                let acknowledgedInWindow = acknowledged.count
+                await redis.master.kill9()
+                try await RedisSentinels.waitUntil("the sentinels to promote the replica", within: .seconds(30)) {
+                    try await redis.masterPort() == redis.replica.port
+                }
+                try await redis.master.restart()
+                // The MES resends what was not acknowledged, with the same keys, until it is.
+                let deadline = ContinuousClock.now + .seconds(30)
+                for number in 0..<(5 + window + 5) where acknowledged[number] == nil && number >= 5 {
+                    while ContinuousClock.now < deadline {
+                        if try await HTTP.post(port: hub.port, event: event(number)).status == 202 { break }
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+                var resyncs = 0
+                var shown: [String: Int] = [:]
+                while let message = try? await dashboard.next(timeout: .seconds(2)) {
+                    if message["op"]?.stringValue == "resync" { resyncs += 1 }
+                    if let entity = message["event"]?["entity_id"]?.stringValue { shown[entity, default: 0] += 1 }
+                }
+                _ = await dashboard.close()
+                // What the promoted replica's history holds, by entity.
+                let promoted = try await RedisConnection.connect(to: RedisURL(host: "127.0.0.1", port: redis.replica.port))
+                let entries = try await promoted.send(["XRANGE", "statushub:history", "-", "+"]).array ?? []
+                await promoted.close()
+                var stored: [String: Int] = [:]
+                for entry in entries {
+                    let text = entry.array?.last?.array?.compactMap(\.text).joined() ?? ""
+                    if let match = text.firstMatch(of: #/"entity_id":"(M-\d+)"/#) { stored[String(match.output.1), default: 0] += 1 }
+                }
+                let lost = (0..<(5 + window)).count { stored["M-\($0)"] == nil }
+                let storedTwice = stored.values.count { $0 > 1 }
+                return (acknowledgedInWindow, lost, storedTwice, resyncs, shown.values.count { $0 > 1 })
+            }
+        }
+        print("sentinel failover with a lagging replica, min_replicas_acked \(minReplicasAcked): acknowledged \(acknowledgedInWindow) of \(window) written while the replica lagged; lost \(lost), stored twice \(storedTwice), dashboard resyncs \(resyncs), events the dashboard was shown twice \(shownTwice)")
+        #expect(storedTwice == 0)
+        if minReplicasAcked > 0 {
+            #expect(acknowledgedInWindow == 0)
+            #expect(lost == 0)
+        } else {
+            #expect(acknowledgedInWindow == window)
+            #expect(lost == window, "acknowledged writes the replica never had are gone after the failover")
+        }
+    }
+
+    /// `SENTINEL FAILOVER`: the master is demoted to a replica while it keeps running and answering. The hub
+    /// leaves it for the promoted replica (it hears `+switch-master`, and a connection that meets `READONLY` or a
+    /// `ROLE` of replica asks the sentinels again), and the dashboard keeps getting events.
+    @Test func demotedMasterIsLeftForTheNewOne() async throws {
+        try await withRedisSentinels { redis in
+            try await withHub(redisURL: redis.master.url, configure: { config in
+                config.redis.sentinels = redis.sentinelAddresses
+                config.redis.masterName = RedisSentinels.masterName
+                config.redis.minReplicasAcked = 1
+            }) { hub in
+                let dashboard = try await TestSocket(port: hub.port)
+                try await dashboard.subscribe(["machine:*"])
+                #expect(try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-before")).status == 202)
+                #expect(try await dashboard.nextEvent()["entity_id"]?.stringValue == "M-before")
+
+                let sentinel = try await RedisConnection.connect(to: RedisURL(host: "127.0.0.1", port: redis.sentinels[0].port))
+                #expect(try await sentinel.send(["SENTINEL", "FAILOVER", RedisSentinels.masterName]).errorMessage == nil)
+                await sentinel.close()
+                try await RedisSentinels.waitUntil("the old master to be demoted") {
+                    try await RedisSentinels.info(port: redis.master.port, "replication").contains("role:slave")
+                }
+
+                var acknowledged = false
+                let deadline = ContinuousClock.now + .seconds(20)
+                while !acknowledged, ContinuousClock.now < deadline {
+                    let reply = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-after", "idle"))
+                    acknowledged = reply.status == 202
+                    if !acknowledged { try await Task.sleep(for: .milliseconds(100)) }
+                }
+                #expect(acknowledged)
+                let event = try await dashboard.nextEvent()
+                #expect(event["entity_id"]?.stringValue == "M-after")
+                // Stored on the promoted replica, which the old master now copies.
+                let promoted = try await RedisConnection.connect(to: RedisURL(host: "127.0.0.1", port: redis.replica.port))
+                #expect(try await promoted.isMasterForTest())
+                #expect(try await promoted.send(["GET", "resource:machine:M-after"]).text?.contains("\"idle\"") == true)
+                await promoted.close()
+                _ = await dashboard.close()
+            }
+        }
+    }
+}
+
+extension RedisConnection {
+    fileprivate func isMasterForTest() async throws -> Bool {
+        try await send(["ROLE"]).array?.first?.text == "master"
+    }
+}
+
+extension SentinelFailoverTests {
+    /// `min_replicas_acked: 1` on a Redis with no replica: the event is stored on the master but no replica confirms
+    /// it, so the answer is 503 with outcome unknown and a resend key; once a replica has caught up, the resend
+    /// with that key is acknowledged as the first attempt's duplicate, stored once.
+    @Test func unconfirmedByReplicasIsUnknownAndTheResendStoresOnce() async throws {
+        try await withRedisServer(extraArguments: ["--repl-diskless-sync-delay", "0"]) { master in
+            try await withHub(redisURL: master.url, configure: { config in
+                config.redis.minReplicasAcked = 1
+                config.redis.commandTimeoutSeconds = 1
+            }) { hub in
+                let refused = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-WAIT"))
+                #expect(refused.status == 503, "\(refused.text)")
+                #expect(refused.headers["retry-after"] != nil)
+                #expect(refused.json["error"]?["outcome"]?.stringValue == "unknown", "\(refused.text)")
+                #expect(refused.json["error"]?["reason"]?.stringValue?.contains("min_replicas_acked") == true, "\(refused.text)")
+                let key = try #require(refused.json["error"]?["resend"]?.arrayValue?.first?["idempotency_key"]?.stringValue)
+
+                try await withRedisServer(extraArguments: ["--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1", String(master.port)]) { replica in
+                    try await RedisSentinels.waitUntil("the replica's link to the master is up") {
+                        try await RedisSentinels.info(port: replica.port, "replication").contains("master_link_status:up")
+                    }
+                    let resend = "{\"idempotency_key\":\"\(key)\"," + SampleEvents.machineStatus("M-WAIT").dropFirst()
+                    let again = try await HTTP.post(port: hub.port, event: resend)
+                    #expect(again.status == 202, "\(again.text)")
+                    #expect(again.json["accepted"]?.arrayValue?.first?["duplicate"] == .bool(true), "\(again.text)")
+                    let history = try await RedisConnection.connect(to: RedisURL(parsing: master.url))
+                    #expect(try await history.send(["XLEN", "statushub:history"]).integer == 1)
+                    await history.close()
+                }
+            }
+        }
+    }
+}
