@@ -14,7 +14,7 @@ struct RESPRequest: Sendable {
 /// The hiredis reader is not thread-safe; it lives and dies with this handler, which NIO only ever calls on the
 /// channel's event loop.
 ///
-/// With `onPush`, the channel is a pub/sub subscriber: `message` and `pmessage` arrays are server pushes, not
+/// With `onPush`, the channel is a pub/sub subscriber: `message`, `pmessage` and `smessage` arrays are server pushes, not
 /// replies, and go to `onPush` — batched per read, so a burst costs one hand-off instead of one per message.
 final class RESPHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
@@ -119,7 +119,7 @@ final class RESPHandler: ChannelDuplexHandler {
     // MARK: private
 
     private func route(_ reply: RedisReply, context: ChannelHandlerContext) {
-        if onPush != nil, Self.isPush(reply) {
+        if onPush != nil, Self.isPush(reply) || (pending.isEmpty && Self.isUnsolicitedUnsubscribe(reply)) {
             pushes.append(reply)
             return
         }
@@ -139,7 +139,14 @@ final class RESPHandler: ChannelDuplexHandler {
         guard case .array(let elements) = reply, elements.count >= 3, case .string(let kind) = elements[0] else {
             return false
         }
-        return kind.elementsEqual("message".utf8) || kind.elementsEqual("pmessage".utf8)
+        return kind.elementsEqual("message".utf8) || kind.elementsEqual("pmessage".utf8) || kind.elementsEqual("smessage".utf8)
+    }
+
+    /// A Redis Cluster node ends a sharded subscription by itself (`sunsubscribe`, no command asked) when the
+    /// channel's slot moves to another node: the subscriber must hear that, not take it for a stray reply.
+    private static func isUnsolicitedUnsubscribe(_ reply: RedisReply) -> Bool {
+        guard case .array(let elements) = reply, elements.count == 3, case .string(let kind) = elements[0] else { return false }
+        return kind.elementsEqual("sunsubscribe".utf8)
     }
 
     private func deliverPushes() {
