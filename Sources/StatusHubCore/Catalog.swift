@@ -20,6 +20,9 @@ public final class Catalog: Sendable {
     public let tallies: [Tally]
     /// The tallies of each entity type, by its name.
     public let talliesByEntityType: [String: [Tally]]
+    /// Categories with an event type some of whose events or fields are restricted (`Restriction`): events of
+    /// other categories reach every reader as they are, without a look at their JSON.
+    public let restrictedCategories: Set<String>
     /// The files the catalog was loaded from, and their text (what two catalogs are compared by).
     public let sources: [(path: String, text: String)]
 
@@ -39,6 +42,7 @@ public final class Catalog: Sendable {
         self.categories = categories
         self.tallies = tallies
         self.talliesByEntityType = Dictionary(grouping: tallies, by: \.entityType)
+        self.restrictedCategories = Set(eventTypes.filter { !$0.definition.restriction.isEmpty }.map(\.category.rawValue))
         self.sources = sources
         entityByName = NameTable(entityTypes.map { ($0.rawValue, $0) })
         eventByName = NameTable(eventTypes.map { ($0.rawValue, $0) })

@@ -19,11 +19,11 @@ struct CatalogBuilder {
     static let categoryKeys = ["description", "seed"]
     static let eventKeys = [
         "description", "seed", "category", "carries_state", "entity_types", "line", "data", "for_entity", "rules",
-        "transitions", "example_valid", "example_invalid", "published_by",
+        "transitions", "example_valid", "example_invalid", "published_by", "restricted",
     ]
     static let fieldKeys = [
         "description", "type", "required", "enum", "min", "max", "min_length", "max_length", "fields", "items",
-        "min_items", "max_items",
+        "min_items", "max_items", "restricted",
     ]
     static let fieldTypes = ["string", "number", "integer", "boolean", "timestamp", "object", "array", "status", "any"]
     /// Names the hub uses itself: `line` addresses line channels (`line:Line-2:…`).
@@ -228,6 +228,15 @@ struct CatalogBuilder {
         let rules = try member("rules").map { try crossFieldRules($0, fields: dataFields) } ?? []
         if let transitions = member("transitions") { try checkTransitions(transitions, fields: dataFields, entityTypes: allowed) }
 
+        var restrictedFields: [String: [Restriction.Field]] = [:]
+        for type in allowed {
+            for (fieldName, fieldNode) in dataFields + (perEntity[type.rawValue] ?? []) {
+                guard let claimNode = try fieldNode.members().first(where: { $0.key == "restricted" })?.value else { continue }
+                restrictedFields[type.rawValue, default: []].append(Restriction.Field(name: fieldName, claim: try claim(claimNode)))
+            }
+        }
+        let restrictedTo = try member("restricted").map(claim)
+
         var schemas: [DataSchema] = []
         for type in allowed {
             var fields: [FieldRule] = []
@@ -267,7 +276,17 @@ struct CatalogBuilder {
         return EventType(EventType.Definition(
             name: name, description: try member("description")?.string(), category: EventCategory(rawValue: categoryName),
             carriesState: carriesState, publishable: try publishable(member("published_by")), lineRequired: lineRequired, entityTypes: allowed,
-            schemas: schemas, declaration: declaration, validExamples: valid, invalidExamples: invalid))
+            schemas: schemas, declaration: declaration, validExamples: valid, invalidExamples: invalid,
+            restriction: Restriction(eventClaim: restrictedTo, fields: restrictedFields)))
+    }
+
+    /// A claim a subscriber token must carry (`see: [pii]`) to receive what it guards.
+    private func claim(_ node: CatalogNode) throws -> String {
+        let name = try node.string()
+        guard name.range(of: #"^[a-z][a-z0-9_-]{0,63}$"#, options: .regularExpression) != nil else {
+            throw node.error("a claim is lowercase letters, digits, '_' and '-', starting with a letter (e.g. pii)")
+        }
+        return name
     }
 
     /// `published_by: hub` marks an event type only the hub sends (`counter_changed`); publishers are refused it.
@@ -339,6 +358,9 @@ struct CatalogBuilder {
     private func fieldRule(_ name: String, _ node: CatalogNode, parentPath: String, entityType: EntityType) throws -> FieldRule {
         guard !name.isEmpty, name.utf8.count <= 64 else { throw node.error("a field name is 1-64 characters") }
         let members = try node.members(allowed: Self.fieldKeys)
+        if parentPath != "data", let restricted = members.first(where: { $0.key == "restricted" }) {
+            throw restricted.value.error("only a top-level field of data can be restricted")
+        }
         let required = try members.first { $0.key == "required" }?.value.bool() ?? false
         return FieldRule(name: name, path: "\(parentPath).\(name)", required: required, kind: try fieldKind(node, members, entityType: entityType))
     }

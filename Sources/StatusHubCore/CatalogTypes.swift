@@ -110,12 +110,15 @@ public struct EventType: Hashable, Sendable, CustomStringConvertible {
         /// Example events the tests post (`example_valid` / `example_invalid`).
         public let validExamples: [JSONValue]
         public let invalidExamples: [JSONValue]
+        /// Who may see its events, and which of their fields (seed 003 §12.1).
+        public let restriction: Restriction
 
         init(
             name: String, description: String?, category: EventCategory, carriesState: Bool, publishable: Bool,
             lineRequired: Bool, entityTypes: [EntityType], schemas: [DataSchema], declaration: JSONValue, validExamples: [JSONValue],
-            invalidExamples: [JSONValue]
+            invalidExamples: [JSONValue], restriction: Restriction = Restriction()
         ) {
+            self.restriction = restriction
             self.name = name
             self.description = description
             self.category = category

@@ -29,14 +29,17 @@ final class Connection: Hashable, Sendable {
     private let seamOpen = Atomic<Bool>(false)
     /// Run once, by whoever pushed, if the outbox overflows (see `whenOverflowing`).
     private let overflowAction: OverflowAction
+    /// The restriction claims of its token (`Restriction`); nil: every claim (no token on a hub without auth).
+    private let readerClaims: Mutex<Set<String>?>
 
     private final class OverflowAction: Sendable {
         let action = Mutex<(@Sendable () -> Void)?>(nil)
         func run() { action.withLock { $0.take() }?() }
     }
 
-    init(id: UInt64, outboxCapacity: Int, conflateAbove: Int) {
+    init(id: UInt64, outboxCapacity: Int, conflateAbove: Int, claims: Set<String>?) {
         self.id = id
+        self.readerClaims = Mutex(claims)
         let overflowAction = OverflowAction()
         self.overflowAction = overflowAction
         self.outbox = Outbox(capacity: outboxCapacity, conflateAbove: conflateAbove) { overflowAction.run() }
@@ -53,6 +56,12 @@ final class Connection: Hashable, Sendable {
     func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 
     var patterns: Set<ChannelPattern> { state.withLock { $0.patterns } }
+
+    /// Read only for events something restricts (`Redaction`), so not once per delivery.
+    var claims: Set<String>? { readerClaims.withLock { $0 } }
+
+    /// A renewed token's claims (`auth`).
+    func see(_ claims: Set<String>?) { readerClaims.withLock { $0 = claims } }
 
     func record(added: [ChannelPattern]) { state.withLock { $0.patterns.formUnion(added) } }
     func record(removed: [ChannelPattern]) { state.withLock { $0.patterns.subtract(removed) } }

@@ -9,11 +9,14 @@ import Synchronization
 final class FanOut: EventSink {
     let index = SubscriptionIndex<Connection>()
     private let metrics: HubMetrics
+    /// What restricts which events (`Restriction`), for the frames each reader may get.
+    let catalog: Catalog
     /// Every open connection, subscribed or not: for engine gaps and for draining at shutdown.
     private let open = Mutex<Set<Connection>>([])
 
-    init(metrics: HubMetrics) {
+    init(metrics: HubMetrics, catalog: Catalog) {
         self.metrics = metrics
+        self.catalog = catalog
     }
 
     func deliver(_ event: StoredEvent) {
@@ -26,12 +29,22 @@ final class FanOut: EventSink {
         var filteredOut = 0
         // Each distinct filter is evaluated once per event, not once per connection that holds it.
         var verdicts = FilterVerdicts(event: event)
+        // And each view of a restricted event is encoded once, not once per connection that gets it.
+        var variants = RedactionVariants(held, catalog: catalog)
         for connection in receivers {
             guard connection.filters.admit(&verdicts, patterns: connection.patterns) else {
                 filteredOut += 1
                 continue
             }
-            if connection.offer(held) == .conflated { conflated += 1 }
+            var frame = held
+            if variants.varies {
+                guard let visible = variants.held(for: connection.claims) else {
+                    filteredOut += 1
+                    continue
+                }
+                frame = visible
+            }
+            if connection.offer(frame) == .conflated { conflated += 1 }
         }
         metrics.deliveries.increment(by: Int64(receivers.count - filteredOut))
         if conflated > 0 { metrics.conflated.increment(by: conflated) }

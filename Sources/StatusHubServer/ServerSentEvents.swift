@@ -148,7 +148,7 @@ struct ServerSentEvents {
         func run(patterns: [ChannelPattern], asked: Query, writer: inout any ResponseBodyWriter) async throws {
             let connection = Connection(
                 id: hub.connectionIDs.next(), outboxCapacity: hub.config.websocket.outboxCapacity,
-                conflateAbove: hub.config.websocket.conflateAbove)
+                conflateAbove: hub.config.websocket.conflateAbove, claims: subscriber.claims)
             // Like a WebSocket: a stream whose outbox overflows ends; one whose socket stopped draining is cut a
             // second later.
             connection.whenOverflowing { [metrics = hub.metrics, channel] in

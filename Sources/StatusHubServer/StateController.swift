@@ -32,7 +32,10 @@ struct StateController {
             if let allowed = subscriber.allowed, !event.matches(any: allowed.map { $0.scoped(to: subscriber.tenant) }) {
                 return JSONResponse.error(.forbidden, field: "entity_id", reason: "\(type.rawValue) \(entityID) is outside the token's patterns")
             }
-            return JSONResponse.bytes(event.json)
+            guard let visible = Redaction.visible(event, to: subscriber.claims, catalog: catalog) else {
+                return JSONResponse.error(.forbidden, field: "entity_type", reason: "\(type.rawValue) \(entityID)'s latest event is restricted to tokens with a claim this one lacks (see)")
+            }
+            return JSONResponse.bytes(visible.json)
         } catch let unavailable as EngineUnavailable {
             return unavailableResponse(unavailable)
         }
@@ -67,14 +70,15 @@ struct StateController {
         guard engine.isReady else {
             return unavailableResponse(EngineUnavailable(reason: "the engine is not connected"))
         }
-        let (engine, scoped) = (engine, patterns)
+        let (engine, scoped, catalog, claims) = (engine, patterns, catalog, subscriber.claims)
         let body = ResponseBody { writer in
             try await writer.write(ByteBuffer(string: #"{"events":["#))
             var first = true
             try await engine.snapshot(matching: scoped, chunkSize: 500) { chunk in
                 guard !chunk.events.isEmpty else { return }
                 var bytes: [UInt8] = []
-                for event in chunk.events {
+                for stored in chunk.events {
+                    guard let event = Redaction.visible(stored, to: claims, catalog: catalog) else { continue }
                     if !first { bytes.append(UInt8(ascii: ",")) }
                     first = false
                     bytes += event.json

@@ -24,7 +24,7 @@ public struct StatusHub: Sendable {
     public init(config: HubConfig, engine: any Engine) throws {
         self.config = config
         self.engine = engine
-        self.fanOut = FanOut(metrics: metrics)
+        self.fanOut = FanOut(metrics: metrics, catalog: config.catalog)
         self.flushers = LoopFlushers(delay: .microseconds(Int64(config.websocket.writeDelayMs * 1000)))
         self.access = try HubAccess(config: config)
         self.tls = try TLSSetup.serverConfiguration(config.server)
@@ -129,7 +129,7 @@ public struct StatusHub: Sendable {
                 var session = WebSocketSession(
                     connection: Connection(
                         id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity,
-                        conflateAbove: config.websocket.conflateAbove),
+                        conflateAbove: config.websocket.conflateAbove, claims: subscriber.claims),
                     channel: channel, direct: direct, fanOut: fanOut, flushers: flushers, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
                 session.access = access.session(for: subscriber)
                 try await session.run(inbound: inbound, outbound: outbound)

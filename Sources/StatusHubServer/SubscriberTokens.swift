@@ -3,10 +3,12 @@ import JWTKit
 import StatusHubCore
 
 /// The claims of a subscriber token: `{"tenant":"acme","patterns":["line:Line-2:*"],"exp":1763479425}`, and
-/// optionally `nbf`, before which the token is not valid.
+/// optionally `nbf`, before which the token is not valid, and `see`, the catalog's restriction claims it holds
+/// (`["pii","audit"]`, see `Restriction`).
 struct SubscriberClaims: JWTPayload {
     var tenant: String?
     var patterns: [String]
+    var see: [String]?
     var exp: ExpirationClaim
     var nbf: NotBeforeClaim?
     var sub: SubjectClaim?
@@ -28,6 +30,8 @@ struct Subscriber: Sendable, Equatable {
     var allowed: [ChannelPattern]?
     /// When the token expires; nil: never (no token).
     var expires: Date?
+    /// The restriction claims it holds (`Restriction`); nil: all of them (auth off, no token).
+    var claims: Set<String>? = nil
 
     static let anonymous = Subscriber(tenant: Tenant.defaultName, allowed: nil, expires: nil)
 
@@ -93,7 +97,7 @@ final class SubscriberTokens: Sendable {
             }
             allowed.append(pattern)
         }
-        return .success(Subscriber(tenant: tenant, allowed: allowed, expires: claims.exp.value))
+        return .success(Subscriber(tenant: tenant, allowed: allowed, expires: claims.exp.value, claims: Set(claims.see ?? [])))
     }
 
     /// The token of a WebSocket upgrade: `Authorization: Bearer <JWT>`, else the `token` query parameter.

@@ -60,7 +60,8 @@ struct Subscriptions {
                 first = false
                 // The seam learns every state the snapshot reflects, sent or filtered out.
                 answered.sent(chunk.events)
-                let events = filter.map { filter in chunk.events.filter { Self.admits($0, filter) } } ?? chunk.events
+                let visible = chunk.events.compactMap(visible)
+                let events = filter.map { filter in visible.filter { Self.admits($0, filter) } } ?? visible
                 reply(ServerMessage.snapshot(id: id, events: events, position: chunk.position, more: !chunk.isLast))
                 // Read the next part only once this one is nearly on its way: a snapshot of 50,000 states to a dozen
                 // dashboards at once must not sit in their outboxes whole.
@@ -73,6 +74,11 @@ struct Subscriptions {
             reply(ServerMessage.error(id: id, code: .unavailable, message: "snapshot unavailable: \(error); live events follow"))
             connection.endSeam()
         }
+    }
+
+    /// The event as this connection's token may see it (`Redaction`), or nil.
+    private func visible(_ event: StoredEvent) -> StoredEvent? {
+        Redaction.visible(event, to: connection.claims, catalog: fanOut.catalog)
     }
 
     private static func admits(_ event: StoredEvent, _ filter: EventFilter) -> Bool {
@@ -96,7 +102,8 @@ struct Subscriptions {
                 guard let page = try await engine.history(after: cursor, limit: pageSize) else {
                     return cursor == since ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"))
                 }
-                for event in page where event.matches(any: patterns) && (filter.map { Self.admits(event, $0) } ?? true) {
+                for stored in page where stored.matches(any: patterns) {
+                    guard let event = visible(stored), filter.map({ Self.admits(event, $0) }) ?? true else { continue }
                     connection.outbox.push(WireFrame.text(ServerMessage.event(event)), conflationKey: FanOut.conflationKey(of: event))
                 }
                 guard let last = page.last else { return .complete(through: cursor) }

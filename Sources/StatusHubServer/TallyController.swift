@@ -68,6 +68,14 @@ struct TallyController {
         guard subscriber.allows(allocations) else {
             return JSONResponse.error(.forbidden, field: "Authorization", reason: "allocations are outside the token's patterns")
         }
+        // The sets say what the events of their entity type say: the claims those need, these need too.
+        let entityName = catalog.tallies.first { $0.kind == .set && $0.keys.contains(template) }?.entityType
+        let needed = Set(catalog.eventTypes.filter { $0.entityTypes.contains { $0.rawValue == entityName } }
+            .compactMap(\.definition.restriction.eventClaim))
+        if let claims = subscriber.claims, !needed.isSubset(of: claims) {
+            return JSONResponse.error(
+                .forbidden, field: "Authorization", reason: "active \(entityName ?? "")s need the claims \(needed.sorted().joined(separator: ", ")) (see)")
+        }
         let key = template.replacingOccurrences(of: "{\(Self.placeholder(in: template) ?? "")}", with: id)
         do {
             let members = try await engine.activeSet(key: Tenant.prefix(subscriber.tenant) + key)

@@ -184,6 +184,7 @@ struct WebSocketSession {
         case .success(.auth(let id, let token)):
             switch await access.refresh(token: token, held: connection.patterns) {
             case .success(let dropped):
+                connection.see(access.subscriber.claims)
                 if !dropped.isEmpty {
                     fanOut.remove(connection, patterns: dropped)
                     reply(ServerMessage.unsubscribed(id: id, patterns: dropped))

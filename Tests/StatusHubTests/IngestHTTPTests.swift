@@ -22,7 +22,12 @@ struct IngestHTTPTests {
 
             let matching = try await HTTP.get(port: hub.port, "/v1/state?pattern=line:Line-2:*&pattern=operator:*")
             #expect(matching.status == 200)
-            if case .array(let events)? = matching.json["events"] { #expect(events.count == 1) } else { Issue.record(Comment(rawValue: matching.text)) }
+            if case .array(let events)? = matching.json["events"] {
+                // The machine, and the line's live counter it now counts toward.
+                #expect(events.compactMap { $0["entity_type"]?.stringValue }.sorted() == ["counter", "machine"])
+            } else {
+                Issue.record(Comment(rawValue: matching.text))
+            }
         }
     }
 

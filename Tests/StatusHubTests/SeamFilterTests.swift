@@ -18,7 +18,7 @@ struct SeamFilterTests {
     static let operator1 = ["resource-status", "operator:O-1"]
 
     @Test func lateEventsTheSnapshotHeldAreDroppedOthersPass() throws {
-        let connection = Connection(id: 1, outboxCapacity: 100, conflateAbove: 50)
+        let connection = Connection(id: 1, outboxCapacity: 100, conflateAbove: 50, claims: nil)
         let machines = [try ChannelPattern(parsing: "machine:*")]
         connection.record(added: machines + [try ChannelPattern(parsing: "operator:*")])
         connection.beginSeam()
@@ -42,7 +42,7 @@ struct SeamFilterTests {
     }
 
     @Test func aReplayHoldsOnlyItsOwnPatterns() throws {
-        let connection = Connection(id: 1, outboxCapacity: 100, conflateAbove: 50)
+        let connection = Connection(id: 1, outboxCapacity: 100, conflateAbove: 50, claims: nil)
         connection.beginSeam()
         connection.offer(Self.event(4, Self.machine1, key: "resource:machine:M-1"))  // held in the seam, replayed
         connection.endSeam(SeamFilter(patterns: [try ChannelPattern(parsing: "machine:*")], replayedThrough: EventID(milliseconds: 5, sequence: 0)))

@@ -98,17 +98,17 @@ struct SourceOrderTests {
     /// deadline, and the stale notice carries the newest state.
     @Test(arguments: EngineKind.allCases)
     func lateEventsDoNotPostponeStaleness(engine: EngineKind) async throws {
-        try await withHub(engine: engine, configure: { $0.cacheTTL.overrides["machine"] = 1 }) { hub in
+        try await withHub(engine: engine, configure: { $0.cacheTTL.overrides["machine"] = 2 }) { hub in
             let socket = try await TestSocket(port: hub.port)
             _ = try await socket.subscribe(["machine:*"])
             let posted = ContinuousClock.now
             _ = try await HTTP.post(port: hub.port, event: Self.machine("M-3", "running", at: "2025-06-01T00:00:00Z"))
             _ = try await socket.nextEvent()
-            // Late events every ~200 ms for up to 6 s; the state must go stale on its own 1 s deadline meanwhile.
+            // Late events every ~200 ms for up to 8 s; the state must go stale on its own 2 s deadline meanwhile.
             // (Once it is stale its rank is gone, and the next event of the entity starts afresh.)
             var acknowledgedLate = 0
             var stale: StoredEventJSON?
-            while stale == nil, ContinuousClock.now - posted < .seconds(6) {
+            while stale == nil, ContinuousClock.now - posted < .seconds(8) {
                 let reply = try await HTTP.post(port: hub.port, event: Self.machine("M-3", "breakdown", at: "2025-05-01T00:00:00Z"))
                 if reply.json["accepted"]?.arrayValue?.first?["late"] == .bool(true) { acknowledgedLate += 1 }
                 while let event = try? await socket.nextEvent(timeout: .milliseconds(200)) {

@@ -8,7 +8,7 @@ import Testing
     @Test func stateReadsNeedATokenAndStayInItsTenantAndPatterns() async throws {
         let issuer = TokenIssuer()
         try await withHub(engine: .memory, configure: try AccessControlTests.secured(issuer)) { hub in
-            #expect(try await AccessControlTests.post(hub.port, key: AccessControlTests.lineKey, [SampleEvents.machineStatus("M-1")]).status == 202)
+            #expect(try await AccessControlTests.post(hub.port, key: AccessControlTests.lineKey, [SampleEvents.machineStatus("M-1", "running")]).status == 202)
             #expect(try await AccessControlTests.post(hub.port, key: AccessControlTests.acmeKey, [SampleEvents.machineStatus("M-1", "idle")]).status == 202)
 
             let anonymous = try await HTTP.get(port: hub.port, "/v1/state/machine/M-1")

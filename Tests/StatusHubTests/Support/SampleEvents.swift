@@ -3,8 +3,10 @@ import StatusHubCore
 
 /// Seed-shaped events for tests, as JSON text and as validated events.
 enum SampleEvents {
+    /// Idle by default: a running machine on a line also moves the line's live counter, which publishes an event
+    /// of its own (`TallyTests`); tests that count events pass "running" only where they mean it.
     static func machineStatus(
-        _ id: String, _ status: String = "running", line: String? = "Line-2", extra: String = ""
+        _ id: String, _ status: String = "idle", line: String? = "Line-2", extra: String = ""
     ) -> String {
         let linePart = line.map { #","line":"\#($0)""# } ?? ""
         return #"{"event_type":"resource_status_changed","entity_type":"machine","entity_id":"\#(id)","timestamp":"2025-11-18T14:23:45.678Z","data":{"current_status":"\#(status)"\#(extra)},"metadata":{"source":"mes","triggered_by":"system"}\#(linePart)}"#

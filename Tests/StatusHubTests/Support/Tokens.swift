@@ -11,6 +11,7 @@ struct TokenIssuer: Sendable {
         var patterns: [String]
         var exp: ExpirationClaim
         var nbf: NotBeforeClaim?
+        var see: [String]?
 
         func verify(using algorithm: some JWTAlgorithm) async throws {}
     }
@@ -25,11 +26,14 @@ struct TokenIssuer: Sendable {
     }
 
     /// `validIn`: seconds from now to the token's `nbf` (none without it).
-    func hs256(tenant: String? = nil, patterns: [String], expiresIn: TimeInterval = 3600, validIn: TimeInterval? = nil) async throws -> String {
+    /// `see`: the restriction claims (`pii`, `audit`, …) the token carries.
+    func hs256(
+        tenant: String? = nil, patterns: [String], expiresIn: TimeInterval = 3600, validIn: TimeInterval? = nil, see: [String]? = nil
+    ) async throws -> String {
         let keys = await JWTKeyCollection().add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
         return try await keys.sign(Claims(
             tenant: tenant, patterns: patterns, exp: .init(value: Date().addingTimeInterval(expiresIn)),
-            nbf: validIn.map { .init(value: Date().addingTimeInterval($0)) }))
+            nbf: validIn.map { .init(value: Date().addingTimeInterval($0)) }, see: see))
     }
 
     func es256(tenant: String? = nil, patterns: [String], expiresIn: TimeInterval = 3600) async throws -> String {

@@ -1,0 +1,130 @@
+import Foundation
+import StatusHubCore
+@testable import StatusHubServer
+import Testing
+
+/// Seed 003 §12.1: restricted fields and event types reach only tokens with the claim, in live events, snapshots,
+/// replays and `/v1/state`.
+@Suite("Who may see what")
+struct RedactionTests {
+    static let operatorWithPII = #"{"event_type":"resource_status_changed","entity_type":"operator","entity_id":"O-156","line":"Line-2","timestamp":"2025-11-18T14:23:45.678Z","data":{"current_status":"available","name":"John Doe","email":"jd@plant.example","location":"Zone A"},"metadata":{"source":"tna","triggered_by":"badge"}}"#
+    static let allocation = #"{"event_type":"allocation_changed","entity_type":"allocation","entity_id":"A-1","line":"Line-2","timestamp":"2025-11-18T14:23:45.678Z","data":{"change_type":"created","operator_id":"O-156","machine_id":"M-1"},"metadata":{"source":"mes","triggered_by":"planner"}}"#
+    static let material = #"{"event_type":"material_inventory_changed","entity_type":"material","entity_id":"MAT-1","line":"Line-2","timestamp":"2025-11-18T14:23:45.678Z","data":{"available_quantity":5,"unit_cost":12.5},"metadata":{"source":"erp","triggered_by":"receipt"}}"#
+
+    /// A publisher key of the default tenant for every entity type and line.
+    static let plantKey = "plant-key-5d21"
+
+    static func secured(_ issuer: TokenIssuer) throws -> (inout HubConfig) -> Void {
+        let base = try AccessControlTests.secured(issuer)
+        return { config in
+            base(&config)
+            config.auth.apiKeys.append(.init(name: "plant-mes", hash: PublisherKeys.hash(key: plantKey)))
+        }
+    }
+
+    static func socket(_ port: Int, _ token: String) async throws -> TestSocket {
+        try await TestSocket(port: port, path: "/v1/ws?token=\(token)")
+    }
+
+    static func get(_ port: Int, _ path: String, _ token: String) async throws -> HTTPReply {
+        try await HTTP.request("GET", port: port, path, contentType: nil, headers: ["Authorization": "Bearer \(token)"])
+    }
+
+    @Test(arguments: EngineKind.allCases)
+    func restrictedFieldsAndTypesReachOnlyTokensWithTheClaim(engine: EngineKind) async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: engine, configure: try Self.secured(issuer)) { hub in
+            let everything = ["line:Line-2:*"]
+            let floor = try await issuer.hs256(patterns: everything)
+            let hr = try await issuer.hs256(patterns: everything, see: ["pii"])
+            let auditor = try await issuer.hs256(patterns: everything + ["allocation:*"], see: ["audit", "pii", "financial"])
+            let floorLive = try await Self.socket(hub.port, floor)
+            let hrLive = try await Self.socket(hub.port, hr)
+            let auditLive = try await Self.socket(hub.port, auditor)
+            for socket in [floorLive, hrLive, auditLive] { _ = try await socket.subscribe(["line:Line-2:*"]) }
+
+            let reply = try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data("[\(Self.operatorWithPII),\(Self.allocation),\(Self.material)]".utf8),
+                headers: ["Authorization": "Bearer \(Self.plantKey)"])
+            #expect(reply.status == 202, "\(reply.text)")
+            let firstID = reply.json["accepted"]?.arrayValue?.first?["event_id"]?.stringValue
+
+            func live(_ socket: TestSocket) async throws -> [String: StoredEventJSON] {
+                var byType: [String: StoredEventJSON] = [:]
+                while let event = try? await socket.nextEvent(timeout: .milliseconds(800)) {
+                    if let type = event["event_type"]?.stringValue, type != "counter_changed" { byType[type] = event }
+                }
+                return byType
+            }
+            let floorSaw = try await live(floorLive)
+            let hrSaw = try await live(hrLive)
+            let auditSaw = try await live(auditLive)
+            // The floor: the operator without name or email, no allocation, the material without its cost.
+            #expect(Set(floorSaw.keys) == ["resource_status_changed", "material_inventory_changed"])
+            #expect(floorSaw["resource_status_changed"]?["data"] == .object(["current_status": .string("available"), "location": .string("Zone A")]))
+            #expect(floorSaw["material_inventory_changed"]?["data"] == .object(["available_quantity": .number(5)]))
+            #expect(floorSaw["resource_status_changed"]?["event_id"]?.stringValue == firstID)
+            // HR: the name, still no allocation.
+            #expect(Set(hrSaw.keys) == ["resource_status_changed", "material_inventory_changed"])
+            #expect(hrSaw["resource_status_changed"]?["data"]?["name"] == .string("John Doe"))
+            #expect(hrSaw["material_inventory_changed"]?["data"]?["unit_cost"] == nil)
+            // Audit with every claim: everything, as stored.
+            #expect(Set(auditSaw.keys) == ["resource_status_changed", "allocation_changed", "material_inventory_changed"])
+            #expect(auditSaw["material_inventory_changed"]?["data"]?["unit_cost"] == .number(12.5))
+
+            // Snapshots and replays redact alike.
+            let floorLater = try await Self.socket(hub.port, floor)
+            let snapshot = try await floorLater.subscribe(["line:Line-2:*"], snapshot: true)
+            #expect(!snapshot.contains { $0["entity_type"] == .string("allocation") })
+            #expect(snapshot.first { $0["entity_type"] == .string("operator") }?["data"]?["name"] == nil)
+            #expect(snapshot.first { $0["entity_type"] == .string("operator") }?["data"]?["current_status"] == .string("available"))
+            let replayer = try await Self.socket(hub.port, floor)
+            replayer.send(#"{"op":"subscribe","id":"r","channels":["line:Line-2:*"],"since":"0-0"}"#)
+            _ = try await replayer.next()
+            let replayed = try await live(replayer)
+            #expect(replayed["allocation_changed"] == nil)
+            #expect(replayed["resource_status_changed"]?["data"]?["email"] == nil)
+
+            // /v1/state, one and many.
+            let one = try await Self.get(hub.port, "/v1/state/operator/O-156", floor)
+            #expect(one.status == 200)
+            #expect(one.json["data"]?["name"] == nil && one.json["data"]?["location"] == .string("Zone A"))
+            #expect(try await Self.get(hub.port, "/v1/state/operator/O-156", hr).json["data"]?["name"] == .string("John Doe"))
+            let hidden = try await Self.get(hub.port, "/v1/state/allocation/A-1", floor)
+            #expect(hidden.status == 403)
+            #expect(hidden.json["error"]?["field"] == .string("entity_type"))
+            #expect(try await Self.get(hub.port, "/v1/state/allocation/A-1", auditor).status == 200)
+            let many = try await Self.get(hub.port, "/v1/state?pattern=line:Line-2:*", floor)
+            let types = many.json["events"]?.arrayValue?.compactMap { $0["entity_type"]?.stringValue } ?? []
+            #expect(!types.contains("allocation") && types.contains("operator"), "\(many.text)")
+            #expect(!many.text.contains("John Doe") && !many.text.contains("12.5"))
+            // The active sets tell what the allocation events tell: audit only.
+            #expect(try await Self.get(hub.port, "/v1/allocations/active?operator=O-156", floor).status == 403)
+            let sets = try await Self.get(hub.port, "/v1/allocations/active?operator=O-156", auditor)
+            #expect(sets.json["allocation_ids"] == .array([.string("A-1")]))
+            for socket in [floorLive, hrLive, auditLive, floorLater, replayer] { _ = await socket.close() }
+        }
+    }
+
+    /// A renewed token's claims apply from then on.
+    @Test func authWithNewClaimsChangesWhatArrives() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: try Self.secured(issuer)) { hub in
+            let socket = try await Self.socket(hub.port, try await issuer.hs256(patterns: ["operator:*"]))
+            _ = try await socket.subscribe(["operator:*"])
+            func post() async throws {
+                _ = try await HTTP.request(
+                    "POST", port: hub.port, "/v1/events", body: Data(Self.operatorWithPII.utf8),
+                    headers: ["Authorization": "Bearer \(Self.plantKey)"])
+            }
+            try await post()
+            #expect(try await socket.nextEvent()["data"]?["name"] == nil)
+            let renewed = try await issuer.hs256(patterns: ["operator:*"], see: ["pii"])
+            socket.send(#"{"op":"auth","id":"a","token":"\#(renewed)"}"#)
+            #expect(try await socket.next()["op"] == .string("authenticated"))
+            try await post()
+            #expect(try await socket.nextEvent()["data"]?["name"] == .string("John Doe"))
+            _ = await socket.close()
+        }
+    }
+}
