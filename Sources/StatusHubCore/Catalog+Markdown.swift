@@ -23,6 +23,7 @@ extension Catalog {
                 ? "any" : definition.entityTypes.map(\.rawValue).joined(separator: ", ")
             var rules = Self.ruleSummary(definition.declaration)
             if definition.lineRequired { rules = "`line` required; " + rules }
+            if let claim = definition.restriction.eventClaim { rules = "only for `\(claim)`; " + rules }
             lines.append(
                 "| `\(type.rawValue)` | \(entities) | `\(type.category.rawValue)` | \(rules) | \(type.carriesState ? "yes" : "no") |")
         }
@@ -63,7 +64,8 @@ extension Catalog {
         return ordered.map { name, rule in
             let kind = kindSummary(rule)
             let required = rule["required"] == .bool(true) ? " required" : ""
-            return "`\(name)`" + (kind.isEmpty ? "" : " \(kind)") + required
+            let restricted = rule["restricted"]?.stringValue.map { ", only for `\($0)`" } ?? ""
+            return "`\(name)`" + (kind.isEmpty ? "" : " \(kind)") + required + restricted
         }.joined(separator: ", ")
     }
 

@@ -48,8 +48,14 @@ struct EventBuilder {
     func write(seq: Int, sentNanos: UInt64, timestamp: String, into buffer: inout ByteBuffer) -> Int {
         let machine = config.machineIndex(publisher: publisher, seq: seq)
         let line = machine % config.lineCount
-        let kind = config.mix == .plant ? PlantMix.kind(of: seq) : .machineStatus
-        let (eventType, entityType, entityID, fields) = kind.parts(unit: machine, seq: seq)
+        let kind: PlantMix = switch config.mix {
+        case .plant: PlantMix.kind(of: seq)
+        case .machineStatus: .machineStatus
+        case .operatorStatus: .operatorStatus
+        }
+        var (eventType, entityType, entityID, fields) = kind.parts(unit: machine, seq: seq)
+        // The operator's name: a field the catalog restricts (pii), so readers without the claim get another frame.
+        if config.mix == .operatorStatus { fields += #","name":"Operator \#(machine)""# }
         let start = buffer.writerIndex
         buffer.writeString(
             #"{"event_type":"\#(eventType)","entity_type":"\#(entityType)","entity_id":"\#(entityID)","#
@@ -74,6 +80,9 @@ struct EventBuilder {
 enum EventMix: String, ExpressibleByArgument, Sendable {
     /// Machine `resource_status_changed` only (every scenario before `plant`).
     case machineStatus = "machine-status"
+    /// Operator `resource_status_changed` with the operator's `name`, which the catalog restricts (`pii`): with
+    /// subscribers in two roles (`--token`), fan-out encodes two frames per event.
+    case operatorStatus = "operator-status"
     /// A plant's traffic: mostly machine status, then operators, work orders, material, alerts and allocations
     /// (`PlantMix`), all on the line of the unit they concern.
     case plant

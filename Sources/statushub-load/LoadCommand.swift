@@ -119,8 +119,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Distinct machines (entity_id M-{n}, n = event number modulo this).")
     var machines = 1000
 
-    @Option(help: "What is published: machine-status (machine resource_status_changed only) or plant (machines, operators, work orders, material, alerts, allocations; needs --mapping lines:K).")
+    @Option(help: "What is published: machine-status (machine resource_status_changed only), operator-status (operators with a name, which the catalog restricts to tokens with the claim pii) or plant (machines, operators, work orders, material, alerts, allocations; needs --mapping lines:K).")
     var mix: EventMix = .machineStatus
+
+    @Option(name: .customLong("token"), help: "A subscriber token (JWT), repeatable: subscriber i connects with token i modulo their number (?token=).")
+    var tokens: [String] = []
 
     @Option(help: "Size of each event's data object, bytes (padded with data.pad; the minimum is ~130; the whole event is ~200 more).")
     var payloadBytes = 200
@@ -190,7 +193,7 @@ struct RunCommand: AsyncParsableCommand {
             hubPIDs: hubPIDs,
             subscribers: subscribers, publishers: publishers, rate: rate, duration: duration, batch: batch,
             mapping: mapping, lineCount: { if case .lines(let k) = mapping { k } else { lines } }(),
-            machines: machines, mix: mix, payloadBytes: payloadBytes, drain: drain,
+            machines: machines, mix: mix, tokens: tokens, payloadBytes: payloadBytes, drain: drain,
             connectConcurrency: connectConcurrency, connectTimeout: connectTimeout, maxInFlight: maxInFlight,
             threads: max(1, threads ?? availableCPUs()), progress: !quiet
         )
@@ -239,6 +242,14 @@ struct LoadConfig: Sendable {
     var lineCount: Int
     var machines: Int
     var mix: EventMix
+    /// Subscriber tokens, dealt round-robin (none: no token).
+    var tokens: [String]
+
+    /// The WebSocket URL of subscriber `index`, with its token.
+    func wsURL(forSubscriber index: Int) -> String {
+        guard !tokens.isEmpty else { return wsURL }
+        return wsURL + (wsURL.contains("?") ? "&" : "?") + "token=" + tokens[index % tokens.count]
+    }
     var payloadBytes: Int
     var drain: Double
     var connectConcurrency: Int

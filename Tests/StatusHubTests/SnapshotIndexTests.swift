@@ -55,7 +55,7 @@ struct SnapshotIndexTests {
         try await withEngine(kind, tallies: true) { engine, _ in
             for start in stride(from: 0, to: 1_200, by: 400) {
                 _ = try await engine.append((start..<start + 400).map {
-                    SampleEvents.validated(SampleEvents.machineStatus("M-\($0)", line: "Line-\($0 % 3)"))
+                    SampleEvents.validated(SampleEvents.machineStatus("M-\($0)", "running", line: "Line-\($0 % 3)"))
                 })
             }
             var parts: [SnapshotChunk] = []
