@@ -6,6 +6,11 @@ public struct ShiftSchedule: Sendable, Equatable {
     public struct Current: Sendable, Equatable {
         public var id: String
         public var endsAt: Date
+
+        public init(id: String, endsAt: Date) {
+            self.id = id
+            self.endsAt = endsAt
+        }
     }
 
     /// Shifts by their start, in minutes after local midnight.

@@ -211,3 +211,58 @@ struct TallyTests {
         return #"{"event_type":"allocation_changed","entity_type":"allocation","entity_id":"\#(id)","line":"Line-2","timestamp":"\#(stamp(second))","data":{\#(data.joined(separator: ","))},"metadata":{"source":"mes","triggered_by":"test"}}"#
     }
 }
+
+@Suite("Tallies in the catalog, shifts in the config")
+struct TallyCatalogTests {
+    static let events = """
+          status_changed:
+            category: quality
+            carries_state: true
+            entity_types: [machine]
+            data: {current_status: {type: status, required: true}}
+        """
+
+    static func refusal(_ tallies: String) -> String? {
+        do {
+            _ = try CatalogLoader.load(sources: [
+                ("a.yaml", """
+                entity_types:
+                  machine: {cache_key: "resource:machine:{id}", ttl_seconds: 300, status: [running, idle]}
+                categories:
+                  quality: {}
+                event_types:
+                \(events)
+                """), ("b.yaml", tallies),
+            ])
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func badTalliesAreRefusedWithTheirKeyPath() {
+        #expect(Self.refusal("counters:\n  up:\n    key: \"stats:{line}:up\"\n    entity_type: robot\n    when: {current_status: [running]}\n")?
+            .contains("counters.up.entity_type: unknown entity type 'robot'") == true)
+        #expect(Self.refusal("counters:\n  up:\n    key: \"stats:{line}:{shift}\"\n    entity_type: machine\n    when: {current_status: [running]}\n")?
+            .contains("per line or per shift") == true)
+        #expect(Self.refusal("counters:\n  up:\n    key: \"stats:{line}:up\"\n    entity_type: machine\n")?.contains("when is required") == true)
+        #expect(Self.refusal("active_sets:\n  mine:\n    keys: [\"m:{owner}:active\"]\n    entity_type: machine\n")?.contains("until is required") == true)
+        #expect(Self.refusal("counters:\n  up:\n    key: \"stats:{line}:up\"\n    entity_type: machine\n    when: {current_status: [running]}\n    ttl: 3\n")?
+            .contains("unknown key") == true)
+        #expect(Self.refusal("counters:\n  up:\n    key: \"stats:{line}:up\"\n    entity_type: machine\n    when: {current_status: [running]}\n") == nil)
+    }
+
+    @Test func theShiftInEffectAndItsEnd() throws {
+        var shifts = HubConfig.Shifts()
+        shifts.utcOffset = "+01:00"
+        let schedule = try ShiftSchedule(shifts)
+        func at(_ text: String) -> ShiftSchedule.Current { schedule.current(at: Timestamps.parse(text)!) }
+        // 05:30 local is still yesterday's night shift C, which ends at 06:00 local.
+        #expect(at("2026-11-30T04:30:00Z") == .init(id: "2026-11-29.C", endsAt: Timestamps.parse("2026-11-30T05:00:00Z")!))
+        #expect(at("2026-11-30T13:30:00Z") == .init(id: "2026-11-30.B", endsAt: Timestamps.parse("2026-11-30T21:00:00Z")!))
+        #expect(at("2026-11-30T21:00:00Z").id == "2026-11-30.C")
+        shifts.schedule = ["A 06:00", "A 14:00"]
+        #expect(throws: ConfigError.self) { try ShiftSchedule(shifts) }
+        #expect(throws: ConfigError.self) { _ = try HubConfig.load(yaml: "shifts:\n  utc_offset: \"1h\"\n") }
+    }
+}
