@@ -326,8 +326,8 @@ struct CatalogBuilder {
             keys = try keysNode.strings()
             guard !keys.isEmpty else { throw keysNode.error("names no key") }
         }
-        for key in keys where key.isEmpty || key.contains(" ") || key.contains("\t") || key.contains("=") || key.hasPrefix("statushub:") {
-            throw node.error("key '\(key)' must be non-empty, without spaces, tabs or '=', and not under statushub:")
+        for key in keys where key.isEmpty || key.contains(where: { " \t=~".contains($0) }) || key.hasPrefix("statushub:") {
+            throw node.error("key '\(key)' must be non-empty, without spaces, tabs, '=' or '~', and not under statushub:")
         }
         func condition(_ node: CatalogNode) throws -> [(field: String, values: [String])] {
             let fields = try node.members()

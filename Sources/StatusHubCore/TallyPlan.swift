@@ -5,7 +5,8 @@ import Synchronization
 /// as the write, so a counter never depends on a publisher's `previous_status`.
 public struct TallyUpdate: Sendable, Equatable {
     public struct Entry: Sendable, Equatable, Hashable {
-        /// The tally's name and its key, tenant-prefixed: `machines_running=stats:line:Line-2:machines_running`.
+        /// The tally's name and its key, tenant-prefixed: `machines_running=stats:line:Line-2:machines_running` for a
+        /// counter, `active_allocations~allocation:operator:O-1:active` for a set.
         public var text: String
         public var tallyName: String
         public var key: String
@@ -36,7 +37,7 @@ public struct TallyUpdate: Sendable, Equatable {
             for template in tally.keys {
                 guard let key = fill(template, line: line, data: data) else { continue }
                 update.entries.append(Entry(
-                    text: tally.name + "=" + prefix + key, tallyName: tally.name, key: prefix + key,
+                    text: tally.name + (tally.kind == .counter ? "=" : "~") + prefix + key, tallyName: tally.name, key: prefix + key,
                     isCounter: tally.kind == .counter, line: tally.scope == .line ? line : nil, tenant: tenant))
             }
         }

@@ -106,9 +106,13 @@ enum AppendScript {
         local function count(key, delta, cause)
           local value = redis.call('INCRBY', key, delta)
           local d = descriptor(key)
-          if d[3] ~= '' then redis.call('EXPIRE', key, d[3]) end
-          announce(d, value, cause)
+          if d then
+            if d[3] ~= '' then redis.call('EXPIRE', key, d[3]) end
+            announce(d, value, cause)
+          end
         end
+        -- An entry is `<tally>=<counter key>` or `<tally>~<set key>`.
+        local function parts(entry) return string.match(entry, '^[^=~]*([=~])(.*)$') end
         -- The entity's entries (`<tally>=<key>`) move from what its previous state counted toward to what this one
         -- does: counters count, sets gain or lose the entity's id. A state gone stale leaves its counters and keeps
         -- its sets (released by their own events).
@@ -128,22 +132,22 @@ enum AppendScript {
             for f = 2, #fields do take(fields[f]) end
           else
             for _, entry in ipairs(oldList) do
-              if not descriptor(string.match(entry, '=(.*)$')) then take(entry) end
+              if parts(entry) == '~' then take(entry) end
             end
           end
           for _, entry in ipairs(oldList) do
             if not new[entry] then
-              local target = string.match(entry, '=(.*)$')
-              if descriptor(target) then count(target, -1, cause) else redis.call('SREM', target, member) end
+              local kind, target = parts(entry)
+              if kind == '=' then count(target, -1, cause) else redis.call('SREM', target, member) end
             end
           end
           for _, entry in ipairs(newList) do
-            local target = string.match(entry, '=(.*)$')
-            local d = descriptor(target)
+            local kind, target = parts(entry)
             if not old[entry] then
-              if d then count(target, 1, cause) else redis.call('SADD', target, member) end
-            elseif d and d[3] ~= '' then
-              redis.call('EXPIRE', target, d[3])
+              if kind == '=' then count(target, 1, cause) else redis.call('SADD', target, member) end
+            elseif kind == '=' then
+              local d = descriptor(target)
+              if d and d[3] ~= '' then redis.call('EXPIRE', target, d[3]) end
             end
           end
           if #newList > 0 then

@@ -26,7 +26,7 @@ struct RedisKeys: Sendable, Equatable {
     /// Hash: entity key → the `SourceOrder` rank of its cached state, so an older event does not replace it. Kept
     /// until the state goes stale (the stale claim deletes it), past the cache key's own expiry.
     let sourceRanks: String
-    /// Hash: entity key → the tally entries (`<tally>=<key>`, tab-separated) its cached state counts toward.
+    /// Hash: entity key → the tally entries (`<tally>=<counter key>`, `<tally>~<set key>`, tab-separated) its cached state counts toward.
     let tallies: String
     /// Hash: counter key → its `CounterDescriptor.scriptLine`, so any later call (a stale claim) can announce it.
     let counters: String
