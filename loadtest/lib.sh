@@ -130,6 +130,8 @@ server_pids() {
 }
 
 build_release() {
+    # BIN already names a folder of binaries (e.g. a release build in another scratch path): use it as it is.
+    if [ -n "${BIN:-}" ]; then return 0; fi
     if [ "${SKIP_BUILD:-0}" != 1 ]; then
         say "building release (statushub, statushub-load)"
         # One --product per invocation: given two, SwiftPM builds only the last one.

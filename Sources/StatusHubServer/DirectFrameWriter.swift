@@ -73,19 +73,16 @@ final class DirectFrameWriter: Sendable {
         return DirectFrameWriter(channel: channel, state: NIOLoopBound(state, eventLoop: channel.eventLoop))
     }
 
-    /// Drains `outbox` on the channel's event loop from now on: a push into an empty outbox schedules a flush
-    /// pass, which takes everything queued by the time it runs and writes it with one flush. So a busy node writes
-    /// bigger batches rather than more of them. Without `flusher` (`websocket.write_delay_ms` 0) the pass runs at
-    /// once, per connection; with one, it joins the loop's next delayed batch (`LoopFlusher`). While the channel
-    /// is not writable, frames stay in the outbox (where conflation and the overflow limit apply).
-    func start(draining outbox: Outbox, flusher: LoopFlusher?) {
-        if let flusher {
-            precondition(flusher.loop === channel.eventLoop, "a connection is flushed by its own event loop's flusher")
-            outbox.setOnReady { [self] in flusher.schedule { self.flushPass(outbox) } }
-        } else {
-            let loop = channel.eventLoop
-            outbox.setOnReady { [self] in loop.execute { self.flushPass(outbox) } }
-        }
+    /// Drains `outbox` on the channel's event loop from now on: a push into an empty outbox puts a flush pass in
+    /// the loop's next batch (`LoopFlusher`: at once while the loop is idle, after the work in progress while it is
+    /// busy, or after `websocket.write_delay_ms`), which takes everything queued by the time it runs and writes it
+    /// with one flush. So a busy node writes bigger batches rather than more of them. While the channel is not
+    /// writable (a flush still in flight), frames stay in the outbox, where conflation and the overflow limit apply.
+    func start(draining outbox: Outbox, flusher: LoopFlusher) {
+        precondition(flusher.loop === channel.eventLoop, "a connection is flushed by its own event loop's flusher")
+        // One closure for the connection's life, not one per batch.
+        let pass: LoopFlusher.Pass = { [self] in flushPass(outbox) }
+        outbox.setOnReady { flusher.schedule(pass) }
     }
 
     private func flushPass(_ outbox: Outbox) {

@@ -106,21 +106,42 @@ struct WebSocketTests {
         }
     }
 
-    /// `websocket.write_delay_ms`: frames wait for the loop's next batch, and still all arrive, in order, on
-    /// uncompressed and compressed connections alike (the delay applies to the first only).
-    @Test func writeDelayBatchesButLosesAndReordersNothing() async throws {
-        try await withHub(engine: .memory, configure: { $0.websocket.writeDelayMs = 20 }) { hub in
-            let plain = try await TestSocket(port: hub.port)
-            let deflated = try await TestSocket(port: hub.port, compression: true)
-            try await plain.subscribe(["machine:*"])
-            try await deflated.subscribe(["machine:*"])
-            for round in 0..<5 {
-                _ = try await HTTP.post(port: hub.port, events: (0..<20).map { SampleEvents.machineStatus("M-\(round * 20 + $0)") })
+    /// Frames are gathered into batches — adaptively by default (`LoopFlusher`: after the work in progress on a
+    /// busy loop), or after `websocket.write_delay_ms` — and still every one arrives once, in each publisher's
+    /// order, on uncompressed and compressed connections alike, with several publishers at once on both engines.
+    @Test(arguments: EngineKind.allCases, [0.0, 20.0])
+    func batchedWritesLoseAndReorderNothing(engine: EngineKind, writeDelayMs: Double) async throws {
+        try await withHub(engine: engine, configure: { $0.websocket.writeDelayMs = writeDelayMs }) { hub in
+            var sockets: [TestSocket] = []
+            for compression in [false, false, false, true] {
+                let socket = try await TestSocket(port: hub.port, compression: compression)
+                try await socket.subscribe(["machine:*"])
+                sockets.append(socket)
             }
-            for socket in [plain, deflated] {
-                var ids: [String] = []
-                for _ in 0..<100 { ids.append(try await socket.nextEvent()["entity_id"]?.stringValue ?? "") }
-                #expect(ids == (0..<100).map { "M-\($0)" })
+            let publishers = 4, rounds = 5, perRequest = 10
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for publisher in 0..<publishers {
+                    group.addTask {
+                        for round in 0..<rounds {
+                            let ids = (0..<perRequest).map { "M-\(publisher * 1000 + round * perRequest + $0)" }
+                            let reply = try await HTTP.post(port: hub.port, events: ids.map { SampleEvents.machineStatus($0) })
+                            #expect(reply.status == 202)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            for socket in sockets {
+                var received: [Int: [Int]] = [:]
+                for _ in 0..<(publishers * rounds * perRequest) {
+                    let id = try await socket.nextEvent()["entity_id"]?.stringValue ?? ""
+                    let number = Int(id.dropFirst(2)) ?? -1
+                    received[number / 1000, default: []].append(number % 1000)
+                }
+                for publisher in 0..<publishers {
+                    #expect(received[publisher] == Array(0..<(rounds * perRequest)), "publisher \(publisher)")
+                }
+                #expect(await socket.drain(for: .milliseconds(100)).isEmpty)
                 _ = await socket.close()
             }
         }

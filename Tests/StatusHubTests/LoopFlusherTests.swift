@@ -1,0 +1,89 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import StatusHubServer
+
+/// When a loop's batch of flush passes runs: the adaptive default (no delay) and the delay floor. The delivery
+/// side of the same promise (nothing lost or reordered) is `WebSocketTests.batchedWritesLoseAndReorderNothing`.
+@Suite("Loop flusher: adaptive write coalescing")
+struct LoopFlusherTests {
+    final class Record: Sendable {
+        let passes = Mutex<[Int]>([])
+        func add(_ pass: Int) { passes.withLock { $0.append(pass) } }
+        var all: [Int] { passes.withLock { $0 } }
+
+        func waitFor(count: Int, within limit: Duration = .seconds(10)) async throws {
+            let deadline = ContinuousClock.now + limit
+            while all.count < count {
+                guard ContinuousClock.now < deadline else { throw TestTimeout(count: count, ran: all.count) }
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+    }
+
+    struct TestTimeout: Error { var count: Int; var ran: Int }
+
+    /// Fan-out running on one loop makes another loop's connections ready: their passes wait until the work on the
+    /// pushing loop is done — a wake-up per frame let the other loop take them one by one meanwhile — and then run
+    /// together, in order.
+    @Test func passesPushedFromAnotherLoopsWorkWaitUntilThatWorkIsDone() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let pushing = group.next(), flushed = group.next()
+        #expect(pushing !== flushed)
+        let flusher = LoopFlushers(delay: .zero).flusher(for: flushed)
+        let record = Record()
+        let ranWhileBusy = try await pushing.submit {
+            for pass in 0..<100 { flusher.schedule { record.add(pass) } }
+            // Still busy: the flushed loop is idle, yet nothing may be written before this job ends.
+            Thread.sleep(forTimeInterval: 0.05)
+            return record.all.count
+        }.get()
+        #expect(ranWhileBusy == 0)
+        try await record.waitFor(count: 100)
+        #expect(record.all == Array(0..<100))
+        try await group.shutdownGracefully()
+    }
+
+    /// The loop's own work: passes run after it, on the loop.
+    @Test func passesPushedFromTheLoopsOwnWorkRunAfterIt() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let flusher = LoopFlushers(delay: .zero).flusher(for: loop)
+        let record = Record()
+        let ranDuring = try await loop.submit {
+            for pass in 0..<10 { flusher.schedule { loop.preconditionInEventLoop(); record.add(pass) } }
+            return record.all.count
+        }.get()
+        #expect(ranDuring == 0)
+        try await record.waitFor(count: 10)
+        #expect(record.all == Array(0..<10))
+        try await group.shutdownGracefully()
+    }
+
+    /// Nothing in progress anywhere (a push from outside any loop): written at once, not after a timer.
+    @Test func anIdleLoopWritesAtOnce() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let flusher = LoopFlushers(delay: .zero).flusher(for: group.next())
+        let record = Record()
+        flusher.schedule { record.add(1) }
+        try await record.waitFor(count: 1, within: .seconds(5))
+        try await group.shutdownGracefully()
+    }
+
+    /// `websocket.write_delay_ms` is a floor: a batch runs that long after its first pass at the earliest.
+    @Test func aWriteDelayIsAFloor() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let flusher = LoopFlushers(delay: .milliseconds(100)).flusher(for: group.next())
+        let record = Record()
+        let start = ContinuousClock.now
+        flusher.schedule { record.add(1) }
+        flusher.schedule { record.add(2) }
+        try await record.waitFor(count: 2)
+        #expect(ContinuousClock.now - start >= .milliseconds(100))
+        #expect(record.all == [1, 2])
+        try await group.shutdownGracefully()
+    }
+}
