@@ -25,6 +25,9 @@ final class FanOut: EventSink {
         guard !receivers.isEmpty else { return }
         let held = Connection.Held(
             event: event, frame: WireFrame.text(ServerMessage.event(event)), conflationKey: Self.conflationKey(of: event))
+        // Each other event loop is woken once, when every receiver has the frame (`LoopFlusher`).
+        let wakeUps = LoopFlusher.holdWakeUps()
+        defer { wakeUps.release() }
         var conflated: Int64 = 0
         var filteredOut = 0
         // Each distinct filter is evaluated once per event, not once per connection that holds it.

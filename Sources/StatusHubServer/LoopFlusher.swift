@@ -7,15 +7,15 @@ import Synchronization
 /// that arrive meanwhile share a connection's system call, and there is one wake-up per loop rather than per
 /// connection.
 ///
-/// When the batch runs is adaptive, the way TCP autocorking decides (`delay` zero, the default): at once when the
-/// loop is idle, but never in the middle of the work that made the frames — a push from code running on an event
-/// loop (fan-out of a Redis read, an ingest request on the memory engine) has the batch wait until that loop's
-/// current job is done, so one fan-out of one read gathers into one batch, and a node that falls behind gathers
-/// more (the events that arrive while a batch is writing are read together and written together). So latency is
-/// minimal at low load and system calls per delivery fall as load rises. With a delay
-/// (`websocket.write_delay_ms`), the batch runs that long after its first pass at the earliest: one timer per
-/// loop (a timer per connection, tried first, spread the writes out and cost more CPU than it saved at low rates:
-/// loadtest/RESULTS.md).
+/// When the batch runs is adaptive, the way TCP autocorking decides (`delay` zero, the default): at once while the
+/// loop is idle, after the work in progress while it is busy. A fan-out wakes each other loop
+/// once, when it has offered the event to every receiver, not at its first frame (a wake-up per push let the
+/// other loop take the frames one by one meanwhile); the pushing loop's own connections are flushed when its
+/// current job is done. A loop still busy writing the last batch when the next event comes gathers it with
+/// whatever else arrives meanwhile, so latency is minimal at low load and system calls per delivery fall as load
+/// rises. With a delay (`websocket.write_delay_ms`) a batch runs that long after its first pass at the earliest:
+/// one timer per loop (a timer per connection, tried first, spread the writes out and cost more CPU than it saved
+/// at low rates: loadtest/RESULTS.md).
 final class LoopFlusher: Sendable {
     typealias Pass = @Sendable () -> Void
     let loop: any EventLoop
@@ -36,15 +36,26 @@ final class LoopFlusher: Sendable {
         guard first else { return }
         if delay > .zero {
             loop.scheduleTask(in: delay) { self.runBatch() }
-        } else if loop.inEventLoop {
-            // Behind whatever this loop is doing now, which may push more.
-            loop.execute { self.runBatch() }
-        } else if let current = MultiThreadedEventLoopGroup.currentEventLoop {
-            // Pushed from another loop's work: wake this loop once that work is done, not for its first frame (a
-            // wake-up per push let this loop take the frames one by one while the other was still pushing).
-            DeferredWakeUps.onCurrentThread.add(self, after: current)
-        } else {
-            loop.execute { self.runBatch() }
+        } else if loop.inEventLoop || !PendingWakeUps.onCurrentThread.defer(self) {
+            // On its own loop this runs behind whatever the loop is doing now, which may push more.
+            wakeUp()
+        }
+    }
+
+    /// Holds this thread's wake-ups of other loops until `release()`: a fan-out pushing frames to many connections
+    /// wakes each loop it made ready once, at the end.
+    static func holdWakeUps() -> WakeUpHold {
+        let pending = PendingWakeUps.onCurrentThread
+        pending.depth += 1
+        return WakeUpHold(pending: pending)
+    }
+
+    struct WakeUpHold {
+        fileprivate let pending: PendingWakeUps
+
+        func release() {
+            pending.depth -= 1
+            if pending.depth == 0 { pending.wakeAll() }
         }
     }
 
@@ -59,30 +70,35 @@ final class LoopFlusher: Sendable {
     }
 }
 
-/// The flushers of other loops that the current loop's job made ready, woken together when that job is done.
-/// Touched only by its own thread (so unchecked `Sendable`: a thread-specific variable needs a `Sendable` value).
-private final class DeferredWakeUps: @unchecked Sendable {
-    private static let perThread = ThreadSpecificVariable<DeferredWakeUps>()
+/// The loops a fan-out in progress on this thread has made ready, woken when it ends. Touched only by its own
+/// thread (so unchecked `Sendable`: a thread-specific variable needs a `Sendable` value).
+private final class PendingWakeUps: @unchecked Sendable {
+    private static let perThread = ThreadSpecificVariable<PendingWakeUps>()
+    /// Fan-outs in progress on this thread (`holdWakeUps`).
+    var depth = 0
     private var flushers: [LoopFlusher] = []
 
-    static var onCurrentThread: DeferredWakeUps {
-        if let wakeUps = perThread.currentValue { return wakeUps }
-        let wakeUps = DeferredWakeUps()
-        perThread.currentValue = wakeUps
-        return wakeUps
+    static var onCurrentThread: PendingWakeUps {
+        if let pending = perThread.currentValue { return pending }
+        let pending = PendingWakeUps()
+        perThread.currentValue = pending
+        return pending
     }
 
-    /// `current` is the loop running on this thread.
-    /// `current` is the loop running on this thread. A flusher is added at its batch's first pass; if another
-    /// thread ran that batch meanwhile and it is added again, the second wake-up finds little or nothing to do.
-    func add(_ flusher: LoopFlusher, after current: any EventLoop) {
+    /// Holds `flusher`'s wake-up until the fan-out ends; false outside a fan-out. A flusher is held at its batch's
+    /// first pass; if another thread ran that batch meanwhile and it is held again, the second wake-up finds little
+    /// or nothing to do.
+    func `defer`(_ flusher: LoopFlusher) -> Bool {
+        guard depth > 0 else { return false }
         flushers.append(flusher)
-        guard flushers.count == 1 else { return }
-        current.execute {
-            let woken = self.flushers
-            self.flushers.removeAll(keepingCapacity: true)
-            for flusher in woken { flusher.wakeUp() }
-        }
+        return true
+    }
+
+    func wakeAll() {
+        guard !flushers.isEmpty else { return }
+        let woken = flushers
+        flushers.removeAll(keepingCapacity: true)
+        for flusher in woken { flusher.wakeUp() }
     }
 }
 
