@@ -8,10 +8,10 @@ import Synchronization
 /// connection.
 ///
 /// When the batch runs is adaptive, the way TCP autocorking decides (`delay` zero, the default): at once while the
-/// loop is idle, after the work in progress while it is busy. A fan-out wakes each other loop
-/// once, when it has offered the event to every receiver, not at its first frame (a wake-up per push let the
-/// other loop take the frames one by one meanwhile); the pushing loop's own connections are flushed when its
-/// current job is done. A loop still busy writing the last batch when the next event comes gathers it with
+/// loop is idle, after the work in progress while it is busy. A fan-out wakes each other loop once, when it has
+/// offered the event to every receiver (`holdWakeUps`), not at its first frame (a wake-up per push let the other
+/// loop take the frames one by one meanwhile); the pushing loop's own connections are flushed when its current
+/// job is done. A loop still busy writing the last batch when the next event comes gathers it with
 /// whatever else arrives meanwhile, so latency is minimal at low load and system calls per delivery fall as load
 /// rises. With a delay (`websocket.write_delay_ms`) a batch runs that long after its first pass at the earliest:
 /// one timer per loop (a timer per connection, tried first, spread the writes out and cost more CPU than it saved
@@ -43,7 +43,7 @@ final class LoopFlusher: Sendable {
     }
 
     /// Holds this thread's wake-ups of other loops until `release()`: a fan-out pushing frames to many connections
-    /// wakes each loop it made ready once, at the end.
+    /// wakes each loop it made ready once, at the end. For synchronous code: release on the same thread.
     static func holdWakeUps() -> WakeUpHold {
         let pending = PendingWakeUps.onCurrentThread
         pending.depth += 1
