@@ -82,6 +82,10 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
+            // The dashboard at `GET /`, compiled into the binary: no files to ship beside it, no build step.
+            resources: [
+                .embedInCode("Dashboard/index.html"), .embedInCode("Dashboard/dashboard.js"), .embedInCode("Dashboard/dashboard.css"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -10,6 +10,7 @@ extension Catalog {
             "categories": .array(categories.map { category in
                 var members: [String: JSONValue] = ["name": .string(category.name.rawValue)]
                 members["description"] = category.description.map(JSONValue.string)
+                members["latency_budget_ms"] = category.latencyBudgetMs.map { .number(Double($0)) }
                 return .object(members)
             }),
             "tallies": .array(tallies.map(tallyJSON)),

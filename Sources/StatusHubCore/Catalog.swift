@@ -9,6 +9,8 @@ public final class Catalog: Sendable {
     public struct Category: Sendable {
         public let name: EventCategory
         public let description: String?
+        /// The delivery latency budget of the category's events (`latency_budget_ms`; seed 003 §4.3), if declared.
+        public var latencyBudgetMs: Int? = nil
     }
 
     /// In load order: files by name, then declaration order.

@@ -78,12 +78,22 @@ struct CatalogBuilder {
         var categories: [Catalog.Category] = []
         for (name, node) in categoryNodes {
             var description: String?
+            var budget: Int?
             if !node.isNull {
-                for (key, value) in try node.members(allowed: Self.categoryKeys) where key == "description" {
-                    description = try value.string()
+                for (key, value) in try node.members(allowed: Self.categoryKeys + ["latency_budget_ms"]) {
+                    switch key {
+                    case "description": description = try value.string()
+                    case "latency_budget_ms":
+                        let number = try value.number()
+                        guard number >= 1, number <= 3_600_000, number.rounded() == number else {
+                            throw value.error("latency_budget_ms must be a whole number of milliseconds from 1 to 3600000")
+                        }
+                        budget = Int(number)
+                    default: break
+                    }
                 }
             }
-            categories.append(Catalog.Category(name: EventCategory(rawValue: name), description: description))
+            categories.append(Catalog.Category(name: EventCategory(rawValue: name), description: description, latencyBudgetMs: budget))
         }
 
         var eventTypes: [EventType] = []

@@ -8,8 +8,12 @@ public enum ClientMessage: Sendable, Equatable {
     case ping(id: String?)
     /// A fresh token, replacing the connection's without reconnecting.
     case auth(id: String?, token: String)
+    /// Latency a client observed (publish to screen), in milliseconds per category, since its last report.
+    case report(id: String?, samples: [String: [Double]])
 
-    public static let ops = ["subscribe", "unsubscribe", "ping", "auth"]
+    public static let ops = ["subscribe", "unsubscribe", "ping", "auth", "report"]
+    /// Samples one `report` may carry, over all categories.
+    public static let maxReportSamples = 1000
     /// Longest token `auth` accepts.
     public static let maxTokenBytes = 8192
 
@@ -53,6 +57,28 @@ public enum ClientMessage: Sendable, Equatable {
         switch opName {
         case "ping":
             return .success(.ping(id: id))
+        case "report":
+            guard case .object(let byCategory)? = message["samples_ms"], byCategory.count <= 64 else {
+                return refuse(.invalidMessage, "'samples_ms' must be an object of at most 64 categories, each a list of milliseconds")
+            }
+            var samples: [String: [Double]] = [:]
+            var total = 0
+            for (category, value) in byCategory {
+                guard case .array(let items) = value else { return refuse(.invalidMessage, "'samples_ms.\(category.prefix(64))' must be a list of milliseconds") }
+                var values: [Double] = []
+                for item in items {
+                    guard case .number(let milliseconds) = item, milliseconds >= 0, milliseconds <= 3_600_000 else {
+                        return refuse(.invalidMessage, "'samples_ms.\(category.prefix(64))' holds a value that is not a number of milliseconds from 0 to 3600000")
+                    }
+                    values.append(milliseconds)
+                }
+                total += values.count
+                guard total <= maxReportSamples else {
+                    return refuse(.invalidMessage, "a report may carry at most \(maxReportSamples) samples; send more often")
+                }
+                samples[category] = values
+            }
+            return .success(.report(id: id, samples: samples))
         case "auth":
             guard case .string(let token)? = message["token"], !token.isEmpty, token.utf8.count <= maxTokenBytes else {
                 return refuse(.invalidMessage, "'token' must be a non-empty string of at most \(maxTokenBytes) bytes")

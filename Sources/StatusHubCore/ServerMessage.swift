@@ -49,6 +49,9 @@ public enum ServerMessage {
 
     public static func pong(id: String?) -> [UInt8] { encode(Reply(op: "pong", id: id)) }
 
+    /// The answer to `{"op":"report"}`: how many latency samples were taken.
+    public static func reported(id: String?, samples: Int) -> [UInt8] { encode(Reply(op: "reported", id: id, samples: samples)) }
+
     /// The client cannot be brought up to date by replay: it should take a fresh snapshot.
     public static func resync(id: String?, reason: ResyncReason) -> [UInt8] {
         encode(Reply(op: "resync", id: id, reason: reason.rawValue))
@@ -67,6 +70,7 @@ public enum ServerMessage {
         var reason: String?
         var expires: String?
         var filter: String?
+        var samples: Int?
     }
 
     static func encode(_ value: some Encodable) -> [UInt8] {

@@ -11,18 +11,22 @@ final class FanOut: EventSink {
     private let metrics: HubMetrics
     /// What restricts which events (`Restriction`), for the frames each reader may get.
     let catalog: Catalog
+    /// Ingest-to-fan-out latency per category, against the catalog's budgets.
+    let latency: LatencyTelemetry?
     /// Every open connection, subscribed or not: for engine gaps and for draining at shutdown.
     private let open = Mutex<Set<Connection>>([])
 
-    init(metrics: HubMetrics, catalog: Catalog) {
+    init(metrics: HubMetrics, catalog: Catalog, latency: LatencyTelemetry? = nil) {
         self.metrics = metrics
         self.catalog = catalog
+        self.latency = latency
     }
 
     func deliver(_ event: StoredEvent) {
         metrics.eventsFannedOut.increment()
         let receivers = index.subscribers(matching: event.channels)
         guard !receivers.isEmpty else { return }
+        latency?.observe(event)
         let held = Connection.Held(
             event: event, frame: WireFrame.text(ServerMessage.event(event)), conflationKey: Self.conflationKey(of: event))
         // Each other event loop is woken once, when every receiver has the frame (`LoopFlusher`).

@@ -15,6 +15,7 @@ public struct StatusHub: Sendable {
     public let engine: any Engine
     public let metrics = HubMetrics()
     let fanOut: FanOut
+    let latency: LatencyTelemetry
     let connectionIDs = ConnectionIDs()
     let draining = DrainFlag()
     let access: HubAccess
@@ -24,7 +25,8 @@ public struct StatusHub: Sendable {
     public init(config: HubConfig, engine: any Engine) throws {
         self.config = config
         self.engine = engine
-        self.fanOut = FanOut(metrics: metrics, catalog: config.catalog)
+        self.latency = LatencyTelemetry(catalog: config.catalog, registry: metrics.registry)
+        self.fanOut = FanOut(metrics: metrics, catalog: config.catalog, latency: latency)
         self.flushers = LoopFlushers(delay: .microseconds(Int64(config.websocket.writeDelayMs * 1000)))
         self.access = try HubAccess(config: config)
         self.tls = try TLSSetup.serverConfiguration(config.server)
@@ -132,6 +134,7 @@ public struct StatusHub: Sendable {
                         conflateAbove: config.websocket.conflateAbove, claims: subscriber.claims),
                     channel: channel, direct: direct, fanOut: fanOut, flushers: flushers, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
                 session.access = access.session(for: subscriber)
+                session.latency = latency
                 try await session.run(inbound: inbound, outbound: outbound)
             }
         }
@@ -167,6 +170,18 @@ public struct StatusHub: Sendable {
         let catalog = CatalogController(catalog: config.catalog, cacheTTL: config.cacheTTL, tokens: access.subscriberTokens)
         router.get("/v1/catalog", use: catalog.handle)
         router.get("/v1/sse", use: ServerSentEvents(hub: self, logger: Logger(label: "statushub.sse")).handle)
+        router.get("/v1/slo") { [latency, access] request, _ in
+            // Figures of every tenant together, so like the catalog: any valid subscriber token while auth is on.
+            if case .failure(let refusal) = await access.authenticate(
+                token: SubscriberTokens.token(authorization: request.headers[.authorization], path: request.uri.string))
+            {
+                return JSONResponse.error(.unauthorized, field: "Authorization", reason: refusal.reason)
+            }
+            var body: [UInt8] = []
+            latency.sloJSON().write(into: &body)
+            return JSONResponse.bytes(body)
+        }
+        Dashboard.register(on: router)
         router.get("/health") { _, _ in JSONResponse.bytes(Array(#"{"status":"ok"}"#.utf8)) }
         router.get("/ready") { [engine, draining] _, _ in
             if draining.isSet {

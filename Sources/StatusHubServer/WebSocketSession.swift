@@ -24,6 +24,8 @@ struct WebSocketSession {
     let logger: Logger
     /// Tenant, allowed patterns, token expiry and message rate (`SessionAccess`).
     var access: SessionAccess = .open
+    /// Where `{"op":"report"}` samples go.
+    var latency: LatencyTelemetry?
 
     /// Throws what ended the client's side with a protocol error (invalid UTF-8, an over-size message, a bad frame):
     /// the WebSocket library turns it into the close code the RFC asks for (1007, 1009, 1002).
@@ -181,6 +183,14 @@ struct WebSocketSession {
             }
             guard !allowed.isEmpty else { return }
             await subscriptions.subscribe(id: id, patterns: allowed, wantsSnapshot: wantsSnapshot, since: since, filter: filter)
+        case .success(.report(let id, let samples)):
+            guard let latency else { return reply(ServerMessage.reported(id: id, samples: 0)) }
+            if let unknown = samples.keys.sorted().first(where: { !latency.knows(category: $0) }) {
+                return reply(ServerMessage.error(
+                    id: id, code: .invalidMessage,
+                    message: "'samples_ms' names an unknown category '\(unknown.prefix(64))'; categories: \(latency.budgets.map(\.category).joined(separator: ", "))"))
+            }
+            reply(ServerMessage.reported(id: id, samples: latency.report(samples)))
         case .success(.auth(let id, let token)):
             switch await access.refresh(token: token, held: connection.patterns) {
             case .success(let dropped):

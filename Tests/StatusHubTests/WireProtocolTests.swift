@@ -17,7 +17,7 @@ struct WireProtocolTests {
             return nil
         }
         #expect(refusal("{nope")?.code == .invalidJSON)
-        #expect(refusal(#"{"op":"dance","id":"r9"}"#) == .init(id: "r9", code: .unknownOp, message: "unknown op 'dance'; one of: subscribe, unsubscribe, ping, auth"))
+        #expect(refusal(#"{"op":"dance","id":"r9"}"#) == .init(id: "r9", code: .unknownOp, message: "unknown op 'dance'; one of: subscribe, unsubscribe, ping, auth, report"))
         #expect(refusal(#"{"op":"subscribe","id":"r2","channels":["line::x"]}"#)?.code == .invalidPattern)
         #expect(refusal(#"{"op":"subscribe","id":"r3"}"#)?.code == .invalidMessage)
         #expect(refusal(#"{"op":"subscribe","channels":["alerts"],"snapshot":"yes"}"#)?.code == .invalidMessage)

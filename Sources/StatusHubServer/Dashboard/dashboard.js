@@ -1,0 +1,512 @@
+// StatusHub's built-in dashboard: vanilla JS, no build step, no dependencies. Built only from the public
+// protocol (docs/protocol.md) and GET /v1/catalog, so it is also a reference client.
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+
+// --- State ------------------------------------------------------------------------------------------------
+
+const view = {
+  catalog: null,
+  categoryOf: new Map(),          // event_type -> category
+  ttlOf: new Map(),               // entity_type -> seconds
+  budgetOf: new Map(),            // category -> latency budget in ms (catalog latency_budget_ms)
+  machines: new Map(),            // entity_id -> {event, stale, lastSeen}
+  operators: new Map(),
+  workorders: new Map(),
+  counters: new Map(),            // counter name -> event
+  feed: [],
+  lastEventId: null,
+  line: null,
+  token: params.get("token") || "",
+  transport: params.get("transport") === "sse" ? "sse" : "ws",
+  samples: new Map(),             // category -> [ms] since the last report
+};
+
+// --- Small helpers ----------------------------------------------------------------------------------------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null) continue;
+    if (key === "class") el.className = value;
+    else if (key.startsWith("data-")) el.setAttribute(key, value);
+    else el[key] = value;
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function age(fromIso) {
+  const ms = Date.now() - Date.parse(fromIso);
+  if (!isFinite(ms)) return "";
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.round(s / 60) + " min";
+  return Math.round(s / 3600) + " h";
+}
+
+function timeOf(iso) {
+  const d = new Date(iso);
+  return isNaN(d) ? "" : d.toLocaleTimeString();
+}
+
+// Event ids are `<ms>-<seq>`: compared as two numbers, never as text.
+function compareIds(a, b) {
+  const [am, as] = a.split("-").map(Number), [bm, bs] = b.split("-").map(Number);
+  return am !== bm ? am - bm : as - bs;
+}
+
+function authHeaders() {
+  return view.token ? { Authorization: "Bearer " + view.token } : {};
+}
+
+// Close codes and HTTP refusals in words (docs/protocol.md, close codes).
+const closeWords = {
+  1000: "closed", 1001: "the hub node is shutting down; reconnecting to another", 1006: "the connection dropped",
+  1008: "too many messages", 1009: "a message was too large", 1011: "the hub had an internal error",
+  4001: "this screen fell behind (slow consumer); reconnecting", 4003: "the token expired; enter a fresh one",
+  4401: "the token was refused (missing or invalid)", 4429: "too many connections from this address",
+  4503: "the hub node is full; trying again",
+};
+
+function showError(text) {
+  const box = $("errors");
+  box.prepend(h("p", {}, new Date().toLocaleTimeString() + " — " + text));
+  while (box.childElementCount > 5) box.lastElementChild.remove();
+}
+
+function clearErrors() { $("errors").replaceChildren(); }
+
+function setConnection(state, text) {
+  const el = $("conn");
+  el.dataset.state = state;
+  el.textContent = text;
+}
+
+// --- Catalog ----------------------------------------------------------------------------------------------
+
+async function loadCatalog() {
+  const response = await fetch("/v1/catalog", { headers: authHeaders() });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error("catalog: " + (body.error ? body.error.field + " " + body.error.reason : response.status));
+  }
+  const catalog = await response.json();
+  view.catalog = catalog;
+  for (const type of catalog.event_types) view.categoryOf.set(type.name, type.category);
+  for (const type of catalog.entity_types) view.ttlOf.set(type.name, type.ttl_seconds);
+  for (const category of catalog.categories) {
+    if (category.latency_budget_ms) view.budgetOf.set(category.name, category.latency_budget_ms);
+  }
+  const machine = catalog.entity_types.find((t) => t.name === "machine");
+  const legend = $("legend");
+  legend.replaceChildren(...(machine && machine.status ? machine.status : []).map((status) => {
+    const swatch = h("i", {});
+    swatch.style.background = `var(--${status}, var(--unknown))`;
+    return h("span", {}, swatch, status);
+  }));
+}
+
+// Lines the token allows (its `patterns` claim), else the lines the cache knows.
+async function discoverLines() {
+  const lines = new Set();
+  let restricted = false;
+  if (view.token) {
+    try {
+      const payload = JSON.parse(atob(view.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      for (const pattern of payload.patterns || []) {
+        const parts = pattern.split(":");
+        if (parts[0] === "line" && parts[1] && parts[1] !== "*") lines.add(parts[1]);
+      }
+      restricted = lines.size > 0 && !(payload.patterns || []).some((p) => p === "*" || p.startsWith("line:*"));
+    } catch (e) { /* not a JWT we can read: ask the hub */ }
+  }
+  if (!restricted) {
+    const response = await fetch("/v1/state?pattern=" + encodeURIComponent("line:*:resource-status:machine:*"), { headers: authHeaders() });
+    if (response.ok) {
+      const body = await response.json();
+      for (const event of body.events || []) if (event.line) lines.add(event.line);
+    }
+  }
+  const list = $("lines");
+  list.replaceChildren(...[...lines].sort().map((line) => h("option", { value: line })));
+  return [...lines].sort();
+}
+
+// --- Applying events --------------------------------------------------------------------------------------
+
+function newer(current, event) {
+  // Never flip back: a late event (hub-marked) or one older by source time than what is shown is ignored.
+  if (event.late === true) return false;
+  if (!current) return true;
+  return Date.parse(event.timestamp) >= Date.parse(current.timestamp);
+}
+
+function apply(event, live) {
+  if (event.event_id && (!view.lastEventId || compareIds(event.event_id, view.lastEventId) > 0)) view.lastEventId = event.event_id;
+  if (live && event.received_at) {
+    const category = view.categoryOf.get(event.event_type) || (event.event_type === "counter_changed" ? "counters" : null);
+    const ms = Date.now() - Date.parse(event.received_at);
+    if (category && isFinite(ms)) {
+      const list = view.samples.get(category) || [];
+      if (list.length < 500) list.push(Math.max(0, ms));
+      view.samples.set(category, list);
+    }
+  }
+  const type = event.event_type;
+  if (type === "status_stale") return markStale(event);
+  if (type === "counter_changed") {
+    const name = event.data && event.data.name;
+    if (name && newer(view.counters.get(name), event)) view.counters.set(name, event);
+    return render("counters");
+  }
+  if (type === "resource_status_changed" && event.entity_type === "machine") return setState(view.machines, event, "machines");
+  if (type === "resource_status_changed" && event.entity_type === "operator") return setState(view.operators, event, "operators");
+  if (type === "work_order_progress") return setState(view.workorders, event, "workorders");
+  if (isFeedEvent(event)) {
+    view.feed.unshift(event);
+    if (view.feed.length > 100) view.feed.length = 100;
+    render("feed");
+  }
+}
+
+function setState(map, event, part) {
+  const current = map.get(event.entity_id);
+  if (!newer(current && current.event, event)) return;
+  map.set(event.entity_id, { event, stale: false });
+  render(part);
+}
+
+function markStale(event) {
+  const maps = { machine: ["machines", view.machines], operator: ["operators", view.operators], work_order: ["workorders", view.workorders] };
+  const entry = maps[event.entity_type];
+  if (!entry) return;
+  const [part, map] = entry;
+  const current = map.get(event.entity_id);
+  const last = (event.data && event.data.last_state) || (current && current.event);
+  if (!last) return;
+  // A state newer than the one that expired wins over the stale notice.
+  if (current && !current.stale && Date.parse(current.event.timestamp) > Date.parse(last.timestamp)) return;
+  map.set(event.entity_id, { event: last, stale: true, lastSeen: (event.data && event.data.last_seen) || last.timestamp });
+  render(part);
+}
+
+const feedTypes = new Set(["alert_raised", "quality_issue_raised", "measurement_out_of_tolerance", "kpi_below_target",
+  "quality_report_recorded", "material_lot_quarantined", "fpi_status_changed", "quality_investigation_updated",
+  "work_order_quality_changed", "capa_status_changed"]);
+
+function isFeedEvent(event) {
+  if (feedTypes.has(event.event_type)) return true;
+  const category = view.categoryOf.get(event.event_type);
+  return category === "alerts" || category === "quality";
+}
+
+function severityOf(event) {
+  const d = event.data || {};
+  const s = d.severity || (event.event_type === "measurement_out_of_tolerance" ? "high" : null) ||
+    (d.status === "FAIL" || d.status === "FAILED" ? "high" : null) || (event.event_type === "kpi_below_target" ? "medium" : "info");
+  return String(s).toLowerCase();
+}
+
+function describe(event) {
+  const d = event.data || {};
+  const what = d.message || d.description || d.label || d.kpi_name || d.reason || d.type || d.current_status || d.status || "";
+  return `${event.entity_type} ${event.entity_id}: ${event.event_type.replace(/_/g, " ")}${what ? " — " + what : ""}`;
+}
+
+// --- Rendering (coalesced to one frame) -------------------------------------------------------------------
+
+const dirty = new Set();
+let frameRequested = false;
+function render(part) {
+  dirty.add(part);
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(() => {
+    frameRequested = false;
+    for (const p of dirty) renderers[p]();
+    dirty.clear();
+  });
+}
+
+function isStale(entry, entityType) {
+  if (entry.stale) return true;
+  const ttl = view.ttlOf.get(entityType);
+  return ttl ? Date.now() - Date.parse(entry.event.timestamp) > ttl * 1000 : false;
+}
+
+const renderers = {
+  machines() {
+    const tiles = [...view.machines.values()].sort((a, b) => a.event.entity_id.localeCompare(b.event.entity_id, undefined, { numeric: true }));
+    $("machine-count").textContent = tiles.length ? `(${tiles.length})` : "";
+    if (!tiles.length) return $("tiles").replaceChildren(h("p", { class: "empty" }, "No machine states on this line yet."));
+    $("tiles").replaceChildren(...tiles.map((entry) => {
+      const e = entry.event, d = e.data || {};
+      const stale = isStale(entry, "machine");
+      return h("div", { class: "tile", "data-testid": "tile-" + e.entity_id, "data-status": d.current_status, "data-stale": String(stale) },
+        h("div", { class: "id" }, e.entity_id),
+        h("div", { class: "status" }, d.current_status || "?"),
+        h("div", { class: "meta" }, stale ? `stale · last seen ${age(entry.lastSeen || e.timestamp)} ago` : `for ${age(e.timestamp)}`),
+        d.oee_percentage !== undefined ? h("div", { class: "meta" }, `OEE ${d.oee_percentage} %`) : null);
+    }));
+  },
+  operators() {
+    const groups = new Map();
+    for (const entry of view.operators.values()) {
+      const status = (entry.event.data || {}).current_status || "unknown";
+      if (!groups.has(status)) groups.set(status, []);
+      groups.get(status).push(entry);
+    }
+    if (!groups.size) return $("operators").replaceChildren(h("p", { class: "empty" }, "No operators yet."));
+    $("operators").replaceChildren(...[...groups.entries()].sort().map(([status, entries]) =>
+      h("div", { class: "opgroup", "data-testid": "operators-" + status }, h("b", {}, `${status} (${entries.length})`),
+        ...entries.map((entry) => h("span", { class: "chip", "data-stale": String(isStale(entry, "operator")) }, entry.event.entity_id)))));
+  },
+  workorders() {
+    const entries = [...view.workorders.values()];
+    if (!entries.length) return $("workorders").replaceChildren(h("p", { class: "empty" }, "No work orders yet."));
+    $("workorders").replaceChildren(...entries.map((entry) => {
+      const d = entry.event.data || {};
+      const ordered = Number(d.quantity_ordered) || 0, produced = Number(d.quantity_produced) || 0;
+      const percent = ordered > 0 ? Math.min(100, Math.round((produced / ordered) * 100)) : 0;
+      const bar = h("div", { class: "bar" }, h("span", {}));
+      bar.firstChild.style.width = percent + "%";
+      return h("div", { class: "wo", "data-testid": "wo-" + entry.event.entity_id },
+        h("div", { class: "label" }, h("span", {}, `${entry.event.entity_id} · ${d.current_status || ""}`),
+          h("span", {}, ordered ? `${produced} / ${ordered} (${percent} %)` : `${produced}`)), bar);
+    }));
+  },
+  counters() {
+    if (!view.counters.size) return $("counters").replaceChildren(h("p", { class: "empty" }, "No counters yet."));
+    $("counters").replaceChildren(...[...view.counters.values()].map((e) =>
+      h("div", { class: "counter", "data-testid": "counter-" + e.data.name },
+        h("div", { class: "value" }, String(e.data.value)), h("div", { class: "name" }, e.data.name.replace(/_/g, " ")))));
+  },
+  feed() {
+    $("feed").replaceChildren(...view.feed.map((e) =>
+      h("li", { "data-severity": severityOf(e), "data-testid": "feed-item" },
+        h("time", {}, timeOf(e.timestamp)), h("span", { class: "sev" }, severityOf(e)), h("span", {}, describe(e)))));
+  },
+};
+
+setInterval(() => { render("machines"); render("operators"); }, 5000);  // ages and client-side staleness
+
+// --- Connection -------------------------------------------------------------------------------------------
+
+let socket = null, source = null, retryDelay = 500, retryTimer = null, generation = 0, customSubscription = null;
+
+function channelsFor(line) { return ["line:" + line + ":*", "counters"]; }
+
+function resetState() {
+  view.machines.clear(); view.operators.clear(); view.workorders.clear(); view.counters.clear(); view.feed.length = 0;
+  for (const part of Object.keys(renderers)) render(part);
+}
+
+function connect() {
+  clearTimeout(retryTimer);
+  const mine = ++generation;
+  if (socket) { socket.onclose = null; socket.close(); socket = null; }
+  if (source) { source.close(); source = null; }
+  if (!view.line) { setConnection("idle", "pick a line"); return; }
+  setConnection(view.lastEventId ? "reconnecting" : "connecting", view.lastEventId ? "reconnecting…" : "connecting…");
+  if (view.transport === "sse") return connectSSE(mine);
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const url = `${scheme}//${location.host}/v1/ws${view.token ? "?token=" + encodeURIComponent(view.token) : ""}`;
+  const ws = new WebSocket(url);
+  socket = ws;
+  ws.onopen = () => {
+    if (mine !== generation) return;
+    const subscribe = { op: "subscribe", id: "line", channels: channelsFor(view.line), snapshot: true };
+    if (view.lastEventId) subscribe.since = view.lastEventId;
+    ws.send(JSON.stringify(subscribe));
+    if (customSubscription) ws.send(JSON.stringify(customSubscription));
+  };
+  ws.onmessage = (message) => { if (mine === generation) handle(JSON.parse(message.data)); };
+  ws.onclose = (close) => {
+    if (mine !== generation) return;
+    socket = null;
+    const words = closeWords[close.code] || `closed (${close.code}${close.reason ? ": " + close.reason : ""})`;
+    if (close.code === 4401 || close.code === 4003) {
+      setConnection("error", "token refused");
+      showError(`Connection refused: ${words}${close.reason ? " (" + close.reason + ")" : ""}`);
+      return;  // retrying cannot help until the token changes
+    }
+    if (close.code !== 1000) showError(`Connection lost: ${words}`);
+    scheduleReconnect();
+  };
+}
+
+function connectSSE(mine) {
+  const query = new URLSearchParams({ channels: channelsFor(view.line).join(","), snapshot: "true" });
+  if (view.lastEventId) query.set("since", view.lastEventId);
+  if (view.token) query.set("token", view.token);
+  const es = new EventSource("/v1/sse?" + query.toString());
+  source = es;
+  es.onopen = () => { if (mine === generation) setConnection("live", "live (SSE)"); };
+  es.onmessage = (message) => { if (mine === generation) handle(JSON.parse(message.data)); };
+  es.addEventListener("close", (message) => showError("Stream closed by the hub: " + JSON.parse(message.data).reason));
+  es.onerror = async () => {
+    if (mine !== generation) return;
+    if (es.readyState === EventSource.CLOSED) {
+      // EventSource gives up on an HTTP error; ask the hub for the reason in words.
+      const response = await fetch(es.url).catch(() => null);
+      const body = response ? await response.json().catch(() => null) : null;
+      setConnection("error", "refused");
+      showError("Stream refused: " + (body && body.error ? `${body.error.field} ${body.error.reason}` : "the hub is unreachable"));
+      scheduleReconnect();
+    } else {
+      setConnection("reconnecting", "reconnecting… (SSE)");  // the browser resumes with Last-Event-ID
+    }
+  };
+}
+
+function scheduleReconnect() {
+  const delay = Math.min(30000, retryDelay) * (0.75 + Math.random() * 0.5);
+  retryDelay = Math.min(30000, retryDelay * 2);
+  setConnection("reconnecting", `reconnecting in ${Math.round(delay / 100) / 10} s`);
+  retryTimer = setTimeout(connect, delay);
+}
+
+function handle(message) {
+  switch (message.op) {
+    case "subscribed":
+      if (message.id === "line" || view.transport === "sse") {
+        retryDelay = 500;
+        setConnection("live", view.transport === "sse" ? "live (SSE)" : "live");
+      }
+      break;
+    case "snapshot":
+      if (message.id === "custom") { for (const e of message.events) addCustom(e); break; }
+      for (const e of message.events) apply(e, false);
+      if (!message.more && message.position && (!view.lastEventId || compareIds(message.position, view.lastEventId) > 0)) view.lastEventId = message.position;
+      break;
+    case "event":
+      if (matchesCustom(message.event)) addCustom(message.event);
+      if (isOnLine(message.event)) apply(message.event, true);
+      break;
+    case "resync":
+      // The hub cannot replay what we missed: a fresh snapshot follows (we always ask for one).
+      showError("Resynchronising: the hub could not replay everything missed (" + message.reason + ")");
+      resetState();
+      break;
+    case "error":
+      showError(`${message.code.replace(/_/g, " ")}: ${message.message}`);
+      break;
+    case "reported": case "pong": case "unsubscribed": case "authenticated":
+      break;
+  }
+}
+
+function isOnLine(event) {
+  return event.line === view.line || event.event_type === "counter_changed" && event.data && event.data.scope === "shift";
+}
+
+// --- Power users: extra patterns and a filter -------------------------------------------------------------
+
+let customPatterns = [];
+function matchesCustom(event) { return customSubscription && customMatcher && customMatcher(event); }
+let customMatcher = null;
+
+function addCustom(event) {
+  const list = $("custom");
+  list.prepend(h("li", {}, h("time", {}, timeOf(event.timestamp)), h("span", {}, JSON.stringify(event))));
+  while (list.childElementCount > 200) list.lastElementChild.remove();
+}
+
+function subscribeCustom() {
+  customPatterns = $("patterns").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const filter = $("filter").value.trim();
+  if (!customPatterns.length) return showError("Enter at least one pattern, e.g. alerts or machine:M-203");
+  customSubscription = { op: "subscribe", id: "custom", channels: customPatterns, snapshot: true };
+  if (filter) customSubscription.filter = filter;
+  // Events of this subscription are those whose channels a pattern matches (the hub already applied the filter).
+  const compiled = customPatterns.map((p) => p.split(":"));
+  customMatcher = (event) => channelsOf(event).some((channel) => compiled.some((p) => patternMatches(p, channel.split(":"))));
+  $("custom").replaceChildren();
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(customSubscription));
+  else showError("Not connected over WebSocket; the subscription is sent when it is");
+}
+
+function channelsOf(event) {
+  const category = view.categoryOf.get(event.event_type) || (event.event_type === "counter_changed" ? "counters" : "");
+  const channels = [category, `${event.entity_type}:${event.entity_id}`];
+  if (event.line) channels.push(`line:${event.line}:${category}:${event.entity_type}:${event.entity_id}`);
+  return channels;
+}
+
+function patternMatches(pattern, channel) {
+  for (let i = 0; i < pattern.length; i++) {
+    if (pattern[i] === "*" && i === pattern.length - 1) return channel.length > i;
+    if (i >= channel.length) return false;
+    if (pattern[i] !== "*" && pattern[i] !== channel[i]) return false;
+  }
+  return pattern.length === channel.length;
+}
+
+// --- Latency reports and compliance -----------------------------------------------------------------------
+
+setInterval(() => {
+  if (!socket || socket.readyState !== WebSocket.OPEN || !view.samples.size) return;
+  const samples = Object.fromEntries(view.samples);
+  view.samples.clear();
+  socket.send(JSON.stringify({ op: "report", id: "latency", samples_ms: samples }));
+}, Number(params.get("report_ms")) || 10000);
+
+async function refreshCompliance() {
+  try {
+    const response = await fetch("/v1/slo", { headers: authHeaders() });
+    if (!response.ok) return;
+    const slo = await response.json();
+    const status = (slo.categories || []).find((c) => c.category === "resource-status");
+    const el = $("compliance");
+    if (!status) return;
+    const figures = status.clients && status.clients.count ? status.clients : status.hub;
+    if (!figures || !figures.count) { el.textContent = "no status updates measured yet"; return; }
+    const percent = (figures.within_budget_ratio * 100).toFixed(1);
+    el.textContent = `${percent} % of status updates under ${status.budget_ms} ms in the last ${Math.round(slo.window_seconds / 60)} min`;
+    el.className = "compliance " + (figures.within_budget_ratio >= 0.999 ? "ok" : "bad");
+  } catch (e) { /* shown on the next refresh */ }
+}
+setInterval(refreshCompliance, 10000);
+
+// --- Start ------------------------------------------------------------------------------------------------
+
+async function start() {
+  clearErrors();
+  view.token = $("token").value.trim();
+  view.line = $("line").value.trim() || null;
+  try {
+    await loadCatalog();
+    const lines = await discoverLines();
+    if (!view.line && lines.length) { view.line = lines[0]; $("line").value = view.line; }
+  } catch (e) {
+    setConnection("error", "refused");
+    showError("Cannot load the catalog: " + e.message);
+    return;
+  }
+  const url = new URL(location.href);
+  if (view.line) url.searchParams.set("line", view.line);
+  history.replaceState(null, "", url);
+  refreshCompliance();
+  connect();
+}
+
+function switchLine() {
+  view.line = $("line").value.trim() || null;
+  view.lastEventId = null;
+  resetState();
+  connect();
+}
+
+$("token").value = view.token;
+$("line").value = params.get("line") || "";
+$("settings").addEventListener("submit", (submit) => { submit.preventDefault(); view.lastEventId = null; resetState(); start(); });
+$("line").addEventListener("change", switchLine);
+$("subscribe").addEventListener("click", subscribeCustom);
+window.statushub = view;  // for the browser tests and the curious
+start();
