@@ -178,7 +178,10 @@ function apply(event, live) {
 function setState(map, event, part) {
   const current = map.get(event.entity_id);
   if (!newer(current && current.event, event)) return;
-  map.set(event.entity_id, { event, stale: false });
+  // How long it has been in this status: a repeated status (a heartbeat) keeps the moment it started.
+  const status = (event.data || {}).current_status;
+  const same = current && !current.stale && (current.event.data || {}).current_status === status;
+  map.set(event.entity_id, { event, stale: false, since: same ? current.since : event.timestamp });
   render(part);
 }
 
@@ -251,7 +254,7 @@ const renderers = {
       return h("div", { class: "tile", "data-testid": "tile-" + e.entity_id, "data-status": d.current_status, "data-stale": String(stale) },
         h("div", { class: "id" }, e.entity_id),
         h("div", { class: "status" }, d.current_status || "?"),
-        h("div", { class: "meta" }, stale ? `stale · last seen ${age(entry.lastSeen || e.timestamp)} ago` : `for ${age(e.timestamp)}`),
+        h("div", { class: "meta" }, stale ? `stale · last seen ${age(entry.lastSeen || e.timestamp)} ago` : `for ${age(entry.since || e.timestamp)}`),
         d.oee_percentage !== undefined ? h("div", { class: "meta" }, `OEE ${d.oee_percentage} %`) : null);
     }));
   },
