@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := libhiredis-dev redis-server zlib1g-dev
 CONFIG ?= config/statushub.yaml
 ARGS ?=
 
-.PHONY: deps build run demo test release clean
+.PHONY: deps browser-deps build run demo test release clean
 
 # Installs only what is missing, so repeated runs are quick and need no network.
 deps:
@@ -34,9 +34,25 @@ demo: build
 	echo "dashboard: http://127.0.0.1:8080/?line=Line-1"; \
 	$$bin simulate --url http://127.0.0.1:8080 --speed $(SPEED)
 
-# The suite, then a 10-second load-harness smoke run (loadtest/smoke.sh) on the debug binaries it built.
-test: deps
+# The browser tests' tools: Debian's chromium, and Playwright + pytest from PyPI (pointed at that chromium; never
+# `playwright install`). Installed only when missing, like `deps`.
+BROWSER_PACKAGES := chromium
+browser-deps:
+	@missing=""; for p in $(BROWSER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@python3 -c 'import playwright, pytest' 2>/dev/null || \
+		python3 -m pip install -q playwright pytest 2>/dev/null || \
+		python3 -m pip install -q --break-system-packages playwright pytest
+
+# The suite, then the dashboard in a real Chromium against live hubs (tests/browser, on the binary the suite
+# built), then a 10-second load-harness smoke run (loadtest/smoke.sh) on the debug binaries.
+test: deps browser-deps
 	$(SWIFT) test
+	STATUSHUB_BIN=$$($(SWIFT) build --show-bin-path)/statushub python3 -m pytest -q tests/browser
 	SWIFT=$(SWIFT) loadtest/smoke.sh
 
 release: deps

@@ -17,6 +17,7 @@ const view = {
   workorders: new Map(),
   counters: new Map(),            // counter name -> event
   feed: [],
+  seen: [],                       // ids of the events applied, newest last (for the browser tests)
   lastEventId: null,
   line: null,
   token: params.get("token") || "",
@@ -148,6 +149,7 @@ function newer(current, event) {
 }
 
 function apply(event, live) {
+  if (event.event_id) { view.seen.push(event.event_id); if (view.seen.length > 2000) view.seen.shift(); }
   if (event.event_id && (!view.lastEventId || compareIds(event.event_id, view.lastEventId) > 0)) view.lastEventId = event.event_id;
   if (live && event.received_at) {
     const category = view.categoryOf.get(event.event_type) || (event.event_type === "counter_changed" ? "counters" : null);

@@ -1,0 +1,248 @@
+"""Fixtures for the dashboard's browser tests: real hub nodes (the built `statushub` binary), a real
+redis-server, a switchable TCP proxy standing in for a load balancer, and Debian's chromium driven by Playwright.
+Every server listens on 127.0.0.1 only and is stopped when its test ends."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "browser-test-secret-0123456789abcdef-0123"
+
+
+def statushub_binary():
+    explicit = os.environ.get("STATUSHUB_BIN")
+    if explicit:
+        return explicit
+    bin_path = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    return str(Path(bin_path) / "statushub")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, token=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+class Hub:
+    """One `statushub serve` process."""
+
+    def __init__(self, redis_url=None, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        arguments = [statushub_binary(), "serve", "--config", str(ROOT / "config/statushub.yaml"), "--host", "127.0.0.1", "--port", str(self.port)]
+        if redis_url:
+            arguments += ["--redis", redis_url]
+        # The hub refuses STATUSHUB_* variables that name no config key, such as this harness's STATUSHUB_BIN.
+        environment = {k: v for k, v in os.environ.items() if k != "STATUSHUB_BIN"}
+        environment.update(STATUSHUB_LOG_LEVEL="warning", **(env or {}))
+        self.process = subprocess.Popen(arguments, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("hub exited: " + self.process.stderr.read().decode()[-2000:])
+            try:
+                if http("GET", self.url + "/ready")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("hub did not become ready")
+
+    def publish(self, *events, token=None):
+        status, answer = http("POST", self.url + "/v1/events", list(events), token=token)
+        assert status == 202, answer
+        return [accepted["event_id"] for accepted in answer["accepted"]]
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Redis:
+    def __init__(self):
+        self.port = free_port()
+        self.directory = tempfile.mkdtemp(prefix="statushub-browser-redis-")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"redis://127.0.0.1:{self.port}"
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class Proxy:
+    """A TCP forwarder on its own port whose upstream can be switched: a load balancer in front of two nodes."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.open = []
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while self.running:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
+            except OSError:
+                client.close()  # the node is down: the browser sees a failed connection and backs off
+                continue
+            self.open += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, target):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        for end in (source, target):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def switch(self, upstream_port):
+        self.upstream_port = upstream_port
+
+    def stop(self):
+        self.running = False
+        self.listener.close()
+        for connection in self.open:
+            try:
+                connection.close()
+            except OSError:
+                pass
+
+
+def hs256_token(patterns, expires_in=3600, secret=SECRET):
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = b64(json.dumps({"patterns": patterns, "exp": int(time.time()) + expires_in}).encode())
+    signature = b64(hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest())
+    return f"{header}.{payload}.{signature}"
+
+
+@pytest.fixture
+def redis_server():
+    server = Redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hubs():
+    """Starts hubs on demand (`hubs.start(...)`) and stops every one at the end."""
+    started = []
+
+    class Starter:
+        def start(self, **kwargs):
+            hub = Hub(**kwargs)
+            started.append(hub)
+            return hub
+
+    yield Starter()
+    for hub in started:
+        hub.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    with sync_playwright() as playwright:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    yield page
+    context.close()
+
+
+def machine_status(machine, status, line="Line-2", timestamp=None):
+    return {
+        "event_type": "resource_status_changed", "entity_type": "machine", "entity_id": machine, "line": line,
+        "timestamp": timestamp or now_iso(), "data": {"current_status": status},
+        "metadata": {"source": "mes", "triggered_by": "browser-test"},
+    }
+
+
+def alert(machine, message, severity="high", line="Line-2"):
+    return {
+        "event_type": "alert_raised", "entity_type": "machine", "entity_id": machine, "line": line, "timestamp": now_iso(),
+        "data": {"severity": severity, "message": message}, "metadata": {"source": "mes", "triggered_by": "sensor"},
+    }
+
+
+def now_iso(offset_seconds=0):
+    moment = time.time() + offset_seconds
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment * 1000) % 1000:03d}Z"

@@ -1,0 +1,172 @@
+"""The dashboard in a real headless Chromium against live hub nodes (memory engine, and two Redis-engine nodes
+sharing one redis-server behind a switchable proxy)."""
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+from conftest import ROOT, Proxy, SECRET, alert, hs256_token, machine_status, now_iso, statushub_binary
+
+
+def wait_until(page, predicate, timeout=10):
+    """Polls `predicate` (a JS function) from Python: wait_for_function would evaluate it as a string, which the
+    dashboard's Content-Security-Policy (no unsafe-eval) rightly refuses."""
+    deadline = time.time() + timeout
+    while not page.evaluate(predicate):
+        assert time.time() < deadline, f"timed out waiting for {predicate}"
+        time.sleep(0.05)
+
+
+def open_dashboard(page, base, query="line=Line-2"):
+    page.goto(f"{base}/?{query}")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+
+
+def test_tiles_counters_and_feed_follow_what_is_published(hubs, page):
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "running"), machine_status("M-202", "idle"))
+    open_dashboard(page, hub.url)
+    # The snapshot.
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-status", "idle")
+    expect(page.get_by_test_id("counter-machines_running")).to_contain_text("1")
+
+    # Live: a breakdown flips the tile and the line's counter, an alert lands at the top of the feed.
+    hub.publish(machine_status("M-202", "running"), machine_status("M-201", "breakdown"), alert("M-201", "spindle overheating", "critical"))
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+    expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-status", "running")
+    expect(page.get_by_test_id("feed-item").first).to_contain_text("spindle overheating")
+    expect(page.get_by_test_id("feed-item").first).to_have_attribute("data-severity", "critical")
+    expect(page.get_by_test_id("counter-machines_running")).to_contain_text("1")
+
+    # A late event (older source timestamp) is delivered but never flips the tile back.
+    late = hub.publish(machine_status("M-201", "running", timestamp=now_iso(-3600)))[0]
+    wait_until(page, f"() => window.statushub.seen.includes('{late}')")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+
+    # Another line's events stay off this screen.
+    hub.publish(machine_status("M-901", "breakdown", line="Line-9"))
+    hub.publish(machine_status("M-203", "maintenance"))
+    expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-status", "maintenance")
+    expect(page.get_by_test_id("tile-M-901")).to_have_count(0)
+    assert page.errors == []
+
+
+def test_page_reconnects_through_another_node_and_shows_every_missed_event(hubs, redis_server, page):
+    node_a = hubs.start(redis_url=redis_server.url)
+    node_b = hubs.start(redis_url=redis_server.url)
+    balancer = Proxy(node_a.port)
+    try:
+        node_a.publish(machine_status("M-201", "running"))
+        open_dashboard(page, balancer.url)
+        expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+
+        node_a.stop()  # closes the page's socket with 1001
+        expect(page.get_by_test_id("connection")).not_to_have_attribute("data-state", "live", timeout=10000)
+        missed = node_b.publish(
+            machine_status("M-201", "breakdown"), alert("M-201", "hydraulic pressure low"),
+            machine_status("M-202", "idle"), machine_status("M-203", "maintenance"), alert("M-203", "coolant flow lost", "medium"),
+        )
+        balancer.switch(node_b.port)
+
+        open_state = page.get_by_test_id("connection")
+        expect(open_state).to_have_attribute("data-state", "live", timeout=40000)
+        for event_id in missed:
+            wait_until(page, f"() => window.statushub.seen.includes('{event_id}')")
+        expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+        expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-status", "idle")
+        expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-status", "maintenance")
+        expect(page.get_by_test_id("feed-item")).to_have_count(2)
+        expect(page.get_by_test_id("feed-item").first).to_contain_text("coolant flow lost")
+        # Resumed with `since`, so each missed event was applied once.
+        seen = page.evaluate("window.statushub.seen")
+        assert all(seen.count(event_id) == 1 for event_id in missed), seen
+        # And live again, through node B.
+        node_b.publish(machine_status("M-202", "running"))
+        expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-status", "running")
+    finally:
+        balancer.stop()
+
+
+def test_an_invalid_token_is_shown_in_words(hubs, page):
+    hub = hubs.start(env={"STATUSHUB_AUTH_REQUIRED": "true", "STATUSHUB_AUTH_JWT_HS256_SECRET": SECRET})
+    page.goto(f"{hub.url}/?line=Line-2&token=not-a-valid-token")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "error", timeout=15000)
+    expect(page.get_by_test_id("errors")).to_contain_text("Authorization")
+    expect(page.get_by_test_id("errors")).to_contain_text("token")
+
+    # A token signed with another secret passes the catalog's format check nowhere: refused in words too.
+    forged = hs256_token(["line:Line-2:*"], secret="another-secret-0123456789abcdef-0123456")
+    page.get_by_test_id("token").fill(forged)
+    page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_test_id("errors")).to_contain_text("Cannot load the catalog")
+
+    # The right token connects, and the line picker offers the token's line.
+    page.get_by_test_id("token").fill(hs256_token(["line:Line-2:*"]))
+    page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    assert page.eval_on_selector_all("#lines option", "options => options.map(o => o.value)") == ["Line-2"]
+
+
+def test_an_expired_token_on_the_socket_is_shown_as_a_close_reason(hubs, page):
+    hub = hubs.start(env={"STATUSHUB_AUTH_REQUIRED": "true", "STATUSHUB_AUTH_JWT_HS256_SECRET": SECRET})
+    page.goto(f"{hub.url}/?line=Line-2&token={hs256_token(['line:Line-2:*'], expires_in=3)}")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    expect(page.get_by_test_id("errors")).to_contain_text("the token expired", timeout=15000)
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "error")
+
+
+def test_event_source_in_the_browser(hubs, page):
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "idle"))
+    open_dashboard(page, hub.url, "line=Line-2&transport=sse")
+    expect(page.get_by_test_id("connection")).to_contain_text("SSE")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "idle")
+    hub.publish(machine_status("M-201", "running"))
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+
+    # A bare EventSource: a filtered stream, and its lastEventId is the event's id.
+    page.evaluate("""() => {
+        window.received = [];
+        const source = new EventSource('/v1/sse?channels=alerts&filter=' + encodeURIComponent('data.severity = critical'));
+        source.onmessage = (m) => window.received.push({id: m.lastEventId, data: JSON.parse(m.data)});
+    }""")
+    wait_until(page, "() => window.received.some(m => m.data.op === 'subscribed')")
+    ids = hub.publish(alert("M-1", "minor", "low"), alert("M-2", "fire", "critical"))
+    wait_until(page, "() => window.received.some(m => m.data.op === 'event')")
+    events = page.evaluate("window.received.filter(m => m.data.op === 'event')")
+    assert [e["id"] for e in events] == [ids[1]]
+    assert events[0]["data"]["event"]["data"]["message"] == "fire"
+
+
+def test_curl_reads_the_stream(hubs):
+    hub = hubs.start()
+    curl = subprocess.Popen(["curl", "-sN", "--max-time", "4", f"{hub.url}/v1/sse?channels=line:Line-2:*&snapshot=true"],
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    event_id = hub.publish(machine_status("M-204", "offline"))[0]
+    output = curl.communicate(timeout=10)[0]
+    assert "retry: 2000" in output
+    assert '"op":"subscribed"' in output
+    assert f"id: {event_id}\ndata: {{\"op\":\"event\",\"event\":{{\"event_id\":\"{event_id}\"" in output
+
+
+def test_screenshot_of_a_simulated_plant(hubs, page):
+    """The README's screenshot: a hub with `statushub simulate` running against it."""
+    hub = hubs.start()
+    simulator = subprocess.Popen([statushub_binary(), "simulate", "--url", hub.url, "--speed", "30", "--duration", "30", "--seed", "11"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(2)
+        open_dashboard(page, hub.url, "line=Line-2&report_ms=1000")
+        hub.publish(alert("M-203", "spindle overheating", "critical"))
+        expect(page.get_by_test_id("tile-M-208")).to_be_visible(timeout=10000)
+        page.wait_for_timeout(6000)
+        expect(page.get_by_test_id("compliance")).to_contain_text("% of status updates under 500 ms", timeout=15000)
+        page.screenshot(path=str(ROOT / "docs" / "dashboard.png"))
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=10)
