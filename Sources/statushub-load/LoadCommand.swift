@@ -113,6 +113,10 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Subscription mapping: one-channel, lines:K or wildcard.")
     var mapping: Mapping = .oneChannel
 
+    @Option(help: ArgumentHelp(
+        "Distinct subscribe filters (0: none). Subscriber i sends filter number i modulo this, each one that admits every event, so the deliveries match an unfiltered run and only the filters' cost differs."))
+    var filters = 0
+
     @Option(help: "Lines the events are spread over when --mapping is not lines:K (lines:K uses K).")
     var lines = 10
 
@@ -195,7 +199,7 @@ struct RunCommand: AsyncParsableCommand {
             mapping: mapping, lineCount: { if case .lines(let k) = mapping { k } else { lines } }(),
             machines: machines, mix: mix, tokens: tokens, payloadBytes: payloadBytes, drain: drain,
             connectConcurrency: connectConcurrency, connectTimeout: connectTimeout, maxInFlight: maxInFlight,
-            threads: max(1, threads ?? availableCPUs()), progress: !quiet
+            threads: max(1, threads ?? availableCPUs()), progress: !quiet, filters: max(0, filters)
         )
         let outcome = try await LoadRun(config: config).run()
         print(outcome.report.table())
@@ -284,4 +288,6 @@ struct LoadConfig: Sendable {
         case .lines(let k): subscribers / k + (line < subscribers % k ? 1 : 0)
         }
     }
+    /// Distinct subscribe filters (`--filters`).
+    var filters = 0
 }

@@ -151,7 +151,9 @@ func runSubscriber(
         }
     }
     let box = ResultBox(SubscriberResult(index: index))
-    let subscribe = #"{"op":"subscribe","id":"load-\#(index)","channels":["\#(config.mapping.pattern(forSubscriber: index))"]}"#
+    // With --filters: one of N distinct filters that each admit every event (no event has `data.load_filter`).
+    let filter = config.filters > 0 ? #","filter":"data.load_filter != \#(index % config.filters)""# : ""
+    let subscribe = #"{"op":"subscribe","id":"load-\#(index)","channels":["\#(config.mapping.pattern(forSubscriber: index))"]\#(filter)}"#
     let shard = stats.shard(for: index)
     let publishers = config.publishers
     let runBytes = Array(runID.utf8)
