@@ -6,8 +6,7 @@ import Testing
 struct ResumeTests {
     @Test(arguments: EngineKind.allCases)
     func reconnectWithSinceGetsExactlyWhatWasMissed(_ kind: EngineKind) async throws {
-        // Without the line's counters, whose counter_changed events would interleave on `line:Line-2:*`.
-        try await withHub(engine: kind, configure: { $0.catalog = catalogWithoutTallies }) { hub in
+        try await withHub(engine: kind) { hub in
             let first = try await TestSocket(port: hub.port)
             try await first.subscribe(["line:Line-2:*"])
             _ = try await HTTP.post(port: hub.port, events: [SampleEvents.machineStatus("M-1"), SampleEvents.alert("M-1")])

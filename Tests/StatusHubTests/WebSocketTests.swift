@@ -7,8 +7,7 @@ import Testing
 struct WebSocketTests {
     @Test(arguments: EngineKind.allCases)
     func subscribersGetOnlyWhatTheirPatternsMatchOnce(_ kind: EngineKind) async throws {
-        // Without the line's counters, whose counter_changed events would interleave on `line:Line-2:*`.
-        try await withHub(engine: kind, configure: { $0.catalog = catalogWithoutTallies }) { hub in
+        try await withHub(engine: kind) { hub in
             let line2 = try await TestSocket(port: hub.port)
             let alerts = try await TestSocket(port: hub.port)
             let overlapping = try await TestSocket(port: hub.port)
@@ -37,8 +36,7 @@ struct WebSocketTests {
 
     @Test(arguments: EngineKind.allCases)
     func snapshotThenLiveWithoutGapOrDuplicate(_ kind: EngineKind) async throws {
-        // Without the line's counters, whose counter_changed events would interleave on `line:Line-2:*`.
-        try await withHub(engine: kind, configure: { $0.catalog = catalogWithoutTallies }) { hub in
+        try await withHub(engine: kind) { hub in
             _ = try await HTTP.post(port: hub.port, events: [
                 SampleEvents.machineStatus("M-1", "running"), SampleEvents.machineStatus("M-2", "idle", line: "Line-3"),
                 SampleEvents.machineStatus("M-1", "maintenance"),
