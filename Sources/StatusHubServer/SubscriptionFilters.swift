@@ -44,11 +44,15 @@ struct FilterVerdicts {
     private var decoded: JSONValue??
     private var channelSegments: [[Substring]]?
     private var results: [ObjectIdentifier: Bool] = [:]
+    /// How many filters were evaluated, and whether the event was decoded (for the tests of "once per event").
+    private(set) var evaluations = 0
+    var decodedOnce: Bool { decoded != nil }
 
     init(event: StoredEvent) { self.event = event }
 
     mutating func admits(_ filter: EventFilter) -> Bool {
         if let known = results[ObjectIdentifier(filter)] { return known }
+        evaluations += 1
         if decoded == nil { decoded = .some(try? JSONValue.parse(event.json)) }
         // An event that does not decode (never the case for stored events) passes no filter.
         let verdict = decoded!.map(filter.admits) ?? false

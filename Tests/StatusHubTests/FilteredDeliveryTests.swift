@@ -2,6 +2,8 @@ import Foundation
 import StatusHubCore
 import Testing
 
+@testable import StatusHubServer
+
 @Suite("Server-side filters through a live hub")
 struct FilteredDeliveryTests {
     static func alert(_ machine: String, severity: String) -> String {
@@ -51,6 +53,26 @@ struct FilteredDeliveryTests {
             _ = lastSeen
             _ = await again.close()
         }
+    }
+
+    /// 1,000 connections sharing 10 filters (written 20 ways, so interning is what makes them one): one event is
+    /// decoded once and each distinct filter evaluated once.
+    @Test func eachDistinctFilterIsEvaluatedOncePerEventHoweverManyShareIt() throws {
+        let pattern = try ChannelPattern(parsing: "resource-status")
+        let connections = (0..<1000).map { index in
+            let table = SubscriptionFilters()
+            let spelling = index % 20 < 10 ? "data.current_status != x\(index % 10)" : "data.current_status   !=  'x\(index % 10)'"
+            table.set(try! EventFilter.parse(spelling), for: [pattern])
+            return table
+        }
+        let event = StoredEvent(id: EventID(milliseconds: 1, sequence: 0), validated: SampleEvents.validated(SampleEvents.machineStatus("M-1")))
+        var verdicts = FilterVerdicts(event: event)
+        let admitted = connections.filter { $0.admit(&verdicts, patterns: [pattern]) }.count
+        #expect(admitted == 1000)
+        #expect(verdicts.evaluations == 10 && verdicts.decodedOnce)
+        // Unfiltered connections never decode the event.
+        var untouched = FilterVerdicts(event: event)
+        #expect(SubscriptionFilters().admit(&untouched, patterns: [pattern]) && !untouched.decodedOnce)
     }
 
     @Test func aFilteredAndAnUnfilteredPatternOfOneConnectionDeliverOnce() async throws {
