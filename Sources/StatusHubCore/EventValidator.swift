@@ -110,22 +110,25 @@ public struct EventValidator: Sendable {
         if let sequence { tail.append(("sequence", .number(Double(sequence)))) }
         if tenant != Tenant.defaultName { tail.append(("tenant", .string(tenant))) }
         tail.append(("timestamp", .string(timestamp)))
-        var encoded: [UInt8] = []
-        encoded.reserveCapacity(512)
-        JSONValue.write(members: members + tail, into: &encoded)
-        var lateMarkOffset = 0
-        if eventType.carriesState {
-            // `{head,tail}` against `{tail}`: the head (and its comma) is the difference, without the opening `{`.
-            var tailOnly: [UInt8] = []
-            JSONValue.write(members: tail, into: &tailOnly)
-            lateMarkOffset = encoded.count - tailOnly.count
-        }
+        // `{head}` and `{tail}` written once each and joined as `head,tail}` (the body after the opening brace), so the
+        // place of the late mark is known without writing anything twice.
+        var head: [UInt8] = []
+        head.reserveCapacity(512)
+        JSONValue.write(members: members, into: &head)
+        var rest: [UInt8] = []
+        JSONValue.write(members: tail, into: &rest)
+        var body: [UInt8] = []
+        body.reserveCapacity(head.count + rest.count)
+        body.append(contentsOf: head[1..<head.count - 1])
+        body.append(UInt8(ascii: ","))
+        body.append(contentsOf: rest[1...])
+        let lateMarkOffset = eventType.carriesState ? head.count - 1 : 0
         let prefix = Tenant.prefix(tenant)
         return .valid(ValidatedEvent(
             eventType: eventType, entityType: entityType, entityID: entityID, line: line,
             channels: ChannelName.channels(category: eventType.category, entityType: entityType, entityID: entityID, line: line)
                 .map { prefix + $0 },
-            carriesState: eventType.carriesState, bodyAfterID: Array(encoded.dropFirst()),
+            carriesState: eventType.carriesState, bodyAfterID: body,
             idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant,
             sourceRank: SourceOrder.rank(timestamp: timestamp, sequence: sequence), lateMarkOffset: lateMarkOffset,
             tallies: eventType.carriesState
