@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // Envelope, validation, channels and patterns, subscription index, wire messages, config model. No I/O.
@@ -56,6 +57,25 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .systemLibrary(
+            name: "CMosquitto",
+            providers: [.apt(["libmosquitto-dev"])]
+        ),
+        // The plant's MQTT broker into the engine: plain JSON topics and Sparkplug B. libmosquitto's own network
+        // thread per bridge does the I/O; Sparkplug payloads through swift-protobuf (generated code committed,
+        // scripts/generate-sparkplug.sh).
+        .target(
+            name: "StatusHubMQTT",
+            dependencies: [
+                "StatusHubCore",
+                "CMosquitto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -94,6 +114,7 @@ let package = Package(
                 "StatusHubCore",
                 "StatusHubRedis",
                 "StatusHubServer",
+                "StatusHubMQTT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
@@ -136,6 +157,7 @@ let package = Package(
                 "StatusHubCore",
                 "StatusHubRedis",
                 "StatusHubServer",
+                "StatusHubMQTT",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSCompression", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),

@@ -198,6 +198,8 @@ public struct HubConfig: Sendable, Equatable {
     public var cacheTTL = CacheTTL()
     public var catalogFiles = CatalogFiles()
     public var shifts = Shifts()
+    /// The bridge from the plant's MQTT broker (`HubConfig+MQTT.swift`); off without `mqtt.url`.
+    public var mqtt = MQTT()
     /// The catalog `catalogFiles` names, loaded by `load`; a config built in code has the shipped one
     /// (`Catalog.standard`, read only when asked for: an installed binary has no source tree to read it from).
     public var catalog: Catalog {
@@ -221,7 +223,7 @@ public struct HubConfig: Sendable, Equatable {
 
 extension HubConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, auth, websocket, redis, memory, cacheTTL = "cache_ttl", catalogFiles = "catalog", shifts, logLevel = "log_level"
+        case server, auth, websocket, redis, memory, cacheTTL = "cache_ttl", catalogFiles = "catalog", shifts, mqtt, logLevel = "log_level"
     }
 }
 
@@ -269,6 +271,7 @@ extension HubConfig {
             try config.websocket.check()
             _ = try ShiftSchedule(config.shifts)
             try config.redis.check()
+            try config.mqtt.check(catalog: config.catalog)
             return config
         } catch let error as ConfigError {
             throw error
@@ -342,6 +345,11 @@ extension HubConfig {
         "cache_ttl": [],
         "catalog": ["directory", "files"],
         "shifts": ["schedule", "utc_offset"],
+        "mqtt": [
+            "url", "client_id", "username", "password", "tls_ca_file", "tls_certificate_file", "tls_private_key_file",
+            "keepalive_seconds", "reconnect_initial_seconds", "reconnect_max_seconds", "share_group", "max_pending_messages",
+            "tenant", "topics", "sparkplug",
+        ],
         "log_level": [],
     ]
 
@@ -378,7 +386,8 @@ extension HubConfig {
             let key = String(path.dropFirst(section.count + 1))
             guard keys.contains(key) else { continue }
             var mapping = tree[section] as? [String: Any] ?? [:]
-            mapping[key] = key == "url" || key == "host" || key.hasSuffix("_key") || key.hasSuffix("_secret") || key.hasSuffix("_file") || key.hasSuffix("_channel") ? value : typed
+            mapping[key] = key == "url" || key == "host" || key.hasSuffix("_key") || key.hasSuffix("_secret") || key.hasSuffix("_file") || key.hasSuffix("_channel")
+                || section == "mqtt" && ["client_id", "username", "password", "share_group", "tenant"].contains(key) ? value : typed
             tree[section] = mapping
             return
         }

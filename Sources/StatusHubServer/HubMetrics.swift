@@ -3,7 +3,8 @@ import Prometheus
 /// What operators watch, exposed at `GET /metrics` in Prometheus text format.
 /// A registry per hub (not the process-global `MetricsSystem`) so several hubs in one test process stay apart.
 public final class HubMetrics: Sendable {
-    let registry = PrometheusCollectorRegistry()
+    /// Public so a bridge (MQTT) counts into the same `GET /metrics`.
+    public let registry = PrometheusCollectorRegistry()
     let eventsAccepted: Counter
     let eventsRejected: Counter
     let ingestUnavailable: Counter

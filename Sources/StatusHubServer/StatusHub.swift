@@ -19,6 +19,8 @@ public struct StatusHub: Sendable {
     let connectionIDs = ConnectionIDs()
     let draining = DrainFlag()
     let access: HubAccess
+    /// Sources of events besides HTTP ingest (the MQTT bridge), run beside the engine and reported by `/ready`.
+    public var bridges: [any IngestBridge] = []
 
     /// Throws `ConfigError` when a file the config names (JWT key, TLS certificate or key) cannot be used, so a
     /// misconfigured node stops at start-up instead of refusing every client later.
@@ -68,7 +70,7 @@ public struct StatusHub: Sendable {
             configuration: ApplicationConfiguration(
                 address: .hostname(config.server.host, port: config.server.port), serverName: "statushub",
                 backlog: config.server.listenBacklog),
-            services: [EngineService(engine: engine, sink: fanOut, logger: logger)],
+            services: [EngineService(engine: engine, sink: fanOut, logger: logger)] + bridges.map { BridgeService(bridge: $0) },
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger
         )
@@ -183,7 +185,7 @@ public struct StatusHub: Sendable {
         }
         Dashboard.register(on: router)
         router.get("/health") { _, _ in JSONResponse.bytes(Array(#"{"status":"ok"}"#.utf8)) }
-        router.get("/ready") { [engine, draining] _, _ in
+        router.get("/ready") { [engine, draining, bridges] _, _ in
             if draining.isSet {
                 return JSONResponse.error(.serviceUnavailable, field: "node", reason: "shutting down", headers: [.retryAfter: "1"])
             }
@@ -194,7 +196,15 @@ public struct StatusHub: Sendable {
             if let probe = engine as? any WriteProbe, let refusal = await probe.writeRefusal() {
                 return JSONResponse.error(.serviceUnavailable, field: "engine", reason: "\(refusal); events cannot be accepted", headers: [.retryAfter: "1"])
             }
-            return JSONResponse.bytes(Array(#"{"status":"ready"}"#.utf8))
+            // A bridge that lost its broker does not stop the node serving dashboards and HTTP ingest: still 200,
+            // with the bridge named under "degraded".
+            let degraded = bridges.compactMap { bridge in
+                bridge.problem.map { JSONValue.object(["field": .string(bridge.name), "reason": .string($0)]) }
+            }
+            guard !degraded.isEmpty else { return JSONResponse.bytes(Array(#"{"status":"ready"}"#.utf8)) }
+            var body: [UInt8] = []
+            JSONValue.object(["status": .string("ready"), "degraded": .array(degraded)]).write(into: &body)
+            return JSONResponse.bytes(body)
         }
         // Reached only when a request for /v1/ws was not upgraded.
         router.get("/v1/ws") { [draining] _, _ in
@@ -221,6 +231,18 @@ struct EngineService: Service, CustomStringConvertible {
     func run() async throws {
         try await cancelWhenGracefulShutdown {
             try await engine.run(delivering: sink)
+        }
+    }
+}
+
+/// Runs a bridge (MQTT) as a service of the node; it stops first on shutdown (services stop in reverse order).
+struct BridgeService: Service, CustomStringConvertible {
+    let bridge: any IngestBridge
+    var description: String { "BridgeService(\(bridge.name))" }
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            try await bridge.run()
         }
     }
 }

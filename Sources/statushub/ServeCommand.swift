@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import StatusHubCore
+import StatusHubMQTT
 import StatusHubRedis
 import ServiceLifecycle
 import StatusHubServer
@@ -51,7 +52,10 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: hubConfig.logLevel) ?? .info
 
         let engine = try EngineFactory.make(config: hubConfig, logger: logger)
-        let hub = try StatusHub(config: hubConfig, engine: engine)
+        var hub = try StatusHub(config: hubConfig, engine: engine)
+        if hubConfig.mqtt.isEnabled {
+            hub.bridges = [try MQTTBridge(config: hubConfig, engine: engine, registry: hub.metrics.registry, logger: logger)]
+        }
         // The password never reaches the log.
         let engineName = (engine as? RedisEngine).map { "redis (\($0.locator))" } ?? "memory"
         let host = hubConfig.server.host

@@ -1,0 +1,4 @@
+#ifndef STATUSHUB_CMOSQUITTO_SHIM_H
+#define STATUSHUB_CMOSQUITTO_SHIM_H
+#include <mosquitto.h>
+#endif
