@@ -34,6 +34,8 @@ public struct SparkplugHost: Sendable {
     struct Device: Sendable {
         var online = true
         var lastStatus: String?
+        /// Milliseconds of the newest live status mapped: a death is dated after it, so it is never late.
+        var lastTimestamp: UInt64 = 0
     }
 
     struct Node: Sendable {
@@ -136,8 +138,11 @@ public struct SparkplugHost: Sendable {
         node.online = false
         node.waiting = [:]
         node.waitingSince = nil
-        let timestamp = Self.timestamp(payload.hasTimestamp ? payload.timestamp : nil)
+        // The will was written when the node connected, so its timestamp is older than everything since: the death
+        // is dated when the host hears it (and never before the device's newest status, whatever the clocks say).
+        let heard = Self.milliseconds(Date())
         for device in node.devices.keys.sorted() where node.devices[device]!.online {
+            let timestamp = Self.timestamp(max(heard, node.devices[device]!.lastTimestamp + 1))
             node.devices[device]!.online = false
             let previous = node.devices[device]!.lastStatus
             node.devices[device]!.lastStatus = config.offlineStatus
@@ -223,11 +228,12 @@ public struct SparkplugHost: Sendable {
         case .deviceDeath:
             guard let device = topic.device, nodes[nodeKey]?.devices[device]?.online == true else { return }
             let previous = nodes[nodeKey]?.devices[device]?.lastStatus
+            let dated = max(payload.hasTimestamp ? payload.timestamp : Self.milliseconds(Date()), (nodes[nodeKey]?.devices[device]?.lastTimestamp ?? 0) + 1)
             nodes[nodeKey]?.devices[device]?.online = false
             nodes[nodeKey]?.devices[device]?.lastStatus = config.offlineStatus
             output.events.append(statusEvent(
                 topic: topic, device: device, status: config.offlineStatus, previous: previous,
-                timestamp: Self.timestamp(payload.hasTimestamp ? payload.timestamp : nil), trigger: "DDEATH", key: key))
+                timestamp: Self.timestamp(dated), trigger: "DDEATH", key: key))
         case .deviceData:
             guard let device = topic.device else { return }
             if nodes[nodeKey]?.devices[device] == nil { nodes[nodeKey]?.devices[device] = Device() }
@@ -270,7 +276,11 @@ public struct SparkplugHost: Sendable {
                 }
                 let status = config.statusValues[raw] ?? raw
                 let previous = nodes[nodeKey]?.devices[device]?.lastStatus
-                if !metric.isHistorical { nodes[nodeKey]?.devices[device]?.lastStatus = status }
+                if !metric.isHistorical {
+                    nodes[nodeKey]?.devices[device]?.lastStatus = status
+                    let dated = timestamp ?? Self.milliseconds(Date())
+                    if dated > nodes[nodeKey]?.devices[device]?.lastTimestamp ?? 0 { nodes[nodeKey]?.devices[device]?.lastTimestamp = dated }
+                }
                 output.events.append(statusEvent(
                     topic: topic, device: device, status: status, previous: previous == status ? nil : previous,
                     timestamp: Self.timestamp(timestamp), trigger: trigger, key: "\(key):s\(index)"))
@@ -364,6 +374,8 @@ public struct SparkplugHost: Sendable {
         let date = milliseconds.map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? Date()
         return date.formatted(Self.iso8601)
     }
+
+    static func milliseconds(_ date: Date) -> UInt64 { UInt64(max(0, date.timeIntervalSince1970 * 1000)) }
 
     private static let iso8601 = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 }

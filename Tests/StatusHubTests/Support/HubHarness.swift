@@ -2,6 +2,7 @@ import Hummingbird
 import Logging
 import ServiceLifecycle
 import StatusHubCore
+import StatusHubMQTT
 import StatusHubRedis
 import StatusHubServer
 import Testing
@@ -56,7 +57,10 @@ func withHub<T: Sendable>(
     } else {
         MemoryEngine(config: config)
     }
-    let hub = try StatusHub(config: config, engine: engine)
+    var hub = try StatusHub(config: config, engine: engine)
+    if config.mqtt.isEnabled {
+        hub.bridges = [try MQTTBridge(config: config, engine: engine, registry: hub.metrics.registry, logger: logger)]
+    }
     let ports = AsyncStream<Int>.makeStream()
     let app = hub.makeApplication(logger: logger) { port in ports.continuation.yield(port) }
     let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
@@ -71,6 +75,11 @@ func withHub<T: Sendable>(
         let deadline = ContinuousClock.now.advanced(by: .seconds(10))
         while !engine.isReady {
             guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "engine ready") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        // And the bridges connected to their brokers.
+        while hub.bridges.contains(where: { $0.problem != nil }) {
+            guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "bridges connected") }
             try await Task.sleep(for: .milliseconds(10))
         }
         do {

@@ -1,0 +1,296 @@
+import Foundation
+import StatusHubCore
+import StatusHubMQTT
+import StatusHubServer
+import Testing
+
+/// The MQTT bridge against a real mosquitto on a loopback port: plain JSON topics mapped by config, and a
+/// Sparkplug B edge node driven by the test (`SparkplugEdgeNode`, over the same libmosquitto).
+@Suite("MQTT bridge", .serialized)
+struct MQTTBridgeTests {
+    static func plainTopics(_ config: inout HubConfig, broker: MosquittoBroker, shareGroup: String = "statushub") {
+        config.mqtt.url = broker.url
+        config.mqtt.clientId = "hub-\(UUID().uuidString.prefix(8))"
+        config.mqtt.reconnectMaxSeconds = 1
+        config.mqtt.shareGroup = shareGroup
+        var mapping = HubConfig.TopicMapping(
+            topic: "plant/{site}/{area}/{line}/{cell}/{machine}/status", eventType: "resource_status_changed",
+            entityType: "machine", entityId: "{machine}", line: "{line}")
+        mapping.fields = ["state": "current_status"]
+        mapping.values = ["current_status": ["RUN": "running", "STOP": "idle", "FAULT": "breakdown"]]
+        config.mqtt.topics = [mapping]
+    }
+
+    static func sparkplug(_ config: inout HubConfig, broker: MosquittoBroker, reorderTimeoutMs: Int = 2000) {
+        config.mqtt.url = broker.url
+        config.mqtt.clientId = "hub-\(UUID().uuidString.prefix(8))"
+        config.mqtt.reconnectMaxSeconds = 1
+        var sparkplug = HubConfig.Sparkplug()
+        sparkplug.hostId = "statushub-test"
+        sparkplug.reorderTimeoutMs = reorderTimeoutMs
+        config.mqtt.sparkplug = sparkplug
+    }
+
+    /// A publisher that waits until it is connected.
+    static func publisher(_ broker: MosquittoBroker) async throws -> MosquittoClient {
+        let client = try broker.client()
+        await client.start()
+        try await eventually("publisher connected") { client.isConnected }
+        return client
+    }
+
+    static func statusMessage(_ machine: String, _ state: String, line: String = "Line-2", at date: Date = Date()) -> MQTTMessage {
+        let timestamp = date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        return MQTTMessage(
+            topic: "plant/S1/A1/\(line)/C3/\(machine)/status", payload: Array(#"{"state":"\#(state)","timestamp":"\#(timestamp)"}"#.utf8))
+    }
+
+    static func counter(_ name: String, port: Int) async throws -> Double {
+        let text = try await HTTP.get(port: port, "/metrics").text
+        for line in text.split(separator: "\n") where line.hasPrefix("statushub_mqtt_\(name)_total ") {
+            return Double(line.split(separator: " ").last ?? "") ?? 0
+        }
+        return 0
+    }
+
+    @Test("a plain JSON topic becomes the machine's status on a dashboard; payloads that fail are counted and skipped", arguments: EngineKind.allCases)
+    func plainTopic(engine: EngineKind) async throws {
+        try await withMosquitto { broker in
+            try await withHub(engine: engine, configure: { Self.plainTopics(&$0, broker: broker) }) { hub in
+                let socket = try await TestSocket(port: hub.port)
+                try await socket.subscribe(["line:Line-2:*"])
+                let publisher = try await Self.publisher(broker)
+                defer { Task { await publisher.stop() } }
+
+                try publisher.publish(Self.statusMessage("M-203", "RUN"))
+                let event = try await socket.nextEvent(timeout: .seconds(2))
+                #expect(event["entity_id"] == .string("M-203"))
+                #expect(event["line"] == .string("Line-2"))
+                #expect(event["data"]?["current_status"] == .string("running"))
+                #expect(event["metadata"]?["source"] == .string("mqtt"))
+
+                // Not JSON, a status the catalog does not know, a topic level too many: counted, logged, skipped.
+                try publisher.publish(MQTTMessage(topic: "plant/S1/A1/Line-2/C3/M-203/status", payload: Array("RUN".utf8)))
+                try publisher.publish(Self.statusMessage("M-203", "EXPLODED"))
+                try publisher.publish(MQTTMessage(topic: "plant/S1/A1/Line-2/C3/M-203/status", payload: Array(#"{"state":"RUN","timestamp":7}"#.utf8)))
+                try publisher.publish(Self.statusMessage("M-204", "FAULT"))
+                let next = try await socket.nextEvent(timeout: .seconds(5))
+                #expect(next["entity_id"] == .string("M-204"))
+                #expect(next["data"]?["current_status"] == .string("breakdown"))
+                #expect(try await Self.counter("messages_refused", port: hub.port) == 3)
+                #expect(try await Self.counter("messages_received", port: hub.port) == 5)
+                #expect(try await Self.counter("events_mapped", port: hub.port) == 2)
+
+                let state = try await HTTP.get(port: hub.port, "/v1/state/machine/M-203")
+                #expect(state.json["data"]?["current_status"] == .string("running"))
+                let ready = try await HTTP.get(port: hub.port, "/ready")
+                #expect(ready.status == 200 && ready.json["degraded"] == nil)
+            }
+        }
+    }
+
+    @Test("Sparkplug: births, data by alias, historical data never replaces live state, a malformed payload is skipped, the will NDEATH marks every device offline", arguments: EngineKind.allCases)
+    func sparkplugLifecycle(engine: EngineKind) async throws {
+        try await withMosquitto { broker in
+            try await withHub(engine: engine, configure: { Self.sparkplug(&$0, broker: broker) }) { hub in
+                let socket = try await TestSocket(port: hub.port)
+                try await socket.subscribe(["line:Line-7:*"])
+                let edge = try SparkplugEdgeNode(endpoint: broker.endpoint(id: "edge-7"), group: "Plant", node: "Line-7", devices: ["M-701", "M-702"])
+                try await edge.start()
+
+                // DBIRTH: each device's status as born (idle), then its metrics.
+                var born: Set<String> = []
+                while born.count < 2 {
+                    let event = try await socket.nextEvent()
+                    if event["event_type"] == .string("resource_status_changed"), case .string(let id)? = event["entity_id"] {
+                        #expect(event["data"]?["current_status"] == .string("idle"))
+                        born.insert(id)
+                    }
+                }
+
+                // DDATA naming the status by alias.
+                let sent = Date()
+                try edge.publishStatus(device: "M-701", status: "running", timestamp: sent)
+                let running = try await Self.nextStatus(socket, "M-701")
+                #expect(running["data"]?["current_status"] == .string("running"))
+                #expect(running["data"]?["previous_status"] == .string("idle"))
+                #expect(running["metadata"]?["source"] == .string("sparkplug"))
+                // The metric's timestamp is the event's.
+                #expect(running["timestamp"]?.stringValue.flatMap { try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse($0) }.map { abs($0.timeIntervalSince(sent)) < 0.002 } == true)
+
+                // Back-filled history: stored and delivered as late, never the cached state.
+                try edge.publishStatus(device: "M-701", status: "breakdown", timestamp: sent.addingTimeInterval(-60), historical: true)
+                let historical = try await Self.nextStatus(socket, "M-701")
+                #expect(historical["data"]?["current_status"] == .string("breakdown"))
+                #expect(historical["late"] == .bool(true))
+                #expect(try await HTTP.get(port: hub.port, "/v1/state/machine/M-701").json["data"]?["current_status"] == .string("running"))
+
+                // Garbage on a DDATA topic: counted, and the node's next message still maps.
+                try edge.publishRaw(device: "M-702", payload: [0xFF, 0xFF, 0xFF, 0x0A, 0x01])
+                try edge.publishStatus(device: "M-702", status: "maintenance")
+                let maintenance = try await Self.nextStatus(socket, "M-702")
+                #expect(maintenance["data"]?["current_status"] == .string("maintenance"))
+                #expect(try await Self.counter("messages_refused", port: hub.port) >= 1)
+
+                // The edge node's connection dies: the broker publishes its NDEATH will, the hub marks both devices
+                // offline at once.
+                await edge.kill()
+                var offline: Set<String> = []
+                while offline.count < 2 {
+                    let event = try await Self.nextStatus(socket, nil, timeout: .seconds(10))
+                    if event["data"]?["current_status"] == .string("offline"), case .string(let id)? = event["entity_id"] { offline.insert(id) }
+                }
+                for machine in ["M-701", "M-702"] {
+                    let state = try await HTTP.get(port: hub.port, "/v1/state/machine/\(machine)")
+                    #expect(state.json["data"]?["current_status"] == .string("offline"))
+                }
+            }
+        }
+    }
+
+    @Test("Sparkplug: a seq gap not filled within the reorder timeout maps what waited and asks the node to rebirth")
+    func sequenceGap() async throws {
+        try await withMosquitto { broker in
+            try await withHub(engine: .memory, configure: { Self.sparkplug(&$0, broker: broker, reorderTimeoutMs: 300) }) { hub in
+                let socket = try await TestSocket(port: hub.port)
+                try await socket.subscribe(["machine:*"])
+                let edge = try SparkplugEdgeNode(endpoint: broker.endpoint(id: "edge-8"), group: "Plant", node: "Line-8", devices: ["M-801"])
+                try await edge.start()
+                defer { Task { await edge.stop() } }
+                _ = try await Self.nextStatus(socket, "M-801")
+
+                edge.skipSeq()
+                try edge.publishStatus(device: "M-801", status: "running")
+                let afterGap = try await Self.nextStatus(socket, "M-801", timeout: .seconds(5))
+                #expect(afterGap["data"]?["current_status"] == .string("running"))
+                try await eventually("the edge node got a rebirth request") { edge.rebirthRequests == 1 }
+                try await eventually("and was born again") { edge.births == 2 }
+                #expect(try await Self.counter("rebirth_requests", port: hub.port) == 1)
+
+                // After the rebirth its seq starts over and maps without another request.
+                try edge.publishStatus(device: "M-801", status: "idle")
+                var last = try await Self.nextStatus(socket, "M-801")
+                while last["data"]?["current_status"] != .string("idle") || last["metadata"]?["triggered_by"]?.stringValue?.hasPrefix("DDATA") != true {
+                    last = try await Self.nextStatus(socket, "M-801")
+                }
+                #expect(edge.rebirthRequests == 1)
+            }
+        }
+    }
+
+    @Test("the broker restarts mid-stream: the bridge reconnects and re-subscribes, and nothing the broker acknowledged after that is lost")
+    func brokerRestart() async throws {
+        try await withMosquitto { broker in
+            try await withHub(engine: .memory, configure: { Self.plainTopics(&$0, broker: broker) }) { hub in
+                let socket = try await TestSocket(port: hub.port)
+                try await socket.subscribe(["machine:*"])
+                let publisher = try await Self.publisher(broker)
+                defer { Task { await publisher.stop() } }
+                try publisher.publish(Self.statusMessage("M-1", "RUN"))
+                _ = try await socket.nextEvent()
+
+                try await broker.restart()
+                try await eventually("the bridge noticed", timeout: .seconds(10)) {
+                    try await HTTP.get(port: hub.port, "/ready").json["degraded"] != nil || hub.hub.bridges[0].problem == nil
+                }
+                try await eventually("the bridge reconnected", timeout: .seconds(15)) { hub.hub.bridges[0].problem == nil && publisher.isConnected }
+                // The bridge's SUBSCRIBE is in once a probe gets through; from then on every acknowledged message arrives.
+                var probe = 0
+                while true {
+                    probe += 1
+                    try publisher.publish(Self.statusMessage("PROBE-\(probe)", "RUN"))
+                    if let event = try? await socket.nextEvent(timeout: .milliseconds(300)), event["entity_id"]?.stringValue?.hasPrefix("PROBE") == true { break }
+                    #expect(probe < 100)
+                    if probe >= 100 { return }
+                }
+                for index in 0..<50 { try publisher.publish(Self.statusMessage("M-\(100 + index)", "RUN")) }
+                var seen: Set<String> = []
+                while seen.count < 50 {
+                    let event = try await socket.nextEvent(timeout: .seconds(5))
+                    if case .string(let id)? = event["entity_id"], !id.hasPrefix("PROBE") { seen.insert(id) }
+                }
+                #expect(seen.count == 50)
+            }
+        }
+    }
+
+    @Test("two nodes bridging one broker store each message once: shared subscriptions, or without them the message's own key", arguments: ["statushub", ""])
+    func twoNodesOneBroker(shareGroup: String) async throws {
+        try await withMosquitto { broker in
+            try await withRedisServer { redis in
+                try await withHub(redisURL: redis.url, configure: { Self.plainTopics(&$0, broker: broker, shareGroup: shareGroup) }) { first in
+                    try await withHub(redisURL: redis.url, configure: { Self.plainTopics(&$0, broker: broker, shareGroup: shareGroup) }) { second in
+                        let socket = try await TestSocket(port: first.port)
+                        try await socket.subscribe(["machine:*"])
+                        let publisher = try await Self.publisher(broker)
+                        defer { Task { await publisher.stop() } }
+                        // Both bridges' subscriptions are in place once each has received a probe.
+                        var probe = 0
+                        while try await Self.counter("messages_received", port: first.port) == 0
+                            || Self.counter("messages_received", port: second.port) == 0 {
+                            probe += 1
+                            try publisher.publish(Self.statusMessage("PROBE-\(probe)", "RUN"))
+                            try await Task.sleep(for: .milliseconds(50))
+                            #expect(probe < 200)
+                            if probe >= 200 { return }
+                        }
+                        try await Task.sleep(for: .milliseconds(200))
+                        func total(_ name: String) async throws -> Double {
+                            try await Self.counter(name, port: first.port) + Self.counter(name, port: second.port)
+                        }
+                        let (mappedBefore, duplicatesBefore) = (try await total("events_mapped"), try await total("duplicates"))
+                        let start = Date()
+                        for index in 0..<40 {
+                            try publisher.publish(Self.statusMessage("M-\(index)", "RUN", at: start.addingTimeInterval(Double(index) / 1000)))
+                        }
+                        var ids: [String] = []
+                        while ids.count < 40 {
+                            let event = try await socket.nextEvent(timeout: .seconds(5))
+                            if case .string(let id)? = event["entity_id"], !id.hasPrefix("PROBE") { ids.append(id) }
+                        }
+                        let extra = await socket.drain(for: .milliseconds(500)).filter { $0.contains(#""op":"event""#) && !$0.contains("PROBE") }
+                        #expect(Set(ids).count == 40)
+                        #expect(extra.isEmpty)
+                        #expect(try await total("events_mapped") - mappedBefore == 40)
+                        // Without shared subscriptions each node received every message; the second to append it was
+                        // answered with the first one's id.
+                        #expect(try await total("duplicates") - duplicatesBefore == (shareGroup.isEmpty ? 40 : 0))
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("mapping config is checked at start: unknown event type, a name the topic does not have, wildcards in a topic")
+    func configChecked() throws {
+        let catalog = Catalog.standard
+        func problem(_ mapping: HubConfig.TopicMapping) -> String? {
+            var config = HubConfig()
+            config.mqtt.url = "mqtt://127.0.0.1:1"
+            config.mqtt.topics = [mapping]
+            config.catalog = catalog
+            do {
+                _ = try MQTTBridge(config: config, engine: MemoryEngine(config: config), registry: HubMetrics().registry, logger: .init(label: "t"))
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(problem(.init(topic: "a/{m}/status", eventType: "nope", entityType: "machine", entityId: "{m}"))?.contains("mqtt.topics[0].event_type") == true)
+        #expect(problem(.init(topic: "a/{m}/status", eventType: "resource_status_changed", entityType: "machine", entityId: "{x}"))?.contains("{x}") == true)
+        #expect(problem(.init(topic: "a/+/status", eventType: "resource_status_changed", entityType: "machine", entityId: "M"))?.contains("wildcards") == true)
+        #expect(problem(.init(topic: "a/{m}/status", eventType: "resource_status_changed", entityType: "machine", entityId: "{m}")) == nil)
+        #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "mqtt: {url: 'mqtt://127.0.0.1:1'}") }
+    }
+
+    /// The next status event (of `machine`, when given).
+    static func nextStatus(_ socket: TestSocket, _ machine: String?, timeout: Duration = .seconds(5)) async throws -> [String: JSONValue] {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let event = try await socket.nextEvent(timeout: deadline - ContinuousClock.now)
+            guard event["event_type"] == .string("resource_status_changed") else { continue }
+            if let machine, event["entity_id"] != .string(machine) { continue }
+            return event
+        }
+    }
+}
