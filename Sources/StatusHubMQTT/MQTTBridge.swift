@@ -119,6 +119,9 @@ public final class MQTTBridge: IngestBridge {
 
     public var isConnected: Bool { client.isConnected }
 
+    /// Messages received and not yet stored (or given up).
+    public var pending: Int { handoff.held }
+
     public func run() async throws {
         await client.start()
         await withTaskCancellationHandler {

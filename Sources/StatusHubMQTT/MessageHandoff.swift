@@ -14,11 +14,17 @@ final class MessageHandoff: Sendable {
     private let state = Mutex(State())
     /// Free places; `put` takes one, `release` gives them back once the messages are stored.
     private let space: DispatchSemaphore
+    private let heldCount = Atomic<Int>(0)
+    /// Messages put and not yet released: received from the broker and not yet stored.
+    var held: Int { heldCount.load(ordering: .relaxed) }
     let capacity: Int
 
     init(capacity: Int) {
         self.capacity = capacity
-        space = DispatchSemaphore(value: capacity)
+        // Created at 0 and raised to `capacity`: libdispatch traps when a semaphore is freed below the value it was
+        // created with, and a stopping bridge may leave places taken.
+        space = DispatchSemaphore(value: 0)
+        for _ in 0..<capacity { space.signal() }
     }
 
     /// Called on the network thread. False once closed (the message is dropped: the node is stopping).
@@ -27,6 +33,7 @@ final class MessageHandoff: Sendable {
         while space.wait(timeout: .now() + .milliseconds(200)) == .timedOut {
             if state.withLock({ $0.closed }) { return false }
         }
+        heldCount.add(1, ordering: .relaxed)
         let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
             guard !state.closed else { return nil }
             state.queue.append(message)
@@ -87,6 +94,7 @@ final class MessageHandoff: Sendable {
 
     /// Frees the places of messages that are stored (or given up).
     func release(_ count: Int) {
+        heldCount.subtract(count, ordering: .relaxed)
         for _ in 0..<count { space.signal() }
     }
 
