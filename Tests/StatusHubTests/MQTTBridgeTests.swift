@@ -63,7 +63,7 @@ struct MQTTBridgeTests {
                 defer { Task { await publisher.stop() } }
 
                 try publisher.publish(Self.statusMessage("M-203", "RUN"))
-                let event = try await socket.nextEvent(timeout: .seconds(2))
+                let event = try await Self.nextStatus(socket, nil, timeout: .seconds(2))
                 #expect(event["entity_id"] == .string("M-203"))
                 #expect(event["line"] == .string("Line-2"))
                 #expect(event["data"]?["current_status"] == .string("running"))
@@ -74,7 +74,7 @@ struct MQTTBridgeTests {
                 try publisher.publish(Self.statusMessage("M-203", "EXPLODED"))
                 try publisher.publish(MQTTMessage(topic: "plant/S1/A1/Line-2/C3/M-203/status", payload: Array(#"{"state":"RUN","timestamp":7}"#.utf8)))
                 try publisher.publish(Self.statusMessage("M-204", "FAULT"))
-                let next = try await socket.nextEvent(timeout: .seconds(5))
+                let next = try await Self.nextStatus(socket, nil)
                 #expect(next["entity_id"] == .string("M-204"))
                 #expect(next["data"]?["current_status"] == .string("breakdown"))
                 #expect(try await Self.counter("messages_refused", port: hub.port) == 3)
