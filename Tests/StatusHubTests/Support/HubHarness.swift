@@ -77,9 +77,10 @@ func withHub<T: Sendable>(
             guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "engine ready") }
             try await Task.sleep(for: .milliseconds(10))
         }
-        // And the bridges connected to their brokers.
+        // And the bridges connected to their brokers (their first connect runs on a thread of its own: slower under load).
+        let bridgeDeadline = ContinuousClock.now.advanced(by: .seconds(30))
         while hub.bridges.contains(where: { $0.problem != nil }) {
-            guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "bridges connected") }
+            guard ContinuousClock.now < bridgeDeadline else { throw TestSocket.Timeout(waitingFor: "bridges connected") }
             try await Task.sleep(for: .milliseconds(10))
         }
         do {

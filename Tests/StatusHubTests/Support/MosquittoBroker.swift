@@ -23,7 +23,8 @@ final class MosquittoBroker: Sendable {
     static func start() async throws -> MosquittoBroker {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("statushub-mosquitto-\(UUID().uuidString)", isDirectory: true)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // mosquitto started as root drops to the `mosquitto` user before it opens its log.
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
         for attempt in 1...5 {
             let broker = MosquittoBroker(port: try RedisServer.freeLoopbackPort(), directory: directory)
             do {
@@ -80,7 +81,10 @@ final class MosquittoBroker: Sendable {
                 let log = (try? String(contentsOf: directory.appendingPathComponent("mosquitto.log"), encoding: .utf8)) ?? ""
                 throw RedisServer.StartError(description: "mosquitto on port \(port) exited: \(log.suffix(500))")
             }
-            if Self.accepts(port: port) { return }
+            // Its own log line, not just an open port: another test's server may have taken the port between the
+            // probe that found it free and mosquitto's bind (mosquitto then exits and the port answers all the same).
+            let log = (try? String(contentsOf: directory.appendingPathComponent("mosquitto.log"), encoding: .utf8)) ?? ""
+            if log.contains("listen socket on port \(port)"), process.isRunning, Self.accepts(port: port) { return }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw RedisServer.StartError(description: "mosquitto on port \(port) did not accept connections within 10 s")
