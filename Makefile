@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := libhiredis-dev redis-server zlib1g-dev libmosquitto-dev mosqu
 CONFIG ?= config/statushub.yaml
 ARGS ?=
 
-.PHONY: deps browser-deps build run demo test release clean
+.PHONY: deps browser-deps build run demo demo-sparkplug test release clean
 
 # Installs only what is missing, so repeated runs are quick and need no network.
 deps:
@@ -33,6 +33,18 @@ demo: build
 	until curl -sf http://127.0.0.1:8080/ready >/dev/null; do sleep 0.2; done; \
 	echo "dashboard: http://127.0.0.1:8080/?line=Line-1"; \
 	$$bin simulate --url http://127.0.0.1:8080 --speed $(SPEED)
+
+# The same plant with its machines as Sparkplug B edge nodes: a mosquitto on 127.0.0.1:1883, the hub bridging it
+# (config/demo-sparkplug.yaml), `statushub simulate --sparkplug`. Ctrl-C stops all three.
+demo-sparkplug: build
+	@bin=$$($(SWIFT) build --show-bin-path)/statushub; dir=$$(mktemp -d); chmod 777 $$dir; \
+	printf 'listener 1883 127.0.0.1\nallow_anonymous true\n' >$$dir/mosquitto.conf; \
+	mosquitto -c $$dir/mosquitto.conf & broker=$$!; \
+	$$bin serve --config config/demo-sparkplug.yaml $(ARGS) & hub=$$!; \
+	trap 'kill $$hub $$broker 2>/dev/null; rm -rf $$dir' EXIT INT TERM; \
+	until curl -sf http://127.0.0.1:8080/ready | grep -qv degraded; do sleep 0.2; done; \
+	echo "dashboard: http://127.0.0.1:8080/?line=Line-1 (machine status through mosquitto, Sparkplug B)"; \
+	$$bin simulate --url http://127.0.0.1:8080 --speed $(SPEED) --sparkplug mqtt://127.0.0.1:1883
 
 # The browser tests' tools: Debian's chromium, and Playwright + pytest from PyPI (pointed at that chromium; never
 # `playwright install`). Installed only when missing, like `deps`.

@@ -52,6 +52,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Stop after this many wall-clock seconds (0: run until interrupted).")
     var duration = 0.0
 
+    @Option(name: .long, help: "MQTT broker URL: machine status goes as Sparkplug B edge nodes (one per line) through it, for a hub whose mqtt.sparkplug bridge listens; the rest over HTTP.")
+    var sparkplug: String?
+
     func validate() throws {
         guard speed > 0, speed <= 1000 else { throw ValidationError("--speed must be above 0 and at most 1000") }
         guard (1...100).contains(lines), (1...200).contains(machines), (0...200).contains(operators) else {
@@ -64,12 +67,17 @@ struct SimulateCommand: AsyncParsableCommand {
         var plant = Plant(.init(
             lines: lines, machinesPerLine: machines, operatorsPerLine: operators, workOrdersPerLine: workOrders, silentMachines: silent, seed: seed))
         let apiKey = key ?? ProcessInfo.processInfo.environment["STATUSHUB_API_KEY"]
+        var edgeNodes: SimulatedSparkplugLines?
+        if let sparkplug {
+            edgeNodes = try await SimulatedSparkplugLines.start(broker: sparkplug, machines: plant.machines.map { ($0.id, $0.line) })
+        }
         let start = ContinuousClock.now
         var sent = 0, rejected = 0, failures = 0
         var lastReport = ContinuousClock.now
         print("simulating \(lines) lines × \(machines) machines at \(speed)× against \(url); open \(url)/ to watch")
         while duration <= 0 || start.duration(to: .now).seconds < duration {
-            let events = plant.advance(to: start.duration(to: .now).seconds * speed)
+            var events = plant.advance(to: start.duration(to: .now).seconds * speed)
+            if let edgeNodes { events = try edgeNodes.publishMachineStatus(events) }
             if !events.isEmpty {
                 var request = URLRequest(url: endpoint)
                 request.httpMethod = "POST"
@@ -104,6 +112,7 @@ struct SimulateCommand: AsyncParsableCommand {
             }
             try await Task.sleep(for: .milliseconds(200))
         }
+        await edgeNodes?.stop()
         print("done: \(sent) events accepted, \(rejected) refused, \(failures) failed requests")
         if rejected > 0 { throw ExitCode(1) }
     }
