@@ -99,10 +99,11 @@ struct ServerSentEventsTests {
             $0.auth.required = true
             $0.auth.jwtHs256Secret = TokenIssuer.secret
         }) { hub in
-            let token = try await issuer.hs256(patterns: ["*"], expiresIn: 1.5)
+            let token = try await issuer.hs256(patterns: ["*"], expiresIn: 3)
             let stream = try await SSEClient(port: hub.port, path: "/v1/sse?channels=alerts&token=\(token)")
+            #expect(stream.status == 200)
             _ = try await stream.next(op: "subscribed")
-            let expired = try await stream.next(op: "error", timeout: 5)
+            let expired = try await stream.next(op: "error", timeout: 10)
             #expect(expired.data.contains("token expired"))
         }
     }

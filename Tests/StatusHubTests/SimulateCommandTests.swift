@@ -16,29 +16,30 @@ struct SimulateCommandTests {
             // At 100× a plant minute is 0.6 s: status every 0.3 s, the silent machine quiet after 0.6–1.2 s.
             process.arguments = [
                 "simulate", "--url", "http://127.0.0.1:\(hub.port)", "--lines", "1", "--machines", "3", "--operators", "2",
-                "--speed", "100", "--duration", "5", "--seed", "7",
+                "--speed", "100", "--duration", "8", "--seed", "7",
             ]
             let output = Pipe()
             process.standardOutput = output
             process.standardError = output
             try launchWithSignalsUnblocked(process)
 
+            // Until the silent machine has gone stale and every kind of event was seen. (On a loaded machine the
+            // simulator's own pauses may let another machine's state expire too: that is not what is checked.)
             var types: Set<String> = []
-            var staleMachine: String?
-            let deadline = ContinuousClock.now.advanced(by: .seconds(20))
-            while staleMachine == nil, ContinuousClock.now < deadline {
-                let event = try await socket.nextEvent(timeout: .seconds(10))
+            var stale: Set<String> = []
+            let expected: Set<String> = ["resource_status_changed", "work_order_progress", "material_inventory_changed", "machine_metrics_reported", "idle_time_predicted"]
+            let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+            while !(stale.contains("M-103") && expected.isSubset(of: types)), ContinuousClock.now < deadline {
+                guard let event = try? await socket.nextEvent(timeout: .seconds(10)) else { break }
                 if let type = event["event_type"]?.stringValue { types.insert(type) }
-                if event["event_type"] == .string("status_stale") { staleMachine = event["entity_id"]?.stringValue }
+                if event["event_type"] == .string("status_stale"), let id = event["entity_id"]?.stringValue { stale.insert(id) }
             }
             process.waitUntilExit()
             let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(process.terminationStatus == 0, "\(printed.suffix(800))")
             #expect(printed.contains("0 refused"), "\(printed.suffix(800))")
-            #expect(staleMachine == "M-103")
-            for expected in ["resource_status_changed", "work_order_progress", "material_inventory_changed", "machine_metrics_reported", "idle_time_predicted"] {
-                #expect(types.contains(expected), "no \(expected) in \(types.sorted())")
-            }
+            #expect(stale.contains("M-103"), "stale: \(stale.sorted())")
+            #expect(expected.isSubset(of: types), "seen: \(types.sorted())")
             let states = try await HTTP.get(port: hub.port, "/v1/state?pattern=line:Line-1:resource-status:operator:*").json["events"]?.arrayValue ?? []
             #expect(states.count == 2)
             _ = await socket.close()
