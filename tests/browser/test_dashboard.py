@@ -1,6 +1,7 @@
 """The dashboard in a real headless Chromium against live hub nodes (memory engine, and two Redis-engine nodes
 sharing one redis-server behind a switchable proxy)."""
 
+import os
 import subprocess
 import threading
 import time
@@ -155,7 +156,7 @@ def test_curl_reads_the_stream(hubs):
 
 
 def test_screenshot_of_a_simulated_plant(hubs, page):
-    """The README's screenshot: a hub with `statushub simulate` running against it."""
+    """The README's screenshot (docs/dashboard.png): a hub with `statushub simulate` running against it."""
     hub = hubs.start()
     simulator = subprocess.Popen([statushub_binary(), "simulate", "--url", hub.url, "--speed", "30", "--duration", "30", "--seed", "11"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -166,7 +167,12 @@ def test_screenshot_of_a_simulated_plant(hubs, page):
         expect(page.get_by_test_id("tile-M-208")).to_be_visible(timeout=10000)
         page.wait_for_timeout(6000)
         expect(page.get_by_test_id("compliance")).to_contain_text("% of status updates under 500 ms", timeout=15000)
-        page.screenshot(path=str(ROOT / "docs" / "dashboard.png"))
+        # Into tests/browser/out/ on every run; UPDATE_SCREENSHOT=1 also replaces the README's docs/dashboard.png.
+        out = ROOT / "tests" / "browser" / "out"
+        out.mkdir(exist_ok=True)
+        page.screenshot(path=str(out / "dashboard.png"))
+        if os.environ.get("UPDATE_SCREENSHOT") == "1":
+            page.screenshot(path=str(ROOT / "docs" / "dashboard.png"))
     finally:
         simulator.terminate()
         simulator.wait(timeout=10)
