@@ -108,6 +108,36 @@ struct ServerSentEventsTests {
         }
     }
 
+    /// The slow-consumer rules of the WebSocket: a stream that is not read overflows its outbox and is cut, while a
+    /// healthy stream (and a WebSocket) on the same node gets every event.
+    @Test func aStreamThatIsNotReadIsCutAndNobodyElseWaits() async throws {
+        try await withHub(engine: .memory, configure: { $0.websocket.outboxCapacity = 1024 }) { hub in
+            let healthy = try await TestSocket(port: hub.port)
+            try await healthy.subscribe(["resource-status"])
+            let stalled = try await SSEClient(port: hub.port, path: "/v1/sse?channels=resource-status")
+            #expect(stalled.status == 200)
+            try await Task.sleep(for: .milliseconds(100))
+            // ~8 MB of events: more than the socket buffers between the hub and a client that reads nothing.
+            let padding = String(repeating: "p", count: 700)
+            for batch in 0..<20 {
+                let events = (0..<500).map { SampleEvents.machineStatus("M-\(batch)-\($0)", extra: #","pad":"\#(padding)""#) }
+                #expect(try await HTTP.post(port: hub.port, events: events).status == 202)
+                for _ in 0..<500 { _ = try await healthy.nextEvent() }
+            }
+            // Now read: what was in the buffers, then the end of the stream.
+            var events = 0
+            while let message = try? await stalled.next(timeout: 15) {
+                if message.data.contains(#""op":"event""#) { events += 1 }
+            }
+            #expect(stalled.closed)
+            #expect(events < 10_000)
+            let metrics = try await HTTP.get(port: hub.port, "/metrics")
+            #expect(metrics.text.contains("statushub_slow_consumer_closes_total 1"))
+            #expect(metrics.text.contains("statushub_sse_connections 0"))
+            _ = await healthy.close()
+        }
+    }
+
     @Test func aStoppingNodeSendsWhatIsQueuedThenACloseEvent() async throws {
         var config = HubConfig()
         config.server.host = "127.0.0.1"
