@@ -56,15 +56,8 @@ run() {  # scenario repeat
     python3 - "$1" "$2" "$json" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[3]))
-def find(node, key):
-    if isinstance(node, dict):
-        if key in node: return node[key]
-        for value in node.values():
-            found = find(value, key)
-            if found is not None: return found
-    return None
-print(f"{sys.argv[1]:10} run {sys.argv[2]}: hub {find(report, 'cpu_us_per_delivery'):.2f} µs CPU per delivery, "
-      f"{find(report, 'delivered')} delivered, p99 {find(report, 'p99_ms')} ms")
+print(f"{sys.argv[1]:10} run {sys.argv[2]}: hub {report['hub']['cpu_us_per_delivery']:.2f} µs CPU per delivery, "
+      f"{report['deliveries']} delivered, {report['lost']} lost, p99 {report['latency']['p99_ms']:.1f} ms")
 PY
     stop_servers
 }

@@ -30,19 +30,19 @@ import Synchronization
 /// followed by its tenant prefix, in call order, for the idempotency window, and deletes the records of earlier
 /// calls whose answers arrived.
 ///
-/// - A state-carrying event whose source rank (`SourceOrder`) is older than the one `ranks` holds for its entity
+/// - A state-carrying event whose source rank (`SourceOrder`) is older than the one `facts` holds for its entity
 ///   is late: stored and published as news (`~` header, `"late":true` inserted at its offset, keys stay sorted),
 ///   answered `l:<id>`, and the cache, shadow, deadline and rank stay. Otherwise its rank replaces the held one;
 ///   the stale claim deletes it with the shadow, so an entity's next event after staleness starts afresh.
 ///
 /// - A state-carrying event's tally argument (`TallyUpdate.scriptArgument`) moves its entity between counters and
-///   active sets, from the entries the tallies hash kept for its previous state; a counter that changes gets its
+///   active sets, from the entries `facts` kept for its previous state (beside its rank, one field per entity); a counter that changes gets its
 ///   `counter_changed` event (stored, cached under the counter's entity key, indexed, published) from its
 ///   descriptor (`CounterDescriptor.scriptLine`, kept in the counters hash). A stale claim takes the entity off
 ///   its counters. These keys (counts, sets, a counter's entity key and indexes) are derived inside the script
 ///   from what Redis holds, so they are not in KEYS: one partition per Redis, as the tallies are plant-wide.
 ///
-/// KEYS: [stream, last-states hash, deadlines zset, source ranks hash, tallies hash, counters hash, entity key of event 1, …, of event n, idempotency keys and
+/// KEYS: [stream, last-states hash, deadlines zset, entity facts hash, counters hash, entity key of event 1, …, of event n, idempotency keys and
 /// looked-up call records…, this call's record, records to delete…] — every key the script touches is declared,
 /// as Redis requires of scripts (and a sharded deployment will need).
 /// ARGV: [pub/sub channel, history max length, history max age ms (0 = off), idempotency window seconds, index of
@@ -56,7 +56,7 @@ import Synchronization
 /// for a claim lost.
 enum AppendScript {
     static let source = SourceOrder.luaFunction + "\n" + #"""
-        local stream, shadows, deadlines, ranks, tallies, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+        local stream, shadows, deadlines, facts, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
         local channel, maxlen, maxage, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
         local record, forget = tonumber(ARGV[5]), tonumber(ARGV[6])
         local nowText, shiftID, shiftEnd, indexPrefix = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
@@ -113,23 +113,29 @@ enum AppendScript {
         end
         -- An entry is `<tally>=<counter key>` or `<tally>~<set key>`.
         local function parts(entry) return string.match(entry, '^[^=~]*([=~])(.*)$') end
-        -- The entity's entries (`<tally>=<key>`) move from what its previous state counted toward to what this one
-        -- does: counters count, sets gain or lose the entity's id. A state gone stale leaves its counters and keeps
-        -- its sets (released by their own events).
-        local function retally(key, argument, cause)
-          local previous = redis.call('HGET', tallies, key)
-          local old, oldList, new, newList = {}, {}, {}, {}
-          if previous then
-            for entry in string.gmatch(previous, '[^\t]+') do old[entry] = true; oldList[#oldList + 1] = entry end
+        -- The entity's entries (`<tally>=<key>`, `<tally>~<key>`) move from what its previous state counted toward
+        -- (`previous`, tab-separated) to what this one does (`argument`: `<member>\t<entries>`; nil: it went stale,
+        -- which leaves its counters and keeps its sets): counters count, sets gain or lose the entity's id.
+        -- Returns the new entries.
+        local function retally(previous, argument, cause)
+          local member, wanted = '', nil
+          if argument then member, wanted = string.match(argument, '^([^\t]*)\t?(.*)$') end
+          if wanted and wanted == previous then
+            -- The same entries as before (a status repeated): only the counters' expiry moves.
+            for entry in string.gmatch(wanted, '[^\t]+') do
+              local kind, target = parts(entry)
+              local d = kind == '=' and descriptor(target)
+              if d and d[3] ~= '' then redis.call('EXPIRE', target, d[3]) end
+            end
+            return previous
           end
-          local member = ''
+          local old, oldList, new, newList = {}, {}, {}, {}
+          for entry in string.gmatch(previous or '', '[^\t]+') do old[entry] = true; oldList[#oldList + 1] = entry end
           local function take(entry)
             if not new[entry] then new[entry] = true; newList[#newList + 1] = entry end
           end
-          if argument then
-            local fields = split(argument, '\t')
-            member = fields[1]
-            for f = 2, #fields do take(fields[f]) end
+          if wanted then
+            for entry in string.gmatch(wanted, '[^\t]+') do take(entry) end
           else
             for _, entry in ipairs(oldList) do
               if parts(entry) == '~' then take(entry) end
@@ -150,18 +156,14 @@ enum AppendScript {
               if d and d[3] ~= '' then redis.call('EXPIRE', target, d[3]) end
             end
           end
-          if #newList > 0 then
-            redis.call('HSET', tallies, key, table.concat(newList, '\t'))
-          elseif previous then
-            redis.call('HDEL', tallies, key)
-          end
+          return table.concat(newList, '\t')
         end
 
         for i = 1, (#ARGV - 11) / 9 do
           local a = 9 * i + 3
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
           local rank, lateAt, tally = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
-          local key = KEYS[6 + i]
+          local key = KEYS[5 + i]
           local tenant = string.byte(key) == 64 and string.match(key, '^@[^:]*') or ''
           local idemKey = idem ~= '' and KEYS[tonumber(idem)] or nil
           local seen = idemKey and redis.call('GET', idemKey)
@@ -186,16 +188,16 @@ enum AppendScript {
           elseif not claimed then
             results[i] = 's'
           else
+            -- What the hub keeps of the entity beside its state: `<rank>` and its tally entries after a newline.
+            local held = (rank ~= '' or tally ~= '' or claim ~= '') and redis.call('HGET', facts, key) or false
+            local heldRank, heldEntries = '', ''
+            if held then heldRank, heldEntries = string.match(held, '^([^\n]*)\n?(.*)$') end
             if claim ~= '' then
               redis.call('HDEL', shadows, key)
               redis.call('ZREM', deadlines, key)
-              redis.call('HDEL', ranks, key)
+              heldRank = ''
             end
-            local late = false
-            if rank ~= '' then
-              local current = redis.call('HGET', ranks, key)
-              late = current and older(rank, current)
-            end
+            local late = rank ~= '' and heldRank ~= '' and older(rank, heldRank)
             if late then
               header = '~' .. header
               local at = tonumber(lateAt)
@@ -215,13 +217,22 @@ enum AppendScript {
               redis.call('HSET', shadows, key, message)
               redis.call('ZADD', deadlines, string.format('%.0f', now + tonumber(ttl) * 1000), key)
             end
-            if rank ~= '' and not late then redis.call('HSET', ranks, key, rank) end
             if idemKey then redis.call('SET', idemKey, id, 'EX', window) end
             redis.call('PUBLISH', channel, message)
-            if claim ~= '' then
-              retally(key, nil, id)
-            elseif tally ~= '' and not late then
-              retally(key, tally, id)
+            if not late and (claim ~= '' or rank ~= '' or tally ~= '') then
+              local entries = heldEntries
+              if claim ~= '' then
+                entries = retally(heldEntries, nil, id)
+              elseif tally ~= '' then
+                entries = retally(heldEntries, tally, id)
+              end
+              if rank ~= '' then heldRank = rank end
+              local value = entries ~= '' and (heldRank .. '\n' .. entries) or heldRank
+              if value == '' then
+                if held then redis.call('HDEL', facts, key) end
+              elseif value ~= held then
+                redis.call('HSET', facts, key, value)
+              end
             end
             results[i] = late and ('l:' .. id) or id
             added = true
@@ -272,11 +283,10 @@ enum AppendScript {
         arguments.append(Array(keys.stream.utf8))
         arguments.append(Array(keys.lastStates.utf8))
         arguments.append(Array(keys.deadlines.utf8))
-        arguments.append(Array(keys.sourceRanks.utf8))
-        arguments.append(Array(keys.tallies.utf8))
+        arguments.append(Array(keys.entityFacts.utf8))
         arguments.append(Array(keys.counters.utf8))
         for event in events { arguments.append(Array(event.entityKey.utf8)) }
-        let fixedKeys = 6 + events.count
+        let fixedKeys = 5 + events.count
         var perEvent: [[UInt8]] = []
         perEvent.reserveCapacity(events.count * 9)
         var counterLines: [String] = []

@@ -23,11 +23,11 @@ struct RedisKeys: Sendable, Equatable {
     /// Set once the indexes cover every cached state (a cache written by a hub from before the indexes gets them
     /// built once, at start).
     let indexesBuilt: String
-    /// Hash: entity key → the `SourceOrder` rank of its cached state, so an older event does not replace it. Kept
-    /// until the state goes stale (the stale claim deletes it), past the cache key's own expiry.
-    let sourceRanks: String
-    /// Hash: entity key → the tally entries (`<tally>=<counter key>`, `<tally>~<set key>`, tab-separated) its cached state counts toward.
-    let tallies: String
+    /// Hash: entity key → what the hub keeps of its cached state besides the state: its `SourceOrder` rank (an
+    /// older event does not replace it) and, after a newline, the tally entries it counts toward
+    /// (`<tally>=<counter key>`, `<tally>~<set key>`, tab-separated). One field, so a state event reads and writes
+    /// one. The stale claim drops the rank and the counters and keeps the sets.
+    let entityFacts: String
     /// Hash: counter key → its `CounterDescriptor.scriptLine`, so any later call (a stale claim) can announce it.
     let counters: String
     /// `SET <prefix><call token> <the ids the call assigned> EX <window>` (see `CallRecords`).
@@ -41,8 +41,7 @@ struct RedisKeys: Sendable, Equatable {
         indexPrefix = streamKey + ":index:"
         indexesBuilt = streamKey + ":indexes-built"
         callRecordPrefix = streamKey + ":call:"
-        sourceRanks = streamKey + ":source-ranks"
-        tallies = streamKey + ":tallies"
+        entityFacts = streamKey + ":entity-facts"
         counters = streamKey + ":counters"
     }
 
