@@ -3,7 +3,8 @@
 # publish → WebSocket latency. mosquitto, redis-server and the hub on CPU $SERVER_CPU; `statushub sparkplug-edge`
 # (edge nodes publishing open-loop, and one WebSocket subscriber to machine:* measuring) on CPU $CLIENT_CPU.
 # Latency is the subscriber's arrival time minus the metric timestamp the edge node set as it published (one
-# clock; Sparkplug timestamps are whole milliseconds). Lost = status changes published and never delivered.
+# clock; Sparkplug timestamps are whole milliseconds). lost = status changes published and not delivered to the
+# subscriber within 2 s of the end; hub_events_bridged = every event the bridge stored (status, metrics, births).
 #
 #   loadtest/mqtt.sh                       # RATES="500 1000 2000 4000" DURATION=15 ENGINE=redis
 #   SKIP_BUILD=1 RATES=2000 loadtest/mqtt.sh
@@ -46,8 +47,9 @@ for rate in $RATES; do
         >"$WORK/edge.json" 2>"$WORK/edge.log" || { say "sparkplug-edge failed"; cat "$WORK/edge.log" >&2; }
     bridged=$(curl -s "http://127.0.0.1:$HUB_PORT/metrics" | sed -n 's/^statushub_mqtt_events_mapped_total \([0-9]*\).*/\1/p')
     refused=$(curl -s "http://127.0.0.1:$HUB_PORT/metrics" | sed -n 's/^statushub_mqtt_messages_refused_total \([0-9]*\).*/\1/p')
-    jq -c --arg engine "$ENGINE" --argjson rate "$rate" --argjson bridged "${bridged:-0}" --argjson refused "${refused:-0}" \
-        '{engine: $engine, rate: $rate} + . + {hub_events_bridged: $bridged, refused: $refused}' "$WORK/edge.json" | tee -a "$RESULTS"
+    closes=$(curl -s "http://127.0.0.1:$HUB_PORT/metrics" | sed -n 's/^statushub_slow_consumer_closes_total \([0-9]*\).*/\1/p')
+    jq -c --arg engine "$ENGINE" --argjson rate "$rate" --argjson bridged "${bridged:-0}" --argjson refused "${refused:-0}" --argjson closes "${closes:-0}" \
+        '{engine: $engine, rate: $rate} + . + {hub_events_bridged: $bridged, refused: $refused, slow_consumer_closes: $closes}' "$WORK/edge.json" | tee -a "$RESULTS"
     stop_pid "$HUB_PID" statushub; HUB_PID=""
     stop_mosquitto
     stop_servers

@@ -347,6 +347,37 @@ struct MQTTBridgeTests {
         #expect(problem(.init(topic: "a/+/status", eventType: "resource_status_changed", entityType: "machine", entityId: "M"))?.contains("wildcards") == true)
         #expect(problem(.init(topic: "a/{m}/status", eventType: "resource_status_changed", entityType: "machine", entityId: "{m}")) == nil)
         #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "mqtt: {url: 'mqtt://127.0.0.1:1'}") }
+
+        // The YAML shape docs/configuration.md shows, and the environment over it.
+        let loaded = try HubConfig.load(yaml: """
+            mqtt:
+              url: mqtt://broker:1883
+              share_group: ""
+              topics:
+                - topic: "plant/{site}/{line}/{machine}/status"
+                  event_type: resource_status_changed
+                  entity_type: machine
+                  entity_id: "{machine}"
+                  line: "{line}"
+                  fields: {state: current_status}
+                  values: {current_status: {RUN: running}}
+              sparkplug:
+                host_id: hub-a
+                line: null
+                status_values: {"1": running}
+                reorder_timeout_ms: 500
+            """, environment: ["STATUSHUB_MQTT_PASSWORD": "12345", "STATUSHUB_MQTT_CLIENT_ID": "007"])
+        #expect(loaded.mqtt.url == "mqtt://broker:1883")
+        #expect(loaded.mqtt.shareGroup == "")
+        #expect(loaded.mqtt.password == "12345" && loaded.mqtt.clientId == "007")
+        #expect(loaded.mqtt.topics.first?.fields == ["state": "current_status"])
+        #expect(loaded.mqtt.topics.first?.values == ["current_status": ["RUN": "running"]])
+        #expect(loaded.mqtt.sparkplug?.hostId == "hub-a")
+        #expect(loaded.mqtt.sparkplug?.line == nil)
+        #expect(loaded.mqtt.sparkplug?.entityId == "{device}")
+        #expect(loaded.mqtt.sparkplug?.statusValues == ["1": "running"])
+        #expect(loaded.mqtt.sparkplug?.reorderTimeoutMs == 500)
+        #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "mqtt: {url: 'mqtt://b', sparkplug: {}, keepalive: 3}") }
     }
 
     /// The next status event (of `machine`, when given).
