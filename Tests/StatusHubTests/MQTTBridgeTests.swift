@@ -304,6 +304,8 @@ struct MQTTBridgeTests {
                     redis.pause()
                     try publisher.publish(Self.statusMessage("M-2", "RUN"))
                     try await eventually("the bridge holds M-2") { bridge.pending == 1 }
+                    // Its append has reached the stopped Redis (unread in its socket), so M-4 cannot join that batch.
+                    try await eventually("M-2's append is sent") { redis.unreadBytes() > 0 }
                     try publisher.publish(Self.statusMessage("M-4", "RUN"))
                     try await eventually("and M-4") { bridge.pending == 2 }
                     running.cancel()
