@@ -292,14 +292,16 @@ public final class RedisSubscriber: Sendable {
                         last = event.id
                         caughtUp += 1
                     }
-                case .gap:
+                case .gap(let continueAfter):
                     reportGap(
                         "the Redis history no longer holds the events after \(since)",
-                        ["after": "\(last.map { "\($0)" } ?? "-")", "reason": "history trimmed or lost"])
-                    // What the history still holds is delivered all the same, from its oldest: events stored after
-                    // the loss (by a Redis that restarted empty, say) are news that no snapshot carries. Trimming
-                    // removes the oldest first, so everything it still holds is newer than what was delivered.
-                    last = nil
+                        ["after": "\(last.map { "\($0)" } ?? "-")", "reason": "history trimmed, lost, or replaced by a failover"])
+                    // What the history holds after the point where it stops being what was delivered goes out all
+                    // the same: events stored after the loss (by a Redis that restarted empty, or a promoted
+                    // replica) are news that no snapshot carries. Trimming removes the oldest first, so with no
+                    // such point everything it still holds is newer than what was delivered; after a failover, the
+                    // promoted replica's older entries were delivered already and are not sent again.
+                    last = continueAfter
                 }
             } catch {
                 guard ContinuousClock.now < giveUp else {

@@ -4,9 +4,10 @@ import StatusHubCore
 public enum HistoryPage: Sendable, Equatable {
     /// Up to a page of the events that follow, oldest first; empty when none do.
     case events([StoredEvent])
-    /// Events after the position are missing: trimmed by length or age, or lost with a Redis that restarted
-    /// without its data.
-    case gap
+    /// Events after the position are missing: trimmed by length or age, lost with a Redis that restarted without
+    /// its data, or the history is another one (a promoted replica that never got the position's event). What the
+    /// stream holds after `continueAfter` is news to whoever stood at the position; nil: all of it is.
+    case gap(continueAfter: EventID?)
 }
 
 /// The history stream as resume and catch-up read it: pages after a position, and whether the stream still
@@ -15,9 +16,12 @@ struct StreamHistory: Sendable {
     let commands: ReconnectingConnection
     let streamKey: String
 
-    /// Up to `limit` events after `id`, or `.gap`. One round trip: `XRANGE` pipelined with `XINFO STREAM`.
-    /// The completeness check runs after the read, and trimming only ever removes the oldest entries, so if
-    /// nothing after `id` is missing at the check, nothing was missing at the read either.
+    /// Up to `limit` events after `id`, or `.gap`. One round trip: `XRANGE` pipelined with `XINFO STREAM` and the
+    /// newest entry at or before `id` (`XREVRANGE id - COUNT 1`). The completeness check runs after the read, and
+    /// trimming only ever removes the oldest entries, so if nothing after `id` is missing at the check, nothing was
+    /// missing at the read either. An `id` inside the stream's span that the stream does not hold was never in
+    /// this history (after a failover, the promoted replica may lack the old master's last events, and then write
+    /// its own): that is a gap too, and what follows it is news.
     /// With `id` nil: the oldest events the stream still holds, never `.gap`.
     func page(after id: EventID?, limit: Int) async throws -> HistoryPage {
         let count = String(max(1, limit))
@@ -28,13 +32,32 @@ struct StreamHistory: Sendable {
         let replies = try await commands.connection().pipeline([
             ["XRANGE", streamKey, "(\(id)", "+", "COUNT", count],
             ["XINFO", "STREAM", streamKey],
+            ["XREVRANGE", streamKey, "\(id)", "-", "COUNT", "1"],
         ])
-        guard try StreamBounds(replies[1]).holdsEverything(after: id) else { return .gap }
+        let bounds = try StreamBounds(replies[1])
+        guard bounds.holdsEverything(after: id) else { return .gap(continueAfter: bounds.continuation(after: id)) }
+        if let held = try Self.heldAtOrBefore(id, bounds: bounds, reply: replies[2]), held != id {
+            return .gap(continueAfter: held)
+        }
         return .events(try Self.decodeEntries(replies[0].orThrow()))
     }
 
     func isComplete(after id: EventID) async throws -> Bool {
-        try await bounds().holdsEverything(after: id)
+        let replies = try await commands.connection().pipeline([
+            ["XINFO", "STREAM", streamKey], ["XREVRANGE", streamKey, "\(id)", "-", "COUNT", "1"],
+        ])
+        let bounds = try StreamBounds(replies[0])
+        guard bounds.holdsEverything(after: id) else { return false }
+        return try Self.heldAtOrBefore(id, bounds: bounds, reply: replies[1]).map { $0 == id } ?? true
+    }
+
+    /// The id of the newest entry at or before `id` (`XREVRANGE id - COUNT 1`), or nil when `id` needs no such
+    /// check: `0-0`, the newest id, or the last one trimming removed (positions a stream vouches for without an
+    /// entry).
+    private static func heldAtOrBefore(_ id: EventID, bounds: StreamBounds, reply: RedisReply) throws -> EventID? {
+        if id == .zero || id == bounds.lastGenerated || id == bounds.maxDeleted { return nil }
+        guard case .array(let entries) = try reply.orThrow() else { throw RedisError.unexpectedReply("XREVRANGE answered \(reply)") }
+        return entries.first?.array?.first?.text.flatMap(EventID.init) ?? .zero
     }
 
     /// The id of the newest event the stream has generated, nil if there is no stream.
@@ -117,6 +140,14 @@ struct StreamBounds: Equatable {
     /// emptied a quiet stream, but nothing came after it), and the very last id trimming removed.
     /// `0-0` asks for the whole history: complete while trimming has removed nothing (a stream never written is
     /// an empty history).
+    /// After a gap at `id`: where what the stream holds stops being history the position already covers. Past the
+    /// newest id, the stream is a prefix of that history (a promoted replica that was behind): nothing in it is
+    /// news. Before the first entry (trimmed, or a stream made anew), all of it may be.
+    func continuation(after id: EventID) -> EventID? {
+        guard exists, let lastGenerated, id > lastGenerated else { return nil }
+        return lastGenerated
+    }
+
     func holdsEverything(after id: EventID) -> Bool {
         if id == .zero { return maxDeleted == nil }
         guard exists, let lastGenerated, id <= lastGenerated else { return false }
