@@ -26,7 +26,7 @@ WORK=$(mktemp -d)
 REPLICA_PID=
 cleanup() {
     stop_servers
-    [ -n "$REPLICA_PID" ] && stop_pid "$REPLICA_PID"
+    [ -n "$REPLICA_PID" ] && stop_pid "$REPLICA_PID" redis-replica
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -56,8 +56,8 @@ after=$(ticks "$REDIS_PID")
 accepted=$(grep -o '"events_accepted" *: *[0-9]*' "$WORK/out.json" | grep -o '[0-9]*$')
 per_s=$(grep -o '"accepted_per_s" *: *[0-9.]*' "$WORK/out.json" | grep -o '[0-9.]*$')
 evalsha=$(redis-cli -p "$REDIS_PORT" info commandstats | grep '^cmdstat_evalsha:' || true)
-calls=$(echo "$evalsha" | sed -E 's/.*calls=([0-9]+).*/\1/')
-usec=$(echo "$evalsha" | sed -E 's/.*usec=([0-9]+).*/\1/')
+calls=$(echo "$evalsha" | sed -E 's/^cmdstat_evalsha:calls=([0-9]+),.*/\1/')
+usec=$(echo "$evalsha" | sed -E 's/^cmdstat_evalsha:calls=[0-9]+,usec=([0-9]+),.*/\1/')
 awk -v a="$accepted" -v s="$per_s" -v t=$((after - before)) -v hz="$hz" -v c="$calls" -v u="$usec" \
     -v replica="$REPLICA" -v acked="$ACKED" 'BEGIN {
     cpu = t / hz
