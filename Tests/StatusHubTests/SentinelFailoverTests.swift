@@ -83,7 +83,7 @@ struct SentinelFailoverTests {
         // As an operator would: the killed master is started again once the replica is promoted, and the sentinels
         // make it a replica of the new master (with `min_replicas_acked: 1` nothing is acknowledged until then).
         let restarter = Task {
-            try await RedisSentinels.waitUntil("the sentinels to promote the replica", within: .seconds(40)) {
+            try await RedisSentinels.waitUntil("the sentinels to promote the replica", within: .seconds(70)) {
                 try await redis.masterPort() == redis.replica.port && !redis.master.isRunning
             }
             try await redis.master.restart()
@@ -92,7 +92,7 @@ struct SentinelFailoverTests {
         var tally = Tally()
         var acknowledgedIDs: [Int: String] = [:]
         var killedAfter: Int?
-        let deadline = ContinuousClock.now + .seconds(45)
+        let deadline = ContinuousClock.now + .seconds(75)
         var number = 0
         while tally.acknowledgedAfterFailover < 40, ContinuousClock.now < deadline {
             if number == 40, killedAfter == nil {

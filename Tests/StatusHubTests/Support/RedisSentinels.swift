@@ -32,10 +32,13 @@ final class RedisSentinels: Sendable {
             try await waitUntil("the replica's link to the master is up") {
                 try await info(port: replica.port, "replication").contains("master_link_status:up")
             }
+            // A failover that takes longer than failover-timeout is abandoned and retried only after twice that: on
+            // a starved machine promoting the replica can take seconds, so the timeout is generous (it does not slow
+            // a failover that goes well).
             let configuration = """
                 sentinel monitor \(masterName) 127.0.0.1 \(master.port) 2
                 sentinel down-after-milliseconds \(masterName) 1000
-                sentinel failover-timeout \(masterName) 5000
+                sentinel failover-timeout \(masterName) 15000
                 sentinel parallel-syncs \(masterName) 1
                 """
             var sentinels: [RedisServer] = []
