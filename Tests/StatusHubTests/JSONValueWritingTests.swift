@@ -22,6 +22,8 @@ struct JSONValueWritingTests {
         let values: [JSONValue] = [
             .string("quote \" backslash \\ slash / newline \n tab \t cr \r bs \u{8} ff \u{c} nul \u{0} us \u{1f} del \u{7f}"),
             .string("é ü 漢字 🏭 \u{2028}"),
+            // Escapes at the ends and back to back, around the runs the writer copies whole.
+            .string("\"starts and ends with escapes\n"), .string("\\"), .string("\n\n\u{1}"), .string("plain run only"),
             .number(42), .number(-7), .number(0.1), .number(1.5e300), .number(-2.5e-8), .number(9_007_199_254_740_993),
             .bool(true), .bool(false), .null, .array([]), .object([:]),
             .object(["b": .number(1), "a": .array([.string("x"), .null]), "A": .object(["z": .bool(false), "y": .string("")])]),
