@@ -17,7 +17,7 @@ extension HubConfig {
         public var tlsPrivateKeyFile: String?
         public var keepaliveSeconds = 30
         /// Seconds between reconnect attempts start here and double up to `reconnect_max_seconds` (whole seconds,
-        /// libmosquitto's own backoff).
+        /// the client's own backoff).
         public var reconnectInitialSeconds = 1
         public var reconnectMaxSeconds = 30
         /// Plain topics are subscribed as `$share/<share_group>/<filter>` (MQTT 5 shared subscriptions, which

@@ -88,7 +88,7 @@ public final class MQTTBridge: IngestBridge {
         handlers.disconnected = { [metrics, logger] reason in
             metrics.connected.set(0.0)
             metrics.disconnects.increment()
-            logger.warning("mqtt: \(reason); libmosquitto reconnects with backoff unless the node is stopping")
+            logger.warning("mqtt: \(reason); reconnecting with backoff unless the node is stopping")
         }
         handlers.message = { [handoff] message in
             handoff.put(message)

@@ -31,7 +31,7 @@ public struct MQTTEndpoint: Sendable, Equatable {
     public var certificateFile: String?
     public var privateKeyFile: String?
     public var keepAliveSeconds: Int
-    /// libmosquitto's own reconnect: the delay starts here and doubles up to `reconnectMaxSeconds`.
+    /// Reconnect backoff: the delay starts here and doubles up to `reconnectMaxSeconds`.
     public var reconnectInitialSeconds: Int
     public var reconnectMaxSeconds: Int
 
@@ -82,7 +82,7 @@ public struct MQTTHandlers: Sendable {
     /// The broker accepted the connection (every reconnect too): subscribe here, subscriptions do not survive a
     /// clean session.
     public var connected: @Sendable (MosquittoClient) -> Void = { _ in }
-    /// The connection ended; libmosquitto reconnects by itself unless the client is stopping.
+    /// The connection ended; the network thread reconnects unless the client is stopping.
     public var disconnected: @Sendable (_ reason: String) -> Void = { _ in }
     public var message: @Sendable (MQTTMessage) -> Void = { _ in }
 
@@ -90,16 +90,16 @@ public struct MQTTHandlers: Sendable {
 }
 
 /// An MQTT 3.1.1 client over libmosquitto (Debian's libmosquitto-dev, the broker's own client library): the
-/// protocol, TLS, keep-alive and reconnect with exponential backoff are the library's; its network thread
-/// (`mosquitto_loop_start`) does all socket I/O, so nothing here blocks an event loop or the cooperative pool.
-/// Calls that may block (DNS in connect, joining the thread on stop) run on a thread of their own.
+/// protocol, TLS and keep-alive are the library's; the client's own network thread (`networkLoop`) polls the
+/// socket, reconnects with exponential backoff and makes the blocking calls (DNS, TCP connect), so nothing here
+/// blocks an event loop or the cooperative pool.
 ///
 /// QoS 1: libmosquitto 2.0 sends the PUBACK of an incoming message *before* it calls the message handler
 /// (`handle__publish`: `send__puback`, then `on_message`), and offers no manual acknowledgement. What that means
 /// for a crash is in docs/operations.md.
 public final class MosquittoClient: Sendable {
-    /// libmosquitto's client. In threaded mode (`mosquitto_loop_start`) publish, subscribe and disconnect may be
-    /// called from any thread: the library locks its own state.
+    /// libmosquitto's client. Publish and subscribe may be called from any thread: the library guards its packet
+    /// queues with its own mutexes; everything else runs on the network thread.
     private struct Handle: @unchecked Sendable {
         let pointer: OpaquePointer
     }
@@ -114,6 +114,10 @@ public final class MosquittoClient: Sendable {
         var lastError: String?
         var started = false
         var stopped = false
+        var stopping = false
+        var sendWill = false
+        var loopEnded = false
+        var loopFinished: CheckedContinuation<Void, Never>?
     }
 
     private static let libraryReady: Bool = {
@@ -136,9 +140,6 @@ public final class MosquittoClient: Sendable {
         mosquitto_disconnect_callback_set(handle, onDisconnect)
         mosquitto_message_callback_set(handle, onMessage)
         do {
-            try check(mosquitto_reconnect_delay_set(
-                handle, UInt32(max(1, endpoint.reconnectInitialSeconds)),
-                UInt32(max(endpoint.reconnectInitialSeconds, endpoint.reconnectMaxSeconds, 1)), true), "reconnect delay")
             if endpoint.username != nil || endpoint.password != nil {
                 try check(mosquitto_username_pw_set(handle, endpoint.username, endpoint.password), "credentials")
             }
@@ -169,17 +170,77 @@ public final class MosquittoClient: Sendable {
             defer { state.started = true }
             return !state.started && !state.stopped
         }) else { return }
-        let (box, endpoint) = (self.handleBox, self.endpoint)
-        await onOwnThread {
-            let handle = box.pointer
-            // Resolving the host name blocks: this is why it runs here. A failure is retried by the loop.
-            let rc = mosquitto_connect_async(handle, endpoint.host, Int32(endpoint.port), Int32(endpoint.keepAliveSeconds))
-            if rc != MOSQ_ERR_SUCCESS.rawValue {
-                self.state.withLock { $0.lastError = MQTTError("connect to \(endpoint.host):\(endpoint.port)", code: rc).description }
+        let thread = Thread { [self] in
+            networkLoop()
+            let finished = state.withLock { state in
+                state.loopEnded = true
+                defer { state.loopFinished = nil }
+                return state.loopFinished
             }
-            mosquitto_loop_start(handle)
+            finished?.resume()
+        }
+        thread.name = "mqtt \(endpoint.clientID)"
+        thread.start()
+    }
+
+    /// The client's own network thread: poll(2) on its socket, then libmosquitto's read, write and housekeeping
+    /// (keep-alive) steps; on a failure, reconnect with exponential backoff. Not `mosquitto_loop_start`: its loop
+    /// uses select(2) and gives up for good (`MOSQ_ERR_INVAL`) when the socket's descriptor is 1024 or more — which
+    /// it is in a hub holding a thousand WebSocket connections. Blocking calls (DNS, TCP connect) are fine here.
+    private func networkLoop() {
+        let handle = self.handle
+        let success = MOSQ_ERR_SUCCESS.rawValue
+        var rc = mosquitto_connect(handle, endpoint.host, Int32(endpoint.port), Int32(endpoint.keepAliveSeconds))
+        var delay = Double(max(1, endpoint.reconnectInitialSeconds))
+        while !isStopping {
+            if rc != success {
+                let reason = MQTTError("connect to \(endpoint.host):\(endpoint.port)", code: rc).description
+                state.withLock {
+                    if $0.lastError == nil || !$0.connected { $0.lastError = $0.lastError ?? reason }
+                    $0.connected = false
+                }
+                // Interruptible by `stop`: 50 ms steps.
+                let until = ContinuousClock.now + .milliseconds(Int64(delay * 1000))
+                while ContinuousClock.now < until, !isStopping { usleep(50_000) }
+                if isStopping { break }
+                delay = min(delay * 2, Double(max(endpoint.reconnectInitialSeconds, endpoint.reconnectMaxSeconds)))
+                rc = mosquitto_reconnect(handle)
+                if rc != success { state.withLock { $0.lastError = MQTTError("connect to \(endpoint.host):\(endpoint.port)", code: rc).description } }
+                continue
+            }
+            let fd = mosquitto_socket(handle)
+            guard fd >= 0 else {
+                rc = MOSQ_ERR_NO_CONN.rawValue
+                continue
+            }
+            var events = Int16(POLLIN)
+            if mosquitto_want_write(handle) { events |= Int16(POLLOUT) }
+            var descriptor = pollfd(fd: fd, events: events, revents: 0)
+            // Short: messages queued from a callback (which libmosquitto does not write at once) and keep-alive
+            // go out within it; publishes from other threads are written by the caller.
+            _ = poll(&descriptor, 1, 20)
+            if descriptor.revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 { rc = mosquitto_loop_read(handle, 1) }
+            if rc == success, mosquitto_want_write(handle) { rc = mosquitto_loop_write(handle, 1) }
+            if rc == success { rc = mosquitto_loop_misc(handle) }
+            if rc == success, isConnected { delay = Double(max(1, endpoint.reconnectInitialSeconds)) }
+        }
+        let sendWill = state.withLock { $0.sendWill }
+        let fd = mosquitto_socket(handle)
+        if sendWill {
+            // MQTT 3.1.1 has no "disconnect with will": the socket goes without a DISCONNECT, as in a crash.
+            if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
+        } else if fd >= 0 {
+            mosquitto_disconnect(handle)
+            // What is queued (the DISCONNECT, a last STATE) goes out before the socket closes; at most a second.
+            let until = ContinuousClock.now + .seconds(1)
+            while mosquitto_want_write(handle), ContinuousClock.now < until {
+                if mosquitto_loop_write(handle, 1) != success { break }
+                usleep(1_000)
+            }
         }
     }
+
+    private var isStopping: Bool { state.withLock { $0.stopping } }
 
     /// Sends DISCONNECT (so the broker does not publish the will), stops the network thread and frees the client.
     /// `sendWill: true` instead drops the socket without DISCONNECT, as a crash would: the broker publishes the will.
@@ -188,26 +249,22 @@ public final class MosquittoClient: Sendable {
             defer { state.stopped = true }
             return !state.stopped
         }) else { return }
-        let box = self.handleBox
-        let started = state.withLock { $0.started }
-        await onOwnThread {
-            let handle = box.pointer
-            if started {
-                if sendWill {
-                    // MQTT 5's "disconnect with will" would do; on 3.1.1 the socket has to go without a DISCONNECT.
-                    // The broker sees the socket close without a DISCONNECT; the DISCONNECT below then fails to go out
-                    // and only tells the network thread to end.
-                    let fd = mosquitto_socket(handle)
-                    if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
-                    mosquitto_disconnect(handle)
-                    mosquitto_loop_stop(handle, false)
-                } else {
-                    mosquitto_disconnect(handle)
-                    mosquitto_loop_stop(handle, false)
-                }
-            }
-            mosquitto_destroy(handle)
+        let started = state.withLock { state in
+            state.stopping = true
+            state.sendWill = sendWill
+            return state.started
         }
+        if started {
+            await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+                let ended = state.withLock { state in
+                    if !state.loopEnded { state.loopFinished = finished }
+                    return state.loopEnded
+                }
+                if ended { finished.resume() }
+            }
+        }
+        let box = self.handleBox
+        await onOwnThread { mosquitto_destroy(box.pointer) }
         state.withLock { $0.connected = false }
         Unmanaged.passUnretained(self).release()
     }

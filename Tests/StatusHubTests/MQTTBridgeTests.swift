@@ -329,6 +329,31 @@ struct MQTTBridgeTests {
         }
     }
 
+    /// libmosquitto's own loop (`mosquitto_loop_start`) uses select(2) and stops for good when the socket's
+    /// descriptor is 1024 or more — as it is in a hub that holds a thousand dashboards. The bridge polls instead.
+    @Test("the bridge connects and maps when its socket's descriptor is past select's 1024")
+    func highDescriptor() async throws {
+        var held: [Int32] = []
+        defer { for fd in held { close(fd) } }
+        while (held.last ?? 0) < 1100 {
+            let fd = open("/dev/null", O_RDONLY)
+            guard fd >= 0 else { break }
+            held.append(fd)
+        }
+        try #require((held.last ?? 0) >= 1100, "the descriptor limit is too low to run this test")
+        try await withMosquitto { broker in
+            try await withHub(engine: .memory, configure: { Self.plainTopics(&$0, broker: broker) }) { hub in
+                let socket = try await TestSocket(port: hub.port)
+                try await socket.subscribe(["machine:*"])
+                let publisher = try await Self.publisher(broker)
+                defer { Task { await publisher.stop() } }
+                try publisher.publish(Self.statusMessage("M-1024", "RUN"))
+                let event = try await Self.nextStatus(socket, "M-1024")
+                #expect(event["data"]?["current_status"] == .string("running"))
+            }
+        }
+    }
+
     @Test("mapping config is checked at start: unknown event type, a name the topic does not have, wildcards in a topic")
     func configChecked() throws {
         let catalog = Catalog.standard
