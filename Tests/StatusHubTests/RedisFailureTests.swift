@@ -114,15 +114,21 @@ extension RedisFailureTests {
 
                 // The hub's command connection is the one that ran the append script last; only its unread bytes
                 // prove the hung write was sent (the hub's other connections may send in the background).
-                #expect(try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-before")).status == 202)
-                let commandPort = try #require(try await redis.clientPort(lastRunning: "evalsha"))
+                // The sweeper and the health check use that connection too, so its last command may be theirs by the
+                // time CLIENT LIST is read: post again until it is the script.
+                var commandPort: Int?
+                for attempt in 0..<20 where commandPort == nil {
+                    #expect(try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-before-\(attempt)")).status == 202)
+                    commandPort = try await redis.clientPort(lastRunning: "evalsha")
+                }
+                let port = try #require(commandPort, "no connection's last command was the append script")
                 redis.pause()
                 let hung = Task {
                     let reply = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-hung"))
                     return (reply, ContinuousClock.now)
                 }
                 // The script call (hundreds of bytes, not a 14-byte PING) sits unread in the stopped Redis's socket.
-                try await eventually("the write reached the hung Redis", timeout: .seconds(20)) { redis.unreadBytes(fromPeerPort: commandPort) > 100 }
+                try await eventually("the write reached the hung Redis", timeout: .seconds(20)) { redis.unreadBytes(fromPeerPort: port) > 100 }
                 let queuedAt = ContinuousClock.now
                 let queued = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-queued"))
                 let queuedAnswered = ContinuousClock.now
