@@ -127,7 +127,7 @@ public struct CounterDescriptor: Sendable, Equatable {
 
     /// Built once per counter key and kept: a plant has a few dozen.
     public static func make(for entry: TallyUpdate.Entry, catalog: Catalog, cache: CounterDescriptorCache) -> CounterDescriptor? {
-        if let known = cache.descriptors.withLock({ $0[entry.key] }) { return known }
+        if let known = cache.descriptor(entry.key) { return known }
         guard let tally = catalog.tallies.first(where: { $0.name == entry.tallyName }),
             let type = catalog.eventType(named: eventTypeName), let entityType = catalog.entityType(named: entityTypeName)
         else { return nil }
@@ -180,4 +180,7 @@ public struct CounterDescriptor: Sendable, Equatable {
 public final class CounterDescriptorCache: Sendable {
     let descriptors = Mutex<[String: CounterDescriptor]>([:])
     public init() {}
+
+    /// The descriptor of counter key `key`, if one was made.
+    public func descriptor(_ key: String) -> CounterDescriptor? { descriptors.withLock { $0[key] } }
 }

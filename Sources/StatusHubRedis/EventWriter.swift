@@ -12,6 +12,8 @@ struct EventWriter: Sendable {
     let logger: Logger
     let callRecords = CallRecords()
     let counterDescriptors = CounterDescriptorCache()
+    /// `config.shifts`, parsed once rather than on every call.
+    let shifts: ShiftSchedule
 
     /// Stores and publishes `events` in order, in chunks pipelined on the command connection; `claims[i]`, if
     /// given, makes `events[i]` conditional (see `AppendScript`). With `recordingCalls` (ingest), each chunk keeps
@@ -44,7 +46,7 @@ struct EventWriter: Sendable {
         let forgetting = callRecords.takeAnswered()
         let now = Date()
         let context = TallyContext(
-            now: Timestamps.format(now), shift: config.shiftSchedule.current(at: now), descriptors: counterDescriptors)
+            now: Timestamps.format(now), shift: shifts.current(at: now), descriptors: counterDescriptors)
         func arguments(_ chunk: Int, sha: String) -> [[UInt8]] {
             AppendScript.arguments(
                 sha: sha, events: events[ranges[chunk]], claims: claims[ranges[chunk]], keys: keys, config: config,

@@ -56,7 +56,7 @@ public final class RedisEngine: Engine {
         self.commands = commands
         let writer = EventWriter(
             commands: commands, script: script, keys: RedisKeys(streamKey: config.redis.streamKey), config: config,
-            logger: logger)
+            logger: logger, shifts: config.shiftSchedule)
         self.writer = writer
         self.batcher = AppendBatcher { events in try await writer.write(events, recordingCalls: true) }
         self.keys = RedisKeys(streamKey: config.redis.streamKey)

@@ -22,6 +22,11 @@ enum JSONResponse {
         bytes(errorBytes(status: status.code, field: field, reason: reason), status: status, headers: headers)
     }
 
+    /// A read's 503 when the engine cannot answer: `engine`, the reason, and when to retry.
+    static func engineUnavailable(_ unavailable: EngineUnavailable) -> Response {
+        error(.serviceUnavailable, field: "engine", reason: unavailable.reason, headers: [.retryAfter: String(unavailable.retryAfterSeconds)])
+    }
+
     /// The error body on its own, for answers written below Hummingbird (`HTTP1ConnectionGuard`).
     static func errorBytes(status: Int, field: String, reason: String) -> [UInt8] {
         let encoder = JSONEncoder()

@@ -60,10 +60,13 @@ public final class MemoryEngine: Engine {
     private let config: HubConfig
     private let clock = ContinuousClock()
     private let counterDescriptors = CounterDescriptorCache()
+    /// Parsed once: it is asked for every state event that moves a counter, under the lock.
+    private let shifts: ShiftSchedule
     private let state = Mutex(State())
 
     public init(config: HubConfig) {
         self.config = config
+        self.shifts = config.shiftSchedule
     }
 
     public var isReady: Bool { state.withLock { $0.sink != nil } }
@@ -134,7 +137,7 @@ public final class MemoryEngine: Engine {
     /// stores each changed counter's `counter_changed` right after the event that caused it.
     private func retally(entityKey: String, update: TallyUpdate?, cause: EventID, in state: inout State) {
         let now = Date()
-        let shift = config.shiftSchedule.current(at: now).id
+        let shift = shifts.current(at: now).id
         let changes = state.tallies.retally(
             entityKey: entityKey, update: update, catalog: config.catalog, cache: counterDescriptors, shift: shift)
         let stamp = Timestamps.format(now)

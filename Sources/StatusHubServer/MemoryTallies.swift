@@ -8,7 +8,6 @@ struct MemoryTallies {
     private var entries: [String: [TallyUpdate.Entry]] = [:]
     private(set) var counts: [String: Int] = [:]
     private(set) var sets: [String: Set<String>] = [:]
-    private var descriptors: [String: CounterDescriptor] = [:]
     /// Shift counter key → the shift its count was last announced under.
     private var announcedShift: [String: String] = [:]
 
@@ -30,37 +29,36 @@ struct MemoryTallies {
         var new: [TallyUpdate.Entry] = []
         if let update {
             for entry in update.entries where !new.contains(entry) { new.append(entry) }
-            for entry in new where entry.isCounter && descriptors[entry.key] == nil {
-                descriptors[entry.key] = CounterDescriptor.make(for: entry, catalog: catalog, cache: cache)
-            }
-            changes += rollOver(new, shift: shift)
+            // Made (and cached) while the entry is at hand; a later decrement finds it in the cache by key.
+            for entry in new where entry.isCounter { _ = CounterDescriptor.make(for: entry, catalog: catalog, cache: cache) }
+            changes += rollOver(new, shift: shift, cache: cache)
         } else {
             new = old.filter { !$0.isCounter }
         }
         let member = update?.member ?? ""
         for entry in old where !new.contains(entry) {
-            if entry.isCounter { changes += count(entry.key, by: -1) } else { sets[entry.key]?.remove(member) }
+            if entry.isCounter { changes += count(entry.key, by: -1, cache: cache) } else { sets[entry.key]?.remove(member) }
             if sets[entry.key]?.isEmpty == true { sets[entry.key] = nil }
         }
         for entry in new where !old.contains(entry) {
-            if entry.isCounter { changes += count(entry.key, by: 1) } else { sets[entry.key, default: []].insert(member) }
+            if entry.isCounter { changes += count(entry.key, by: 1, cache: cache) } else { sets[entry.key, default: []].insert(member) }
         }
         entries[entityKey] = new.isEmpty ? nil : new
         for change in changes where change.descriptor.shiftCopy != nil { announcedShift[change.descriptor.key] = shift }
         return changes
     }
 
-    private mutating func count(_ key: String, by delta: Int) -> [Change] {
+    private mutating func count(_ key: String, by delta: Int, cache: CounterDescriptorCache) -> [Change] {
         let value = (counts[key] ?? 0) + delta
         counts[key] = value
-        return descriptors[key].map { [Change(descriptor: $0, value: value)] } ?? []
+        return cache.descriptor(key).map { [Change(descriptor: $0, value: value)] } ?? []
     }
 
     /// The first change of a new shift announces the running count under it first.
-    private mutating func rollOver(_ entries: [TallyUpdate.Entry], shift: String) -> [Change] {
+    private mutating func rollOver(_ entries: [TallyUpdate.Entry], shift: String, cache: CounterDescriptorCache) -> [Change] {
         var changes: [Change] = []
         for entry in entries where entry.isCounter {
-            guard let descriptor = descriptors[entry.key], descriptor.shiftCopy != nil,
+            guard let descriptor = cache.descriptor(entry.key), descriptor.shiftCopy != nil,
                 let value = counts[entry.key], announcedShift[entry.key] != shift
             else { continue }
             announcedShift[entry.key] = shift

@@ -37,7 +37,7 @@ struct StateController {
             }
             return JSONResponse.bytes(visible.json)
         } catch let unavailable as EngineUnavailable {
-            return unavailableResponse(unavailable)
+            return JSONResponse.engineUnavailable(unavailable)
         }
     }
 
@@ -68,7 +68,7 @@ struct StateController {
         // large buffer. The status goes out before the first read, so only an engine known to be down gets a 503;
         // one that fails midway cuts the response off (no final chunk): a client never mistakes part for the whole.
         guard engine.isReady else {
-            return unavailableResponse(EngineUnavailable(reason: "the engine is not connected"))
+            return JSONResponse.engineUnavailable(EngineUnavailable(reason: "the engine is not connected"))
         }
         let (engine, scoped, catalog, claims) = (engine, patterns, catalog, subscriber.claims)
         let body = ResponseBody { writer in
@@ -89,11 +89,5 @@ struct StateController {
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: [.contentType: "application/json"], body: body)
-    }
-
-    private func unavailableResponse(_ unavailable: EngineUnavailable) -> Response {
-        JSONResponse.error(
-            .serviceUnavailable, field: "engine", reason: unavailable.reason,
-            headers: [.retryAfter: String(unavailable.retryAfterSeconds)])
     }
 }

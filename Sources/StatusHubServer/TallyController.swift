@@ -39,7 +39,7 @@ struct TallyController {
                 }
             }
         } catch let unavailable as EngineUnavailable {
-            return Self.unavailableResponse(unavailable)
+            return JSONResponse.engineUnavailable(unavailable)
         }
         counters.sort { ($0["key"]?.stringValue ?? "") < ($1["key"]?.stringValue ?? "") }
         var bytes: [UInt8] = []
@@ -83,7 +83,7 @@ struct TallyController {
             JSONValue.object(["key": .string(key), "allocation_ids": .array(members.map(JSONValue.string))]).write(into: &bytes)
             return JSONResponse.bytes(bytes)
         } catch let unavailable as EngineUnavailable {
-            return Self.unavailableResponse(unavailable)
+            return JSONResponse.engineUnavailable(unavailable)
         }
     }
 
@@ -106,10 +106,5 @@ struct TallyController {
             template.filter({ $0 == "{" }).count == 1
         else { return nil }
         return String(template[template.index(after: open)..<close])
-    }
-
-    private static func unavailableResponse(_ unavailable: EngineUnavailable) -> Response {
-        JSONResponse.error(
-            .serviceUnavailable, field: "engine", reason: unavailable.reason, headers: [.retryAfter: String(unavailable.retryAfterSeconds)])
     }
 }
