@@ -54,7 +54,8 @@ public struct EventValidator: Sendable {
         if let eventType, eventType.definition.lineRequired, line == nil, event["line"] == nil {
             errors.append(FieldError(field: "line", reason: "is required: \(eventType.rawValue) events belong to a line"))
         }
-        let timestamp = timestampField(event, &errors)
+        let stamped = timestampField(event, &errors)
+        let timestamp = stamped?.text
         let metadata = metadataField(event, &errors)
         var idempotencyKey: String?
         switch event["idempotency_key"] {
@@ -130,7 +131,7 @@ public struct EventValidator: Sendable {
                 .map { prefix + $0 },
             carriesState: eventType.carriesState, bodyAfterID: body,
             idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant,
-            sourceRank: SourceOrder.rank(timestamp: timestamp, sequence: sequence), lateMarkOffset: lateMarkOffset,
+            sourceRank: stamped.map { SourceOrder.rank($0.moment, sequence: sequence) }, lateMarkOffset: lateMarkOffset,
             tallies: eventType.carriesState
                 ? TallyUpdate.make(entityType: entityType, entityID: entityID, line: line, data: data, tenant: tenant, catalog: catalog)
                 : nil))
@@ -185,17 +186,20 @@ public struct EventValidator: Sendable {
         return nil
     }
 
-    private func timestampField(_ event: [String: JSONValue], _ errors: inout [FieldError]) -> String? {
+    private func timestampField(_ event: [String: JSONValue], _ errors: inout [FieldError]) -> (text: String, moment: Timestamps.Moment)? {
         switch event["timestamp"] {
         case nil:
             errors.append(FieldError(field: "timestamp", reason: "is required (ISO-8601, e.g. 2025-11-18T14:23:45.678Z)"))
         case .string(let text)?:
-            if let problem = Timestamps.problem(text) {
-                errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' \(problem)"))
-            } else if Timestamps.parse(text) == nil {
-                errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' \(Timestamps.shape)"))
-            } else {
-                return text
+            switch Timestamps.read(text) {
+            case .failure(let problem):
+                errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' \(problem.reason)"))
+            case .success(let moment):
+                guard Timestamps.parse(text) != nil else {
+                    errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' \(Timestamps.shape)"))
+                    return nil
+                }
+                return (text, moment)
             }
         case let other?:
             errors.append(FieldError(field: "timestamp", reason: "must be an ISO-8601 string, got \(other.typeName)"))
@@ -243,6 +247,23 @@ public enum Timestamps {
     /// them (`T25:00:00Z` is the next day's 01:00, `2025-02-30` is March 2nd, `:60` the next minute) and takes
     /// year 0000, all of which a browser's `Date` reads as Invalid Date.
     public static func problem(_ text: String) -> String? {
+        if case .failure(let problem) = read(text) { return problem.reason }
+        return nil
+    }
+
+    /// The fields of a valid timestamp, as `problem` checks them: what `SourceOrder` ranks by, read once.
+    public struct Moment: Sendable, Equatable {
+        public var year, month, day, hour, minute, second: Int
+        /// Up to nine fraction digits as written (more are cut).
+        public var fraction: [UInt8]
+        /// The zone's offset east of UTC.
+        public var offsetSeconds: Int
+    }
+
+    public struct Problem: Error, Sendable { public var reason: String }
+
+    /// `text`'s fields, or why it is not `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` naming a real moment.
+    public static func read(_ text: String) -> Result<Moment, Problem> {
         let bytes = Array(text.utf8)
         func number(at start: Int, digits: Int) -> Int? {
             guard start + digits <= bytes.count else { return nil }
@@ -254,36 +275,45 @@ public enum Timestamps {
             return value
         }
         func at(_ index: Int, _ characters: String) -> Bool { index < bytes.count && characters.utf8.contains(bytes[index]) }
+        func refuse(_ reason: String) -> Result<Moment, Problem> { .failure(Problem(reason: reason)) }
         guard let year = number(at: 0, digits: 4), at(4, "-"), let month = number(at: 5, digits: 2), at(7, "-"),
             let day = number(at: 8, digits: 2), at(10, "Tt"), let hour = number(at: 11, digits: 2), at(13, ":"),
             let minute = number(at: 14, digits: 2), at(16, ":"), let second = number(at: 17, digits: 2)
-        else { return shape }
+        else { return refuse(shape) }
         var index = 19
+        var fraction: [UInt8] = []
         if at(index, ".") {
             index += 1
             let digits = index
-            while at(index, "0123456789") { index += 1 }
-            guard index > digits else { return shape }
+            while at(index, "0123456789") {
+                if fraction.count < 9 { fraction.append(bytes[index]) }
+                index += 1
+            }
+            guard index > digits else { return refuse(shape) }
         }
+        var offsetSeconds = 0
         if at(index, "Zz") {
             index += 1
         } else if at(index, "+-"), let offsetHours = number(at: index + 1, digits: 2), at(index + 3, ":"),
             let offsetMinutes = number(at: index + 4, digits: 2)
         {
-            guard offsetHours <= 23, offsetMinutes <= 59 else { return "has no such zone offset (at most ±23:59)" }
+            guard offsetHours <= 23, offsetMinutes <= 59 else { return refuse("has no such zone offset (at most ±23:59)") }
+            offsetSeconds = (offsetHours * 3600 + offsetMinutes * 60) * (bytes[index] == UInt8(ascii: "-") ? -1 : 1)
             index += 6
         } else {
-            return shape
+            return refuse(shape)
         }
-        guard index == bytes.count else { return shape }
-        guard year >= 1 else { return "has year 0000; years run from 0001" }
-        guard (1...12).contains(month) else { return "has no month \(month) (01-12)" }
+        guard index == bytes.count else { return refuse(shape) }
+        guard year >= 1 else { return refuse("has year 0000; years run from 0001") }
+        guard (1...12).contains(month) else { return refuse("has no month \(month) (01-12)") }
         let monthDays = [31, year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-        guard (1...monthDays[month - 1]).contains(day) else { return "has no day \(day) in that month (01-\(monthDays[month - 1]))" }
-        guard hour <= 23 else { return "has no hour \(hour) (00-23)" }
-        guard minute <= 59 else { return "has no minute \(minute) (00-59)" }
-        guard second <= 59 else { return "has no second \(second) (00-59; leap seconds are not accepted)" }
-        return nil
+        guard (1...monthDays[month - 1]).contains(day) else { return refuse("has no day \(day) in that month (01-\(monthDays[month - 1]))") }
+        guard hour <= 23 else { return refuse("has no hour \(hour) (00-23)") }
+        guard minute <= 59 else { return refuse("has no minute \(minute) (00-59)") }
+        guard second <= 59 else { return refuse("has no second \(second) (00-59; leap seconds are not accepted)") }
+        return .success(Moment(
+            year: year, month: month, day: day, hour: hour, minute: minute, second: second, fraction: fraction,
+            offsetSeconds: offsetSeconds))
     }
 
     public static func parse(_ text: String) -> Date? {

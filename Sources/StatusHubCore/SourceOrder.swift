@@ -7,11 +7,15 @@
 /// fixed-width digits, so ranks compare as plain byte strings — in Swift under the memory engine's lock and with
 /// Lua's `<` inside the Redis append script, with one meaning.
 public enum SourceOrder {
-    /// The rank of an event, or nil if `timestamp` is not the shape `Timestamps.problem` accepts.
+    /// The rank of an event whose timestamp `Timestamps.read` gave `moment`.
+    public static func rank(_ moment: Timestamps.Moment, sequence: Int?) -> String {
+        (sequence.map { pad(UInt64($0), to: 16) } ?? "") + "|" + instant(moment)
+    }
+
+    /// The rank of an event, or nil if `timestamp` is not one `Timestamps.read` accepts.
     public static func rank(timestamp: String, sequence: Int?) -> String? {
-        guard let instant = instant(timestamp) else { return nil }
-        let sequencePart = sequence.map { pad(UInt64($0), to: 16) } ?? ""
-        return sequencePart + "|" + instant
+        guard case .success(let moment) = Timestamps.read(timestamp) else { return nil }
+        return rank(moment, sequence: sequence)
     }
 
     /// Whether a state of rank `candidate` is older than the cached one of rank `current`: by sequence when both
@@ -41,48 +45,20 @@ public enum SourceOrder {
         return (rank[..<bar], rank[rank.index(after: bar)...])
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` as UTC seconds since 0000-03-01 and nine fraction digits (more
-    /// are cut: events a nanosecond apart are ordered by ingest).
-    private static func instant(_ text: String) -> String? {
-        let bytes = Array(text.utf8)
-        func number(_ start: Int, _ digits: Int) -> Int? {
-            guard start + digits <= bytes.count else { return nil }
-            var value = 0
-            for byte in bytes[start..<start + digits] {
-                guard (48...57).contains(byte) else { return nil }
-                value = value * 10 + Int(byte - 48)
-            }
-            return value
-        }
-        guard bytes.count >= 20, let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
-            let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2)
-        else { return nil }
-        var index = 19
-        var fraction: [UInt8] = []
-        if bytes[index] == UInt8(ascii: ".") {
-            index += 1
-            while index < bytes.count, (48...57).contains(bytes[index]) {
-                if fraction.count < 9 { fraction.append(bytes[index]) }
-                index += 1
-            }
-        }
-        while fraction.count < 9 { fraction.append(48) }
-        var offset = 0
-        if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-"),
-            let offsetHours = number(index + 1, 2), let offsetMinutes = number(index + 4, 2)
-        {
-            offset = (offsetHours * 3600 + offsetMinutes * 60) * (bytes[index] == UInt8(ascii: "-") ? -1 : 1)
-        }
+    /// The moment as UTC seconds since 0000-03-01 and nine fraction digits (more were cut by `Timestamps.read`:
+    /// events a nanosecond apart are ordered by ingest).
+    private static func instant(_ moment: Timestamps.Moment) -> String {
         // Days since 0000-03-01 (the civil-from-days algorithm run backwards; March first puts leap days last).
-        let shiftedYear = month <= 2 ? year - 1 : year
+        let shiftedYear = moment.month <= 2 ? moment.year - 1 : moment.year
         let era = shiftedYear / 400
         let yearOfEra = shiftedYear - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfYear = (153 * (moment.month + (moment.month > 2 ? -3 : 9)) + 2) / 5 + moment.day - 1
         let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
         let days = era * 146_097 + dayOfEra
         // A year-0001 moment with a positive zone offset is before 0000-03-01 + 1 year; a day's margin keeps the
         // seconds non-negative for every accepted timestamp.
-        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset + 86_400
+        let seconds = days * 86_400 + moment.hour * 3600 + moment.minute * 60 + moment.second - moment.offsetSeconds + 86_400
+        let fraction = moment.fraction + Array(repeating: UInt8(ascii: "0"), count: 9 - moment.fraction.count)
         return pad(UInt64(seconds), to: 13) + "." + String(decoding: fraction, as: UTF8.self)
     }
 
