@@ -60,10 +60,11 @@ browser-deps:
 		python3 -m pip install -q playwright pytest 2>/dev/null || \
 		python3 -m pip install -q --break-system-packages playwright pytest
 
-# The suite, then the dashboard in a real Chromium against live hubs (tests/browser, on the binary the suite
-# built), then a 10-second load-harness smoke run (loadtest/smoke.sh) on the debug binaries.
+# The suite (scripts/swift-test.sh: `swift test`, and a digest of what failed or crashed printed last), then the
+# dashboard in a real Chromium against live hubs (tests/browser, on the binary the suite built), then a 10-second
+# load-harness smoke run (loadtest/smoke.sh) on the debug binaries.
 test: deps browser-deps
-	$(SWIFT) test
+	SWIFT=$(SWIFT) scripts/swift-test.sh
 	STATUSHUB_BIN=$$($(SWIFT) build --show-bin-path)/statushub python3 -m pytest -q tests/browser
 	SWIFT=$(SWIFT) loadtest/smoke.sh
 

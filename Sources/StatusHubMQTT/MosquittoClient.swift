@@ -106,6 +106,11 @@ public final class MosquittoClient: Sendable {
 
     private let handleBox: Handle
     private var handle: OpaquePointer { handleBox.pointer }
+    /// False once `stop` destroyed the handle: a publish or subscribe after that (a test's or edge node's late
+    /// call, a second `stop`'s NDEATH) gets an error instead of writing into freed memory. Held across the call, so
+    /// `stop` cannot destroy the handle under a caller; the network thread never takes it except in a callback
+    /// that subscribes or publishes, and the handle is destroyed only after that thread ended.
+    private let handleAlive = Mutex(true)
     private let handlers: MQTTHandlers
     private let state = Mutex(State())
 
@@ -263,8 +268,12 @@ public final class MosquittoClient: Sendable {
                 if ended { finished.resume() }
             }
         }
-        let box = self.handleBox
-        await onOwnThread { mosquitto_destroy(box.pointer) }
+        await onOwnThread { [self] in
+            handleAlive.withLock { alive in
+                alive = false
+                mosquitto_destroy(handle)
+            }
+        }
         state.withLock { $0.connected = false }
         Unmanaged.passUnretained(self).release()
     }
@@ -274,13 +283,21 @@ public final class MosquittoClient: Sendable {
 
     /// Queues a message for the network thread (never blocks on the socket).
     public func publish(_ message: MQTTMessage) throws(MQTTError) {
-        try check(
-            mosquitto_publish(handle, nil, message.topic, Int32(message.payload.count), message.payload, Int32(message.qos), message.retain),
-            "publish to \(message.topic)")
+        try withLiveHandle("publish to \(message.topic)") { handle in
+            mosquitto_publish(handle, nil, message.topic, Int32(message.payload.count), message.payload, Int32(message.qos), message.retain)
+        }
     }
 
     public func subscribe(_ filter: String, qos: Int) throws(MQTTError) {
-        try check(mosquitto_subscribe(handle, nil, filter, Int32(qos)), "subscribe to \(filter)")
+        try withLiveHandle("subscribe to \(filter)") { handle in mosquitto_subscribe(handle, nil, filter, Int32(qos)) }
+    }
+
+    private func withLiveHandle(_ what: String, _ call: (OpaquePointer) -> Int32) throws(MQTTError) {
+        let handle = self.handle
+        guard let rc = handleAlive.withLock({ alive in alive ? call(handle) : nil }) else {
+            throw MQTTError("\(what): the client is stopped")
+        }
+        try check(rc, what)
     }
 
     private func check(_ rc: Int32, _ what: String) throws(MQTTError) {

@@ -149,9 +149,12 @@ extension RedisFailureTests {
                 #expect(queued.json["error"]?["outcome"] == .string("not_stored"))
                 #expect(queued.json["error"]?["resend"] == nil)
                 // Never sent, so it need not wait for a timeout of its own: it is answered when the group ahead
-                // of it fails (a correctness bound, not a benchmark).
-                // Measured against the group's own answer, so a loaded machine that delays both does not fail it.
-                #expect(queuedAnswered - hungAnswered < .seconds(timeout * 0.5), "queued request answered after \(queuedWaited)")
+                // of it fails (a correctness bound, not a benchmark). Measured against the group's own answer, and
+                // only when the request was sent well before that answer: on a starved machine it can reach the hub
+                // after the group failed, and then it waits for the reconnect to the hung Redis like any new request.
+                if hungAnswered - queuedAt > .seconds(timeout * 0.5) {
+                    #expect(queuedAnswered - hungAnswered < .seconds(timeout * 0.5), "queued request answered after \(queuedWaited)")
+                }
 
                 redis.resume()
                 try await eventually("ready after Redis resumed") { (try await HTTP.get(port: hub.port, "/ready")).status == 200 }

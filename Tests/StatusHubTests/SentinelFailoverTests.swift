@@ -80,13 +80,13 @@ struct SentinelFailoverTests {
             return (events, resyncs)
         }
 
-        // As an operator would: the killed master is started again once the replica is promoted, and the sentinels
-        // make it a replica of the new master (with `min_replicas_acked: 1` nothing is acknowledged until then).
+        // As an operator would: the killed master is started again once the replica is promoted, as a replica of the
+        // new master (with `min_replicas_acked: 1` nothing is acknowledged until then).
         let restarter = Task {
             try await RedisSentinels.waitUntil("the sentinels to promote the replica", within: .seconds(70)) {
                 try await redis.masterPort() == redis.replica.port && !redis.master.isRunning
             }
-            try await redis.master.restart()
+            try await redis.restartKilledMaster()
         }
         defer { restarter.cancel() }
         var tally = Tally()
@@ -177,7 +177,7 @@ struct SentinelFailoverTests {
                 try await RedisSentinels.waitUntil("the sentinels to promote the replica", within: .seconds(30)) {
                     try await redis.masterPort() == redis.replica.port
                 }
-                try await redis.master.restart()
+                try await redis.restartKilledMaster()
                 // The MES resends what was not acknowledged, with the same keys, until it is (with
                 // min_replicas_acked 1, once the old master is back as the new one's replica).
                 let deadline = ContinuousClock.now + .seconds(60)

@@ -64,6 +64,14 @@ final class RedisSentinels: Sendable {
         for server in sentinels + [master, replica] { await server.destroy() }
     }
 
+    /// Starts the killed master again, as the promoted replica's replica that the sentinels never promote
+    /// (`replica-priority 0`). It comes back empty (no persistence here), and Redis's replication guide warns why
+    /// that matters: were it promotable, a second failover on a starved machine (the new master missing
+    /// `down-after-milliseconds` of pings) could make the empty server the master and wipe the history from both.
+    func restartKilledMaster() async throws {
+        try await master.restart(adding: ["--replicaof", "127.0.0.1", String(replica.port), "--replica-priority", "0"])
+    }
+
     /// The port the sentinels name as the master now.
     func masterPort() async throws -> Int? {
         let connection = try await RedisConnection.connect(to: RedisURL(host: "127.0.0.1", port: sentinels[0].port))

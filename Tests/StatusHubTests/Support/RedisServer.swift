@@ -93,9 +93,10 @@ final class RedisServer: Sendable {
 
     /// Stops the server if it runs and starts it again on the same port and directory: with an empty dataset, or
     /// with what its AOF kept if `extraArguments` enabled one.
-    func restart() async throws {
+    /// - Parameter adding: arguments for this run only, after the server's own.
+    func restart(adding: [String] = []) async throws {
         await stop()
-        try await launch()
+        try await launch(adding: adding)
     }
 
     /// Stops the server and removes its directory.
@@ -104,7 +105,7 @@ final class RedisServer: Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    private func launch() async throws {
+    private func launch(adding: [String] = []) async throws {
         let executable = Self.executable()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -119,7 +120,7 @@ final class RedisServer: Sendable {
             "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis-\(port).log").path,
             "--daemonize", "no",
-        ] + extraArguments
+        ] + extraArguments + adding
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try launchWithSignalsUnblocked(process)
