@@ -15,6 +15,8 @@ final class FanOut: EventSink {
     let latency: LatencyTelemetry?
     /// Every open connection, subscribed or not: for engine gaps and for draining at shutdown.
     private let open = Mutex<Set<Connection>>([])
+    /// The newest event fanned out, against the newest this node acknowledged (for the shutdown drain).
+    let watermark = DeliveryWatermark()
 
     init(metrics: HubMetrics, catalog: Catalog, latency: LatencyTelemetry? = nil) {
         self.metrics = metrics
@@ -24,6 +26,7 @@ final class FanOut: EventSink {
 
     func deliver(_ event: StoredEvent) {
         metrics.eventsFannedOut.increment()
+        watermark.delivered(event.id)
         let receivers = index.subscribers(matching: event.channels)
         guard !receivers.isEmpty else { return }
         latency?.observe(event)

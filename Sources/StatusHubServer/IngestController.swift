@@ -12,6 +12,7 @@ struct IngestController {
     let limits: HubConfig.Server
     let metrics: HubMetrics
     let draining: DrainFlag
+    let watermark: DeliveryWatermark
     let keys: PublisherKeys
     let rateLimiter: RateLimiter
     let validator: EventValidator
@@ -128,6 +129,7 @@ struct IngestController {
             do {
                 let results = try await engine.append(valid.map(\.event))
                 for (item, appended) in zip(valid, results) { reply.accept(index: item.index, appended) }
+                watermark.acknowledged(results.lazy.filter { !$0.duplicate }.map(\.id))
                 metrics.eventsAccepted.increment(by: Int64(results.count(where: { !$0.duplicate })))
                 metrics.duplicatesAcknowledged.increment(by: Int64(results.count(where: { $0.duplicate })))
             } catch let unavailable as EngineUnavailable {

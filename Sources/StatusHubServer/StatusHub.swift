@@ -46,14 +46,19 @@ public struct StatusHub: Sendable {
         [makeApplication(logger: logger, onServerRunning: onServerRunning), ShutdownDrain(hub: self, logger: logger)]
     }
 
-    /// Stops taking events and connections, asks every connection to send what it has queued and close with 1001,
-    /// and waits for them (at most `server.shutdown_grace_seconds`).
+    /// Stops taking events and connections; waits until the fan-out has passed every event this node acknowledged
+    /// (they come back through the engine's subscription after the acknowledgement); then asks every connection to
+    /// send what it has queued and close with 1001, and waits for them. All of it within
+    /// `server.shutdown_grace_seconds`.
     func drain(logger: Logger) async {
         draining.set()
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(config.server.shutdownGraceSeconds * 1000)))
+        while !fanOut.watermark.caughtUp, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
         let connections = fanOut.openConnections
         logger.notice("draining \(connections.count) WebSocket connections")
         for connection in connections { connection.goAway() }
-        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(config.server.shutdownGraceSeconds * 1000)))
         while !fanOut.openConnections.isEmpty, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
@@ -160,7 +165,7 @@ public struct StatusHub: Sendable {
     func makeRouter() -> Router<HubRequestContext> {
         let router = Router(context: HubRequestContext.self)
         let ingest = IngestController(
-            engine: engine, limits: config.server, metrics: metrics, draining: draining, keys: access.publisherKeys,
+            engine: engine, limits: config.server, metrics: metrics, draining: draining, watermark: fanOut.watermark, keys: access.publisherKeys,
             rateLimiter: access.ingestRate, validator: EventValidator(catalog: config.catalog))
         let state = StateController(engine: engine, tokens: access.subscriberTokens, catalog: config.catalog)
         router.post("/v1/events", use: ingest.handle)

@@ -60,16 +60,7 @@ import Testing
     /// `GET /v1/catalog`.
     @Test func catalogCommandPrintsTheTables() throws {
         func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-            let process = Process()
-            process.executableURL = HubProcess.executable
-            process.arguments = arguments
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, text)
+            try ChildProcess.run(HubProcess.executable.path, arguments)
         }
         let markdown = try run(["catalog", "--markdown"])
         #expect(markdown.status == 0)

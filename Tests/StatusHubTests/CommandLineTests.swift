@@ -12,15 +12,10 @@ import Testing
 /// The newcomer's first minute, run for real: `statushub tail` in one process, `statushub publish` in another.
 @Suite("Command line")
 struct CommandLineTests {
-    func statushub(_ arguments: [String], stdout: Pipe? = nil, stdin: Pipe? = nil) throws -> Process {
-        let process = Process()
-        process.executableURL = HubProcess.executable
-        process.arguments = arguments
-        process.standardOutput = stdout ?? FileHandle.nullDevice
-        process.standardError = ProcessInfo.processInfo.environment["CLI_STDERR"] == nil ? FileHandle.nullDevice : FileHandle.standardError
-        if let stdin { process.standardInput = stdin }
-        try launchWithSignalsUnblocked(process)
-        return process
+    func statushub(_ arguments: [String], stdout: Pipe? = nil, stdin: Pipe? = nil) throws -> ChildProcess {
+        try ChildProcess.spawn(
+            HubProcess.executable.path, arguments, stdin: stdin.map { .pipe($0) } ?? .null, stdout: stdout.map { .pipe($0) } ?? .null,
+            stderr: ProcessInfo.processInfo.environment["CLI_STDERR"] == nil ? .null : .inherit)
     }
 
     /// The Redis password is in the URL the node is given, and nowhere in what it logs.
@@ -28,13 +23,9 @@ struct CommandLineTests {
         try await withRedisServer(extraArguments: ["--requirepass", "s3cret"]) { redis in
             let port = try RedisServer.freeLoopbackPort()
             let stderr = Pipe()
-            let process = Process()
-            process.executableURL = HubProcess.executable
-            process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(port), "--redis", "redis://:s3cret@127.0.0.1:\(redis.port)"]
-            process.environment = ["STATUSHUB_LOG_LEVEL": "debug"]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = stderr
-            try launchWithSignalsUnblocked(process)
+            let process = try ChildProcess.spawn(
+                HubProcess.executable.path, ["serve", "--host", "127.0.0.1", "--port", String(port), "--redis", "redis://:s3cret@127.0.0.1:\(redis.port)"],
+                environment: ["STATUSHUB_LOG_LEVEL": "debug"], stderr: .pipe(stderr))
             var ready = false
             for _ in 0..<300 where !ready {
                 ready = (try? await HTTP.get(port: port, "/ready"))?.status == 200

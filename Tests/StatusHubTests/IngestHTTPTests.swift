@@ -176,13 +176,8 @@ struct IngestHTTPTests {
 
     /// gzip(1) compresses: the test's own bytes come from a tool independent of the hub's inflater.
     static func gzip(_ data: Data) throws -> Data {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/gzip")
-        process.arguments = ["-c"]
         let input = Pipe(), output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
+        let process = try ChildProcess.spawn("/bin/gzip", ["-c"], stdin: .pipe(input), stdout: .pipe(output))
         let writer = Thread { input.fileHandleForWriting.write(data); try? input.fileHandleForWriting.close() }
         writer.start()
         let compressed = output.fileHandleForReading.readDataToEndOfFile()

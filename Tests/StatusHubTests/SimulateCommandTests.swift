@@ -11,17 +11,12 @@ struct SimulateCommandTests {
         try await withHub(engine: .memory, configure: { $0.cacheTTL.machine = 2 }) { hub in
             let socket = try await TestSocket(port: hub.port)
             try await socket.subscribe(["line:Line-1:*"])
-            let process = Process()
-            process.executableURL = HubProcess.executable
+            let output = Pipe()
             // At 100× a plant minute is 0.6 s: status every 0.3 s, the silent machine quiet after 0.6–1.2 s.
-            process.arguments = [
+            let process = try ChildProcess.spawn(HubProcess.executable.path, [
                 "simulate", "--url", "http://127.0.0.1:\(hub.port)", "--lines", "1", "--machines", "3", "--operators", "2",
                 "--speed", "100", "--duration", "8", "--seed", "7",
-            ]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try launchWithSignalsUnblocked(process)
+            ], stdout: .pipe(output), stderr: .pipe(output))
 
             // Until the silent machine has gone stale and every kind of event was seen. (On a loaded machine the
             // simulator's own pauses may let another machine's state expire too: that is not what is checked.)

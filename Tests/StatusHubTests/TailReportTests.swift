@@ -9,15 +9,10 @@ struct TailReportTests {
     @Test func tailFiltersAndReportsItsLatency() async throws {
         try await withHub(engine: .memory) { hub in
             let output = Pipe()
-            let process = Process()
-            process.executableURL = HubProcess.executable
-            process.arguments = [
+            let process = try ChildProcess.spawn(HubProcess.executable.path, [
                 "tail", "--url", "ws://127.0.0.1:\(hub.port)/v1/ws", "--filter", "data.current_status = breakdown", "--report", "0.2",
                 "resource-status",
-            ]
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try launchWithSignalsUnblocked(process)
+            ], stdout: .pipe(output))
             defer { if process.isRunning { process.terminate() } }
             // Publish until the hub has a report from it (the tail needs a moment to connect and subscribe).
             var reported = 0.0

@@ -7,9 +7,9 @@ import Glibc
 /// A hub node as a separate `statushub serve` process, so a test can kill it for real (SIGKILL).
 final class HubProcess: Sendable {
     let port: Int
-    private let process: Process
+    private let process: ChildProcess
 
-    private init(port: Int, process: Process) {
+    private init(port: Int, process: ChildProcess) {
         self.port = port
         self.process = process
     }
@@ -24,13 +24,9 @@ final class HubProcess: Sendable {
             throw TestSocket.Timeout(waitingFor: "the statushub binary at \(executable.path) (build it with `swift build`)")
         }
         let port = try RedisServer.freeLoopbackPort()
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(port), "--redis", redisURL]
-        process.environment = ["STATUSHUB_LOG_LEVEL": "warning"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try launchWithSignalsUnblocked(process)
+        let process = try ChildProcess.spawn(
+            executable.path, ["serve", "--host", "127.0.0.1", "--port", String(port), "--redis", redisURL],
+            environment: ["STATUSHUB_LOG_LEVEL": "warning"])
         let hub = HubProcess(port: port, process: process)
         let deadline = ContinuousClock.now.advanced(by: .seconds(15))
         while ContinuousClock.now < deadline {

@@ -11,7 +11,7 @@ import Glibc
 final class MosquittoBroker: Sendable {
     let port: Int
     let directory: URL
-    private let process = Mutex<Process?>(nil)
+    private let process = Mutex<ChildProcess?>(nil)
 
     var url: String { "mqtt://127.0.0.1:\(port)" }
 
@@ -68,12 +68,7 @@ final class MosquittoBroker: Sendable {
             persistence false
             log_dest file \(directory.appendingPathComponent("mosquitto.log").path)
             """.write(to: config, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable())
-        process.arguments = ["-c", config.path]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try launchWithSignalsUnblocked(process)
+        let process = try ChildProcess.spawn(Self.executable(), ["-c", config.path])
         self.process.withLock { $0 = process }
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {

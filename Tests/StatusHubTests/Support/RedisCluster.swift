@@ -19,12 +19,7 @@ final class RedisCluster: Sendable {
                     extraArguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"],
                     portBelow: 55_536))
             }
-            let create = Process()
-            create.executableURL = URL(fileURLWithPath: redisCLI())
-            create.arguments = ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-yes"]
-            create.standardOutput = FileHandle.nullDevice
-            create.standardError = FileHandle.nullDevice
-            try launchWithSignalsUnblocked(create)
+            let create = try ChildProcess.spawn(redisCLI(), ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-yes"])
             let deadline = ContinuousClock.now + .seconds(20)
             while create.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
             guard !create.isRunning, create.terminationStatus == 0 else {

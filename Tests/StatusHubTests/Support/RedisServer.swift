@@ -22,7 +22,7 @@ final class RedisServer: Sendable {
     /// A config file's text to start from (a sentinel's `sentinel monitor …`): written into the directory and
     /// named first on the command line.
     private let configFile: String?
-    private let process = Mutex<Process?>(nil)
+    private let process = Mutex<ChildProcess?>(nil)
 
     var url: String { "redis://127.0.0.1:\(port)" }
 
@@ -107,8 +107,6 @@ final class RedisServer: Sendable {
 
     private func launch(adding: [String] = []) async throws {
         let executable = Self.executable()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
         var leading: [String] = []
         if let configFile {
             // A sentinel rewrites its config file; each start gets the given text afresh.
@@ -116,14 +114,11 @@ final class RedisServer: Sendable {
             try configFile.write(to: path, atomically: true, encoding: .utf8)
             leading = [path.path]
         }
-        process.arguments = leading + [
+        let process = try ChildProcess.spawn(executable, leading + [
             "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis-\(port).log").path,
             "--daemonize", "no",
-        ] + extraArguments + adding
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try launchWithSignalsUnblocked(process)
+        ] + extraArguments + adding)
         self.process.withLock { $0 = process }
 
         let deadline = ContinuousClock.now + .seconds(30)
