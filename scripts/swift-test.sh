@@ -20,7 +20,7 @@ if len(failed) > 80:
 started, ended = {}, set()
 for l in lines:
     m = re.search(r'◇ Test (.+?) started\.', l)
-    if m:
+    if m and not m.group(1).startswith("case passing"):
         started.setdefault(m.group(1), len(started))
     m = re.search(r'[✔✘] Test (.+?) (passed|failed|skipped)', l)
     if m:
@@ -28,10 +28,10 @@ for l in lines:
 crash = next((i for i, l in enumerate(lines) if "Program crashed" in l or "Fatal error" in l), None)
 if crash is not None:
     print("\n-- crash --")
-    block, i = [], crash
-    while i < len(lines) and not lines[i].startswith("Registers") and len(block) < 70:
-        block.append(lines[i]); i += 1
-    print("\n".join(block))
+    print(lines[crash])
+    # The backtracer lists every thread; the one that crashed is marked.
+    thread = next((i for i, l in enumerate(lines) if i > crash and re.match(r"Thread \d+ .*crashed:$", l)), crash + 1)
+    print("\n".join(lines[thread:thread + 14]))
     running = [name for name in sorted(started, key=started.get) if name not in ended]
     print(f"\n-- tests started and not ended when it crashed ({len(running)}) --")
     for name in running[-40:]:
