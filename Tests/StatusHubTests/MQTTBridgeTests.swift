@@ -100,6 +100,45 @@ struct MQTTBridgeTests {
         }
     }
 
+    @Test("over TLS (mqtts://): the bridge verifies the broker with tls_ca_file and maps as over TCP; a broker it cannot verify is never trusted, and /ready says why")
+    func tlsBroker() async throws {
+        let certificate = try ThrowawayCertificate()
+        let stranger = try ThrowawayCertificate()
+        defer {
+            certificate.remove()
+            stranger.remove()
+        }
+        try await withMosquitto(tls: certificate) { broker in
+            try await withHub(engine: .memory, configure: {
+                Self.plainTopics(&$0, broker: broker)
+                $0.mqtt.tlsCaFile = certificate.certificateFile
+            }) { hub in
+                let socket = try await TestSocket(port: hub.port)
+                try await socket.subscribe(["line:Line-2:*"])
+                let publisher = try await Self.publisher(broker)
+                defer { Task { await publisher.stop() } }
+                try publisher.publish(Self.statusMessage("M-205", "FAULT"))
+                let event = try await Self.nextStatus(socket, "M-205")
+                #expect(event["data"]?["current_status"] == .string("breakdown"))
+                #expect(try await HTTP.get(port: hub.port, "/ready").json["degraded"] == nil)
+            }
+            // Trusting another CA: the handshake fails, nothing is subscribed, and /ready names the bridge.
+            try await withHub(redisURL: nil, configure: {
+                Self.plainTopics(&$0, broker: broker)
+                $0.mqtt.tlsCaFile = stranger.certificateFile
+            }, awaitBridges: false) { hub in
+                var reason = ""
+                try await eventually("/ready names the bridge", timeout: .seconds(15)) {
+                    let ready = try await HTTP.get(port: hub.port, "/ready")
+                    reason = ready.json["degraded"]?.arrayValue?.first?["reason"]?.stringValue ?? ""
+                    return ready.status == 200 && reason.contains("not connected")
+                }
+                #expect(reason.contains("localhost:\(broker.port)") && reason.contains("TLS"), "\(reason)")
+                #expect(try await Self.counter("messages_received", port: hub.port) == 0)
+            }
+        }
+    }
+
     @Test("Sparkplug: births, data by alias, historical data never replaces live state, a malformed payload is skipped, the will NDEATH marks every device offline", arguments: EngineKind.allCases)
     func sparkplugLifecycle(engine: EngineKind) async throws {
         try await withMosquitto { broker in

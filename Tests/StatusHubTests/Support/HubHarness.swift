@@ -42,6 +42,7 @@ func withHub<T: Sendable>(
     redisURL: String?,
     configure: (inout HubConfig) -> Void = { _ in },
     redisHealthCheck: Duration = .seconds(5),
+    awaitBridges: Bool = true,
     _ body: (RunningHub) async throws -> T
 ) async throws -> T {
     var config = HubConfig()
@@ -79,7 +80,7 @@ func withHub<T: Sendable>(
         }
         // And the bridges connected to their brokers (their first connect runs on a thread of its own: slower under load).
         let bridgeDeadline = ContinuousClock.now.advanced(by: .seconds(30))
-        while hub.bridges.contains(where: { $0.problem != nil }) {
+        while awaitBridges, hub.bridges.contains(where: { $0.problem != nil }) {
             guard ContinuousClock.now < bridgeDeadline else { throw TestSocket.Timeout(waitingFor: "bridges connected") }
             try await Task.sleep(for: .milliseconds(10))
         }

@@ -7,26 +7,31 @@ import Glibc
 #endif
 
 /// A real `mosquitto` broker (2.x) for one test: its own free loopback port and config file (`listener PORT
-/// 127.0.0.1`, `allow_anonymous true`), no persistence. Use `withMosquitto { broker in … }`, which always stops it.
+/// 127.0.0.1`, `allow_anonymous true`), no persistence; with a certificate, that listener speaks TLS only. Use
+/// `withMosquitto { broker in … }`, which always stops it.
 final class MosquittoBroker: Sendable {
     let port: Int
     let directory: URL
+    /// The broker's certificate (TLS listener), which clients trust as their CA file.
+    let tls: ThrowawayCertificate?
     private let process = Mutex<ChildProcess?>(nil)
 
-    var url: String { "mqtt://127.0.0.1:\(port)" }
+    /// TLS: by the name the certificate carries (`localhost`), so the client's hostname check passes.
+    var url: String { tls == nil ? "mqtt://127.0.0.1:\(port)" : "mqtts://localhost:\(port)" }
 
-    private init(port: Int, directory: URL) {
+    private init(port: Int, directory: URL, tls: ThrowawayCertificate?) {
         self.port = port
         self.directory = directory
+        self.tls = tls
     }
 
-    static func start() async throws -> MosquittoBroker {
+    static func start(tls: ThrowawayCertificate? = nil) async throws -> MosquittoBroker {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("statushub-mosquitto-\(UUID().uuidString)", isDirectory: true)
         // mosquitto started as root drops to the `mosquitto` user before it opens its log.
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
         for attempt in 1...5 {
-            let broker = MosquittoBroker(port: try RedisServer.freeLoopbackPort(), directory: directory)
+            let broker = MosquittoBroker(port: try RedisServer.freeLoopbackPort(), directory: directory, tls: tls)
             do {
                 try await broker.launch()
                 return broker
@@ -67,6 +72,7 @@ final class MosquittoBroker: Sendable {
             allow_anonymous true
             persistence false
             log_dest file \(directory.appendingPathComponent("mosquitto.log").path)
+            \(tls.map { "certfile \($0.certificateFile)\nkeyfile \($0.privateKeyFile)" } ?? "")
             """.write(to: config, atomically: true, encoding: .utf8)
         let process = try ChildProcess.spawn(Self.executable(), ["-c", config.path])
         self.process.withLock { $0 = process }
@@ -108,16 +114,17 @@ final class MosquittoBroker: Sendable {
 
     /// A plain client of this broker (publisher or listener in a test).
     func client(id: String = "test-\(UUID().uuidString.prefix(8))", handlers: MQTTHandlers = MQTTHandlers()) throws -> MosquittoClient {
-        try MosquittoClient(endpoint: MQTTEndpoint(host: "127.0.0.1", port: port, clientID: id), handlers: handlers)
+        try MosquittoClient(endpoint: endpoint(id: id), handlers: handlers)
     }
 
     func endpoint(id: String) -> MQTTEndpoint {
-        MQTTEndpoint(host: "127.0.0.1", port: port, clientID: id)
+        guard let tls else { return MQTTEndpoint(host: "127.0.0.1", port: port, clientID: id) }
+        return MQTTEndpoint(host: "localhost", port: port, useTLS: true, clientID: id, caFile: tls.certificateFile)
     }
 }
 
-func withMosquitto<T>(_ body: (MosquittoBroker) async throws -> T) async throws -> T {
-    let broker = try await MosquittoBroker.start()
+func withMosquitto<T>(tls: ThrowawayCertificate? = nil, _ body: (MosquittoBroker) async throws -> T) async throws -> T {
+    let broker = try await MosquittoBroker.start(tls: tls)
     do {
         let result = try await body(broker)
         await broker.destroy()
