@@ -10,6 +10,9 @@ final class Connection: Hashable, Sendable {
         var event: StoredEvent
         var frame: ByteBuffer
         var conflationKey: String?
+        /// Its ingest instant and category, for the writer to time the delivery; nil when the hub keeps no
+        /// latency figures.
+        var stamp: DeliveryStamp? = nil
     }
 
     private struct State {
@@ -71,7 +74,7 @@ final class Connection: Hashable, Sendable {
     func offer(_ held: Held) -> Outbox.PushResult {
         // Without a subscribe in flight or a filter left, straight into the outbox: no second lock per delivery. An
         // offer that races `beginSeam` is one that came just before it.
-        guard seamOpen.load(ordering: .acquiring) else { return outbox.push(held.frame, conflationKey: held.conflationKey) }
+        guard seamOpen.load(ordering: .acquiring) else { return outbox.push(held.frame, conflationKey: held.conflationKey, stamp: held.stamp) }
         return state.withLock { state in
             if state.seam != nil {
                 guard state.seam!.count < outbox.capacity else {
@@ -86,7 +89,7 @@ final class Connection: Hashable, Sendable {
             }
             guard Self.admits(held.event, through: &state.filter) else { return .queued }
             if state.filter == nil { seamOpen.store(false, ordering: .releasing) }
-            return outbox.push(held.frame, conflationKey: held.conflationKey)
+            return outbox.push(held.frame, conflationKey: held.conflationKey, stamp: held.stamp)
         }
     }
 
@@ -111,7 +114,7 @@ final class Connection: Hashable, Sendable {
             // Only once the held events are in the outbox may offers skip the lock, or one could overtake them.
             defer { if state.filter == nil { seamOpen.store(false, ordering: .releasing) } }
             for item in held where Self.admits(item.event, through: &state.filter) {
-                switch outbox.push(item.frame, conflationKey: item.conflationKey) {
+                switch outbox.push(item.frame, conflationKey: item.conflationKey, stamp: item.stamp) {
                 case .overflowed, .ended:
                     state.filter = nil
                     return

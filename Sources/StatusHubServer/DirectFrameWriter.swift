@@ -81,21 +81,26 @@ final class DirectFrameWriter: Sendable {
     func start(draining outbox: Outbox, flusher: LoopFlusher) {
         precondition(flusher.loop === channel.eventLoop, "a connection is flushed by its own event loop's flusher")
         // One closure for the connection's life, not one per batch.
-        let pass: LoopFlusher.Pass = { [self] in flushPass(outbox) }
+        let pass: LoopFlusher.Pass = { [self] in flushPass(outbox, flusher) }
         outbox.setOnReady { flusher.schedule(pass) }
     }
 
-    private func flushPass(_ outbox: Outbox) {
+    /// Takes what is queued and writes it; the flusher times each event frame's delivery as it is taken, right
+    /// before the write (frames dropped here are never written, so not timed).
+    private func flushPass(_ outbox: Outbox, _ flusher: LoopFlusher) {
         let state = self.state.value
         guard !state.closeSent, let outlet = state.outlet else {
             _ = outbox.take()
             return
         }
         guard channel.isWritable else {
-            state.onWritable = { [self] in flushPass(outbox) }
+            state.onWritable = { [self] in
+                flushPass(outbox, flusher)
+                flusher.commitWritten()
+            }
             return
         }
-        guard let frames = outbox.take(), !frames.isEmpty else { return }
+        guard let frames = flusher.takeForWriting(outbox), !frames.isEmpty else { return }
         outlet.writeAndFlush(NIOAny(Self.joined(frames, allocator: channel.allocator)), promise: nil)
     }
 

@@ -11,7 +11,8 @@ final class FanOut: EventSink {
     private let metrics: HubMetrics
     /// What restricts which events (`Restriction`), for the frames each reader may get.
     let catalog: Catalog
-    /// Ingest-to-fan-out latency per category, against the catalog's budgets.
+    /// Latency per category against the catalog's budgets: fan-out stamps each event once (ingest instant,
+    /// category) and the writers time each delivery at the socket write.
     let latency: LatencyTelemetry?
     /// Every open connection, subscribed or not: for engine gaps and for draining at shutdown.
     private let open = Mutex<Set<Connection>>([])
@@ -29,9 +30,9 @@ final class FanOut: EventSink {
         watermark.delivered(event.id)
         let receivers = index.subscribers(matching: event.channels)
         guard !receivers.isEmpty else { return }
-        latency?.observe(event)
         let held = Connection.Held(
-            event: event, frame: WireFrame.text(ServerMessage.event(event)), conflationKey: Self.conflationKey(of: event))
+            event: event, frame: WireFrame.text(ServerMessage.event(event)), conflationKey: Self.conflationKey(of: event),
+            stamp: latency?.stamp(event))
         // Each other event loop is woken once, when every receiver has the frame (`LoopFlusher`).
         let wakeUps = LoopFlusher.holdWakeUps()
         defer { wakeUps.release() }

@@ -4,17 +4,21 @@ import StatusHubCore
 import Synchronization
 
 /// Latency against the budget of each category (the catalog's `latency_budget_ms`; seed 003 §4.3): what the hub
-/// measures itself — ingest (`received_at`) to the moment fan-out queues the event for the sockets, once per event
-/// with receivers — and what clients report with `{"op":"report"}` (publish-to-screen as they saw it).
+/// measures itself — ingest (`received_at`) to the moment a delivery's frame is handed to its socket, per delivery —
+/// and what clients report with `{"op":"report"}` (publish-to-screen as they saw it).
 ///
-/// Both go to Prometheus histograms per category with over-budget counters, and to a ten-minute window of
-/// one-minute slots that `GET /v1/slo` answers from.
+/// Fan-out stamps each event once (`stamp`: its ingest instant and category); the stamp travels with the frame to
+/// each receiver's writer, which times the delivery when it writes it (`DeliveryTally`) and hands its tally over
+/// once per batch (`record`). Frames conflated away or dropped with an overflowing outbox are never written, so
+/// never timed. Both figures go to Prometheus histograms per category with over-budget counters, and to a
+/// ten-minute window of one-minute slots that `GET /v1/slo` answers from.
 final class LatencyTelemetry: Sendable {
     static let window = 10  // minutes
     static let defaultBudgetMs = 1000
     static let buckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30]
     /// Samples one report may carry.
     static let maxSamplesPerReport = 1000
+    static let deliveryMetric = "statushub_delivery_latency_seconds"
 
     struct Figures: Sendable {
         var count = 0
@@ -28,17 +32,34 @@ final class LatencyTelemetry: Sendable {
     }
 
     private struct Category: Sendable {
-        let budgetSeconds: Double
-        let hubHistogram: ValueHistogram
+        let name: String
         let hubOverBudget: Counter
         let clientHistogram: ValueHistogram
         let clientOverBudget: Counter
     }
 
-    /// Budgets in catalog order, for the answer.
+    /// The hub's histogram of one category. Kept here rather than in a Prometheus `ValueHistogram`: that one takes
+    /// its lock for every value recorded and cannot add a writer's batch at once, and its registry takes no
+    /// collector of ours; so `/metrics` renders this one itself (`writeDeliveryHistogram`).
+    private struct DeliveryHistogram {
+        /// Per bucket, not cumulative; the last one above every bound.
+        var counts = Array(repeating: 0, count: LatencyTelemetry.buckets.count + 1)
+        var sum = 0.0
+        var count = 0
+    }
+
+    private struct State {
+        var delivered: [DeliveryHistogram]
+        /// Per category (`budgets` order), a ring of one-minute slots.
+        var slots: [[Slot]]
+    }
+
+    /// Budgets in catalog order, for the answer; a `DeliveryStamp` names a category by its place here.
     let budgets: [(category: String, milliseconds: Int)]
-    private let categories: [String: Category]
-    private let slots: Mutex<[String: [Slot]]>
+    let budgetSeconds: [Double]
+    private let categories: [Category]
+    private let indexByName: [Substring: Int]
+    private let state: Mutex<State>
     private let start = ContinuousClock.now
 
     init(catalog: Catalog, registry: PrometheusCollectorRegistry) {
@@ -46,18 +67,14 @@ final class LatencyTelemetry: Sendable {
         // Counters are the hub's own events; their category may not be declared in an older catalog.
         if !budgets.contains(where: { $0.0 == "counters" }) { budgets.append(("counters", Self.defaultBudgetMs)) }
         self.budgets = budgets
-        var categories: [String: Category] = [:]
-        for (name, budget) in budgets {
+        budgetSeconds = budgets.map { Double($0.1) / 1000 }
+        categories = budgets.map { name, _ in
             let labels = [("category", name)]
-            categories[name] = Category(
-                budgetSeconds: Double(budget) / 1000,
-                hubHistogram: registry.makeValueHistogram(
-                    descriptor: .init(namespace: "statushub", metricName: "delivery_latency", unitName: "seconds",
-                        helpText: "Ingest (received_at) to queued for the subscribers' sockets, per event, by category"),
-                    labels: labels, buckets: Self.buckets),
+            return Category(
+                name: name,
                 hubOverBudget: registry.makeCounter(
                     descriptor: .init(namespace: "statushub", metricName: "deliveries_over_budget", unitName: "total",
-                        helpText: "Events whose ingest-to-fan-out time passed their category's latency_budget_ms"),
+                        helpText: "Deliveries whose ingest-to-socket-write time passed their category's latency_budget_ms"),
                     labels: labels),
                 clientHistogram: registry.makeValueHistogram(
                     descriptor: .init(namespace: "statushub", metricName: "client_latency", unitName: "seconds",
@@ -68,65 +85,110 @@ final class LatencyTelemetry: Sendable {
                         helpText: "Client-reported deliveries over their category's latency_budget_ms"),
                     labels: labels))
         }
-        self.categories = categories
-        slots = Mutex(Dictionary(uniqueKeysWithValues: budgets.map { ($0.0, Array(repeating: Slot(), count: Self.window)) }))
+        indexByName = Dictionary(uniqueKeysWithValues: budgets.enumerated().map { (Substring($1.0), $0) })
+        state = Mutex(State(
+            delivered: Array(repeating: DeliveryHistogram(), count: budgets.count),
+            slots: Array(repeating: Array(repeating: Slot(), count: Self.window), count: budgets.count)))
     }
 
-    func knows(category: String) -> Bool { categories[category] != nil }
+    func knows(category: String) -> Bool { indexByName[category[...]] != nil }
 
-    /// Fan-out's measurement of one event: now minus its `received_at`.
-    func observe(_ event: StoredEvent, now: Date = Date()) {
-        guard let channel = event.channels.first, let receivedAt = Self.receivedAt(in: event.json) else { return }
+    /// Fan-out's part, once per event: its ingest instant and category, for the writers to time each delivery.
+    func stamp(_ event: StoredEvent) -> DeliveryStamp? {
+        guard let channel = event.channels.first, let receivedAt = Self.receivedAt(in: event.json) else { return nil }
         // A tenant's channels carry its `@tenant:` prefix; the category is the part after it.
-        let category = channel.hasPrefix("@") ? String(channel.drop { $0 != ":" }.dropFirst()) : channel
-        record(category: category, seconds: max(0, now.timeIntervalSince(receivedAt)), fromClient: false)
+        let category = channel.hasPrefix("@") ? channel.drop { $0 != ":" }.dropFirst() : channel[...]
+        guard let index = indexByName[category] else { return nil }
+        return DeliveryStamp(ingest: receivedAt.timeIntervalSince1970, category: UInt16(index))
+    }
+
+    /// A writer's deliveries since its last commit (`DeliveryTally.commit`): one lock for all of them.
+    func record(_ tally: DeliveryTally) {
+        let minute = currentMinute
+        let width = tally.slotsPerCategory
+        state.withLock { state in
+            for category in categories.indices {
+                var count = 0
+                for bucket in 0..<width {
+                    let delivered = tally.counts[category * width + bucket]
+                    guard delivered > 0 else { continue }
+                    state.delivered[category].counts[bucket] += delivered
+                    count += delivered
+                }
+                guard count > 0 else { continue }
+                state.delivered[category].sum += tally.sums[category]
+                state.delivered[category].count += count
+                Self.fill(&state.slots[category], minute: minute) { slot in
+                    slot.hub.count += count
+                    slot.hub.withinBudget += count - tally.overBudget[category]
+                }
+            }
+        }
+        for (category, over) in tally.overBudget.enumerated() where over > 0 {
+            categories[category].hubOverBudget.increment(by: Int64(over))
+        }
     }
 
     /// A client's report: milliseconds per category. Returns how many samples were taken.
     func report(_ samples: [String: [Double]]) -> Int {
         var taken = 0
-        for (category, values) in samples {
-            for value in values where taken < Self.maxSamplesPerReport {
-                record(category: category, seconds: value / 1000, fromClient: true)
-                taken += 1
+        for (name, values) in samples {
+            guard let index = indexByName[name[...]] else { continue }
+            let category = categories[index]
+            var figures = Figures()
+            for value in values where taken + figures.count < Self.maxSamplesPerReport {
+                let seconds = value / 1000
+                category.clientHistogram.record(seconds)
+                figures.count += 1
+                if seconds <= budgetSeconds[index] { figures.withinBudget += 1 } else { category.clientOverBudget.increment() }
+            }
+            taken += figures.count
+            guard figures.count > 0 else { continue }
+            let minute = currentMinute
+            state.withLock { state in
+                Self.fill(&state.slots[index], minute: minute) { slot in
+                    slot.clients.count += figures.count
+                    slot.clients.withinBudget += figures.withinBudget
+                }
             }
         }
         return taken
     }
 
-    private func record(category name: String, seconds: Double, fromClient: Bool) {
-        guard let category = categories[name] else { return }
-        let within = seconds <= category.budgetSeconds
-        if fromClient {
-            category.clientHistogram.record(seconds)
-            if !within { category.clientOverBudget.increment() }
-        } else {
-            category.hubHistogram.record(seconds)
-            if !within { category.hubOverBudget.increment() }
-        }
-        let minute = currentMinute
-        slots.withLock { slots in
-            guard var ring = slots[name] else { return }
-            let index = minute % Self.window
-            if ring[index].minute != minute { ring[index] = Slot(minute: minute) }
-            if fromClient {
-                ring[index].clients.count += 1
-                if within { ring[index].clients.withinBudget += 1 }
-            } else {
-                ring[index].hub.count += 1
-                if within { ring[index].hub.withinBudget += 1 }
-            }
-            slots[name] = ring
-        }
+    /// Adds to the current minute's slot of a ring, reusing the slot of ten minutes ago.
+    private static func fill(_ ring: inout [Slot], minute: Int, _ add: (inout Slot) -> Void) {
+        let index = minute % window
+        if ring[index].minute != minute { ring[index] = Slot(minute: minute) }
+        add(&ring[index])
     }
 
     private var currentMinute: Int { Int(start.duration(to: .now).components.seconds / 60) }
+
+    /// The hub's histogram in Prometheus text, after the registry's metrics on `/metrics`. Category names are
+    /// catalog names (letters, digits, `-`), so label values need no escaping.
+    func writeDeliveryHistogram(into text: inout [UInt8]) {
+        let delivered = state.withLock { $0.delivered }
+        let name = Self.deliveryMetric
+        text.append(contentsOf: "# HELP \(name) Ingest (received_at) to the socket write, per delivery, by category\n".utf8)
+        text.append(contentsOf: "# TYPE \(name) histogram\n".utf8)
+        for (category, histogram) in zip(categories, delivered) {
+            let label = "category=\"\(category.name)\""
+            var cumulative = 0
+            for (bound, count) in zip(Self.buckets, histogram.counts) {
+                cumulative += count
+                text.append(contentsOf: "\(name)_bucket{\(label),le=\"\(bound.description)\"} \(cumulative)\n".utf8)
+            }
+            text.append(contentsOf: "\(name)_bucket{\(label),le=\"+Inf\"} \(histogram.count)\n".utf8)
+            text.append(contentsOf: "\(name)_sum{\(label)} \(histogram.sum.description)\n".utf8)
+            text.append(contentsOf: "\(name)_count{\(label)} \(histogram.count)\n".utf8)
+        }
+    }
 
     /// `GET /v1/slo`: per category, its budget and the last ten minutes' figures, measured by the hub and reported
     /// by clients.
     func sloJSON() -> JSONValue {
         let minute = currentMinute
-        let rings = slots.withLock { $0 }
+        let rings = state.withLock { $0.slots }
         func figures(_ pick: (Slot) -> Figures, _ ring: [Slot]) -> JSONValue {
             var total = Figures()
             for slot in ring where slot.minute > minute - Self.window && slot.minute <= minute {
@@ -142,10 +204,9 @@ final class LatencyTelemetry: Sendable {
         }
         return .object([
             "window_seconds": .number(Double(Self.window * 60)),
-            "categories": .array(budgets.map { name, budget in
-                let ring = rings[name] ?? []
-                return .object([
-                    "category": .string(name), "budget_ms": .number(Double(budget)),
+            "categories": .array(zip(budgets, rings).map { budget, ring in
+                .object([
+                    "category": .string(budget.category), "budget_ms": .number(Double(budget.milliseconds)),
                     "hub": figures(\.hub, ring), "clients": figures(\.clients, ring),
                 ])
             }),

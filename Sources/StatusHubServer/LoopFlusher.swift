@@ -16,15 +16,38 @@ import Synchronization
 /// rises. With a delay (`websocket.write_delay_ms`) a batch runs that long after its first pass at the earliest:
 /// one timer per loop (a timer per connection, tried first, spread the writes out and cost more CPU than it saved
 /// at low rates: loadtest/RESULTS.md).
+///
+/// The passes time the deliveries they write (`takeForWriting`) into one tally for the loop, handed to the latency
+/// telemetry when the batch ends: one lock per batch for the shared histogram, not one per frame.
 final class LoopFlusher: Sendable {
     typealias Pass = @Sendable () -> Void
     let loop: any EventLoop
     let delay: TimeAmount
     private let ready = Mutex<[Pass]>([])
+    /// The deliveries written since the last commit; nil when the hub keeps no latency figures.
+    private let written: NIOLoopBoundBox<DeliveryTally>?
 
-    init(loop: any EventLoop, delay: TimeAmount) {
+    init(loop: any EventLoop, delay: TimeAmount, latency: LatencyTelemetry? = nil) {
         self.loop = loop
         self.delay = delay
+        written = latency.map { NIOLoopBoundBox.makeBoxSendingValue(DeliveryTally(for: $0), eventLoop: loop) }
+    }
+
+    /// For a pass about to write what it takes: `outbox`'s frames, each event frame's delivery timed now (one clock
+    /// reading for the pass). On the loop.
+    func takeForWriting(_ outbox: Outbox) -> [ByteBuffer]? {
+        guard let written, loop.inEventLoop else { return outbox.take() }
+        return written.withValue { tally in
+            tally.beginWrite()
+            return outbox.take(forEachStamp: { tally.add($0) })
+        }
+    }
+
+    /// Hands the deliveries timed since the last commit to the telemetry. A batch does it when it ends; a pass run
+    /// outside a batch (a channel writable again) after itself.
+    func commitWritten() {
+        guard let written, loop.inEventLoop else { return }
+        written.withValue { $0.commit() }
     }
 
     /// Runs `pass` on the loop with the next batch.
@@ -67,6 +90,7 @@ final class LoopFlusher: Sendable {
         var batch: [Pass] = []
         ready.withLock { swap(&batch, &$0) }
         for pass in batch { pass() }
+        commitWritten()
     }
 }
 
@@ -105,14 +129,18 @@ private final class PendingWakeUps: @unchecked Sendable {
 /// One `LoopFlusher` per event loop, made on first use.
 final class LoopFlushers: Sendable {
     private let delay: TimeAmount
+    private let latency: LatencyTelemetry?
     private let flushers = Mutex<[ObjectIdentifier: LoopFlusher]>([:])
 
-    init(delay: TimeAmount) { self.delay = delay }
+    init(delay: TimeAmount, latency: LatencyTelemetry? = nil) {
+        self.delay = delay
+        self.latency = latency
+    }
 
     func flusher(for loop: any EventLoop) -> LoopFlusher {
         flushers.withLock { known in
             if let flusher = known[ObjectIdentifier(loop)] { return flusher }
-            let flusher = LoopFlusher(loop: loop, delay: delay)
+            let flusher = LoopFlusher(loop: loop, delay: delay, latency: latency)
             known[ObjectIdentifier(loop)] = flusher
             return flusher
         }

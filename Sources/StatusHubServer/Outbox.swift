@@ -38,6 +38,8 @@ final class Outbox: Sendable {
     private struct Slot {
         var frame: ByteBuffer?  // nil once conflated away
         var conflationKey: String?
+        /// A live event's, for the writer to time its delivery (`DeliveryTally`).
+        var stamp: DeliveryStamp?
     }
 
     private struct State {
@@ -86,18 +88,25 @@ final class Outbox: Sendable {
         if signal { ready() }
     }
 
-    /// Everything queued (push mode), or nil; the next push signals `onReady` again.
-    func take() -> [ByteBuffer]? {
+    /// Everything queued (push mode), or nil; the next push signals `onReady` again. `forEachStamp` is told the
+    /// stamp of each event frame taken, for a writer that times its deliveries.
+    func take(forEachStamp: (DeliveryStamp) -> Void = { _ in }) -> [ByteBuffer]? {
         state.withLock { state in
             state.readySignalled = false
             guard state.live > 0, state.ending != .overflowed else { return nil }
-            return Self.takeAll(&state)
+            return Self.takeAll(&state, forEachStamp)
         }
     }
 
     /// Removes and returns every frame still queued (conflated ones are gone already).
-    private static func takeAll(_ state: inout State) -> [ByteBuffer] {
-        let frames = state.slots.compactMap(\.frame)
+    private static func takeAll(_ state: inout State, _ forEachStamp: (DeliveryStamp) -> Void) -> [ByteBuffer] {
+        var frames: [ByteBuffer] = []
+        frames.reserveCapacity(state.live)
+        for slot in state.slots {
+            guard let frame = slot.frame else { continue }
+            frames.append(frame)
+            if let stamp = slot.stamp { forEachStamp(stamp) }
+        }
         state.headSequence += UInt64(state.slots.count)
         state.slots.removeAll(keepingCapacity: true)
         state.queuedByKey.removeAll(keepingCapacity: true)
@@ -147,9 +156,9 @@ final class Outbox: Sendable {
     }
 
     /// Queues a frame; `conflationKey` (an entity key) lets a newer frame of the same entity replace it while
-    /// both are still queued.
+    /// both are still queued; `stamp` (a live event's) goes to the writer with the frame.
     @discardableResult
-    func push(_ frame: ByteBuffer, conflationKey: String? = nil) -> PushResult {
+    func push(_ frame: ByteBuffer, conflationKey: String? = nil, stamp: DeliveryStamp? = nil) -> PushResult {
         let (result, waiter, ready) = state.withLock {
             state -> (PushResult, Wake?, (@Sendable () -> Void)?) in
             guard state.ending == nil else { return (.ended, nil, nil) }
@@ -163,7 +172,7 @@ final class Outbox: Sendable {
                 }
             }
             guard state.live < capacity else { return (.overflowed, Self.overflow(&state), nil) }
-            state.slots.append(Slot(frame: frame, conflationKey: conflationKey))
+            state.slots.append(Slot(frame: frame, conflationKey: conflationKey, stamp: stamp))
             state.live += 1
             if state.keysIndexed, let key = conflationKey {
                 state.queuedByKey[key] = state.headSequence + UInt64(state.slots.count - 1)
@@ -245,11 +254,12 @@ final class Outbox: Sendable {
     var count: Int { state.withLock { $0.live } }
 
     /// Everything queued so far, waiting if there is nothing; `.ended` once the outbox is over and drained.
-    func next() async -> Next {
+    /// `forEachStamp` as for `take`.
+    func next(forEachStamp: (DeliveryStamp) -> Void = { _ in }) async -> Next {
         while true {
             let result: Next? = state.withLock { state in
                 if state.ending == .overflowed { return .ended(.overflowed) }
-                if state.live > 0 { return .frames(Self.takeAll(&state)) }
+                if state.live > 0 { return .frames(Self.takeAll(&state, forEachStamp)) }
                 if let ending = state.ending { return .ended(ending) }
                 return nil
             }

@@ -28,7 +28,7 @@ struct RedactionVariants {
         guard !hidden.isEmpty, let decoded else { return whole }
         if let known = frames[hidden] { return known }
         let event = Redaction.removing(hidden, from: whole.event, decoded: decoded)
-        let held = Connection.Held(event: event, frame: WireFrame.text(ServerMessage.event(event)), conflationKey: whole.conflationKey)
+        let held = Connection.Held(event: event, frame: WireFrame.text(ServerMessage.event(event)), conflationKey: whole.conflationKey, stamp: whole.stamp)
         frames[hidden] = held
         return held
     }

@@ -187,12 +187,17 @@ struct ServerSentEvents {
                 }
             }
             defer { pacer.cancel() }
+            var tally = DeliveryTally(for: hub.latency)
+            var stamps: [DeliveryStamp] = []
             loop: while true {
-                switch await connection.outbox.next() {
+                stamps.removeAll(keepingCapacity: true)
+                switch await connection.outbox.next(forEachStamp: { stamps.append($0) }) {
                 case .frames(let frames):
                     var buffer = ByteBufferAllocator().buffer(capacity: frames.reduce(0) { $0 + $1.readableBytes + 32 })
                     for frame in frames { Self.append(frame, to: &buffer) }
                     try await writer.write(buffer)
+                    // Timed once the batch is handed to the socket.
+                    tally.commit(written: stamps)
                 case .ended(let ending):
                     switch ending {
                     case .overflowed:

@@ -29,7 +29,7 @@ public struct StatusHub: Sendable {
         self.engine = engine
         self.latency = LatencyTelemetry(catalog: config.catalog, registry: metrics.registry)
         self.fanOut = FanOut(metrics: metrics, catalog: config.catalog, latency: latency)
-        self.flushers = LoopFlushers(delay: .microseconds(Int64(config.websocket.writeDelayMs * 1000)))
+        self.flushers = LoopFlushers(delay: .microseconds(Int64(config.websocket.writeDelayMs * 1000)), latency: latency)
         self.access = try HubAccess(config: config)
         self.tls = try TLSSetup.serverConfiguration(config.server)
     }
@@ -217,10 +217,11 @@ public struct StatusHub: Sendable {
                 ? JSONResponse.error(.serviceUnavailable, field: "node", reason: "shutting down; connect to another node", headers: [.retryAfter: "1"])
                 : JSONResponse.error(.upgradeRequired, field: "Upgrade", reason: "GET /v1/ws is a WebSocket endpoint; send Upgrade: websocket")
         }
-        router.get("/metrics") { [metrics] _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.prometheusText())))
+        router.get("/metrics") { [metrics, latency] _, _ in
+            var text = metrics.prometheusText()
+            latency.writeDeliveryHistogram(into: &text)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }
         return router
     }

@@ -110,8 +110,11 @@ struct WebSocketSession {
     }
 
     private func writeLoop(outbound: WebSocketOutboundWriter) async {
+        var tally = latency.map(DeliveryTally.init(for:))
+        var stamps: [DeliveryStamp] = []
         while true {
-            switch await connection.outbox.next() {
+            stamps.removeAll(keepingCapacity: true)
+            switch await connection.outbox.next(forEachStamp: { stamps.append($0) }) {
             case .frames(let frames):
                 for frame in frames {
                     do {
@@ -120,6 +123,8 @@ struct WebSocketSession {
                         return
                     }
                 }
+                // Timed once the batch is handed to the socket (through the compressor).
+                tally?.commit(written: stamps)
             case .ended(let ending):
                 await close(outbound, as: ending)
                 return
@@ -130,7 +135,13 @@ struct WebSocketSession {
     /// With the direct writer: closes the connection as the outbox's ending says (after sending what is queued,
     /// when the node is going away).
     private func end(as ending: Outbox.Ending, direct: DirectFrameWriter, outbound: WebSocketOutboundWriter) async {
-        if ending == .goingAway, let frames = connection.outbox.take() { try? await direct.write(frames) }
+        if ending == .goingAway {
+            // On the channel's loop (the task's executor), so the flusher may time these deliveries too.
+            let flusher = flushers.flusher(for: direct.channel.eventLoop)
+            let frames = flusher.takeForWriting(connection.outbox)
+            flusher.commitWritten()
+            if let frames { try? await direct.write(frames) }
+        }
         await close(outbound, as: ending)
     }
 

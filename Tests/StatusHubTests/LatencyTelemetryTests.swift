@@ -44,15 +44,86 @@ struct LatencyTelemetryTests {
             #expect(slo["window_seconds"] == .number(600))
             let status = try #require(slo["categories"]?.arrayValue?.first { $0["category"] == .string("resource-status") })
             #expect(status["budget_ms"] == .number(500))
-            #expect(status["hub"]?["count"] == .number(2))
+            #expect(status["hub"]?["count"] == .number(2))  // one subscriber, two events
             #expect(status["clients"]?["count"] == .number(3) && status["clients"]?["within_budget"] == .number(2))
             #expect(status["clients"]?["over_budget"] == .number(1))
 
-            let metrics = String(decoding: try await HTTP.get(port: hub.port, "/metrics").body, as: UTF8.self)
+            let metrics = try await Self.metrics(port: hub.port, once: #"statushub_delivery_latency_seconds_count{category="resource-status"} 2"#)
             #expect(metrics.contains(#"statushub_client_over_budget_total{category="resource-status"} 1"#))
             #expect(metrics.contains(#"statushub_client_latency_seconds_count{category="resource-status"} 3"#))
-            #expect(metrics.contains(#"statushub_delivery_latency_seconds_count{category="resource-status"} 2"#))
             _ = await socket.close()
+        }
+    }
+
+    /// The hub times a delivery when its frame is handed to the socket, not when fan-out queues it: with
+    /// `websocket.write_delay_ms` holding frames 600 ms before the write, no delivery is under the 500 ms status
+    /// budget (measured at the queue, every one was); and each subscriber's delivery counts, not each event.
+    @Test(arguments: EngineKind.allCases)
+    func deliveriesAreTimedAtTheSocketWriteOncePerReceiver(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind, configure: { $0.websocket.writeDelayMs = 600 }) { hub in
+            let first = try await TestSocket(port: hub.port)
+            let second = try await TestSocket(port: hub.port)
+            try await first.subscribe(["resource-status"])
+            try await second.subscribe(["resource-status"])
+            _ = try await HTTP.post(port: hub.port, events: [SampleEvents.machineStatus("M-1"), SampleEvents.machineStatus("M-2")])
+            for socket in [first, second] {
+                _ = try await socket.nextEvent()
+                _ = try await socket.nextEvent()
+            }
+            let metrics = try await Self.metrics(port: hub.port, once: #"statushub_delivery_latency_seconds_count{category="resource-status"} 4"#)
+            #expect(metrics.contains(#"statushub_delivery_latency_seconds_bucket{category="resource-status",le="0.5"} 0"#))
+            #expect(metrics.contains(#"statushub_delivery_latency_seconds_bucket{category="resource-status",le="+Inf"} 4"#))
+            #expect(metrics.contains(#"statushub_deliveries_over_budget_total{category="resource-status"} 4"#))
+            let slo = try await HTTP.get(port: hub.port, "/v1/slo").json
+            let status = try #require(slo["categories"]?.arrayValue?.first { $0["category"] == .string("resource-status") })
+            #expect(status["hub"]?["count"] == .number(4) && status["hub"]?["over_budget"] == .number(4))
+            _ = await first.close()
+            _ = await second.close()
+        }
+    }
+
+    /// Only frames that reach the socket are timed, by every writer: of three updates of one machine queued while
+    /// the plain socket's frames wait for the write delay, two are conflated away and not counted; the compressed
+    /// socket's and the SSE stream's writer tasks count what they write.
+    @Test func onlyWrittenFramesAreTimedByEveryWriter() async throws {
+        try await withHub(engine: .memory, configure: {
+            $0.websocket.writeDelayMs = 300
+            $0.websocket.conflateAbove = 0
+        }) { hub in
+            let plain = try await TestSocket(port: hub.port)
+            try await plain.subscribe(["resource-status"])
+            let compressed = try await TestSocket(port: hub.port, compression: true)
+            try await compressed.subscribe(["resource-status"])
+            let stream = try await SSEClient(port: hub.port, path: "/v1/sse?channels=resource-status")
+            _ = try await stream.next(op: "subscribed")
+            _ = try await HTTP.post(port: hub.port, events: ["running", "idle", "breakdown"].map { SampleEvents.machineStatus("M-1", $0) })
+
+            let written = try await plain.nextEvent()
+            #expect(written["data"]?["current_status"] == .string("breakdown"))
+            let plainEvents = 1 + (await plain.drain(for: .milliseconds(500))).count { $0.contains(#""op":"event""#) }
+            #expect(plainEvents == 1)
+            let compressedEvents = (await compressed.drain(for: .milliseconds(100))).count { $0.contains(#""op":"event""#) }
+            let streamEvents = (await stream.drain(for: 0.1)).count { $0.data.contains(#""op":"event""#) }
+            #expect(compressedEvents >= 1 && streamEvents >= 1)
+            let total = plainEvents + compressedEvents + streamEvents
+            let metrics = try await Self.metrics(port: hub.port, once: #"statushub_delivery_latency_seconds_count{category="resource-status"} \#(total)"#)
+            #expect(metrics.contains("statushub_conflated_total \(3 * 3 - total)"))
+            stream.close()
+            _ = await plain.close()
+            _ = await compressed.close()
+        }
+    }
+
+    /// `/metrics` once it contains `line`: a batch hands its deliveries over just after writing them.
+    static func metrics(port: Int, once line: String) async throws -> String {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while true {
+            let text = String(decoding: try await HTTP.get(port: port, "/metrics").body, as: UTF8.self)
+            if text.contains(line) || ContinuousClock.now > deadline {
+                #expect(text.contains(line), "\(text.split(separator: "\n").filter { $0.contains("delivery_latency_seconds_count") })")
+                return text
+            }
+            try await Task.sleep(for: .milliseconds(20))
         }
     }
 
