@@ -46,9 +46,10 @@ demo-sparkplug: build
 	echo "dashboard: http://127.0.0.1:8080/?line=Line-1 (machine status through mosquitto, Sparkplug B)"; \
 	$$bin simulate --url http://127.0.0.1:8080 --speed $(SPEED) --sparkplug mqtt://127.0.0.1:1883
 
-# The browser tests' tools: Debian's chromium, and Playwright + pytest from PyPI (pointed at that chromium; never
-# `playwright install`). Installed only when missing, like `deps`.
-BROWSER_PACKAGES := chromium
+# The browser tests' tools: Debian's chromium (and openssl(1) for a TLS hub's throwaway certificate), and
+# Playwright + pytest from PyPI (pointed at that chromium; never `playwright install`). Installed only when
+# missing, like `deps`.
+BROWSER_PACKAGES := chromium openssl
 browser-deps:
 	@missing=""; for p in $(BROWSER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -39,6 +40,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The TLS hubs' throwaway certificates are self-signed: the harness's own requests do not verify them (the
+# browser gets `ignore_https_errors`); what is tested is the page over https:// and wss://, not the PKI.
+UNVERIFIED = ssl._create_unverified_context()
+
+
 def http(method, url, body=None, token=None):
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
@@ -47,7 +53,7 @@ def http(method, url, body=None, token=None):
     if token:
         request.add_header("Authorization", "Bearer " + token)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=UNVERIFIED if url.startswith("https:") else None) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")
@@ -56,9 +62,20 @@ def http(method, url, body=None, token=None):
 class Hub:
     """One `statushub serve` process."""
 
-    def __init__(self, redis_url=None, env=None):
+    def __init__(self, redis_url=None, env=None, tls=False):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.certificates = None
+        if tls:
+            # A throwaway self-signed certificate from openssl(1); the node then serves only https:// and wss://.
+            self.certificates = tempfile.mkdtemp(prefix="statushub-browser-tls-")
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                 "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                 "-keyout", f"{self.certificates}/key.pem", "-out", f"{self.certificates}/cert.pem"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env = dict(env or {}, STATUSHUB_SERVER_TLS_CERTIFICATE_FILE=f"{self.certificates}/cert.pem",
+                       STATUSHUB_SERVER_TLS_PRIVATE_KEY_FILE=f"{self.certificates}/key.pem")
         arguments = [statushub_binary(), "serve", "--config", str(ROOT / "config/statushub.yaml"), "--host", "127.0.0.1", "--port", str(self.port)]
         if redis_url:
             arguments += ["--redis", redis_url]
@@ -92,6 +109,8 @@ class Hub:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.certificates:
+            shutil.rmtree(self.certificates, ignore_errors=True)
 
 
 class Redis:
@@ -220,7 +239,8 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    # ignore_https_errors: the TLS hubs' certificates are self-signed throwaways.
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, ignore_https_errors=True)
     page = context.new_page()
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))

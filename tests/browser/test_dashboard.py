@@ -56,6 +56,19 @@ def test_tiles_counters_and_feed_follow_what_is_published(hubs, page):
     assert page.errors == []
 
 
+def test_the_page_works_from_a_tls_hub_over_wss(hubs, page):
+    hub = hubs.start(tls=True)
+    hub.publish(machine_status("M-211", "running"))
+    sockets = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-211")).to_have_attribute("data-status", "running")
+    hub.publish(machine_status("M-211", "breakdown"))
+    expect(page.get_by_test_id("tile-M-211")).to_have_attribute("data-status", "breakdown")
+    assert sockets and all(url.startswith("wss://") for url in sockets), sockets
+    assert page.errors == []
+
+
 def test_page_reconnects_through_another_node_and_shows_every_missed_event(hubs, redis_server, page):
     node_a = hubs.start(redis_url=redis_server.url)
     node_b = hubs.start(redis_url=redis_server.url)
