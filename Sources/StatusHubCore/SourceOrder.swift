@@ -9,7 +9,13 @@
 public enum SourceOrder {
     /// The rank of an event whose timestamp `Timestamps.read` gave `moment`.
     public static func rank(_ moment: Timestamps.Moment, sequence: Int?) -> String {
-        (sequence.map { pad(UInt64($0), to: 16) } ?? "") + "|" + instant(moment)
+        // Written as bytes into one buffer: composing it from padded Strings cost 5 % of validation.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(40)
+        if let sequence { appendDigits(UInt64(sequence), width: 16, to: &bytes) }
+        bytes.append(UInt8(ascii: "|"))
+        appendInstant(moment, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The rank of an event, or nil if `timestamp` is not one `Timestamps.read` accepts.
@@ -45,9 +51,9 @@ public enum SourceOrder {
         return (rank[..<bar], rank[rank.index(after: bar)...])
     }
 
-    /// The moment as UTC seconds since 0000-03-01 and nine fraction digits (more were cut by `Timestamps.read`:
+    /// The moment as UTC seconds since 0000-03-01 and nine fraction digits (`Timestamps.read` takes no more:
     /// events a nanosecond apart are ordered by ingest).
-    private static func instant(_ moment: Timestamps.Moment) -> String {
+    private static func appendInstant(_ moment: Timestamps.Moment, to bytes: inout [UInt8]) {
         // Days since 0000-03-01 (the civil-from-days algorithm run backwards; March first puts leap days last).
         let shiftedYear = moment.month <= 2 ? moment.year - 1 : moment.year
         let era = shiftedYear / 400
@@ -58,12 +64,21 @@ public enum SourceOrder {
         // A year-0001 moment with a positive zone offset is before 0000-03-01 + 1 year; a day's margin keeps the
         // seconds non-negative for every accepted timestamp.
         let seconds = days * 86_400 + moment.hour * 3600 + moment.minute * 60 + moment.second - moment.offsetSeconds + 86_400
-        let fraction = moment.fraction + Array(repeating: UInt8(ascii: "0"), count: 9 - moment.fraction.count)
-        return pad(UInt64(seconds), to: 13) + "." + String(decoding: fraction, as: UTF8.self)
+        appendDigits(UInt64(seconds), width: 13, to: &bytes)
+        bytes.append(UInt8(ascii: "."))
+        bytes.append(contentsOf: moment.fraction)
+        bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: 9 - moment.fraction.count))
     }
 
-    private static func pad(_ value: UInt64, to width: Int) -> String {
-        let digits = String(value)
-        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    /// `value` in decimal, zero-padded on the left to `width` digits (wider values are written whole).
+    private static func appendDigits(_ value: UInt64, width: Int, to bytes: inout [UInt8]) {
+        var digits: [UInt8] = []
+        var rest = value
+        repeat {
+            digits.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+        } while rest > 0
+        bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(0, width - digits.count)))
+        bytes.append(contentsOf: digits.reversed())
     }
 }

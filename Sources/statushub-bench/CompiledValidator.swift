@@ -1,7 +1,9 @@
 // The validator as it was before the event catalog (commit 3ff8aa4): seed 003's six event types compiled into
 // Swift enums and `DataRules`; its envelope checks follow `EventValidator`'s (dot-segment ids, field-by-field
-// timestamps, 1f13498/4d8b3aa), so the two differ only in what the catalog replaced. Kept only as the baseline of `statushub-load validate-bench`, which times it
-// against the catalog-driven `EventValidator` on the same events and checks that both answer the same.
+// timestamps, 1f13498/4d8b3aa), so the two differ only in what the catalog replaced. It also does the per-event
+// work issue 10 §3–§4 added beside the rules (the source rank, the tally entries, the late mark's offset), through the
+// same functions, so the comparison stays one of rules. Kept only as the baseline of `statushub-bench validate`,
+// which times it against the catalog-driven `EventValidator` on the same events and checks that both answer the same.
 
 import Foundation
 import StatusHubCore
@@ -81,17 +83,34 @@ struct CompiledValidator: Sendable {
             ("event_type", .string(eventType.rawValue)),
         ]
         if let idempotencyKey { members.append(("idempotency_key", .string(idempotencyKey))) }
-        if let line { members.append(("line", .string(line))) }
-        members.append(("metadata", .object(metadata)))
-        members.append(("received_at", .string(Timestamps.format(receivedAt))))
-        if tenant != Tenant.defaultName { members.append(("tenant", .string(tenant))) }
-        members.append(("timestamp", .string(timestamp)))
-        var encoded: [UInt8] = []
-        encoded.reserveCapacity(512)
-        JSONValue.write(members: members, into: &encoded)
+        // `late` (the engine's mark) would sort here; everything after it is the tail, written apart as the catalog
+        // validator does so the mark's place is known.
+        var tail: [(key: String, value: JSONValue)] = []
+        if let line { tail.append(("line", .string(line))) }
+        tail.append(("metadata", .object(metadata)))
+        tail.append(("received_at", .string(Timestamps.format(receivedAt))))
+        if tenant != Tenant.defaultName { tail.append(("tenant", .string(tenant))) }
+        tail.append(("timestamp", .string(timestamp.text)))
+        var head: [UInt8] = []
+        head.reserveCapacity(512)
+        JSONValue.write(members: members, into: &head)
+        var rest: [UInt8] = []
+        JSONValue.write(members: tail, into: &rest)
+        var body: [UInt8] = []
+        body.reserveCapacity(head.count + rest.count)
+        body.append(contentsOf: head[1..<head.count - 1])
+        body.append(UInt8(ascii: ","))
+        body.append(contentsOf: rest[1...])
+        let carriesState = eventType.catalogType.carriesState
+        let lateMarkOffset = carriesState ? head.count - 1 : 0
         return .valid(ValidatedEvent(
             eventType: eventType.catalogType, entityType: entityType.catalogType, entityID: entityID, line: line,
-            bodyAfterID: Array(encoded.dropFirst()), idempotencyKey: idempotencyKey, tenant: tenant))
+            bodyAfterID: body, idempotencyKey: idempotencyKey, tenant: tenant,
+            sourceRank: SourceOrder.rank(timestamp.moment, sequence: nil), lateMarkOffset: lateMarkOffset,
+            tallies: carriesState
+                ? TallyUpdate.make(
+                    entityType: entityType.catalogType, entityID: entityID, line: line, data: data, tenant: tenant, catalog: .standard)
+                : nil))
     }
 
     static let idempotencyKeyRule = EventValidator.idempotencyKeyRule
@@ -131,17 +150,14 @@ struct CompiledValidator: Sendable {
         return nil
     }
 
-    private func timestampField(_ event: [String: JSONValue], _ errors: inout [FieldError]) -> String? {
+    private func timestampField(_ event: [String: JSONValue], _ errors: inout [FieldError]) -> (text: String, moment: Timestamps.Moment)? {
         switch event["timestamp"] {
         case nil:
             errors.append(FieldError(field: "timestamp", reason: "is required (ISO-8601, e.g. 2025-11-18T14:23:45.678Z)"))
         case .string(let text)?:
-            if let problem = Timestamps.problem(text) {
-                errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' \(problem)"))
-            } else if Timestamps.parse(text) == nil {
-                errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' is not an ISO-8601 date-time with a zone (e.g. 2025-11-18T14:23:45.678Z)"))
-            } else {
-                return text
+            switch Timestamps.read(text) {
+            case .failure(let problem): errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' \(problem.reason)"))
+            case .success(let moment): return (text, moment)
             }
         case let other?:
             errors.append(FieldError(field: "timestamp", reason: "must be an ISO-8601 string, got \(other.typeName)"))

@@ -122,6 +122,8 @@ struct ValidateBenchCommand: ParsableCommand {
         case (.valid(let a), .valid(let b)):
             a.bodyAfterID == b.bodyAfterID && a.channels == b.channels && a.entityKey == b.entityKey
                 && a.carriesState == b.carriesState && a.eventType == b.eventType && a.entityType == b.entityType
+                && a.sourceRank == b.sourceRank && a.lateMarkOffset == b.lateMarkOffset
+                && a.tallies?.scriptArgument == b.tallies?.scriptArgument
         case (.invalid(let a), .invalid(let b)):
             a == b
         default:
