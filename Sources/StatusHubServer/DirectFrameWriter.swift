@@ -38,10 +38,10 @@ enum WireFrame {
 /// one flush (one `writev`) instead of an actor hop, an encoder pass, a header allocation and a flush per frame.
 ///
 /// Only for connections without a negotiated extension: permessage-deflate must see every data frame, so
-/// compressed connections keep writing through the library. Ping, pong and close frames still go through the
-/// library's handler; `CloseWatch` sees the close frame pass, after which no data frame is written (frames are
-/// whole on the wire either way: each is one buffer written on the channel's event loop). The session's writer
-/// task is still the only one that writes data frames.
+/// compressed connections keep writing through the library. Ping, pong and close frames go through the
+/// session's handler (`WebSocketSessionHandler`) and `Heartbeat`; `CloseWatch` sees the close frame pass, after
+/// which no data frame is written (frames are whole on the wire either way: each is one buffer written on the
+/// channel's event loop). The flush passes are the only writer of data frames.
 final class DirectFrameWriter: Sendable {
     /// Lives on the channel's event loop, shared by the two handlers and the writer.
     final class State {
@@ -129,6 +129,13 @@ final class DirectFrameWriter: Sendable {
                 }
             }.get()
         }
+    }
+
+    /// `write` on the channel's event loop without waiting: for the frames still queued when the node goes away,
+    /// written just before the 1001 (which follows them through the pipeline).
+    func writeNow(_ frames: [ByteBuffer]) {
+        guard !frames.isEmpty else { return }
+        _ = try? writeOnLoop(frames)
     }
 
     private func writeOnLoop(_ frames: [ByteBuffer]) throws -> EventLoopFuture<Void>? {

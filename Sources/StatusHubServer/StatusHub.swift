@@ -1,8 +1,6 @@
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import HummingbirdWSCompression
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -21,6 +19,8 @@ public struct StatusHub: Sendable {
     let access: HubAccess
     /// Sources of events besides HTTP ingest (the MQTT bridge), run beside the engine and reported by `/ready`.
     public var bridges: [any IngestBridge] = []
+    /// How uncompressed WebSocket sessions are served (tests run the WebSocket suites on both).
+    public var webSocketPath = WebSocketPath.handlers
 
     /// Throws `ConfigError` when a file the config names (JWT key, TLS certificate or key) cannot be used, so a
     /// misconfigured node stops at start-up instead of refusing every client later.
@@ -81,85 +81,23 @@ public struct StatusHub: Sendable {
         )
     }
 
-    /// HTTP/1.1 with the upgrade to `/v1/ws`, behind TLS when the config names a certificate. `idle_timeout_seconds`
-    /// bounds the wait for a first complete request head (`RequestHeadDeadline`: slowloris, silent or half-open
-    /// sockets, stalled TLS handshakes), idle keep-alive between requests (Hummingbird's idle timeout), and the
-    /// dropped body after a closing answer (`HTTP1ConnectionGuard`). Upgraded connections are watched by the
-    /// WebSocket ping instead.
+    /// HTTP/1.1 with the upgrade to `/v1/ws` (`HubHTTP1Channel`, decided by `decideUpgrade`), behind TLS when the
+    /// config names a certificate. `idle_timeout_seconds` bounds the wait for a first complete request head
+    /// (`RequestHeadDeadline`: slowloris, silent or half-open sockets, stalled TLS handshakes), idle keep-alive
+    /// between requests (Hummingbird's idle timeout), and the dropped body after a closing answer
+    /// (`HTTP1ConnectionGuard`). Upgraded connections are watched by the WebSocket ping instead.
     private var server: HTTPServerBuilder {
         let timeout = TimeAmount.milliseconds(Int64(config.server.idleTimeoutSeconds * 1000))
-        let configuration = HTTP1WebSocketUpgradeChannel.Configuration(
-            http1: HTTP1Channel.Configuration(idleTimeout: timeout), ws: webSocketConfiguration)
-        let shouldUpgrade = self.shouldUpgrade
+        let http1 = HTTP1Channel.Configuration(idleTimeout: timeout)
         let maxBodyBytes = config.server.maxBodyBytes
+        let maxFrameBytes = config.websocket.maxFrameBytes
+        let decide: HubHTTP1Channel.Decide = { [self] head, channel, logger in decideUpgrade(head, channel: channel, logger: logger) }
         return HTTPServerBuilder { [tls] responder in
             let channel = GuardedHTTP1Channel(
-                base: MaskedClientFramesChannel(
-                    base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: configuration, shouldUpgrade: shouldUpgrade)),
-                deadline: timeout, maxBodyBytes: maxBodyBytes, decoderLimits: configuration.http1.httpDecoder)
+                base: HubHTTP1Channel(responder: responder, configuration: http1, maxFrameSize: maxFrameBytes, decide: decide),
+                deadline: timeout, maxBodyBytes: maxBodyBytes, decoderLimits: http1.httpDecoder)
             return try tls.map { try TLSChannel(channel, tlsConfiguration: $0) } ?? channel
         }
-    }
-
-    /// Decides each `GET /v1/ws`: limits, then the token; an admitted client gets a `WebSocketSession`.
-    private var shouldUpgrade: @Sendable (HTTPRequest, any Channel, Logger) async throws -> ShouldUpgradeResult<
-        WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
-    > {
-        { [self] request, channel, logger in
-            guard request.path?.split(separator: "?", maxSplits: 1).first == "/v1/ws", !draining.isSet else {
-                return .dontUpgrade
-            }
-            // Connection limits, then the token; a refused client is closed with a code saying why (`CloseCode`).
-            let admission: HubAccess.Admission
-            switch access.admitConnection(channel: channel) {
-            case .admitted(let admitted): admission = admitted
-            case .refused(let code, let reason):
-                return .upgrade([:]) { _, outbound, _ in await outbound.close(code, reason: reason) }
-            }
-            let token = SubscriberTokens.token(authorization: request.headerFields[.authorization], path: request.path)
-            // Frames bypass the library's per-frame writer only when no extension can have been negotiated.
-            let mayUseExtension = config.websocket.compression && request.headerFields[.secWebSocketExtensions] != nil
-            let pingInterval = TimeAmount.milliseconds(Int64(config.websocket.pingIntervalSeconds * 1000))
-            return .upgrade([:]) { inbound, outbound, _ in
-                // One trip to the channel's loop for both. The heartbeat behind the decoder, so its close frame
-                // passes the direct writer's close watch (behind the encoder).
-                let direct = try? await channel.eventLoop.submit {
-                    try Heartbeat.add(to: channel, interval: pingInterval, closeTimeout: Self.closeTimeout)
-                    return mayUseExtension ? nil : try DirectFrameWriter.add(to: channel)
-                }.get()
-                defer { access.connections.release(admission.address) }
-                let subscriber: Subscriber
-                switch await access.authenticate(token: token) {
-                case .success(let known): subscriber = known
-                case .failure(let refusal):
-                    await outbound.close(refusal.code, reason: refusal.reason)
-                    return
-                }
-                var session = WebSocketSession(
-                    connection: Connection(
-                        id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity,
-                        conflateAbove: config.websocket.conflateAbove, claims: subscriber.claims),
-                    channel: channel, direct: direct, fanOut: fanOut, flushers: flushers, engine: engine, limits: config.websocket, metrics: metrics, logger: logger)
-                session.access = access.session(for: subscriber)
-                session.latency = latency
-                try await session.run(inbound: inbound, outbound: outbound)
-            }
-        }
-    }
-
-    /// How long a client has to answer the hub's close frame before the socket is closed.
-    static let closeTimeout = TimeAmount.seconds(5)
-
-    var webSocketConfiguration: WebSocketServerConfiguration {
-        let limits = config.websocket
-        return WebSocketServerConfiguration(
-            maxFrameSize: limits.maxFrameBytes,
-            extensions: limits.compression ? [BoundedDeflateBuilder.factory(maxMessageBytes: limits.maxFrameBytes)] : [],
-            // Pings come from `Heartbeat`, a timer on the event loop, instead of a task per connection.
-            autoPing: .disabled,
-            closeTimeout: .seconds(Int64(Self.closeTimeout.nanoseconds / 1_000_000_000)),
-            validateUTF8: true
-        )
     }
 
     func makeRouter() -> Router<HubRequestContext> {

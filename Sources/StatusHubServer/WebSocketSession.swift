@@ -4,11 +4,13 @@ import NIOCore
 import NIOWebSocket
 import StatusHubCore
 
-/// One dashboard's WebSocket: reads client messages in one task, writes the outbox in another.
+/// One dashboard's WebSocket session: what it does with client messages, and the bookkeeping of its connection.
 ///
-/// Client messages are handled in order; every reply goes through the outbox, so the writer task is the only
-/// one that ever touches the socket.
-struct WebSocketSession {
+/// Served in one of two ways (`WebSocketUpgrade`): from channel handlers (`WebSocketSessionHandler` reads,
+/// `SessionInbox` calls `receive` in order, `DirectFrameWriter` writes; no task while idle), or — when
+/// permessage-deflate was negotiated — through the WebSocket library by `run`, one task reading and one writing the
+/// outbox. Either way every reply goes through the outbox, so one writer touches the socket.
+struct WebSocketSession: Sendable {
     let connection: Connection
     /// The socket underneath, to cut a client loose when even the close frame cannot reach it.
     let channel: any Channel
@@ -27,32 +29,42 @@ struct WebSocketSession {
     /// Where `{"op":"report"}` samples go.
     var latency: LatencyTelemetry?
 
-    /// Throws what ended the client's side with a protocol error (invalid UTF-8, an over-size message, a bad frame):
-    /// the WebSocket library turns it into the close code the RFC asks for (1007, 1009, 1002).
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+    /// The connection joins fan-out.
+    func open() {
         cutLooseWhenOverflowing()
         metrics.connections.increment()
         fanOut.opened(connection)
-        defer {
-            fanOut.closed(connection)
-            connection.finish()
-            metrics.connections.decrement()
+    }
+
+    /// The connection leaves fan-out; its outbox ends.
+    func close() {
+        fanOut.closed(connection)
+        connection.finish()
+        metrics.connections.decrement()
+    }
+
+    /// One client text message, in order with the others. Returns the code to close the connection with, if the
+    /// client keeps sending over its rate (1008).
+    func receive(_ text: String) async -> CloseCode? {
+        switch access.screenMessage() {
+        case .pass:
+            await handle(ClientMessage.decode(text.utf8))
+        case .limited:
+            reply(ServerMessage.error(
+                id: nil, code: .rateLimited,
+                message: "more than \(limits.maxMessagesPerSecond) messages per second (websocket.max_messages_per_second); message ignored"))
+        case .close:
+            return .policyViolation
         }
-        if let direct {
-            // Frames are written by the direct writer's flush passes and the outbox's end closes the socket from a
-            // task started only then; this task reads. So an idle connection holds one suspended task, not three
-            // (each costs memory: loadtest/RESULTS.md).
-            direct.start(draining: connection.outbox, flusher: flushers.flusher(for: direct.channel.eventLoop))
-            connection.outbox.whenEnded { [self] ending in
-                guard ending != .closed else { return }
-                // On the channel's event loop, so its last flush and the flush passes never overlap.
-                Task(executorPreference: EventLoopTaskExecutor(direct.channel.eventLoop)) {
-                    await end(as: ending, direct: direct, outbound: outbound)
-                }
-            }
-            if let failure = await readLoop(inbound: inbound, outbound: outbound) { throw failure }
-            return
-        }
+        return nil
+    }
+
+    /// The session through the WebSocket library (permessage-deflate). Throws what ended the client's side with a
+    /// protocol error (invalid UTF-8, an over-size message, a bad frame): the library turns it into the close code
+    /// the RFC asks for (1007, 1009, 1002).
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        open()
+        defer { close() }
         let readFailure = await withTaskGroup(of: (any Error)?.self) { group in
             group.addTask { await readLoop(inbound: inbound, outbound: outbound) }
             group.addTask {
@@ -82,15 +94,8 @@ struct WebSocketSession {
             for try await message in inbound.messages(maxSize: limits.maxFrameBytes) {
                 switch message {
                 case .text(let text):
-                    switch access.screenMessage() {
-                    case .pass:
-                        await handle(ClientMessage.decode(text.utf8))
-                    case .limited:
-                        reply(ServerMessage.error(
-                            id: nil, code: .rateLimited,
-                            message: "more than \(limits.maxMessagesPerSecond) messages per second (websocket.max_messages_per_second); message ignored"))
-                    case .close:
-                        await outbound.close(CloseCode.policyViolation)
+                    if let code = await receive(text) {
+                        await outbound.close(code)
                         connection.outbox.close()
                         return nil
                     }
@@ -130,19 +135,6 @@ struct WebSocketSession {
                 return
             }
         }
-    }
-
-    /// With the direct writer: closes the connection as the outbox's ending says (after sending what is queued,
-    /// when the node is going away).
-    private func end(as ending: Outbox.Ending, direct: DirectFrameWriter, outbound: WebSocketOutboundWriter) async {
-        if ending == .goingAway {
-            // On the channel's loop (the task's executor), so the flusher may time these deliveries too.
-            let flusher = flushers.flusher(for: direct.channel.eventLoop)
-            let frames = flusher.takeForWriting(connection.outbox)
-            flusher.commitWritten()
-            if let frames { try? await direct.write(frames) }
-        }
-        await close(outbound, as: ending)
     }
 
     /// The close an outbox's ending calls for: 4001 for a slow consumer, 1001 when the node goes away, nothing when

@@ -1,0 +1,147 @@
+import HTTPTypes
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+
+/// The node's HTTP/1 channel: Hummingbird's request path for plain requests, and the WebSocket upgrade of `/v1/ws`
+/// served from channel handlers, so an upgraded connection holds no task (a suspended task is most of what an idle
+/// connection cost, loadtest/RESULTS.md).
+///
+/// Hummingbird's `HTTP1WebSocketUpgradeChannel` hands every upgraded connection to a task for its whole life (its
+/// `handle` runs the session). This is the same pipeline — swift-nio's typed upgrade (`NIOTypedHTTPServerUpgradeHandler`
+/// with `NIOTypedWebSocketServerUpgrader`), the not-upgraded branch set up exactly as Hummingbird sets up HTTP/1 —
+/// but the upgrade installs the session's handlers and `handle` returns. Only a session that must run through the
+/// WebSocket library (permessage-deflate was negotiated: `WebSocketUpgrade`) keeps its task.
+struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
+    /// What an upgraded connection still needs from `handle`.
+    enum Session: Sendable {
+        /// Served by channel handlers from now on: nothing.
+        case handlers
+        /// Run through the WebSocket library by `run` (it returns when the connection ends).
+        case library(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, run: @Sendable (NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async -> Void)
+    }
+
+    enum Outcome: Sendable {
+        case upgraded(Session)
+        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// An upgrade was asked for and declined: a bare 400, as Hummingbird answers it.
+        case declinedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let outcome: EventLoopFuture<Outcome>
+        let channel: any Channel
+    }
+
+    /// The answer to an upgrade request: the 101's extra headers, and what installs the session once it is out.
+    struct Upgrade {
+        var headers: HTTPHeaders
+        /// Called on the channel's event loop after the WebSocket frame encoder and decoder were added; the bytes the
+        /// client sent behind its request are read only after it returns.
+        var install: (any Channel) throws -> Session
+    }
+
+    /// Decides an upgrade request on the channel's event loop: nil declines it.
+    typealias Decide = @Sendable (HTTPRequestHead, any Channel, Logger) -> Upgrade?
+
+    let responder: HTTPChannelHandler.Responder
+    let configuration: HTTP1Channel.Configuration
+    let maxFrameSize: Int
+    let decide: Decide
+
+    init(responder: @escaping HTTPChannelHandler.Responder, configuration: HTTP1Channel.Configuration, maxFrameSize: Int, decide: @escaping Decide) {
+        self.responder = Self.redirectingLateUpgrades(responder)
+        self.configuration = configuration
+        self.maxFrameSize = maxFrameSize
+        self.decide = decide
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            // The typed upgrader passes nothing from its decision to its pipeline step but the request head: the
+            // decision waits here in between (both run on this loop).
+            let decided = NIOLoopBoundBox<Upgrade?>(nil, eventLoop: channel.eventLoop)
+            let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            let upgrader = NIOTypedWebSocketServerUpgrader<Outcome>(
+                maxFrameSize: maxFrameSize,
+                shouldUpgrade: { [decide] channel, head in
+                    attempted.value = true
+                    let upgrade = decide(head, channel, logger)
+                    decided.value = upgrade
+                    return channel.eventLoop.makeSucceededFuture(upgrade?.headers)
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let upgrade = decided.value else { preconditionFailure("upgraded without a decision") }
+                        decided.value = nil
+                        return .upgraded(try upgrade.install(channel))
+                    }
+                }
+            )
+            let http = configuration
+            let upgrades = NIOTypedHTTPServerUpgradeConfiguration(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        // As Hummingbird's HTTP1Channel sets up its pipeline.
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandlers(http.additionalChannelHandlers())
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: http.idleTimeout.map { .init($0) }, logger: logger))
+                        let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        return attempted.value ? .declinedUpgrade(asyncChannel) : .notUpgraded(asyncChannel)
+                    }
+                }
+            )
+            var pipeline = NIOUpgradableHTTPServerPipelineConfiguration<Outcome>(upgradeConfiguration: upgrades)
+            pipeline.enablePipelining = false  // HTTP is pipelined by NIOAsyncChannel
+            pipeline.enableErrorHandling = false  // HTTP1ConnectionGuard answers what the parser refuses
+            pipeline.enableResponseHeaderValidation = false  // Swift HTTP Types validate them
+            pipeline.decoderConfiguration.maxHeaderFieldSize = http.httpDecoder.maxHeaderFieldSize
+            pipeline.decoderConfiguration.maxHeaderListSize = http.httpDecoder.maxHeaderListSize
+            pipeline.decoderConfiguration.maxHeaderFieldCount = http.httpDecoder.maxHeaderFieldCount
+            let outcome = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            return Value(outcome: outcome, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.outcome.get() {
+            case .upgraded(.handlers):
+                return
+            case .upgraded(.library(let channel, let run)):
+                await run(channel)
+            case .notUpgraded(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            case .declinedUpgrade(let http):
+                try await http.executeThenClose { _, outbound in
+                    try await outbound.write(contentsOf: [
+                        .head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])), .end(nil),
+                    ])
+                }
+            }
+        } catch let error as ChannelError where error == .inputClosed {
+            logger.trace("upgrade not finished: input closed")
+        } catch {
+            logger.error("Error handling upgrade result", metadata: ["error.type": .string("\(error)")])
+        }
+    }
+
+    /// NIO reads an upgrade only as a connection's first request. A later request asking for one is sent to a new
+    /// connection (307 to itself, then close), as Hummingbird does.
+    private static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
+        struct RedirectedUpgrade: Error {}
+        return { (request: Request, writer: consuming ResponseWriter, channel: any Channel) in
+            guard request.headers[.upgrade] == "websocket" else { return try await responder(request, writer, channel) }
+            let location = request.uri.query.map { "\(request.uri.path)?\($0)" } ?? request.uri.path
+            try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))
+            throw RedirectedUpgrade()
+        }
+    }
+}

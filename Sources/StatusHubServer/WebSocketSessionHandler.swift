@@ -1,0 +1,148 @@
+import NIOCore
+import NIOWebSocket
+import StatusHubCore
+
+/// The reading side of a WebSocket session served from the channel pipeline (`HubHTTP1Channel`), at its tail behind
+/// `NIOWebSocketFrameAggregator` (whole messages, held to `websocket.max_frame_bytes`): it checks each message
+/// (invalid UTF-8: 1007, binary: 1003), answers the client's pings, runs the close handshake, and hands text
+/// messages to the session's `SessionInbox`. Writing is the `DirectFrameWriter`'s, pinging the `Heartbeat`'s: an
+/// idle connection is these handlers and timers, and no task.
+///
+/// The close handshake is the WebSocket library's (WSCore): a close frame from the hub is followed by closing the
+/// socket's output, and the socket closes when the client answers (or after `Heartbeat`'s close timeout); a close
+/// from the client is answered with 1000 (1002 for a malformed one) and the socket closed.
+final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = Never
+    typealias OutboundOut = WebSocketFrame
+
+    private let inbox: SessionInbox
+    private let refusal: (code: CloseCode, reason: String)?
+    private var context: ChannelHandlerContext?
+    private var closing = false
+    /// A read held back while the inbox is full.
+    private var readPending = false
+
+    /// `refusal`: closes with it as soon as the connection is upgraded (a connection limit said no).
+    init(inbox: SessionInbox, refusal: (code: CloseCode, reason: String)?) {
+        self.inbox = inbox
+        self.refusal = refusal
+    }
+
+    /// The aggregator and this handler, at the pipeline's tail. Call on the channel's event loop once the WebSocket
+    /// pipeline is set up.
+    static func add(to channel: any Channel, maxMessageBytes: Int, inbox: SessionInbox, refusal: (code: CloseCode, reason: String)?) throws {
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(
+            NIOWebSocketFrameAggregator(
+                minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: maxFragments, maxAccumulatedFrameSize: maxMessageBytes))
+        try pipeline.addHandler(WebSocketSessionHandler(inbox: inbox, refusal: refusal))
+    }
+
+    /// Fragments one message may come in (each costs a little memory until the last arrives): more close with 1009.
+    static let maxFragments = 1024
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if let refusal { return close(refusal.code, reason: refusal.reason) }
+        inbox.open()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        inbox.end()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard !closing else {
+            // After the hub's close frame only the client's answer matters.
+            if frame.opcode == .connectionClose { context.close(promise: nil) }
+            return
+        }
+        switch frame.opcode {
+        case .text:
+            guard let text = String(validating: frame.unmaskedData.readableBytesView, as: UTF8.self) else {
+                return close(.invalidPayload)
+            }
+            inbox.push(text)
+        case .binary:
+            close(.unsupportedData)
+        case .ping:
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+        case .pong:
+            break  // the Heartbeat's business
+        case .connectionClose:
+            answerClose(frame, context: context)
+        default:
+            // Reserved opcodes (continuations never get past the aggregator).
+            close(.protocolError)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard inbox.isFull else { return context.read() }
+        readPending = true
+    }
+
+    /// The inbox has room again.
+    func resumeReading() {
+        guard readPending, let context else { return }
+        readPending = false
+        context.read()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge, NIOWebSocketFrameAggregator.Error.tooManyFragments:
+            close(.messageTooBig)
+        case is NIOWebSocketFrameAggregator.Error:
+            // A continuation without a start, a new message before the last one ended.
+            close(.protocolError)
+        case is NIOWebSocketError:
+            // The decoder's: swift-nio's WebSocketProtocolErrorHandler, in front, sent the close frame and closes.
+            closing = true
+            inbox.stop()
+        default:
+            context.close(promise: nil)
+        }
+    }
+
+    /// Sends the close frame (once) and stops handling messages; the socket's output is closed once it is written.
+    func close(_ code: CloseCode, reason: String? = nil) {
+        guard !closing, let context else { return }
+        closing = true
+        inbox.stop()
+        var payload = context.channel.allocator.buffer(capacity: 64)
+        payload.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code.rawValue)))
+        payload.writeString(reason ?? code.reason)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)))
+            .whenComplete { _ in channel.close(mode: .output, promise: nil) }
+    }
+
+    /// RFC 6455 §5.5.1 and §7.4, as the WebSocket library answers: 1000, or 1002 for a close frame with a one-byte
+    /// body, a reason that is not UTF-8, or a code no endpoint may send.
+    private func answerClose(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        closing = true
+        inbox.stop()
+        var data = frame.unmaskedData
+        let size = data.readableBytes
+        let code = data.readWebSocketErrorCode()
+        var answer = WebSocketErrorCode.normalClosure
+        if (size > 0 && code == nil) || String(validating: data.readableBytesView, as: UTF8.self) == nil {
+            answer = .protocolError
+        } else if case .unknown(let number) = code, number < 3000 || number > 4999 {
+            answer = .protocolError
+        }
+        var payload = context.channel.allocator.buffer(capacity: 2)
+        payload.write(webSocketErrorCode: answer)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)))
+            .whenComplete { _ in channel.close(promise: nil) }
+    }
+}

@@ -1,0 +1,134 @@
+import HTTPTypes
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOWebSocket
+import StatusHubCore
+// `WebSocketHandler.handle` runs a session over a channel that is already upgraded; the library exposes it to its
+// own HTTP channels as SPI only. Sessions with permessage-deflate use it, so compression stays the library's
+// (compress-nio, bounded by `BoundedDeflate`) rather than a second implementation here.
+@_spi(WSInternal) import WSCore
+
+extension StatusHub {
+    /// How long a client has to answer the hub's close frame before the socket is closed.
+    static let closeTimeout = TimeAmount.seconds(5)
+
+    /// Decides each upgrade request (`HubHTTP1Channel`), on the connection's event loop: `GET /v1/ws` while the node
+    /// is not draining, counted against the connection limits; a refused client is upgraded only to be closed with
+    /// a code saying why (`HubAccess.Decision`), the token is verified right after the handshake.
+    ///
+    /// Two ways to serve the session, one protocol: without an extension, channel handlers (`WebSocketSessionHandler`
+    /// reads, `SessionInbox` handles messages, `DirectFrameWriter` writes), so an idle connection holds no task; with
+    /// permessage-deflate, the WebSocket library in a task per connection (its compression state costs far more than
+    /// the task anyway). The WebSocket suites run against both (`WebSocketPath`).
+    func decideUpgrade(_ head: HTTPRequestHead, channel: any Channel, logger: Logger) -> HubHTTP1Channel.Upgrade? {
+        guard head.uri.split(separator: "?", maxSplits: 1).first == "/v1/ws", !draining.isSet else { return nil }
+        let admission: HubAccess.Admission?
+        let refusal: (code: CloseCode, reason: String)?
+        switch access.admitConnection(channel: channel) {
+        case .admitted(let admitted): (admission, refusal) = (admitted, nil)
+        case .refused(let code, let reason): (admission, refusal) = (nil, (code, reason))
+        }
+        let release: @Sendable () -> Void = { [access] in admission.map { access.connections.release($0.address) } }
+        let limits = config.websocket
+        var offers = HTTPFields()
+        for (name, value) in head.headers where name.lowercased() == "sec-websocket-extensions" {
+            offers.append(HTTPField(name: .secWebSocketExtensions, value: value))
+        }
+        let builders: [any WebSocketExtensionBuilder] = limits.compression ? [BoundedDeflateBuilder(maxMessageBytes: limits.maxFrameBytes)] : []
+        let answer: HTTPFields
+        let extensions: [any WebSocketExtension]
+        do {
+            (answer, extensions) = try builders.serverExtensionNegotiation(requestHeaders: offers)
+        } catch {
+            logger.debug("WebSocket extension negotiation failed", metadata: ["error": "\(error)"])
+            release()
+            return nil
+        }
+        let token = SubscriberTokens.token(authorization: head.headers.first(name: "Authorization"), path: head.uri)
+        let forcedLibrary = webSocketPath == .library
+        let pingInterval = TimeAmount.milliseconds(Int64(limits.pingIntervalSeconds * 1000))
+        return HubHTTP1Channel.Upgrade(headers: HTTPHeaders(answer.map { ($0.name.rawName, $0.value) })) { [self] channel in
+            let pipeline = channel.pipeline.syncOperations
+            let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+            let library = !extensions.isEmpty || forcedLibrary
+            try pipeline.addHandler(RequireMaskedFrames(refusesReservedBits: !library), position: .after(decoder))
+            // Behind the decoder, so its close frame passes the direct writer's close watch (behind the encoder).
+            try Heartbeat.add(to: channel, interval: pingInterval, closeTimeout: Self.closeTimeout)
+            if library {
+                return try librarySession(
+                    channel: channel, extensions: extensions, refusal: refusal, token: token, release: release, logger: logger)
+            }
+            let direct = try DirectFrameWriter.add(to: channel)
+            let inbox = SessionInbox(
+                channel: channel,
+                opening: { [self] in
+                    await access.authenticate(token: token).map { makeSession(for: $0, channel: channel, direct: direct, logger: logger) }
+                },
+                release: release)
+            try WebSocketSessionHandler.add(to: channel, maxMessageBytes: limits.maxFrameBytes, inbox: inbox, refusal: refusal)
+            return .handlers
+        }
+    }
+
+    /// A session through the WebSocket library, in the connection's task.
+    private func librarySession(
+        channel: any Channel, extensions: [any WebSocketExtension], refusal: (code: CloseCode, reason: String)?, token: String?,
+        release: @escaping @Sendable () -> Void, logger: Logger
+    ) throws -> HubHTTP1Channel.Session {
+        let limits = config.websocket
+        let configuration = WebSocketHandler.Configuration(
+            extensions: extensions,
+            // Pings come from `Heartbeat`, a timer on the event loop, instead of a task per connection.
+            autoPing: .disabled,
+            closeTimeout: .nanoseconds(Self.closeTimeout.nanoseconds),
+            validateUTF8: true,
+            maxFrameSize: limits.maxFrameBytes)
+        let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
+            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+        return .library(asyncChannel) { [self] asyncChannel in
+            defer { release() }
+            do {
+                _ = try await WebSocketHandler.handle(
+                    type: .server, configuration: configuration, asyncChannel: asyncChannel, context: LibrarySessionContext(logger: logger)
+                ) { inbound, outbound, _ in
+                    if let refusal { return await outbound.close(refusal.code, reason: refusal.reason) }
+                    let subscriber: Subscriber
+                    switch await access.authenticate(token: token) {
+                    case .success(let known): subscriber = known
+                    case .failure(let refusal): return await outbound.close(refusal.code, reason: refusal.reason)
+                    }
+                    try await makeSession(for: subscriber, channel: channel, direct: nil, logger: logger).run(inbound: inbound, outbound: outbound)
+                }
+            } catch {
+                logger.debug("WebSocket handler error", metadata: ["error.type": "\(error)"])
+            }
+        }
+    }
+
+    func makeSession(for subscriber: Subscriber, channel: any Channel, direct: DirectFrameWriter?, logger: Logger) -> WebSocketSession {
+        var session = WebSocketSession(
+            connection: Connection(
+                id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity,
+                conflateAbove: config.websocket.conflateAbove, claims: subscriber.claims),
+            channel: channel, direct: direct, fanOut: fanOut, flushers: flushers, engine: engine, limits: config.websocket, metrics: metrics,
+            logger: logger)
+        session.access = access.session(for: subscriber)
+        session.latency = latency
+        return session
+    }
+}
+
+/// Which way uncompressed WebSocket sessions are served. Compressed ones always go through the library.
+public enum WebSocketPath: String, Sendable, CaseIterable {
+    /// Channel handlers: no task per idle connection.
+    case handlers
+    /// The WebSocket library, a task per connection: what compressed sessions use, selectable so that the WebSocket
+    /// suites prove the two paths speak one protocol.
+    case library
+}
+
+private struct LibrarySessionContext: WebSocketContext {
+    let logger: Logger
+}
