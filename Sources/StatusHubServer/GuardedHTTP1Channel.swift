@@ -3,7 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// The node's HTTP/1 child channel: `base` (Hummingbird's HTTP/1 with the WebSocket upgrade) plus what it leaves
+/// The node's HTTP/1 child channel: `base` (`HubHTTP1Channel`: HTTP/1 with the WebSocket upgrade) plus what it leaves
 /// open: `RequestHeadDeadline` in front of the decoder (a first request head within `deadline`) and
 /// `HTTP1ConnectionGuard` right behind it (malformed requests answered and closed, connections that do not keep
 /// alive ended after their response, `100 Continue`).

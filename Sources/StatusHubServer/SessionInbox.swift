@@ -64,6 +64,14 @@ final class SessionInbox: Sendable {
         session?.connection.outbox.close()
     }
 
+    /// The node is going away: an open session sends what is queued, then closes with 1001. False when no session is
+    /// open (yet).
+    func goAway() -> Bool {
+        guard let session = state.withLock({ $0.session }) else { return false }
+        session.connection.goAway()
+        return true
+    }
+
     /// The socket closed: the session leaves fan-out and the connection limits.
     func end() {
         let (first, session, expiry) = state.withLock { state in

@@ -84,6 +84,14 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The server is stopping, after the node's drain (`StatusHub.drain`): a connection still open (it was being
+        // opened when the drain began) goes away like a drained one, so the server's shutdown, which waits for every
+        // connection to close, does not wait on it.
+        if event is ChannelShouldQuiesceEvent, !inbox.goAway() { close(.goingAway) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func read(context: ChannelHandlerContext) {
         guard inbox.isFull else { return context.read() }
         readPending = true

@@ -1,6 +1,7 @@
 import Foundation
 import NIOWebSocket
 import StatusHubCore
+import StatusHubServer
 import Testing
 
 /// What a hostile or broken client can do at the protocol level, each done for real over a socket: the hub
@@ -26,8 +27,8 @@ struct ProtocolAbuseTests {
         }
     }
 
-    @Test func invalidUTF8TextFrameClosesWith1007() async throws {
-        try await withHub(engine: .memory) { hub in
+    @Test(arguments: WebSocketPath.allCases) func invalidUTF8TextFrameClosesWith1007(_ path: WebSocketPath) async throws {
+        try await withHub(engine: .memory, path: path) { hub in
             let bystander = try await TestSocket(port: hub.port)
             try await bystander.subscribe(["alerts"])
             // `{"op":"ping","id":"` + C3 28 (a lead byte followed by a non-continuation byte) + `"}`
@@ -39,8 +40,8 @@ struct ProtocolAbuseTests {
         }
     }
 
-    @Test func fragmentedMessagePastTheLimitClosesWith1009() async throws {
-        try await withHub(engine: .memory, configure: { $0.websocket.maxFrameBytes = 1024 }) { hub in
+    @Test(arguments: WebSocketPath.allCases) func fragmentedMessagePastTheLimitClosesWith1009(_ path: WebSocketPath) async throws {
+        try await withHub(engine: .memory, path: path, configure: { $0.websocket.maxFrameBytes = 1024 }) { hub in
             let bystander = try await TestSocket(port: hub.port)
             try await bystander.subscribe(["alerts"])
             // Every fragment is under the frame limit; together they are not.
@@ -73,8 +74,8 @@ struct ProtocolAbuseTests {
 
     /// RFC 6455 §5.1: a server closes the connection on an unmasked client frame, with 1002. Also when the frame
     /// comes in the same packet as the upgrade request, before the session has started.
-    @Test func unmaskedClientFrameClosesWith1002() async throws {
-        try await withHub(engine: .memory) { hub in
+    @Test(arguments: WebSocketPath.allCases) func unmaskedClientFrameClosesWith1002(_ path: WebSocketPath) async throws {
+        try await withHub(engine: .memory, path: path) { hub in
             let bystander = try await TestSocket(port: hub.port)
             try await bystander.subscribe(["alerts"])
             let ping = Array(#"{"op":"ping","id":"p"}"#.utf8)
@@ -182,8 +183,8 @@ struct ProtocolAbuseTests {
 
     /// Half-open or silent connections: one that never sends a byte (or never starts its TLS handshake) is closed
     /// by the idle timeout; an upgraded WebSocket is not (the ping watches it), so it outlives that timeout.
-    @Test func silentConnectionsAreClosedButWebSocketsOutliveTheIdleTimeout() async throws {
-        try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 1 }) { hub in
+    @Test(arguments: WebSocketPath.allCases) func silentConnectionsAreClosedButWebSocketsOutliveTheIdleTimeout(_ path: WebSocketPath) async throws {
+        try await withHub(engine: .memory, path: path, configure: { $0.server.idleTimeoutSeconds = 1 }) { hub in
             let subscriber = try await TestSocket(port: hub.port)
             try await subscriber.subscribe(["alerts"])
             let closed = try await RawSocket.offPool { try RawSocket(port: hub.port).read(timeout: 15).closed }

@@ -1,5 +1,6 @@
 import Foundation
 import StatusHubCore
+import StatusHubServer
 import Testing
 
 @Suite("Resume, idempotent ingest and resync")
@@ -32,8 +33,8 @@ struct ResumeTests {
         }
     }
 
-    @Test func resumeUnderLoadHasNoGapAndNoDuplicateAtTheSeam() async throws {
-        try await withHub(engine: .memory) { hub in
+    @Test(arguments: WebSocketPath.allCases) func resumeUnderLoadHasNoGapAndNoDuplicateAtTheSeam(_ path: WebSocketPath) async throws {
+        try await withHub(engine: .memory, path: path) { hub in
             let ids = try await HTTP.post(port: hub.port, events: (0..<10).map { SampleEvents.machineStatus("M-\($0)") })
                 .json["accepted"]?.arrayValue ?? []
             let since = try #require(ids[2]["event_id"]?.stringValue)

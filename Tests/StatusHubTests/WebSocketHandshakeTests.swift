@@ -1,0 +1,104 @@
+import Foundation
+import StatusHubCore
+import StatusHubServer
+import Testing
+
+/// The parts of the WebSocket protocol the handler-served session does itself (the library does them on its path):
+/// message order under a burst, the client's pings, the close handshake, reserved bits. Each runs on both paths, so
+/// the two speak one protocol.
+@Suite("WebSocket handshake and framing on both paths")
+struct WebSocketHandshakeTests {
+    /// Server frames (unmasked) after the response head: opcode and payload of each complete one.
+    static func frames(in stream: [UInt8]) -> [(opcode: UInt8, payload: [UInt8])] {
+        guard let headEnd = stream.indices.first(where: { stream[$0...].starts(with: Array("\r\n\r\n".utf8)) }) else { return [] }
+        var frames: [(UInt8, [UInt8])] = []
+        var index = headEnd + 4
+        while index + 2 <= stream.count {
+            var length = Int(stream[index + 1] & 0x7F)
+            var offset = index + 2
+            if length == 126 {
+                guard offset + 2 <= stream.count else { break }
+                length = Int(stream[offset]) << 8 | Int(stream[offset + 1])
+                offset += 2
+            } else if length == 127 {
+                guard offset + 8 <= stream.count else { break }
+                length = stream[offset..<offset + 8].reduce(0) { $0 << 8 | Int($1) }
+                offset += 8
+            }
+            guard offset + length <= stream.count else { break }
+            frames.append((stream[index] & 0x0F, Array(stream[offset..<offset + length])))
+            index = offset + length
+        }
+        return frames
+    }
+
+    /// Upgrades a raw socket, sends `bytes` in one write, and reads until `done` holds for the frames received (or
+    /// the hub closes, or 10 s pass). Returns the frames and whether the socket was closed (waiting up to 3 s more
+    /// for it when `awaitingClose`).
+    static func exchange(
+        port: Int, sending bytes: [UInt8], awaitingClose: Bool = false,
+        until done: @escaping @Sendable ([(opcode: UInt8, payload: [UInt8])]) -> Bool
+    ) async throws -> (frames: [(opcode: UInt8, payload: [UInt8])], closed: Bool) {
+        try await RawSocket.offPool {
+            let socket = try RawSocket(port: port)
+            try socket.upgrade()
+            try socket.send(bytes)
+            let (stream, closed) = socket.read(timeout: 10) { done(frames(in: $0)) }
+            // After the answer the hub closes the socket: read on to see it.
+            let closedAfter = closed || (awaitingClose && socket.read(timeout: 3).closed)
+            return (frames(in: stream), closedAfter)
+        }
+    }
+
+    /// 100 messages in one packet — more than the session queues before it stops reading the socket — are all
+    /// answered, in order.
+    @Test(arguments: WebSocketPath.allCases)
+    func aBurstOfMessagesIsAnsweredInOrder(_ path: WebSocketPath) async throws {
+        try await withHub(engine: .memory, path: path, configure: { $0.websocket.maxMessagesPerSecond = 0 }) { hub in
+            let burst = (0..<100).flatMap { RawSocket.frame(opcode: 1, payload: Array(#"{"op":"ping","id":"p\#($0)"}"#.utf8)) }
+            let (frames, _) = try await Self.exchange(port: hub.port, sending: burst) { $0.count >= 100 }
+            let ids = frames.compactMap { frame -> String? in
+                guard frame.opcode == 1, case .object(let reply)? = try? JSONValue.parse(frame.payload) else { return nil }
+                return reply["id"]?.stringValue
+            }
+            #expect(ids == (0..<100).map { "p\($0)" })
+        }
+    }
+
+    /// A client's ping is answered with a pong carrying its payload.
+    @Test(arguments: WebSocketPath.allCases)
+    func aClientPingIsAnsweredWithItsPayload(_ path: WebSocketPath) async throws {
+        try await withHub(engine: .memory, path: path) { hub in
+            let (frames, _) = try await Self.exchange(port: hub.port, sending: RawSocket.frame(opcode: 9, payload: Array("hello".utf8))) {
+                $0.contains { $0.opcode == 10 }
+            }
+            #expect(frames.first { $0.opcode == 10 }?.payload == Array("hello".utf8))
+        }
+    }
+
+    /// The client's close is answered with 1000 and the socket closed; a malformed close (a code no endpoint may
+    /// send, a one-byte body) with 1002 (RFC 6455 §7.4).
+    @Test(arguments: WebSocketPath.allCases, [(1000, 1000), (4000, 1000), (1005, 1002), (999, 1002), (nil, 1002)] as [(Int?, Int)])
+    func theClientsCloseIsAnsweredAndTheSocketClosed(_ path: WebSocketPath, _ sent: (code: Int?, answer: Int)) async throws {
+        try await withHub(engine: .memory, path: path) { hub in
+            let body: [UInt8] = sent.code.map { [UInt8($0 >> 8), UInt8($0 & 0xFF)] } ?? [0x03]
+            let (frames, closed) = try await Self.exchange(port: hub.port, sending: RawSocket.frame(opcode: 8, payload: body), awaitingClose: true) {
+                $0.contains { $0.opcode == 8 }
+            }
+            let close = frames.first { $0.opcode == 8 }?.payload
+            #expect(close.map { Int($0[0]) << 8 | Int($0[1]) } == sent.answer)
+            #expect(closed)
+        }
+    }
+
+    /// RSV bits without a negotiated extension: 1002.
+    @Test(arguments: WebSocketPath.allCases)
+    func reservedBitsWithoutAnExtensionCloseWith1002(_ path: WebSocketPath) async throws {
+        try await withHub(engine: .memory, path: path) { hub in
+            var frame = RawSocket.frame(opcode: 1, payload: Array(#"{"op":"ping","id":"r"}"#.utf8))
+            frame[0] |= 0x40  // RSV1
+            let code = try await ProtocolAbuseTests.closeCode(port: hub.port, after: [frame])
+            #expect(code == 1002)
+        }
+    }
+}
