@@ -62,6 +62,10 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            // The socket's receive buffer is kept between reads and sized by the largest recent one: NIO's default
+            // starts at 2 KiB, a fifth of what an idle WebSocket costs, for upgrade requests of a few hundred bytes.
+            // It grows at once when a read fills it (request bodies).
+            try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
             // The typed upgrader passes nothing from its decision to its pipeline step but the request head: the
             // decision waits here in between (both run on this loop).
             let decided = NIOLoopBoundBox<Upgrade?>(nil, eventLoop: channel.eventLoop)
@@ -132,6 +136,8 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             logger.error("Error handling upgrade result", metadata: ["error.type": .string("\(error)")])
         }
     }
+
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
 
     /// NIO reads an upgrade only as a connection's first request. A later request asking for one is sent to a new
     /// connection (307 to itself, then close), as Hummingbird does.

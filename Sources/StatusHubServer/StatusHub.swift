@@ -81,7 +81,7 @@ public struct StatusHub: Sendable {
         )
     }
 
-    /// HTTP/1.1 with the upgrade to `/v1/ws` (`HubHTTP1Channel`, decided by `decideUpgrade`), behind TLS when the
+    /// HTTP/1.1 with the upgrade to `/v1/ws` (`HubHTTP1Channel`, decided by `WebSocketUpgrade`), behind TLS when the
     /// config names a certificate. `idle_timeout_seconds` bounds the wait for a first complete request head
     /// (`RequestHeadDeadline`: slowloris, silent or half-open sockets, stalled TLS handshakes), idle keep-alive
     /// between requests (Hummingbird's idle timeout), and the dropped body after a closing answer
@@ -91,7 +91,8 @@ public struct StatusHub: Sendable {
         let http1 = HTTP1Channel.Configuration(idleTimeout: timeout)
         let maxBodyBytes = config.server.maxBodyBytes
         let maxFrameBytes = config.websocket.maxFrameBytes
-        let decide: HubHTTP1Channel.Decide = { [self] head, channel, logger in decideUpgrade(head, channel: channel, logger: logger) }
+        let upgrade = WebSocketUpgrade(hub: self)
+        let decide: HubHTTP1Channel.Decide = { head, channel, logger in upgrade.decide(head, channel: channel, logger: logger) }
         return HTTPServerBuilder { [tls] responder in
             let channel = GuardedHTTP1Channel(
                 base: HubHTTP1Channel(responder: responder, configuration: http1, maxFrameSize: maxFrameBytes, decide: decide),

@@ -10,19 +10,47 @@ import StatusHubCore
 // (compress-nio, bounded by `BoundedDeflate`) rather than a second implementation here.
 @_spi(WSInternal) import WSCore
 
-extension StatusHub {
+/// The node's WebSocket upgrades (`GET /v1/ws`): decides each one and installs its session.
+///
+/// Two ways to serve a session, one protocol: without an extension, channel handlers (`WebSocketSessionHandler`
+/// reads, `SessionInbox` handles messages, `DirectFrameWriter` writes), so an idle connection holds no task; with
+/// permessage-deflate, the WebSocket library in a task per connection (its compression state costs far more than
+/// the task anyway). The WebSocket suites run against both (`WebSocketPath`).
+///
+/// One per node: what a connection keeps (its inbox's closures) holds a reference to it, not a copy of the node's
+/// `StatusHub`, whose configuration alone is over a kilobyte.
+final class WebSocketUpgrade: Sendable {
     /// How long a client has to answer the hub's close frame before the socket is closed.
     static let closeTimeout = TimeAmount.seconds(5)
 
-    /// Decides each upgrade request (`HubHTTP1Channel`), on the connection's event loop: `GET /v1/ws` while the node
-    /// is not draining, counted against the connection limits; a refused client is upgraded only to be closed with
-    /// a code saying why (`HubAccess.Decision`), the token is verified right after the handshake.
-    ///
-    /// Two ways to serve the session, one protocol: without an extension, channel handlers (`WebSocketSessionHandler`
-    /// reads, `SessionInbox` handles messages, `DirectFrameWriter` writes), so an idle connection holds no task; with
-    /// permessage-deflate, the WebSocket library in a task per connection (its compression state costs far more than
-    /// the task anyway). The WebSocket suites run against both (`WebSocketPath`).
-    func decideUpgrade(_ head: HTTPRequestHead, channel: any Channel, logger: Logger) -> HubHTTP1Channel.Upgrade? {
+    private let access: HubAccess
+    private let limits: HubConfig.WebSocket
+    private let draining: DrainFlag
+    private let path: WebSocketPath
+    private let connectionIDs: ConnectionIDs
+    private let fanOut: FanOut
+    private let flushers: LoopFlushers
+    private let engine: any Engine
+    private let metrics: HubMetrics
+    private let latency: LatencyTelemetry
+
+    init(hub: StatusHub) {
+        access = hub.access
+        limits = hub.config.websocket
+        draining = hub.draining
+        path = hub.webSocketPath
+        connectionIDs = hub.connectionIDs
+        fanOut = hub.fanOut
+        flushers = hub.flushers
+        engine = hub.engine
+        metrics = hub.metrics
+        latency = hub.latency
+    }
+
+    /// Decides an upgrade request (`HubHTTP1Channel.Decide`), on the connection's event loop: `GET /v1/ws` while the
+    /// node is not draining, counted against the connection limits; a refused client is upgraded only to be closed
+    /// with a code saying why (`HubAccess.Decision`), the token is verified right after the handshake.
+    func decide(_ head: HTTPRequestHead, channel: any Channel, logger: Logger) -> HubHTTP1Channel.Upgrade? {
         guard head.uri.split(separator: "?", maxSplits: 1).first == "/v1/ws", !draining.isSet else { return nil }
         let admission: HubAccess.Admission?
         let refusal: (code: CloseCode, reason: String)?
@@ -31,7 +59,6 @@ extension StatusHub {
         case .refused(let code, let reason): (admission, refusal) = (nil, (code, reason))
         }
         let release: @Sendable () -> Void = { [access] in admission.map { access.connections.release($0.address) } }
-        let limits = config.websocket
         var offers = HTTPFields()
         for (name, value) in head.headers where name.lowercased() == "sec-websocket-extensions" {
             offers.append(HTTPField(name: .secWebSocketExtensions, value: value))
@@ -47,7 +74,7 @@ extension StatusHub {
             return nil
         }
         let token = SubscriberTokens.token(authorization: head.headers.first(name: "Authorization"), path: head.uri)
-        let forcedLibrary = webSocketPath == .library
+        let forcedLibrary = path == .library
         let pingInterval = TimeAmount.milliseconds(Int64(limits.pingIntervalSeconds * 1000))
         return HubHTTP1Channel.Upgrade(headers: HTTPHeaders(answer.map { ($0.name.rawName, $0.value) })) { [self] channel in
             let pipeline = channel.pipeline.syncOperations
@@ -77,7 +104,6 @@ extension StatusHub {
         channel: any Channel, extensions: [any WebSocketExtension], refusal: (code: CloseCode, reason: String)?, token: String?,
         release: @escaping @Sendable () -> Void, logger: Logger
     ) throws -> HubHTTP1Channel.Session {
-        let limits = config.websocket
         let configuration = WebSocketHandler.Configuration(
             extensions: extensions,
             // Pings come from `Heartbeat`, a timer on the event loop, instead of a task per connection.
@@ -110,9 +136,9 @@ extension StatusHub {
     func makeSession(for subscriber: Subscriber, channel: any Channel, direct: DirectFrameWriter?, logger: Logger) -> WebSocketSession {
         var session = WebSocketSession(
             connection: Connection(
-                id: connectionIDs.next(), outboxCapacity: config.websocket.outboxCapacity,
-                conflateAbove: config.websocket.conflateAbove, claims: subscriber.claims),
-            channel: channel, direct: direct, fanOut: fanOut, flushers: flushers, engine: engine, limits: config.websocket, metrics: metrics,
+                id: connectionIDs.next(), outboxCapacity: limits.outboxCapacity,
+                conflateAbove: limits.conflateAbove, claims: subscriber.claims),
+            channel: channel, direct: direct, fanOut: fanOut, flushers: flushers, engine: engine, limits: limits, metrics: metrics,
             logger: logger)
         session.access = access.session(for: subscriber)
         session.latency = latency

@@ -101,4 +101,34 @@ struct WebSocketHandshakeTests {
             #expect(code == 1002)
         }
     }
+
+    /// What is not upgraded is answered as Hummingbird's upgrade channel answered it: `/v1/ws` without `Upgrade` gets
+    /// the JSON 426, an upgrade to another path a bare 400, and an upgrade asked for on a connection that already
+    /// served a request a 307 to a fresh connection.
+    @Test func requestsThatAreNotUpgradedAreAnsweredAsBefore() async throws {
+        try await withHub(engine: .memory) { hub in
+            let plain = try await RawSocket.offPool {
+                let socket = try RawSocket(port: hub.port)
+                try socket.send("GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                return socket.responseStatus()
+            }
+            #expect(plain.status == 426)
+            #expect(plain.text.contains(#""field":"Upgrade""#))
+            let elsewhere = try await RawSocket.offPool {
+                let socket = try RawSocket(port: hub.port)
+                try socket.upgrade(path: "/health")
+                return socket.responseStatus()
+            }
+            #expect(elsewhere.status == 400)
+            let late = try await RawSocket.offPool {
+                let socket = try RawSocket(port: hub.port)
+                try socket.send("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                _ = socket.read(timeout: 5) { String(decoding: $0, as: UTF8.self).contains(#"{"status":"ok"}"#) }
+                try socket.upgrade(path: "/v1/ws?token=t")
+                return socket.responseStatus()
+            }
+            #expect(late.status == 307)
+            #expect(late.text.lowercased().contains("location: /v1/ws?token=t"))
+        }
+    }
 }
