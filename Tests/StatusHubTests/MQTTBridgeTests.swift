@@ -139,6 +139,44 @@ struct MQTTBridgeTests {
         }
     }
 
+    @Test("a broker that asks for a client certificate: the bridge presents tls_certificate_file and maps; without one it is refused")
+    func clientCertificate() async throws {
+        let certificate = try ThrowawayCertificate()
+        let client = try ThrowawayCertificate()
+        defer {
+            certificate.remove()
+            client.remove()
+        }
+        try await withMosquitto(tls: certificate, clientCertificate: client) { broker in
+            try await withHub(engine: .memory, configure: {
+                Self.plainTopics(&$0, broker: broker)
+                $0.mqtt.tlsCaFile = certificate.certificateFile
+                $0.mqtt.tlsCertificateFile = client.certificateFile
+                $0.mqtt.tlsPrivateKeyFile = client.privateKeyFile
+            }) { hub in
+                let socket = try await TestSocket(port: hub.port)
+                try await socket.subscribe(["line:Line-2:*"])
+                let publisher = try await Self.publisher(broker)
+                defer { Task { await publisher.stop() } }
+                try publisher.publish(Self.statusMessage("M-206", "RUN"))
+                #expect(try await Self.nextStatus(socket, "M-206")["data"]?["current_status"] == .string("running"))
+            }
+            try await withHub(redisURL: nil, configure: {
+                Self.plainTopics(&$0, broker: broker)
+                $0.mqtt.tlsCaFile = certificate.certificateFile
+            }, awaitBridges: false) { hub in
+                try await eventually("/ready names the bridge", timeout: .seconds(15)) {
+                    let ready = try await HTTP.get(port: hub.port, "/ready")
+                    return ready.json["degraded"]?.arrayValue?.first?["field"] != nil
+                }
+                // Refused at the handshake, again at every reconnect (each 1 s here): still not connected later.
+                try await Task.sleep(for: .seconds(2))
+                let ready = try await HTTP.get(port: hub.port, "/ready")
+                #expect(ready.json["degraded"]?.arrayValue?.first?["reason"]?.stringValue?.contains("not connected") == true, "\(ready.text)")
+            }
+        }
+    }
+
     @Test("Sparkplug: births, data by alias, historical data never replaces live state, a malformed payload is skipped, the will NDEATH marks every device offline", arguments: EngineKind.allCases)
     func sparkplugLifecycle(engine: EngineKind) async throws {
         try await withMosquitto { broker in

@@ -14,24 +14,28 @@ final class MosquittoBroker: Sendable {
     let directory: URL
     /// The broker's certificate (TLS listener), which clients trust as their CA file.
     let tls: ThrowawayCertificate?
+    /// With TLS: the one client certificate the broker accepts (`require_certificate`); nil: none asked for.
+    let clientCertificate: ThrowawayCertificate?
     private let process = Mutex<ChildProcess?>(nil)
 
     /// TLS: by the name the certificate carries (`localhost`), so the client's hostname check passes.
     var url: String { tls == nil ? "mqtt://127.0.0.1:\(port)" : "mqtts://localhost:\(port)" }
 
-    private init(port: Int, directory: URL, tls: ThrowawayCertificate?) {
+    private init(port: Int, directory: URL, tls: ThrowawayCertificate?, clientCertificate: ThrowawayCertificate?) {
         self.port = port
         self.directory = directory
         self.tls = tls
+        self.clientCertificate = clientCertificate
     }
 
-    static func start(tls: ThrowawayCertificate? = nil) async throws -> MosquittoBroker {
+    static func start(tls: ThrowawayCertificate? = nil, clientCertificate: ThrowawayCertificate? = nil) async throws -> MosquittoBroker {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("statushub-mosquitto-\(UUID().uuidString)", isDirectory: true)
         // mosquitto started as root drops to the `mosquitto` user before it opens its log.
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
         for attempt in 1...5 {
-            let broker = MosquittoBroker(port: try RedisServer.freeLoopbackPort(), directory: directory, tls: tls)
+            let broker = MosquittoBroker(
+                port: try RedisServer.freeLoopbackPort(), directory: directory, tls: tls, clientCertificate: clientCertificate)
             do {
                 try await broker.launch()
                 return broker
@@ -73,6 +77,7 @@ final class MosquittoBroker: Sendable {
             persistence false
             log_dest file \(directory.appendingPathComponent("mosquitto.log").path)
             \(tls.map { "certfile \($0.certificateFile)\nkeyfile \($0.privateKeyFile)" } ?? "")
+            \(clientCertificate.map { "require_certificate true\ncafile \($0.certificateFile)" } ?? "")
             """.write(to: config, atomically: true, encoding: .utf8)
         let process = try ChildProcess.spawn(Self.executable(), ["-c", config.path])
         self.process.withLock { $0 = process }
@@ -119,12 +124,16 @@ final class MosquittoBroker: Sendable {
 
     func endpoint(id: String) -> MQTTEndpoint {
         guard let tls else { return MQTTEndpoint(host: "127.0.0.1", port: port, clientID: id) }
-        return MQTTEndpoint(host: "localhost", port: port, useTLS: true, clientID: id, caFile: tls.certificateFile)
+        return MQTTEndpoint(
+            host: "localhost", port: port, useTLS: true, clientID: id, caFile: tls.certificateFile,
+            certificateFile: clientCertificate?.certificateFile, privateKeyFile: clientCertificate?.privateKeyFile)
     }
 }
 
-func withMosquitto<T>(tls: ThrowawayCertificate? = nil, _ body: (MosquittoBroker) async throws -> T) async throws -> T {
-    let broker = try await MosquittoBroker.start(tls: tls)
+func withMosquitto<T>(
+    tls: ThrowawayCertificate? = nil, clientCertificate: ThrowawayCertificate? = nil, _ body: (MosquittoBroker) async throws -> T
+) async throws -> T {
+    let broker = try await MosquittoBroker.start(tls: tls, clientCertificate: clientCertificate)
     do {
         let result = try await body(broker)
         await broker.destroy()
