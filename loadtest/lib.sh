@@ -66,16 +66,18 @@ start_redis() {  # workdir
     wait_port "$REDIS_PORT" "$REDIS_PID" 5 || { say "redis-server did not start"; cat "$1/redis.log" >&2; return 1; }
 }
 
-start_hub() {  # workdir bin engine(memory|redis)
-    HUB_PORT=$(free_port)
+start_hub() {  # workdir bin engine(memory|redis) [port]
+    HUB_PORT=${4:-$(free_port)}
     local args=(serve --host 127.0.0.1 --port "$HUB_PORT")
     [ "$3" = redis ] && args+=(--redis "redis://127.0.0.1:$REDIS_PORT")
     # Every load-test client connects from 127.0.0.1: lift the per-address connection limit (where the hub has one).
     local limits=()
     if grep -qa max_connections_per_address "$2/statushub"; then
-        limits=(STATUSHUB_SERVER_MAX_CONNECTIONS_PER_ADDRESS=0 STATUSHUB_SERVER_MAX_CONNECTIONS=50000)
+        limits=(STATUSHUB_SERVER_MAX_CONNECTIONS_PER_ADDRESS=0 STATUSHUB_SERVER_MAX_CONNECTIONS="${HUB_MAX_CONNECTIONS:-50000}")
     fi
-    env "${limits[@]}" "${SERVER_PIN[@]}" "$2/statushub" "${args[@]}" >"$1/hub.log" 2>&1 &
+    # HUB_ENV: more settings for the hub, e.g. HUB_ENV="STATUSHUB_WEBSOCKET_COMPRESSION=false".
+    # shellcheck disable=SC2086
+    env "${limits[@]}" ${HUB_ENV:-} "${SERVER_PIN[@]}" "$2/statushub" "${args[@]}" >"$1/hub.log" 2>&1 &
     HUB_PID=$!
     for _ in $(seq 150); do
         curl -sf "http://127.0.0.1:$HUB_PORT/ready" >/dev/null 2>&1 && return 0

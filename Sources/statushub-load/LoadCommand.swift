@@ -6,7 +6,7 @@ struct LoadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "statushub-load",
         abstract: "Load-test harness for StatusHub: WebSocket fan-out latency under an open-loop publish rate.",
-        subcommands: [RunCommand.self, ChurnCommand.self, StormCommand.self]
+        subcommands: [RunCommand.self, ChurnCommand.self, StormCommand.self, ResumeCommand.self]
     )
 }
 
@@ -141,6 +141,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Seconds allowed for all subscribers to connect and subscribe.")
     var connectTimeout: Double = 30
 
+    @Option(help: ArgumentHelp(SourceAddresses.help))
+    var sourceAddresses: SourceAddresses?
+
     @Option(help: "Unanswered requests a publisher allows before it skips a scheduled send (counted as failed).")
     var maxInFlight = 1000
 
@@ -199,7 +202,8 @@ struct RunCommand: AsyncParsableCommand {
             mapping: mapping, lineCount: { if case .lines(let k) = mapping { k } else { lines } }(),
             machines: machines, mix: mix, tokens: tokens, payloadBytes: payloadBytes, drain: drain,
             connectConcurrency: connectConcurrency, connectTimeout: connectTimeout, maxInFlight: maxInFlight,
-            threads: max(1, threads ?? availableCPUs()), progress: !quiet, filters: max(0, filters)
+            threads: max(1, threads ?? availableCPUs()), progress: !quiet, filters: max(0, filters),
+            sourceAddresses: sourceAddresses
         )
         let outcome = try await LoadRun(config: config).run()
         print(outcome.report.table())
@@ -290,4 +294,6 @@ struct LoadConfig: Sendable {
     }
     /// Distinct subscribe filters (`--filters`).
     var filters = 0
+    /// Local addresses subscriber sockets are bound to (`--source-addresses`), nil: the kernel picks.
+    var sourceAddresses: SourceAddresses?
 }

@@ -34,23 +34,52 @@ enum SubscriberConnection {
 
     /// Connects and upgrades; returns the channel and a future for the ending (the channel closing).
     static func open(
-        url: String, subscribe: String?, tracker: FrameTracker, loop: any EventLoop, callbacks: Callbacks
+        url: String, subscribe: String?, tracker: FrameTracker, loop: any EventLoop, callbacks: Callbacks,
+        source: SocketAddress? = nil
     ) async throws -> (channel: any Channel, ending: EventLoopFuture<Ending>) {
+        let ending = loop.makePromise(of: Ending.self)
+        let channel: any Channel
+        do {
+            channel = try await upgrade(url: url, source: source, loop: loop) { channel in
+                try channel.pipeline.syncOperations.addHandler(FrameHandler(tracker: tracker, callbacks: callbacks, ending: ending))
+            }
+        } catch {
+            ending.fail(error)  // never left unfulfilled (NIO reports a leaked promise)
+            throw error
+        }
+        // Only now: while the upgrade is being completed, the HTTP handlers are still in the pipeline.
+        callbacks.upgraded()
+        if let subscribe {
+            let data = channel.allocator.buffer(string: subscribe)
+            try await channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: data))
+        } else {
+            callbacks.subscribed()
+        }
+        return (channel, ending.futureResult)
+    }
+
+    /// Connects (from `source`, when given) and upgrades to WebSocket; `install` adds the handlers that read the
+    /// aggregated frames. Throws `UpgradeRefused` when the server answers without upgrading.
+    static func upgrade(
+        url: String, source: SocketAddress?, loop: any EventLoop, connectTimeout: TimeAmount = .seconds(10),
+        install: @escaping @Sendable (any Channel) throws -> Void
+    ) async throws -> any Channel {
         guard let parsed = URL(string: url), parsed.scheme == "ws", let host = parsed.host else { throw BadURL(url: url) }
         let port = parsed.port ?? 80
         var target = parsed.path.isEmpty ? "/" : parsed.path
         if let query = parsed.query { target += "?" + query }
-        let ending = loop.makePromise(of: Ending.self)
-        let upgraded = try await ClientBootstrap(group: loop)
+        var bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        if let source { bootstrap = bootstrap.bind(to: source) }
+        let upgraded = try await bootstrap
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let upgrader = NIOTypedWebSocketClientUpgrader<Bool>(maxFrameSize: 1 << 24) { channel, _ in
                         channel.eventLoop.makeCompletedFuture {
-                            let sync = channel.pipeline.syncOperations
-                            try sync.addHandler(NIOWebSocketFrameAggregator(
+                            try channel.pipeline.syncOperations.addHandler(NIOWebSocketFrameAggregator(
                                 minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1 << 16, maxAccumulatedFrameSize: 1 << 24))
-                            try sync.addHandler(FrameHandler(tracker: tracker, callbacks: callbacks, ending: ending))
+                            try install(channel)
                             return true
                         }
                     }
@@ -70,15 +99,7 @@ enum SubscriberConnection {
             upgraded.0.close(promise: nil)
             throw UpgradeRefused()
         }
-        // Only now: while the upgrade is being completed, the HTTP handlers are still in the pipeline.
-        callbacks.upgraded()
-        if let subscribe {
-            let data = upgraded.0.allocator.buffer(string: subscribe)
-            try await upgraded.0.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: data))
-        } else {
-            callbacks.subscribed()
-        }
-        return (upgraded.0, ending.futureResult)
+        return upgraded.0
     }
 
     struct UpgradeRefused: Error, CustomStringConvertible {

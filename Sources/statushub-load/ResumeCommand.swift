@@ -1,0 +1,579 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOWebSocket
+import Synchronization
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `statushub-load resume`: many idle subscribers on one node, one event that must reach all of them, then the
+/// node restarted under them and every subscriber resuming with `since` at once (the storm a plant sees after a
+/// deploy), with a check that nothing published meanwhile was lost or delivered twice.
+struct ResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resume",
+        abstract: "Idle subscribers: connect time, RSS per connection, one event to all; then a node restart and all resuming with since.",
+        discussion: """
+            Opens --subscribers WebSocket connections to --url's /v1/ws, --connect-concurrency at a time (bound \
+            to --source-addresses round-robin), each subscribing to line:<--line>:*. Reports the time until all \
+            are subscribed and the hub's RSS growth per connection (--hub-pid, after --settle seconds). Then \
+            POSTs one event on that line and reports how long until every subscriber had it.
+
+            With --restart it then sends SIGTERM to the hub (--hub-pid / --hub-pid-file) and expects whoever \
+            runs it to start the node again on the same port (loadtest/hundred-thousand.sh does). While the \
+            subscribers are away it publishes an event every --publish-every seconds through --publish-url \
+            (another node on the same Redis). Every connection waits for the hub's 1001 close; once GET /ready \
+            answers 200 all of them reconnect at once, each subscribing with since = the last event_id it got \
+            (a failed attempt is retried after 100–300 ms). Reported: time until every one is subscribed \
+            again and until every one has every event published meanwhile; then one more event through --url, \
+            and per subscriber every event 1…N must have arrived once, in order.
+
+            Exit status: 0 when every subscriber connected, resumed and got every event exactly once; 1 otherwise.
+
+            Example:
+              statushub-load resume --url http://127.0.0.1:8080 --subscribers 100000 \\
+                --source-addresses 127.0.0.2-127.0.0.11 --hub-pid-file hub.pid --restart \\
+                --publish-url http://127.0.0.1:8081
+            """
+    )
+
+    @Option(help: "The node the subscribers connect to (HTTP base URL).")
+    var url = "http://127.0.0.1:8080"
+
+    @Option(help: "A node on the same Redis that takes the events published while --url restarts (default: none are published then).")
+    var publishURL: String?
+
+    @Option(help: "Idle subscribers.")
+    var subscribers = 10_000
+
+    @Option(help: "The line every subscriber listens to (line:<line>:*) and every event is published on.")
+    var line = "Line-0"
+
+    @Option(help: "Subscribers connecting at the same time in the first phase (the reconnect after the restart is all at once).")
+    var connectConcurrency = 1000
+
+    @Option(help: ArgumentHelp(SourceAddresses.help))
+    var sourceAddresses: SourceAddresses?
+
+    @Option(name: .customLong("hub-pid"), help: "The hub process (RSS; SIGTERM with --restart).")
+    var hubPID: Int32?
+
+    @Option(name: .customLong("hub-pid-file"), help: "A file holding the hub's PID, read again after the restart (overrides --hub-pid).")
+    var hubPIDFile: String?
+
+    @Flag(help: "Restart the node under the subscribers (SIGTERM; someone else starts it again) and measure the resume.")
+    var restart = false
+
+    @Option(help: "Seconds between events published through --publish-url while the subscribers are away.")
+    var publishEvery: Double = 0.1
+
+    @Option(help: "Seconds to let the hub settle before each RSS reading.")
+    var settle: Double = 5
+
+    @Option(help: "Seconds each phase may take (connecting, a delivery, the restart and resume).")
+    var phaseTimeout: Double = 300
+
+    @Option(help: "Event-loop threads (default: the CPUs this process may use, taskset included).")
+    var threads: Int?
+
+    @Option(help: "Write the result as JSON to this file.")
+    var json: String?
+
+    func validate() throws {
+        guard subscribers >= 1, connectConcurrency >= 1 else { throw ValidationError("--subscribers and --connect-concurrency must be >= 1") }
+        guard publishEvery > 0, settle >= 0, phaseTimeout > 0 else {
+            throw ValidationError("--publish-every and --phase-timeout must be > 0, --settle >= 0")
+        }
+        for candidate in [url] + (publishURL.map { [$0] } ?? []) {
+            guard let parsed = URL(string: candidate), parsed.scheme == "http", parsed.host != nil else {
+                throw ValidationError("--url and --publish-url must be http://host[:port]")
+            }
+        }
+        if restart && hubPID == nil && hubPIDFile == nil { throw ValidationError("--restart needs --hub-pid or --hub-pid-file") }
+    }
+
+    struct Result: Codable {
+        var subscribers: Int
+        var connected: Int
+        var connect_seconds: Double
+        var hub_rss_mib_before: Double
+        var hub_rss_mib_connected: Double
+        var hub_rss_kib_per_connection: Double
+        var first_event_all_seconds: Double?
+        var first_event_received: Int
+        var restart: Restart?
+        var failures: Int
+        var first_failure: String?
+    }
+
+    struct Restart: Codable {
+        /// SIGTERM until the last connection saw its close.
+        var all_closed_seconds: Double
+        var closed: Int
+        /// SIGTERM until GET /ready answered 200.
+        var ready_after_term_seconds: Double
+        /// From /ready to every subscriber's `subscribed` answer to its `since` subscribe.
+        var all_resubscribed_seconds: Double
+        var resubscribed: Int
+        /// Reconnect attempts that failed and were retried.
+        var retried_attempts: Int
+        /// Events published (through --publish-url) while the subscribers were away, and from /ready until every
+        /// subscriber had the last of them.
+        var published_meanwhile: Int
+        var all_caught_up_seconds: Double?
+        var events_total: Int
+        var subscribers_complete: Int
+        var missing: Int
+        var duplicates: Int
+        var out_of_order: Int
+        var resyncs: Int
+        var hub_rss_mib_after_resume: Double
+    }
+
+    func run() async throws {
+        let base = URL(string: url)!
+        let wsURL = "ws://\(base.host!):\(base.port ?? 80)/v1/ws"
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? availableCPUs()))
+        defer { group.shutdownGracefully { _ in } }
+        let tally = DeliveryTally()
+        let failures = FailureLog()
+        let fleet = (0..<subscribers).map { ResumeSubscriber(index: $0, source: sourceAddresses?.address(for: $0), tally: tally) }
+        let pattern = "line:\(line):*"
+        let publisher = EventPoster(line: line)
+
+        func rssMiB() -> Double {
+            guard let pid = currentHubPID() else { return 0 }
+            return (Double(HubProbe(pids: [pid]).read().rssBytes) / 1_048_576 * 10).rounded() / 10
+        }
+        let rssBefore = rssMiB()
+
+        // Phase 1: connect everyone, --connect-concurrency at a time.
+        say("connecting \(subscribers) subscribers to \(wsURL) (\(connectConcurrency) at a time)")
+        let connectStart = monotonicNanos()
+        let gate = AsyncSemaphore(permits: connectConcurrency)
+        let connectedCount = Box(0)
+        let connectTimeout = phaseTimeout
+        await withTaskGroup(of: Void.self) { tasks in
+            for subscriber in fleet {
+                await gate.acquire()
+                tasks.addTask {
+                    defer { gate.release() }
+                    do {
+                        try await subscriber.connect(
+                            url: wsURL, pattern: pattern, since: nil, loop: group.next(), attempts: 3, deadline: connectStart + nanos(connectTimeout))
+                        let done = connectedCount.add(1)
+                        if done % 10_000 == 0 { say("\(done) subscribed") }
+                    } catch {
+                        failures.record("subscriber \(subscriber.index): \(error)")
+                    }
+                }
+            }
+        }
+        let connectSeconds = seconds(since: connectStart)
+        let connected = connectedCount.value
+        say(String(format: "%d of %d subscribed in %.2f s", connected, subscribers, connectSeconds))
+        try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
+        let rssConnected = rssMiB()
+
+        // One event to everybody.
+        var seq = 1
+        let firstStart = monotonicNanos()
+        try await publisher.post(base, seq: seq)
+        let firstAll = await tally.wait(seq: seq, count: connected, timeout: phaseTimeout)
+        let firstSeconds = firstAll ? seconds(since: firstStart) : nil
+        say("event 1 reached \(tally.count(seq: seq)) of \(connected)" + (firstSeconds.map { String(format: " in %.3f s", $0) } ?? ""))
+
+        var restartResult: Restart?
+        if restart, let pid = currentHubPID() {
+            // Events through the other node while the subscribers are away.
+            let stopPublishing = StopFlag()
+            let published = Box(seq)
+            let meanwhile: Task<Void, Never>? = publishURL.map { other in
+                let otherBase = URL(string: other)!
+                return Task { [publishEvery] in
+                    while !stopPublishing.isSet {
+                        let next = published.value + 1
+                        if (try? await publisher.post(otherBase, seq: next)) != nil { published.update { $0 = next } }
+                        try? await Task.sleep(for: .milliseconds(Int64(publishEvery * 1000)))
+                    }
+                }
+            }
+            let present = fleet.filter(\.isConnected)
+            let termAt = monotonicNanos()
+            say("SIGTERM to the hub (\(pid)), \(present.count) connections open")
+            kill(pid, SIGTERM)
+            var closed = 0
+            for subscriber in present {
+                if await subscriber.waitClosed(timeout: phaseTimeout - seconds(since: termAt)) { closed += 1 }
+            }
+            let allClosed = seconds(since: termAt)
+            say(String(format: "%d connections closed %.2f s after SIGTERM; waiting for /ready", closed, allClosed))
+            guard await Self.waitReady(base, timeout: phaseTimeout) else {
+                stopPublishing.set()
+                await meanwhile?.value
+                throw ValidationError("the hub did not answer /ready within \(phaseTimeout) s of the SIGTERM")
+            }
+            let readyAt = monotonicNanos()
+            let readyAfterTerm = seconds(since: termAt)
+            say(String(format: "/ready %.2f s after SIGTERM; %d subscribers reconnect at once with since", readyAfterTerm, closed))
+
+            let resubscribed = Box(0)
+            let retried = Box(0)
+            let deadline = readyAt + nanos(phaseTimeout)
+            await withTaskGroup(of: Void.self) { tasks in
+                for subscriber in fleet where subscriber.lastEventID != nil {
+                    tasks.addTask {
+                        do {
+                            let retries = try await subscriber.connect(
+                                url: wsURL, pattern: pattern, since: subscriber.lastEventID, loop: group.next(), attempts: .max, deadline: deadline)
+                            retried.add(retries)
+                            let done = resubscribed.add(1)
+                            if done % 10_000 == 0 { say("\(done) resubscribed") }
+                        } catch {
+                            failures.record("subscriber \(subscriber.index) resuming: \(error)")
+                        }
+                    }
+                }
+            }
+            let allResubscribed = seconds(since: readyAt)
+            say(String(format: "%d resubscribed %.2f s after /ready", resubscribed.value, allResubscribed))
+            stopPublishing.set()
+            await meanwhile?.value
+            let lastMeanwhile = published.value
+            var caughtUp: Double?
+            if lastMeanwhile > seq, await tally.wait(seq: lastMeanwhile, count: connected, timeout: phaseTimeout) {
+                caughtUp = seconds(since: readyAt)
+            }
+            // One more event through the restarted node: every subscriber must end with all of 1…seq.
+            seq = lastMeanwhile + 1
+            try await publisher.post(base, seq: seq)
+            _ = await tally.wait(seq: seq, count: connected, timeout: phaseTimeout)
+            try await Task.sleep(for: .seconds(1))
+            let ledgers = fleet.map(\.ledger)
+            let complete = ledgers.filter { $0.nextSeq == seq + 1 && $0.duplicates == 0 && $0.missing == 0 }.count
+            restartResult = Restart(
+                all_closed_seconds: round3(allClosed), closed: closed, ready_after_term_seconds: round3(readyAfterTerm),
+                all_resubscribed_seconds: round3(allResubscribed), resubscribed: resubscribed.value,
+                retried_attempts: retried.value, published_meanwhile: lastMeanwhile - 1,
+                all_caught_up_seconds: caughtUp.map(round3), events_total: seq, subscribers_complete: complete,
+                missing: ledgers.reduce(0) { $0 + $1.missing + max(0, seq + 1 - $1.nextSeq) },
+                duplicates: ledgers.reduce(0) { $0 + $1.duplicates }, out_of_order: ledgers.reduce(0) { $0 + $1.outOfOrder },
+                resyncs: ledgers.reduce(0) { $0 + $1.resyncs }, hub_rss_mib_after_resume: rssMiB())
+        }
+
+        let result = Result(
+            subscribers: subscribers, connected: connected, connect_seconds: round3(connectSeconds),
+            hub_rss_mib_before: rssBefore, hub_rss_mib_connected: rssConnected,
+            hub_rss_kib_per_connection: connected > 0 ? ((rssConnected - rssBefore) * 1024 / Double(connected) * 10).rounded() / 10 : 0,
+            first_event_all_seconds: firstSeconds.map(round3), first_event_received: tally.count(seq: 1), restart: restartResult,
+            failures: failures.count, first_failure: failures.first)
+        print(Self.table(result))
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try encoder.encode(result).write(to: URL(fileURLWithPath: json))
+        }
+        for subscriber in fleet { subscriber.close() }
+        try await Task.sleep(for: .milliseconds(500))
+        let whole = result.connected == subscribers && result.first_event_all_seconds != nil
+            && (result.restart.map { $0.subscribers_complete == subscribers } ?? true)
+        if !whole { throw ExitCode(1) }
+    }
+
+    private func currentHubPID() -> Int32? {
+        if let hubPIDFile, let text = try? String(contentsOfFile: hubPIDFile, encoding: .utf8),
+           let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) { return pid }
+        return hubPID
+    }
+
+    private static func waitReady(_ base: URL, timeout: Double) async -> Bool {
+        let until = monotonicNanos() + nanos(timeout)
+        var request = URLRequest(url: base.appendingPathComponent("ready"))
+        request.timeoutInterval = 2
+        while monotonicNanos() < until {
+            if let (_, response) = try? await URLSession.shared.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200 {
+                return true
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    static func table(_ result: Result) -> String {
+        var lines = [
+            String(format: "idle subscribers: %d of %d subscribed in %.2f s", result.connected, result.subscribers, result.connect_seconds),
+            String(format: "  hub RSS            %.1f MiB before, %.1f MiB with them: %.1f KiB per connection",
+                   result.hub_rss_mib_before, result.hub_rss_mib_connected, result.hub_rss_kib_per_connection),
+            result.first_event_all_seconds.map { String(format: "  one event          reached all %d in %.3f s", result.first_event_received, $0) }
+                ?? "  one event          reached only \(result.first_event_received)",
+        ]
+        if let restart = result.restart {
+            lines += [
+                String(format: "  restart            %d connections closed %.2f s after SIGTERM; /ready %.2f s after SIGTERM",
+                       restart.closed, restart.all_closed_seconds, restart.ready_after_term_seconds),
+                String(format: "  resume             %d subscribed again with since %.2f s after /ready (%d attempts retried)",
+                       restart.resubscribed, restart.all_resubscribed_seconds, restart.retried_attempts),
+                "  published meanwhile \(restart.published_meanwhile) events; all had them "
+                    + (restart.all_caught_up_seconds.map { String(format: "%.2f s after /ready", $0) } ?? "—"),
+                "  delivery check     \(restart.subscribers_complete) of \(result.subscribers) got all \(restart.events_total) events once, in order; "
+                    + "missing \(restart.missing), duplicates \(restart.duplicates), out of order \(restart.out_of_order), resync \(restart.resyncs)",
+                String(format: "  hub RSS after the resume %.1f MiB", restart.hub_rss_mib_after_resume),
+            ]
+        }
+        if let failure = result.first_failure { lines.append("  failures \(result.failures); first: \(failure)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+private func say(_ text: String) { FileHandle.standardError.write(Data("resume: \(text)\n".utf8)) }
+private func nanos(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1e9) }
+private func seconds(since start: UInt64) -> Double { Double(monotonicNanos() - start) / 1e9 }
+private func round3(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }
+
+extension Box where Value == Int {
+    /// Adds `amount`; returns the new value.
+    @discardableResult
+    func add(_ amount: Int) -> Int {
+        var result = 0
+        update { $0 += amount; result = $0 }
+        return result
+    }
+}
+
+/// Deliveries per event sequence number, summed over subscribers.
+final class DeliveryTally: Sendable {
+    private let counts = Mutex<[Int: Int]>([:])
+
+    func record(seq: Int) { counts.withLock { $0[seq, default: 0] += 1 } }
+    func count(seq: Int) -> Int { counts.withLock { $0[seq] ?? 0 } }
+
+    /// Polls every millisecond until `count` subscribers have event `seq`.
+    func wait(seq: Int, count: Int, timeout: Double) async -> Bool {
+        let until = monotonicNanos() + nanos(timeout)
+        while self.count(seq: seq) < count {
+            guard monotonicNanos() < until else { return false }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return true
+    }
+}
+
+/// POSTs the numbered events every subscriber must receive (data.resume_seq), one at a time.
+struct EventPoster: Sendable {
+    var line: String
+
+    struct Refused: Error, CustomStringConvertible {
+        var status: Int
+        var description: String { "POST /v1/events answered \(status)" }
+    }
+
+    func post(_ base: URL, seq: Int) async throws {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let timestamp = formatter.string(from: Date())
+        let body = #"{"event_type":"resource_status_changed","entity_type":"machine","entity_id":"M-\#(seq % 100)","line":"\#(line)","timestamp":"\#(timestamp)","data":{"current_status":"running","resume_seq":\#(seq)},"metadata":{"source":"resume","triggered_by":"system"}}"#
+        var request = URLRequest(url: base.appendingPathComponent("v1/events"))
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = Data(body.utf8)
+        request.timeoutInterval = 10
+        let (_, response) = try await URLSession.shared.data(for: request)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 202 else { throw Refused(status: status) }
+    }
+}
+
+/// What one subscriber received over all its connections: events are numbered 1, 2, … in publish order, and one
+/// pattern sees them all, so each must come once and in order.
+struct ResumeLedger: Sendable {
+    var nextSeq = 1
+    var lastEventID: String?
+    var missing = 0
+    var duplicates = 0
+    var outOfOrder = 0
+    var resyncs = 0
+}
+
+/// One idle subscriber that survives its node's restart by resubscribing with `since`.
+final class ResumeSubscriber: Sendable {
+    let index: Int
+    let source: SocketAddress?
+    let tally: DeliveryTally
+    private let state = Mutex<(ledger: ResumeLedger, channel: (any Channel)?, closed: EventLoopFuture<Void>?)>((ResumeLedger(), nil, nil))
+
+    init(index: Int, source: SocketAddress?, tally: DeliveryTally) {
+        self.index = index
+        self.source = source
+        self.tally = tally
+    }
+
+    var ledger: ResumeLedger { state.withLock { $0.ledger } }
+    var lastEventID: String? { state.withLock { $0.ledger.lastEventID } }
+    var isConnected: Bool { state.withLock { $0.channel != nil } }
+
+    struct Failed: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Connects and subscribes (with `since`, when given) until the hub confirms; retries a failed attempt after
+    /// 100–300 ms up to `attempts` times or until `deadline`. Returns the number of failed attempts.
+    @discardableResult
+    func connect(url: String, pattern: String, since: String?, loop: any EventLoop, attempts: Int, deadline: UInt64) async throws -> Int {
+        let sinceField = since.map { #","since":"\#($0)""# } ?? ""
+        let message = #"{"op":"subscribe","id":"s\#(index)","channels":["\#(pattern)"]\#(sinceField)}"#
+        var failed = 0
+        while true {
+            do {
+                try await attempt(url: url, message: message, loop: loop, deadline: deadline)
+                return failed
+            } catch {
+                failed += 1
+                guard failed < attempts, monotonicNanos() < deadline else { throw error }
+                try await Task.sleep(for: .milliseconds(Int64.random(in: 100...300)))
+            }
+        }
+    }
+
+    private func attempt(url: String, message: String, loop: any EventLoop, deadline: UInt64) async throws {
+        let subscribed = loop.makePromise(of: Void.self)
+        let closed = loop.makePromise(of: Void.self)
+        let remaining = TimeAmount.nanoseconds(Int64(max(1_000_000, Int64(deadline) - Int64(monotonicNanos()))))
+        let channel: any Channel
+        do {
+            channel = try await SubscriberConnection.upgrade(url: url, source: source, loop: loop, connectTimeout: min(remaining, .seconds(60))) { channel in
+                try channel.pipeline.syncOperations.addHandler(Handler(subscriber: self, subscribed: subscribed, closed: closed))
+            }
+        } catch {
+            subscribed.fail(error)
+            closed.succeed(())
+            throw error
+        }
+        let watchdog = loop.scheduleTask(in: min(remaining, .seconds(120))) {
+            subscribed.fail(Failed(description: "no answer to subscribe"))
+            channel.close(promise: nil)
+        }
+        defer { watchdog.cancel() }
+        try await channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: channel.allocator.buffer(string: message)))
+        try await subscribed.futureResult.get()
+        state.withLock {
+            $0.channel = channel
+            $0.closed = closed.futureResult
+        }
+    }
+
+    /// Waits until the current connection has closed (the hub's 1001 on shutdown).
+    func waitClosed(timeout: Double) async -> Bool {
+        guard let closed = state.withLock({ $0.closed }) else { return true }
+        let timer = closed.eventLoop.scheduleTask(in: .nanoseconds(Int64(nanos(max(0.001, timeout))))) {}
+        defer { timer.cancel() }
+        return await withCheckedContinuation { continuation in
+            let once = OnceFlag()
+            closed.whenComplete { _ in if once.claim() { continuation.resume(returning: true) } }
+            timer.futureResult.whenSuccess { if once.claim() { continuation.resume(returning: false) } }
+        }
+    }
+
+    func close() {
+        if let channel = state.withLock({ $0.channel }) { SubscriberConnection.close(channel) }
+    }
+
+    fileprivate func received(seq: Int, eventID: String?) {
+        state.withLock { state in
+            if seq < state.ledger.nextSeq {
+                state.ledger.duplicates += 1
+                return
+            }
+            if seq > state.ledger.nextSeq { state.ledger.missing += seq - state.ledger.nextSeq }
+            state.ledger.nextSeq = seq + 1
+            if let eventID { state.ledger.lastEventID = eventID }
+        }
+        tally.record(seq: seq)
+    }
+
+    fileprivate func connectionClosed() {
+        state.withLock { $0.channel = nil }
+    }
+
+    fileprivate func resynced() { state.withLock { $0.ledger.resyncs += 1 } }
+
+    /// Reads the hub's frames on the event loop: `subscribed`, events (by byte search, not parsed), pings, close.
+    final class Handler: ChannelInboundHandler {
+        typealias InboundIn = WebSocketFrame
+        typealias OutboundOut = WebSocketFrame
+
+        static let seqKey = Array(#""resume_seq":"#.utf8)
+        static let idKey = Array(#""event_id":""#.utf8)
+        static let eventOp = Array(#""op":"event""#.utf8)
+        static let subscribedOp = Array(#""op":"subscribed""#.utf8)
+        static let resyncOp = Array(#""op":"resync""#.utf8)
+        static let errorOp = Array(#""op":"error""#.utf8)
+
+        private let subscriber: ResumeSubscriber
+        private let subscribed: EventLoopPromise<Void>
+        private let closed: EventLoopPromise<Void>
+
+        init(subscriber: ResumeSubscriber, subscribed: EventLoopPromise<Void>, closed: EventLoopPromise<Void>) {
+            self.subscriber = subscriber
+            self.subscribed = subscribed
+            self.closed = closed
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let frame = unwrapInboundIn(data)
+            switch frame.opcode {
+            case .text:
+                let parsed = frame.unmaskedData.withUnsafeReadableBytes { bytes -> (seq: Int?, id: String?, kind: Int) in
+                    if FrameTracker.find(Self.eventOp, in: bytes, from: 0) != nil {
+                        guard var at = FrameTracker.find(Self.seqKey, in: bytes, from: 0), let seq = FrameTracker.integer(bytes, &at) else {
+                            return (nil, nil, 0)
+                        }
+                        var id: String?
+                        if let start = FrameTracker.find(Self.idKey, in: bytes, from: 0),
+                           let end = bytes[start...].firstIndex(of: UInt8(ascii: "\""))
+                        {
+                            id = String(decoding: bytes[start..<end], as: UTF8.self)
+                        }
+                        return (seq, id, 0)
+                    }
+                    if FrameTracker.find(Self.subscribedOp, in: bytes, from: 0) != nil { return (nil, nil, 1) }
+                    if FrameTracker.find(Self.resyncOp, in: bytes, from: 0) != nil { return (nil, nil, 2) }
+                    if FrameTracker.find(Self.errorOp, in: bytes, from: 0) != nil { return (nil, nil, 3) }
+                    return (nil, nil, 4)
+                }
+                switch parsed.kind {
+                case 0: if let seq = parsed.seq { subscriber.received(seq: seq, eventID: parsed.id) }
+                case 1: subscribed.succeed(())
+                case 2: subscriber.resynced()
+                case 3: subscribed.fail(Failed(description: "hub answered: \(String(buffer: frame.unmaskedData).prefix(300))"))
+                default: break
+                }
+            case .ping:
+                context.writeAndFlush(
+                    wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)), promise: nil)
+            case .connectionClose:
+                // Answer the close (RFC 6455 §5.5.1) and let the hub close the socket, so that the hub, not this
+                // source port, holds the TIME_WAIT (the reconnect needs the ports); close it ourselves 2 s later.
+                context.writeAndFlush(
+                    wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: frame.unmaskedData)), promise: nil)
+                let channel = context.channel
+                context.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+            default:
+                break
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            subscriber.connectionClosed()
+            subscribed.fail(Failed(description: "closed before subscribed"))
+            closed.succeed(())
+            context.fireChannelInactive()
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            context.close(promise: nil)
+        }
+    }
+}
