@@ -44,10 +44,13 @@ prepare_benchmark hundred-thousand
 B_PID="" CLIENT_PID=""
 cleanup() {
     local status=$?
+    set +e
+    trap - EXIT INT TERM
     [ -n "$CLIENT_PID" ] && stop_pid "$CLIENT_PID" statushub-load
     stop_pid "$B_PID" "statushub (node B)"
-    (exit "$status")
-    benchmark_cleanup
+    stop_servers
+    rm -rf "$WORK"
+    exit "$status"
 }
 trap cleanup EXIT
 

@@ -130,6 +130,8 @@ struct ResumeCommand: AsyncParsableCommand {
         var duplicates: Int
         var out_of_order: Int
         var resyncs: Int
+        /// The distinct `resync` and `error` messages the hub sent, with how many subscribers got each first.
+        var notices: [String: Int]
         var hub_rss_mib_after_resume: Double
     }
 
@@ -261,7 +263,11 @@ struct ResumeCommand: AsyncParsableCommand {
                 all_caught_up_seconds: caughtUp.map(round3), events_total: seq, subscribers_complete: complete,
                 missing: ledgers.reduce(0) { $0 + $1.missing + max(0, seq + 1 - $1.nextSeq) },
                 duplicates: ledgers.reduce(0) { $0 + $1.duplicates }, out_of_order: ledgers.reduce(0) { $0 + $1.outOfOrder },
-                resyncs: ledgers.reduce(0) { $0 + $1.resyncs }, hub_rss_mib_after_resume: rssMiB())
+                resyncs: ledgers.reduce(0) { $0 + $1.resyncs },
+                notices: ledgers.reduce(into: [:]) { counts, ledger in
+                    if let notice = ledger.notice { counts[Self.withoutID(notice), default: 0] += 1 }
+                },
+                hub_rss_mib_after_resume: rssMiB())
         }
 
         let result = Result(
@@ -281,6 +287,14 @@ struct ResumeCommand: AsyncParsableCommand {
         let whole = result.connected == subscribers && result.first_event_all_seconds != nil
             && (result.restart.map { $0.subscribers_complete == subscribers } ?? true)
         if !whole { throw ExitCode(1) }
+    }
+
+    /// A hub message without its `"id":"s123",` (each subscriber's own), so that equal messages count together.
+    static func withoutID(_ message: String) -> String {
+        guard let start = message.range(of: #""id":""#),
+              let end = message.range(of: #"","#, range: start.upperBound..<message.endIndex)
+        else { return String(message.prefix(300)) }
+        return String((message[..<start.lowerBound] + message[end.upperBound...]).prefix(300))
     }
 
     private func currentHubPID() -> Int32? {
@@ -322,6 +336,7 @@ struct ResumeCommand: AsyncParsableCommand {
                     + "missing \(restart.missing), duplicates \(restart.duplicates), out of order \(restart.out_of_order), resync \(restart.resyncs)",
                 String(format: "  hub RSS after the resume %.1f MiB", restart.hub_rss_mib_after_resume),
             ]
+            for (notice, count) in restart.notices.sorted(by: { $0.value > $1.value }) { lines.append("  hub said (\(count)×): \(notice)") }
         }
         if let failure = result.first_failure { lines.append("  failures \(result.failures); first: \(failure)") }
         return lines.joined(separator: "\n")
@@ -395,6 +410,8 @@ struct ResumeLedger: Sendable {
     var duplicates = 0
     var outOfOrder = 0
     var resyncs = 0
+    /// The hub's first `resync` or `error` message on this subscriber's resume, as sent.
+    var notice: String?
 }
 
 /// One idle subscriber that survives its node's restart by resubscribing with `since`.
@@ -497,7 +514,9 @@ final class ResumeSubscriber: Sendable {
         state.withLock { $0.channel = nil }
     }
 
-    fileprivate func resynced() { state.withLock { $0.ledger.resyncs += 1 } }
+    fileprivate func resynced(_ text: String) { state.withLock { $0.ledger.resyncs += 1; $0.ledger.notice = $0.ledger.notice ?? text } }
+
+    fileprivate func answered(_ text: String) { state.withLock { $0.ledger.notice = $0.ledger.notice ?? text } }
 
     /// Reads the hub's frames on the event loop: `subscribed`, events (by byte search, not parsed), pings, close.
     final class Handler: ChannelInboundHandler {
@@ -546,8 +565,10 @@ final class ResumeSubscriber: Sendable {
                 switch parsed.kind {
                 case 0: if let seq = parsed.seq { subscriber.received(seq: seq, eventID: parsed.id) }
                 case 1: subscribed.succeed(())
-                case 2: subscriber.resynced()
-                case 3: subscribed.fail(Failed(description: "hub answered: \(String(buffer: frame.unmaskedData).prefix(300))"))
+                case 2: subscriber.resynced(String(buffer: frame.unmaskedData))
+                case 3:
+                    subscriber.answered(String(buffer: frame.unmaskedData))
+                    subscribed.fail(Failed(description: "hub answered: \(String(buffer: frame.unmaskedData).prefix(300))"))
                 default: break
                 }
             case .ping:
