@@ -72,13 +72,20 @@ public enum SourceOrder {
 
     /// `value` in decimal, zero-padded on the left to `width` digits (wider values are written whole).
     private static func appendDigits(_ value: UInt64, width: Int, to bytes: inout [UInt8]) {
-        var digits: [UInt8] = []
-        var rest = value
-        repeat {
-            digits.append(UInt8(ascii: "0") + UInt8(rest % 10))
+        var count = 1
+        var rest = value / 10
+        while rest > 0 {
+            count += 1
             rest /= 10
+        }
+        // Zeros first, then the digits written over them from the right: no buffer of their own.
+        bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(width, count)))
+        var index = bytes.count - 1
+        rest = value
+        repeat {
+            bytes[index] = UInt8(ascii: "0") + UInt8(rest % 10)
+            rest /= 10
+            index -= 1
         } while rest > 0
-        bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(0, width - digits.count)))
-        bytes.append(contentsOf: digits.reversed())
     }
 }

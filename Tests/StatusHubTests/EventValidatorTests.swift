@@ -99,7 +99,7 @@ struct EventValidatorTests {
         ] {
             let json = SampleEvents.machineStatus("M-1").replacingOccurrences(of: "2025-11-18T14:23:45.678Z", with: stamp)
             #expect(errors(json).isEmpty, "\(stamp)")
-            // Whatever the validator accepts, Foundation's parser (which the hub's other readers use) reads.
+            // What the validator accepts at its edges, Foundation's parser (which the hub's other readers use) reads too.
             #expect(Timestamps.parse(stamp) != nil, "\(stamp)")
         }
     }

@@ -100,6 +100,35 @@ struct MQTTBridgeTests {
         }
     }
 
+    /// Plain topics over TLS: the broker verified by `ca`, and `client` presented when given.
+    static func tlsTopics(_ config: inout HubConfig, broker: MosquittoBroker, ca: ThrowawayCertificate, client: ThrowawayCertificate? = nil) {
+        plainTopics(&config, broker: broker)
+        config.mqtt.tlsCaFile = ca.certificateFile
+        config.mqtt.tlsCertificateFile = client?.certificateFile
+        config.mqtt.tlsPrivateKeyFile = client?.privateKeyFile
+    }
+
+    /// A status published on the broker reaches a dashboard of `hub`, mapped.
+    static func statusReachesADashboard(hub: RunningHub, broker: MosquittoBroker, machine: String, state: String) async throws -> JSONValue? {
+        let socket = try await TestSocket(port: hub.port)
+        try await socket.subscribe(["line:Line-2:*"])
+        let publisher = try await Self.publisher(broker)
+        defer { Task { await publisher.stop() } }
+        try publisher.publish(Self.statusMessage(machine, state))
+        return try await Self.nextStatus(socket, machine)["data"]?["current_status"]
+    }
+
+    /// The reason `/ready` gives for a bridge that is not connected, once it gives one.
+    static func notConnectedReason(hub: RunningHub) async throws -> String {
+        var reason = ""
+        try await eventually("/ready names the bridge", timeout: .seconds(15)) {
+            let ready = try await HTTP.get(port: hub.port, "/ready")
+            reason = ready.json["degraded"]?.arrayValue?.first?["reason"]?.stringValue ?? ""
+            return ready.status == 200 && reason.contains("not connected")
+        }
+        return reason
+    }
+
     @Test("over TLS (mqtts://): the bridge verifies the broker with tls_ca_file and maps as over TCP; a broker it cannot verify is never trusted, and /ready says why")
     func tlsBroker() async throws {
         let certificate = try ThrowawayCertificate()
@@ -109,30 +138,14 @@ struct MQTTBridgeTests {
             stranger.remove()
         }
         try await withMosquitto(tls: certificate) { broker in
-            try await withHub(engine: .memory, configure: {
-                Self.plainTopics(&$0, broker: broker)
-                $0.mqtt.tlsCaFile = certificate.certificateFile
-            }) { hub in
-                let socket = try await TestSocket(port: hub.port)
-                try await socket.subscribe(["line:Line-2:*"])
-                let publisher = try await Self.publisher(broker)
-                defer { Task { await publisher.stop() } }
-                try publisher.publish(Self.statusMessage("M-205", "FAULT"))
-                let event = try await Self.nextStatus(socket, "M-205")
-                #expect(event["data"]?["current_status"] == .string("breakdown"))
+            try await withHub(engine: .memory, configure: { Self.tlsTopics(&$0, broker: broker, ca: certificate) }) { hub in
+                let status = try await Self.statusReachesADashboard(hub: hub, broker: broker, machine: "M-205", state: "FAULT")
+                #expect(status == .string("breakdown"))
                 #expect(try await HTTP.get(port: hub.port, "/ready").json["degraded"] == nil)
             }
             // Trusting another CA: the handshake fails, nothing is subscribed, and /ready names the bridge.
-            try await withHub(redisURL: nil, configure: {
-                Self.plainTopics(&$0, broker: broker)
-                $0.mqtt.tlsCaFile = stranger.certificateFile
-            }, awaitBridges: false) { hub in
-                var reason = ""
-                try await eventually("/ready names the bridge", timeout: .seconds(15)) {
-                    let ready = try await HTTP.get(port: hub.port, "/ready")
-                    reason = ready.json["degraded"]?.arrayValue?.first?["reason"]?.stringValue ?? ""
-                    return ready.status == 200 && reason.contains("not connected")
-                }
+            try await withHub(redisURL: nil, configure: { Self.tlsTopics(&$0, broker: broker, ca: stranger) }, awaitBridges: false) { hub in
+                let reason = try await Self.notConnectedReason(hub: hub)
                 #expect(reason.contains("localhost:\(broker.port)") && reason.contains("TLS"), "\(reason)")
                 #expect(try await Self.counter("messages_received", port: hub.port) == 0)
             }
@@ -148,27 +161,12 @@ struct MQTTBridgeTests {
             client.remove()
         }
         try await withMosquitto(tls: certificate, clientCertificate: client) { broker in
-            try await withHub(engine: .memory, configure: {
-                Self.plainTopics(&$0, broker: broker)
-                $0.mqtt.tlsCaFile = certificate.certificateFile
-                $0.mqtt.tlsCertificateFile = client.certificateFile
-                $0.mqtt.tlsPrivateKeyFile = client.privateKeyFile
-            }) { hub in
-                let socket = try await TestSocket(port: hub.port)
-                try await socket.subscribe(["line:Line-2:*"])
-                let publisher = try await Self.publisher(broker)
-                defer { Task { await publisher.stop() } }
-                try publisher.publish(Self.statusMessage("M-206", "RUN"))
-                #expect(try await Self.nextStatus(socket, "M-206")["data"]?["current_status"] == .string("running"))
+            try await withHub(engine: .memory, configure: { Self.tlsTopics(&$0, broker: broker, ca: certificate, client: client) }) { hub in
+                let status = try await Self.statusReachesADashboard(hub: hub, broker: broker, machine: "M-206", state: "RUN")
+                #expect(status == .string("running"))
             }
-            try await withHub(redisURL: nil, configure: {
-                Self.plainTopics(&$0, broker: broker)
-                $0.mqtt.tlsCaFile = certificate.certificateFile
-            }, awaitBridges: false) { hub in
-                try await eventually("/ready names the bridge", timeout: .seconds(15)) {
-                    let ready = try await HTTP.get(port: hub.port, "/ready")
-                    return ready.json["degraded"]?.arrayValue?.first?["field"] != nil
-                }
+            try await withHub(redisURL: nil, configure: { Self.tlsTopics(&$0, broker: broker, ca: certificate) }, awaitBridges: false) { hub in
+                _ = try await Self.notConnectedReason(hub: hub)
                 // Refused at the handshake, again at every reconnect (each 1 s here): still not connected later.
                 try await Task.sleep(for: .seconds(2))
                 let ready = try await HTTP.get(port: hub.port, "/ready")
