@@ -25,6 +25,7 @@ public final class RedisEngine: Engine {
     /// health check that decides whether Redis is up) behind its replies.
     private let reads: ReconnectingConnection
     private let readHistory: StreamHistory
+    private let resumeReads: SharedHistoryReads
     private let sweeper: StaleSweeper
 
     /// - Parameters:
@@ -66,7 +67,9 @@ public final class RedisEngine: Engine {
             locator: locator, commandTimeoutSeconds: config.redis.commandTimeoutSeconds, backoff: backoff,
             eventLoopGroup: eventLoopGroup, logger: logger)
         self.reads = reads
-        self.readHistory = StreamHistory(commands: reads, streamKey: config.redis.streamKey)
+        let readHistory = StreamHistory(commands: reads, streamKey: config.redis.streamKey)
+        self.readHistory = readHistory
+        self.resumeReads = SharedHistoryReads { page in try await readHistory.page(after: page.after, limit: page.limit) }
         let sweeper = StaleSweeper(writer: writer, catalog: config.catalog, interval: staleSweepInterval, retryBackoff: backoff, logger: logger)
         self.sweeper = sweeper
         // The subscriber reaches the command connection, history and sweeper through their own references:
@@ -286,11 +289,12 @@ public final class RedisEngine: Engine {
     // MARK: history (resume)
 
     /// Up to `limit` stored events after `id`, oldest first — the history stream read with `XRANGE (id + COUNT` —
-    /// or nil when the stream no longer holds everything after `id` (see `historyIsComplete`).
+    /// or nil when the stream no longer holds everything after `id` (see `historyIsComplete`). Resumes arriving
+    /// together share their reads and wait their turn in the node (`SharedHistoryReads`).
     /// - Throws: `EngineUnavailable`.
     public func history(after id: EventID, limit: Int) async throws -> [StoredEvent]? {
         do {
-            switch try await readHistory.page(after: id, limit: limit) {
+            switch try await resumeReads.page(after: id, limit: limit) {
             case .events(let events): return events
             case .gap: return nil
             }

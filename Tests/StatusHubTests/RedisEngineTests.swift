@@ -263,14 +263,52 @@ struct RedisEngineTests {
                 #expect(stored.count == requests.joined().count - 3 && Set(stored).count == stored.count)
                 #expect(try await sink.waitFor(count: stored.count).map(\.id) == stored)
                 // Fewer script calls than requests: they were shared.
-                let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
-                let stats = String(decoding: try #require(try await redis.send(["INFO", "commandstats"]).bytes), as: UTF8.self)
-                await redis.close()
-                let calls = stats.split(separator: "\r\n").first { $0.hasPrefix("cmdstat_evalsha:") }
-                    .flatMap { $0.split(separator: ",").first?.split(separator: "=").last }.flatMap { Int($0) }
-                #expect(try #require(calls) < requests.count)
+                #expect(try await Self.calls(of: "evalsha", on: server) < requests.count)
             }
         }
+    }
+
+    /// A restart storm: every subscriber of a node resuming with `since` at once, most from the same position.
+    /// Sent one by one, their reads queued on the read connection and those at the back outlived the command
+    /// timeout (the subscribers got `unavailable`, then a resync they did not need).
+    @Test func aResumeStormSharesItsHistoryReads() async throws {
+        try await withRedisServer { server in
+            try await withEngine(server) { engine, _ in
+                let ids = (try await engine.append((1...600).map { Self.event(.machine, "M-\($0)") })).map(\.id)
+                let before = try await Self.calls(of: "xrange", on: server)
+                let fromOnePosition = try await Self.resume(engine, 2_000, from: { _ in ids[0] }, limit: 500)
+                #expect(fromOnePosition.count == 2_000 && fromOnePosition.allSatisfy { $0 == 500 })
+                let sharedReads = try await Self.calls(of: "xrange", on: server) - before
+                #expect(sharedReads <= 20, "\(sharedReads) XRANGE calls for 2,000 resumes from one position")
+
+                // From 100 positions: each page read about once, and every resume answered.
+                let fromMany = try await Self.resume(engine, 2_000, from: { ids[$0 % 100] }, limit: 500)
+                #expect(fromMany.count == 2_000 && fromMany.allSatisfy { $0 == 500 })
+                let reads = try await Self.calls(of: "xrange", on: server) - before - sharedReads
+                #expect(reads <= 100 + 2 * SharedHistoryReads.defaultMaxSending, "\(reads) XRANGE calls for 100 positions")
+            }
+        }
+    }
+
+    /// The number of events each of `count` concurrent history reads returned.
+    static func resume(
+        _ engine: RedisEngine, _ count: Int, from position: @escaping @Sendable (Int) -> EventID, limit: Int
+    ) async throws -> [Int] {
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<count {
+                group.addTask { try await engine.history(after: position(index), limit: limit)?.count ?? -1 }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+    }
+
+    /// How many times `server` ran `command`, from `INFO commandstats`.
+    static func calls(of command: String, on server: RedisServer) async throws -> Int {
+        let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
+        let stats = String(decoding: try #require(try await redis.send(["INFO", "commandstats"]).bytes), as: UTF8.self)
+        await redis.close()
+        let line = stats.split(separator: "\r\n").first { $0.hasPrefix("cmdstat_\(command):") }
+        return line.flatMap { $0.split(separator: ",").first?.split(separator: "=").last }.flatMap { Int($0) } ?? 0
     }
 
     @Test func appendSurvivesAFlushedScriptCache() async throws {
