@@ -18,6 +18,8 @@ final class FanOut: EventSink {
     private let open = Mutex<Set<Connection>>([])
     /// The newest event fanned out, against the newest this node acknowledged (for the shutdown drain).
     let watermark = DeliveryWatermark()
+    /// Frames of replayed events, shared by the subscribers that replay them (`ReplayFrames`).
+    let replayFrames = ReplayFrames()
 
     init(metrics: HubMetrics, catalog: Catalog, latency: LatencyTelemetry? = nil) {
         self.metrics = metrics

@@ -104,7 +104,8 @@ struct Subscriptions {
                 }
                 for stored in page where stored.matches(any: patterns) {
                     guard let event = visible(stored), filter.map({ Self.admits(event, $0) }) ?? true else { continue }
-                    connection.outbox.push(WireFrame.text(ServerMessage.event(event)), conflationKey: FanOut.conflationKey(of: event))
+                    connection.outbox.push(
+                        fanOut.replayFrames.frame(of: event, storedAs: stored), conflationKey: FanOut.conflationKey(of: event))
                 }
                 guard let last = page.last else { return .complete(through: cursor) }
                 cursor = last.id
