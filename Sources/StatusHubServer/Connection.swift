@@ -104,23 +104,28 @@ final class Connection: Hashable, Sendable {
     /// Releases held-back events into the outbox, minus those the client already has from the answer (`answered`:
     /// a replay, a snapshot). Live events that are still to come and the client already has are dropped the same
     /// way, until the live stream has passed the answer. So there is no gap and no duplicate at the seam.
-    func endSeam(_ answered: SeamFilter = SeamFilter()) {
+    /// - Returns: how many held events the outbox conflated (a reader already behind), for the metric.
+    @discardableResult
+    func endSeam(_ answered: SeamFilter = SeamFilter()) -> Int64 {
         state.withLock { state in
-            guard let held = state.seam else { return }
+            guard let held = state.seam else { return 0 }
             state.seam = nil
             if answered.through != nil {
                 if state.filter == nil { state.filter = answered } else { state.filter!.merge(answered) }
             }
             // Only once the held events are in the outbox may offers skip the lock, or one could overtake them.
             defer { if state.filter == nil { seamOpen.store(false, ordering: .releasing) } }
+            var conflated: Int64 = 0
             for item in held where Self.admits(item.event, through: &state.filter) {
                 switch outbox.push(item.frame, conflationKey: item.conflationKey, stamp: item.stamp) {
                 case .overflowed, .ended:
                     state.filter = nil
-                    return
-                case .queued, .conflated: continue
+                    return conflated
+                case .conflated: conflated += 1
+                case .queued: continue
                 }
             }
+            return conflated
         }
     }
 

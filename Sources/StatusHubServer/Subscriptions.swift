@@ -37,7 +37,9 @@ struct Subscriptions {
         if let since {
             switch await replay(after: since, patterns: patterns, filter: filter) {
             case .complete(let through):
-                connection.endSeam(SeamFilter(patterns: patterns, replayedThrough: through))
+                // The live events held back meanwhile go in like one more page.
+                try? await untilOutboxHasRoomForAPage()
+                endSeam(SeamFilter(patterns: patterns, replayedThrough: through))
                 return
             case .gap:
                 metrics.resyncs.increment()
@@ -49,7 +51,7 @@ struct Subscriptions {
             }
         }
         guard wantsSnapshot else {
-            connection.endSeam()
+            endSeam()
             return
         }
         var answered = SeamFilter(patterns: patterns)
@@ -69,11 +71,16 @@ struct Subscriptions {
                     try await Task.sleep(for: .milliseconds(1))
                 }
             }
-            connection.endSeam(answered)
+            endSeam(answered)
         } catch {
             reply(ServerMessage.error(id: id, code: .unavailable, message: "snapshot unavailable: \(error); live events follow"))
-            connection.endSeam()
+            endSeam()
         }
+    }
+
+    private func endSeam(_ answered: SeamFilter = SeamFilter()) {
+        let conflated = connection.endSeam(answered)
+        if conflated > 0 { metrics.conflated.increment(by: conflated) }
     }
 
     /// The event as this connection's token may see it (`Redaction`), or nil.
@@ -86,6 +93,20 @@ struct Subscriptions {
         return filter.admits(decoded)
     }
 
+    /// Frames a replay may fill the outbox with: up to the conflation threshold (with conflation on for every
+    /// frame, `websocket.conflate_above` 0 or 1, half the outbox).
+    private var replayRoom: Int {
+        connection.outbox.conflateAbove > 1 ? connection.outbox.conflateAbove : connection.outbox.capacity / 2
+    }
+
+    private var replayPageSize: Int { max(1, min(1000, replayRoom / 2)) }
+
+    private func untilOutboxHasRoomForAPage() async throws {
+        while connection.outbox.count > replayRoom - replayPageSize, !Task.isCancelled {
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
     private enum Replay {
         case complete(through: EventID)
         case gap
@@ -93,26 +114,30 @@ struct Subscriptions {
     }
 
     /// Sends every event after `since` that matches `patterns` (and `filter`), page by page, pacing itself on the
-    /// outbox so a long replay does not overflow it.
+    /// outbox: a page goes in only while the outbox has room for it below `websocket.conflate_above`. Pushed all at
+    /// once, a replay longer than that threshold was conflated however fast the reader read (a resume of 336 events
+    /// on 100 machines lost 59 of them per subscriber), and the metric never heard of it; now only a reader that
+    /// falls behind the replay is conflated, as it would be live.
     private func replay(after since: EventID, patterns: [ChannelPattern], filter: EventFilter?) async -> Replay {
-        let pageSize = max(1, min(1000, connection.outbox.capacity / 2))
+        let outbox = connection.outbox
+        let pageSize = replayPageSize
         var cursor = since
         do {
             while true {
+                try await untilOutboxHasRoomForAPage()
                 guard let page = try await engine.history(after: cursor, limit: pageSize) else {
                     return cursor == since ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"))
                 }
+                var conflated: Int64 = 0
                 for stored in page where stored.matches(any: patterns) {
                     guard let event = visible(stored), filter.map({ Self.admits(event, $0) }) ?? true else { continue }
-                    connection.outbox.push(
-                        fanOut.replayFrames.frame(of: event, storedAs: stored), conflationKey: FanOut.conflationKey(of: event))
+                    let frame = fanOut.replayFrames.frame(of: event, storedAs: stored)
+                    if outbox.push(frame, conflationKey: FanOut.conflationKey(of: event)) == .conflated { conflated += 1 }
                 }
+                if conflated > 0 { metrics.conflated.increment(by: conflated) }
                 guard let last = page.last else { return .complete(through: cursor) }
                 cursor = last.id
                 if page.count < pageSize { return .complete(through: cursor) }
-                while connection.outbox.count > connection.outbox.capacity / 2, !Task.isCancelled {
-                    try await Task.sleep(for: .milliseconds(1))
-                }
             }
         } catch {
             return .failed(error)

@@ -127,12 +127,22 @@ struct ResumeCommand: AsyncParsableCommand {
         var events_total: Int
         var subscribers_complete: Int
         var missing: Int
+        /// The restarted node's `statushub_conflated_total`: queued state events a slow reader's outbox replaced by
+        /// a newer one of the same machine (past `websocket.conflate_above`), which the ledger counts as missing.
+        var conflated_by_hub: Int?
         var duplicates: Int
         var out_of_order: Int
         var resyncs: Int
         /// The distinct `resync` and `error` messages the hub sent, with how many subscribers got each first.
         var notices: [String: Int]
         var hub_rss_mib_after_resume: Double
+    }
+
+    /// `statushub_conflated_total` from the node's `/metrics`, nil if it cannot be read.
+    static func conflatedCount(_ base: URL) async -> Int? {
+        guard let (data, _) = try? await URLSession.shared.data(from: base.appendingPathComponent("metrics")) else { return nil }
+        let line = String(decoding: data, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("statushub_conflated_total ") }
+        return line.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }.map { Int($0) }
     }
 
     func run() async throws {
@@ -262,6 +272,7 @@ struct ResumeCommand: AsyncParsableCommand {
                 retried_attempts: retried.value, published_meanwhile: lastMeanwhile - 1,
                 all_caught_up_seconds: caughtUp.map(round3), events_total: seq, subscribers_complete: complete,
                 missing: ledgers.reduce(0) { $0 + $1.missing + max(0, seq + 1 - $1.nextSeq) },
+                conflated_by_hub: await Self.conflatedCount(base),
                 duplicates: ledgers.reduce(0) { $0 + $1.duplicates }, out_of_order: ledgers.reduce(0) { $0 + $1.outOfOrder },
                 resyncs: ledgers.reduce(0) { $0 + $1.resyncs },
                 notices: ledgers.reduce(into: [:]) { counts, ledger in
@@ -333,7 +344,9 @@ struct ResumeCommand: AsyncParsableCommand {
                 "  published meanwhile \(restart.published_meanwhile) events; all had them "
                     + (restart.all_caught_up_seconds.map { String(format: "%.2f s after /ready", $0) } ?? "—"),
                 "  delivery check     \(restart.subscribers_complete) of \(result.subscribers) got all \(restart.events_total) events once, in order; "
-                    + "missing \(restart.missing), duplicates \(restart.duplicates), out of order \(restart.out_of_order), resync \(restart.resyncs)",
+                    + "missing \(restart.missing)"
+                    + (restart.conflated_by_hub.map { " (conflated by the hub for slow readers: \($0))" } ?? "")
+                    + ", duplicates \(restart.duplicates), out of order \(restart.out_of_order), resync \(restart.resyncs)",
                 String(format: "  hub RSS after the resume %.1f MiB", restart.hub_rss_mib_after_resume),
             ]
             for (notice, count) in restart.notices.sorted(by: { $0.value > $1.value }) { lines.append("  hub said (\(count)×): \(notice)") }
@@ -376,9 +389,14 @@ final class DeliveryTally: Sendable {
     }
 }
 
-/// POSTs the numbered events every subscriber must receive (data.resume_seq), one at a time.
+/// POSTs the numbered events every subscriber must receive (data.resume_seq), one at a time, as a careful MES
+/// would: each event carries its own `idempotency_key`, and a 503 is followed by resending after `Retry-After`
+/// (a storm on one node may starve the box enough for the other node's Redis command to time out), so an event
+/// is acknowledged once however many tries it takes.
 struct EventPoster: Sendable {
     var line: String
+    /// Tries per event, 503s included, before the run fails.
+    var attempts = 10
 
     struct Refused: Error, CustomStringConvertible {
         var status: Int
@@ -389,15 +407,21 @@ struct EventPoster: Sendable {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let timestamp = formatter.string(from: Date())
-        let body = #"{"event_type":"resource_status_changed","entity_type":"machine","entity_id":"M-\#(seq % 100)","line":"\#(line)","timestamp":"\#(timestamp)","data":{"current_status":"running","resume_seq":\#(seq)},"metadata":{"source":"resume","triggered_by":"system"}}"#
+        let body = #"{"event_type":"resource_status_changed","entity_type":"machine","entity_id":"M-\#(seq % 100)","line":"\#(line)","timestamp":"\#(timestamp)","idempotency_key":"resume-\#(seq)","data":{"current_status":"running","resume_seq":\#(seq)},"metadata":{"source":"resume","triggered_by":"system"}}"#
         var request = URLRequest(url: base.appendingPathComponent("v1/events"))
         request.httpMethod = "POST"
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.httpBody = Data(body.utf8)
         request.timeoutInterval = 10
-        let (_, response) = try await URLSession.shared.data(for: request)
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        guard status == 202 else { throw Refused(status: status) }
+        for attempt in 1...attempts {
+            let (_, response) = try await URLSession.shared.data(for: request)
+            let http = response as? HTTPURLResponse
+            let status = http?.statusCode ?? 0
+            if status == 202 { return }
+            guard status == 503, attempt < attempts else { throw Refused(status: status) }
+            let retryAfter = http?.value(forHTTPHeaderField: "Retry-After").flatMap(Double.init) ?? 1
+            try await Task.sleep(for: .seconds(min(max(retryAfter, 0.1), 5)))
+        }
     }
 }
 

@@ -33,6 +33,38 @@ struct ResumeTests {
         }
     }
 
+    /// A resume longer than `websocket.conflate_above`, of a few machines' states, to a reader that reads it all:
+    /// every event arrives. Pushed into the outbox at once, the replay crossed the threshold by itself and the
+    /// machines' older states were conflated away (a restart storm's subscribers lost 59 of 336 events each).
+    @Test(arguments: EngineKind.allCases)
+    func aLongReplayIsNotConflatedForAReaderThatKeepsUp(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind, configure: { $0.websocket.conflateAbove = 16 }) { hub in
+            let first = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-0"))
+            let since = try #require(first.json["accepted"]?.arrayValue?.first?["event_id"]?.stringValue)
+            let statuses = ["running", "idle", "down"]
+            var stored: [EventID] = []
+            for batch in 0..<4 {
+                let reply = try await HTTP.post(port: hub.port, events: (0..<30).map {
+                    SampleEvents.machineStatus("M-\($0 % 3)", statuses[(batch + $0 / 3) % 3])
+                })
+                stored += (reply.json["accepted"]?.arrayValue ?? []).compactMap { $0["event_id"]?.stringValue.flatMap(EventID.init) }
+            }
+            // Far more than the conflation threshold, of three machines (a repeated status is refused, not stored).
+            #expect(stored.count > 4 * 16)
+            let socket = try await TestSocket(port: hub.port)
+            socket.send(#"{"op":"subscribe","channels":["machine:*"],"since":"\#(since)"}"#)
+            #expect(try await socket.next()["op"] == .string("subscribed"))
+            var received: [EventID] = []
+            while received.count < stored.count {
+                guard let event = try? await socket.nextEvent() else { break }
+                if let id = event["event_id"]?.stringValue.flatMap(EventID.init) { received.append(id) }
+            }
+            #expect(received == stored.sorted(), "\(received.count) of \(stored.count) replayed")
+            #expect(await socket.drain(for: .milliseconds(200)).isEmpty)
+            _ = await socket.close()
+        }
+    }
+
     @Test(arguments: WebSocketPath.allCases) func resumeUnderLoadHasNoGapAndNoDuplicateAtTheSeam(_ path: WebSocketPath) async throws {
         try await withHub(engine: .memory, path: path) { hub in
             let ids = try await HTTP.post(port: hub.port, events: (0..<10).map { SampleEvents.machineStatus("M-\($0)") })
