@@ -10,18 +10,23 @@ import NIOWebSocket
 /// Right behind the frame decoder: passes masked frames on; answers the first unmasked one with a close frame
 /// (1002) and closes the socket once it is written, like swift-nio's `WebSocketProtocolErrorHandler` does for the
 /// decoder's own errors (its error type has no case for an unmasked frame). Nothing the client sends after it is
-/// read. Without a negotiated extension (`refusesReservedBits`) it refuses frames with RSV bits set the same way
-/// (RFC 6455 §5.2): the library checks them on its own path, and swift-nio's frame aggregator would drop them.
+/// read. On the handler path (`checksReservedBits`) it refuses frames with RSV bits the session did not negotiate
+/// the same way (RFC 6455 §5.2; the library checks them on its own path, and swift-nio's frame aggregator would
+/// drop them): with permessage-deflate, RSV1 is allowed on the first frame of a data message and nowhere else
+/// (RFC 7692 §6), and it is noted for the session's `MessageInflater`, since the aggregated message loses it.
 final class RequireMaskedFrames: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
-    private let refusesReservedBits: Bool
+    private let checksReservedBits: Bool
+    /// Where RSV1 of each data message goes, with permessage-deflate.
+    private let inflater: MessageInflater?
     private var refused = false
 
-    init(refusesReservedBits: Bool) {
-        self.refusesReservedBits = refusesReservedBits
+    init(checksReservedBits: Bool, inflater: MessageInflater? = nil) {
+        self.checksReservedBits = checksReservedBits
+        self.inflater = inflater
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -30,8 +35,8 @@ final class RequireMaskedFrames: ChannelInboundHandler, RemovableChannelHandler 
         let reason: String
         if frame.maskKey == nil {
             reason = "client frames must be masked (RFC 6455 5.1)"
-        } else if refusesReservedBits, !frame.reservedBits.isEmpty {
-            reason = "reserved bits set without a negotiated extension"
+        } else if checksReservedBits, let refusal = reservedBitsRefusal(frame) {
+            reason = refusal
         } else {
             return context.fireChannelRead(data)
         }
@@ -42,5 +47,19 @@ final class RequireMaskedFrames: ChannelInboundHandler, RemovableChannelHandler 
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)))
             .whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private func reservedBitsRefusal(_ frame: WebSocketFrame) -> String? {
+        guard let inflater else {
+            return frame.reservedBits.isEmpty ? nil : "reserved bits set without a negotiated extension"
+        }
+        if frame.rsv2 || frame.rsv3 { return "RSV2 and RSV3 are not used by permessage-deflate" }
+        switch frame.opcode {
+        case .text, .binary:
+            inflater.nextMessageCompressed = frame.rsv1
+            return nil
+        default:
+            return frame.rsv1 ? "RSV1 is only set on the first frame of a compressed message (RFC 7692 6)" : nil
+        }
     }
 }

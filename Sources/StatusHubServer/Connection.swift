@@ -8,7 +8,7 @@ import Synchronization
 final class Connection: Hashable, Sendable {
     struct Held: Sendable {
         var event: StoredEvent
-        var frame: ByteBuffer
+        var frame: WireFrame
         var conflationKey: String?
         /// Its ingest instant and category, for the writer to time the delivery; nil when the hub keeps no
         /// latency figures.

@@ -1,44 +1,12 @@
 import NIOCore
 import NIOWebSocket
-
-/// Server-to-client WebSocket text frames, framed once: the header and the payload in one `ByteBuffer` that every
-/// receiver shares (servers do not mask, so the bytes are the same for everyone).
-enum WireFrame {
-    /// `payload` as one unfragmented text frame.
-    static func text(_ payload: [UInt8]) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: payload.count + 10)
-        buffer.writeInteger(UInt8(0x81))  // FIN, opcode 1 (text)
-        if payload.count < 126 {
-            buffer.writeInteger(UInt8(payload.count))
-        } else if payload.count <= Int(UInt16.max) {
-            buffer.writeInteger(UInt8(126))
-            buffer.writeInteger(UInt16(payload.count))
-        } else {
-            buffer.writeInteger(UInt8(127))
-            buffer.writeInteger(UInt64(payload.count))
-        }
-        buffer.writeBytes(payload)
-        return buffer
-    }
-
-    /// The payload of a frame made by `text(_:)`, sharing its storage (for connections whose frames must go
-    /// through the WebSocket library, e.g. to be compressed).
-    static func payload(of frame: ByteBuffer) -> ByteBuffer {
-        let headerLength: Int
-        switch frame.getInteger(at: frame.readerIndex + 1, as: UInt8.self)! & 0x7F {
-        case 126: headerLength = 4
-        case 127: headerLength = 10
-        default: headerLength = 2
-        }
-        return frame.getSlice(at: frame.readerIndex + headerLength, length: frame.readableBytes - headerLength)!
-    }
-}
+import Prometheus
 
 /// Writes a connection's queued frames straight to the socket, below the WebSocket frame encoder: a batch costs
 /// one flush (one `writev`) instead of an actor hop, an encoder pass, a header allocation and a flush per frame.
 ///
-/// Only for connections without a negotiated extension: permessage-deflate must see every data frame, so
-/// compressed connections keep writing through the library. Ping, pong and close frames go through the
+/// With permessage-deflate the frames go out compressed, each message's compressed form made once and shared by
+/// every connection with the same window size (`WireFrame`); control frames are never compressed. Ping, pong and close frames go through the
 /// session's handler (`WebSocketSessionHandler`) and `Heartbeat`; `CloseWatch` sees the close frame pass, after
 /// which no data frame is written (frames are whole on the wire either way: each is one buffer written on the
 /// channel's event loop). The flush passes are the only writer of data frames.
@@ -55,22 +23,29 @@ final class DirectFrameWriter: Sendable {
 
     let channel: any Channel
     private let state: NIOLoopBound<State>
+    /// The server window of a negotiated permessage-deflate; nil: frames go out plain.
+    private let deflateWindowBits: Int?
+    private let compressions: Counter?
 
-    private init(channel: any Channel, state: NIOLoopBound<State>) {
+    private init(channel: any Channel, state: NIOLoopBound<State>, deflateWindowBits: Int?, compressions: Counter?) {
         self.channel = channel
         self.state = state
+        self.deflateWindowBits = deflateWindowBits
+        self.compressions = compressions
     }
 
     /// Adds the outlet (just in front of the frame encoder, so its bytes still pass TLS when the node serves
     /// `wss://`) and the close watch (just behind the encoder, so every frame the library writes passes it).
     /// Call on the channel's event loop once the WebSocket pipeline is set up.
-    static func add(to channel: any Channel) throws -> DirectFrameWriter {
+    static func add(to channel: any Channel, deflateWindowBits: Int? = nil, compressions: Counter? = nil) throws -> DirectFrameWriter {
         let state = State()
         let pipeline = channel.pipeline.syncOperations
         let encoder = try pipeline.handler(type: WebSocketFrameEncoder.self)
         try pipeline.addHandler(CloseWatch(state: state), position: .after(encoder))
         try pipeline.addHandler(Outlet(state: state), position: .before(encoder))
-        return DirectFrameWriter(channel: channel, state: NIOLoopBound(state, eventLoop: channel.eventLoop))
+        return DirectFrameWriter(
+            channel: channel, state: NIOLoopBound(state, eventLoop: channel.eventLoop), deflateWindowBits: deflateWindowBits,
+            compressions: compressions)
     }
 
     /// Drains `outbox` on the channel's event loop from now on: a push into an empty outbox puts a flush pass in
@@ -101,22 +76,23 @@ final class DirectFrameWriter: Sendable {
             return
         }
         guard let frames = flusher.takeForWriting(outbox), !frames.isEmpty else { return }
-        outlet.writeAndFlush(NIOAny(Self.joined(frames, allocator: channel.allocator)), promise: nil)
+        outlet.writeAndFlush(NIOAny(joined(frames)), promise: nil)
     }
 
     /// Several frames as one buffer: copying a few hundred bytes each costs less than a write per frame through
     /// the pipeline and NIO's pending-write queue (one `writev` either way).
-    private static func joined(_ frames: [ByteBuffer], allocator: ByteBufferAllocator) -> ByteBuffer {
-        guard frames.count > 1 else { return frames[0] }
-        var buffer = allocator.buffer(capacity: frames.reduce(0) { $0 + $1.readableBytes })
-        for frame in frames { buffer.writeImmutableBuffer(frame) }
+    private func joined(_ frames: [WireFrame]) -> ByteBuffer {
+        guard frames.count > 1 else { return frames[0].bytes(deflatingWith: deflateWindowBits, compressions: compressions) }
+        let wire = frames.map { $0.bytes(deflatingWith: deflateWindowBits, compressions: compressions) }
+        var buffer = channel.allocator.buffer(capacity: wire.reduce(0) { $0 + $1.readableBytes })
+        for frame in wire { buffer.writeImmutableBuffer(frame) }
         return buffer
     }
 
     /// Writes `frames` (made by `WireFrame`) in order, as one buffer with one flush: the frames still queued when
     /// the node goes away, before its 1001. Returns at once while the channel stays writable, otherwise once they
     /// are handed to the socket. Throws once the close frame went out or the channel closed.
-    func write(_ frames: [ByteBuffer]) async throws {
+    func write(_ frames: [WireFrame]) async throws {
         guard !frames.isEmpty else { return }
         if channel.eventLoop.inEventLoop {
             if let written = try writeOnLoop(frames) { try await written.get() }
@@ -133,16 +109,16 @@ final class DirectFrameWriter: Sendable {
 
     /// `write` on the channel's event loop without waiting: for the frames still queued when the node goes away,
     /// written just before the 1001 (which follows them through the pipeline).
-    func writeNow(_ frames: [ByteBuffer]) {
+    func writeNow(_ frames: [WireFrame]) {
         guard !frames.isEmpty else { return }
         _ = try? writeOnLoop(frames)
     }
 
-    private func writeOnLoop(_ frames: [ByteBuffer]) throws -> EventLoopFuture<Void>? {
+    private func writeOnLoop(_ frames: [WireFrame]) throws -> EventLoopFuture<Void>? {
         let state = self.state.value
         guard !state.closeSent, let outlet = state.outlet, channel.isActive else { throw Closed() }
         let written = channel.eventLoop.makePromise(of: Void.self)
-        outlet.writeAndFlush(NIOAny(Self.joined(frames, allocator: channel.allocator)), promise: written)
+        outlet.writeAndFlush(NIOAny(joined(frames)), promise: written)
         return channel.isWritable ? nil : written.futureResult
     }
 

@@ -16,6 +16,7 @@ public final class HubMetrics: Sendable {
     let duplicatesAcknowledged: Counter
     let conflated: Counter
     let resyncs: Counter
+    let messagesDeflated: Counter
 
     public init() {
         let registry = self.registry
@@ -29,6 +30,9 @@ public final class HubMetrics: Sendable {
         deliveries = counter("deliveries", "Event frames queued to WebSocket connections")
         duplicatesAcknowledged = counter("duplicates_acknowledged", "Retried events acknowledged with their original id, not stored again")
         conflated = counter("conflated", "Queued state events replaced by a newer one for the same entity (slow readers)")
+        messagesDeflated = counter(
+            "websocket_messages_deflated",
+            "Outgoing WebSocket messages compressed for permessage-deflate: once per message and server window size, shared by every compressed connection")
         resyncs = counter("resyncs", "resync messages sent (history gap on resume, or an engine gap)")
         slowConsumerCloses = counter("slow_consumer_closes", "Connections closed with 4001 because their outbox overflowed")
         connections = registry.makeGauge(

@@ -35,7 +35,7 @@ final class LoopFlusher: Sendable {
 
     /// For a pass about to write what it takes: `outbox`'s frames, each event frame's delivery timed now (one clock
     /// reading for the pass). On the loop; anywhere else the frames are taken untimed.
-    func takeForWriting(_ outbox: Outbox) -> [ByteBuffer]? {
+    func takeForWriting(_ outbox: Outbox) -> [WireFrame]? {
         guard let written, loop.inEventLoop else { return outbox.take() }
         return written.withValue { tally in
             tally.beginWrite()

@@ -31,12 +31,12 @@ final class Outbox: Sendable {
     }
 
     enum Next: Sendable {
-        case frames([ByteBuffer])
+        case frames([WireFrame])
         case ended(Ending)
     }
 
     private struct Slot {
-        var frame: ByteBuffer?  // nil once conflated away
+        var frame: WireFrame?  // nil once conflated away
         var conflationKey: String?
         /// A live event's, for the writer to time its delivery (`DeliveryTally`).
         var stamp: DeliveryStamp?
@@ -90,7 +90,7 @@ final class Outbox: Sendable {
 
     /// Everything queued (push mode), or nil; the next push signals `onReady` again. `forEachStamp` is told the
     /// stamp of each event frame taken, for a writer that times its deliveries.
-    func take(forEachStamp: (DeliveryStamp) -> Void = { _ in }) -> [ByteBuffer]? {
+    func take(forEachStamp: (DeliveryStamp) -> Void = { _ in }) -> [WireFrame]? {
         state.withLock { state in
             state.readySignalled = false
             guard state.live > 0, state.ending != .overflowed else { return nil }
@@ -99,8 +99,8 @@ final class Outbox: Sendable {
     }
 
     /// Removes and returns every frame still queued (conflated ones are gone already).
-    private static func takeAll(_ state: inout State, _ forEachStamp: (DeliveryStamp) -> Void) -> [ByteBuffer] {
-        var frames: [ByteBuffer] = []
+    private static func takeAll(_ state: inout State, _ forEachStamp: (DeliveryStamp) -> Void) -> [WireFrame] {
+        var frames: [WireFrame] = []
         frames.reserveCapacity(state.live)
         for slot in state.slots {
             guard let frame = slot.frame else { continue }
@@ -158,7 +158,7 @@ final class Outbox: Sendable {
     /// Queues a frame; `conflationKey` (an entity key) lets a newer frame of the same entity replace it while
     /// both are still queued; `stamp` (a live event's) goes to the writer with the frame.
     @discardableResult
-    func push(_ frame: ByteBuffer, conflationKey: String? = nil, stamp: DeliveryStamp? = nil) -> PushResult {
+    func push(_ frame: WireFrame, conflationKey: String? = nil, stamp: DeliveryStamp? = nil) -> PushResult {
         let (result, waiter, ready) = state.withLock {
             state -> (PushResult, Wake?, (@Sendable () -> Void)?) in
             guard state.ending == nil else { return (.ended, nil, nil) }

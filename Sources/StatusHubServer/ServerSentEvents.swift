@@ -193,7 +193,7 @@ struct ServerSentEvents {
                 stamps.removeAll(keepingCapacity: true)
                 switch await connection.outbox.next(forEachStamp: { stamps.append($0) }) {
                 case .frames(let frames):
-                    var buffer = ByteBufferAllocator().buffer(capacity: frames.reduce(0) { $0 + $1.readableBytes + 32 })
+                    var buffer = ByteBufferAllocator().buffer(capacity: frames.reduce(0) { $0 + $1.framed.readableBytes + 32 })
                     for frame in frames { Self.append(frame, to: &buffer) }
                     try await writer.write(buffer)
                     // Timed once the batch is handed to the socket.
@@ -216,15 +216,15 @@ struct ServerSentEvents {
 
         /// Pushed by the pacer: written as the heartbeat comment. A WebSocket ping frame, which the outbox never
         /// otherwise holds.
-        static let heartbeatMarker = ByteBuffer(bytes: [0x89, 0x00])
+        static let heartbeatMarker = WireFrame(framed: ByteBuffer(bytes: [0x89, 0x00]))
 
         /// One outbox frame as an SSE message: `id:` for events (and a snapshot's last part), then `data:`.
-        static func append(_ frame: ByteBuffer, to buffer: inout ByteBuffer) {
-            if frame.getInteger(at: frame.readerIndex, as: UInt8.self) == 0x89 {
+        static func append(_ frame: WireFrame, to buffer: inout ByteBuffer) {
+            if frame.framed.getInteger(at: frame.framed.readerIndex, as: UInt8.self) == 0x89 {
                 buffer.writeImmutableBuffer(ServerSentEvents.heartbeat)
                 return
             }
-            let payload = WireFrame.payload(of: frame)
+            let payload = frame.payload
             if let id = resumeID(in: payload) {
                 buffer.writeString("id: ")
                 buffer.writeString(id)

@@ -123,7 +123,7 @@ struct WebSocketSession: Sendable {
             case .frames(let frames):
                 for frame in frames {
                     do {
-                        try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: WireFrame.payload(of: frame))))
+                        try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame.payload)))
                     } catch {
                         return
                     }

@@ -3,9 +3,10 @@ import NIOWebSocket
 import StatusHubCore
 
 /// The reading side of a WebSocket session served from the channel pipeline (`HubHTTP1Channel`), at its tail behind
-/// `NIOWebSocketFrameAggregator` (whole messages, held to `websocket.max_frame_bytes`): it checks each message
-/// (invalid UTF-8: 1007, binary: 1003), answers the client's pings, runs the close handshake, and hands text
-/// messages to the session's `SessionInbox`. Writing is the `DirectFrameWriter`'s, pinging the `Heartbeat`'s: an
+/// `NIOWebSocketFrameAggregator` (whole messages, held to `websocket.max_frame_bytes`): it inflates a compressed
+/// message (`MessageInflater`: over the limit 1009, not DEFLATE 1007), checks each message (invalid UTF-8: 1007,
+/// binary: 1003), answers the client's pings, runs the close handshake, and hands text messages to the session's
+/// `SessionInbox`. Writing is the `DirectFrameWriter`'s, pinging the `Heartbeat`'s: an
 /// idle connection is these handlers and timers, and no task.
 ///
 /// The close handshake is the WebSocket library's (WSCore): a close frame from the hub is followed by closing the
@@ -18,25 +19,33 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private let inbox: SessionInbox
     private let refusal: (code: CloseCode, reason: String)?
+    /// With permessage-deflate: inflates the messages that came compressed, held to `maxMessageBytes`.
+    private let inflater: MessageInflater?
+    private let maxMessageBytes: Int
     private var context: ChannelHandlerContext?
     private var closing = false
     /// A read held back while the inbox is full.
     private var readPending = false
 
     /// `refusal`: closes with it as soon as the connection is upgraded (a connection limit said no).
-    init(inbox: SessionInbox, refusal: (code: CloseCode, reason: String)?) {
+    init(inbox: SessionInbox, refusal: (code: CloseCode, reason: String)?, inflater: MessageInflater?, maxMessageBytes: Int) {
         self.inbox = inbox
         self.refusal = refusal
+        self.inflater = inflater
+        self.maxMessageBytes = maxMessageBytes
     }
 
     /// The aggregator and this handler, at the pipeline's tail. Call on the channel's event loop once the WebSocket
     /// pipeline is set up.
-    static func add(to channel: any Channel, maxMessageBytes: Int, inbox: SessionInbox, refusal: (code: CloseCode, reason: String)?) throws {
+    static func add(
+        to channel: any Channel, maxMessageBytes: Int, inbox: SessionInbox, refusal: (code: CloseCode, reason: String)?,
+        inflater: MessageInflater?
+    ) throws {
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(
             NIOWebSocketFrameAggregator(
                 minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: maxFragments, maxAccumulatedFrameSize: maxMessageBytes))
-        try pipeline.addHandler(WebSocketSessionHandler(inbox: inbox, refusal: refusal))
+        try pipeline.addHandler(WebSocketSessionHandler(inbox: inbox, refusal: refusal, inflater: inflater, maxMessageBytes: maxMessageBytes))
     }
 
     /// Fragments one message may come in (each costs a little memory until the last arrives): more close with 1009.
@@ -66,7 +75,17 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         switch frame.opcode {
         case .text:
-            guard let text = String(validating: frame.unmaskedData.readableBytesView, as: UTF8.self) else {
+            var payload = frame.unmaskedData
+            if let inflater, inflater.nextMessageCompressed {
+                do {
+                    payload = try inflater.inflate(payload, limit: maxMessageBytes)
+                } catch .tooBig {
+                    return close(.messageTooBig)
+                } catch {
+                    return close(.invalidPayload)
+                }
+            }
+            guard let text = String(validating: payload.readableBytesView, as: UTF8.self) else {
                 return close(.invalidPayload)
             }
             inbox.push(text)

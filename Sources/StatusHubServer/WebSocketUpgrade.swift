@@ -61,8 +61,44 @@ final class WebSocketUpgrade: Sendable {
         let release: @Sendable () -> Void = { [access] in admission.map { access.connections.release($0.address) } }
         var offers = HTTPFields()
         for (name, value) in head.headers where name.lowercased() == "sec-websocket-extensions" {
-            offers.append(HTTPField(name: .secWebSocketExtensions, value: value))
+            // Several offers may share one header, comma-separated (RFC 6455 §9.1); the library's parser takes a
+            // header as one.
+            for offer in value.split(separator: ",") { offers.append(HTTPField(name: .secWebSocketExtensions, value: String(offer))) }
         }
+        let token = SubscriberTokens.token(authorization: head.headers.first(name: "Authorization"), path: head.uri)
+        let pingInterval = TimeAmount.milliseconds(Int64(limits.pingIntervalSeconds * 1000))
+        if path == .library {
+            return libraryUpgrade(offers: offers, refusal: refusal, token: token, release: release, pingInterval: pingInterval, logger: logger)
+        }
+        let deflate = limits.compression ? PerMessageDeflate.negotiate(WebSocketExtensionHTTPParameters.parseHeaders(offers)) : nil
+        var answer = HTTPHeaders()
+        if let deflate { answer.add(name: "Sec-WebSocket-Extensions", value: deflate.responseHeader) }
+        return HubHTTP1Channel.Upgrade(headers: answer) { [self] channel in
+            let pipeline = channel.pipeline.syncOperations
+            let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+            let inflater = deflate.map(MessageInflater.init)
+            try pipeline.addHandler(RequireMaskedFrames(checksReservedBits: true, inflater: inflater), position: .after(decoder))
+            // Behind the decoder, so its close frame passes the direct writer's close watch (behind the encoder).
+            try Heartbeat.add(to: channel, interval: pingInterval, closeTimeout: Self.closeTimeout)
+            let direct = try DirectFrameWriter.add(to: channel, deflateWindowBits: deflate?.serverWindowBits, compressions: metrics.messagesDeflated)
+            let inbox = SessionInbox(
+                channel: channel,
+                opening: { [self] in
+                    await access.authenticate(token: token).map { makeSession(for: $0, channel: channel, direct: direct, logger: logger) }
+                },
+                release: release)
+            try WebSocketSessionHandler.add(
+                to: channel, maxMessageBytes: limits.maxFrameBytes, inbox: inbox, refusal: refusal, inflater: inflater)
+            return .handlers
+        }
+    }
+
+    /// An upgrade served by the WebSocket library (`WebSocketPath.library`), its permessage-deflate bounded by
+    /// `BoundedDeflate`.
+    private func libraryUpgrade(
+        offers: HTTPFields, refusal: (code: CloseCode, reason: String)?, token: String?, release: @escaping @Sendable () -> Void,
+        pingInterval: TimeAmount, logger: Logger
+    ) -> HubHTTP1Channel.Upgrade? {
         let builders: [any WebSocketExtensionBuilder] = limits.compression ? [BoundedDeflateBuilder(maxMessageBytes: limits.maxFrameBytes)] : []
         let answer: HTTPFields
         let extensions: [any WebSocketExtension]
@@ -73,29 +109,13 @@ final class WebSocketUpgrade: Sendable {
             release()
             return nil
         }
-        let token = SubscriberTokens.token(authorization: head.headers.first(name: "Authorization"), path: head.uri)
-        let forcedLibrary = path == .library
-        let pingInterval = TimeAmount.milliseconds(Int64(limits.pingIntervalSeconds * 1000))
         return HubHTTP1Channel.Upgrade(headers: HTTPHeaders(answer.map { ($0.name.rawName, $0.value) })) { [self] channel in
             let pipeline = channel.pipeline.syncOperations
             let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-            let library = !extensions.isEmpty || forcedLibrary
-            try pipeline.addHandler(RequireMaskedFrames(refusesReservedBits: !library), position: .after(decoder))
-            // Behind the decoder, so its close frame passes the direct writer's close watch (behind the encoder).
+            try pipeline.addHandler(RequireMaskedFrames(checksReservedBits: false), position: .after(decoder))
             try Heartbeat.add(to: channel, interval: pingInterval, closeTimeout: Self.closeTimeout)
-            if library {
-                return try librarySession(
-                    channel: channel, extensions: extensions, refusal: refusal, token: token, release: release, logger: logger)
-            }
-            let direct = try DirectFrameWriter.add(to: channel)
-            let inbox = SessionInbox(
-                channel: channel,
-                opening: { [self] in
-                    await access.authenticate(token: token).map { makeSession(for: $0, channel: channel, direct: direct, logger: logger) }
-                },
-                release: release)
-            try WebSocketSessionHandler.add(to: channel, maxMessageBytes: limits.maxFrameBytes, inbox: inbox, refusal: refusal)
-            return .handlers
+            return try librarySession(
+                channel: channel, extensions: extensions, refusal: refusal, token: token, release: release, logger: logger)
         }
     }
 

@@ -5,11 +5,11 @@ import Testing
 
 @Suite("Outbox conflation and overflow")
 struct OutboxTests {
-    func frame(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+    func frame(_ text: String) -> WireFrame { WireFrame(framed: ByteBuffer(string: text)) }
 
     func drain(_ outbox: Outbox) async -> [String] {
         guard case .frames(let frames) = await outbox.next() else { return [] }
-        return frames.map { String(buffer: $0) }
+        return frames.map { String(buffer: $0.framed) }
     }
 
     /// A reader's ready signal usually holds the outbox (and the channel): an ended outbox must let it go, or the

@@ -11,7 +11,7 @@ struct SeamFilterTests {
         let stored = StoredEvent(
             id: EventID(milliseconds: id, sequence: 0), entityKey: key, channels: channels,
             json: Array(#"{"event_id":"\#(id)-0"}"#.utf8), carriesState: state)
-        return Connection.Held(event: stored, frame: ByteBuffer(string: "\(id) \(key)"), conflationKey: nil)
+        return Connection.Held(event: stored, frame: WireFrame(framed: ByteBuffer(string: "\(id) \(key)")), conflationKey: nil)
     }
 
     static let machine1 = ["resource-status", "machine:M-1"]
@@ -34,7 +34,7 @@ struct SeamFilterTests {
         connection.offer(Self.event(11, ["resource-status", "machine:M-2"], key: "resource:machine:M-2"))  // new
         connection.offer(Self.event(13, Self.machine1, key: "resource:machine:M-1"))  // past the answer: filter ends
         connection.offer(Self.event(9, Self.machine1, key: "resource:machine:M-1"))  // (cannot happen; shows it ended)
-        let frames = (connection.outbox.take() ?? []).map { String(buffer: $0) }
+        let frames = (connection.outbox.take() ?? []).map { String(buffer: $0.framed) }
         #expect(frames == [
             "9 resource:operator:O-1", "9 resource:machine:M-1", "11 resource:machine:M-2", "13 resource:machine:M-1",
             "9 resource:machine:M-1",
@@ -49,7 +49,7 @@ struct SeamFilterTests {
         connection.offer(Self.event(5, Self.machine1, key: "resource:machine:M-1"))  // replayed
         connection.offer(Self.event(5, Self.operator1, key: "resource:operator:O-1"))  // not the replay's pattern
         connection.offer(Self.event(6, Self.machine1, key: "resource:machine:M-1"))
-        let frames = (connection.outbox.take() ?? []).map { String(buffer: $0) }
+        let frames = (connection.outbox.take() ?? []).map { String(buffer: $0.framed) }
         #expect(frames == ["5 resource:operator:O-1", "6 resource:machine:M-1"])
     }
 }

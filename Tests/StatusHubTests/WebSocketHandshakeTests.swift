@@ -10,6 +10,12 @@ import Testing
 struct WebSocketHandshakeTests {
     /// Server frames (unmasked) after the response head: opcode and payload of each complete one.
     static func frames(in stream: [UInt8]) -> [(opcode: UInt8, payload: [UInt8])] {
+        rawFrames(in: stream).map { ($0.first & 0x0F, $0.payload) }
+    }
+
+    /// Server frames (unmasked) after the response head: the first byte (FIN, RSV bits, opcode) and payload of each
+    /// complete one.
+    static func rawFrames(in stream: [UInt8]) -> [(first: UInt8, payload: [UInt8])] {
         guard let headEnd = stream.indices.first(where: { stream[$0...].starts(with: Array("\r\n\r\n".utf8)) }) else { return [] }
         var frames: [(UInt8, [UInt8])] = []
         var index = headEnd + 4
@@ -26,7 +32,7 @@ struct WebSocketHandshakeTests {
                 offset += 8
             }
             guard offset + length <= stream.count else { break }
-            frames.append((stream[index] & 0x0F, Array(stream[offset..<offset + length])))
+            frames.append((stream[index], Array(stream[offset..<offset + length])))
             index = offset + length
         }
         return frames
