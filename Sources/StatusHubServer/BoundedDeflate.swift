@@ -3,7 +3,9 @@ import HummingbirdWSCompression
 import HummingbirdWebSocket
 import NIOWebSocket
 
-/// permessage-deflate as HummingbirdWSCompression builds it, with the two things the library leaves open:
+/// permessage-deflate as HummingbirdWSCompression builds it, for the library path (`WebSocketPath.library`, the
+/// test suites' reference; a node negotiates its own: `PerMessageDeflate`), with the two things the library
+/// leaves open:
 ///
 /// - **One size limit.** A compressed message is held to `websocket.max_frame_bytes` once inflated, exactly like an
 ///   uncompressed one (1009 above it). The library's own bound (`maxDecompressedFrameSize`) is loose — it inflates
@@ -29,32 +31,15 @@ struct BoundedDeflateBuilder: WebSocketExtensionBuilder {
         WebSocketExtensionFactory { BoundedDeflateBuilder(maxMessageBytes: maxMessageBytes) }
     }
 
-    /// Whether the hub can take this offer as it stands (RFC 7692 §7): only the four parameters of
-    /// permessage-deflate, each at most once (the library's parser keeps the last of duplicates), flags without a
-    /// value, window sizes 8–15, and for the hub's own (server) window one zlib can compress with: 9–15.
-    static func canAccept(_ offer: WebSocketExtensionHTTPParameters) -> Bool {
-        offer.parameters.allSatisfy { name, value in
-            switch name {
-            case "server_no_context_takeover", "client_no_context_takeover":
-                return value == .null
-            case "server_max_window_bits":
-                return value.integer.map { (9...15).contains($0) } ?? false
-            case "client_max_window_bits":
-                return value == .null || value.integer.map { (8...15).contains($0) } ?? false
-            default:
-                return false
-            }
-        }
-    }
 
     func clientRequestHeader() -> String { library.clientRequestHeader() }
 
     func serverReponseHeader(to request: WebSocketExtensionHTTPParameters) -> String? {
-        Self.canAccept(request) ? library.serverReponseHeader(to: request) : nil
+        PerMessageDeflate.canAccept(request) ? library.serverReponseHeader(to: request) : nil
     }
 
     func serverExtension(from request: WebSocketExtensionHTTPParameters) throws -> (any WebSocketExtension)? {
-        guard Self.canAccept(request) else { return nil }
+        guard PerMessageDeflate.canAccept(request) else { return nil }
         return try library.serverExtension(from: request).map { BoundedDeflate(library: $0, maxMessageBytes: maxMessageBytes) }
     }
 

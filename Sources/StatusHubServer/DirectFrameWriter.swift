@@ -6,8 +6,8 @@ import Prometheus
 /// one flush (one `writev`) instead of an actor hop, an encoder pass, a header allocation and a flush per frame.
 ///
 /// With permessage-deflate the frames go out compressed, each message's compressed form made once and shared by
-/// every connection with the same window size (`WireFrame`); control frames are never compressed. Ping, pong and close frames go through the
-/// session's handler (`WebSocketSessionHandler`) and `Heartbeat`; `CloseWatch` sees the close frame pass, after
+/// every connection with the same window size (`WireFrame`). Ping, pong and close frames (never compressed) go
+/// through the session's handler (`WebSocketSessionHandler`) and `Heartbeat`; `CloseWatch` sees the close frame pass, after
 /// which no data frame is written (frames are whole on the wire either way: each is one buffer written on the
 /// channel's event loop). The flush passes are the only writer of data frames.
 final class DirectFrameWriter: Sendable {

@@ -14,8 +14,9 @@ import NIOWebSocket
 /// Hummingbird's `HTTP1WebSocketUpgradeChannel` hands every upgraded connection to a task for its whole life (its
 /// `handle` runs the session). This is the same pipeline — swift-nio's typed upgrade (`NIOTypedHTTPServerUpgradeHandler`
 /// with `NIOTypedWebSocketServerUpgrader`), the not-upgraded branch set up exactly as Hummingbird sets up HTTP/1 —
-/// but the upgrade installs the session's handlers and `handle` returns. Only a session that must run through the
-/// WebSocket library (permessage-deflate was negotiated: `WebSocketUpgrade`) keeps its task.
+/// but the upgrade installs the session's handlers and `handle` returns, compressed sessions included. Only a
+/// session run through the WebSocket library (the test suites' reference path, `WebSocketPath.library`) keeps its
+/// task.
 struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     /// What an upgraded connection still needs from `handle`.
     enum Session: Sendable {

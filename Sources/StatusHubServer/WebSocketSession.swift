@@ -6,16 +6,16 @@ import StatusHubCore
 
 /// One dashboard's WebSocket session: what it does with client messages, and the bookkeeping of its connection.
 ///
-/// Served in one of two ways (`WebSocketUpgrade`): from channel handlers (`WebSocketSessionHandler` reads,
-/// `SessionInbox` calls `receive` in order, `DirectFrameWriter` writes; no task while idle), or — when
-/// permessage-deflate was negotiated — through the WebSocket library by `run`, one task reading and one writing the
-/// outbox. Either way every reply goes through the outbox, so one writer touches the socket.
+/// Served from channel handlers (`WebSocketUpgrade`: `WebSocketSessionHandler` reads, `SessionInbox` calls
+/// `receive` in order, `DirectFrameWriter` writes; no task while idle), compressed or not; on the test suites'
+/// reference path (`WebSocketPath.library`) through the WebSocket library by `run`, one task reading and one
+/// writing the outbox. Either way every reply goes through the outbox, so one writer touches the socket.
 struct WebSocketSession: Sendable {
     let connection: Connection
     /// The socket underneath, to cut a client loose when even the close frame cannot reach it.
     let channel: any Channel
-    /// Writes batches of frames below the WebSocket encoder; nil when an extension (permessage-deflate) was
-    /// negotiated, and frames go through the library one by one.
+    /// Writes batches of frames below the WebSocket encoder; nil on the library path, where frames go through the
+    /// library one by one.
     let direct: DirectFrameWriter?
     let fanOut: FanOut
     /// The node's per-event-loop flushers, for the direct writer.
@@ -59,7 +59,7 @@ struct WebSocketSession: Sendable {
         return nil
     }
 
-    /// The session through the WebSocket library (permessage-deflate). Throws what ended the client's side with a
+    /// The session through the WebSocket library (`WebSocketPath.library`). Throws what ended the client's side with a
     /// protocol error (invalid UTF-8, an over-size message, a bad frame): the library turns it into the close code
     /// the RFC asks for (1007, 1009, 1002).
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {

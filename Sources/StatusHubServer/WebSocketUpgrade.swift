@@ -6,16 +6,16 @@ import NIOHTTP1
 import NIOWebSocket
 import StatusHubCore
 // `WebSocketHandler.handle` runs a session over a channel that is already upgraded; the library exposes it to its
-// own HTTP channels as SPI only. Sessions with permessage-deflate use it, so compression stays the library's
-// (compress-nio, bounded by `BoundedDeflate`) rather than a second implementation here.
+// own HTTP channels as SPI only. The library path (`WebSocketPath.library`) uses it.
 @_spi(WSInternal) import WSCore
 
 /// The node's WebSocket upgrades (`GET /v1/ws`): decides each one and installs its session.
 ///
-/// Two ways to serve a session, one protocol: without an extension, channel handlers (`WebSocketSessionHandler`
-/// reads, `SessionInbox` handles messages, `DirectFrameWriter` writes), so an idle connection holds no task; with
-/// permessage-deflate, the WebSocket library in a task per connection (its compression state costs far more than
-/// the task anyway). The WebSocket suites run against both (`WebSocketPath`).
+/// Every session is served by channel handlers (`WebSocketSessionHandler` reads, `SessionInbox` handles messages,
+/// `DirectFrameWriter` writes), so an idle connection holds no task, compressed or not: permessage-deflate is
+/// negotiated here (`PerMessageDeflate`), outgoing messages are compressed once per event (`WireFrame`), client
+/// messages inflated per connection (`MessageInflater`). The WebSocket library's path (`WebSocketPath.library`)
+/// serves the same protocol for the test suites only.
 ///
 /// One per node: what a connection keeps (its inbox's closures) holds a reference to it, not a copy of the node's
 /// `StatusHub`, whose configuration alone is over a kilobyte.
@@ -166,12 +166,16 @@ final class WebSocketUpgrade: Sendable {
     }
 }
 
-/// Which way uncompressed WebSocket sessions are served. Compressed ones always go through the library.
+/// Which way WebSocket sessions are served. A node serves every session from channel handlers; the library path
+/// is kept as the suites' reference: the WebSocket suites run against both (`@Test(arguments:)`), so an assertion
+/// that fails on the handlers but passes on the library points at the hub's own framing, deflate and close
+/// handshake rather than at the test — the library (swift-websocket over compress-nio) is an independent
+/// implementation of RFC 6455 and RFC 7692, a compressed `TestSocket` included.
 public enum WebSocketPath: String, Sendable, CaseIterable {
-    /// Channel handlers: no task per idle connection.
+    /// Channel handlers, compressed or not: no task per idle connection. What the node uses.
     case handlers
-    /// The WebSocket library, a task per connection: what compressed sessions use, selectable so that the WebSocket
-    /// suites prove the two paths speak one protocol.
+    /// The WebSocket library, a task per connection, its permessage-deflate bounded by `BoundedDeflate`: only for
+    /// the test suites (`StatusHub.webSocketPath`).
     case library
 }
 

@@ -156,6 +156,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "No progress line each second.")
     var quiet = false
 
+    @Flag(help: "Offer permessage-deflate as browsers do (permessage-deflate; client_max_window_bits): the subscribe goes out compressed, compressed messages are inflated.")
+    var compression = false
+
     func validate() throws {
         guard subscribers >= 0 else { throw ValidationError("--subscribers must be >= 0") }
         guard publishers >= 1 else { throw ValidationError("--publishers must be >= 1") }
@@ -203,7 +206,7 @@ struct RunCommand: AsyncParsableCommand {
             machines: machines, mix: mix, tokens: tokens, payloadBytes: payloadBytes, drain: drain,
             connectConcurrency: connectConcurrency, connectTimeout: connectTimeout, maxInFlight: maxInFlight,
             threads: max(1, threads ?? availableCPUs()), progress: !quiet, filters: max(0, filters),
-            sourceAddresses: sourceAddresses
+            sourceAddresses: sourceAddresses, compression: compression
         )
         let outcome = try await LoadRun(config: config).run()
         print(outcome.report.table())
@@ -296,4 +299,6 @@ struct LoadConfig: Sendable {
     var filters = 0
     /// Local addresses subscriber sockets are bound to (`--source-addresses`), nil: the kernel picks.
     var sourceAddresses: SourceAddresses?
+    /// Whether subscribers offer permessage-deflate (`--compression`).
+    var compression = false
 }

@@ -179,7 +179,7 @@ func runSubscriber(
         // Another server (URL templates): the URL is the subscription, there is nothing to send.
         let (channel, ending) = try await SubscriberConnection.open(
             url: templateURL ?? config.wsURL(forSubscriber: index), subscribe: templateURL == nil ? subscribe : nil, tracker: tracker, loop: loop,
-            callbacks: callbacks, source: config.sourceAddresses?.address(for: index))
+            callbacks: callbacks, source: config.sourceAddresses?.address(for: index), compression: config.compression)
         let stopper = Task {
             await stop.wait()
             SubscriberConnection.close(channel)

@@ -35,12 +35,12 @@ enum SubscriberConnection {
     /// Connects and upgrades; returns the channel and a future for the ending (the channel closing).
     static func open(
         url: String, subscribe: String?, tracker: FrameTracker, loop: any EventLoop, callbacks: Callbacks,
-        source: SocketAddress? = nil
+        source: SocketAddress? = nil, compression: Bool = false
     ) async throws -> (channel: any Channel, ending: EventLoopFuture<Ending>) {
         let ending = loop.makePromise(of: Ending.self)
         let channel: any Channel
         do {
-            channel = try await upgrade(url: url, source: source, loop: loop) { channel in
+            channel = try await upgrade(url: url, source: source, loop: loop, compression: compression) { channel in
                 try channel.pipeline.syncOperations.addHandler(FrameHandler(tracker: tracker, callbacks: callbacks, ending: ending))
             }
         } catch {
@@ -59,9 +59,11 @@ enum SubscriberConnection {
     }
 
     /// Connects (from `source`, when given) and upgrades to WebSocket; `install` adds the handlers that read the
-    /// aggregated frames. Throws `UpgradeRefused` when the server answers without upgrading.
+    /// aggregated frames. Throws `UpgradeRefused` when the server answers without upgrading. With `compression`
+    /// it offers permessage-deflate as a browser does and, if the server accepts, compresses its messages and inflates compressed ones
+    /// (`ClientDeflate`) before `install`'s handlers see them.
     static func upgrade(
-        url: String, source: SocketAddress?, loop: any EventLoop, connectTimeout: TimeAmount = .seconds(10),
+        url: String, source: SocketAddress?, loop: any EventLoop, connectTimeout: TimeAmount = .seconds(10), compression: Bool = false,
         install: @escaping @Sendable (any Channel) throws -> Void
     ) async throws -> any Channel {
         guard let parsed = URL(string: url), parsed.scheme == "ws", let host = parsed.host else { throw BadURL(url: url) }
@@ -75,16 +77,20 @@ enum SubscriberConnection {
         let upgraded = try await bootstrap
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let upgrader = NIOTypedWebSocketClientUpgrader<Bool>(maxFrameSize: 1 << 24) { channel, _ in
+                    let upgrader = NIOTypedWebSocketClientUpgrader<Bool>(maxFrameSize: 1 << 24) { channel, response in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(NIOWebSocketFrameAggregator(
                                 minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1 << 16, maxAccumulatedFrameSize: 1 << 24))
+                            if let deflate = try ClientDeflate(answer: response.headers["Sec-WebSocket-Extensions"].first) {
+                                try channel.pipeline.syncOperations.addHandler(deflate)
+                            }
                             try install(channel)
                             return true
                         }
                     }
                     var headers = HTTPHeaders()
                     headers.add(name: "Host", value: "\(host):\(port)")
+                    if compression { headers.add(name: "Sec-WebSocket-Extensions", value: ClientDeflate.browserOffer) }
                     let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: target, headers: headers)
                     let configuration = NIOTypedHTTPClientUpgradeConfiguration<Bool>(
                         upgradeRequestHead: request, upgraders: [upgrader],

@@ -5,6 +5,7 @@ import os
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import expect
@@ -53,6 +54,21 @@ def test_tiles_counters_and_feed_follow_what_is_published(hubs, page):
     hub.publish(machine_status("M-203", "maintenance"))
     expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-status", "maintenance")
     expect(page.get_by_test_id("tile-M-901")).to_have_count(0)
+    assert page.errors == []
+
+
+def test_chromium_reads_the_events_the_hub_compressed_once(hubs, page):
+    """Chromium offers permessage-deflate, and the hub serves it from channel handlers: each event is compressed
+    once (the metric counts it) and the page reads the compressed frames (the tile and the feed follow)."""
+    hub = hubs.start()
+    open_dashboard(page, hub.url)
+    hub.publish(machine_status("M-301", "breakdown"), alert("M-301", "coolant pressure low on spindle 3 " * 4, "critical"))
+    expect(page.get_by_test_id("tile-M-301")).to_have_attribute("data-status", "breakdown")
+    expect(page.get_by_test_id("feed-item").first).to_contain_text("coolant pressure low")
+    with urllib.request.urlopen(hub.url + "/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    deflated = [line for line in metrics.splitlines() if line.startswith("statushub_websocket_messages_deflated_total ")]
+    assert deflated and float(deflated[0].split()[-1]) >= 1, deflated
     assert page.errors == []
 
 
