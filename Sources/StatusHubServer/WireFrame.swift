@@ -79,7 +79,8 @@ struct WireFrame: Sendable {
 private final class DeflatedForms: Sendable {
     private let forms = Mutex<[(windowBits: Int, frame: ByteBuffer?)]>([])
 
-    /// Nil when zlib failed (the plain frame goes out instead: RSV1 clear is a valid uncompressed message).
+    /// Nil when zlib failed or did not make the message smaller (the plain frame goes out instead: RSV1 clear is a
+    /// valid uncompressed message).
     func frame(windowBits: Int, payload: ByteBuffer, compressions: Counter?) -> ByteBuffer? {
         // Compressed under the lock: a second event loop wanting it meanwhile waits for these bytes rather than
         // making its own.
@@ -87,7 +88,10 @@ private final class DeflatedForms: Sendable {
             if let known = forms.first(where: { $0.windowBits == windowBits }) { return known.frame }
             let compressed = MessageDeflater.deflate(payload, windowBits: windowBits)
             compressions?.increment()
-            let frame = compressed.map { WireFrame.header(first: 0xC1, length: $0.readableBytes, then: $0.readableBytesView) }
+            let frame = compressed.flatMap { compressed in
+                compressed.readableBytes < payload.readableBytes
+                    ? WireFrame.header(first: 0xC1, length: compressed.readableBytes, then: compressed.readableBytesView) : nil
+            }
             forms.append((windowBits, frame))
             return frame
         }

@@ -59,8 +59,8 @@ struct ProtocolAbuseTests {
 
     /// permessage-deflate: a 4 MiB message of one repeated byte deflates to a few KiB, under every frame limit;
     /// the hub stops inflating at websocket.max_frame_bytes and closes with 1009 instead of allocating it.
-    @Test func compressionBombIsClosedNotInflated() async throws {
-        try await withHub(engine: .memory) { hub in
+    @Test(arguments: WebSocketPath.allCases) func compressionBombIsClosedNotInflated(_ path: WebSocketPath) async throws {
+        try await withHub(engine: .memory, path: path) { hub in
             let bystander = try await TestSocket(port: hub.port)
             try await bystander.subscribe(["alerts"])
             let bomber = try await TestSocket(port: hub.port, compression: true)
@@ -103,8 +103,9 @@ struct ProtocolAbuseTests {
 
     /// One limit for every message: `websocket.max_frame_bytes` holds whether the client compressed it or not.
     /// (The library's own inflate bound let ~98 KiB through a 64 KiB limit.)
-    @Test(.timeLimit(.minutes(1))) func compressedAndPlainMessagesShareOneLimit() async throws {
-        try await withHub(engine: .memory) { hub in
+    @Test(.timeLimit(.minutes(1)), arguments: WebSocketPath.allCases)
+    func compressedAndPlainMessagesShareOneLimit(_ path: WebSocketPath) async throws {
+        try await withHub(engine: .memory, path: path) { hub in
             let limit = hub.hub.config.websocket.maxFrameBytes
             func ping(bytes: Int) -> String {
                 let frame = #"{"op":"ping","id":""# + "\"}"
@@ -131,7 +132,7 @@ struct ProtocolAbuseTests {
     /// RFC 7692: an offer the hub cannot accept is declined — 101 without the extension — not a failed handshake.
     /// `server_max_window_bits=8` is a valid offer zlib cannot serve (raw deflate's smallest window is 9, and the
     /// answer may not be larger); the others are malformed. An offer it can accept is answered in kind.
-    @Test(arguments: [
+    @Test(arguments: WebSocketPath.allCases, [
         ("permessage-deflate; server_max_window_bits=8", nil),
         ("permessage-deflate; server_max_window_bits=16", nil),
         ("permessage-deflate; client_max_window_bits=7", nil),
@@ -140,8 +141,9 @@ struct ProtocolAbuseTests {
         ("permessage-deflate; server_max_window_bits=10", "permessage-deflate;server_max_window_bits=10"),
         ("permessage-deflate; client_max_window_bits", "permessage-deflate"),
     ] as [(String, String?)])
-    func extensionOffersAreAcceptedOrDeclinedNeverRefused(_ offer: String, _ answer: String?) async throws {
-        try await withHub(engine: .memory) { hub in
+    func extensionOffersAreAcceptedOrDeclinedNeverRefused(_ path: WebSocketPath, _ offer: (String, String?)) async throws {
+        let (offer, answer) = offer
+        try await withHub(engine: .memory, path: path) { hub in
             let (status, head, pong) = try await RawSocket.offPool { () -> (Int?, String, Bool) in
                 let socket = try RawSocket(port: hub.port)
                 try socket.upgrade(headers: ["Sec-WebSocket-Extensions": offer])
