@@ -10,22 +10,19 @@ import NIOWebSocket
 /// Right behind the frame decoder: passes masked frames on; answers the first unmasked one with a close frame
 /// (1002) and closes the socket once it is written, like swift-nio's `WebSocketProtocolErrorHandler` does for the
 /// decoder's own errors (its error type has no case for an unmasked frame). Nothing the client sends after it is
-/// read. On the handler path (`checksReservedBits`) it refuses frames with RSV bits the session did not negotiate
-/// the same way (RFC 6455 §5.2; the library checks them on its own path, and swift-nio's frame aggregator would
-/// drop them): with permessage-deflate, RSV1 is allowed on the first frame of a data message and nowhere else
+/// read. It refuses frames with RSV bits the session did not negotiate the same way (RFC 6455 §5.2; swift-nio's
+/// frame aggregator would drop them): with permessage-deflate, RSV1 is allowed on the first frame of a data message and nowhere else
 /// (RFC 7692 §6), and it is noted for the session's `MessageInflater`, since the aggregated message loses it.
 final class RequireMaskedFrames: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
-    private let checksReservedBits: Bool
     /// Where RSV1 of each data message goes, with permessage-deflate.
     private let inflater: MessageInflater?
     private var refused = false
 
-    init(checksReservedBits: Bool, inflater: MessageInflater? = nil) {
-        self.checksReservedBits = checksReservedBits
+    init(inflater: MessageInflater?) {
         self.inflater = inflater
     }
 
@@ -35,7 +32,7 @@ final class RequireMaskedFrames: ChannelInboundHandler, RemovableChannelHandler 
         let reason: String
         if frame.maskKey == nil {
             reason = "client frames must be masked (RFC 6455 5.1)"
-        } else if checksReservedBits, let refusal = reservedBitsRefusal(frame) {
+        } else if let refusal = reservedBitsRefusal(frame) {
             reason = refusal
         } else {
             return context.fireChannelRead(data)

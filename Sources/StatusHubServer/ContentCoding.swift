@@ -3,7 +3,7 @@ import Foundation
 import NIOCore
 
 /// The `Content-Encoding` of an ingest body: none, or gzip, inflated through compress-nio (zlib) and bounded by the
-/// same limit as a plain body, as permessage-deflate is bounded by `BoundedDeflate`.
+/// same limit as a plain body, as a permessage-deflate message is by `MessageInflater`.
 enum ContentCoding {
     case identity
     case gzip

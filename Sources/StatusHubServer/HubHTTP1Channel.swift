@@ -14,20 +14,11 @@ import NIOWebSocket
 /// Hummingbird's `HTTP1WebSocketUpgradeChannel` hands every upgraded connection to a task for its whole life (its
 /// `handle` runs the session). This is the same pipeline — swift-nio's typed upgrade (`NIOTypedHTTPServerUpgradeHandler`
 /// with `NIOTypedWebSocketServerUpgrader`), the not-upgraded branch set up exactly as Hummingbird sets up HTTP/1 —
-/// but the upgrade installs the session's handlers and `handle` returns, compressed sessions included. Only a
-/// session run through the WebSocket library (the test suites' reference path, `WebSocketPath.library`) keeps its
-/// task.
+/// but the upgrade installs the session's handlers and `handle` returns, compressed sessions included.
 struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
-    /// What an upgraded connection still needs from `handle`.
-    enum Session: Sendable {
-        /// Served by channel handlers from now on: nothing.
-        case handlers
-        /// Run through the WebSocket library by `run` (it returns when the connection ends).
-        case library(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, run: @Sendable (NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async -> Void)
-    }
-
     enum Outcome: Sendable {
-        case upgraded(Session)
+        /// Served by channel handlers from now on: `handle` has nothing left to do.
+        case upgraded
         case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         /// An upgrade was asked for and declined: a bare 400, as Hummingbird answers it.
         case declinedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
@@ -43,7 +34,7 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         var headers: HTTPHeaders
         /// Called on the channel's event loop after the WebSocket frame encoder and decoder were added; the bytes the
         /// client sent behind its request are read only after it returns.
-        var install: (any Channel) throws -> Session
+        var install: (any Channel) throws -> Void
     }
 
     /// Decides an upgrade request on the channel's event loop: nil declines it.
@@ -83,7 +74,8 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         guard let upgrade = decided.value else { preconditionFailure("upgraded without a decision") }
                         decided.value = nil
-                        return .upgraded(try upgrade.install(channel))
+                        try upgrade.install(channel)
+                        return .upgraded
                     }
                 }
             )
@@ -118,10 +110,8 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     func handle(value: Value, logger: Logger) async {
         do {
             switch try await value.outcome.get() {
-            case .upgraded(.handlers):
+            case .upgraded:
                 return
-            case .upgraded(.library(let channel, let run)):
-                await run(channel)
             case .notUpgraded(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)
             case .declinedUpgrade(let http):

@@ -10,7 +10,7 @@ import Synchronization
 /// `DirectFrameWriter`, and the token's expiry becomes a timer.
 final class SessionInbox: Sendable {
     /// Messages waiting beyond this stop the socket being read until the session has caught up, so a client cannot
-    /// queue work faster than the hub does it (on the library's path, NIOAsyncChannel's back-pressure does this).
+    /// queue work faster than the hub does it.
     static let maxWaiting = 16
 
     /// Verifies the token and makes the session, or says how to close.
@@ -143,15 +143,14 @@ final class SessionInbox: Sendable {
         }
         guard opened else { return }
         let connection = session.connection
-        if let direct = session.direct {
-            direct.start(draining: connection.outbox, flusher: session.flushers.flusher(for: channel.eventLoop))
-        }
+        session.direct.start(draining: connection.outbox, flusher: session.flushers.flusher(for: channel.eventLoop))
         connection.outbox.whenEnded { [self] ending in
             guard ending != .closed else { return }
             onHandler { handler in
                 // Still queued when the node goes away: sent before the 1001 (through the loop's flusher, which
                 // times these deliveries too).
-                if ending == .goingAway, let direct = session.direct {
+                if ending == .goingAway {
+                    let direct = session.direct
                     let flusher = session.flushers.flusher(for: direct.channel.eventLoop)
                     let frames = flusher.takeForWriting(connection.outbox)
                     flusher.commitWritten()

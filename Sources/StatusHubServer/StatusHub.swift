@@ -19,8 +19,6 @@ public struct StatusHub: Sendable {
     let access: HubAccess
     /// Sources of events besides HTTP ingest (the MQTT bridge), run beside the engine and reported by `/ready`.
     public var bridges: [any IngestBridge] = []
-    /// How uncompressed WebSocket sessions are served (tests run the WebSocket suites on both).
-    public var webSocketPath = WebSocketPath.handlers
 
     /// Throws `ConfigError` when a file the config names (JWT key, TLS certificate or key) cannot be used, so a
     /// misconfigured node stops at start-up instead of refusing every client later.

@@ -1,4 +1,3 @@
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -7,16 +6,14 @@ import StatusHubCore
 /// One dashboard's WebSocket session: what it does with client messages, and the bookkeeping of its connection.
 ///
 /// Served from channel handlers (`WebSocketUpgrade`: `WebSocketSessionHandler` reads, `SessionInbox` calls
-/// `receive` in order, `DirectFrameWriter` writes; no task while idle), compressed or not; on the test suites'
-/// reference path (`WebSocketPath.library`) through the WebSocket library by `run`, one task reading and one
-/// writing the outbox. Either way every reply goes through the outbox, so one writer touches the socket.
+/// `receive` in order, `DirectFrameWriter` writes; no task while idle), compressed or not. Every reply goes
+/// through the outbox, so one writer touches the socket.
 struct WebSocketSession: Sendable {
     let connection: Connection
     /// The socket underneath, to cut a client loose when even the close frame cannot reach it.
     let channel: any Channel
-    /// Writes batches of frames below the WebSocket encoder; nil on the library path, where frames go through the
-    /// library one by one.
-    let direct: DirectFrameWriter?
+    /// Writes batches of frames below the WebSocket encoder.
+    let direct: DirectFrameWriter
     let fanOut: FanOut
     /// The node's per-event-loop flushers, for the direct writer.
     let flushers: LoopFlushers
@@ -57,98 +54,6 @@ struct WebSocketSession: Sendable {
             return .policyViolation
         }
         return nil
-    }
-
-    /// The session through the WebSocket library (`WebSocketPath.library`). Throws what ended the client's side with a
-    /// protocol error (invalid UTF-8, an over-size message, a bad frame): the library turns it into the close code
-    /// the RFC asks for (1007, 1009, 1002).
-    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
-        open()
-        defer { close() }
-        let readFailure = await withTaskGroup(of: (any Error)?.self) { group in
-            group.addTask { await readLoop(inbound: inbound, outbound: outbound) }
-            group.addTask {
-                await writeLoop(outbound: outbound)
-                return nil
-            }
-            // Whichever ends first (client gone, or the hub closing the socket) ends the other.
-            var failure = await group.next() ?? nil
-            group.cancelAll()
-            for await result in group where failure == nil { failure = result }
-            return failure
-        }
-        if let readFailure { throw readFailure }
-    }
-
-    /// Returns the error the inbound stream ended with, if any.
-    private func readLoop(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async -> (any Error)? {
-        // A token's `exp` closes the socket (4003) unless `{"op":"auth"}` brought a fresh one in time.
-        let expiryWatch = access.watchExpiry(on: channel.eventLoop) { [connection] in
-            Task {
-                await outbound.close(CloseCode.tokenExpired)
-                connection.outbox.close()
-            }
-        }
-        defer { expiryWatch.cancel() }
-        do {
-            for try await message in inbound.messages(maxSize: limits.maxFrameBytes) {
-                switch message {
-                case .text(let text):
-                    if let code = await receive(text) {
-                        await outbound.close(code)
-                        connection.outbox.close()
-                        return nil
-                    }
-                case .binary:
-                    await outbound.close(CloseCode.unsupportedData)
-                    return nil
-                }
-            }
-        } catch {
-            logger.debug("websocket read ended", metadata: ["error": "\(error)"])
-            connection.outbox.close()
-            // Ended because the hub is closing the socket for another reason: nothing to report.
-            return Task.isCancelled || error is CancellationError ? nil : error
-        }
-        connection.outbox.close()
-        return nil
-    }
-
-    private func writeLoop(outbound: WebSocketOutboundWriter) async {
-        var tally = latency.map(DeliveryTally.init(for:))
-        var stamps: [DeliveryStamp] = []
-        while true {
-            stamps.removeAll(keepingCapacity: true)
-            switch await connection.outbox.next(forEachStamp: { stamps.append($0) }) {
-            case .frames(let frames):
-                for frame in frames {
-                    do {
-                        try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: frame.payload)))
-                    } catch {
-                        return
-                    }
-                }
-                // Timed once the batch is handed to the socket (through the compressor).
-                tally?.commit(written: stamps)
-            case .ended(let ending):
-                await close(outbound, as: ending)
-                return
-            }
-        }
-    }
-
-    /// The close an outbox's ending calls for: 4001 for a slow consumer, 1001 when the node goes away, nothing when
-    /// the session itself ended.
-    private func close(_ outbound: WebSocketOutboundWriter, as ending: Outbox.Ending) async {
-        switch ending {
-        case .overflowed:
-            logger.notice("closing slow consumer", metadata: ["connection": "\(connection.id)"])
-            await outbound.close(CloseCode.slowConsumer)
-        case .goingAway:
-            await outbound.close(CloseCode.goingAway)
-        case .closed:
-            return
-        }
     }
 
     /// A client that stopped reading leaves the writer blocked on a full socket, where it cannot even send the

@@ -1,21 +1,19 @@
 import HTTPTypes
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOWebSocket
 import StatusHubCore
-// `WebSocketHandler.handle` runs a session over a channel that is already upgraded; the library exposes it to its
-// own HTTP channels as SPI only. The library path (`WebSocketPath.library`) uses it.
-@_spi(WSInternal) import WSCore
+import WSCore
 
 /// The node's WebSocket upgrades (`GET /v1/ws`): decides each one and installs its session.
 ///
 /// Every session is served by channel handlers (`WebSocketSessionHandler` reads, `SessionInbox` handles messages,
 /// `DirectFrameWriter` writes), so an idle connection holds no task, compressed or not: permessage-deflate is
 /// negotiated here (`PerMessageDeflate`), outgoing messages are compressed once per event (`WireFrame`), client
-/// messages inflated per connection (`MessageInflater`). The WebSocket library's path (`WebSocketPath.library`)
-/// serves the same protocol for the test suites only.
+/// messages inflated per connection (`MessageInflater`). (Until issue 14 compressed sessions ran through the
+/// WebSocket library, a task and a zlib compressor per connection; nothing here uses the library's session any
+/// more, only its extension-header parser.)
 ///
 /// One per node: what a connection keeps (its inbox's closures) holds a reference to it, not a copy of the node's
 /// `StatusHub`, whose configuration alone is over a kilobyte.
@@ -26,7 +24,6 @@ final class WebSocketUpgrade: Sendable {
     private let access: HubAccess
     private let limits: HubConfig.WebSocket
     private let draining: DrainFlag
-    private let path: WebSocketPath
     private let connectionIDs: ConnectionIDs
     private let fanOut: FanOut
     private let flushers: LoopFlushers
@@ -38,7 +35,6 @@ final class WebSocketUpgrade: Sendable {
         access = hub.access
         limits = hub.config.websocket
         draining = hub.draining
-        path = hub.webSocketPath
         connectionIDs = hub.connectionIDs
         fanOut = hub.fanOut
         flushers = hub.flushers
@@ -67,9 +63,6 @@ final class WebSocketUpgrade: Sendable {
         }
         let token = SubscriberTokens.token(authorization: head.headers.first(name: "Authorization"), path: head.uri)
         let pingInterval = TimeAmount.milliseconds(Int64(limits.pingIntervalSeconds * 1000))
-        if path == .library {
-            return libraryUpgrade(offers: offers, refusal: refusal, token: token, release: release, pingInterval: pingInterval, logger: logger)
-        }
         let deflate = limits.compression ? PerMessageDeflate.negotiate(WebSocketExtensionHTTPParameters.parseHeaders(offers)) : nil
         var answer = HTTPHeaders()
         if let deflate { answer.add(name: "Sec-WebSocket-Extensions", value: deflate.responseHeader) }
@@ -77,7 +70,7 @@ final class WebSocketUpgrade: Sendable {
             let pipeline = channel.pipeline.syncOperations
             let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
             let inflater = deflate.map(MessageInflater.init)
-            try pipeline.addHandler(RequireMaskedFrames(checksReservedBits: true, inflater: inflater), position: .after(decoder))
+            try pipeline.addHandler(RequireMaskedFrames(inflater: inflater), position: .after(decoder))
             // Behind the decoder, so its close frame passes the direct writer's close watch (behind the encoder).
             try Heartbeat.add(to: channel, interval: pingInterval, closeTimeout: Self.closeTimeout)
             let direct = try DirectFrameWriter.add(to: channel, deflateWindowBits: deflate?.serverWindowBits, compressions: metrics.messagesDeflated)
@@ -89,71 +82,10 @@ final class WebSocketUpgrade: Sendable {
                 release: release)
             try WebSocketSessionHandler.add(
                 to: channel, maxMessageBytes: limits.maxFrameBytes, inbox: inbox, refusal: refusal, inflater: inflater)
-            return .handlers
         }
     }
 
-    /// An upgrade served by the WebSocket library (`WebSocketPath.library`), its permessage-deflate bounded by
-    /// `BoundedDeflate`.
-    private func libraryUpgrade(
-        offers: HTTPFields, refusal: (code: CloseCode, reason: String)?, token: String?, release: @escaping @Sendable () -> Void,
-        pingInterval: TimeAmount, logger: Logger
-    ) -> HubHTTP1Channel.Upgrade? {
-        let builders: [any WebSocketExtensionBuilder] = limits.compression ? [BoundedDeflateBuilder(maxMessageBytes: limits.maxFrameBytes)] : []
-        let answer: HTTPFields
-        let extensions: [any WebSocketExtension]
-        do {
-            (answer, extensions) = try builders.serverExtensionNegotiation(requestHeaders: offers)
-        } catch {
-            logger.debug("WebSocket extension negotiation failed", metadata: ["error": "\(error)"])
-            release()
-            return nil
-        }
-        return HubHTTP1Channel.Upgrade(headers: HTTPHeaders(answer.map { ($0.name.rawName, $0.value) })) { [self] channel in
-            let pipeline = channel.pipeline.syncOperations
-            let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-            try pipeline.addHandler(RequireMaskedFrames(checksReservedBits: false), position: .after(decoder))
-            try Heartbeat.add(to: channel, interval: pingInterval, closeTimeout: Self.closeTimeout)
-            return try librarySession(
-                channel: channel, extensions: extensions, refusal: refusal, token: token, release: release, logger: logger)
-        }
-    }
-
-    /// A session through the WebSocket library, in the connection's task.
-    private func librarySession(
-        channel: any Channel, extensions: [any WebSocketExtension], refusal: (code: CloseCode, reason: String)?, token: String?,
-        release: @escaping @Sendable () -> Void, logger: Logger
-    ) throws -> HubHTTP1Channel.Session {
-        let configuration = WebSocketHandler.Configuration(
-            extensions: extensions,
-            // Pings come from `Heartbeat`, a timer on the event loop, instead of a task per connection.
-            autoPing: .disabled,
-            closeTimeout: .nanoseconds(Self.closeTimeout.nanoseconds),
-            validateUTF8: true,
-            maxFrameSize: limits.maxFrameBytes)
-        let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
-            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-        return .library(asyncChannel) { [self] asyncChannel in
-            defer { release() }
-            do {
-                _ = try await WebSocketHandler.handle(
-                    type: .server, configuration: configuration, asyncChannel: asyncChannel, context: LibrarySessionContext(logger: logger)
-                ) { inbound, outbound, _ in
-                    if let refusal { return await outbound.close(refusal.code, reason: refusal.reason) }
-                    let subscriber: Subscriber
-                    switch await access.authenticate(token: token) {
-                    case .success(let known): subscriber = known
-                    case .failure(let refusal): return await outbound.close(refusal.code, reason: refusal.reason)
-                    }
-                    try await makeSession(for: subscriber, channel: channel, direct: nil, logger: logger).run(inbound: inbound, outbound: outbound)
-                }
-            } catch {
-                logger.debug("WebSocket handler error", metadata: ["error.type": "\(error)"])
-            }
-        }
-    }
-
-    func makeSession(for subscriber: Subscriber, channel: any Channel, direct: DirectFrameWriter?, logger: Logger) -> WebSocketSession {
+    func makeSession(for subscriber: Subscriber, channel: any Channel, direct: DirectFrameWriter, logger: Logger) -> WebSocketSession {
         var session = WebSocketSession(
             connection: Connection(
                 id: connectionIDs.next(), outboxCapacity: limits.outboxCapacity,
@@ -164,21 +96,4 @@ final class WebSocketUpgrade: Sendable {
         session.latency = latency
         return session
     }
-}
-
-/// Which way WebSocket sessions are served. A node serves every session from channel handlers; the library path
-/// is kept as the suites' reference: the WebSocket suites run against both (`@Test(arguments:)`), so an assertion
-/// that fails on the handlers but passes on the library points at the hub's own framing, deflate and close
-/// handshake rather than at the test — the library (swift-websocket over compress-nio) is an independent
-/// implementation of RFC 6455 and RFC 7692, a compressed `TestSocket` included.
-public enum WebSocketPath: String, Sendable, CaseIterable {
-    /// Channel handlers, compressed or not: no task per idle connection. What the node uses.
-    case handlers
-    /// The WebSocket library, a task per connection, its permessage-deflate bounded by `BoundedDeflate`: only for
-    /// the test suites (`StatusHub.webSocketPath`).
-    case library
-}
-
-private struct LibrarySessionContext: WebSocketContext {
-    let logger: Logger
 }

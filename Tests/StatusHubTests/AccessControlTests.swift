@@ -85,9 +85,9 @@ import Testing
         }
     }
 
-    @Test(arguments: WebSocketPath.allCases) func tokensLimitPatternsAndExpire(_ path: WebSocketPath) async throws {
+    @Test func tokensLimitPatternsAndExpire() async throws {
         let issuer = TokenIssuer()
-        try await withHub(engine: .memory, path: path, configure: Self.secured(issuer)) { hub in
+        try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
             // No token, a bad one, or an expired one: closed right after the handshake, saying why.
             let expired = try await issuer.hs256(patterns: ["*"], expiresIn: -60)
             for (path, code) in [("/v1/ws", 4401), ("/v1/ws?token=nonsense", 4401), ("/v1/ws?token=\(expired)", 4003)] {
@@ -127,9 +127,9 @@ import Testing
 extension AccessControlTests {
     /// The hub's close frame (here 4003 for an expired token) is not answered by a client that reads nothing: the
     /// socket is closed anyway once the close timeout (5 s) has passed, instead of waiting for the client forever.
-    @Test(arguments: WebSocketPath.allCases) func aClientThatNeverAnswersTheCloseIsDroppedAfterTheCloseTimeout(_ path: WebSocketPath) async throws {
+    @Test func aClientThatNeverAnswersTheCloseIsDroppedAfterTheCloseTimeout() async throws {
         let issuer = TokenIssuer()
-        try await withHub(engine: .memory, path: path, configure: Self.secured(issuer)) { hub in
+        try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
             let token = try await issuer.hs256(patterns: ["*"], expiresIn: 3)
             let frozen = try await StalledClient.connect(port: hub.port, path: "/v1/ws?token=\(token)", subscribe: ["alerts"])
             let outcome = try await RawSocket.offPool { frozen.readUntilClosed(timeout: 30) }
@@ -142,9 +142,9 @@ extension AccessControlTests {
 extension AccessControlTests {
     /// `nbf`: a token valid only from five minutes on is refused now (4401 on a WebSocket, 401 on /v1/state),
     /// one valid since a minute ago is taken.
-    @Test(arguments: WebSocketPath.allCases) func tokenBeforeItsNotBeforeIsRefused(_ path: WebSocketPath) async throws {
+    @Test func tokenBeforeItsNotBeforeIsRefused() async throws {
         let issuer = TokenIssuer()
-        try await withHub(engine: .memory, path: path, configure: Self.secured(issuer)) { hub in
+        try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
             let early = try await issuer.hs256(patterns: ["*"], validIn: 300)
             #expect(try await RawSocket.closeCodeAfterUpgrade(port: hub.port, path: "/v1/ws?token=\(early)") == 4401)
             let state = try await HTTP.get(port: hub.port, "/v1/state/machine/M-1?token=\(early)")
@@ -161,9 +161,9 @@ extension AccessControlTests {
 
     /// `{"op":"auth"}` with a token that expires sooner than the connection's: the connection ends at the new
     /// `exp` (4003), not at the old one nor a minute later.
-    @Test(arguments: WebSocketPath.allCases) func authWithAnEarlierExpiryShortensTheConnection(_ path: WebSocketPath) async throws {
+    @Test func authWithAnEarlierExpiryShortensTheConnection() async throws {
         let issuer = TokenIssuer()
-        try await withHub(engine: .memory, path: path, configure: Self.secured(issuer)) { hub in
+        try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
             let socket = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(try await issuer.hs256(patterns: ["*"], expiresIn: 3600))")
             try await socket.subscribe(["alerts"])
             socket.send(#"{"op":"auth","id":"t","token":"\#(try await issuer.hs256(patterns: ["*"], expiresIn: 4))"}"#)
@@ -196,8 +196,8 @@ extension AccessControlTests {
         }
     }
 
-    @Test(arguments: WebSocketPath.allCases) func connectionsAreLimitedPerAddressAndInTotal(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path, configure: { $0.server.maxConnectionsPerAddress = 2 }) { hub in
+    @Test func connectionsAreLimitedPerAddressAndInTotal() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.maxConnectionsPerAddress = 2 }) { hub in
             let first = try await TestSocket(port: hub.port)
             let second = try await TestSocket(port: hub.port)
             #expect(try await RawSocket.closeCodeAfterUpgrade(port: hub.port) == 4429)
@@ -207,15 +207,15 @@ extension AccessControlTests {
             try await again.subscribe(["alerts"])  // admitted: a refused socket gets no `subscribed`
             for socket in [second, again] { _ = await socket.close() }
         }
-        try await withHub(engine: .memory, path: path, configure: { $0.server.maxConnections = 1 }) { hub in
+        try await withHub(engine: .memory, configure: { $0.server.maxConnections = 1 }) { hub in
             let only = try await TestSocket(port: hub.port)
             #expect(try await RawSocket.closeCodeAfterUpgrade(port: hub.port) == 4503)
             _ = await only.close()
         }
     }
 
-    @Test(arguments: WebSocketPath.allCases) func chattyClientsGetRateLimitedThenClosed(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path, configure: { $0.websocket.maxMessagesPerSecond = 5 }) { hub in
+    @Test func chattyClientsGetRateLimitedThenClosed() async throws {
+        try await withHub(engine: .memory, configure: { $0.websocket.maxMessagesPerSecond = 5 }) { hub in
             let socket = try await TestSocket(port: hub.port)
             for number in 0..<30 { socket.send(#"{"op":"ping","id":"\#(number)"}"#) }
             let close = try await socket.closedByHub()

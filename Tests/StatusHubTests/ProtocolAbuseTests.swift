@@ -27,8 +27,8 @@ struct ProtocolAbuseTests {
         }
     }
 
-    @Test(arguments: WebSocketPath.allCases) func invalidUTF8TextFrameClosesWith1007(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path) { hub in
+    @Test func invalidUTF8TextFrameClosesWith1007() async throws {
+        try await withHub(engine: .memory) { hub in
             let bystander = try await TestSocket(port: hub.port)
             try await bystander.subscribe(["alerts"])
             // `{"op":"ping","id":"` + C3 28 (a lead byte followed by a non-continuation byte) + `"}`
@@ -40,8 +40,8 @@ struct ProtocolAbuseTests {
         }
     }
 
-    @Test(arguments: WebSocketPath.allCases) func fragmentedMessagePastTheLimitClosesWith1009(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path, configure: { $0.websocket.maxFrameBytes = 1024 }) { hub in
+    @Test func fragmentedMessagePastTheLimitClosesWith1009() async throws {
+        try await withHub(engine: .memory, configure: { $0.websocket.maxFrameBytes = 1024 }) { hub in
             let bystander = try await TestSocket(port: hub.port)
             try await bystander.subscribe(["alerts"])
             // Every fragment is under the frame limit; together they are not.
@@ -59,8 +59,8 @@ struct ProtocolAbuseTests {
 
     /// permessage-deflate: a 4 MiB message of one repeated byte deflates to a few KiB, under every frame limit;
     /// the hub stops inflating at websocket.max_frame_bytes and closes with 1009 instead of allocating it.
-    @Test(arguments: WebSocketPath.allCases) func compressionBombIsClosedNotInflated(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path) { hub in
+    @Test func compressionBombIsClosedNotInflated() async throws {
+        try await withHub(engine: .memory) { hub in
             let bystander = try await TestSocket(port: hub.port)
             try await bystander.subscribe(["alerts"])
             let bomber = try await TestSocket(port: hub.port, compression: true)
@@ -74,8 +74,8 @@ struct ProtocolAbuseTests {
 
     /// RFC 6455 §5.1: a server closes the connection on an unmasked client frame, with 1002. Also when the frame
     /// comes in the same packet as the upgrade request, before the session has started.
-    @Test(arguments: WebSocketPath.allCases) func unmaskedClientFrameClosesWith1002(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path) { hub in
+    @Test func unmaskedClientFrameClosesWith1002() async throws {
+        try await withHub(engine: .memory) { hub in
             let bystander = try await TestSocket(port: hub.port)
             try await bystander.subscribe(["alerts"])
             let ping = Array(#"{"op":"ping","id":"p"}"#.utf8)
@@ -103,9 +103,9 @@ struct ProtocolAbuseTests {
 
     /// One limit for every message: `websocket.max_frame_bytes` holds whether the client compressed it or not.
     /// (The library's own inflate bound let ~98 KiB through a 64 KiB limit.)
-    @Test(.timeLimit(.minutes(1)), arguments: WebSocketPath.allCases)
-    func compressedAndPlainMessagesShareOneLimit(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path) { hub in
+    @Test(.timeLimit(.minutes(1)))
+    func compressedAndPlainMessagesShareOneLimit() async throws {
+        try await withHub(engine: .memory) { hub in
             let limit = hub.hub.config.websocket.maxFrameBytes
             func ping(bytes: Int) -> String {
                 let frame = #"{"op":"ping","id":""# + "\"}"
@@ -132,7 +132,7 @@ struct ProtocolAbuseTests {
     /// RFC 7692: an offer the hub cannot accept is declined — 101 without the extension — not a failed handshake.
     /// `server_max_window_bits=8` is a valid offer zlib cannot serve (raw deflate's smallest window is 9, and the
     /// answer may not be larger); the others are malformed. An offer it can accept is answered in kind.
-    @Test(arguments: WebSocketPath.allCases, [
+    @Test(arguments: [
         ("permessage-deflate; server_max_window_bits=8", nil),
         ("permessage-deflate; server_max_window_bits=16", nil),
         ("permessage-deflate; client_max_window_bits=7", nil),
@@ -141,9 +141,8 @@ struct ProtocolAbuseTests {
         ("permessage-deflate; server_max_window_bits=10", "permessage-deflate;server_max_window_bits=10"),
         ("permessage-deflate; client_max_window_bits", "permessage-deflate"),
     ] as [(String, String?)])
-    func extensionOffersAreAcceptedOrDeclinedNeverRefused(_ path: WebSocketPath, _ offer: (String, String?)) async throws {
-        let (offer, answer) = offer
-        try await withHub(engine: .memory, path: path) { hub in
+    func extensionOffersAreAcceptedOrDeclinedNeverRefused(_ offer: String, _ answer: String?) async throws {
+        try await withHub(engine: .memory) { hub in
             let (status, head, pong) = try await RawSocket.offPool { () -> (Int?, String, Bool) in
                 let socket = try RawSocket(port: hub.port)
                 try socket.upgrade(headers: ["Sec-WebSocket-Extensions": offer])
@@ -185,8 +184,8 @@ struct ProtocolAbuseTests {
 
     /// Half-open or silent connections: one that never sends a byte (or never starts its TLS handshake) is closed
     /// by the idle timeout; an upgraded WebSocket is not (the ping watches it), so it outlives that timeout.
-    @Test(arguments: WebSocketPath.allCases) func silentConnectionsAreClosedButWebSocketsOutliveTheIdleTimeout(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path, configure: { $0.server.idleTimeoutSeconds = 1 }) { hub in
+    @Test func silentConnectionsAreClosedButWebSocketsOutliveTheIdleTimeout() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 1 }) { hub in
             let subscriber = try await TestSocket(port: hub.port)
             try await subscriber.subscribe(["alerts"])
             let closed = try await RawSocket.offPool { try RawSocket(port: hub.port).read(timeout: 15).closed }

@@ -108,9 +108,9 @@ struct RedactionTests {
     }
 
     /// A renewed token's claims apply from then on.
-    @Test(arguments: WebSocketPath.allCases) func authWithNewClaimsChangesWhatArrives(_ path: WebSocketPath) async throws {
+    @Test func authWithNewClaimsChangesWhatArrives() async throws {
         let issuer = TokenIssuer()
-        try await withHub(engine: .memory, path: path, configure: try Self.secured(issuer)) { hub in
+        try await withHub(engine: .memory, configure: try Self.secured(issuer)) { hub in
             let socket = try await Self.socket(hub.port, try await issuer.hs256(patterns: ["operator:*"]))
             _ = try await socket.subscribe(["operator:*"])
             func post() async throws {

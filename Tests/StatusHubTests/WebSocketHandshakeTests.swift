@@ -3,10 +3,9 @@ import StatusHubCore
 import StatusHubServer
 import Testing
 
-/// The parts of the WebSocket protocol the handler-served session does itself (the library does them on its path):
-/// message order under a burst, the client's pings, the close handshake, reserved bits. Each runs on both paths, so
-/// the two speak one protocol.
-@Suite("WebSocket handshake and framing on both paths")
+/// The parts of the WebSocket protocol the handler-served session does itself rather than a WebSocket library:
+/// message order under a burst, the client's pings, the close handshake, reserved bits.
+@Suite("WebSocket handshake and framing")
 struct WebSocketHandshakeTests {
     /// Server frames (unmasked) after the response head: opcode and payload of each complete one.
     static func frames(in stream: [UInt8]) -> [(opcode: UInt8, payload: [UInt8])] {
@@ -58,9 +57,9 @@ struct WebSocketHandshakeTests {
 
     /// 100 messages in one packet — more than the session queues before it stops reading the socket — are all
     /// answered, in order.
-    @Test(arguments: WebSocketPath.allCases)
-    func aBurstOfMessagesIsAnsweredInOrder(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path, configure: { $0.websocket.maxMessagesPerSecond = 0 }) { hub in
+    @Test
+    func aBurstOfMessagesIsAnsweredInOrder() async throws {
+        try await withHub(engine: .memory, configure: { $0.websocket.maxMessagesPerSecond = 0 }) { hub in
             let burst = (0..<100).flatMap { RawSocket.frame(opcode: 1, payload: Array(#"{"op":"ping","id":"p\#($0)"}"#.utf8)) }
             let (frames, _) = try await Self.exchange(port: hub.port, sending: burst) { $0.count >= 100 }
             let ids = frames.compactMap { frame -> String? in
@@ -72,9 +71,9 @@ struct WebSocketHandshakeTests {
     }
 
     /// A client's ping is answered with a pong carrying its payload.
-    @Test(arguments: WebSocketPath.allCases)
-    func aClientPingIsAnsweredWithItsPayload(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path) { hub in
+    @Test
+    func aClientPingIsAnsweredWithItsPayload() async throws {
+        try await withHub(engine: .memory) { hub in
             let (frames, _) = try await Self.exchange(port: hub.port, sending: RawSocket.frame(opcode: 9, payload: Array("hello".utf8))) {
                 $0.contains { $0.opcode == 10 }
             }
@@ -84,9 +83,9 @@ struct WebSocketHandshakeTests {
 
     /// The client's close is answered with 1000 and the socket closed; a malformed close (a code no endpoint may
     /// send, a one-byte body) with 1002 (RFC 6455 §7.4).
-    @Test(arguments: WebSocketPath.allCases, [(1000, 1000), (4000, 1000), (1005, 1002), (999, 1002), (nil, 1002)] as [(Int?, Int)])
-    func theClientsCloseIsAnsweredAndTheSocketClosed(_ path: WebSocketPath, _ sent: (code: Int?, answer: Int)) async throws {
-        try await withHub(engine: .memory, path: path) { hub in
+    @Test(arguments: [(1000, 1000), (4000, 1000), (1005, 1002), (999, 1002), (nil, 1002)] as [(Int?, Int)])
+    func theClientsCloseIsAnsweredAndTheSocketClosed(_ sent: (code: Int?, answer: Int)) async throws {
+        try await withHub(engine: .memory) { hub in
             let body: [UInt8] = sent.code.map { [UInt8($0 >> 8), UInt8($0 & 0xFF)] } ?? [0x03]
             let (frames, closed) = try await Self.exchange(port: hub.port, sending: RawSocket.frame(opcode: 8, payload: body), awaitingClose: true) {
                 $0.contains { $0.opcode == 8 }
@@ -98,9 +97,9 @@ struct WebSocketHandshakeTests {
     }
 
     /// RSV bits without a negotiated extension: 1002.
-    @Test(arguments: WebSocketPath.allCases)
-    func reservedBitsWithoutAnExtensionCloseWith1002(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path) { hub in
+    @Test
+    func reservedBitsWithoutAnExtensionCloseWith1002() async throws {
+        try await withHub(engine: .memory) { hub in
             var frame = RawSocket.frame(opcode: 1, payload: Array(#"{"op":"ping","id":"r"}"#.utf8))
             frame[0] |= 0x40  // RSV1
             let code = try await ProtocolAbuseTests.closeCode(port: hub.port, after: [frame])

@@ -6,9 +6,9 @@ import Testing
 
 @Suite("WebSocket subscribe and fan-out")
 struct WebSocketTests {
-    @Test(arguments: EngineKind.allCases, WebSocketPath.allCases)
-    func subscribersGetOnlyWhatTheirPatternsMatchOnce(_ kind: EngineKind, _ path: WebSocketPath) async throws {
-        try await withHub(engine: kind, path: path) { hub in
+    @Test(arguments: EngineKind.allCases)
+    func subscribersGetOnlyWhatTheirPatternsMatchOnce(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind) { hub in
             let line2 = try await TestSocket(port: hub.port)
             let alerts = try await TestSocket(port: hub.port)
             let overlapping = try await TestSocket(port: hub.port)
@@ -35,9 +35,9 @@ struct WebSocketTests {
         }
     }
 
-    @Test(arguments: EngineKind.allCases, WebSocketPath.allCases)
-    func snapshotThenLiveWithoutGapOrDuplicate(_ kind: EngineKind, _ path: WebSocketPath) async throws {
-        try await withHub(engine: kind, path: path) { hub in
+    @Test(arguments: EngineKind.allCases)
+    func snapshotThenLiveWithoutGapOrDuplicate(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind) { hub in
             _ = try await HTTP.post(port: hub.port, events: [
                 SampleEvents.machineStatus("M-1", "running"), SampleEvents.machineStatus("M-2", "idle", line: "Line-3"),
                 SampleEvents.machineStatus("M-1", "maintenance"),
@@ -57,9 +57,9 @@ struct WebSocketTests {
         }
     }
 
-    @Test(arguments: EngineKind.allCases, WebSocketPath.allCases)
-    func everyReceiverGetsTheSameBytes(_ kind: EngineKind, _ path: WebSocketPath) async throws {
-        try await withHub(engine: kind, path: path) { hub in
+    @Test(arguments: EngineKind.allCases)
+    func everyReceiverGetsTheSameBytes(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind) { hub in
             let plain = try await TestSocket(port: hub.port)
             let compressed = try await TestSocket(port: hub.port, compression: true)
             try await plain.subscribe(["resource-status"])
@@ -75,8 +75,8 @@ struct WebSocketTests {
         }
     }
 
-    @Test(arguments: WebSocketPath.allCases) func unsubscribePingAndErrorsKeepTheConnection(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path, configure: { $0.websocket.maxSubscriptions = 2 }) { hub in
+    @Test func unsubscribePingAndErrorsKeepTheConnection() async throws {
+        try await withHub(engine: .memory, configure: { $0.websocket.maxSubscriptions = 2 }) { hub in
             let socket = try await TestSocket(port: hub.port)
             socket.send(#"{"op":"dance","id":"r1"}"#)
             var reply = try await socket.next()
@@ -148,8 +148,8 @@ struct WebSocketTests {
         }
     }
 
-    @Test(arguments: WebSocketPath.allCases) func oversizeFrameClosesWith1009AndOthersCarryOn(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path, configure: { $0.websocket.maxFrameBytes = 1024 }) { hub in
+    @Test func oversizeFrameClosesWith1009AndOthersCarryOn() async throws {
+        try await withHub(engine: .memory, configure: { $0.websocket.maxFrameBytes = 1024 }) { hub in
             let bystander = try await TestSocket(port: hub.port)
             try await bystander.subscribe(["alerts"])
             let offender = try await TestSocket(port: hub.port)
@@ -162,8 +162,8 @@ struct WebSocketTests {
         }
     }
 
-    @Test(arguments: WebSocketPath.allCases) func binaryFrameIsRefusedWithCloseCode(_ path: WebSocketPath) async throws {
-        try await withHub(engine: .memory, path: path) { hub in
+    @Test func binaryFrameIsRefusedWithCloseCode() async throws {
+        try await withHub(engine: .memory) { hub in
             let socket = try await TestSocket(port: hub.port)
             socket.send(frame: .binary(.init(bytes: [1, 2, 3])))
             let close = try await socket.closedByHub()

@@ -15,10 +15,6 @@ enum EngineKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     var testDescription: String { rawValue }
 }
 
-extension WebSocketPath: CustomTestStringConvertible {
-    public var testDescription: String { rawValue }
-}
-
 /// A live hub node on 127.0.0.1, port 0, stopped when the body returns (or throws).
 struct RunningHub: Sendable {
     let port: Int
@@ -27,16 +23,15 @@ struct RunningHub: Sendable {
 
 func withHub<T: Sendable>(
     engine kind: EngineKind,
-    path: WebSocketPath = .handlers,
     configure: (inout HubConfig) -> Void = { _ in },
     _ body: (RunningHub) async throws -> T
 ) async throws -> T {
     switch kind {
     case .memory:
-        return try await withHub(redisURL: nil, path: path, configure: configure, body)
+        return try await withHub(redisURL: nil, configure: configure, body)
     case .redis:
         return try await withRedisServer { redis in
-            try await withHub(redisURL: redis.url, path: path, configure: configure, body)
+            try await withHub(redisURL: redis.url, configure: configure, body)
         }
     }
 }
@@ -45,7 +40,6 @@ func withHub<T: Sendable>(
 ///   purpose sets it long, so that only its own commands meet the hang.
 func withHub<T: Sendable>(
     redisURL: String?,
-    path: WebSocketPath = .handlers,
     configure: (inout HubConfig) -> Void = { _ in },
     redisHealthCheck: Duration = .seconds(5),
     awaitBridges: Bool = true,
@@ -65,7 +59,6 @@ func withHub<T: Sendable>(
         MemoryEngine(config: config)
     }
     var hub = try StatusHub(config: config, engine: engine)
-    hub.webSocketPath = path
     if config.mqtt.isEnabled {
         hub.bridges = [try MQTTBridge(config: config, engine: engine, registry: hub.metrics.registry, logger: logger)]
     }
