@@ -34,6 +34,9 @@ struct Subscriptions {
         fanOut.add(connection, patterns: added)
         reply(ServerMessage.subscribed(id: id, patterns: patterns, filter: filter))
 
+        // What a replay that failed part-way had sent: live events held back meanwhile that it covered must not
+        // follow it a second time.
+        var partlyReplayed = SeamFilter()
         if let since {
             switch await replay(after: since, patterns: patterns, filter: filter) {
             case .complete(let through):
@@ -44,17 +47,18 @@ struct Subscriptions {
             case .gap:
                 metrics.resyncs.increment()
                 reply(ServerMessage.resync(id: id, reason: .historyGap))
-            case .failed(let error):
+            case .failed(let error, let sentThrough):
+                if let sentThrough { partlyReplayed = SeamFilter(patterns: patterns, replayedThrough: sentThrough) }
                 reply(ServerMessage.error(id: id, code: .unavailable, message: "history unavailable: \(error); resync with a snapshot"))
                 metrics.resyncs.increment()
                 reply(ServerMessage.resync(id: id, reason: .engineGap))
             }
         }
         guard wantsSnapshot else {
-            endSeam()
+            endSeam(partlyReplayed)
             return
         }
-        var answered = SeamFilter(patterns: patterns)
+        var answered = partlyReplayed.through == nil ? SeamFilter(patterns: patterns) : partlyReplayed
         do {
             var first = true
             try await engine.snapshot(matching: patterns, chunkSize: Self.snapshotChunkEvents) { chunk in
@@ -110,7 +114,8 @@ struct Subscriptions {
     private enum Replay {
         case complete(through: EventID)
         case gap
-        case failed(any Error)
+        /// `sentThrough`: the last page sent before the failure, nil if none was.
+        case failed(any Error, sentThrough: EventID?)
     }
 
     /// Sends every event after `since` that matches `patterns` (and `filter`), page by page, pacing itself on the
@@ -126,7 +131,7 @@ struct Subscriptions {
             while true {
                 try await untilOutboxHasRoomForAPage()
                 guard let page = try await engine.history(after: cursor, limit: pageSize) else {
-                    return cursor == since ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"))
+                    return cursor == since ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"), sentThrough: cursor)
                 }
                 var conflated: Int64 = 0
                 for stored in page where stored.matches(any: patterns) {
@@ -140,7 +145,7 @@ struct Subscriptions {
                 if page.count < pageSize { return .complete(through: cursor) }
             }
         } catch {
-            return .failed(error)
+            return .failed(error, sentThrough: cursor == since ? nil : cursor)
         }
     }
 }
