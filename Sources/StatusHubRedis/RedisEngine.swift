@@ -69,7 +69,11 @@ public final class RedisEngine: Engine {
         self.reads = reads
         let readHistory = StreamHistory(commands: reads, streamKey: config.redis.streamKey)
         self.readHistory = readHistory
-        self.resumeReads = SharedHistoryReads { page in try await readHistory.page(after: page.after, limit: page.limit) }
+        // Three command timeouts: a storm's starved loops pass within them; a Redis that is gone is declared so
+        // a little later than before, and its resumes get resync as they did.
+        self.resumeReads = SharedHistoryReads(retryWithinSeconds: 3 * config.redis.commandTimeoutSeconds) { page in
+            try await readHistory.page(after: page.after, limit: page.limit)
+        }
         let sweeper = StaleSweeper(writer: writer, catalog: config.catalog, interval: staleSweepInterval, retryBackoff: backoff, logger: logger)
         self.sweeper = sweeper
         // The subscriber reaches the command connection, history and sweeper through their own references:

@@ -10,6 +10,11 @@ import Synchronization
 /// need. Here at most `maxSending` reads are on the connection; the rest wait in the node, untimed, in arrival
 /// order, and callers asking for the same page (position and size) while it waits get the one read's answer.
 ///
+/// A read that fails for want of Redis (a timeout, a dropped or refused connection) is tried again until
+/// `retryWithinSeconds` has passed since its first try: it is idempotent, thousands of resumes may be waiting on
+/// it, and in a storm the likeliest cause is the node's own starved event loops, which pass. Only then is every
+/// waiter told (and each resumes with `resync`).
+///
 /// A caller joins only a read that has not been sent: one already sent may have been answered before this caller's
 /// live subscription began, and an event appended in between would then be in neither the page nor the live stream.
 ///
@@ -52,11 +57,16 @@ final class SharedHistoryReads: Sendable {
     static let defaultMaxSending = 4
 
     private let maxSending: Int
+    private let retryWithin: Duration
     private let read: @Sendable (Page) async throws -> HistoryPage
     private let queue = Mutex(Queue())
 
-    init(maxSending: Int = defaultMaxSending, read: @escaping @Sendable (Page) async throws -> HistoryPage) {
+    init(
+        maxSending: Int = defaultMaxSending, retryWithinSeconds: Double,
+        read: @escaping @Sendable (Page) async throws -> HistoryPage
+    ) {
         self.maxSending = max(1, maxSending)
+        self.retryWithin = .milliseconds(Int64(max(0, retryWithinSeconds) * 1000))
         self.read = read
     }
 
@@ -86,15 +96,34 @@ final class SharedHistoryReads: Sendable {
         Task {
             var current: (page: Page, waiters: [Waiter])? = (page, waiters)
             while let (page, waiters) = current {
-                let answer: Result<HistoryPage, any Error>
-                do {
-                    answer = .success(try await read(page))
-                } catch {
-                    answer = .failure(error)
-                }
+                let answer = await readRetrying(page)
                 for waiter in waiters { waiter.resume(with: answer) }
                 current = queue.withLock { $0.next() }
             }
+        }
+    }
+
+    private func readRetrying(_ page: Page) async -> Result<HistoryPage, any Error> {
+        let giveUp = ContinuousClock.now + retryWithin
+        while true {
+            do {
+                return .success(try await read(page))
+            } catch {
+                guard let pause = Self.pauseBeforeRetry(after: error), ContinuousClock.now + pause < giveUp else {
+                    return .failure(error)
+                }
+                try? await Task.sleep(for: pause)
+            }
+        }
+    }
+
+    /// How long to wait before reading again after `error`; nil when reading again cannot help (Redis answered,
+    /// but not with a history page).
+    static func pauseBeforeRetry(after error: any Error) -> Duration? {
+        switch error as? RedisError {
+        case .notConnected(let seconds)?: .milliseconds(Int64(max(0.01, seconds) * 1000))
+        case .timeout?, .connectionClosed?, .connectFailed?, .notSent?: .milliseconds(50)
+        default: nil
         }
     }
 }

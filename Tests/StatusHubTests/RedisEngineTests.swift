@@ -290,6 +290,22 @@ struct RedisEngineTests {
         }
     }
 
+    /// A Redis that stalls for a moment under a storm (here SIGSTOP, longer than the command timeout) delays the
+    /// waiting resumes instead of sending every one of them to resync: the shared read is tried again.
+    @Test func resumesWaitOutAShortRedisStall() async throws {
+        try await withRedisServer { server in
+            try await withEngine(server) { engine, _ in
+                let ids = (try await engine.append((1...10).map { Self.event(.machine, "M-\($0)") })).map(\.id)
+                server.pause()
+                let resumes = Task { try await Self.resume(engine, 200, from: { ids[$0 % 2] }, limit: 100) }
+                try await Task.sleep(for: .milliseconds(1300))
+                server.resume()
+                let counts = try await resumes.value
+                #expect(counts.count == 200 && counts.allSatisfy { $0 == 9 || $0 == 8 })
+            }
+        }
+    }
+
     /// The number of events each of `count` concurrent history reads returned.
     static func resume(
         _ engine: RedisEngine, _ count: Int, from position: @escaping @Sendable (Int) -> EventID, limit: Int
