@@ -86,7 +86,22 @@ public struct HubConfig: Sendable, Equatable {
         public var masterName: String?
         /// Replicas that must hold an event (`WAIT`) before it is acknowledged; 0 acknowledges once the master has it.
         public var minReplicasAcked = 0
+        /// Independent Redis servers (`redis://…` each) the partitions are placed on by consistent hashing
+        /// (`HashRing`). Empty: the one Redis of `url` (or the sentinels' master) holds every partition.
+        public var shards: [String] = []
+        /// Partitions the event space is split into by entity (`PartitionMap`). Unset: 1 on one Redis (today's key
+        /// layout exactly), `partitionsPerShard` per shard with `shards`.
+        public var partitions: Int?
         public init() {}
+
+        /// Partitions per shard when `redis.shards` is set and `redis.partitions` is not: enough that consistent
+        /// hashing spreads them about evenly (with one per shard, a shard can get none).
+        public static let partitionsPerShard = 4
+        /// A resume token names one position per partition; past this it outgrows a URL's query.
+        public static let maxPartitions = 256
+
+        /// `partitions`, or its default.
+        public var partitionCount: Int { partitions ?? (shards.isEmpty ? 1 : shards.count * Self.partitionsPerShard) }
     }
 
     public struct Memory: Sendable, Equatable, Codable {
@@ -335,7 +350,8 @@ extension HubConfig {
         ],
         "redis": [
             "url", "history_max_length", "history_max_age_seconds", "stream_key", "pubsub_channel", "reconnect_initial_seconds",
-            "reconnect_max_seconds", "command_timeout_seconds", "sentinels", "master_name", "min_replicas_acked",
+            "reconnect_max_seconds", "command_timeout_seconds", "sentinels", "master_name", "min_replicas_acked", "shards",
+            "partitions",
         ],
         "memory": ["history_max_length", "history_max_age_seconds", "history_max_bytes"],
         "auth": [
@@ -410,12 +426,29 @@ extension HubConfig.Server {
 }
 
 extension HubConfig.Redis {
-    func check() throws {
+    /// Refuses settings that contradict each other or are out of range, naming the key.
+    public func check() throws {
         if !sentinels.isEmpty, (masterName ?? "").isEmpty {
             throw ConfigError(description: "config: redis.sentinels needs redis.master_name (the name the sentinels monitor)")
         }
         guard minReplicasAcked >= 0 else {
             throw ConfigError(description: "config: redis.min_replicas_acked must not be negative")
+        }
+        if let partitions, !(1...Self.maxPartitions).contains(partitions) {
+            throw ConfigError(description: "config: redis.partitions must be between 1 and \(Self.maxPartitions); it is \(partitions)")
+        }
+        guard !shards.isEmpty else { return }
+        if url != nil {
+            throw ConfigError(description: "config: redis.shards and redis.url both name where events go; set one (each shard's URL carries its own password and database)")
+        }
+        if !sentinels.isEmpty {
+            throw ConfigError(description: "config: redis.shards cannot be combined with redis.sentinels (failover per shard is not built)")
+        }
+        for (index, shard) in shards.enumerated() where !shard.lowercased().hasPrefix("redis://") {
+            throw ConfigError(description: "config: redis.shards[\(index)] must be a redis:// URL; it is '\(shard)'")
+        }
+        if partitionCount < shards.count {
+            throw ConfigError(description: "config: redis.partitions (\(partitionCount)) is fewer than redis.shards (\(shards.count)): a shard would hold no partition")
         }
     }
 }

@@ -53,6 +53,15 @@ public struct ValidatedEvent: Sendable {
             lateMarkOffset: lateMarkOffset, tallies: tallies)
     }
 
+    /// The same event carrying `key` (unscoped: it gets the event's tenant prefix, as a publisher's key does) as its
+    /// idempotency key. The body is unchanged: the key rides beside it.
+    public func withIdempotencyKey(_ key: String) -> ValidatedEvent {
+        ValidatedEvent(
+            eventType: eventType, entityType: entityType, entityID: entityID, line: line, channels: channels,
+            carriesState: carriesState, bodyAfterID: bodyAfterID, idempotencyKey: Tenant.prefix(tenant) + key, tenant: tenant,
+            sourceRank: sourceRank, lateMarkOffset: lateMarkOffset, tallies: tallies)
+    }
+
     /// `channels` and `idempotencyKey` are taken as given (already scoped to `tenant`).
     init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, channels: [String],

@@ -27,6 +27,9 @@ public final class RedisEngine: Engine {
     private let readHistory: StreamHistory
     private let resumeReads: SharedHistoryReads
     private let sweeper: StaleSweeper
+    /// Whether an entity key is this engine's to read and index: always, alone; with partitions, the keys of its
+    /// own partition only, as other partitions' states may share its Redis (`PartitionedRedisEngine`).
+    private let owns: @Sendable (String) -> Bool
 
     /// - Parameters:
     ///   - staleSweepInterval: how often the node also looks for expired states on its own, besides Redis's
@@ -34,13 +37,28 @@ public final class RedisEngine: Engine {
     ///     it gets round to deleting an expired key).
     /// - Throws: `RedisError.invalidURL` when `config.redis.url` is missing or malformed (and no sentinels are set),
     ///   or a sentinel address is.
-    public init(
+    public convenience init(
         config: HubConfig,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "statushub.redis"),
         healthCheckInterval: Duration = .seconds(5),
         staleSweepInterval: Duration = .seconds(5)
     ) throws {
+        try self.init(
+            config: config, eventLoopGroup: eventLoopGroup, logger: logger, healthCheckInterval: healthCheckInterval,
+            staleSweepInterval: staleSweepInterval, owns: { _ in true })
+    }
+
+    /// - Parameter owns: whether an entity key belongs to this engine (see `owns`).
+    init(
+        config: HubConfig,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        healthCheckInterval: Duration,
+        staleSweepInterval: Duration,
+        owns: @escaping @Sendable (String) -> Bool
+    ) throws {
+        self.owns = owns
         let backoff = Backoff(
             initialSeconds: config.redis.reconnectInitialSeconds, maximumSeconds: config.redis.reconnectMaxSeconds)
         let locator = try Self.locator(config: config.redis, backoff: backoff, eventLoopGroup: eventLoopGroup, logger: logger)
@@ -88,7 +106,7 @@ public final class RedisEngine: Engine {
                 newest: { try await history.newest() }),
             expiry: .init(
                 prepare: { connection in await notifications.enable(on: connection) },
-                expired: { keys in sweeper.expired(keys) },
+                expired: { keys in sweeper.expired(keys.filter(owns)) },
                 subscribed: { sweeper.sweepSoon() }))
     }
 
@@ -183,7 +201,7 @@ public final class RedisEngine: Engine {
         }
         do {
             for start in stride(from: 0, to: plan.directKeys.count, by: size) {
-                let batch = plan.directKeys[start..<min(plan.directKeys.count, start + size)].filter { seen.insert($0).inserted }
+                let batch = plan.directKeys[start..<min(plan.directKeys.count, start + size)].filter { owns($0) && seen.insert($0).inserted }
                 pending += try await read(keys: batch, on: connection).events.filter { $0.matches(any: patterns) }
                 try await handOver(isLast: false)
             }
@@ -268,7 +286,7 @@ public final class RedisEngine: Engine {
                         case .array(let found) = parts[1]
                     else { throw RedisError.unexpectedReply("SCAN answered \(reply)") }
                     cursor = next
-                    let entityKeys = found.compactMap(\.text).filter { RedisKeys.isEntityKey($0, catalog: config.catalog) }
+                    let entityKeys = found.compactMap(\.text).filter { RedisKeys.isEntityKey($0, catalog: config.catalog) && owns($0) }
                     var members: [String: [String]] = [:]
                     for event in try await read(keys: entityKeys, on: connection).events where event.carriesState {
                         for name in SnapshotIndex.names(forChannels: event.channels) { members[name, default: []].append(event.entityKey) }

@@ -3,10 +3,16 @@ import Logging
 import StatusHubCore
 import StatusHubRedis
 
-/// The engine a config asks for: Redis when `redis.url` (or `redis.sentinels`) is set, otherwise the embedded memory engine.
+/// The engine a config asks for: Redis when `redis.url` (or `redis.sentinels`) is set — partitioned with
+/// `redis.shards` or more than one `redis.partitions` — otherwise the embedded memory engine.
 enum EngineFactory {
     static func make(config: HubConfig, logger: Logger) throws -> any Engine {
-        guard config.redis.url != nil || !config.redis.sentinels.isEmpty else { return MemoryEngine(config: config) }
-        return try RedisEngine(config: config, logger: logger)
+        guard config.redis.url != nil || !config.redis.sentinels.isEmpty || !config.redis.shards.isEmpty else {
+            return MemoryEngine(config: config)
+        }
+        guard config.redis.partitionCount > 1 || !config.redis.shards.isEmpty else {
+            return try RedisEngine(config: config, logger: logger)
+        }
+        return try PartitionedRedisEngine(config: config, logger: logger)
     }
 }

@@ -57,7 +57,10 @@ struct ServeCommand: AsyncParsableCommand {
             hub.bridges = [try MQTTBridge(config: hubConfig, engine: engine, registry: hub.metrics.registry, logger: logger)]
         }
         // The password never reaches the log.
-        let engineName = (engine as? RedisEngine).map { "redis (\($0.locator))" } ?? "memory"
+        let engineName = (engine as? RedisEngine).map { "redis (\($0.locator))" }
+            ?? (engine as? PartitionedRedisEngine).map { partitioned in
+                "redis, \(partitioned.map.count) partitions on \(Set(partitioned.partitions.map { "\($0.locator)" }).sorted().joined(separator: ", "))"
+            } ?? "memory"
         let host = hubConfig.server.host
         let scheme = hubConfig.server.usesTLS ? "https" : "http"
         let services = hub.makeServices(logger: logger) { [logger] port in

@@ -48,10 +48,75 @@ func withEngine<T: Sendable>(
     }
 }
 
-@Suite("Engine contract (memory and Redis)")
+/// The engines the contract suite runs against: the two of `EngineKind`, and the partitioned Redis engine on three
+/// independent redis-servers with three partitions (`redis.shards`).
+enum ContractEngine: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case memory
+    case redis
+    case threeShards
+
+    var testDescription: String { rawValue }
+    var isPartitioned: Bool { self == .threeShards }
+}
+
+func withEngine<T: Sendable>(
+    _ kind: ContractEngine, configure: (inout HubConfig) -> Void = { _ in },
+    _ body: (any Engine, CollectingSink) async throws -> T
+) async throws -> T {
+    switch kind {
+    case .memory: return try await withEngine(EngineKind.memory, configure: configure, body)
+    case .redis: return try await withEngine(EngineKind.redis, configure: configure, body)
+    case .threeShards:
+        return try await withShards(3) { shards in
+            try await withPartitionedEngine(shards: shards.map(\.url), partitions: 3, configure: configure) { engine, sink in
+                try await body(engine, sink)
+            }
+        }
+    }
+}
+
+/// `count` redis-servers for the body, all stopped however it ends.
+func withShards<T>(_ count: Int, _ body: ([RedisServer]) async throws -> T) async throws -> T {
+    var servers: [RedisServer] = []
+    do {
+        for _ in 0..<count { servers.append(try await RedisServer.start()) }
+        let result = try await body(servers)
+        for server in servers { await server.destroy() }
+        return result
+    } catch {
+        for server in servers { await server.destroy() }
+        throw error
+    }
+}
+
+/// A `PartitionedRedisEngine` over `shards` (or, with one URL and no shards, `redis.url`), running and with every
+/// partition ready, for the body.
+func withPartitionedEngine<T: Sendable>(
+    shards: [String], partitions: Int, asURL: Bool = false, configure: (inout HubConfig) -> Void = { _ in },
+    _ body: (PartitionedRedisEngine, CollectingSink) async throws -> T
+) async throws -> T {
+    var config = HubConfig()
+    config.catalog = catalogWithoutTallies
+    if asURL { config.redis.url = shards[0] } else { config.redis.shards = shards }
+    config.redis.partitions = partitions
+    config.redis.reconnectMaxSeconds = 0.5
+    configure(&config)
+    let engine = try PartitionedRedisEngine(config: config, logger: Logger(label: "test"), staleSweepInterval: .seconds(1))
+    let sink = CollectingSink()
+    let runner = Task { try await engine.run(delivering: sink) }
+    defer { runner.cancel() }
+    try await eventually("every partition ready") { engine.unreadyPartitions.isEmpty }
+    let result = try await body(engine, sink)
+    runner.cancel()
+    _ = await runner.result
+    await engine.shutdown()
+    return result
+}
+
+@Suite("Engine contract (memory, Redis, three Redis shards)")
 struct EngineContractTests {
-    @Test(arguments: EngineKind.allCases)
-    func appendStoresPublishesAndOrders(_ kind: EngineKind) async throws {
+    @Test(arguments: ContractEngine.allCases)
+    func appendStoresPublishesAndOrders(_ kind: ContractEngine) async throws {
         try await withEngine(kind) { engine, sink in
             let events = [
                 SampleEvents.validated(SampleEvents.machineStatus("M-1", "running")),
@@ -73,8 +138,8 @@ struct EngineContractTests {
         }
     }
 
-    @Test(arguments: EngineKind.allCases)
-    func snapshotReturnsMatchingLatestState(_ kind: EngineKind) async throws {
+    @Test(arguments: ContractEngine.allCases)
+    func snapshotReturnsMatchingLatestState(_ kind: ContractEngine) async throws {
         try await withEngine(kind) { engine, _ in
             _ = try await engine.append([
                 SampleEvents.validated(SampleEvents.machineStatus("M-1", "running", line: "Line-2")),
@@ -87,17 +152,25 @@ struct EngineContractTests {
             #expect(line2.first?.jsonString.contains("maintenance") == true)
             let snapshot = try await engine.snapshot(matching: [try ChannelPattern(parsing: "resource-status")])
             let all = snapshot.events
-            #expect(snapshot.position == all.map(\.id).max())
+            if kind.isPartitioned {
+                #expect(snapshot.position == nil, "stream ids of different partitions do not order: no single position")
+            } else {
+                #expect(snapshot.position == all.map(\.id).max())
+            }
             #expect(Set(all.map(\.entityKey)) == ["resource:machine:M-1", "resource:machine:M-2", "resource:operator:O-1"])
             #expect(all.map(\.id) == all.map(\.id).sorted())
             #expect(try await engine.snapshot(matching: [try ChannelPattern(parsing: "alerts")]).events.isEmpty)
         }
     }
 
-    @Test(arguments: EngineKind.allCases)
-    func historyReplaysWhatFollowedAPosition(_ kind: EngineKind) async throws {
+    @Test(arguments: ContractEngine.allCases)
+    func historyReplaysWhatFollowedAPosition(_ kind: ContractEngine) async throws {
         try await withEngine(kind) { engine, _ in
             let ids = try await engine.append((0..<5).map { SampleEvents.validated(SampleEvents.machineStatus("M-\($0)")) }).map(\.id)
+            if let partitioned = engine as? PartitionedRedisEngine {
+                try await resumesAcrossPartitions(partitioned, ids: ids)
+                return
+            }
             let after = try #require(try await engine.history(after: ids[1], limit: 10))
             #expect(after.map(\.id) == Array(ids[2...]))
             #expect(after.first?.channels == ["resource-status", "machine:M-2", "line:Line-2:resource-status:machine:M-2"])
@@ -106,20 +179,32 @@ struct EngineContractTests {
         }
     }
 
-    @Test(arguments: EngineKind.allCases)
-    func historyBeyondRetentionIsAGap(_ kind: EngineKind) async throws {
-        try await withEngine(kind, configure: { $0.memory.historyMaxLength = 10; $0.redis.historyMaxLength = 10 }) { engine, _ in
+    @Test(arguments: ContractEngine.allCases)
+    func historyBeyondRetentionIsAGap(_ kind: ContractEngine) async throws {
+        try await withEngine(kind, configure: { $0.memory.historyMaxLength = 10; $0.redis.historyMaxLength = 10 }) { engine, sink in
             let first = try await engine.append([SampleEvents.validated(SampleEvents.machineStatus("M-0"))])[0].id
             // Redis trims with MAXLEN ~ (whole macro nodes), so write well past the limit.
             for batch in 0..<30 {
                 _ = try await engine.append((0..<100).map { SampleEvents.validated(SampleEvents.machineStatus("M-\(batch)-\($0)")) })
             }
             #expect(try await engine.history(after: first, limit: 10) == nil)
+            if let partitioned = engine as? PartitionedRedisEngine {
+                // Trimmed in the first event's partition: the positions are a gap, however current the others are.
+                var positions = PartitionPositions(count: partitioned.map.count)
+                for event in try await sink.waitFor(count: 3001, timeout: .seconds(30)) { positions.advance(past: PartitionedEventID(partition: partitioned.map.partition(ofEntityKey: event.entityKey), id: event.id)) }
+                #expect(try await partitioned.history(after: positions, limit: 10)?.isEmpty == true, "the newest positions miss nothing")
+                let behind = try PartitionPositions(
+                    parsing: PartitionPositions.prefix + positions.positions.enumerated().map { partition, id in
+                        partition == partitioned.map.partition(ofEntityKey: "resource:machine:M-0") ? first.description : id.description
+                    }.joined(separator: "."),
+                    partitions: partitioned.map.count)
+                #expect(try await partitioned.history(after: behind, limit: 10) == nil)
+            }
         }
     }
 
-    @Test(arguments: EngineKind.allCases)
-    func idempotencyKeyAcknowledgesARetryWithTheOriginalID(_ kind: EngineKind) async throws {
+    @Test(arguments: ContractEngine.allCases)
+    func idempotencyKeyAcknowledgesARetryWithTheOriginalID(_ kind: ContractEngine) async throws {
         try await withEngine(kind) { engine, sink in
             let keyed = SampleEvents.machineStatus("M-1", extra: "").replacingOccurrences(of: "{\"event_type\"", with: #"{"idempotency_key":"mes-42","event_type""#)
             let first = try await engine.append([SampleEvents.validated(keyed)])
@@ -134,8 +219,8 @@ struct EngineContractTests {
         }
     }
 
-    @Test(arguments: EngineKind.allCases)
-    func expiredStateIsAnnouncedOnceAsStale(_ kind: EngineKind) async throws {
+    @Test(arguments: ContractEngine.allCases)
+    func expiredStateIsAnnouncedOnceAsStale(_ kind: ContractEngine) async throws {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, sink in
             let id = try await engine.append([SampleEvents.validated(SampleEvents.machineStatus("M-1", "running"))])[0].id
             let deadline = ContinuousClock.now.advanced(by: .seconds(20))
@@ -152,8 +237,8 @@ struct EngineContractTests {
         }
     }
 
-    @Test(arguments: EngineKind.allCases)
-    func latestStateExpiresAfterItsTTL(_ kind: EngineKind) async throws {
+    @Test(arguments: ContractEngine.allCases)
+    func latestStateExpiresAfterItsTTL(_ kind: ContractEngine) async throws {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, _ in
             let started = ContinuousClock.now
             _ = try await engine.append([
@@ -169,8 +254,8 @@ struct EngineContractTests {
         }
     }
 
-    @Test(arguments: EngineKind.allCases)
-    func concurrentPublishersGetOneTotalOrder(_ kind: EngineKind) async throws {
+    @Test(arguments: ContractEngine.allCases)
+    func concurrentPublishersGetOneTotalOrder(_ kind: ContractEngine) async throws {
         try await withEngine(kind) { engine, sink in
             let publishers = 4
             let perPublisher = 50
@@ -187,7 +272,15 @@ struct EngineContractTests {
             }
             let published = try await sink.waitFor(count: publishers * perPublisher)
             #expect(published.count == publishers * perPublisher)
-            #expect(published.map(\.id) == published.map(\.id).sorted())
+            if let partitioned = engine as? PartitionedRedisEngine {
+                // One order per partition: ids of different partitions do not order against each other.
+                for partition in 0..<partitioned.map.count {
+                    let ids = published.filter { partitioned.map.partition(ofEntityKey: $0.entityKey) == partition }.map(\.id)
+                    #expect(ids == ids.sorted())
+                }
+            } else {
+                #expect(published.map(\.id) == published.map(\.id).sorted())
+            }
             // Per entity, delivery order is ingest order.
             for publisher in 0..<publishers {
                 let sequences = published.filter { $0.entityKey == "resource:machine:M-\(publisher)" }
@@ -197,4 +290,28 @@ struct EngineContractTests {
             }
         }
     }
+}
+
+/// Resume with one position per partition (`PartitionPositions`): what follows the first two events, in every
+/// partition, once each, and nothing when the positions are current. A single id is a gap on a partitioned engine.
+private func resumesAcrossPartitions(_ engine: PartitionedRedisEngine, ids: [EventID]) async throws {
+    let keys = (0..<5).map { "resource:machine:M-\($0)" }
+    let partitionOf = keys.map { engine.map.partition(ofEntityKey: $0) }
+    #expect(Set(partitionOf).count > 1, "the five machines span partitions")
+    #expect(try await engine.history(after: ids[1], limit: 10) == nil)
+    var positions = PartitionPositions(count: engine.map.count)
+    for index in 0..<2 { positions.advance(past: PartitionedEventID(partition: partitionOf[index], id: ids[index])) }
+    // Read back through the token's text, as a client would send it.
+    positions = try PartitionPositions(parsing: positions.description, partitions: engine.map.count)
+    var resumed: [(partition: Int, event: StoredEvent)] = []
+    while let page = try await engine.history(after: positions, limit: 2), !page.isEmpty {
+        resumed += page
+        for (partition, event) in page { positions.advance(past: PartitionedEventID(partition: partition, id: event.id)) }
+    }
+    #expect(resumed.map(\.event.entityKey).sorted() == Array(keys[2...]))
+    for (partition, event) in resumed {
+        #expect(partition == engine.map.partition(ofEntityKey: event.entityKey))
+        #expect(event.id == ids[keys.firstIndex(of: event.entityKey)!])
+    }
+    #expect(try await engine.history(after: positions, limit: 10)?.isEmpty == true)
 }

@@ -57,6 +57,30 @@ struct HubConfigTests {
         }
     }
 
+    @Test func partitionAndShardSettingsAreReadAndChecked() throws {
+        #expect(HubConfig().redis.partitionCount == 1, "one partition on one Redis by default")
+        let sharded = try HubConfig.load(yaml: "redis:\n  shards: [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379/2\"]\n")
+        #expect(sharded.redis.shards == ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379/2"])
+        #expect(sharded.redis.partitions == nil)
+        #expect(sharded.redis.partitionCount == 2 * HubConfig.Redis.partitionsPerShard)
+        let explicit = try HubConfig.load(yaml: "redis:\n  url: redis://127.0.0.1:6379\n  partitions: 3\n")
+        #expect(explicit.redis.partitionCount == 3)
+        for (yaml, named) in [
+            ("redis:\n  url: redis://127.0.0.1:6379\n  partitions: 0\n", "redis.partitions must be between 1 and"),
+            ("redis:\n  url: redis://127.0.0.1:6379\n  partitions: 100000\n", "redis.partitions must be between 1 and"),
+            ("redis:\n  url: redis://127.0.0.1:6379\n  shards: [\"redis://10.0.0.1:6379\"]\n", "redis.shards and redis.url"),
+            ("redis:\n  shards: [\"redis://10.0.0.1:6379\"]\n  sentinels: [127.0.0.1:26379]\n  master_name: plant\n", "redis.shards cannot be combined with redis.sentinels"),
+            ("redis:\n  shards: [\"redis://10.0.0.1:6379\", \"10.0.0.2:6379\"]\n", "redis.shards[1] must be a redis:// URL"),
+            ("redis:\n  shards: [\"redis://10.0.0.1:6379\", \"redis://10.0.0.2:6379\"]\n  partitions: 1\n", "redis.partitions (1) is fewer than redis.shards (2)"),
+        ] {
+            #expect {
+                try HubConfig.load(yaml: yaml)
+            } throws: { error in
+                (error as? ConfigError)?.description.contains(named) == true
+            }
+        }
+    }
+
     @Test func listenBacklogIsBounded() throws {
         #expect(try HubConfig.load(yaml: "server:\n  listen_backlog: 512\n").server.listenBacklog == 512)
         #expect(try HubConfig.load(yaml: "", environment: ["STATUSHUB_SERVER_LISTEN_BACKLOG": "64"]).server.listenBacklog == 64)

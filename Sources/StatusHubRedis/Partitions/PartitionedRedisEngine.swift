@@ -1,0 +1,267 @@
+import Logging
+import NIOCore
+import NIOPosix
+import StatusHubCore
+import Synchronization
+
+/// The engine over several partitions (`redis.partitions` > 1, or `redis.shards`): one `RedisEngine` per
+/// partition — its own writer and append script calls, subscriber, history stream, stale sweeper and connections —
+/// on the Redis that `HashRing` places the partition on, every key and channel named with the partition's hash tag
+/// (`{p3}statushub:history`). Entities are split by `PartitionMap`, so all of one entity's events, its cached
+/// state, its idempotency keys and its staleness live in one partition, and everything per entity the
+/// single-partition engine promises holds per partition.
+///
+/// What crosses partitions:
+/// - `append`: a request's events are grouped by partition, each group one call of that partition's engine, all
+///   groups at once. A failed partition does not stop the others: their events are stored, and the request is
+///   answered 503 naming the failed partitions, with a resend key for every event, so a resend of the whole request
+///   stores the failed partitions' events and answers the stored ones as duplicates (see `append`).
+/// - Live events: every partition's subscriber delivers to the one sink, one call at a time (`SerializedSink`);
+///   order holds per partition (so per entity), not across partitions.
+/// - `snapshot`: every partition's, one after the other; a snapshot has no single position (`position` nil), as
+///   stream ids of different partitions do not order against each other.
+/// - `history(after:)` with a single id cannot say where a subscriber stands in every partition: it answers a gap
+///   (the subscriber resyncs from a snapshot). `history(after:)` with `PartitionPositions` resumes across
+///   partitions without gap or duplicate; the hub's `since` does not take that token yet (docs/operations.md).
+/// - Counters and active sets (`Tally`) would need summing across partitions, which is not built: a catalog with
+///   tallies is refused with more than one partition.
+public final class PartitionedRedisEngine: Engine {
+    public let map: PartitionMap
+    /// Partition → the engine that holds it.
+    public let partitions: [RedisEngine]
+    /// Partition → the index in `redis.shards` of its server (all 0 without shards).
+    public let placement: [Int]
+    private let idempotencyWindowSeconds: Int
+    private let logger: Logger
+
+    /// - Throws: `ConfigError` naming the key when the partitions cannot be set up as configured (a catalog with
+    ///   tallies, a shard URL that does not parse); `RedisError.invalidURL` as `RedisEngine` does.
+    public init(
+        config: HubConfig,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "statushub.redis"),
+        healthCheckInterval: Duration = .seconds(5),
+        staleSweepInterval: Duration = .seconds(5)
+    ) throws {
+        try config.redis.check()
+        let map = PartitionMap(count: config.redis.partitionCount)
+        if map.count > 1, !config.catalog.tallies.isEmpty {
+            throw ConfigError(
+                description: "config: redis.partitions \(map.count) with a catalog that keeps counters or active sets (\(config.catalog.tallies.map(\.name).joined(separator: ", "))): summing them across partitions is not built yet; use one partition or a catalog without tallies")
+        }
+        var shardURLs: [RedisURL] = []
+        for (index, shard) in config.redis.shards.enumerated() {
+            do {
+                shardURLs.append(try RedisURL(parsing: shard))
+            } catch {
+                throw ConfigError(description: "config: redis.shards[\(index)]: \(error)")
+            }
+        }
+        let identities = shardURLs.map { "\($0.host):\($0.port)/\($0.database)" }
+        for (index, identity) in identities.enumerated() {
+            if let first = identities.firstIndex(of: identity), first != index {
+                throw ConfigError(description: "config: redis.shards[\(index)] names the same server as redis.shards[\(first)] (\(identity))")
+            }
+        }
+        let ring = identities.isEmpty ? nil : HashRing(servers: identities)
+        let placement = (0..<map.count).map { ring?.server(forPartition: $0) ?? 0 }
+        for (index, identity) in identities.enumerated() where !placement.contains(index) {
+            logger.warning(
+                "a shard holds none of the partitions; raise redis.partitions to use it",
+                metadata: ["shard": "\(identity)", "redis.partitions": "\(map.count)"])
+        }
+        self.map = map
+        self.placement = placement
+        self.idempotencyWindowSeconds = config.server.idempotencyWindowSeconds
+        self.logger = logger
+        self.partitions = try (0..<map.count).map { partition in
+            var partitionConfig = config
+            if !config.redis.shards.isEmpty { partitionConfig.redis.url = config.redis.shards[placement[partition]] }
+            partitionConfig.redis.shards = []
+            partitionConfig.redis.streamKey = map.name(config.redis.streamKey, partition: partition)
+            partitionConfig.redis.pubsubChannel = map.name(config.redis.pubsubChannel, partition: partition)
+            var partitionLogger = logger
+            partitionLogger[metadataKey: "partition"] = "\(partition)"
+            return try RedisEngine(
+                config: partitionConfig, eventLoopGroup: eventLoopGroup, logger: partitionLogger,
+                healthCheckInterval: healthCheckInterval, staleSweepInterval: staleSweepInterval,
+                owns: { key in map.partition(ofEntityKey: key) == partition })
+        }
+    }
+
+    // MARK: Engine
+
+    /// While any partition accepts events: a node whose one shard is down still serves the others (a load
+    /// balancer that took every node out over one shard would stop them all). `unreadyPartitions` names the rest.
+    public var isReady: Bool { partitions.contains { $0.isReady } }
+
+    /// The partitions that cannot accept events now.
+    public var unreadyPartitions: [Int] { partitions.indices.filter { !partitions[$0].isReady } }
+
+    public func append(_ events: [ValidatedEvent]) async throws -> [Appended] {
+        let partitionOf = events.map { map.partition(ofEntityKey: $0.entityKey) }
+        var groups: [Int: [Int]] = [:]
+        for (index, partition) in partitionOf.enumerated() { groups[partition, default: []].append(index) }
+        if groups.count <= 1 {
+            guard let partition = groups.keys.first else { return [] }
+            return try await partitions[partition].append(events)
+        }
+        // A request spanning partitions may be stored in some and not others. Each event without a key of its own
+        // gets a hub key now (`CallRecords`' form, for a call that keeps no record), stored with it like any
+        // idempotency key: a resend with it is a duplicate where the first attempt was stored, and stored where not.
+        var sent = events
+        var resendKeys = [String?](repeating: nil, count: events.count)
+        if idempotencyWindowSeconds > 0 {
+            var token = CallRecords.newToken()
+            var position = 0
+            for index in events.indices where events[index].idempotencyKey == nil {
+                if position == AppendScript.chunkSize {
+                    token = CallRecords.newToken()
+                    position = 0
+                }
+                let key = CallRecords.hubKey(token: token, position: position)
+                position += 1
+                sent[index] = events[index].withIdempotencyKey(key)
+                resendKeys[index] = key
+            }
+        }
+        let outcomes = await withTaskGroup(of: (Int, Result<[Appended], EngineUnavailable>).self) { group in
+            for (partition, indexes) in groups {
+                let engine = partitions[partition]
+                let groupEvents = indexes.map { sent[$0] }
+                group.addTask {
+                    do {
+                        return (partition, .success(try await engine.append(groupEvents)))
+                    } catch let unavailable as EngineUnavailable {
+                        return (partition, .failure(unavailable))
+                    } catch {
+                        return (partition, .failure(EngineUnavailable(reason: "\(error)")))
+                    }
+                }
+            }
+            var outcomes: [Int: Result<[Appended], EngineUnavailable>] = [:]
+            for await (partition, outcome) in group { outcomes[partition] = outcome }
+            return outcomes
+        }
+        var appended = [Appended?](repeating: nil, count: events.count)
+        var failures: [(partition: Int, unavailable: EngineUnavailable)] = []
+        for (partition, outcome) in outcomes {
+            switch outcome {
+            case .success(let results):
+                for (index, result) in zip(groups[partition]!, results) { appended[index] = result }
+            case .failure(let unavailable):
+                failures.append((partition, unavailable))
+            }
+        }
+        guard !failures.isEmpty else { return appended.map { $0! } }
+        failures.sort { $0.partition < $1.partition }
+        let reason = failures.map { "partition \($0.partition): \($0.unavailable.reason)" }.joined(separator: "; ")
+        let retryAfter = failures.map(\.unavailable.retryAfterSeconds).max() ?? 1
+        if failures.count == groups.count, failures.allSatisfy({ $0.unavailable.outcome == .notStored }) {
+            throw EngineUnavailable(reason: reason, retryAfterSeconds: retryAfter, outcome: .notStored)
+        }
+        let stored = groups.count - failures.count
+        logger.warning(
+            "a request was stored in some partitions only",
+            metadata: ["failed_partitions": "\(failures.map(\.partition))", "stored_partitions": "\(stored)"])
+        throw EngineUnavailable(
+            reason: "\(reason) (the events of \(stored) other partition\(stored == 1 ? "" : "s") were stored)",
+            retryAfterSeconds: retryAfter, outcome: .unknown(resendKeys: resendKeys))
+    }
+
+    public func latest(entityKey: String) async throws -> StoredEvent? {
+        try await partitions[map.partition(ofEntityKey: entityKey)].latest(entityKey: entityKey)
+    }
+
+    /// The union of the set's members in every partition (each entity's members are added where its events go).
+    public func activeSet(key: String) async throws -> [String] {
+        var members = Set<String>()
+        for engine in partitions { members.formUnion(try await engine.activeSet(key: key)) }
+        return members.sorted()
+    }
+
+    /// Every partition's snapshot, one after the other; chunks carry no position (see the type's comment). Fails
+    /// when any partition cannot be read: a snapshot missing a partition's entities would look complete.
+    public func snapshot(
+        matching patterns: [ChannelPattern], chunkSize: Int, receive: (SnapshotChunk) async throws -> Void
+    ) async throws {
+        for (partition, engine) in partitions.enumerated() {
+            let isLastPartition = partition == partitions.count - 1
+            do {
+                try await engine.snapshot(matching: patterns, chunkSize: chunkSize) { chunk in
+                    let isLast = isLastPartition && chunk.isLast
+                    guard !chunk.events.isEmpty || isLast else { return }
+                    try await receive(SnapshotChunk(events: chunk.events, position: nil, isLast: isLast))
+                }
+            } catch let unavailable as EngineUnavailable {
+                throw EngineUnavailable(
+                    reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
+            }
+        }
+    }
+
+    /// Always a gap: one id names no position in every partition. Resume across partitions takes a
+    /// `PartitionPositions` (`history(after:limit:)` below).
+    public func history(after id: EventID, limit: Int) async throws -> [StoredEvent]? { nil }
+
+    /// Up to `limit` events after `positions`, partition by partition (oldest first within each), each with its
+    /// partition; nil when some partition's history no longer holds everything after its position. Advance the
+    /// positions past what was returned and ask again until it answers empty.
+    public func history(after positions: PartitionPositions, limit: Int) async throws -> [(partition: Int, event: StoredEvent)]? {
+        guard positions.positions.count == partitions.count else { return nil }
+        var found: [(partition: Int, event: StoredEvent)] = []
+        for (partition, engine) in partitions.enumerated() where found.count < limit {
+            do {
+                guard let page = try await engine.history(after: positions.positions[partition], limit: limit - found.count) else {
+                    return nil
+                }
+                found += page.map { (partition, $0) }
+            } catch let unavailable as EngineUnavailable {
+                throw EngineUnavailable(
+                    reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
+            }
+        }
+        return found
+    }
+
+    /// Runs every partition's engine, delivering their events to `sink` one at a time.
+    public func run(delivering sink: any EventSink) async throws {
+        let serialized = SerializedSink(sink)
+        await withTaskGroup(of: Void.self) { group in
+            for engine in partitions { group.addTask { try? await engine.run(delivering: serialized) } }
+        }
+    }
+
+    public func shutdown() async {
+        for engine in partitions { await engine.shutdown() }
+    }
+}
+
+extension PartitionedRedisEngine: WriteProbe {
+    /// A refusal only when no partition takes writes; a partition that refuses is logged, and its events answer
+    /// 503 on their own (the node keeps serving the others).
+    public func writeRefusal() async -> String? {
+        var refusals: [String] = []
+        for (partition, engine) in partitions.enumerated() {
+            if let refusal = await engine.writeRefusal() { refusals.append("partition \(partition): \(refusal)") }
+        }
+        guard refusals.count == partitions.count else {
+            if !refusals.isEmpty { logger.debug("some partitions refuse writes", metadata: ["refusals": "\(refusals)"]) }
+            return nil
+        }
+        return refusals.joined(separator: "; ")
+    }
+}
+
+/// An `EventSink` fed by several partitions' subscribers at once, handing their calls on one at a time, as the
+/// sink's contract asks. Delivery only enqueues, so the lock is held briefly.
+final class SerializedSink: EventSink {
+    private let sink: any EventSink
+    private let lock = Mutex(())
+
+    init(_ sink: any EventSink) { self.sink = sink }
+
+    func deliver(_ event: StoredEvent) { lock.withLock { _ in sink.deliver(event) } }
+
+    func deliveryGap(reason: String) { lock.withLock { _ in sink.deliveryGap(reason: reason) } }
+}

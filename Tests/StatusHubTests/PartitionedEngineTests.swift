@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+import StatusHubCore
+import StatusHubRedis
+import Testing
+
+/// The partitioned Redis engine on real redis-servers: its key layout, its configuration's refusals, and what it
+/// does while one of three independent shards is down and after it comes back. The engine contract suite runs
+/// against it too (`EngineContractTests`, `threeShards`).
+@Suite("Partitioned Redis engine")
+struct PartitionedEngineTests {
+    @Test func everyKeyAndChannelCarriesItsPartitionsTag() async throws {
+        try await withRedisServer { redis in
+            try await withPartitionedEngine(shards: [redis.url], partitions: 3, asURL: true) { engine, sink in
+                let machines = machinePerPartition(engine.map)
+                _ = try await engine.append(machines.map { SampleEvents.validated(SampleEvents.machineStatus($0)) })
+                _ = try await sink.waitFor(count: 3)
+                let admin = try await RedisConnection.connect(to: RedisURL(parsing: redis.url))
+                let keys = Set(try await admin.send(["KEYS", "*"]).orThrow().array?.compactMap(\.text) ?? [])
+                for partition in 0..<3 {
+                    #expect(keys.contains("{p\(partition)}statushub:history"))
+                    #expect(keys.contains("{p\(partition)}statushub:history:last-states"))
+                }
+                #expect(!keys.contains("statushub:history"), "one partition's names are today's; three partitions' are tagged")
+                let channels = try await admin.send(["PUBSUB", "CHANNELS", "*statushub:events"]).orThrow().array?.compactMap(\.text) ?? []
+                #expect(Set(channels) == ["{p0}statushub:events", "{p1}statushub:events", "{p2}statushub:events"])
+                // Each partition's snapshot index holds its own entities only, so the snapshot names each once.
+                let snapshot = try await engine.snapshot(matching: [try ChannelPattern(parsing: "resource-status")])
+                #expect(snapshot.events.map(\.entityKey).sorted() == machines.map { "resource:machine:\($0)" }.sorted())
+                await admin.close()
+            }
+        }
+    }
+
+    @Test func configurationMistakesAreNamed() throws {
+        var config = HubConfig()
+        config.redis.shards = ["redis://127.0.0.1:7001", "redis://127.0.0.1:7001/0"]
+        config.catalog = catalogWithoutTallies
+        #expect { try PartitionedRedisEngine(config: config) } throws: { error in
+            "\(error)".contains("redis.shards[1] names the same server as redis.shards[0]")
+        }
+        config.redis.shards = ["redis://127.0.0.1:7001", "redis://127.0.0.1:notaport"]
+        #expect { try PartitionedRedisEngine(config: config) } throws: { error in "\(error)".contains("redis.shards[1]") }
+        config.redis.shards = ["redis://127.0.0.1:7001", "redis://127.0.0.1:7002"]
+        config.catalog = HubConfig().catalog
+        #expect { try PartitionedRedisEngine(config: config) } throws: { error in
+            "\(error)".contains("counters or active sets")
+        }
+    }
+
+    /// One of three shards killed: the others keep storing and delivering; a request spanning the dead shard and a
+    /// live one is answered 503 with a resend key per event while the live shard's event is stored; after the shard
+    /// comes back (empty: no persistence), the node's subscribers report the gap (clients resync) and the resend
+    /// stores the lost event once and answers the stored one as a duplicate.
+    @Test func oneShardDownLeavesTheOthersServing() async throws {
+        try await withShards(3) { shards in
+            try await withPartitionedEngine(shards: shards.map(\.url), partitions: 6) { engine, sink in
+                let machines = machinePerPartition(engine.map)
+                let shardOf = engine.placement
+                let deadShard = shardOf[0]
+                let dead = machines[0]
+                let aliveIndex = try #require(machines.indices.first { shardOf[$0] != deadShard })
+                let alive = machines[aliveIndex]
+                _ = try await engine.append(machines.map { SampleEvents.validated(SampleEvents.machineStatus($0, "running")) })
+                _ = try await sink.waitFor(count: machines.count)
+
+                await shards[deadShard].kill9()
+                try await eventually("the dead shard's partitions noticed") { engine.unreadyPartitions.contains(0) }
+                #expect(engine.isReady, "a node with one shard down still serves the others")
+
+                let spanning = [
+                    SampleEvents.validated(SampleEvents.machineStatus(dead, "breakdown")),
+                    SampleEvents.validated(SampleEvents.machineStatus(alive, "breakdown")),
+                ]
+                var resendKeys: [String?] = []
+                do {
+                    _ = try await engine.append(spanning)
+                    Issue.record("a request touching the dead shard was acknowledged")
+                } catch let unavailable as EngineUnavailable {
+                    #expect(unavailable.reason.contains("partition 0"))
+                    guard case .unknown(let keys) = unavailable.outcome else {
+                        Issue.record("outcome \(unavailable.outcome), not unknown with resend keys")
+                        return
+                    }
+                    resendKeys = keys
+                }
+                #expect(resendKeys.count == 2 && resendKeys.allSatisfy { $0?.hasPrefix("hub:") == true })
+                // The live shard's event was stored and delivered.
+                let stored = try #require(try await engine.latest(entityKey: "resource:machine:\(alive)"))
+                #expect(stored.jsonString.contains("breakdown"))
+                try await eventually("the live partition's event delivered") {
+                    sink.received.contains { $0.entityKey == "resource:machine:\(alive)" && $0.jsonString.contains("breakdown") }
+                }
+                // A request for the live shards alone is stored; one for the dead shard alone is refused, unstored.
+                _ = try await engine.append([SampleEvents.validated(SampleEvents.alert(alive))])
+                await #expect(throws: EngineUnavailable.self) {
+                    try await engine.append([SampleEvents.validated(SampleEvents.alert(dead))])
+                }
+
+                let gapsBefore = sink.gaps.count
+                try await shards[deadShard].restart()
+                try await eventually("every partition back", timeout: .seconds(20)) { engine.unreadyPartitions.isEmpty }
+                try await eventually("the lost history reported as a gap", timeout: .seconds(20)) { sink.gaps.count > gapsBefore }
+
+                let resent = zip(spanning, resendKeys).map { event, key in event.withIdempotencyKey(key!) }
+                let answers = try await engine.append(resent)
+                #expect(answers[0].duplicate == false, "the dead shard's event was never stored: the resend stores it")
+                #expect(answers[1] == Appended(id: stored.id, duplicate: true), "the live shard's event is not stored twice")
+                try await eventually("the resent event delivered") {
+                    sink.received.contains { $0.entityKey == "resource:machine:\(dead)" && $0.jsonString.contains("breakdown") }
+                }
+                #expect(sink.received.filter { $0.entityKey == "resource:machine:\(alive)" && $0.jsonString.contains("breakdown") }.count == 1)
+            }
+        }
+    }
+}
+
+/// A machine id (`M-<n>`) per partition, in partition order.
+func machinePerPartition(_ map: PartitionMap) -> [String] {
+    var found: [Int: String] = [:]
+    var number = 0
+    while found.count < map.count {
+        let id = "M-\(number)"
+        let partition = map.partition(ofEntityKey: "resource:machine:\(id)")
+        if found[partition] == nil { found[partition] = id }
+        number += 1
+    }
+    return (0..<map.count).map { found[$0]! }
+}
