@@ -128,11 +128,15 @@ public struct EngineUnavailable: Error, Sendable, CustomStringConvertible {
     public var reason: String
     public var retryAfterSeconds: Int
     public var outcome: Outcome
+    /// Per event of the failed `append`, its outcome where it is known to be stored (an engine with partitions stores
+    /// the events of the partitions that answered); nil for the others. Empty: none is known stored.
+    public var stored: [Appended?]
 
-    public init(reason: String, retryAfterSeconds: Int = 1, outcome: Outcome = .notStored) {
+    public init(reason: String, retryAfterSeconds: Int = 1, outcome: Outcome = .notStored, stored: [Appended?] = []) {
         self.reason = reason
         self.retryAfterSeconds = retryAfterSeconds
         self.outcome = outcome
+        self.stored = stored
     }
 
     public var description: String { "engine unavailable: \(reason)" }

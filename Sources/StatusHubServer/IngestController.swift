@@ -134,6 +134,10 @@ struct IngestController {
                 metrics.duplicatesAcknowledged.increment(by: Int64(results.count(where: { $0.duplicate })))
             } catch let unavailable as EngineUnavailable {
                 metrics.ingestUnavailable.increment()
+                let stored = unavailable.stored.compactMap { $0 }
+                watermark.acknowledged(stored.lazy.filter { !$0.duplicate }.map(\.id))
+                metrics.eventsAccepted.increment(by: Int64(stored.count(where: { !$0.duplicate })))
+                metrics.duplicatesAcknowledged.increment(by: Int64(stored.count(where: { $0.duplicate })))
                 return unavailableResponse(unavailable, events: valid.map(\.index))
             }
         }
@@ -154,12 +158,15 @@ struct IngestController {
                 outcome: "not_stored", headers: headers)
         case .unknown(let resendKeys):
             let resend = zip(events, resendKeys).compactMap { index, key in key.map { (index: index, key: $0) } }
+            // Known stored (the partitions that answered): listed with their ids; their resend is a duplicate.
+            let stored = zip(events, unavailable.stored).compactMap { index, appended in appended.map { (index: index, appended: $0) } }
             let advice = limits.idempotencyWindowSeconds > 0
                 ? "resend the request with each event listed in resend carrying the idempotency_key given there (events with their own key keep it)"
                 : "idempotency is off (server.idempotency_window_seconds), so only a look at the history tells"
             return JSONResponse.unavailable(
-                field: "engine", reason: "\(unavailable.reason); the events may or may not have been stored: \(advice)",
-                outcome: "unknown", resend: resend, headers: headers)
+                field: "engine",
+                reason: "\(unavailable.reason); \(stored.isEmpty ? "the events" : "the events listed in stored were stored, the others") may or may not have been stored: \(advice)",
+                outcome: "unknown", resend: resend, stored: stored, headers: headers)
         }
     }
 

@@ -37,11 +37,15 @@ enum JSONResponse {
     /// A 503 for an ingest request, saying what became of its events: `"outcome":"not_stored"` (resend as is) or
     /// `"outcome":"unknown"` with the idempotency key to resend each listed event with.
     static func unavailable(
-        field: String, reason: String, outcome: String, resend: [(index: Int, key: String)]? = nil, headers: HTTPFields
+        field: String, reason: String, outcome: String, resend: [(index: Int, key: String)]? = nil,
+        stored: [(index: Int, appended: Appended)] = [], headers: HTTPFields
     ) -> Response {
         let detail = ErrorBody.Detail(
             status: 503, field: field, reason: reason, outcome: outcome,
-            resend: resend?.map { .init(index: $0.index, idempotency_key: $0.key) })
+            resend: resend?.map { .init(index: $0.index, idempotency_key: $0.key) },
+            stored: stored.isEmpty ? nil : stored.map {
+                .init(index: $0.index, event_id: $0.appended.id.description, duplicate: $0.appended.duplicate ? true : nil)
+            })
         return encode(ErrorBody(error: detail), status: .serviceUnavailable, headers: headers)
     }
 
@@ -51,11 +55,17 @@ enum JSONResponse {
                 var index: Int
                 var idempotency_key: String
             }
+            struct Stored: Encodable {
+                var index: Int
+                var event_id: String
+                var duplicate: Bool?
+            }
             var status: Int
             var field: String
             var reason: String
             var outcome: String? = nil
             var resend: [Resend]? = nil
+            var stored: [Stored]? = nil
         }
         var error: Detail
     }

@@ -115,6 +115,59 @@ struct PartitionedEngineTests {
     }
 }
 
+extension PartitionedEngineTests {
+    /// The same through HTTP: with one shard down, a batch spanning it and a live shard is answered 503 `unknown`,
+    /// listing the live shard's event under `stored` with its id and a resend key for both; `/ready` stays 200; once
+    /// the shard is back, the batch resent as told stores the lost event and answers the stored one as a duplicate.
+    @Test func ingestAnswersPerPartitionWhileAShardIsDown() async throws {
+        try await withShards(3) { shards in
+            try await withHub(redisURL: nil, configure: { config in
+                config.catalog = catalogWithoutTallies
+                config.redis.shards = shards.map(\.url)
+                config.redis.partitions = 6
+            }) { hub in
+                let engine = try #require(hub.hub.engine as? PartitionedRedisEngine)
+                let machines = machinePerPartition(engine.map)
+                let deadShard = engine.placement[0]
+                let aliveIndex = try #require(machines.indices.first { engine.placement[$0] != deadShard })
+                let batch = [SampleEvents.machineStatus(machines[0], "breakdown"), SampleEvents.machineStatus(machines[aliveIndex], "breakdown")]
+
+                await shards[deadShard].kill9()
+                try await eventually("the dead shard noticed") { engine.unreadyPartitions.contains(0) }
+                #expect(try await HTTP.get(port: hub.port, "/ready").status == 200)
+
+                let refused = try await HTTP.post(port: hub.port, events: batch)
+                #expect(refused.status == 503)
+                #expect(refused.headers["retry-after"] != nil)
+                let answer = try #require(refused.json["error"])
+                #expect(answer["outcome"] == .string("unknown"))
+                #expect(answer["reason"]?.stringValue?.contains("partition 0") == true)
+                let stored = answer["stored"]?.arrayValue ?? []
+                #expect(stored.count == 1)
+                #expect(stored.first?["index"] == .number(1))
+                let storedID = try #require(stored.first?["event_id"]?.stringValue)
+                let resend = answer["resend"]?.arrayValue ?? []
+                #expect(resend.map { $0["index"] } == [.number(0), .number(1)])
+                let keys = resend.compactMap { $0["idempotency_key"]?.stringValue }
+                #expect(keys.count == 2)
+
+                try await shards[deadShard].restart()
+                try await eventually("every partition back", timeout: .seconds(20)) { engine.unreadyPartitions.isEmpty }
+                let resent = zip(batch, keys).map { event, key in
+                    event.replacingOccurrences(of: #"{"event_type""#, with: #"{"idempotency_key":"\#(key)","event_type""#)
+                }
+                let accepted = try await HTTP.post(port: hub.port, events: resent)
+                #expect(accepted.status == 200 || accepted.status == 202)
+                let results = accepted.json["accepted"]?.arrayValue ?? []
+                #expect(results.count == 2)
+                #expect(results.first { $0["index"] == .number(1) }?["event_id"]?.stringValue == storedID)
+                #expect(results.first { $0["index"] == .number(1) }?["duplicate"] == .bool(true))
+                #expect(results.first { $0["index"] == .number(0) }?["duplicate"] == nil)
+            }
+        }
+    }
+}
+
 /// A machine id (`M-<n>`) per partition, in partition order.
 func machinePerPartition(_ map: PartitionMap) -> [String] {
     var found: [Int: String] = [:]

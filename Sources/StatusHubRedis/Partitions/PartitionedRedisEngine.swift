@@ -14,8 +14,9 @@ import Synchronization
 /// What crosses partitions:
 /// - `append`: a request's events are grouped by partition, each group one call of that partition's engine, all
 ///   groups at once. A failed partition does not stop the others: their events are stored, and the request is
-///   answered 503 naming the failed partitions, with a resend key for every event, so a resend of the whole request
-///   stores the failed partitions' events and answers the stored ones as duplicates (see `append`).
+///   answered 503 naming the failed partitions, listing the stored events with their ids (`EngineUnavailable.stored`)
+///   and giving a resend key to every event, so a resend of the whole request stores the failed partitions' events
+///   and answers the stored ones as duplicates (see `append`).
 /// - Live events: every partition's subscriber delivers to the one sink, one call at a time (`SerializedSink`);
 ///   order holds per partition (so per entity), not across partitions.
 /// - `snapshot`: every partition's, one after the other; a snapshot has no single position (`position` nil), as
@@ -166,7 +167,7 @@ public final class PartitionedRedisEngine: Engine {
             metadata: ["failed_partitions": "\(failures.map(\.partition))", "stored_partitions": "\(stored)"])
         throw EngineUnavailable(
             reason: "\(reason) (the events of \(stored) other partition\(stored == 1 ? "" : "s") were stored)",
-            retryAfterSeconds: retryAfter, outcome: .unknown(resendKeys: resendKeys))
+            retryAfterSeconds: retryAfter, outcome: .unknown(resendKeys: resendKeys), stored: appended)
     }
 
     public func latest(entityKey: String) async throws -> StoredEvent? {

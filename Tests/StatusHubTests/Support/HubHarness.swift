@@ -53,7 +53,11 @@ func withHub<T: Sendable>(
     configure(&config)
     var logger = Logger(label: "test-hub")
     logger.logLevel = .warning
-    let engine: any Engine = if redisURL != nil {
+    // `configure` may set `redis.shards` (or several `redis.partitions`): the partitioned engine, as `statushub serve` picks it.
+    let partitioned = !config.redis.shards.isEmpty || (redisURL != nil && config.redis.partitionCount > 1)
+    let engine: any Engine = if partitioned {
+        try PartitionedRedisEngine(config: config, logger: logger, healthCheckInterval: redisHealthCheck)
+    } else if redisURL != nil {
         try RedisEngine(config: config, logger: logger, healthCheckInterval: redisHealthCheck)
     } else {
         MemoryEngine(config: config)
@@ -74,7 +78,7 @@ func withHub<T: Sendable>(
         guard let port = await iterator.next() else { throw TestSocket.Timeout(waitingFor: "hub to start") }
         // Wait until the engine is connected, as a load balancer's readiness check would.
         let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-        while !engine.isReady {
+        while !engine.isReady || (engine as? PartitionedRedisEngine)?.unreadyPartitions.isEmpty == false {
             guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "engine ready") }
             try await Task.sleep(for: .milliseconds(10))
         }
