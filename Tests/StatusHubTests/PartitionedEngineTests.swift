@@ -168,6 +168,59 @@ extension PartitionedEngineTests {
     }
 }
 
+extension PartitionedEngineTests {
+    /// Two nodes on the same three shards: each delivers every partition's events, whichever node took them, in each
+    /// entity's order under four publishers (two per node); an expired state is announced stale once across both.
+    @Test func twoNodesShareEveryPartition() async throws {
+        try await withShards(3) { shards in
+            let urls = shards.map(\.url)
+            let ttl: (inout HubConfig) -> Void = { $0.cacheTTL.machine = 1 }
+            try await withPartitionedEngine(shards: urls, partitions: 3, configure: ttl) { nodeA, sinkA in
+                try await withPartitionedEngine(shards: urls, partitions: 3, configure: ttl) { nodeB, sinkB in
+                    let machines = machinePerPartition(nodeA.map)
+                    let perPublisher = 40
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for publisher in 0..<4 {
+                            let node = publisher.isMultiple(of: 2) ? nodeA : nodeB
+                            // One machine per partition; publishers 2 and 3 (one on each node) share the third.
+                            let machine = machines[min(publisher, 2)]
+                            group.addTask {
+                                for sequence in 0..<perPublisher {
+                                    let json = SampleEvents.machineStatus(machine, extra: #","publisher":\#(publisher),"sequence":\#(sequence)"#)
+                                    _ = try await node.append([SampleEvents.validated(json)])
+                                }
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                    let total = 4 * perPublisher
+                    for sink in [sinkA, sinkB] {
+                        let received = try await sink.waitFor(count: total)
+                        #expect(received.filter { !$0.isStale }.count == total)
+                        for publisher in 0..<4 {
+                            let sequences = received.filter { $0.jsonString.contains(#""publisher":\#(publisher),"#) }
+                                .map { $0.jsonString.components(separatedBy: #""sequence":"#)[1].prefix { $0.isNumber } }
+                                .compactMap { Int($0) }
+                            #expect(sequences == Array(0..<perPublisher), "publisher \(publisher)'s events in its order")
+                        }
+                    }
+                    // Every machine's state expires (ttl 1 s): one status_stale per machine, on both nodes alike.
+                    for machine in Set(machines) {
+                        try await eventually("\(machine) announced stale", timeout: .seconds(20)) {
+                            !sinkA.stale(for: "resource:machine:\(machine)").isEmpty && !sinkB.stale(for: "resource:machine:\(machine)").isEmpty
+                        }
+                    }
+                    try await Task.sleep(for: .seconds(1))
+                    for machine in Set(machines) {
+                        #expect(sinkA.stale(for: "resource:machine:\(machine)").count == 1)
+                        #expect(sinkB.stale(for: "resource:machine:\(machine)").count == 1)
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A machine id (`M-<n>`) per partition, in partition order.
 func machinePerPartition(_ map: PartitionMap) -> [String] {
     var found: [Int: String] = [:]
