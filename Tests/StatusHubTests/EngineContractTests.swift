@@ -76,10 +76,10 @@ func withEngine<T: Sendable>(
 }
 
 /// `count` redis-servers for the body, all stopped however it ends.
-func withShards<T>(_ count: Int, _ body: ([RedisServer]) async throws -> T) async throws -> T {
+func withShards<T>(_ count: Int, extraArguments: [String] = [], _ body: ([RedisServer]) async throws -> T) async throws -> T {
     var servers: [RedisServer] = []
     do {
-        for _ in 0..<count { servers.append(try await RedisServer.start()) }
+        for _ in 0..<count { servers.append(try await RedisServer.start(extraArguments: extraArguments)) }
         let result = try await body(servers)
         for server in servers { await server.destroy() }
         return result
