@@ -337,6 +337,22 @@ public final class RedisEngine: Engine {
         }
     }
 
+    /// Remembers each stored event's id under an idempotency key (tenant-scoped, as events carry them) for the
+    /// idempotency window, exactly as the append script does for a keyed event: a later event with that key is
+    /// answered as a duplicate of the id. For events stored without a key whose resend must not store them again
+    /// (`PartitionedRedisEngine.append`).
+    func remember(_ entries: [(key: String, id: EventID)]) async throws {
+        let window = config.server.idempotencyWindowSeconds
+        guard !entries.isEmpty, window > 0 else { return }
+        do {
+            let replies = try await commands.connection().pipeline(
+                entries.map { ["SET", keys.idempotencyKey($0.key), $0.id.description, "EX", String(window)] })
+            for reply in replies { _ = try reply.orThrow() }
+        } catch {
+            throw unavailable(error)
+        }
+    }
+
     /// Closes the command connection. `run` ends when its task is cancelled; cancel it first.
     public func shutdown() async {
         await commands.shutdown()

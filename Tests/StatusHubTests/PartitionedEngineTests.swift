@@ -22,6 +22,7 @@ struct PartitionedEngineTests {
                     #expect(keys.contains("{p\(partition)}statushub:history:last-states"))
                 }
                 #expect(!keys.contains("statushub:history"), "one partition's names are today's; three partitions' are tagged")
+                #expect(!keys.contains { $0.contains(":idem:") }, "a request stored in every partition it spans writes no idempotency key")
                 let channels = try await admin.send(["PUBSUB", "CHANNELS", "*statushub:events"]).orThrow().array?.compactMap(\.text) ?? []
                 #expect(Set(channels) == ["{p0}statushub:events", "{p1}statushub:events", "{p2}statushub:events"])
                 // Each partition's snapshot index holds its own entities only, so the snapshot names each once.

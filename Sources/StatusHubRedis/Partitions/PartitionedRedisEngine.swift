@@ -15,8 +15,8 @@ import Synchronization
 /// - `append`: a request's events are grouped by partition, each group one call of that partition's engine, all
 ///   groups at once. A failed partition does not stop the others: their events are stored, and the request is
 ///   answered 503 naming the failed partitions, listing the stored events with their ids (`EngineUnavailable.stored`)
-///   and giving a resend key to every event, so a resend of the whole request stores the failed partitions' events
-///   and answers the stored ones as duplicates (see `append`).
+///   and giving a resend key to every event without its own, so a resend of the whole request stores the failed
+///   partitions' events and answers the stored ones as duplicates (see `resendKeys`).
 /// - Live events: every partition's subscriber delivers to the one sink, one call at a time (`SerializedSink`);
 ///   order holds per partition (so per entity), not across partitions.
 /// - `snapshot`: every partition's, one after the other; a snapshot has no single position (`position` nil), as
@@ -107,29 +107,10 @@ public final class PartitionedRedisEngine: Engine {
             guard let partition = groups.keys.first else { return [] }
             return try await partitions[partition].append(events)
         }
-        // A request spanning partitions may be stored in some and not others. Each event without a key of its own
-        // gets a hub key now (`CallRecords`' form, for a call that keeps no record), stored with it like any
-        // idempotency key: a resend with it is a duplicate where the first attempt was stored, and stored where not.
-        var sent = events
-        var resendKeys = [String?](repeating: nil, count: events.count)
-        if idempotencyWindowSeconds > 0 {
-            var token = CallRecords.newToken()
-            var position = 0
-            for index in events.indices where events[index].idempotencyKey == nil {
-                if position == AppendScript.chunkSize {
-                    token = CallRecords.newToken()
-                    position = 0
-                }
-                let key = CallRecords.hubKey(token: token, position: position)
-                position += 1
-                sent[index] = events[index].withIdempotencyKey(key)
-                resendKeys[index] = key
-            }
-        }
         let outcomes = await withTaskGroup(of: (Int, Result<[Appended], EngineUnavailable>).self) { group in
             for (partition, indexes) in groups {
                 let engine = partitions[partition]
-                let groupEvents = indexes.map { sent[$0] }
+                let groupEvents = indexes.map { events[$0] }
                 group.addTask {
                     do {
                         return (partition, .success(try await engine.append(groupEvents)))
@@ -161,6 +142,7 @@ public final class PartitionedRedisEngine: Engine {
         if failures.count == groups.count, failures.allSatisfy({ $0.unavailable.outcome == .notStored }) {
             throw EngineUnavailable(reason: reason, retryAfterSeconds: retryAfter, outcome: .notStored)
         }
+        let resendKeys = await resendKeys(for: events, groups: groups, appended: appended, failures: failures)
         let stored = groups.count - failures.count
         logger.warning(
             "a request was stored in some partitions only",
@@ -168,6 +150,59 @@ public final class PartitionedRedisEngine: Engine {
         throw EngineUnavailable(
             reason: "\(reason) (the events of \(stored) other partition\(stored == 1 ? "" : "s") were stored)",
             retryAfterSeconds: retryAfter, outcome: .unknown(resendKeys: resendKeys), stored: appended)
+    }
+
+    /// The key each event of a request stored in some partitions only is to be resent with, so that a resend of the
+    /// whole request stores every event once: for a stored event without a key of its own, a hub key
+    /// (`CallRecords`' form) remembered now in its partition with its id, so the resend is a duplicate of it; for
+    /// one whose partition did not store it, a hub key no call recorded, so the resend stores it; for one whose
+    /// partition lost the answer, the key that partition gave. Nil for events with their own key (resent with it),
+    /// with idempotency off, and for stored events whose key could not be remembered (their partition failed in
+    /// between): the 503 lists those under `stored`, and only the others should be resent.
+    /// Only this failure path costs anything: a request that is stored everywhere writes no key.
+    private func resendKeys(
+        for events: [ValidatedEvent], groups: [Int: [Int]], appended: [Appended?],
+        failures: [(partition: Int, unavailable: EngineUnavailable)]
+    ) async -> [String?] {
+        var keys = [String?](repeating: nil, count: events.count)
+        guard idempotencyWindowSeconds > 0 else { return keys }
+        var token = CallRecords.newToken()
+        var position = 0
+        func freshKey() -> String {
+            if position == AppendScript.chunkSize {
+                token = CallRecords.newToken()
+                position = 0
+            }
+            defer { position += 1 }
+            return CallRecords.hubKey(token: token, position: position)
+        }
+        let failed = Dictionary(uniqueKeysWithValues: failures.map { ($0.partition, $0.unavailable) })
+        for (partition, indexes) in groups.sorted(by: { $0.key < $1.key }) {
+            let keyless = indexes.filter { events[$0].idempotencyKey == nil }
+            switch failed[partition]?.outcome {
+            case nil:
+                var remembered: [(key: String, id: EventID)] = []
+                for index in keyless {
+                    guard let stored = appended[index] else { continue }
+                    let key = freshKey()
+                    keys[index] = key
+                    remembered.append((Tenant.prefix(events[index].tenant) + key, stored.id))
+                }
+                do {
+                    try await partitions[partition].remember(remembered)
+                } catch {
+                    logger.warning(
+                        "could not remember the keys of events stored in a partition; they are listed as stored without one",
+                        metadata: ["partition": "\(partition)", "error": "\(error)"])
+                    for index in keyless { keys[index] = nil }
+                }
+            case .notStored?:
+                for index in keyless { keys[index] = freshKey() }
+            case .unknown(let given)?:
+                for (index, key) in zip(indexes, given) { keys[index] = key }
+            }
+        }
+        return keys
     }
 
     public func latest(entityKey: String) async throws -> StoredEvent? {
