@@ -140,8 +140,11 @@ public struct StatusHub: Sendable {
             }
             // A bridge that lost its broker does not stop the node serving dashboards and HTTP ingest: still 200,
             // with the bridge named under "degraded".
-            let degraded = bridges.compactMap { bridge in
+            var degraded = bridges.compactMap { bridge in
                 bridge.problem.map { JSONValue.object(["field": .string(bridge.name), "reason": .string($0)]) }
+            }
+            if let missing = (engine as? any PartialAvailability)?.unavailableParts {
+                degraded.insert(.object(["field": .string("engine"), "reason": .string(missing)]), at: 0)
             }
             guard !degraded.isEmpty else { return JSONResponse.bytes(Array(#"{"status":"ready"}"#.utf8)) }
             var body: [UInt8] = []

@@ -28,6 +28,11 @@ struct PartitionedEngineTests {
                 // Each partition's snapshot index holds its own entities only, so the snapshot names each once.
                 let snapshot = try await engine.snapshot(matching: [try ChannelPattern(parsing: "resource-status")])
                 #expect(snapshot.events.map(\.entityKey).sorted() == machines.map { "resource:machine:\($0)" }.sorted())
+                // Chunks fill up across partitions: three states in chunks of two are two chunks, the second the last.
+                var chunks: [SnapshotChunk] = []
+                try await engine.snapshot(matching: [try ChannelPattern(parsing: "resource-status")], chunkSize: 2) { chunks.append($0) }
+                #expect(chunks.map(\.events.count) == [2, 1])
+                #expect(chunks.map(\.isLast) == [false, true])
                 await admin.close()
             }
         }
@@ -135,7 +140,12 @@ extension PartitionedEngineTests {
 
                 await shards[deadShard].kill9()
                 try await eventually("the dead shard noticed") { engine.unreadyPartitions.contains(0) }
-                #expect(try await HTTP.get(port: hub.port, "/ready").status == 200)
+                let ready = try await HTTP.get(port: hub.port, "/ready")
+                #expect(ready.status == 200)
+                let degraded = ready.json["degraded"]?.arrayValue?.first
+                #expect(degraded?["field"] == .string("engine"))
+                #expect(degraded?["reason"]?.stringValue?.contains("partition") == true)
+                #expect(degraded?["reason"]?.stringValue?.contains(shards[deadShard].url) == true)
 
                 let refused = try await HTTP.post(port: hub.port, events: batch)
                 #expect(refused.status == 503)
@@ -154,6 +164,7 @@ extension PartitionedEngineTests {
 
                 try await shards[deadShard].restart()
                 try await eventually("every partition back", timeout: .seconds(20)) { engine.unreadyPartitions.isEmpty }
+                #expect(try await HTTP.get(port: hub.port, "/ready").json["degraded"] == nil)
                 let resent = zip(batch, keys).map { event, key in
                     event.replacingOccurrences(of: #"{"event_type""#, with: #"{"idempotency_key":"\#(key)","event_type""#)
                 }

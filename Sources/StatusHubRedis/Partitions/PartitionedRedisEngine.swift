@@ -216,24 +216,30 @@ public final class PartitionedRedisEngine: Engine {
         return members.sorted()
     }
 
-    /// Every partition's snapshot, one after the other; chunks carry no position (see the type's comment). Fails
-    /// when any partition cannot be read: a snapshot missing a partition's entities would look complete.
+    /// Every partition's snapshot, one after the other, in chunks of up to `chunkSize` that may mix partitions;
+    /// chunks carry no position (see the type's comment). Fails when any partition cannot be read: a snapshot
+    /// missing a partition's entities would look complete.
     public func snapshot(
         matching patterns: [ChannelPattern], chunkSize: Int, receive: (SnapshotChunk) async throws -> Void
     ) async throws {
+        let size = max(1, chunkSize)
+        var pending: [StoredEvent] = []
         for (partition, engine) in partitions.enumerated() {
-            let isLastPartition = partition == partitions.count - 1
             do {
-                try await engine.snapshot(matching: patterns, chunkSize: chunkSize) { chunk in
-                    let isLast = isLastPartition && chunk.isLast
-                    guard !chunk.events.isEmpty || isLast else { return }
-                    try await receive(SnapshotChunk(events: chunk.events, position: nil, isLast: isLast))
+                try await engine.snapshot(matching: patterns, chunkSize: size) { chunk in
+                    pending += chunk.events
+                    while pending.count >= size {
+                        let full = Array(pending.prefix(size))
+                        pending.removeFirst(size)
+                        try await receive(SnapshotChunk(events: full.sorted { $0.id < $1.id }, position: nil, isLast: false))
+                    }
                 }
             } catch let unavailable as EngineUnavailable {
                 throw EngineUnavailable(
                     reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
             }
         }
+        try await receive(SnapshotChunk(events: pending.sorted { $0.id < $1.id }, position: nil, isLast: true))
     }
 
     /// Always a gap: one id names no position in every partition. Resume across partitions takes a
@@ -270,6 +276,15 @@ public final class PartitionedRedisEngine: Engine {
 
     public func shutdown() async {
         for engine in partitions { await engine.shutdown() }
+    }
+}
+
+extension PartitionedRedisEngine: PartialAvailability {
+    public var unavailableParts: String? {
+        let unready = unreadyPartitions
+        guard !unready.isEmpty else { return nil }
+        let servers = Set(unready.map { "\(partitions[$0].locator)" }).sorted()
+        return "partition\(unready.count == 1 ? "" : "s") \(unready.map(String.init).joined(separator: ", ")) of \(partitions.count) not connected (\(servers.joined(separator: ", "))): their entities' events answer 503"
     }
 }
 
