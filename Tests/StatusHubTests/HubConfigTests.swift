@@ -65,6 +65,10 @@ struct HubConfigTests {
         #expect(sharded.redis.partitionCount == 2 * HubConfig.Redis.partitionsPerShard)
         let explicit = try HubConfig.load(yaml: "redis:\n  url: redis://127.0.0.1:6379\n  partitions: 3\n")
         #expect(explicit.redis.partitionCount == 3)
+        let fromEnvironment = try HubConfig.load(
+            yaml: "", environment: ["STATUSHUB_REDIS_SHARDS": "[redis://10.0.0.1:6379, redis://:pw@10.0.0.2:6380/1]", "STATUSHUB_REDIS_PARTITIONS": "12"])
+        #expect(fromEnvironment.redis.shards == ["redis://10.0.0.1:6379", "redis://:pw@10.0.0.2:6380/1"])
+        #expect(fromEnvironment.redis.partitionCount == 12)
         for (yaml, named) in [
             ("redis:\n  url: redis://127.0.0.1:6379\n  partitions: 0\n", "redis.partitions must be between 1 and"),
             ("redis:\n  url: redis://127.0.0.1:6379\n  partitions: 100000\n", "redis.partitions must be between 1 and"),
