@@ -3,7 +3,7 @@ import Foundation
 /// What a WebSocket client may send. Decoding is pure: the session only acts on the result.
 public enum ClientMessage: Sendable, Equatable {
     /// `filter` (`EventFilter`) narrows the subscribe's patterns to the events it admits.
-    case subscribe(id: String?, patterns: [ChannelPattern], snapshot: Bool, since: EventID? = nil, filter: EventFilter? = nil)
+    case subscribe(id: String?, patterns: [ChannelPattern], snapshot: Bool, since: ResumePoint? = nil, filter: EventFilter? = nil)
     case unsubscribe(id: String?, patterns: [ChannelPattern])
     case ping(id: String?)
     /// A fresh token, replacing the connection's without reconnecting.
@@ -106,12 +106,12 @@ public enum ClientMessage: Sendable, Equatable {
             case .bool(let wanted)?: snapshot = wanted
             default: return refuse(.invalidMessage, "'snapshot' must be true or false")
             }
-            var since: EventID?
+            var since: ResumePoint?
             switch message["since"] {
             case nil, .null?: since = nil
             case .string(let text)?:
-                guard let position = EventID(text) else {
-                    return refuse(.invalidMessage, "'since' must be an event_id like \"1763475825678-0\", got '\(text.prefix(64))'")
+                guard let position = ResumePoint(text) else {
+                    return refuse(.invalidMessage, "'since' must be \(ResumePoint.rule), got '\(text.prefix(64))'")
                 }
                 since = position
             default: return refuse(.invalidMessage, "'since' must be an event_id string")

@@ -39,6 +39,11 @@ public protocol Engine: Sendable {
     /// Up to `limit` events after `id`, oldest first; nil when events after `id` may be missing from the history.
     func history(after id: EventID, limit: Int) async throws -> [StoredEvent]?
 
+    /// With several partitions: up to `limit` events after a resume token (`PartitionPositions`), oldest first
+    /// within each partition, each carrying the token that resumes right after it; nil when events after it may be
+    /// missing, or the token does not fit this engine (made for another number of partitions, or malformed).
+    func history(afterToken token: String, limit: Int) async throws -> [StoredEvent]?
+
     /// Runs the engine's background work (for Redis: the node's one pub/sub subscription and reconnects) and
     /// delivers published events to `sink` until the task is cancelled.
     func run(delivering sink: any EventSink) async throws
@@ -89,6 +94,9 @@ public struct SnapshotChunk: Sendable, Equatable {
 }
 
 extension Engine {
+    /// An engine of one partition hands out no tokens: one it is given cannot be placed.
+    public func history(afterToken token: String, limit: Int) async throws -> [StoredEvent]? { nil }
+
     /// The whole snapshot at once, oldest first: for small reads and tests. Dashboards get it in chunks.
     public func snapshot(matching patterns: [ChannelPattern]) async throws -> Snapshot {
         var events: [StoredEvent] = []

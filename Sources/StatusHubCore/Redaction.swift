@@ -52,6 +52,9 @@ public enum Redaction {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(event.json.count)
         JSONValue.write(members: ordered, into: &bytes)
-        return StoredEvent(id: event.id, entityKey: event.entityKey, channels: event.channels, json: bytes, carriesState: event.carriesState)
+        var redacted = StoredEvent(id: event.id, entityKey: event.entityKey, channels: event.channels, json: bytes, carriesState: event.carriesState)
+        redacted.partition = event.partition
+        redacted.resumeToken = event.resumeToken
+        return redacted
     }
 }

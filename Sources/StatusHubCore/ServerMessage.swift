@@ -8,6 +8,12 @@ public enum ServerMessage {
         bytes.reserveCapacity(event.json.count + 24)
         bytes.append(contentsOf: #"{"op":"event","event":"#.utf8)
         bytes.append(contentsOf: event.json)
+        // Last, so a reader of the frame's fixed head (`ServerSentEvents`) finds the event where it always was.
+        if let token = event.resumeToken {
+            bytes.append(contentsOf: #","position":""#.utf8)
+            bytes.append(contentsOf: token.utf8)
+            bytes.append(UInt8(ascii: "\""))
+        }
         bytes.append(UInt8(ascii: "}"))
         return bytes
     }

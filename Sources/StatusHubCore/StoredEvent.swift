@@ -8,6 +8,10 @@ public struct StoredEvent: Sendable, Equatable {
     /// Whether this event is its entity's state (what a snapshot holds), as opposed to news about it
     /// (alerts, predictions, stale notices).
     public let carriesState: Bool
+    /// On a hub with several partitions: the partition the event is from (its id orders only within it), and the
+    /// resume token that resumes right after it (`PartitionPositions`), sent with the event. 0 and nil otherwise.
+    public var partition = 0
+    public var resumeToken: String?
 
     /// `carriesState` defaults to what the category channel (always first) implies in the shipped catalog.
     public init(id: EventID, entityKey: String, channels: [String], json: [UInt8], carriesState: Bool? = nil) {

@@ -337,6 +337,15 @@ public final class RedisEngine: Engine {
         }
     }
 
+    /// The newest id the history holds (nil without one): where this node's delivery of it starts.
+    func newestID() async throws -> EventID? {
+        do {
+            return try await readHistory.newest()
+        } catch {
+            throw unavailable(error)
+        }
+    }
+
     /// Remembers each stored event's id under an idempotency key (tenant-scoped, as events carry them) for the
     /// idempotency window, exactly as the append script does for a keyed event: a later event with that key is
     /// answered as a duplicate of the id. For events stored without a key whose resend must not store them again

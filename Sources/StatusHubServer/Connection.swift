@@ -110,7 +110,7 @@ final class Connection: Hashable, Sendable {
         state.withLock { state in
             guard let held = state.seam else { return 0 }
             state.seam = nil
-            if answered.through != nil {
+            if answered.holdsAnything {
                 if state.filter == nil { state.filter = answered } else { state.filter!.merge(answered) }
             }
             // Only once the held events are in the outbox may offers skip the lock, or one could overtake them.
@@ -131,12 +131,12 @@ final class Connection: Hashable, Sendable {
 
     /// Whether `event` goes to the client past the seam's filter; the first event past the answer ends the filter.
     private static func admits(_ event: StoredEvent, through filter: inout SeamFilter?) -> Bool {
-        guard let current = filter else { return true }
-        if current.isPassed(by: event) {
+        guard filter != nil else { return true }
+        if filter!.isPassed(by: event) {
             filter = nil
             return true
         }
-        return current.admits(event)
+        return filter!.admits(event)
     }
 
     /// The node is going away: send what is queued, then close with 1001.

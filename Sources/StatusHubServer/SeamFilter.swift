@@ -11,12 +11,13 @@ import StatusHubCore
 /// *after* the answer: on Redis, pub/sub lags behind the reads that built the replay or snapshot, so an event the
 /// answer already reflects may reach the node's subscriber only later. Delivering it would be a duplicate, or a
 /// regression. Events of the connection's other patterns are not covered by the answer and always pass. Live
-/// events arrive in id order, so the first one past `through` proves nothing older can follow, and the filter is
-/// done.
+/// events arrive in id order within a partition, so the first one of a partition past its `through` proves nothing
+/// older of it can follow; once every partition is passed, the filter is done.
 struct SeamFilter: Sendable {
     private struct Answer: Sendable {
         var patterns: [ChannelPattern]
-        var replayedThrough: EventID?
+        /// Partition → the last event the replay sent from it (a replay from an id: partition 0, up to there).
+        var replayedThrough: [Int: EventID] = [:]
         /// State events up to here are reflected by a snapshot.
         var snapshotPosition: EventID?
         /// Entity key → the id of its state in the snapshot, for states newer than its position only (those written
@@ -25,7 +26,7 @@ struct SeamFilter: Sendable {
 
         func holds(_ event: StoredEvent) -> Bool {
             guard event.matches(any: patterns) else { return false }
-            if let replayedThrough, event.id <= replayedThrough { return true }
+            if let replayed = replayedThrough[event.partition], event.id <= replayed { return true }
             guard event.carriesState else { return false }
             if let snapshotPosition, event.id <= snapshotPosition { return true }
             if let held = newerThanPosition[event.entityKey], event.id <= held { return true }
@@ -34,13 +35,22 @@ struct SeamFilter: Sendable {
     }
 
     private var answers: [Answer]
-    /// Every event the client may already hold is at or before this id.
-    private(set) var through: EventID?
+    /// Partition → every event of it the client may already hold is at or before this id. Ids order only within a
+    /// partition (one partition: everything is partition 0), so the live stream passes the answer partition by
+    /// partition.
+    private(set) var through: [Int: EventID] = [:]
 
     /// The answer to a subscribe of `patterns`, which replayed every matching event up to `replayedThrough` if any.
     init(patterns: [ChannelPattern], replayedThrough: EventID? = nil) {
-        answers = [Answer(patterns: patterns, replayedThrough: replayedThrough)]
-        through = replayedThrough
+        answers = [Answer(patterns: patterns, replayedThrough: replayedThrough.map { [0: $0] } ?? [:])]
+        if let replayedThrough { through[0] = replayedThrough }
+    }
+
+    /// The answer to a subscribe of `patterns` resumed from a token on a hub with several partitions, which
+    /// replayed every matching event after it, ending with these in their partitions.
+    init(patterns: [ChannelPattern], replayedThroughPartitions replayed: [Int: EventID]) {
+        answers = [Answer(patterns: patterns, replayedThrough: replayed)]
+        through = replayed
     }
 
     /// An answer that holds nothing.
@@ -48,10 +58,13 @@ struct SeamFilter: Sendable {
         answers = []
     }
 
-    /// A snapshot taken at `position` is being sent.
+    /// Whether the client may hold some live event still to come (a filter without one has nothing to do).
+    var holdsAnything: Bool { !through.isEmpty }
+
+    /// A snapshot taken at `position` is being sent (one partition; with several, a snapshot has no position).
     mutating func snapshot(at position: EventID?) {
         answers[answers.count - 1].snapshotPosition = position
-        through = Self.later(through, position)
+        if let position { through[0] = Self.later(through[0], position) }
     }
 
     /// These states of the snapshot were sent.
@@ -61,20 +74,21 @@ struct SeamFilter: Sendable {
             if let position, event.id <= position { continue }
             answers[answers.count - 1].newerThanPosition[event.entityKey] =
                 Self.later(answers[answers.count - 1].newerThanPosition[event.entityKey], event.id)
-            through = Self.later(through, event.id)
+            through[event.partition] = Self.later(through[event.partition], event.id)
         }
     }
 
     /// A second subscribe answered while the first one's filter is still waiting for the live stream to pass it.
     mutating func merge(_ other: SeamFilter) {
         answers += other.answers
-        through = Self.later(through, other.through)
+        through.merge(other.through) { max($0, $1) }
     }
 
-    /// Whether no live event can be a copy of what the client holds any more once `event` has arrived.
-    func isPassed(by event: StoredEvent) -> Bool {
-        guard let through else { return true }
-        return event.id > through
+    /// Notes that `event` arrived live: past its partition's answer, that partition is done. True once every
+    /// partition is: no live event can be a copy of what the client holds any more.
+    mutating func isPassed(by event: StoredEvent) -> Bool {
+        if let held = through[event.partition], event.id > held { through[event.partition] = nil }
+        return through.isEmpty
     }
 
     /// Whether `event` is news to the client: no answer already held it.

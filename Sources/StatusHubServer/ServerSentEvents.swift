@@ -28,7 +28,7 @@ struct ServerSentEvents {
     struct Query: Equatable {
         var patterns: [ChannelPattern]
         var snapshot = false
-        var since: EventID?
+        var since: ResumePoint?
         var filter: EventFilter?
         var token: String?
     }
@@ -109,8 +109,8 @@ struct ServerSentEvents {
                 default: throw Refusal(status: .badRequest, field: "snapshot", reason: "must be true or false, got '\(value.prefix(32))'")
                 }
             case "since":
-                guard let since = EventID(value) else {
-                    throw Refusal(status: .badRequest, field: "since", reason: "must be an event_id like 1763475825678-0, got '\(value.prefix(64))'")
+                guard let since = ResumePoint(value) else {
+                    throw Refusal(status: .badRequest, field: "since", reason: "must be \(ResumePoint.rule), got '\(value.prefix(64))'")
                 }
                 request.since = since
             case "filter":
@@ -129,8 +129,8 @@ struct ServerSentEvents {
             throw Refusal(status: .badRequest, field: "channels", reason: "is required: comma-separated patterns, e.g. channels=line:Line-2:*,alerts")
         }
         if let lastEventID, !lastEventID.isEmpty {
-            guard let since = EventID(lastEventID) else {
-                throw Refusal(status: .badRequest, field: "Last-Event-ID", reason: "must be an event_id like 1763475825678-0")
+            guard let since = ResumePoint(lastEventID) else {
+                throw Refusal(status: .badRequest, field: "Last-Event-ID", reason: "must be \(ResumePoint.rule)")
             }
             request.since = since
         }
@@ -250,11 +250,33 @@ struct ServerSentEvents {
         /// snapshot's last part (an earlier part's position would skip the parts still to come).
         static func resumeID(in payload: ByteBuffer) -> String? {
             let head = payload.getBytes(at: payload.readerIndex, length: min(payload.readableBytes, 96)) ?? []
+            // With several partitions an event's frame ends with the token that resumes after it: that is its id.
+            if head.starts(with: eventPrefix), let token = resumeToken(atEndOf: payload) { return token }
             for prefix in [eventPrefix, snapshotPrefix] where head.starts(with: prefix) {
                 let rest = head.dropFirst(prefix.count)
                 guard let quote = rest.firstIndex(of: UInt8(ascii: "\"")) else { return nil }
                 if prefix == snapshotPrefix, head[(quote + 1)...].starts(with: Array(#","more":true"#.utf8)) { return nil }
                 return String(decoding: rest[..<quote], as: UTF8.self)
+            }
+            return nil
+        }
+
+        private static let positionKey = Array(#","position":""#.utf8)
+
+        /// The `"position":"r1.…"` an event frame ends with on a hub with several partitions (`ServerMessage.event`),
+        /// or nil. The last occurrence: the event's own JSON comes before it.
+        private static func resumeToken(atEndOf payload: ByteBuffer) -> String? {
+            let tailLength = min(payload.readableBytes, 64 + 24 * 300)
+            guard let tail = payload.getBytes(at: payload.readerIndex + payload.readableBytes - tailLength, length: tailLength),
+                tail.count > 2, tail.suffix(2).elementsEqual(Array(#""}"#.utf8))
+            else { return nil }
+            var start = tail.count - 2 - positionKey.count
+            while start >= 0 {
+                if tail[start..<(start + positionKey.count)].elementsEqual(positionKey) {
+                    let token = String(decoding: tail[(start + positionKey.count)..<(tail.count - 2)], as: UTF8.self)
+                    return token.hasPrefix(PartitionPositions.prefix) ? token : nil
+                }
+                start -= 1
             }
             return nil
         }

@@ -19,7 +19,7 @@ struct Subscriptions {
     /// Registers the patterns before reading history or the snapshot, holding live events back meanwhile:
     /// whatever happens in between is either in the replay/snapshot or delivered after it, never lost and
     /// never twice. `filter` applies to live events, the replay and the snapshot alike.
-    func subscribe(id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: EventID?, filter: EventFilter? = nil) async {
+    func subscribe(id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: ResumePoint?, filter: EventFilter? = nil) async {
         let held = connection.patterns
         let added = patterns.filter { !held.contains($0) }
         guard held.count + added.count <= maxSubscriptions else {
@@ -38,11 +38,19 @@ struct Subscriptions {
         // follow it a second time.
         var partlyReplayed = SeamFilter()
         if let since {
-            switch await replay(after: since, patterns: patterns, filter: filter) {
+            let outcome: Replay
+            switch since {
+            case .event(let id): outcome = await replay(after: id, patterns: patterns, filter: filter)
+            case .token(let token): outcome = await replay(afterToken: token, patterns: patterns, filter: filter)
+            }
+            switch outcome {
             case .complete(let through):
                 // The live events held back meanwhile go in like one more page.
                 try? await untilOutboxHasRoomForAPage()
                 endSeam(SeamFilter(patterns: patterns, replayedThrough: through))
+                return
+            case .completeInPartitions(let through):
+                connection.endSeam(SeamFilter(patterns: patterns, replayedThroughPartitions: through))
                 return
             case .gap:
                 metrics.resyncs.increment()
@@ -113,9 +121,41 @@ struct Subscriptions {
 
     private enum Replay {
         case complete(through: EventID)
+        /// A replay from a resume token: the last event it sent from each partition it sent any from.
+        case completeInPartitions(through: [Int: EventID])
         case gap
         /// `sentThrough`: the last page sent before the failure, nil if none was.
         case failed(any Error, sentThrough: EventID?)
+    }
+
+    /// The same from a resume token (a hub with several partitions): each event goes out with the token that
+    /// resumes after it (`StoredEvent.resumeToken`), so a client that loses the connection mid-replay resumes where
+    /// it stopped.
+    private func replay(afterToken token: String, patterns: [ChannelPattern], filter: EventFilter?) async -> Replay {
+        let pageSize = max(1, min(1000, connection.outbox.capacity / 2))
+        var cursor = token
+        var through: [Int: EventID] = [:]
+        do {
+            while true {
+                guard let page = try await engine.history(afterToken: cursor, limit: pageSize) else {
+                    return cursor == token ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"))
+                }
+                for stored in page {
+                    through[stored.partition] = stored.id
+                    guard stored.matches(any: patterns), let event = visible(stored), filter.map({ Self.admits(event, $0) }) ?? true
+                    else { continue }
+                    connection.outbox.push(WireFrame.text(ServerMessage.event(event)), conflationKey: FanOut.conflationKey(of: event))
+                }
+                guard let last = page.last?.resumeToken else { return .completeInPartitions(through: through) }
+                cursor = last
+                if page.count < pageSize { return .completeInPartitions(through: through) }
+                while connection.outbox.count > connection.outbox.capacity / 2, !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
+        } catch {
+            return .failed(error)
+        }
     }
 
     /// Sends every event after `since` that matches `patterns` (and `filter`), page by page, pacing itself on the

@@ -279,6 +279,86 @@ extension PartitionedEngineTests {
     }
 }
 
+extension PartitionedEngineTests {
+    /// Resume across partitions and nodes over WebSocket: every event frame carries the token that resumes after it;
+    /// a subscriber that left node A resumes at node B with its last token and gets exactly what it missed, from
+    /// every partition, then live with nothing repeated. A token for another partition count is a gap (`resync`).
+    /// Over SSE the token is each event's `id:`, and `Last-Event-ID` resumes the same way.
+    @Test func resumeTokenCarriesASubscriberAcrossPartitionsAndNodes() async throws {
+        try await withShards(3) { shards in
+            let configure: (inout HubConfig) -> Void = { config in
+                config.catalog = catalogWithoutTallies
+                config.redis.shards = shards.map(\.url)
+                config.redis.partitions = 3
+            }
+            try await withHub(redisURL: nil, configure: configure) { nodeA in
+                try await withHub(redisURL: nil, configure: configure) { nodeB in
+                    let engine = try #require(nodeA.hub.engine as? PartitionedRedisEngine)
+                    let machines = machinePerPartition(engine.map)
+                    let first = try await TestSocket(port: nodeA.port)
+                    try await first.subscribe(["resource-status"])
+                    _ = try await HTTP.post(port: nodeA.port, events: machines.map { SampleEvents.machineStatus($0, "running") })
+                    var lastToken: String?
+                    for _ in machines {
+                        let message = try await first.next(op: "event")
+                        let token = try #require(message["position"]?.stringValue)
+                        #expect(token.hasPrefix("r1.") && token.split(separator: ".").count == 4)
+                        lastToken = token
+                    }
+                    _ = await first.close()
+
+                    // While it is away, through the other node: a state per partition and an alert it does not match.
+                    _ = try await HTTP.post(
+                        port: nodeB.port,
+                        events: machines.map { SampleEvents.machineStatus($0, "breakdown") } + [SampleEvents.alert(machines[0])])
+                    let again = try await TestSocket(port: nodeB.port)
+                    again.send(#"{"op":"subscribe","id":"r","channels":["resource-status"],"since":"\#(lastToken!)"}"#)
+                    #expect(try await again.next()["op"] == .string("subscribed"))
+                    var replayed: [String] = []
+                    for _ in machines {
+                        let message = try await again.next(op: "event")
+                        #expect(message["position"]?.stringValue?.hasPrefix("r1.") == true)
+                        let event = try #require(message["event"]?.objectValue)
+                        replayed.append("\(event["entity_id"]?.stringValue ?? "?") \(event["data"]?["current_status"]?.stringValue ?? "?")")
+                    }
+                    #expect(replayed.sorted() == machines.map { "\($0) breakdown" }.sorted(), "what was missed, from every partition, once")
+                    _ = try await HTTP.post(port: nodeA.port, event: SampleEvents.machineStatus(machines[1], "idle"))
+                    #expect(try await again.nextEvent()["entity_id"] == .string(machines[1]))
+                    #expect(await again.drain(for: .milliseconds(300)).isEmpty, "nothing repeated at the seam")
+
+                    again.send(#"{"op":"subscribe","id":"g","channels":["alerts"],"since":"r1.0-0"}"#)
+                    #expect(try await again.next(op: "resync")["reason"] == .string("history_gap"))
+                    _ = await again.close()
+
+                    // SSE: each event's `id:` is its token, so a browser's EventSource resumes by itself (Last-Event-ID).
+                    let stream = try await SSEClient(port: nodeA.port, path: "/v1/sse?channels=resource-status")
+                    _ = try await stream.next(op: "subscribed")
+                    _ = try await HTTP.post(port: nodeA.port, event: SampleEvents.machineStatus(machines[2], "idle"))
+                    let seen = try await stream.next(op: "event")
+                    let lastEventID = try #require(seen.id)
+                    #expect(lastEventID.hasPrefix("r1."))
+                    stream.close()
+                    _ = try await HTTP.post(port: nodeB.port, events: [
+                        SampleEvents.machineStatus(machines[0], "running"), SampleEvents.machineStatus(machines[2], "running"),
+                    ])
+                    let resumed = try await SSEClient(
+                        port: nodeB.port, path: "/v1/sse?channels=resource-status", headers: ["Last-Event-ID": lastEventID])
+                    _ = try await resumed.next(op: "subscribed")
+                    var missed: [String] = []
+                    for _ in 0..<2 {
+                        let message = try await resumed.next(op: "event")
+                        #expect(message.id?.hasPrefix("r1.") == true)
+                        missed.append(message.data)
+                    }
+                    #expect(missed.filter { $0.contains(#""current_status":"running""#) }.count == 2)
+                    #expect(await resumed.drain(for: 0.3).filter { $0.data.contains(#""op":"event""#) }.isEmpty)
+                    resumed.close()
+                }
+            }
+        }
+    }
+}
+
 /// A machine id (`M-<n>`) per partition, in partition order.
 func machinePerPartition(_ map: PartitionMap) -> [String] {
     var found: [Int: String] = [:]

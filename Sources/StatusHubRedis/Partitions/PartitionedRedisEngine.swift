@@ -17,13 +17,14 @@ import Synchronization
 ///   answered 503 naming the failed partitions, listing the stored events with their ids (`EngineUnavailable.stored`)
 ///   and giving a resend key to every event without its own, so a resend of the whole request stores the failed
 ///   partitions' events and answers the stored ones as duplicates (see `resendKeys`).
-/// - Live events: every partition's subscriber delivers to the one sink, one call at a time (`SerializedSink`);
-///   order holds per partition (so per entity), not across partitions.
+/// - Live events: every partition's subscriber delivers to the one sink, one call at a time, each event tagged with
+///   its partition and the resume token after it (`PartitionTaggingSink`); order holds per partition (so per
+///   entity), not across partitions.
 /// - `snapshot`: every partition's, one after the other; a snapshot has no single position (`position` nil), as
 ///   stream ids of different partitions do not order against each other.
 /// - `history(after:)` with a single id cannot say where a subscriber stands in every partition: it answers a gap
-///   (the subscriber resyncs from a snapshot). `history(after:)` with `PartitionPositions` resumes across
-///   partitions without gap or duplicate; the hub's `since` does not take that token yet (docs/operations.md).
+///   (the subscriber resyncs from a snapshot). `history(afterToken:)` — the hub's `since` with a resume token —
+///   resumes across partitions without gap or duplicate.
 /// - Counters and active sets (`Tally`) would need summing across partitions, which is not built: a catalog with
 ///   tallies is refused with more than one partition.
 public final class PartitionedRedisEngine: Engine {
@@ -34,6 +35,8 @@ public final class PartitionedRedisEngine: Engine {
     public let placement: [Int]
     private let idempotencyWindowSeconds: Int
     private let logger: Logger
+    /// The sink `run` delivers through, which knows where this node stands in each partition.
+    private let tagging = Mutex<PartitionTaggingSink?>(nil)
 
     /// - Throws: `ConfigError` naming the key when the partitions cannot be set up as configured (a catalog with
     ///   tallies, a shard URL that does not parse); `RedisError.invalidURL` as `RedisEngine` does.
@@ -96,8 +99,12 @@ public final class PartitionedRedisEngine: Engine {
     /// balancer that took every node out over one shard would stop them all). `unreadyPartitions` names the rest.
     public var isReady: Bool { partitions.contains { $0.isReady } }
 
-    /// The partitions that cannot accept events now.
-    public var unreadyPartitions: [Int] { partitions.indices.filter { !partitions[$0].isReady } }
+    /// The partitions that cannot accept events now, or whose events this node cannot yet give a resume token
+    /// (it does not know where its delivery of them started).
+    public var unreadyPartitions: [Int] {
+        let tagging = tagging.withLock { $0 }
+        return partitions.indices.filter { !partitions[$0].isReady || tagging?.knows(partition: $0) != true }
+    }
 
     public func append(_ events: [ValidatedEvent]) async throws -> [Appended] {
         let partitionOf = events.map { map.partition(ofEntityKey: $0.entityKey) }
@@ -206,7 +213,10 @@ public final class PartitionedRedisEngine: Engine {
     }
 
     public func latest(entityKey: String) async throws -> StoredEvent? {
-        try await partitions[map.partition(ofEntityKey: entityKey)].latest(entityKey: entityKey)
+        let partition = map.partition(ofEntityKey: entityKey)
+        guard var event = try await partitions[partition].latest(entityKey: entityKey) else { return nil }
+        event.partition = partition
+        return event
     }
 
     /// The union of the set's members in every partition (each entity's members are added where its events go).
@@ -227,7 +237,11 @@ public final class PartitionedRedisEngine: Engine {
         for (partition, engine) in partitions.enumerated() {
             do {
                 try await engine.snapshot(matching: patterns, chunkSize: size) { chunk in
-                    pending += chunk.events
+                    pending += chunk.events.map { event in
+                        var event = event
+                        event.partition = partition
+                        return event
+                    }
                     while pending.count >= size {
                         let full = Array(pending.prefix(size))
                         pending.removeFirst(size)
@@ -266,11 +280,46 @@ public final class PartitionedRedisEngine: Engine {
         return found
     }
 
-    /// Runs every partition's engine, delivering their events to `sink` one at a time.
+    /// `history(after:limit:)` for the hub's `since`: each event tagged with its partition and the token that
+    /// resumes right after it. Nil for a gap, and for a token that does not parse or names another number of
+    /// partitions (the subscriber resyncs).
+    public func history(afterToken token: String, limit: Int) async throws -> [StoredEvent]? {
+        guard var positions = try? PartitionPositions(parsing: token, partitions: partitions.count),
+            let page = try await history(after: positions, limit: limit)
+        else { return nil }
+        return page.map { partition, event in
+            var event = event
+            positions.advance(past: PartitionedEventID(partition: partition, id: event.id))
+            event.partition = partition
+            event.resumeToken = positions.description
+            return event
+        }
+    }
+
+    /// Runs every partition's engine, delivering their events to `sink` one at a time, each tagged with its
+    /// partition and, once this node knows where it stands in every partition, the token that resumes after it.
     public func run(delivering sink: any EventSink) async throws {
-        let serialized = SerializedSink(sink)
+        let tagging = PartitionTaggingSink(sink, partitions: partitions.count)
+        self.tagging.withLock { $0 = tagging }
         await withTaskGroup(of: Void.self) { group in
-            for engine in partitions { group.addTask { try? await engine.run(delivering: serialized) } }
+            for (partition, engine) in partitions.enumerated() {
+                // Where this node's delivery of the partition starts: read before its subscriber starts, so the
+                // subscriber (which starts from the newest it reads itself) delivers nothing before it. Until it
+                // is known (the shard is down), the partition's first delivered event tells.
+                group.addTask {
+                    while !Task.isCancelled {
+                        do {
+                            tagging.start(partition: partition, at: try await engine.newestID())
+                            return
+                        } catch {
+                            // Not connected yet, or the shard is down: ask again, unless a delivery told meanwhile.
+                        }
+                        if tagging.knows(partition: partition) { return }
+                        try? await Task.sleep(for: .milliseconds(50))
+                    }
+                }
+                group.addTask { try? await engine.run(delivering: tagging.sink(forPartition: partition)) }
+            }
         }
     }
 
@@ -304,15 +353,47 @@ extension PartitionedRedisEngine: WriteProbe {
     }
 }
 
-/// An `EventSink` fed by several partitions' subscribers at once, handing their calls on one at a time, as the
-/// sink's contract asks. Delivery only enqueues, so the lock is held briefly.
-final class SerializedSink: EventSink {
+/// The one sink of a node fed by several partitions' subscribers at once: hands their events on one at a time, as
+/// the sink's contract asks, each tagged with its partition and, once the node knows its position in every
+/// partition, the resume token after it (`StoredEvent.resumeToken`): everything this node delivered up to there, in
+/// every partition. Delivery only enqueues, so the lock is held briefly.
+final class PartitionTaggingSink: Sendable {
     private let sink: any EventSink
-    private let lock = Mutex(())
+    /// Partition → the last event this node delivered from it (or where its delivery started); nil: unknown yet.
+    private let positions: Mutex<[EventID?]>
 
-    init(_ sink: any EventSink) { self.sink = sink }
+    init(_ sink: any EventSink, partitions: Int) {
+        self.sink = sink
+        self.positions = Mutex(Array(repeating: nil, count: partitions))
+    }
 
-    func deliver(_ event: StoredEvent) { lock.withLock { _ in sink.deliver(event) } }
+    /// This node's delivery of `partition` starts after `id`, unless it delivered from it already.
+    func start(partition: Int, at id: EventID?) {
+        positions.withLock { if $0[partition] == nil { $0[partition] = id ?? .zero } }
+    }
 
-    func deliveryGap(reason: String) { lock.withLock { _ in sink.deliveryGap(reason: reason) } }
+    func knows(partition: Int) -> Bool { positions.withLock { $0[partition] != nil } }
+
+    func sink(forPartition partition: Int) -> some EventSink { PartitionSink(partition: partition, shared: self) }
+
+    fileprivate func deliver(_ event: StoredEvent, partition: Int) {
+        positions.withLock { positions in
+            var event = event
+            event.partition = partition
+            positions[partition] = max(positions[partition] ?? event.id, event.id)
+            if positions.allSatisfy({ $0 != nil }) { event.resumeToken = PartitionPositions(positions.map { $0! }).description }
+            sink.deliver(event)
+        }
+    }
+
+    fileprivate func deliveryGap(reason: String) { positions.withLock { _ in sink.deliveryGap(reason: reason) } }
+}
+
+/// One partition's subscriber's view of the node's `PartitionTaggingSink`.
+private struct PartitionSink: EventSink {
+    let partition: Int
+    let shared: PartitionTaggingSink
+
+    func deliver(_ event: StoredEvent) { shared.deliver(event, partition: partition) }
+    func deliveryGap(reason: String) { shared.deliveryGap(reason: reason) }
 }

@@ -1,4 +1,3 @@
-import StatusHubCore
 
 /// An event id that names its partition, `3:1763475825678-0`: with several partitions each has its own history
 /// stream and ids, and an id alone does not say which stream it is from. One partition keeps plain ids.
@@ -32,6 +31,9 @@ public struct PartitionPositions: Sendable, Equatable, CustomStringConvertible {
 
     /// Nothing seen in any of `count` partitions.
     public init(count: Int) { positions = Array(repeating: .zero, count: count) }
+
+    /// These positions, partition by partition.
+    public init(_ positions: [EventID]) { self.positions = positions }
 
     /// - Throws: a reason fit for a client (`since` is refused naming it) when the token is malformed or was made
     ///   for another number of partitions.
