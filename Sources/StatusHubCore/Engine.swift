@@ -85,11 +85,15 @@ public struct SnapshotChunk: Sendable, Equatable {
     /// Every event up to here is reflected; nil for an empty history.
     public var position: EventID?
     public var isLast: Bool
+    /// With several partitions, where `position` is nil: on the last chunk, the resume token that covers the
+    /// snapshot (each partition's position, read before its states).
+    public var resumeToken: String?
 
-    public init(events: [StoredEvent], position: EventID?, isLast: Bool) {
+    public init(events: [StoredEvent], position: EventID?, isLast: Bool, resumeToken: String? = nil) {
         self.events = events
         self.position = position
         self.isLast = isLast
+        self.resumeToken = resumeToken
     }
 }
 

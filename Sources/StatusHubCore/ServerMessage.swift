@@ -19,15 +19,17 @@ public enum ServerMessage {
     }
 
     /// `{"op":"snapshot","id":…,"position":…,"events":[…]}`, with `"more":true` on every part of a snapshot sent in
-    /// several parts but the last.
-    public static func snapshot(id: String?, events: [StoredEvent], position: EventID? = nil, more: Bool = false) -> [UInt8] {
+    /// several parts but the last. `resumeToken` (several partitions) is sent as the position.
+    public static func snapshot(
+        id: String?, events: [StoredEvent], position: EventID? = nil, resumeToken: String? = nil, more: Bool = false
+    ) -> [UInt8] {
         var bytes = Array(#"{"op":"snapshot","#.utf8)
         if let id {
             bytes += Array(#""id":"#.utf8)
             JSONValue.write(string: id, into: &bytes)
             bytes.append(UInt8(ascii: ","))
         }
-        if let position { bytes += Array(#""position":"\#(position)","#.utf8) }
+        if let position = resumeToken ?? position.map(\.description) { bytes += Array(#""position":"\#(position)","#.utf8) }
         if more { bytes += Array(#""more":true,"#.utf8) }
         bytes += Array(#""events":["#.utf8)
         for (position, event) in events.enumerated() {

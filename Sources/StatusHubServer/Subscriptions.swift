@@ -76,7 +76,8 @@ struct Subscriptions {
                 answered.sent(chunk.events)
                 let visible = chunk.events.compactMap(visible)
                 let events = filter.map { filter in visible.filter { Self.admits($0, filter) } } ?? visible
-                reply(ServerMessage.snapshot(id: id, events: events, position: chunk.position, more: !chunk.isLast))
+                reply(ServerMessage.snapshot(
+                    id: id, events: events, position: chunk.position, resumeToken: chunk.resumeToken, more: !chunk.isLast))
                 // Read the next part only once this one is nearly on its way: a snapshot of 50,000 states to a dozen
                 // dashboards at once must not sit in their outboxes whole.
                 while !chunk.isLast, connection.outbox.count > 2, !Task.isCancelled {

@@ -330,6 +330,28 @@ extension PartitionedEngineTests {
                     #expect(try await again.next(op: "resync")["reason"] == .string("history_gap"))
                     _ = await again.close()
 
+                    // A snapshot's last part carries the token that covers it: resuming from it gets what followed.
+                    let watcher = try await TestSocket(port: nodeA.port)
+                    watcher.send(#"{"op":"subscribe","id":"w","channels":["resource-status"],"snapshot":true}"#)
+                    _ = try await watcher.next(op: "subscribed")
+                    var snapshotToken: String?
+                    while snapshotToken == nil {
+                        let part = try await watcher.next(op: "snapshot")
+                        if part["more"] == nil { snapshotToken = part["position"]?.stringValue }
+                        else { #expect(part["position"] == nil, "only the last part knows every partition's position") }
+                    }
+                    #expect(snapshotToken?.hasPrefix("r1.") == true)
+                    _ = await watcher.close()
+                    _ = try await HTTP.post(port: nodeB.port, event: SampleEvents.machineStatus(machines[0], "idle"))
+                    let afterSnapshot = try await TestSocket(port: nodeB.port)
+                    afterSnapshot.send(#"{"op":"subscribe","id":"a","channels":["resource-status"],"since":"\#(snapshotToken!)"}"#)
+                    _ = try await afterSnapshot.next(op: "subscribed")
+                    let followed = try await afterSnapshot.nextEvent()
+                    #expect(followed["entity_id"] == .string(machines[0]))
+                    #expect(followed["data"]?["current_status"] == .string("idle"))
+                    #expect(await afterSnapshot.drain(for: .milliseconds(300)).isEmpty)
+                    _ = await afterSnapshot.close()
+
                     // SSE: each event's `id:` is its token, so a browser's EventSource resumes by itself (Last-Event-ID).
                     let stream = try await SSEClient(port: nodeA.port, path: "/v1/sse?channels=resource-status")
                     _ = try await stream.next(op: "subscribed")

@@ -227,16 +227,18 @@ public final class PartitionedRedisEngine: Engine {
     }
 
     /// Every partition's snapshot, one after the other, in chunks of up to `chunkSize` that may mix partitions;
-    /// chunks carry no position (see the type's comment). Fails when any partition cannot be read: a snapshot
+    /// chunks carry no position (see the type's comment), the last one the resume token of each partition's position. Fails when any partition cannot be read: a snapshot
     /// missing a partition's entities would look complete.
     public func snapshot(
         matching patterns: [ChannelPattern], chunkSize: Int, receive: (SnapshotChunk) async throws -> Void
     ) async throws {
         let size = max(1, chunkSize)
         var pending: [StoredEvent] = []
+        var positions: [EventID] = []
         for (partition, engine) in partitions.enumerated() {
             do {
                 try await engine.snapshot(matching: patterns, chunkSize: size) { chunk in
+                    if positions.count == partition { positions.append(chunk.position ?? .zero) }
                     pending += chunk.events.map { event in
                         var event = event
                         event.partition = partition
@@ -253,7 +255,9 @@ public final class PartitionedRedisEngine: Engine {
                     reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
             }
         }
-        try await receive(SnapshotChunk(events: pending.sorted { $0.id < $1.id }, position: nil, isLast: true))
+        try await receive(SnapshotChunk(
+            events: pending.sorted { $0.id < $1.id }, position: nil, isLast: true,
+            resumeToken: PartitionPositions(positions).description))
     }
 
     /// Always a gap: one id names no position in every partition. Resume across partitions takes a
