@@ -57,6 +57,10 @@ function timeOf(iso) {
 }
 
 // Event ids are `<ms>-<seq>`: compared as two numbers, never as text.
+// A hub with several partitions hands out resume tokens (`r1.…`, on each event and a snapshot's last part): the
+// latest one received is where to resume, whatever the ids say (they do not order across partitions).
+function isToken(position) { return typeof position === "string" && position.startsWith("r1."); }
+
 function compareIds(a, b) {
   const [am, as] = a.split("-").map(Number), [bm, bs] = b.split("-").map(Number);
   return am !== bm ? am - bm : as - bs;
@@ -388,11 +392,12 @@ function handle(message) {
     case "snapshot":
       if (message.id === "custom") { for (const e of message.events) addCustom(e); break; }
       for (const e of message.events) apply(e, false);
-      if (!message.more && message.position && (!view.lastEventId || compareIds(message.position, view.lastEventId) > 0)) view.lastEventId = message.position;
+      if (!message.more && message.position && (isToken(message.position) || !view.lastEventId || compareIds(message.position, view.lastEventId) > 0)) view.lastEventId = message.position;
       break;
     case "event":
       if (matchesCustom(message.event)) addCustom(message.event);
       if (isOnLine(message.event)) apply(message.event, true);
+      if (isToken(message.position)) view.lastEventId = message.position;
       break;
     case "resync":
       // The hub cannot replay what we missed: a fresh snapshot follows (we always ask for one).
