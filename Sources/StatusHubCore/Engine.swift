@@ -44,6 +44,9 @@ public protocol Engine: Sendable {
     /// missing, or the token does not fit this engine (made for another number of partitions, or malformed).
     func history(afterToken token: String, limit: Int) async throws -> [StoredEvent]?
 
+    /// The partition an entity's events are stored and delivered in (`StoredEvent.partition`); 0 with one.
+    func partition(ofEntityKey key: String) -> Int
+
     /// Runs the engine's background work (for Redis: the node's one pub/sub subscription and reconnects) and
     /// delivers published events to `sink` until the task is cancelled.
     func run(delivering sink: any EventSink) async throws
@@ -100,6 +103,8 @@ public struct SnapshotChunk: Sendable, Equatable {
 extension Engine {
     /// An engine of one partition hands out no tokens: one it is given cannot be placed.
     public func history(afterToken token: String, limit: Int) async throws -> [StoredEvent]? { nil }
+
+    public func partition(ofEntityKey key: String) -> Int { 0 }
 
     /// The whole snapshot at once, oldest first: for small reads and tests. Dashboards get it in chunks.
     public func snapshot(matching patterns: [ChannelPattern]) async throws -> Snapshot {

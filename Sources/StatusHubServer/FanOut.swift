@@ -29,7 +29,7 @@ final class FanOut: EventSink {
 
     func deliver(_ event: StoredEvent) {
         metrics.eventsFannedOut.increment()
-        watermark.delivered(event.id)
+        watermark.delivered(event)
         let receivers = index.subscribers(matching: event.channels)
         guard !receivers.isEmpty else { return }
         let held = Connection.Held(

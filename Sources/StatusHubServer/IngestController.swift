@@ -129,13 +129,13 @@ struct IngestController {
             do {
                 let results = try await engine.append(valid.map(\.event))
                 for (item, appended) in zip(valid, results) { reply.accept(index: item.index, appended) }
-                watermark.acknowledged(results.lazy.filter { !$0.duplicate }.map(\.id))
+                watermark.acknowledged(acknowledgements(valid.map(\.event), results.map(Optional.some)))
                 metrics.eventsAccepted.increment(by: Int64(results.count(where: { !$0.duplicate })))
                 metrics.duplicatesAcknowledged.increment(by: Int64(results.count(where: { $0.duplicate })))
             } catch let unavailable as EngineUnavailable {
                 metrics.ingestUnavailable.increment()
                 let stored = unavailable.stored.compactMap { $0 }
-                watermark.acknowledged(stored.lazy.filter { !$0.duplicate }.map(\.id))
+                watermark.acknowledged(acknowledgements(valid.map(\.event), unavailable.stored))
                 metrics.eventsAccepted.increment(by: Int64(stored.count(where: { !$0.duplicate })))
                 metrics.duplicatesAcknowledged.increment(by: Int64(stored.count(where: { $0.duplicate })))
                 return unavailableResponse(unavailable, events: valid.map(\.index))
@@ -145,6 +145,14 @@ struct IngestController {
         // Nothing accepted and something refused by the key's scope: 403, with each refusal named per event.
         let status = reply.accepted.isEmpty && forbidden > 0 ? 403 : reply.statusCode
         return JSONResponse.bytes(reply.json, status: .init(code: status))
+    }
+
+    /// The stored events that were not duplicates, each with its partition, for the shutdown watermark.
+    private func acknowledgements(_ events: [ValidatedEvent], _ outcomes: [Appended?]) -> [(partition: Int, id: EventID)] {
+        zip(events, outcomes).compactMap { event, outcome in
+            guard let outcome, !outcome.duplicate else { return nil }
+            return (engine.partition(ofEntityKey: event.entityKey), outcome.id)
+        }
     }
 
     /// The 503 for an engine failure: `not_stored` (resend as is), or `unknown` with a hub key per event that had

@@ -52,4 +52,44 @@ struct SeamFilterTests {
         let frames = (connection.outbox.take() ?? []).map { String(buffer: $0.framed) }
         #expect(frames == ["5 resource:operator:O-1", "6 resource:machine:M-1"])
     }
+
+    /// A replay from a resume token (several partitions): the live stream passes it partition by partition. A
+    /// partition ahead does not end the filter while another's late copies may still come; ids compare only within
+    /// a partition.
+    @Test func aTokenReplayIsPassedPartitionByPartition() throws {
+        func held(_ id: UInt64, partition: Int, _ machine: String) -> Connection.Held {
+            var held = Self.event(id, ["resource-status", "machine:\(machine)"], key: "resource:machine:\(machine)")
+            held.event.partition = partition
+            held.frame = ByteBuffer(string: "\(partition):\(id) \(machine)")
+            return held
+        }
+        let connection = Connection(id: 1, outboxCapacity: 100, conflateAbove: 50, claims: nil)
+        connection.beginSeam()
+        // The replay sent partition 0 up to 50 and partition 1 up to 8 (partition 1's clock is behind).
+        connection.endSeam(SeamFilter(
+            patterns: [try ChannelPattern(parsing: "machine:*")],
+            replayedThroughPartitions: [0: EventID(milliseconds: 50, sequence: 0), 1: EventID(milliseconds: 8, sequence: 0)]))
+        connection.offer(held(60, partition: 0, "M-1"))  // partition 0 passed; partition 1 still pending
+        connection.offer(held(8, partition: 1, "M-2"))  // partition 1's late copy of a replayed event: dropped
+        connection.offer(held(9, partition: 1, "M-2"))  // past partition 1 too: the filter ends
+        connection.offer(held(8, partition: 1, "M-2"))  // (cannot happen; shows it ended)
+        let frames = (connection.outbox.take() ?? []).map { String(buffer: $0) }
+        #expect(frames == ["0:60 M-1", "1:9 M-2", "1:8 M-2"])
+    }
+
+    /// The shutdown watermark compares ids within a partition only: partition 0 delivered far ahead does not make up
+    /// for partition 1's acknowledged event not yet delivered.
+    @Test func theWatermarkIsCaughtUpPartitionByPartition() {
+        let watermark = DeliveryWatermark()
+        #expect(watermark.caughtUp)
+        watermark.acknowledged([(partition: 1, id: EventID(milliseconds: 8, sequence: 0))])
+        var ahead = Self.event(60, Self.machine1, key: "resource:machine:M-1").event
+        ahead.partition = 0
+        watermark.delivered(ahead)
+        #expect(!watermark.caughtUp)
+        var caught = Self.event(8, Self.machine1, key: "resource:machine:M-2").event
+        caught.partition = 1
+        watermark.delivered(caught)
+        #expect(watermark.caughtUp)
+    }
 }

@@ -212,6 +212,8 @@ public final class PartitionedRedisEngine: Engine {
         return keys
     }
 
+    public func partition(ofEntityKey key: String) -> Int { map.partition(ofEntityKey: key) }
+
     public func latest(entityKey: String) async throws -> StoredEvent? {
         let partition = map.partition(ofEntityKey: entityKey)
         guard var event = try await partitions[partition].latest(entityKey: entityKey) else { return nil }
