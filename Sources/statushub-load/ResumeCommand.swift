@@ -549,6 +549,9 @@ final class ResumeSubscriber: Sendable {
 
         static let seqKey = Array(#""resume_seq":"#.utf8)
         static let idKey = Array(#""event_id":""#.utf8)
+        /// On a hub with several partitions an event frame ends with the resume token after it, which is where to
+        /// resume from (ids do not order across partitions).
+        static let positionKey = Array(#","position":""#.utf8)
         static let eventOp = Array(#""op":"event""#.utf8)
         static let subscribedOp = Array(#""op":"subscribed""#.utf8)
         static let resyncOp = Array(#""op":"resync""#.utf8)
@@ -578,6 +581,17 @@ final class ResumeSubscriber: Sendable {
                            let end = bytes[start...].firstIndex(of: UInt8(ascii: "\""))
                         {
                             id = String(decoding: bytes[start..<end], as: UTF8.self)
+                        }
+                        // The frame's last `,"position":"`: the event's own JSON comes before it.
+                        var tokenStart: Int?
+                        var from = 0
+                        while let found = FrameTracker.find(Self.positionKey, in: bytes, from: from) {
+                            tokenStart = found
+                            from = found
+                        }
+                        if let start = tokenStart, let end = bytes[start...].firstIndex(of: UInt8(ascii: "\"")) {
+                            let token = String(decoding: bytes[start..<end], as: UTF8.self)
+                            if token.hasPrefix("r1.") { id = token }
                         }
                         return (seq, id, 0)
                     }
