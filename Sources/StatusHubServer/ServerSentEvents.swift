@@ -266,6 +266,10 @@ struct ServerSentEvents {
         /// The `"position":"r1.…"` an event frame ends with on a hub with several partitions (`ServerMessage.event`),
         /// or nil. The last occurrence: the event's own JSON comes before it.
         private static func resumeToken(atEndOf payload: ByteBuffer) -> String? {
+            // Most frames end `}}` (no token): told from the last two bytes, without copying any.
+            guard payload.readableBytes > 2,
+                payload.getInteger(at: payload.readerIndex + payload.readableBytes - 2, as: UInt8.self) == UInt8(ascii: "\"")
+            else { return nil }
             let tailLength = min(payload.readableBytes, 64 + 24 * 300)
             guard let tail = payload.getBytes(at: payload.readerIndex + payload.readableBytes - tailLength, length: tailLength),
                 tail.count > 2, tail.suffix(2).elementsEqual(Array(#""}"#.utf8))
