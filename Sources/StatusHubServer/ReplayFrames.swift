@@ -16,7 +16,13 @@ final class ReplayFrames: Sendable {
     static let defaultCapacity = 4_096
 
     private let capacity: Int
-    private let frames = Mutex<[EventID: WireFrame]>([:])
+    /// Ids of different partitions may be equal: an event is its partition and id.
+    private struct Key: Hashable {
+        let partition: Int
+        let id: EventID
+    }
+
+    private let frames = Mutex<[Key: WireFrame]>([:])
 
     init(capacity: Int = defaultCapacity) {
         self.capacity = max(1, capacity)
@@ -25,11 +31,12 @@ final class ReplayFrames: Sendable {
     /// The frame of `event`, shared when `event` is the event as stored (`stored`), framed anew for a redacted view.
     func frame(of event: StoredEvent, storedAs stored: StoredEvent) -> WireFrame {
         guard event.json == stored.json else { return WireFrame.text(ServerMessage.event(event)) }
-        if let frame = frames.withLock({ $0[event.id] }) { return frame }
+        let key = Key(partition: event.partition, id: event.id)
+        if let frame = frames.withLock({ $0[key] }) { return frame }
         let frame = WireFrame.text(ServerMessage.event(event))
         frames.withLock { frames in
             if frames.count >= capacity { frames.removeAll(keepingCapacity: true) }
-            frames[event.id] = frame
+            frames[key] = frame
         }
         return frame
     }

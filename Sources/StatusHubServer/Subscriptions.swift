@@ -50,13 +50,14 @@ struct Subscriptions {
                 endSeam(SeamFilter(patterns: patterns, replayedThrough: through))
                 return
             case .completeInPartitions(let through):
-                connection.endSeam(SeamFilter(patterns: patterns, replayedThroughPartitions: through))
+                try? await untilOutboxHasRoomForAPage()
+                endSeam(SeamFilter(patterns: patterns, replayedThroughPartitions: through))
                 return
             case .gap:
                 metrics.resyncs.increment()
                 reply(ServerMessage.resync(id: id, reason: .historyGap))
-            case .failed(let error, let sentThrough):
-                if let sentThrough { partlyReplayed = SeamFilter(patterns: patterns, replayedThrough: sentThrough) }
+            case .failed(let error, let sent):
+                partlyReplayed = sent
                 reply(ServerMessage.error(id: id, code: .unavailable, message: "history unavailable: \(error); resync with a snapshot"))
                 metrics.resyncs.increment()
                 reply(ServerMessage.resync(id: id, reason: .engineGap))
@@ -125,37 +126,41 @@ struct Subscriptions {
         /// A replay from a resume token: the last event it sent from each partition it sent any from.
         case completeInPartitions(through: [Int: EventID])
         case gap
-        /// `sentThrough`: the last page sent before the failure, nil if none was.
-        case failed(any Error, sentThrough: EventID?)
+        /// `sent`: what the pages sent before the failure covered (nothing if none was).
+        case failed(any Error, sent: SeamFilter)
     }
 
     /// The same from a resume token (a hub with several partitions): each event goes out with the token that
     /// resumes after it (`StoredEvent.resumeToken`), so a client that loses the connection mid-replay resumes where
     /// it stopped.
+    /// Paced like `replay(after:)`. Its frames are not shared through `ReplayFrames`: ids of different partitions
+    /// may be equal, and each frame carries its own token.
     private func replay(afterToken token: String, patterns: [ChannelPattern], filter: EventFilter?) async -> Replay {
-        let pageSize = max(1, min(1000, connection.outbox.capacity / 2))
+        let pageSize = replayPageSize
         var cursor = token
         var through: [Int: EventID] = [:]
+        func sent() -> SeamFilter { through.isEmpty ? SeamFilter() : SeamFilter(patterns: patterns, replayedThroughPartitions: through) }
         do {
             while true {
+                try await untilOutboxHasRoomForAPage()
                 guard let page = try await engine.history(afterToken: cursor, limit: pageSize) else {
-                    return cursor == token ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"))
+                    return cursor == token ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"), sent: sent())
                 }
+                var conflated: Int64 = 0
                 for stored in page {
                     through[stored.partition] = stored.id
                     guard stored.matches(any: patterns), let event = visible(stored), filter.map({ Self.admits(event, $0) }) ?? true
                     else { continue }
-                    connection.outbox.push(WireFrame.text(ServerMessage.event(event)), conflationKey: FanOut.conflationKey(of: event))
+                    let frame = WireFrame.text(ServerMessage.event(event))
+                    if connection.outbox.push(frame, conflationKey: FanOut.conflationKey(of: event)) == .conflated { conflated += 1 }
                 }
+                if conflated > 0 { metrics.conflated.increment(by: conflated) }
                 guard let last = page.last?.resumeToken else { return .completeInPartitions(through: through) }
                 cursor = last
                 if page.count < pageSize { return .completeInPartitions(through: through) }
-                while connection.outbox.count > connection.outbox.capacity / 2, !Task.isCancelled {
-                    try await Task.sleep(for: .milliseconds(1))
-                }
             }
         } catch {
-            return .failed(error)
+            return .failed(error, sent: sent())
         }
     }
 
@@ -172,7 +177,9 @@ struct Subscriptions {
             while true {
                 try await untilOutboxHasRoomForAPage()
                 guard let page = try await engine.history(after: cursor, limit: pageSize) else {
-                    return cursor == since ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"), sentThrough: cursor)
+                    return cursor == since
+                        ? .gap
+                        : .failed(EngineUnavailable(reason: "history trimmed during replay"), sent: SeamFilter(patterns: patterns, replayedThrough: cursor))
                 }
                 var conflated: Int64 = 0
                 for stored in page where stored.matches(any: patterns) {
@@ -186,7 +193,7 @@ struct Subscriptions {
                 if page.count < pageSize { return .complete(through: cursor) }
             }
         } catch {
-            return .failed(error, sentThrough: cursor == since ? nil : cursor)
+            return .failed(error, sent: cursor == since ? SeamFilter() : SeamFilter(patterns: patterns, replayedThrough: cursor))
         }
     }
 }

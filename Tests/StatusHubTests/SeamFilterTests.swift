@@ -60,7 +60,7 @@ struct SeamFilterTests {
         func held(_ id: UInt64, partition: Int, _ machine: String) -> Connection.Held {
             var held = Self.event(id, ["resource-status", "machine:\(machine)"], key: "resource:machine:\(machine)")
             held.event.partition = partition
-            held.frame = ByteBuffer(string: "\(partition):\(id) \(machine)")
+            held.frame = WireFrame(framed: ByteBuffer(string: "\(partition):\(id) \(machine)"))
             return held
         }
         let connection = Connection(id: 1, outboxCapacity: 100, conflateAbove: 50, claims: nil)
@@ -73,7 +73,7 @@ struct SeamFilterTests {
         connection.offer(held(8, partition: 1, "M-2"))  // partition 1's late copy of a replayed event: dropped
         connection.offer(held(9, partition: 1, "M-2"))  // past partition 1 too: the filter ends
         connection.offer(held(8, partition: 1, "M-2"))  // (cannot happen; shows it ended)
-        let frames = (connection.outbox.take() ?? []).map { String(buffer: $0) }
+        let frames = (connection.outbox.take() ?? []).map { String(buffer: $0.framed) }
         #expect(frames == ["0:60 M-1", "1:9 M-2", "1:8 M-2"])
     }
 
