@@ -67,7 +67,7 @@ struct Subscriptions {
             endSeam(partlyReplayed)
             return
         }
-        var answered = partlyReplayed.through == nil ? SeamFilter(patterns: patterns) : partlyReplayed
+        var answered = partlyReplayed.holdsAnything ? partlyReplayed : SeamFilter(patterns: patterns)
         do {
             var first = true
             try await engine.snapshot(matching: patterns, chunkSize: Self.snapshotChunkEvents) { chunk in
