@@ -83,9 +83,9 @@ final class DirectFrameWriter: Sendable {
     /// the pipeline and NIO's pending-write queue (one `writev` either way).
     private func joined(_ frames: [WireFrame]) -> ByteBuffer {
         guard frames.count > 1 else { return frames[0].bytes(deflatingWith: deflateWindowBits, compressions: compressions) }
-        let wire = frames.map { $0.bytes(deflatingWith: deflateWindowBits, compressions: compressions) }
-        var buffer = channel.allocator.buffer(capacity: wire.reduce(0) { $0 + $1.readableBytes })
-        for frame in wire { buffer.writeImmutableBuffer(frame) }
+        // The plain sizes bound the buffer: a compressed form goes out only when it is smaller.
+        var buffer = channel.allocator.buffer(capacity: frames.reduce(0) { $0 + $1.framed.readableBytes })
+        for frame in frames { buffer.writeImmutableBuffer(frame.bytes(deflatingWith: deflateWindowBits, compressions: compressions)) }
         return buffer
     }
 

@@ -42,8 +42,7 @@ struct SeamFilter: Sendable {
 
     /// The answer to a subscribe of `patterns`, which replayed every matching event up to `replayedThrough` if any.
     init(patterns: [ChannelPattern], replayedThrough: EventID? = nil) {
-        answers = [Answer(patterns: patterns, replayedThrough: replayedThrough.map { [0: $0] } ?? [:])]
-        if let replayedThrough { through[0] = replayedThrough }
+        self.init(patterns: patterns, replayedThroughPartitions: replayedThrough.map { [0: $0] } ?? [:])
     }
 
     /// The answer to a subscribe of `patterns` resumed from a token on a hub with several partitions, which

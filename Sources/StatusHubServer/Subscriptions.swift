@@ -44,14 +44,10 @@ struct Subscriptions {
             case .token(let token): outcome = await replay(afterToken: token, patterns: patterns, filter: filter)
             }
             switch outcome {
-            case .complete(let through):
+            case .complete(let sent):
                 // The live events held back meanwhile go in like one more page.
                 try? await untilOutboxHasRoomForAPage()
-                endSeam(SeamFilter(patterns: patterns, replayedThrough: through))
-                return
-            case .completeInPartitions(let through):
-                try? await untilOutboxHasRoomForAPage()
-                endSeam(SeamFilter(patterns: patterns, replayedThroughPartitions: through))
+                endSeam(sent)
                 return
             case .gap:
                 metrics.resyncs.increment()
@@ -121,43 +117,47 @@ struct Subscriptions {
         }
     }
 
+    /// How a replay ended; `sent`: what the pages it sent covered, for the seam.
     private enum Replay {
-        case complete(through: EventID)
-        /// A replay from a resume token: the last event it sent from each partition it sent any from.
-        case completeInPartitions(through: [Int: EventID])
+        case complete(sent: SeamFilter)
         case gap
-        /// `sent`: what the pages sent before the failure covered (nothing if none was).
         case failed(any Error, sent: SeamFilter)
+    }
+
+    /// Queues a page's events that match `patterns` and `filter`, as this connection may see them, and counts what
+    /// the outbox conflated. `frame`: the event as this reader gets it, and the event as stored.
+    private func send(
+        _ page: [StoredEvent], patterns: [ChannelPattern], filter: EventFilter?, frame: (StoredEvent, StoredEvent) -> WireFrame
+    ) {
+        var conflated: Int64 = 0
+        for stored in page where stored.matches(any: patterns) {
+            guard let event = visible(stored), filter.map({ Self.admits(event, $0) }) ?? true else { continue }
+            if connection.outbox.push(frame(event, stored), conflationKey: FanOut.conflationKey(of: event)) == .conflated { conflated += 1 }
+        }
+        if conflated > 0 { metrics.conflated.increment(by: conflated) }
     }
 
     /// The same from a resume token (a hub with several partitions): each event goes out with the token that
     /// resumes after it (`StoredEvent.resumeToken`), so a client that loses the connection mid-replay resumes where
     /// it stopped.
-    /// Paced like `replay(after:)`. Its frames are not shared through `ReplayFrames`: ids of different partitions
-    /// may be equal, and each frame carries its own token.
+    /// Paced like `replay(after:)`. Its frames are not shared through `ReplayFrames`: the token an event carries
+    /// depends on where this reader stands in the other partitions.
     private func replay(afterToken token: String, patterns: [ChannelPattern], filter: EventFilter?) async -> Replay {
         let pageSize = replayPageSize
         var cursor = token
         var through: [Int: EventID] = [:]
-        func sent() -> SeamFilter { through.isEmpty ? SeamFilter() : SeamFilter(patterns: patterns, replayedThroughPartitions: through) }
+        func sent() -> SeamFilter { SeamFilter(patterns: patterns, replayedThroughPartitions: through) }
         do {
             while true {
                 try await untilOutboxHasRoomForAPage()
                 guard let page = try await engine.history(afterToken: cursor, limit: pageSize) else {
                     return cursor == token ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"), sent: sent())
                 }
-                var conflated: Int64 = 0
-                for stored in page {
-                    through[stored.partition] = stored.id
-                    guard stored.matches(any: patterns), let event = visible(stored), filter.map({ Self.admits(event, $0) }) ?? true
-                    else { continue }
-                    let frame = WireFrame.text(ServerMessage.event(event))
-                    if connection.outbox.push(frame, conflationKey: FanOut.conflationKey(of: event)) == .conflated { conflated += 1 }
-                }
-                if conflated > 0 { metrics.conflated.increment(by: conflated) }
-                guard let last = page.last?.resumeToken else { return .completeInPartitions(through: through) }
+                for stored in page { through[stored.partition] = stored.id }
+                send(page, patterns: patterns, filter: filter) { event, _ in WireFrame.text(ServerMessage.event(event)) }
+                guard let last = page.last?.resumeToken else { return .complete(sent: sent()) }
                 cursor = last
-                if page.count < pageSize { return .completeInPartitions(through: through) }
+                if page.count < pageSize { return .complete(sent: sent()) }
             }
         } catch {
             return .failed(error, sent: sent())
@@ -170,30 +170,23 @@ struct Subscriptions {
     /// on 100 machines lost 59 of them per subscriber), and the metric never heard of it; now only a reader that
     /// falls behind the replay is conflated, as it would be live.
     private func replay(after since: EventID, patterns: [ChannelPattern], filter: EventFilter?) async -> Replay {
-        let outbox = connection.outbox
         let pageSize = replayPageSize
         var cursor = since
+        // The cursor itself when the replay ended without sending anything: live events up to it are old news too.
+        func sent() -> SeamFilter { SeamFilter(patterns: patterns, replayedThrough: cursor) }
         do {
             while true {
                 try await untilOutboxHasRoomForAPage()
                 guard let page = try await engine.history(after: cursor, limit: pageSize) else {
-                    return cursor == since
-                        ? .gap
-                        : .failed(EngineUnavailable(reason: "history trimmed during replay"), sent: SeamFilter(patterns: patterns, replayedThrough: cursor))
+                    return cursor == since ? .gap : .failed(EngineUnavailable(reason: "history trimmed during replay"), sent: sent())
                 }
-                var conflated: Int64 = 0
-                for stored in page where stored.matches(any: patterns) {
-                    guard let event = visible(stored), filter.map({ Self.admits(event, $0) }) ?? true else { continue }
-                    let frame = fanOut.replayFrames.frame(of: event, storedAs: stored)
-                    if outbox.push(frame, conflationKey: FanOut.conflationKey(of: event)) == .conflated { conflated += 1 }
-                }
-                if conflated > 0 { metrics.conflated.increment(by: conflated) }
-                guard let last = page.last else { return .complete(through: cursor) }
+                send(page, patterns: patterns, filter: filter, frame: fanOut.replayFrames.frame(of:storedAs:))
+                guard let last = page.last else { return .complete(sent: sent()) }
                 cursor = last.id
-                if page.count < pageSize { return .complete(through: cursor) }
+                if page.count < pageSize { return .complete(sent: sent()) }
             }
         } catch {
-            return .failed(error, sent: cursor == since ? SeamFilter() : SeamFilter(patterns: patterns, replayedThrough: cursor))
+            return .failed(error, sent: cursor == since ? SeamFilter() : sent())
         }
     }
 }
