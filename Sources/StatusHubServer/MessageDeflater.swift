@@ -29,12 +29,7 @@ enum MessageDeflater {
         private static let perThread = ThreadSpecificVariable<Compressors>()
         private var byWindowBits: [Int: ZlibCompressor] = [:]
 
-        static var onCurrentThread: Compressors {
-            if let compressors = perThread.currentValue { return compressors }
-            let compressors = Compressors()
-            perThread.currentValue = compressors
-            return compressors
-        }
+        static var onCurrentThread: Compressors { perThread.currentValue(orMake: Compressors.init) }
 
         func compressor(windowBits: Int) -> ZlibCompressor? {
             if let known = byWindowBits[windowBits] { return known }

@@ -76,11 +76,6 @@ final class MessageInflater {
         private static let perThread = ThreadSpecificVariable<Shared>()
         let inflater = try? ZlibDecompressor(algorithm: .deflate, windowSize: 15)
 
-        static var onCurrentThread: Shared {
-            if let shared = perThread.currentValue { return shared }
-            let shared = Shared()
-            perThread.currentValue = shared
-            return shared
-        }
+        static var onCurrentThread: Shared { perThread.currentValue(orMake: Shared.init) }
     }
 }
