@@ -37,6 +37,9 @@ final class AppendBatcher: Sendable {
         self.write = write
     }
 
+    /// Requests waiting behind the group in flight (not yet handed to Redis).
+    var waitingRequests: Int { state.withLock { $0.queue.count } }
+
     /// The outcomes of `events`, in order, once they are stored (or the error that stored none of them).
     func append(_ events: [ValidatedEvent]) async throws -> [AppendScript.Outcome] {
         // A request as large as a whole group has nothing to share it with: it goes alone, as it always did.

@@ -136,6 +136,9 @@ public final class RedisEngine: Engine {
     /// Whether the command connection is up (the subscriber may not be).
     public var isCommandConnectionReady: Bool { commands.isConnected }
 
+    /// Ingest requests waiting for the append call in flight to return (group commit, `AppendBatcher`).
+    public var waitingAppendRequests: Int { batcher.waitingRequests }
+
     /// The pub/sub connection's state.
     public var subscriberState: RedisConnectionState { subscriber.state }
 

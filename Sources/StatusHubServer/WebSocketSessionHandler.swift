@@ -69,8 +69,11 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         guard !closing else {
-            // After the hub's close frame only the client's answer matters.
-            if frame.opcode == .connectionClose { context.close(promise: nil) }
+            // After the hub's close frame only the client's answer matters. Ending the output (TLS: close_notify,
+            // then FIN) rather than closing outright: a full close over TLS waits for the client's close_notify,
+            // which a client waiting for the end of the stream (as RFC 6455 §7.1.1 tells it to) never sends first, so
+            // both sat out NIOSSL's five-second shutdown timeout. The client's end of input then closes the channel.
+            if frame.opcode == .connectionClose { context.close(mode: .output, promise: nil) }
             return
         }
         switch frame.opcode {
@@ -139,7 +142,12 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
-    /// Sends the close frame (once) and stops handling messages; the socket's output is closed once it is written.
+    /// Sends the close frame (once) and stops handling messages. The socket stays open for the client's answer
+    /// (then `channelRead` closes it) or until the `Heartbeat`'s close timeout, as RFC 6455 §7.1.1 has the server
+    /// close the TCP connection after the close handshake. Shutting its output at once looked tidier but loses
+    /// the close for clients still finishing their upgrade: swift-nio's typed client upgrader buffers the frame yet
+    /// lets the end of input pass before the WebSocket handler is added, so `statushub tail`, refused with 4401,
+    /// waited forever for an end it had already missed (every other run).
     func close(_ code: CloseCode, reason: String? = nil) {
         guard !closing, let context else { return }
         closing = true
@@ -147,9 +155,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var payload = context.channel.allocator.buffer(capacity: 64)
         payload.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code.rawValue)))
         payload.writeString(reason ?? code.reason)
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)))
-            .whenComplete { _ in channel.close(mode: .output, promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)), promise: nil)
     }
 
     /// RFC 6455 §5.5.1 and §7.4, as the WebSocket library answers: 1000, or 1002 for a close frame with a one-byte

@@ -174,7 +174,8 @@ extension CommandLineTests {
                 tailOutput.fileHandleForReading.readabilityHandler = nil
             }
             for process in [untrusting, anonymous] {
-                try await eventually("refused tail to exit") { !process.isRunning }
+                // A liveness bound, not a speed one: starting the debug binary takes seconds when the suite loads the cores.
+                try await eventually("refused tail to exit", timeout: .seconds(60)) { !process.isRunning }
                 #expect(process.terminationStatus != 0)
             }
             try await eventually("tail subscribed") { hub.hub.fanOut.openConnections.count == 1 }
