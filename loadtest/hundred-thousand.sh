@@ -16,11 +16,16 @@
 # refuses a SUBSCRIBERS count that the limit it got cannot hold. Hubs and redis-server on CPU 0, the harness on CPU 1.
 # Loopback only; the harness is bounded by `timeout`; everything started is stopped on exit.
 #
+# SHARDS=3 runs both nodes on three redis-servers (`redis.shards`, 12 partitions): the subscribers then resume with
+# the resume token their last event carried instead of an event id.
+#
 #   BIN=.build-release/release loadtest/hundred-thousand.sh
 #   SUBSCRIBERS=50000 BIN=.build-release/release loadtest/hundred-thousand.sh
+#   SUBSCRIBERS=2000 SHARDS=3 BIN=.build-release/release loadtest/hundred-thousand.sh
 set -euo pipefail
 
 SUBSCRIBERS=${SUBSCRIBERS:-100000}
+SHARDS=${SHARDS:-1}
 SOURCES=${SOURCES:-127.0.0.2-127.0.0.11}
 CONNECT_CONCURRENCY=${CONNECT_CONCURRENCY:-1000}
 NOFILE=${NOFILE:-300000}
@@ -41,7 +46,7 @@ if [ "$((SUBSCRIBERS + 500))" -gt "$(ulimit -n)" ]; then
 fi
 prepare_benchmark hundred-thousand
 
-B_PID="" CLIENT_PID=""
+B_PID="" CLIENT_PID="" SHARD_PIDS=()
 cleanup() {
     local status=$?
     set +e
@@ -49,6 +54,7 @@ cleanup() {
     [ -n "$CLIENT_PID" ] && stop_pid "$CLIENT_PID" statushub-load
     stop_pid "$B_PID" "statushub (node B)"
     stop_servers
+    for pid in "${SHARD_PIDS[@]}"; do stop_pid "$pid" redis-server; done
     rm -rf "$WORK"
     exit "$status"
 }
@@ -60,14 +66,30 @@ alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1
 export HUB_ENV="STATUSHUB_WEBSOCKET_COMPRESSION=false"
 export HUB_MAX_CONNECTIONS=$((SUBSCRIBERS + 1000))
 start_redis "$WORK"
+ENGINE=redis
+if [ "$SHARDS" -gt 1 ]; then
+    urls="\"redis://127.0.0.1:$REDIS_PORT\""
+    for index in $(seq 2 "$SHARDS"); do
+        port=$(free_port)
+        mkdir -p "$WORK/redis-$index"
+        "${SERVER_PIN[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+            --logfile "$WORK/redis-$index/redis.log" --dir "$WORK/redis-$index" &
+        SHARD_PIDS+=($!)
+        wait_port "$port" "$!" 5 || { say "redis-server did not start"; exit 1; }
+        urls="$urls,\"redis://127.0.0.1:$port\""
+    done
+    # The shards instead of redis.url: start_hub's "memory" passes no --redis.
+    HUB_ENV="$HUB_ENV STATUSHUB_REDIS_SHARDS=[$urls]" ENGINE=memory
+    export HUB_ENV
+fi
 mkdir -p "$WORK/b" "$WORK/a" "$WORK/a-restarted"
-start_hub "$WORK/b" "$HUB_DIR" redis
+start_hub "$WORK/b" "$HUB_DIR" "$ENGINE"
 B_PID=$HUB_PID B_PORT=$HUB_PORT
-start_hub "$WORK/a" "$HUB_DIR" redis
+start_hub "$WORK/a" "$HUB_DIR" "$ENGINE"
 A_PORT=$HUB_PORT
 echo "$HUB_PID" >"$WORK/hub.pid"
 
-BASE="$OUT_DIR/hundred-thousand-$SUBSCRIBERS-$STAMP"
+BASE="$OUT_DIR/hundred-thousand-$SUBSCRIBERS-shards-$SHARDS-$STAMP"
 LOAD=("${CLIENT_PIN[@]}" "$BIN/statushub-load" resume --url "http://127.0.0.1:$A_PORT"
     --publish-url "http://127.0.0.1:$B_PORT" --subscribers "$SUBSCRIBERS" --source-addresses "$SOURCES"
     --connect-concurrency "$CONNECT_CONCURRENCY" --hub-pid-file "$WORK/hub.pid" --restart --json "$BASE.json")
@@ -83,7 +105,7 @@ while alive "$CLIENT_PID"; do
     if [ "$restarted" = 0 ] && ! alive "$HUB_PID"; then
         term_status=0; wait "$HUB_PID" || term_status=$?
         say "node A exited ($term_status); starting it again on port $A_PORT"
-        start_hub "$WORK/a-restarted" "$HUB_DIR" redis "$A_PORT"
+        start_hub "$WORK/a-restarted" "$HUB_DIR" "$ENGINE" "$A_PORT"
         echo "$HUB_PID" >"$WORK/hub.pid"
         restarted=1
     fi

@@ -8,9 +8,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import expect
 
-from conftest import ROOT, Proxy, SECRET, alert, hs256_token, machine_status, now_iso, statushub_binary
+from conftest import ROOT, Proxy, Redis, SECRET, alert, hs256_token, machine_status, now_iso, statushub_binary
 
 
 def wait_until(page, predicate, timeout=10):
@@ -85,9 +86,19 @@ def test_the_page_works_from_a_tls_hub_over_wss(hubs, page):
     assert page.errors == []
 
 
-def test_page_reconnects_through_another_node_and_shows_every_missed_event(hubs, redis_server, page):
-    node_a = hubs.start(redis_url=redis_server.url)
-    node_b = hubs.start(redis_url=redis_server.url)
+@pytest.mark.parametrize("placement", ["one Redis", "three shards"])
+def test_page_reconnects_through_another_node_and_shows_every_missed_event(hubs, redis_server, placement, page, request):
+    """With three shards (12 partitions) the page resumes with the resume token the last event carried, which names
+    a position in every partition, instead of an event id."""
+    if placement == "one Redis":
+        node_a = hubs.start(redis_url=redis_server.url)
+        node_b = hubs.start(redis_url=redis_server.url)
+    else:
+        shards = [redis_server, Redis(), Redis()]
+        request.addfinalizer(lambda: [shard.stop() for shard in shards[1:]])
+        env = {"STATUSHUB_REDIS_SHARDS": "[" + ", ".join(shard.url for shard in shards) + "]"}
+        node_a = hubs.start(env=env)
+        node_b = hubs.start(env=env)
     balancer = Proxy(node_a.port)
     try:
         node_a.publish(machine_status("M-201", "running"))
