@@ -40,14 +40,16 @@ import Synchronization
 ///   `counter_changed` event (stored, cached under the counter's entity key, indexed, published) from its
 ///   descriptor (`CounterDescriptor.scriptLine`, kept in the counters hash). A stale claim takes the entity off
 ///   its counters. These keys (counts, sets, a counter's entity key and indexes) are derived inside the script
-///   from what Redis holds, so they are not in KEYS: one partition per Redis, as the tallies are plant-wide.
+///   from what Redis holds, so they are not in KEYS. With several partitions each keeps its own share of every
+///   tally under keys carrying its hash tag (`{p3}stats:line:L2:machines_running`, `{p3}counter:…`), moved here
+///   exactly as one partition's are; `PartitionedRedisEngine` sums and unites the shares.
 ///
 /// KEYS: [stream, last-states hash, deadlines zset, entity facts hash, counters hash, entity key of event 1, …, of event n, idempotency keys and
 /// looked-up call records…, this call's record, records to delete…] — every key the script touches is declared,
 /// as Redis requires of scripts (and a sharded deployment will need).
 /// ARGV: [pub/sub channel, history max length, history max age ms (0 = off), idempotency window seconds, index of
 /// this call's record in KEYS, index of the first record to delete, now (ISO-8601), shift in effect, its end (ms),
-/// index key prefix, counter descriptor lines, then per event: routing header, body after id, ttl, idempotency
+/// index key prefix, counter descriptor lines, the tally key tag (`RedisKeys.tallyTag`), then per event: routing header, body after id, ttl, idempotency
 /// key's index in KEYS, claim, recall, source rank, late-mark offset, tally argument]
 /// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds; recall is
 /// "<index of a call record in KEYS> <1-based position>" for a hub key; indexes, claim and recall are "" when
@@ -60,6 +62,8 @@ enum AppendScript {
         local channel, maxlen, maxage, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
         local record, forget = tonumber(ARGV[5]), tonumber(ARGV[6])
         local nowText, shiftID, shiftEnd, indexPrefix = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+        -- The partition's hash tag on the keys of its share of the tallies (counts, sets, counter states); '' alone.
+        local tag = ARGV[12]
         local clock = redis.call('TIME')
         local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
         local results, added = {}, false
@@ -87,10 +91,10 @@ enum AppendScript {
           local body = (string.gsub(d[7], '{(%a+)}', vars))
           local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', d[6], 'b', body)
           local json = '{"event_id":"' .. id .. '",' .. body
-          redis.call('SET', d[4], json)
-          for name in string.gmatch(d[5], '%S+') do redis.call('SADD', indexPrefix .. name, d[4]) end
+          redis.call('SET', tag .. d[4], json)
+          for name in string.gmatch(d[5], '%S+') do redis.call('SADD', indexPrefix .. name, tag .. d[4]) end
           redis.call('PUBLISH', channel, id .. ' ' .. d[6] .. '\n' .. json)
-          if d[2] ~= '' then redis.call('SET', (string.gsub(d[2], '{shift}', shiftID)), value, 'PXAT', shiftEnd) end
+          if d[2] ~= '' then redis.call('SET', tag .. (string.gsub(d[2], '{shift}', shiftID)), value, 'PXAT', shiftEnd) end
           added = true
         end
         for line in string.gmatch(ARGV[11], '[^\n]+') do
@@ -98,16 +102,16 @@ enum AppendScript {
           descriptors[d[1]] = d
           redis.call('HSET', counters, d[1], line)
           -- The first call of a new shift copies the running count to the new shift's key.
-          if d[2] ~= '' and redis.call('EXISTS', (string.gsub(d[2], '{shift}', shiftID))) == 0 then
-            local running = redis.call('GET', d[1])
+          if d[2] ~= '' and redis.call('EXISTS', tag .. (string.gsub(d[2], '{shift}', shiftID))) == 0 then
+            local running = redis.call('GET', tag .. d[1])
             if running then announce(d, tonumber(running), 'shift_start') end
           end
         end
         local function count(key, delta, cause)
-          local value = redis.call('INCRBY', key, delta)
+          local value = redis.call('INCRBY', tag .. key, delta)
           local d = descriptor(key)
           if d then
-            if d[3] ~= '' then redis.call('EXPIRE', key, d[3]) end
+            if d[3] ~= '' then redis.call('EXPIRE', tag .. key, d[3]) end
             announce(d, value, cause)
           end
         end
@@ -125,7 +129,7 @@ enum AppendScript {
             for entry in string.gmatch(wanted, '[^\t]+') do
               local kind, target = parts(entry)
               local d = kind == '=' and descriptor(target)
-              if d and d[3] ~= '' then redis.call('EXPIRE', target, d[3]) end
+              if d and d[3] ~= '' then redis.call('EXPIRE', tag .. target, d[3]) end
             end
             return previous
           end
@@ -144,23 +148,23 @@ enum AppendScript {
           for _, entry in ipairs(oldList) do
             if not new[entry] then
               local kind, target = parts(entry)
-              if kind == '=' then count(target, -1, cause) else redis.call('SREM', target, member) end
+              if kind == '=' then count(target, -1, cause) else redis.call('SREM', tag .. target, member) end
             end
           end
           for _, entry in ipairs(newList) do
             local kind, target = parts(entry)
             if not old[entry] then
-              if kind == '=' then count(target, 1, cause) else redis.call('SADD', target, member) end
+              if kind == '=' then count(target, 1, cause) else redis.call('SADD', tag .. target, member) end
             elseif kind == '=' then
               local d = descriptor(target)
-              if d and d[3] ~= '' then redis.call('EXPIRE', target, d[3]) end
+              if d and d[3] ~= '' then redis.call('EXPIRE', tag .. target, d[3]) end
             end
           end
           return table.concat(newList, '\t')
         end
 
-        for i = 1, (#ARGV - 11) / 9 do
-          local a = 9 * i + 3
+        for i = 1, (#ARGV - 12) / 9 do
+          local a = 9 * i + 4
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
           local rank, lateAt, tally = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
           local key = KEYS[5 + i]
@@ -356,6 +360,7 @@ enum AppendScript {
         arguments.append(Array(String(Int64(context.shift.endsAt.timeIntervalSince1970 * 1000)).utf8))
         arguments.append(Array(keys.indexPrefix.utf8))
         arguments.append(Array(counterLines.joined(separator: "\n").utf8))
+        arguments.append(Array(keys.tallyTag.utf8))
         arguments.append(contentsOf: perEvent)
         return arguments
     }

@@ -30,6 +30,8 @@ public final class RedisEngine: Engine {
     /// Whether an entity key is this engine's to read and index: always, alone; with partitions, the keys of its
     /// own partition only, as other partitions' states may share its Redis (`PartitionedRedisEngine`).
     private let owns: @Sendable (String) -> Bool
+    /// The entity type of the counters' cached `counter_changed` states, kept under `RedisKeys.tally` names.
+    private let counterType: EntityType?
 
     /// - Parameters:
     ///   - staleSweepInterval: how often the node also looks for expired states on its own, besides Redis's
@@ -49,16 +51,21 @@ public final class RedisEngine: Engine {
             staleSweepInterval: staleSweepInterval, owns: { _ in true })
     }
 
-    /// - Parameter owns: whether an entity key belongs to this engine (see `owns`).
+    /// - Parameters:
+    ///   - owns: whether an entity key belongs to this engine (see `owns`).
+    ///   - tallyTag: put before the keys of this engine's share of the tallies (`RedisKeys.tallyTag`).
     init(
         config: HubConfig,
         eventLoopGroup: any EventLoopGroup,
         logger: Logger,
         healthCheckInterval: Duration,
         staleSweepInterval: Duration,
-        owns: @escaping @Sendable (String) -> Bool
+        owns: @escaping @Sendable (String) -> Bool,
+        tallyTag: String = ""
     ) throws {
         self.owns = owns
+        let keys = RedisKeys(streamKey: config.redis.streamKey, tallyTag: tallyTag)
+        self.counterType = config.catalog.entityType(named: CounterDescriptor.entityTypeName)
         let backoff = Backoff(
             initialSeconds: config.redis.reconnectInitialSeconds, maximumSeconds: config.redis.reconnectMaxSeconds)
         let locator = try Self.locator(config: config.redis, backoff: backoff, eventLoopGroup: eventLoopGroup, logger: logger)
@@ -74,11 +81,11 @@ public final class RedisEngine: Engine {
             prepare: { connection in try await script.load(on: connection) })
         self.commands = commands
         let writer = EventWriter(
-            commands: commands, script: script, keys: RedisKeys(streamKey: config.redis.streamKey), config: config,
+            commands: commands, script: script, keys: keys, config: config,
             logger: logger, shifts: config.shiftSchedule)
         self.writer = writer
         self.batcher = AppendBatcher { events in try await writer.write(events, recordingCalls: true) }
-        self.keys = RedisKeys(streamKey: config.redis.streamKey)
+        self.keys = keys
         let history = StreamHistory(commands: commands, streamKey: config.redis.streamKey)
         self.historyStream = history
         let reads = ReconnectingConnection(
@@ -158,7 +165,7 @@ public final class RedisEngine: Engine {
 
     public func activeSet(key: String) async throws -> [String] {
         do {
-            let reply = try await reads.connection().send(["SMEMBERS", key]).orThrow()
+            let reply = try await reads.connection().send(["SMEMBERS", keys.tally(key)]).orThrow()
             return (reply.array ?? []).compactMap(\.text).sorted()
         } catch {
             throw unavailable(error)
@@ -167,7 +174,7 @@ public final class RedisEngine: Engine {
 
     public func latest(entityKey: String) async throws -> StoredEvent? {
         do {
-            let reply = try await commands.connection().send(["GET", entityKey]).orThrow()
+            let reply = try await commands.connection().send(["GET", isCounter(entityKey) ? keys.tally(entityKey) : entityKey]).orThrow()
             guard case .string(let json) = reply else { return nil }
             return decodeCached(json, key: entityKey)
         } catch {
@@ -204,7 +211,8 @@ public final class RedisEngine: Engine {
         }
         do {
             for start in stride(from: 0, to: plan.directKeys.count, by: size) {
-                let batch = plan.directKeys[start..<min(plan.directKeys.count, start + size)].filter { owns($0) && seen.insert($0).inserted }
+                let batch = plan.directKeys[start..<min(plan.directKeys.count, start + size)].compactMap(stateKey)
+                    .filter { seen.insert($0).inserted }
                 pending += try await read(keys: batch, on: connection).events.filter { $0.matches(any: patterns) }
                 try await handOver(isLast: false)
             }
@@ -371,7 +379,36 @@ public final class RedisEngine: Engine {
         await reads.shutdown()
     }
 
+    /// This engine's cached `counter_changed` states, every tenant's: with several partitions, its share of each
+    /// counter (`PartitionedRedisEngine` sums them). The counters hash names every counter this Redis counted.
+    func counterStates() async throws -> [StoredEvent] {
+        do {
+            let connection = try await reads.connection()
+            let lines = try await connection.send(["HVALS", keys.counters]).orThrow().array ?? []
+            // A descriptor line's fourth field is the counter entity's key (`CounterDescriptor.scriptLine`).
+            let entityKeys = Set(lines.compactMap { line in
+                line.text.map { $0.split(separator: "\t", omittingEmptySubsequences: false) }.flatMap { $0.count > 3 ? String($0[3]) : nil }
+            })
+            return try await read(keys: entityKeys.sorted().map(keys.tally), on: connection).events
+        } catch {
+            throw unavailable(error)
+        }
+    }
+
     // MARK: private
+
+    /// Whether `entityKey` is a counter's (`counter:Line-2.machines_running`, any tenant's).
+    private func isCounter(_ entityKey: String) -> Bool {
+        guard let counterType else { return false }
+        return Tenant.split(entityKey).rest.hasPrefix(counterType.cacheKeyPrefix)
+    }
+
+    /// Where this engine keeps the state of `entityKey`, or nil when it is another partition's entity. Every
+    /// partition keeps a state of each counter it counted: its share.
+    private func stateKey(_ entityKey: String) -> String? {
+        if isCounter(entityKey) { return keys.tally(entityKey) }
+        return owns(entityKey) ? entityKey : nil
+    }
 
     /// The cached events under `keys` (MGET, at most 1000 keys per command), and the keys that hold none.
     private func read(keys: [String], on connection: RedisConnection) async throws -> (events: [StoredEvent], missing: [String]) {

@@ -32,9 +32,14 @@ struct RedisKeys: Sendable, Equatable {
     let counters: String
     /// `SET <prefix><call token> <the ids the call assigned> EX <window>` (see `CallRecords`).
     let callRecordPrefix: String
+    /// Put before the keys of the tallies (`Tally`: counts, active sets, a counter's cached `counter_changed` and a
+    /// shift's copy): empty alone, so they keep the names the catalog gives them; a partition's hash tag (`{p3}`)
+    /// with several, as each partition keeps its own share of every tally (`PartitionedRedisEngine` sums them).
+    let tallyTag: String
 
-    init(streamKey: String) {
+    init(streamKey: String, tallyTag: String = "") {
         stream = streamKey
+        self.tallyTag = tallyTag
         lastStates = streamKey + ":last-states"
         deadlines = streamKey + ":deadlines"
         idempotencyPrefix = streamKey + ":idem:"
@@ -50,6 +55,10 @@ struct RedisKeys: Sendable, Equatable {
     func idempotencyKey(_ key: String) -> String { idempotencyPrefix + key }
 
     func callRecord(_ token: String) -> String { callRecordPrefix + token }
+
+    /// Where this engine keeps a tally's key (`stats:line:L2:machines_running`, `allocation:operator:O-1:active`) or
+    /// a counter entity's cached state.
+    func tally(_ key: String) -> String { tallyTag + key }
 
     /// The keyevent channel on which Redis announces keys of `database` that expired (with
     /// `notify-keyspace-events` containing `E` and `x`).

@@ -212,3 +212,24 @@ func withNodes(engine: EngineKind, configure: (inout HubConfig) -> Void = { _ in
         }
     }
 }
+
+/// `withNodes` on the memory engine, one Redis, or two nodes on three redis-servers holding three partitions.
+func withNodes(on engine: ContractEngine, configure: (inout HubConfig) -> Void = { _ in }, _ body: ([Int]) async throws -> Void) async throws {
+    switch engine {
+    case .memory: try await withNodes(engine: EngineKind.memory, configure: configure, body)
+    case .redis: try await withNodes(engine: EngineKind.redis, configure: configure, body)
+    case .threeShards:
+        try await withShards(3) { shards in
+            func onShards(_ config: inout HubConfig) {
+                config.redis.shards = shards.map(\.url)
+                config.redis.partitions = 3
+                configure(&config)
+            }
+            try await withHub(redisURL: nil, configure: onShards) { nodeA in
+                try await withHub(redisURL: nil, configure: onShards) { nodeB in
+                    try await body([nodeA.port, nodeB.port])
+                }
+            }
+        }
+    }
+}

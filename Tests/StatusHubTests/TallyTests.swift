@@ -2,12 +2,13 @@ import Foundation
 import StatusHubCore
 import Testing
 
-/// Seed 003 §4.2's live counters and active allocations, kept by the engines from the cached previous state.
+/// Seed 003 §4.2's live counters and active allocations, kept by the engines from the cached previous state: on the
+/// memory engine, one Redis, and three redis-servers holding three partitions (each keeps its share, the hub sums).
 @Suite("Live counters and active allocations")
 struct TallyTests {
-    @Test(arguments: EngineKind.allCases)
-    func countersFollowStatesLinesAndLateEvents(engine: EngineKind) async throws {
-        try await withHub(engine: engine) { hub in
+    @Test(arguments: ContractEngine.allCases)
+    func countersFollowStatesLinesAndLateEvents(engine: ContractEngine) async throws {
+        try await withHub(on: engine) { hub in
             let socket = try await TestSocket(port: hub.port)
             _ = try await socket.subscribe(["line:Line-2:counters:*"])
             func post(_ id: String, _ status: String, line: String = "Line-2", at second: Int) async throws -> String? {
@@ -56,9 +57,9 @@ struct TallyTests {
         }
     }
 
-    @Test(arguments: EngineKind.allCases)
-    func aStateGoneStaleLeavesItsCounters(engine: EngineKind) async throws {
-        try await withHub(engine: engine, configure: { $0.cacheTTL.overrides["machine"] = 1 }) { hub in
+    @Test(arguments: ContractEngine.allCases)
+    func aStateGoneStaleLeavesItsCounters(engine: ContractEngine) async throws {
+        try await withHub(on: engine, configure: { $0.cacheTTL.overrides["machine"] = 1 }) { hub in
             let socket = try await TestSocket(port: hub.port)
             _ = try await socket.subscribe(["counters", "machine:*"])
             _ = try await HTTP.post(port: hub.port, event: Self.machine("M-7", "running", line: "Line-9", at: 1))
@@ -79,9 +80,9 @@ struct TallyTests {
         }
     }
 
-    @Test(arguments: EngineKind.allCases)
-    func allocationsJoinAndLeaveTheirOwnersSets(engine: EngineKind) async throws {
-        try await withHub(engine: engine) { hub in
+    @Test(arguments: ContractEngine.allCases)
+    func allocationsJoinAndLeaveTheirOwnersSets(engine: ContractEngine) async throws {
+        try await withHub(on: engine) { hub in
             func post(_ change: String, operator op: String?, machine: String?, at second: Int) async throws {
                 let reply = try await HTTP.post(port: hub.port, event: Self.allocation("A-1", change, operator: op, machine: machine, workOrder: "WO-1", at: second))
                 #expect(reply.status == 202, "\(reply.text)")
@@ -112,10 +113,10 @@ struct TallyTests {
         }
     }
 
-    /// 10,000 events in a random order over two nodes (one on the memory engine): afterwards every counter and
-    /// set equals a recount from the cached states.
-    @Test(arguments: EngineKind.allCases)
-    func randomizedRunLeavesEveryTallyEqualToARecount(engine: EngineKind) async throws {
+    /// 10,000 events in a random order over two nodes (one on the memory engine; on three shards, every line's
+    /// machines spread over the partitions): afterwards every counter and set equals a recount from the cached states.
+    @Test(arguments: ContractEngine.allCases)
+    func randomizedRunLeavesEveryTallyEqualToARecount(engine: ContractEngine) async throws {
         var generator = SystemRandomNumberGenerator()
         let lines = ["L-1", "L-2", "L-3", "L-4"]
         let machineStatuses = ["running", "idle", "maintenance", "breakdown", "offline"]
@@ -140,7 +141,7 @@ struct TallyTests {
                     workOrder: "WO-\(Int.random(in: 0..<5, using: &generator))", at: second))
             }
         }
-        try await withNodes(engine: engine) { ports in
+        try await withNodes(on: engine) { ports in
             let batches = stride(from: 0, to: events.count, by: 50).map { Array(events[$0..<min($0 + 50, events.count)]) }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (index, batch) in batches.enumerated() {

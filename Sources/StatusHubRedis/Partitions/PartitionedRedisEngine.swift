@@ -25,8 +25,11 @@ import Synchronization
 /// - `history(after:)` with a single id cannot say where a subscriber stands in every partition: it answers a gap
 ///   (the subscriber resyncs from a snapshot). `history(afterToken:)` — the hub's `since` with a resume token —
 ///   resumes across partitions without gap or duplicate.
-/// - Counters and active sets (`Tally`) would need summing across partitions, which is not built: a catalog with
-///   tallies is refused with more than one partition.
+/// - Counters and active sets (`Tally`): a line's machines span partitions, so each partition keeps its own share of
+///   every counter and set, moved atomically in its own append script as alone, under keys carrying its hash tag
+///   (`{p3}stats:line:L2:machines_running`). What users see is the whole: an active set is the union of the
+///   partitions' sets, and a counter's `counter_changed` — delivered live, replayed, in a snapshot, `latest` —
+///   carries the sum of every partition's share (`CounterShares`), eventually the same on every node.
 public final class PartitionedRedisEngine: Engine {
     public let map: PartitionMap
     /// Partition → the engine that holds it.
@@ -37,9 +40,11 @@ public final class PartitionedRedisEngine: Engine {
     private let logger: Logger
     /// The sink `run` delivers through, which knows where this node stands in each partition.
     private let tagging = Mutex<PartitionTaggingSink?>(nil)
+    /// Every partition's share of each counter, as this node last heard it.
+    private let shares: CounterShares
 
-    /// - Throws: `ConfigError` naming the key when the partitions cannot be set up as configured (a catalog with
-    ///   tallies, a shard URL that does not parse); `RedisError.invalidURL` as `RedisEngine` does.
+    /// - Throws: `ConfigError` naming the key when the partitions cannot be set up as configured (a shard URL that
+    ///   does not parse, two naming one server); `RedisError.invalidURL` as `RedisEngine` does.
     public init(
         config: HubConfig,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -49,10 +54,6 @@ public final class PartitionedRedisEngine: Engine {
     ) throws {
         try config.redis.check()
         let map = PartitionMap(count: config.redis.partitionCount)
-        if map.count > 1, !config.catalog.tallies.isEmpty {
-            throw ConfigError(
-                description: "config: redis.partitions \(map.count) with a catalog that keeps counters or active sets (\(config.catalog.tallies.map(\.name).joined(separator: ", "))): summing them across partitions is not built yet; use one partition or a catalog without tallies")
-        }
         var shardURLs: [RedisURL] = []
         for (index, shard) in config.redis.shards.enumerated() {
             do {
@@ -78,6 +79,7 @@ public final class PartitionedRedisEngine: Engine {
         self.placement = placement
         self.idempotencyWindowSeconds = config.server.idempotencyWindowSeconds
         self.logger = logger
+        self.shares = CounterShares(catalog: config.catalog, partitions: map.count)
         self.partitions = try (0..<map.count).map { partition in
             var partitionConfig = config
             if !config.redis.shards.isEmpty { partitionConfig.redis.url = config.redis.shards[placement[partition]] }
@@ -89,7 +91,7 @@ public final class PartitionedRedisEngine: Engine {
             return try RedisEngine(
                 config: partitionConfig, eventLoopGroup: eventLoopGroup, logger: partitionLogger,
                 healthCheckInterval: healthCheckInterval, staleSweepInterval: staleSweepInterval,
-                owns: { key in map.partition(ofEntityKey: key) == partition })
+                owns: { key in map.partition(ofEntityKey: key) == partition }, tallyTag: map.hashTag(partition))
         }
     }
 
@@ -103,7 +105,9 @@ public final class PartitionedRedisEngine: Engine {
     /// (it does not know where its delivery of them started).
     public var unreadyPartitions: [Int] {
         let tagging = tagging.withLock { $0 }
-        return partitions.indices.filter { !partitions[$0].isReady || tagging?.knows(partition: $0) != true }
+        return partitions.indices.filter {
+            !partitions[$0].isReady || tagging?.knows(partition: $0) != true || !shares.knows(partition: $0)
+        }
     }
 
     public func append(_ events: [ValidatedEvent]) async throws -> [Appended] {
@@ -215,6 +219,13 @@ public final class PartitionedRedisEngine: Engine {
     public func partition(ofEntityKey key: String) -> Int { map.partition(ofEntityKey: key) }
 
     public func latest(entityKey: String) async throws -> StoredEvent? {
+        if shares.isCounter(entityKey) {
+            var states: [(partition: Int, event: StoredEvent)] = []
+            for (partition, engine) in partitions.enumerated() {
+                if let state = try await engine.latest(entityKey: entityKey) { states.append((partition, state)) }
+            }
+            return shares.merged(states).first
+        }
         let partition = map.partition(ofEntityKey: entityKey)
         guard var event = try await partitions[partition].latest(entityKey: entityKey) else { return nil }
         event.partition = partition
@@ -237,14 +248,16 @@ public final class PartitionedRedisEngine: Engine {
         let size = max(1, chunkSize)
         var pending: [StoredEvent] = []
         var positions: [EventID] = []
+        // Every partition holds its share of a counter: they are summed once all are read (a plant has a few dozen).
+        var counterShares: [(partition: Int, event: StoredEvent)] = []
         for (partition, engine) in partitions.enumerated() {
             do {
                 try await engine.snapshot(matching: patterns, chunkSize: size) { chunk in
                     if positions.count == partition { positions.append(chunk.position ?? .zero) }
-                    pending += chunk.events.map { event in
+                    for event in chunk.events {
                         var event = event
                         event.partition = partition
-                        return event
+                        if shares.isCounter(event.entityKey) { counterShares.append((partition, event)) } else { pending.append(event) }
                     }
                     while pending.count >= size {
                         let full = Array(pending.prefix(size))
@@ -256,6 +269,12 @@ public final class PartitionedRedisEngine: Engine {
                 throw EngineUnavailable(
                     reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
             }
+        }
+        pending += shares.merged(counterShares)
+        while pending.count > size {
+            let full = Array(pending.prefix(size))
+            pending.removeFirst(size)
+            try await receive(SnapshotChunk(events: full.sorted { $0.id < $1.id }, position: nil, isLast: false))
         }
         try await receive(SnapshotChunk(
             events: pending.sorted { $0.id < $1.id }, position: nil, isLast: true,
@@ -296,6 +315,7 @@ public final class PartitionedRedisEngine: Engine {
         return page.map { partition, event in
             var event = event
             positions.advance(past: PartitionedEventID(partition: partition, id: event.id))
+            event = shares.replaying(event, partition: partition)
             event.partition = partition
             event.resumeToken = positions.description
             return event
@@ -305,9 +325,10 @@ public final class PartitionedRedisEngine: Engine {
     /// Runs every partition's engine, delivering their events to `sink` one at a time, each tagged with its
     /// partition and, once this node knows where it stands in every partition, the token that resumes after it.
     public func run(delivering sink: any EventSink) async throws {
-        let tagging = PartitionTaggingSink(sink, partitions: partitions.count)
+        let tagging = PartitionTaggingSink(sink, partitions: partitions.count, shares: shares)
         self.tagging.withLock { $0 = tagging }
         await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.readShares() }
             for (partition, engine) in partitions.enumerated() {
                 // Where this node's delivery of the partition starts: read before its subscriber starts, so the
                 // subscriber (which starts from the newest it reads itself) delivers nothing before it. Until it
@@ -331,6 +352,26 @@ public final class PartitionedRedisEngine: Engine {
 
     public func shutdown() async {
         for engine in partitions { await engine.shutdown() }
+    }
+
+    /// Reads each partition's counter shares when the node starts and whenever it lost them (`CounterShares`),
+    /// retrying while the partition cannot be read; until then the partition counts as not ready.
+    private func readShares() async {
+        await withTaskGroup(of: Void.self) { group in
+            for await partition in shares.toRead {
+                group.addTask { [partitions, shares, logger] in
+                    while !Task.isCancelled {
+                        do {
+                            shares.learn(try await partitions[partition].counterStates(), partition: partition)
+                            return
+                        } catch {
+                            logger.debug("could not read a partition's counters yet", metadata: ["partition": "\(partition)", "error": "\(error)"])
+                        }
+                        try? await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -367,10 +408,13 @@ final class PartitionTaggingSink: Sendable {
     private let sink: any EventSink
     /// Partition → the last event this node delivered from it (or where its delivery started); nil: unknown yet.
     private let positions: Mutex<[EventID?]>
+    /// Turns each partition's share of a counter into the sum in the `counter_changed` delivered.
+    private let shares: CounterShares
 
-    init(_ sink: any EventSink, partitions: Int) {
+    init(_ sink: any EventSink, partitions: Int, shares: CounterShares) {
         self.sink = sink
         self.positions = Mutex(Array(repeating: nil, count: partitions))
+        self.shares = shares
     }
 
     /// This node's delivery of `partition` starts after `id`, unless it delivered from it already.
@@ -384,7 +428,7 @@ final class PartitionTaggingSink: Sendable {
 
     fileprivate func deliver(_ event: StoredEvent, partition: Int) {
         positions.withLock { positions in
-            var event = event
+            var event = shares.summing(event, partition: partition)
             event.partition = partition
             positions[partition] = max(positions[partition] ?? event.id, event.id)
             if positions.allSatisfy({ $0 != nil }) { event.resumeToken = PartitionPositions(positions.map { $0! }).description }
@@ -392,7 +436,13 @@ final class PartitionTaggingSink: Sendable {
         }
     }
 
-    fileprivate func deliveryGap(reason: String) { positions.withLock { _ in sink.deliveryGap(reason: reason) } }
+    /// `partition`'s subscriber missed events it cannot replay: what this node knew of its counters may be gone too.
+    fileprivate func deliveryGap(reason: String, partition: Int) {
+        positions.withLock { _ in
+            shares.forget(partition: partition)
+            sink.deliveryGap(reason: reason)
+        }
+    }
 }
 
 /// One partition's subscriber's view of the node's `PartitionTaggingSink`.
@@ -401,5 +451,5 @@ private struct PartitionSink: EventSink {
     let shared: PartitionTaggingSink
 
     func deliver(_ event: StoredEvent) { shared.deliver(event, partition: partition) }
-    func deliveryGap(reason: String) { shared.deliveryGap(reason: reason) }
+    func deliveryGap(reason: String) { shared.deliveryGap(reason: reason, partition: partition) }
 }

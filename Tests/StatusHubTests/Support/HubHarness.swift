@@ -36,6 +36,26 @@ func withHub<T: Sendable>(
     }
 }
 
+/// A hub on the memory engine, one Redis, or three independent redis-servers holding three partitions.
+func withHub<T: Sendable>(
+    on kind: ContractEngine,
+    configure: (inout HubConfig) -> Void = { _ in },
+    _ body: (RunningHub) async throws -> T
+) async throws -> T {
+    switch kind {
+    case .memory: return try await withHub(engine: EngineKind.memory, configure: configure, body)
+    case .redis: return try await withHub(engine: EngineKind.redis, configure: configure, body)
+    case .threeShards:
+        return try await withShards(3) { shards in
+            try await withHub(redisURL: nil, configure: { config in
+                config.redis.shards = shards.map(\.url)
+                config.redis.partitions = 3
+                configure(&config)
+            }, body)
+        }
+    }
+}
+
 /// - Parameter redisHealthCheck: how often the Redis engine PINGs its connections; a test that hangs Redis on
 ///   purpose sets it long, so that only its own commands meet the hang.
 func withHub<T: Sendable>(
