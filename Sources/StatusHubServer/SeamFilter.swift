@@ -20,16 +20,17 @@ struct SeamFilter: Sendable {
         var replayedThrough: [Int: EventID] = [:]
         /// State events up to here are reflected by a snapshot.
         var snapshotPosition: EventID?
-        /// Entity key → the id of its state in the snapshot, for states newer than its position only (those written
-        /// while it was read): few, so a large snapshot costs no large map.
-        var newerThanPosition: [String: EventID] = [:]
+        /// Partition → entity key → the id of its state in the snapshot, for states newer than its position only
+        /// (those written while it was read): few, so a large snapshot costs no large map. Per partition, as ids order
+        /// only within one and a counter's state is announced by every partition (each with its share, summed).
+        var newerThanPosition: [Int: [String: EventID]] = [:]
 
         func holds(_ event: StoredEvent) -> Bool {
             guard event.matches(any: patterns) else { return false }
             if let replayed = replayedThrough[event.partition], event.id <= replayed { return true }
             guard event.carriesState else { return false }
             if let snapshotPosition, event.id <= snapshotPosition { return true }
-            if let held = newerThanPosition[event.entityKey], event.id <= held { return true }
+            if let held = newerThanPosition[event.partition]?[event.entityKey], event.id <= held { return true }
             return false
         }
     }
@@ -71,8 +72,8 @@ struct SeamFilter: Sendable {
         let position = answers[answers.count - 1].snapshotPosition
         for event in events where event.carriesState {
             if let position, event.id <= position { continue }
-            answers[answers.count - 1].newerThanPosition[event.entityKey] =
-                Self.later(answers[answers.count - 1].newerThanPosition[event.entityKey], event.id)
+            answers[answers.count - 1].newerThanPosition[event.partition, default: [:]][event.entityKey] =
+                Self.later(answers[answers.count - 1].newerThanPosition[event.partition]?[event.entityKey], event.id)
             through[event.partition] = Self.later(through[event.partition], event.id)
         }
     }

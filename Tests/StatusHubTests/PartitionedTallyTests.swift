@@ -9,13 +9,18 @@ import Testing
 @Suite("Counters and active sets across partitions")
 struct PartitionedTallyTests {
     /// Two nodes on three shards, a line's six machines two per partition, posted through both nodes at once: both
-    /// nodes end announcing the same sum, which their snapshots and `latest` read too; every partition's share is
-    /// under its own tagged key, with the counter's TTL, and an operator's allocations in three partitions are one set.
+    /// nodes end announcing the same sum, which their snapshots, `latest` and a resume from before read too; every
+    /// partition's share is under its own tagged key, with the counter's TTL, and an operator's allocations in three
+    /// partitions are one set.
     @Test func twoNodesAnnounceAndReadTheSameSum() async throws {
         try await withShards(3) { shards in
             let urls = shards.map(\.url)
             try await withPartitionedEngine(shards: urls, partitions: 3, configure: Self.withTallies) { nodeA, sinkA in
                 try await withPartitionedEngine(shards: urls, partitions: 3, configure: Self.withTallies) { nodeB, sinkB in
+                    var before: String?
+                    try await nodeB.snapshot(matching: [try ChannelPattern(parsing: "line:Line-5:*")], chunkSize: 100) { chunk in
+                        before = chunk.resumeToken ?? before
+                    }
                     let machines = Self.machines(perPartition: 2, map: nodeA.map, line: "Line-5")
                     #expect(Set(machines.map { nodeA.map.partition(ofEntityKey: "resource:machine:\($0)") }).count == 3)
                     // Everything running, then a third idle again: 4 remain, counted in every partition.
@@ -62,6 +67,13 @@ struct PartitionedTallyTests {
                         let latest = try await node.latest(entityKey: entityKey)
                         #expect(latest.flatMap(Self.value) == running)
                     }
+
+                    // A resume from before: each partition's last announcement replayed with the others' latest shares.
+                    let token = try #require(before)
+                    let replayed = try #require(try await nodeB.history(afterToken: token, limit: 1000))
+                    let lastPerPartition = Dictionary(grouping: replayed.filter(Self.isLineCounter("Line-5")), by: \.partition).values.compactMap(\.last)
+                    #expect(lastPerPartition.count == 3)
+                    #expect(lastPerPartition.allSatisfy { Self.value(of: $0) == running }, "\(lastPerPartition.map(\.jsonString))")
 
                     // One operator's allocations, one per partition: one set, the union of the partitions' shares.
                     let allocations = Self.ids(prefix: "A-", perPartition: 1, map: nodeA.map, keyPrefix: "allocation:")
