@@ -68,6 +68,22 @@ struct PartitionedTallyTests {
                         #expect(latest.flatMap(Self.value) == running)
                     }
 
+                    // A node started now learns the shares from the partitions' counter states: its first announcement,
+                    // one machine of a partition going idle, is the whole line's count.
+                    try await withPartitionedEngine(shards: urls, partitions: 3, configure: Self.withTallies) { nodeC, sinkC in
+                        let stillRunning = machines.enumerated().filter { $0.offset % 3 != 0 }.map(\.element)
+                        _ = try await nodeC.append([SampleEvents.validated(SampleEvents.machineStatus(stillRunning[0], "idle", line: "Line-5"))])
+                        try await eventually("the new node announces the sum") { Self.lastCount(in: sinkC, line: "Line-5") != nil }
+                        #expect(Self.lastCount(in: sinkC, line: "Line-5") == running - 1)
+                        try await eventually("the others agree") {
+                            Self.lastCount(in: sinkA, line: "Line-5") == running - 1 && Self.lastCount(in: sinkB, line: "Line-5") == running - 1
+                        }
+                        _ = try await nodeC.append([SampleEvents.validated(SampleEvents.machineStatus(stillRunning[0], "running", line: "Line-5"))])
+                        for sink in [sinkA, sinkB, sinkC] {
+                            try await eventually("back to the sum") { Self.lastCount(in: sink, line: "Line-5") == running }
+                        }
+                    }
+
                     // A resume from before: each partition's last announcement replayed with the others' latest shares.
                     let token = try #require(before)
                     let replayed = try #require(try await nodeB.history(afterToken: token, limit: 1000))
