@@ -236,7 +236,8 @@ public final class RedisEngine: Engine {
                         : events.reduce(into: ([StoredEvent](), [StoredEvent]())) { split, event in
                             if SnapshotIndex.lineName(forChannels: event.channels) == name { split.0.append(event) } else { split.1.append(event) }
                         }
-                    seen.formUnion(filed.map(\.entityKey))
+                    // By the key it was read under (a counter's share carries this partition's tag), as members are.
+                    seen.formUnion(filed.map { stateKey($0.entityKey) ?? $0.entityKey })
                     pending += filed.filter { $0.matches(any: patterns) }
                     try await dropStrays(missing + moved.map(\.entityKey), from: index, line: line, on: connection)
                     try await handOver(isLast: false)

@@ -60,7 +60,8 @@ struct PartitionedTallyTests {
                     #expect(shareSum == running)
 
                     for node in [nodeA, nodeB] {
-                        let snapshot = try await node.snapshot(matching: [try ChannelPattern(parsing: "line:Line-5:*")])
+                        // Two patterns that both read the counter (its type's index and its line's): still one state.
+                        let snapshot = try await node.snapshot(matching: [try ChannelPattern(parsing: "line:Line-5:*"), try ChannelPattern(parsing: "counters")])
                         let counters = snapshot.events.filter(Self.isLineCounter("Line-5"))
                         #expect(counters.count == 1, "one state per counter, not one per partition")
                         #expect(counters.first.flatMap(Self.value) == running)

@@ -79,12 +79,14 @@ final class CounterShares: Sendable {
     /// share's event (by id) carrying the sum of the shares read. A partition that never counted a counter has no
     /// share of it (0). Also learns the shares.
     func merged(_ states: [(partition: Int, event: StoredEvent)]) -> [StoredEvent] {
-        var groups: [String: [(partition: Int, event: StoredEvent)]] = [:]
+        // Counter entity key → partition → its share (one per partition, should a read meet a state twice).
+        var groups: [String: [Int: (partition: Int, event: StoredEvent)]] = [:]
         for state in states {
             note(state.event, partition: state.partition)
-            groups[state.event.entityKey, default: []].append(state)
+            if let held = groups[state.event.entityKey]?[state.partition], held.event.id >= state.event.id { continue }
+            groups[state.event.entityKey, default: [:]][state.partition] = state
         }
-        return groups.values.compactMap { group in
+        return groups.values.map { Array($0.values) }.compactMap { group in
             guard let newest = group.max(by: { $0.event.id < $1.event.id }) else { return nil }
             let total = group.reduce(0) { $0 + (CounterValue.read(in: $1.event.json) ?? 0) }
             var event = CounterValue.replacing(in: newest.event, with: total)
