@@ -41,7 +41,7 @@ import Synchronization
 ///   descriptor (`CounterDescriptor.scriptLine`, kept in the counters hash). A stale claim takes the entity off
 ///   its counters. These keys (counts, sets, a counter's entity key and indexes) are derived inside the script
 ///   from what Redis holds, so they are not in KEYS. With several partitions each keeps its own share of every
-///   tally under keys carrying its hash tag (`{p3}stats:line:L2:machines_running`, `{p3}counter:…`), moved here
+///   tally under keys carrying its hash tag (`{p3}stats:line:L2:machines_running`, `{p3}stats:event:L2.machines_running`), moved here
 ///   exactly as one partition's are; `PartitionedRedisEngine` sums and unites the shares.
 ///
 /// KEYS: [stream, last-states hash, deadlines zset, entity facts hash, counters hash, entity key of event 1, …, of event n, idempotency keys and
