@@ -97,9 +97,15 @@ class Hub:
         raise RuntimeError("hub did not become ready")
 
     def publish(self, *events, token=None):
+        """The events' keys as the dashboard's `window.statushub.seen` lists them: "<entity_id> <event_id>" (an id
+        alone is unique only within a partition)."""
         status, answer = http("POST", self.url + "/v1/events", list(events), token=token)
         assert status == 202, answer
-        return [accepted["event_id"] for accepted in answer["accepted"]]
+        return [f"{event['entity_id']} {accepted['event_id']}" for event, accepted in zip(events, answer["accepted"])]
+
+    def publish_ids(self, *events, token=None):
+        """The events' ids as the hub answered them."""
+        return [key.split(" ")[1] for key in self.publish(*events, token=token)]
 
     def stop(self):
         if self.process.poll() is None:

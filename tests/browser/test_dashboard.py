@@ -115,8 +115,8 @@ def test_page_reconnects_through_another_node_and_shows_every_missed_event(hubs,
 
         open_state = page.get_by_test_id("connection")
         expect(open_state).to_have_attribute("data-state", "live", timeout=40000)
-        for event_id in missed:
-            wait_until(page, f"() => window.statushub.seen.includes('{event_id}')")
+        for key in missed:
+            wait_until(page, f"() => window.statushub.seen.includes('{key}')")
         expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
         expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-status", "idle")
         expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-status", "maintenance")
@@ -124,7 +124,7 @@ def test_page_reconnects_through_another_node_and_shows_every_missed_event(hubs,
         expect(page.get_by_test_id("feed-item").first).to_contain_text("coolant flow lost")
         # Resumed with `since`, so each missed event was applied once.
         seen = page.evaluate("window.statushub.seen")
-        assert all(seen.count(event_id) == 1 for event_id in missed), seen
+        assert all(seen.count(key) == 1 for key in missed), seen
         # And live again, through node B.
         node_b.publish(machine_status("M-202", "running"))
         expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-status", "running")
@@ -176,7 +176,7 @@ def test_event_source_in_the_browser(hubs, page):
         source.onmessage = (m) => window.received.push({id: m.lastEventId, data: JSON.parse(m.data)});
     }""")
     wait_until(page, "() => window.received.some(m => m.data.op === 'subscribed')")
-    ids = hub.publish(alert("M-1", "minor", "low"), alert("M-2", "fire", "critical"))
+    ids = hub.publish_ids(alert("M-1", "minor", "low"), alert("M-2", "fire", "critical"))
     wait_until(page, "() => window.received.some(m => m.data.op === 'event')")
     events = page.evaluate("window.received.filter(m => m.data.op === 'event')")
     assert [e["id"] for e in events] == [ids[1]]
@@ -188,7 +188,7 @@ def test_curl_reads_the_stream(hubs):
     curl = subprocess.Popen(["curl", "-sN", "--max-time", "4", f"{hub.url}/v1/sse?channels=line:Line-2:*&snapshot=true"],
                             stdout=subprocess.PIPE, text=True)
     time.sleep(1)
-    event_id = hub.publish(machine_status("M-204", "offline"))[0]
+    event_id = hub.publish_ids(machine_status("M-204", "offline"))[0]
     output = curl.communicate(timeout=10)[0]
     assert "retry: 2000" in output
     assert '"op":"subscribed"' in output

@@ -17,7 +17,8 @@ const view = {
   workorders: new Map(),
   counters: new Map(),            // counter name -> event
   feed: [],
-  seen: [],                       // ids of the events applied, newest last (for the browser tests)
+  seen: [],                       // "<entity_id> <event_id>" of the events applied, newest last (for the browser
+                                  // tests; with partitions an id is unique only within its entity's partition)
   lastEventId: null,
   line: null,
   token: params.get("token") || "",
@@ -153,7 +154,7 @@ function newer(current, event) {
 }
 
 function apply(event, live) {
-  if (event.event_id) { view.seen.push(event.event_id); if (view.seen.length > 2000) view.seen.shift(); }
+  if (event.event_id) { view.seen.push(`${event.entity_id} ${event.event_id}`); if (view.seen.length > 2000) view.seen.shift(); }
   if (event.event_id && (!view.lastEventId || compareIds(event.event_id, view.lastEventId) > 0)) view.lastEventId = event.event_id;
   if (live && event.received_at) {
     const category = view.categoryOf.get(event.event_type) || (event.event_type === "counter_changed" ? "counters" : null);
