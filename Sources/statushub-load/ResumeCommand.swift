@@ -29,7 +29,7 @@ struct ResumeCommand: AsyncParsableCommand {
             answers 200 all of them reconnect at once, each subscribing with since = the last event_id it got \
             (a failed attempt is retried after 100–300 ms). Reported: time until every one is subscribed \
             again and until every one has every event published meanwhile; then one more event through --url, \
-            and per subscriber every event 1…N must have arrived once, in order.
+            and per subscriber every event 1…N must have arrived once, each machine's in order.
 
             Exit status: 0 when every subscriber connected, resumed and got every event exactly once; 1 otherwise.
 
@@ -265,13 +265,13 @@ struct ResumeCommand: AsyncParsableCommand {
             _ = await tally.wait(seq: seq, count: connected, timeout: phaseTimeout)
             try await Task.sleep(for: .seconds(1))
             let ledgers = fleet.map(\.ledger)
-            let complete = ledgers.filter { $0.nextSeq == seq + 1 && $0.duplicates == 0 && $0.missing == 0 }.count
+            let complete = ledgers.filter { $0.missing(of: seq) == 0 && $0.duplicates == 0 && $0.outOfOrder == 0 }.count
             restartResult = Restart(
                 all_closed_seconds: round3(allClosed), closed: closed, ready_after_term_seconds: round3(readyAfterTerm),
                 all_resubscribed_seconds: round3(allResubscribed), resubscribed: resubscribed.value,
                 retried_attempts: retried.value, published_meanwhile: lastMeanwhile - 1,
                 all_caught_up_seconds: caughtUp.map(round3), events_total: seq, subscribers_complete: complete,
-                missing: ledgers.reduce(0) { $0 + $1.missing + max(0, seq + 1 - $1.nextSeq) },
+                missing: ledgers.reduce(0) { $0 + $1.missing(of: seq) },
                 conflated_by_hub: await Self.conflatedCount(base),
                 duplicates: ledgers.reduce(0) { $0 + $1.duplicates }, out_of_order: ledgers.reduce(0) { $0 + $1.outOfOrder },
                 resyncs: ledgers.reduce(0) { $0 + $1.resyncs },
@@ -343,7 +343,7 @@ struct ResumeCommand: AsyncParsableCommand {
                        restart.resubscribed, restart.all_resubscribed_seconds, restart.retried_attempts),
                 "  published meanwhile \(restart.published_meanwhile) events; all had them "
                     + (restart.all_caught_up_seconds.map { String(format: "%.2f s after /ready", $0) } ?? "—"),
-                "  delivery check     \(restart.subscribers_complete) of \(result.subscribers) got all \(restart.events_total) events once, in order; "
+                "  delivery check     \(restart.subscribers_complete) of \(result.subscribers) got all \(restart.events_total) events once, each machine's in order; "
                     + "missing \(restart.missing)"
                     + (restart.conflated_by_hub.map { " (conflated by the hub for slow readers: \($0))" } ?? "")
                     + ", duplicates \(restart.duplicates), out of order \(restart.out_of_order), resync \(restart.resyncs)",
@@ -403,11 +403,14 @@ struct EventPoster: Sendable {
         var description: String { "POST /v1/events answered \(status)" }
     }
 
+    /// The machine event `seq` is about: a hundred, in turn, so the events spread over every partition.
+    static func machine(ofSeq seq: Int) -> Int { seq % 100 }
+
     func post(_ base: URL, seq: Int) async throws {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let timestamp = formatter.string(from: Date())
-        let body = #"{"event_type":"resource_status_changed","entity_type":"machine","entity_id":"M-\#(seq % 100)","line":"\#(line)","timestamp":"\#(timestamp)","idempotency_key":"resume-\#(seq)","data":{"current_status":"running","resume_seq":\#(seq)},"metadata":{"source":"resume","triggered_by":"system"}}"#
+        let body = #"{"event_type":"resource_status_changed","entity_type":"machine","entity_id":"M-\#(Self.machine(ofSeq: seq))","line":"\#(line)","timestamp":"\#(timestamp)","idempotency_key":"resume-\#(seq)","data":{"current_status":"running","resume_seq":\#(seq)},"metadata":{"source":"resume","triggered_by":"system"}}"#
         var request = URLRequest(url: base.appendingPathComponent("v1/events"))
         request.httpMethod = "POST"
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -425,17 +428,38 @@ struct EventPoster: Sendable {
     }
 }
 
-/// What one subscriber received over all its connections: events are numbered 1, 2, … in publish order, and one
-/// pattern sees them all, so each must come once and in order.
+/// What one subscriber received over all its connections: events are numbered 1, 2, … in publish order, one
+/// pattern sees them all, and each must come once. The hub keeps order per entity (per partition: with several
+/// partitions a resume replays them one after another), so order is checked per machine (`EventPoster.machine`).
 struct ResumeLedger: Sendable {
-    var nextSeq = 1
+    /// Bit `seq` set: event `seq` arrived.
+    private var received: [UInt64] = []
+    /// Machine → the highest seq of its events that arrived.
+    private var lastSeqOfMachine: [Int: Int] = [:]
     var lastEventID: String?
-    var missing = 0
     var duplicates = 0
     var outOfOrder = 0
     var resyncs = 0
     /// The hub's first `resync` or `error` message on this subscriber's resume, as sent.
     var notice: String?
+
+    mutating func record(seq: Int) {
+        let (word, bit) = (seq / 64, UInt64(1) << UInt64(seq % 64))
+        if word >= received.count { received.append(contentsOf: repeatElement(0, count: word + 1 - received.count)) }
+        guard received[word] & bit == 0 else { return duplicates += 1 }
+        received[word] |= bit
+        let machine = EventPoster.machine(ofSeq: seq)
+        if let last = lastSeqOfMachine[machine], last > seq { outOfOrder += 1 }
+        lastSeqOfMachine[machine] = max(seq, lastSeqOfMachine[machine] ?? 0)
+    }
+
+    /// Events of 1…`total` that never arrived.
+    func missing(of total: Int) -> Int {
+        (1...max(1, total)).count { seq in
+            let word = seq / 64
+            return word >= received.count || received[word] & (UInt64(1) << UInt64(seq % 64)) == 0
+        }
+    }
 }
 
 /// One idle subscriber that survives its node's restart by resubscribing with `since`.
@@ -523,12 +547,7 @@ final class ResumeSubscriber: Sendable {
 
     fileprivate func received(seq: Int, eventID: String?) {
         state.withLock { state in
-            if seq < state.ledger.nextSeq {
-                state.ledger.duplicates += 1
-                return
-            }
-            if seq > state.ledger.nextSeq { state.ledger.missing += seq - state.ledger.nextSeq }
-            state.ledger.nextSeq = seq + 1
+            state.ledger.record(seq: seq)
             if let eventID { state.ledger.lastEventID = eventID }
         }
         tally.record(seq: seq)
