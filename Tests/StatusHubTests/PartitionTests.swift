@@ -76,6 +76,24 @@ struct PartitionTests {
         #expect((25...100).contains(moved.count), "about a quarter moves: \(moved.count)")
     }
 
+    /// The placement the hub uses: no server holds more than its share rounded up (the plain ring gave 12 partitions
+    /// on three servers as unevenly as 6/4/2), and a fourth server moves about a quarter, mostly to itself.
+    @Test func boundedLoadPlacementIsEvenAndMovesFew() {
+        let servers = ["127.0.0.1:6379/0", "127.0.0.1:6380/0", "127.0.0.1:6381/0"]
+        for count in [3, 12, 13, 64, 256] {
+            let placed = HashRing(servers: servers).placement(partitions: count)
+            let loads = (0..<3).map { server in placed.count { $0 == server } }
+            #expect(loads.max()! <= (count + 2) / 3, "\(count) partitions: \(loads)")
+            #expect(HashRing(servers: servers).placement(partitions: count) == placed, "the same on every node")
+        }
+        let three = HashRing(servers: servers).placement(partitions: 256)
+        let four = HashRing(servers: servers + ["127.0.0.1:6382/0"]).placement(partitions: 256)
+        let moved = (0..<256).filter { three[$0] != four[$0] }
+        #expect(four.count { $0 == 3 } == 64)
+        #expect((64...96).contains(moved.count), "about a quarter moves: \(moved.count)")
+        #expect(moved.count { four[$0] == 3 } * 4 >= moved.count * 3, "mostly to the new server: \(moved.count { four[$0] == 3 }) of \(moved.count)")
+    }
+
     @Test func partitionedIDsAndResumeTokens() throws {
         let id = try #require(PartitionedEventID("3:1763475825678-2"))
         #expect(id.partition == 3 && id.id == EventID(milliseconds: 1_763_475_825_678, sequence: 2))

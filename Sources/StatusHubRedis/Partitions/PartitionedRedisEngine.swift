@@ -69,7 +69,7 @@ public final class PartitionedRedisEngine: Engine {
             }
         }
         let ring = identities.isEmpty ? nil : HashRing(servers: identities)
-        let placement = (0..<map.count).map { ring?.server(forPartition: $0) ?? 0 }
+        let placement = ring?.placement(partitions: map.count) ?? Array(repeating: 0, count: map.count)
         for (index, identity) in identities.enumerated() where !placement.contains(index) {
             logger.warning(
                 "a shard holds none of the partitions; raise redis.partitions to use it",
