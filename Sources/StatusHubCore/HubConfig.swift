@@ -89,6 +89,9 @@ public struct HubConfig: Sendable, Equatable {
         /// Independent Redis servers (`redis://…` each) the partitions are placed on by consistent hashing
         /// (`HashRing`). Empty: the one Redis of `url` (or the sentinels' master) holds every partition.
         public var shards: [String] = []
+        /// Seed nodes (`redis://…`) of a Redis Cluster the partitions are placed on: each partition on the master
+        /// serving the slot of its hash tag (`ClusterSlotMaster`). Empty: no cluster.
+        public var cluster: [String] = []
         /// Partitions the event space is split into by entity (`PartitionMap`). Unset: 1 on one Redis (today's key
         /// layout exactly), `partitionsPerShard` per shard with `shards`.
         public var partitions: Int?
@@ -97,11 +100,16 @@ public struct HubConfig: Sendable, Equatable {
         /// Partitions per shard when `redis.shards` is set and `redis.partitions` is not: enough that consistent
         /// hashing spreads them about evenly (with one per shard, a shard can get none).
         public static let partitionsPerShard = 4
+        /// Partitions when `redis.cluster` is set and `redis.partitions` is not: the masters are not known before
+        /// the cluster is asked, and 16 slots spread over a few masters about evenly.
+        public static let clusterPartitions = 16
         /// A resume token names one position per partition; past this it outgrows a URL's query.
         public static let maxPartitions = 256
 
         /// `partitions`, or its default.
-        public var partitionCount: Int { partitions ?? (shards.isEmpty ? 1 : shards.count * Self.partitionsPerShard) }
+        public var partitionCount: Int {
+            partitions ?? (!cluster.isEmpty ? Self.clusterPartitions : shards.isEmpty ? 1 : shards.count * Self.partitionsPerShard)
+        }
     }
 
     public struct Memory: Sendable, Equatable, Codable {
@@ -351,7 +359,7 @@ extension HubConfig {
         "redis": [
             "url", "history_max_length", "history_max_age_seconds", "stream_key", "pubsub_channel", "reconnect_initial_seconds",
             "reconnect_max_seconds", "command_timeout_seconds", "sentinels", "master_name", "min_replicas_acked", "shards",
-            "partitions",
+            "partitions", "cluster",
         ],
         "memory": ["history_max_length", "history_max_age_seconds", "history_max_bytes"],
         "auth": [
@@ -437,6 +445,7 @@ extension HubConfig.Redis {
         if let partitions, !(1...Self.maxPartitions).contains(partitions) {
             throw ConfigError(description: "config: redis.partitions must be between 1 and \(Self.maxPartitions); it is \(partitions)")
         }
+        try checkCluster()
         guard !shards.isEmpty else { return }
         if url != nil {
             throw ConfigError(description: "config: redis.shards and redis.url both name where events go; set one (each shard's URL carries its own password and database)")
@@ -449,6 +458,29 @@ extension HubConfig.Redis {
         }
         if partitionCount < shards.count {
             throw ConfigError(description: "config: redis.partitions (\(partitionCount)) is fewer than redis.shards (\(shards.count)): a shard would hold no partition")
+        }
+    }
+}
+
+extension HubConfig.Redis {
+    /// `redis.cluster`: seeds that are `redis://` URLs of database 0 (a cluster has no other), and nothing else that
+    /// names where events go.
+    private func checkCluster() throws {
+        guard !cluster.isEmpty else { return }
+        let others = [
+            ("redis.url", url != nil), ("redis.shards", !shards.isEmpty), ("redis.sentinels", !sentinels.isEmpty),
+        ]
+        for (key, isSet) in others where isSet {
+            throw ConfigError(description: "config: redis.cluster cannot be combined with \(key): the cluster's nodes are where events go (each seed URL carries the password)")
+        }
+        for (index, seed) in cluster.enumerated() {
+            guard seed.lowercased().hasPrefix("redis://") else {
+                throw ConfigError(description: "config: redis.cluster[\(index)] must be a redis:// URL; it is '\(seed)'")
+            }
+            let path = seed.split(separator: "/", omittingEmptySubsequences: false).dropFirst(3).joined(separator: "/")
+            if !path.isEmpty, path != "0" {
+                throw ConfigError(description: "config: redis.cluster[\(index)] names database '\(path)'; a Redis Cluster has database 0 only")
+            }
         }
     }
 }

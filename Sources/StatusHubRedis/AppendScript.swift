@@ -168,7 +168,9 @@ enum AppendScript {
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
           local rank, lateAt, tally = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
           local key = KEYS[5 + i]
-          local tenant = string.byte(key) == 64 and string.match(key, '^@[^:]*') or ''
+          -- On a Redis Cluster the key carries its partition's hash tag first (`{p3}@acme:resource:…`).
+          local name = string.byte(key) == 123 and string.match(key, '^{[^}]*}(.*)$') or key
+          local tenant = string.byte(name) == 64 and string.match(name, '^@[^:]*') or ''
           local idemKey = idem ~= '' and KEYS[tonumber(idem)] or nil
           local seen = idemKey and redis.call('GET', idemKey)
           if not seen and recall ~= '' then
@@ -255,6 +257,10 @@ enum AppendScript {
         return results
         """#
 
+    /// The script that publishes on a Redis Cluster: `SPUBLISH` on the partition's sharded channel (which shares
+    /// the slot of its keys), so a message goes to the nodes of that slot's shard only, not to every node.
+    static let shardedSource = source.replacing("redis.call('PUBLISH', channel,", with: "redis.call('SPUBLISH', channel,")
+
     /// Events per script call: big enough that a 1000-event batch costs two calls, small enough that one call
     /// does not hold Redis (which runs nothing else meanwhile) for long.
     static let chunkSize = 500
@@ -289,7 +295,7 @@ enum AppendScript {
         arguments.append(Array(keys.deadlines.utf8))
         arguments.append(Array(keys.entityFacts.utf8))
         arguments.append(Array(keys.counters.utf8))
-        for event in events { arguments.append(Array(event.entityKey.utf8)) }
+        for event in events { arguments.append(Array(keys.stored(event.entityKey).utf8)) }
         let fixedKeys = 5 + events.count
         var perEvent: [[UInt8]] = []
         perEvent.reserveCapacity(events.count * 9)
@@ -402,13 +408,17 @@ struct TallyContext: Sendable {
 /// Redis computes the hash, so none is needed here.
 final class LoadedScript: Sendable {
     private let sha = Mutex<String?>(nil)
+    /// `AppendScript.source`, or its sharded form on a Redis Cluster.
+    let source: String
+
+    init(source: String = AppendScript.source) { self.source = source }
 
     var current: String? { sha.withLock { $0 } }
 
     /// `SCRIPT LOAD`s the script on `connection` and remembers its SHA1.
     @discardableResult
     func load(on connection: RedisConnection) async throws -> String {
-        let reply = try await connection.send(["SCRIPT", "LOAD", AppendScript.source]).orThrow()
+        let reply = try await connection.send(["SCRIPT", "LOAD", source]).orThrow()
         guard let loaded = reply.text, loaded.count == 40 else {
             throw RedisError.unexpectedReply("SCRIPT LOAD answered \(reply)")
         }

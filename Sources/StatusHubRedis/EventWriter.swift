@@ -27,7 +27,7 @@ struct EventWriter: Sendable {
         guard !events.isEmpty else { return [] }
         let claims = claims ?? Array(repeating: nil, count: events.count)
         precondition(claims.count == events.count, "one claim (or nil) per event")
-        let connection = try await commands.connection()
+        var connection = try await commands.connection()
         let ranges = stride(from: 0, to: events.count, by: AppendScript.chunkSize).map {
             $0..<min($0 + AppendScript.chunkSize, events.count)
         }
@@ -69,13 +69,26 @@ struct EventWriter: Sendable {
         }
         let filing = indexFiling(events)
         let replicaWait = replicaWaitCommand()
-        var replies: [RedisReply]
-        do {
-            replies = try await connection.pipeline(filing + ranges.indices.map { arguments($0, sha: sha) } + replicaWait)
-        } catch let error as RedisError where !error.commandMayHaveRun {
-            throw failing(error)
-        } catch {
-            throw unknown(error)
+        var replies: [RedisReply] = []
+        // On a Redis Cluster the partition's slot may have moved: every command answered `MOVED` and none ran, and
+        // the connection (told by the reply) reconnects to the new owner, where the same pipeline is sent again.
+        for attempt in 0...Self.movedRetries {
+            if attempt > 0 {
+                do {
+                    connection = try await commands.connection()
+                } catch {
+                    throw failing(error)
+                }
+            }
+            do {
+                replies = try await connection.pipeline(filing + ranges.indices.map { arguments($0, sha: sha) } + replicaWait)
+            } catch let error as RedisError where !error.commandMayHaveRun {
+                throw failing(error)
+            } catch {
+                throw unknown(error)
+            }
+            guard replies.allSatisfy({ $0.errorMessage?.hasPrefix("MOVED ") == true }) else { break }
+            logger.info("the partition's cluster slot moved; writing to its new master", metadata: ["from": "\(connection.url)"])
         }
         var replicasAcked = replicaWait.isEmpty ? nil : replies.removeLast()
         if replies.contains(where: { $0.errorMessage?.hasPrefix("READONLY") == true }) {
@@ -146,6 +159,9 @@ struct EventWriter: Sendable {
         return outcomes
     }
 
+    /// Times a batch whose every command was answered `MOVED` is sent again to the slot's new master.
+    static let movedRetries = 2
+
     /// How long `WAIT` waits for the replicas: half the command timeout, so a missing replica is reported as such
     /// rather than as a timeout of the whole pipeline.
     var replicaWaitMilliseconds: Int { max(1, Int(config.redis.commandTimeoutSeconds * 500)) }
@@ -169,7 +185,7 @@ struct EventWriter: Sendable {
         for event in events where event.carriesState {
             for name in event.snapshotIndexes {
                 if members[name] == nil { order.append(name) }
-                members[name, default: []].append(event.entityKey)
+                members[name, default: []].append(keys.stored(event.entityKey))
             }
         }
         return order.map { name in [Array("SADD".utf8), Array(keys.index(name).utf8)] + members[name]!.map { Array($0.utf8) } }

@@ -21,11 +21,24 @@ public protocol MasterLocator: Sendable, CustomStringConvertible {
     /// Calls `moved` with the new master whenever the master changes, until the task that runs `watch` ends.
     func onMasterChange(_ moved: @escaping @Sendable (RedisURL) -> Void)
 
+    /// A Redis Cluster node answered `MOVED`: the slot a connection works on is served by `url` now. Only a cluster
+    /// locator (`ClusterSlotMaster`) has slots; the others ignore it.
+    func slotMoved(_ slot: Int, to url: RedisURL)
+
+    /// Whether the connections use a Redis Cluster's sharded pub/sub (`SSUBSCRIBE`, `SPUBLISH`) and hash-tagged
+    /// entity keys.
+    var isCluster: Bool { get }
+
     /// Background work (listening for failovers), until the task is cancelled.
     func watch() async
 
     /// For logs: the URL, or the sentinels and the master's name.
     var description: String { get }
+}
+
+extension MasterLocator {
+    public func slotMoved(_ slot: Int, to url: RedisURL) {}
+    public var isCluster: Bool { false }
 }
 
 /// The master is always `url`: a single Redis, as configured by `redis.url`.

@@ -30,6 +30,7 @@ final class RESPHandler: ChannelDuplexHandler {
 
     private let commandTimeout: TimeAmount
     private let onPush: (@Sendable ([RedisReply]) -> Void)?
+    private let onMoved: (@Sendable (ClusterRedirect) -> Void)?
 
     private var reader: UnsafeMutablePointer<redisReader>?
     private var pending = CircularBuffer<Pending>()
@@ -40,9 +41,15 @@ final class RESPHandler: ChannelDuplexHandler {
     /// Set once the connection is unusable; every later request fails with it.
     private var failure: RedisError?
 
-    init(commandTimeout: TimeAmount, onPush: (@Sendable ([RedisReply]) -> Void)? = nil) {
+    /// - Parameter onMoved: hears every `MOVED` reply (a Redis Cluster slot that has moved) before the command's
+    ///   caller does, so the connection's owner can re-locate before the caller retries.
+    init(
+        commandTimeout: TimeAmount, onPush: (@Sendable ([RedisReply]) -> Void)? = nil,
+        onMoved: (@Sendable (ClusterRedirect) -> Void)? = nil
+    ) {
         self.commandTimeout = commandTimeout
         self.onPush = onPush
+        self.onMoved = onMoved
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -126,6 +133,11 @@ final class RESPHandler: ChannelDuplexHandler {
         guard let head = pending.first else {
             abort(context: context, with: .protocolError("a reply arrived that no command was waiting for"))
             return
+        }
+        if let onMoved, case .error(let message) = reply, message.hasPrefix("MOVED "),
+            let redirect = ClusterRedirect(errorMessage: message)
+        {
+            onMoved(redirect)
         }
         headReplies.append(reply)
         guard headReplies.count == head.count else { return }

@@ -127,8 +127,12 @@ public final class ReconnectingConnection: Sendable {
         do {
             let master = try await locator.master()
             url = master
+            var onMoved: (@Sendable (ClusterRedirect) -> Void)?
+            if locator.isCluster {
+                onMoved = { [weak self] redirect in self?.slotMoved(redirect, from: master) }
+            }
             connection = try await RedisConnection.connect(
-                to: master, commandTimeoutSeconds: commandTimeoutSeconds, eventLoopGroup: eventLoopGroup)
+                to: master, commandTimeoutSeconds: commandTimeoutSeconds, eventLoopGroup: eventLoopGroup, onMoved: onMoved)
             do {
                 if locator.checksRole, try await !connection.isMaster() {
                     throw RedisError.connectFailed("\(master) is not a master (ROLE)")
@@ -196,6 +200,29 @@ public final class ReconnectingConnection: Sendable {
         guard let stale else { return }
         logger.notice("leaving the old redis master", metadata: ["redis.url": "\(stale.url)", "master": "\(master)"])
         Task { await stale.close() }
+    }
+
+    /// A cluster node answered `MOVED`: everything this connection sends is of one slot (a partition's), which is
+    /// served elsewhere now. The locator learns where, and the connection is left: the next `connection()` opens one
+    /// to the new owner. It is closed once the commands already sent on it are answered (all `MOVED` too, or
+    /// keyless) — a `PING` is answered after them — so no caller sees a command it sent cut off.
+    private func slotMoved(_ redirect: ClusterRedirect, from server: RedisURL) {
+        guard case .moved(let slot, let host, let port) = redirect else { return }
+        var owner = server
+        owner.host = host
+        owner.port = port
+        locator.slotMoved(slot, to: owner)
+        let left = locked.withLock { locked -> RedisConnection? in
+            guard case .connected(let current) = locked.state, current.url == server else { return nil }
+            locked.state = .idle
+            return current
+        }
+        guard let left else { return }
+        logger.notice("the cluster slot moved; reconnecting to its new master", metadata: ["redis.url": "\(server)", "master": "\(owner)"])
+        Task {
+            _ = try? await left.send(["PING"])
+            await left.close()
+        }
     }
 
     /// Keeps the connection open until the task is cancelled: reconnects after a drop (with backoff) and sends a

@@ -23,12 +23,15 @@ public final class RedisConnection: Sendable {
     ///   - commandTimeoutSeconds: how long a command may wait for its reply, and how long connecting may take.
     ///   - onPush: makes this a pub/sub connection; receives `message`/`pmessage` pushes on the event loop, in
     ///     order. It must not block.
+    ///   - onMoved: hears each `MOVED` reply (a Redis Cluster slot served elsewhere now) on the event loop, before
+    ///     the command's caller gets it. It must not block.
     /// - Throws: `RedisError.connectFailed`.
     public static func connect(
         to url: RedisURL,
         commandTimeoutSeconds: Double = 2,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        onPush: (@Sendable ([RedisReply]) -> Void)? = nil
+        onPush: (@Sendable ([RedisReply]) -> Void)? = nil,
+        onMoved: (@Sendable (ClusterRedirect) -> Void)? = nil
     ) async throws -> RedisConnection {
         let timeout = TimeAmount.nanoseconds(Int64(max(0.001, commandTimeoutSeconds) * 1_000_000_000))
         let bootstrap = ClientBootstrap(group: eventLoopGroup)
@@ -37,7 +40,7 @@ public final class RedisConnection: Sendable {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RESPHandler(commandTimeout: timeout, onPush: onPush))
+                    try channel.pipeline.syncOperations.addHandler(RESPHandler(commandTimeout: timeout, onPush: onPush, onMoved: onMoved))
                 }
             }
         let channel: any Channel

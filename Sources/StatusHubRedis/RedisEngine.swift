@@ -54,6 +54,9 @@ public final class RedisEngine: Engine {
     /// - Parameters:
     ///   - owns: whether an entity key belongs to this engine (see `owns`).
     ///   - tallyTag: put before the keys of this engine's share of the tallies (`RedisKeys.tallyTag`).
+    ///   - cluster: on a Redis Cluster, the partition's slot: its connections follow the slot's master, its entity
+    ///     keys and tally keys carry the partition's hash tag, and it publishes and subscribes sharded (`SPUBLISH`,
+    ///     `SSUBSCRIBE`).
     init(
         config: HubConfig,
         eventLoopGroup: any EventLoopGroup,
@@ -61,15 +64,17 @@ public final class RedisEngine: Engine {
         healthCheckInterval: Duration,
         staleSweepInterval: Duration,
         owns: @escaping @Sendable (String) -> Bool,
-        tallyTag: String = ""
+        tallyTag: String = "",
+        cluster: ClusterSlotMaster? = nil
     ) throws {
         self.owns = owns
-        let keys = RedisKeys(streamKey: config.redis.streamKey, tallyTag: tallyTag)
+        // On a cluster one script call touches one slot: the tallies carry the partition's tag too (even alone).
+        let keys = RedisKeys(streamKey: config.redis.streamKey, entityTag: cluster?.tag ?? "", tallyTag: cluster?.tag ?? tallyTag)
         self.counterType = config.catalog.entityType(named: CounterDescriptor.entityTypeName)
         let backoff = Backoff(
             initialSeconds: config.redis.reconnectInitialSeconds, maximumSeconds: config.redis.reconnectMaxSeconds)
-        let locator = try Self.locator(config: config.redis, backoff: backoff, eventLoopGroup: eventLoopGroup, logger: logger)
-        let script = LoadedScript()
+        let locator: any MasterLocator = try cluster ?? Self.locator(config: config.redis, backoff: backoff, eventLoopGroup: eventLoopGroup, logger: logger)
+        let script = LoadedScript(source: cluster == nil ? AppendScript.source : AppendScript.shardedSource)
         self.locator = locator
         self.config = config
         self.logger = logger
@@ -113,7 +118,7 @@ public final class RedisEngine: Engine {
                 newest: { try await history.newest() }),
             expiry: .init(
                 prepare: { connection in await notifications.enable(on: connection) },
-                expired: { keys in sweeper.expired(keys.filter(owns)) },
+                expired: { names in sweeper.expired(names.filter { keys.entityKey(stored: $0).map(owns) ?? false }) },
                 subscribed: { sweeper.sweepSoon() }))
     }
 
@@ -174,7 +179,7 @@ public final class RedisEngine: Engine {
 
     public func latest(entityKey: String) async throws -> StoredEvent? {
         do {
-            let reply = try await commands.connection().send(["GET", isCounter(entityKey) ? keys.tally(entityKey) : entityKey]).orThrow()
+            let reply = try await commands.connection().send(["GET", storedName(entityKey)]).orThrow()
             guard case .string(let json) = reply else { return nil }
             return decodeCached(json, key: entityKey)
         } catch {
@@ -237,9 +242,9 @@ public final class RedisEngine: Engine {
                             if SnapshotIndex.lineName(forChannels: event.channels) == name { split.0.append(event) } else { split.1.append(event) }
                         }
                     // By the key it was read under (a counter's share carries this partition's tag), as members are.
-                    seen.formUnion(filed.map { stateKey($0.entityKey) ?? $0.entityKey })
+                    seen.formUnion(filed.map { storedName($0.entityKey) })
                     pending += filed.filter { $0.matches(any: patterns) }
-                    try await dropStrays(missing + moved.map(\.entityKey), from: index, line: line, on: connection)
+                    try await dropStrays(missing + moved.map { storedName($0.entityKey) }, from: index, line: line, on: connection)
                     try await handOver(isLast: false)
                 } while cursor != "0"
             }
@@ -298,10 +303,14 @@ public final class RedisEngine: Engine {
                         case .array(let found) = parts[1]
                     else { throw RedisError.unexpectedReply("SCAN answered \(reply)") }
                     cursor = next
-                    let entityKeys = found.compactMap(\.text).filter { RedisKeys.isEntityKey($0, catalog: config.catalog) && owns($0) }
+                    // Stored names: on a Redis Cluster, this partition's carry its tag, and other partitions' on the
+                    // same master do not count.
+                    let entityKeys = found.compactMap(\.text).filter { name in
+                        keys.entityKey(stored: name).map { RedisKeys.isEntityKey($0, catalog: config.catalog) && owns($0) } ?? false
+                    }
                     var members: [String: [String]] = [:]
                     for event in try await read(keys: entityKeys, on: connection).events where event.carriesState {
-                        for name in SnapshotIndex.names(forChannels: event.channels) { members[name, default: []].append(event.entityKey) }
+                        for name in SnapshotIndex.names(forChannels: event.channels) { members[name, default: []].append(storedName(event.entityKey)) }
                     }
                     if !members.isEmpty {
                         for reply in try await connection.pipeline(members.map { ["SADD", keys.index($0.key)] + $0.value }) {
@@ -407,8 +416,13 @@ public final class RedisEngine: Engine {
     /// Where this engine keeps the state of `entityKey`, or nil when it is another partition's entity. Every
     /// partition keeps a state of each counter it counted: its share.
     private func stateKey(_ entityKey: String) -> String? {
-        if isCounter(entityKey) { return keys.tally(entityKey) }
-        return owns(entityKey) ? entityKey : nil
+        isCounter(entityKey) || owns(entityKey) ? storedName(entityKey) : nil
+    }
+
+    /// The Redis name of `entityKey`'s state here: a counter's under the tally tag (its share), any other under the
+    /// entity tag (a cluster's partition tag, or none).
+    private func storedName(_ entityKey: String) -> String {
+        isCounter(entityKey) ? keys.tally(entityKey) : keys.stored(entityKey)
     }
 
     /// The cached events under `keys` (MGET, at most 1000 keys per command), and the keys that hold none.
@@ -432,7 +446,6 @@ public final class RedisEngine: Engine {
         }
         return (events, missing)
     }
-
 
     private func decodeCached(_ json: [UInt8], key: String) -> StoredEvent? {
         guard let event = StoredEvent(storedJSON: json, catalog: config.catalog) else {

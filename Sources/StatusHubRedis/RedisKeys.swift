@@ -4,6 +4,11 @@ import StatusHubCore
 ///
 /// All of them are named after `redis.stream_key`, so two hubs given different stream keys keep out of each
 /// other's way in one Redis, and an operator finds everything of a hub under one prefix.
+///
+/// The entity cache keys are the entity keys themselves (`resource:machine:M-203`), except on a Redis Cluster: there a
+/// script may only touch keys of one slot, so each partition's entity keys carry its hash tag too
+/// (`{p3}resource:machine:M-203`, `entityTag`). The tagged name is the entity's name everywhere in Redis then: cache
+/// key, field of the last-states and entity-facts hashes, member of the deadlines and the snapshot indexes.
 struct RedisKeys: Sendable, Equatable {
     /// The history stream; its ids are the events' ids.
     let stream: String
@@ -36,8 +41,11 @@ struct RedisKeys: Sendable, Equatable {
     /// shift's copy): empty alone, so they keep the names the catalog gives them; a partition's hash tag (`{p3}`)
     /// with several, as each partition keeps its own share of every tally (`PartitionedRedisEngine` sums them).
     let tallyTag: String
+    /// The hash tag every entity key is stored under (`{p3}`); empty but on a Redis Cluster.
+    let entityTag: String
 
-    init(streamKey: String, tallyTag: String = "") {
+    init(streamKey: String, entityTag: String = "", tallyTag: String = "") {
+        self.entityTag = entityTag
         stream = streamKey
         self.tallyTag = tallyTag
         lastStates = streamKey + ":last-states"
@@ -51,6 +59,16 @@ struct RedisKeys: Sendable, Equatable {
     }
 
     func index(_ name: String) -> String { indexPrefix + name }
+
+    /// The Redis name of an entity's cached state.
+    func stored(_ entityKey: String) -> String { entityTag + entityKey }
+
+    /// The entity key a Redis name stores, or nil when the name is not one of this partition's (no tag, or another's).
+    func entityKey(stored name: String) -> String? {
+        guard !entityTag.isEmpty else { return name }
+        guard name.hasPrefix(entityTag) else { return nil }
+        return String(name.dropFirst(entityTag.count))
+    }
 
     func idempotencyKey(_ key: String) -> String { idempotencyPrefix + key }
 
@@ -67,8 +85,15 @@ struct RedisKeys: Sendable, Equatable {
     /// Whether `key` is a latest-state key the hub writes: expiry notifications arrive for every key of the
     /// database (other applications', and the hub's own idempotency keys), and only these concern staleness.
     /// Keys of every tenant count (`@acme:resource:machine:M-1`, see `Tenant`).
+    /// A leading hash tag (`{p3}`, on a Redis Cluster) is not part of the entity key.
     static func isEntityKey(_ key: String, catalog: Catalog = .standard) -> Bool {
-        let key = Tenant.split(key).rest
+        let key = Tenant.split(withoutHashTag(key)).rest
         return catalog.entityTypes.contains { key.count > $0.cacheKeyPrefix.count && key.hasPrefix($0.cacheKeyPrefix) }
+    }
+
+    /// `key` without a leading `{…}` hash tag.
+    static func withoutHashTag(_ key: String) -> String {
+        guard key.hasPrefix("{"), let close = key.firstIndex(of: "}") else { return key }
+        return String(key[key.index(after: close)...])
     }
 }

@@ -215,11 +215,21 @@ public final class RedisSubscriber: Sendable {
             }
         }
 
-        // One SUBSCRIBE per channel: each gets exactly one confirmation, which is what replies are matched by.
-        var commands = [["SUBSCRIBE", channel]]
+        // One SUBSCRIBE per channel: each gets exactly one confirmation, which is what replies are matched by. On a
+        // Redis Cluster the events' channel is sharded (`SSUBSCRIBE`, on the master of its slot only); expiry
+        // notifications are the node's own (each partition's subscriber hears those of its master).
+        let sharded = locator.isCluster
+        var commands = [[sharded ? "SSUBSCRIBE" : "SUBSCRIBE", channel]]
         if expiry != nil { commands.append(["SUBSCRIBE", String(decoding: expiredChannel, as: UTF8.self)]) }
         for confirmation in try await connection.pipeline(commands) {
-            guard case .array(let parts) = confirmation, parts.count == 3, parts[0].text == "subscribe" else {
+            if let message = confirmation.errorMessage, case .moved(let slot, let host, let port)? = ClusterRedirect(errorMessage: message) {
+                var owner = connection.url
+                owner.host = host
+                owner.port = port
+                locator.slotMoved(slot, to: owner)
+                throw RedisError.reply(message)
+            }
+            guard case .array(let parts) = confirmation, parts.count == 3, parts[0].text == "subscribe" || parts[0].text == "ssubscribe" else {
                 throw RedisError.unexpectedReply("SUBSCRIBE answered \(confirmation)")
             }
         }
@@ -247,9 +257,18 @@ public final class RedisSubscriber: Sendable {
                     }
                 }
             }
+            var slotLeft = false
             for await batch in pushes {
                 var expired: [String] = []
-                for push in batch {
+                for push in batch where !slotLeft {
+                    // The node ended the sharded subscription: the slot moved to another master. What was published
+                    // here came before this push; the next session subscribes at the new owner and catches up.
+                    if sharded, case .array(let parts) = push, parts.first?.text == "sunsubscribe" {
+                        slotLeft = true
+                        logger.notice("the cluster slot of the channel moved; subscribing at its new master", metadata: ["redis.url": "\(connection.url)"])
+                        locator.masterFailed(connection.url)
+                        continue
+                    }
                     // `message`: [kind, channel, payload]; `pmessage`: [kind, pattern, channel, payload].
                     guard case .array(let parts) = push, parts.count >= 3, case .string(let payload)? = parts.last else { continue }
                     if expiry != nil, parts[parts.count - 2].bytes == expiredChannel {
@@ -259,6 +278,7 @@ public final class RedisSubscriber: Sendable {
                     }
                 }
                 if !expired.isEmpty { expiry?.expired(expired) }
+                if slotLeft { break }
             }
             group.cancelAll()
         }

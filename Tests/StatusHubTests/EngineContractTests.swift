@@ -48,15 +48,17 @@ func withEngine<T: Sendable>(
     }
 }
 
-/// The engines the contract suite runs against: the two of `EngineKind`, and the partitioned Redis engine on three
-/// independent redis-servers with three partitions (`redis.shards`).
+/// The engines the contract suite runs against: the two of `EngineKind`, and the partitioned Redis engine with three
+/// partitions on three independent redis-servers (`redis.shards`) and on a three-master Redis Cluster
+/// (`redis.cluster`).
 enum ContractEngine: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case memory
     case redis
     case threeShards
+    case threeMasterCluster
 
     var testDescription: String { rawValue }
-    var isPartitioned: Bool { self == .threeShards }
+    var isPartitioned: Bool { self == .threeShards || self == .threeMasterCluster }
 }
 
 func withEngine<T: Sendable>(
@@ -72,7 +74,25 @@ func withEngine<T: Sendable>(
                 try await body(engine, sink)
             }
         }
+    case .threeMasterCluster:
+        return try await withRedisCluster { cluster in
+            try await withPartitionedEngine(cluster: cluster, partitions: 3, configure: configure) { engine, sink in
+                try await body(engine, sink)
+            }
+        }
     }
+}
+
+/// A `PartitionedRedisEngine` on `cluster` (`redis.cluster`, every node a seed), running and with every partition
+/// ready, for the body.
+func withPartitionedEngine<T: Sendable>(
+    cluster: RedisCluster, partitions: Int, configure: (inout HubConfig) -> Void = { _ in },
+    _ body: (PartitionedRedisEngine, CollectingSink) async throws -> T
+) async throws -> T {
+    try await withPartitionedEngine(shards: [], partitions: partitions, configure: { config in
+        config.redis.cluster = cluster.seeds.map(\.description)
+        configure(&config)
+    }, body)
 }
 
 /// `count` redis-servers for the body, all stopped however it ends.
@@ -113,15 +133,18 @@ func withPartitionedEngine<T: Sendable>(
     return result
 }
 
-@Suite("Engine contract (memory, Redis, three Redis shards)")
+/// An event as a hub configured like the contract's engines (the catalog without tallies) validates it.
+private func contractEvent(_ json: String) -> ValidatedEvent { SampleEvents.validated(json, catalog: catalogWithoutTallies) }
+
+@Suite("Engine contract (memory, Redis, three Redis shards, a three-master Redis Cluster)")
 struct EngineContractTests {
     @Test(arguments: ContractEngine.allCases)
     func appendStoresPublishesAndOrders(_ kind: ContractEngine) async throws {
         try await withEngine(kind) { engine, sink in
             let events = [
-                SampleEvents.validated(SampleEvents.machineStatus("M-1", "running")),
-                SampleEvents.validated(SampleEvents.alert("M-1")),
-                SampleEvents.validated(SampleEvents.machineStatus("M-1", "breakdown")),
+                contractEvent(SampleEvents.machineStatus("M-1", "running")),
+                contractEvent(SampleEvents.alert("M-1")),
+                contractEvent(SampleEvents.machineStatus("M-1", "breakdown")),
             ]
             let ids = try await engine.append(events).map(\.id)
             #expect(ids.count == 3)
@@ -142,10 +165,10 @@ struct EngineContractTests {
     func snapshotReturnsMatchingLatestState(_ kind: ContractEngine) async throws {
         try await withEngine(kind) { engine, _ in
             _ = try await engine.append([
-                SampleEvents.validated(SampleEvents.machineStatus("M-1", "running", line: "Line-2")),
-                SampleEvents.validated(SampleEvents.machineStatus("M-2", "idle", line: "Line-3")),
-                SampleEvents.validated(SampleEvents.operatorStatus("O-1")),
-                SampleEvents.validated(SampleEvents.machineStatus("M-1", "maintenance", line: "Line-2")),
+                contractEvent(SampleEvents.machineStatus("M-1", "running", line: "Line-2")),
+                contractEvent(SampleEvents.machineStatus("M-2", "idle", line: "Line-3")),
+                contractEvent(SampleEvents.operatorStatus("O-1")),
+                contractEvent(SampleEvents.machineStatus("M-1", "maintenance", line: "Line-2")),
             ])
             let line2 = try await engine.snapshot(matching: [try ChannelPattern(parsing: "line:Line-2:*")]).events
             #expect(line2.map(\.entityKey) == ["resource:machine:M-1"])
@@ -166,7 +189,7 @@ struct EngineContractTests {
     @Test(arguments: ContractEngine.allCases)
     func historyReplaysWhatFollowedAPosition(_ kind: ContractEngine) async throws {
         try await withEngine(kind) { engine, _ in
-            let ids = try await engine.append((0..<5).map { SampleEvents.validated(SampleEvents.machineStatus("M-\($0)")) }).map(\.id)
+            let ids = try await engine.append((0..<5).map { contractEvent(SampleEvents.machineStatus("M-\($0)")) }).map(\.id)
             if let partitioned = engine as? PartitionedRedisEngine {
                 try await resumesAcrossPartitions(partitioned, ids: ids)
                 return
@@ -182,10 +205,10 @@ struct EngineContractTests {
     @Test(arguments: ContractEngine.allCases)
     func historyBeyondRetentionIsAGap(_ kind: ContractEngine) async throws {
         try await withEngine(kind, configure: { $0.memory.historyMaxLength = 10; $0.redis.historyMaxLength = 10 }) { engine, sink in
-            let first = try await engine.append([SampleEvents.validated(SampleEvents.machineStatus("M-0"))])[0].id
+            let first = try await engine.append([contractEvent(SampleEvents.machineStatus("M-0"))])[0].id
             // Redis trims with MAXLEN ~ (whole macro nodes), so write well past the limit.
             for batch in 0..<30 {
-                _ = try await engine.append((0..<100).map { SampleEvents.validated(SampleEvents.machineStatus("M-\(batch)-\($0)")) })
+                _ = try await engine.append((0..<100).map { contractEvent(SampleEvents.machineStatus("M-\(batch)-\($0)")) })
             }
             #expect(try await engine.history(after: first, limit: 10) == nil)
             if let partitioned = engine as? PartitionedRedisEngine {
@@ -207,8 +230,8 @@ struct EngineContractTests {
     func idempotencyKeyAcknowledgesARetryWithTheOriginalID(_ kind: ContractEngine) async throws {
         try await withEngine(kind) { engine, sink in
             let keyed = SampleEvents.machineStatus("M-1", extra: "").replacingOccurrences(of: "{\"event_type\"", with: #"{"idempotency_key":"mes-42","event_type""#)
-            let first = try await engine.append([SampleEvents.validated(keyed)])
-            let retry = try await engine.append([SampleEvents.validated(keyed), SampleEvents.validated(SampleEvents.alert("M-1"))])
+            let first = try await engine.append([contractEvent(keyed)])
+            let retry = try await engine.append([contractEvent(keyed), contractEvent(SampleEvents.alert("M-1"))])
             #expect(first[0].duplicate == false)
             #expect(retry[0] == Appended(id: first[0].id, duplicate: true))
             #expect(retry[1].duplicate == false)
@@ -222,7 +245,7 @@ struct EngineContractTests {
     @Test(arguments: ContractEngine.allCases)
     func expiredStateIsAnnouncedOnceAsStale(_ kind: ContractEngine) async throws {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, sink in
-            let id = try await engine.append([SampleEvents.validated(SampleEvents.machineStatus("M-1", "running"))])[0].id
+            let id = try await engine.append([contractEvent(SampleEvents.machineStatus("M-1", "running"))])[0].id
             let deadline = ContinuousClock.now.advanced(by: .seconds(20))
             while !sink.received.contains(where: { $0.jsonString.contains("status_stale") }), ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(50))
@@ -242,8 +265,8 @@ struct EngineContractTests {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, _ in
             let started = ContinuousClock.now
             _ = try await engine.append([
-                SampleEvents.validated(SampleEvents.machineStatus("M-1")),
-                SampleEvents.validated(SampleEvents.operatorStatus("O-1")),
+                contractEvent(SampleEvents.machineStatus("M-1")),
+                contractEvent(SampleEvents.operatorStatus("O-1")),
             ])
             let fresh = try await engine.latest(entityKey: "resource:machine:M-1")
             // Only meaningful while the TTL has not passed: a loaded machine can take longer than it to get here.
@@ -264,7 +287,7 @@ struct EngineContractTests {
                     group.addTask {
                         for sequence in 0..<perPublisher {
                             let json = SampleEvents.machineStatus("M-\(publisher)", extra: #","sequence":\#(sequence)"#)
-                            _ = try await engine.append([SampleEvents.validated(json)])
+                            _ = try await engine.append([contractEvent(json)])
                         }
                     }
                 }

@@ -213,7 +213,8 @@ func withNodes(engine: EngineKind, configure: (inout HubConfig) -> Void = { _ in
     }
 }
 
-/// `withNodes` on the memory engine, one Redis, or two nodes on three redis-servers holding three partitions.
+/// `withNodes` on the memory engine, one Redis, or two nodes on three partitions over three redis-servers or a
+/// three-master Redis Cluster.
 func withNodes(on engine: ContractEngine, configure: (inout HubConfig) -> Void = { _ in }, _ body: ([Int]) async throws -> Void) async throws {
     switch engine {
     case .memory: try await withNodes(engine: EngineKind.memory, configure: configure, body)
@@ -227,6 +228,19 @@ func withNodes(on engine: ContractEngine, configure: (inout HubConfig) -> Void =
             }
             try await withHub(redisURL: nil, configure: onShards) { nodeA in
                 try await withHub(redisURL: nil, configure: onShards) { nodeB in
+                    try await body([nodeA.port, nodeB.port])
+                }
+            }
+        }
+    case .threeMasterCluster:
+        try await withRedisCluster { cluster in
+            func onCluster(_ config: inout HubConfig) {
+                config.redis.cluster = cluster.seeds.map(\.description)
+                config.redis.partitions = 3
+                configure(&config)
+            }
+            try await withHub(redisURL: nil, configure: onCluster) { nodeA in
+                try await withHub(redisURL: nil, configure: onCluster) { nodeB in
                     try await body([nodeA.port, nodeB.port])
                 }
             }

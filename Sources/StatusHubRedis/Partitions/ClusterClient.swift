@@ -112,6 +112,16 @@ public final class ClusterClient: Sendable {
         return master
     }
 
+    /// The master the map names for `slot` now, without asking the cluster (for logs).
+    public func knownMaster(forSlot slot: Int) -> RedisURL? { state.withLock { $0.map?.master(forSlot: slot) } }
+
+    /// A node answered `MOVED`: `slot` is served by `master` now. The rest of the map is probably stale too (a
+    /// resharding moves many slots), so it is read again soon.
+    public func noteMoved(slot: Int, to master: RedisURL) {
+        state.withLock { $0.map?.assign(slot: slot, to: master) }
+        Task { _ = try? await self.refresh() }
+    }
+
     /// Sends `commands`, whose keys all hash to the slot of `key` (a partition's keys share its hash tag), as one
     /// pipeline to that slot's master, following redirects. Returns the replies in order.
     public func pipeline(_ commands: [[[UInt8]]], key: String) async throws -> [RedisReply] {
@@ -143,10 +153,8 @@ public final class ClusterClient: Sendable {
             switch redirect {
             case .moved(let movedSlot, let host, let port):
                 target = node(host: host, port: port)
-                state.withLock { $0.map?.assign(slot: movedSlot, to: target) }
+                noteMoved(slot: movedSlot, to: target)
                 asking = false
-                // The rest of the map is probably stale too (a resharding moves many slots): read it again soon.
-                Task { _ = try? await self.refresh() }
             case .ask(_, let host, let port):
                 target = node(host: host, port: port)
                 asking = true

@@ -5,13 +5,17 @@ import StatusHubCore
 /// channel and its own idempotency keys, all sharing the hash tag `{p<n>}`, so a Redis Cluster keeps them in one
 /// slot and one append script may touch them all.
 ///
-/// One partition (the default) is today's layout exactly: no hash tag, the same key and channel names.
+/// One partition (the default) is today's layout exactly: no hash tag, the same key and channel names — except on a
+/// Redis Cluster, where even one partition needs its tag to keep its keys in one slot (`tagsEvenOne`).
 public struct PartitionMap: Sendable, Equatable {
     public let count: Int
+    /// Whether a single partition is tagged too (`{p0}`): on a Redis Cluster.
+    public let tagsEvenOne: Bool
 
-    public init(count: Int) {
+    public init(count: Int, tagsEvenOne: Bool = false) {
         precondition(count >= 1, "at least one partition")
         self.count = count
+        self.tagsEvenOne = tagsEvenOne
     }
 
     public var isSingle: Bool { count == 1 }
@@ -24,8 +28,8 @@ public struct PartitionMap: Sendable, Equatable {
         return Self.jumpHash(StableHash.of(key), buckets: count)
     }
 
-    /// `{p3}` for partition 3; empty with one partition.
-    public func hashTag(_ partition: Int) -> String { isSingle ? "" : "{p\(partition)}" }
+    /// `{p3}` for partition 3; empty with one partition (unless `tagsEvenOne`).
+    public func hashTag(_ partition: Int) -> String { isSingle && !tagsEvenOne ? "" : "{p\(partition)}" }
 
     /// `name` as partition `partition` calls it: `{p3}statushub:history`; `name` itself with one partition.
     public func name(_ name: String, partition: Int) -> String { hashTag(partition) + name }

@@ -34,8 +34,11 @@ public final class PartitionedRedisEngine: Engine {
     public let map: PartitionMap
     /// Partition → the engine that holds it.
     public let partitions: [RedisEngine]
-    /// Partition → the index in `redis.shards` of its server (all 0 without shards).
+    /// Partition → the index in `redis.shards` of its server (all 0 without shards, and on a Redis Cluster, where
+    /// `cluster`'s slot map places them).
     public let placement: [Int]
+    /// With `redis.cluster`: the slot map every partition's connections find their master in.
+    public let cluster: ClusterClient?
     private let idempotencyWindowSeconds: Int
     private let logger: Logger
     /// The sink `run` delivers through, which knows where this node stands in each partition.
@@ -68,6 +71,9 @@ public final class PartitionedRedisEngine: Engine {
                 throw ConfigError(description: "config: redis.shards[\(index)] names the same server as redis.shards[\(first)] (\(identity))")
             }
         }
+        let cluster = try Self.clusterClient(config: config, eventLoopGroup: eventLoopGroup, logger: logger)
+        // On a Redis Cluster even one partition is tagged: its keys must share a slot.
+        let names = PartitionMap(count: map.count, tagsEvenOne: cluster != nil)
         let ring = identities.isEmpty ? nil : HashRing(servers: identities)
         let placement = ring?.placement(partitions: map.count) ?? Array(repeating: 0, count: map.count)
         for (index, identity) in identities.enumerated() where !placement.contains(index) {
@@ -75,7 +81,8 @@ public final class PartitionedRedisEngine: Engine {
                 "a shard holds none of the partitions; raise redis.partitions to use it",
                 metadata: ["shard": "\(identity)", "redis.partitions": "\(map.count)"])
         }
-        self.map = map
+        self.map = names
+        self.cluster = cluster
         self.placement = placement
         self.idempotencyWindowSeconds = config.server.idempotencyWindowSeconds
         self.logger = logger
@@ -84,15 +91,42 @@ public final class PartitionedRedisEngine: Engine {
             var partitionConfig = config
             if !config.redis.shards.isEmpty { partitionConfig.redis.url = config.redis.shards[placement[partition]] }
             partitionConfig.redis.shards = []
-            partitionConfig.redis.streamKey = map.name(config.redis.streamKey, partition: partition)
-            partitionConfig.redis.pubsubChannel = map.name(config.redis.pubsubChannel, partition: partition)
+            if let seed = config.redis.cluster.first { partitionConfig.redis.url = seed }
+            partitionConfig.redis.cluster = []
+            partitionConfig.redis.streamKey = names.name(config.redis.streamKey, partition: partition)
+            partitionConfig.redis.pubsubChannel = names.name(config.redis.pubsubChannel, partition: partition)
             var partitionLogger = logger
             partitionLogger[metadataKey: "partition"] = "\(partition)"
             return try RedisEngine(
                 config: partitionConfig, eventLoopGroup: eventLoopGroup, logger: partitionLogger,
                 healthCheckInterval: healthCheckInterval, staleSweepInterval: staleSweepInterval,
-                owns: { key in map.partition(ofEntityKey: key) == partition }, tallyTag: map.hashTag(partition))
+                owns: { key in map.partition(ofEntityKey: key) == partition }, tallyTag: names.hashTag(partition),
+                cluster: cluster.map { ClusterSlotMaster(client: $0, tag: names.hashTag(partition)) })
         }
+    }
+
+    /// The client whose slot map places the partitions with `redis.cluster`; nil without.
+    /// - Throws: `ConfigError` naming the seed that does not parse or names a database other than 0.
+    private static func clusterClient(config: HubConfig, eventLoopGroup: any EventLoopGroup, logger: Logger) throws -> ClusterClient? {
+        guard !config.redis.cluster.isEmpty else { return nil }
+        var seeds: [RedisURL] = []
+        for (index, seed) in config.redis.cluster.enumerated() {
+            let url: RedisURL
+            do {
+                url = try RedisURL(parsing: seed)
+            } catch {
+                throw ConfigError(description: "config: redis.cluster[\(index)]: \(error)")
+            }
+            guard url.database == 0 else {
+                throw ConfigError(description: "config: redis.cluster[\(index)] names database \(url.database); a Redis Cluster has database 0 only")
+            }
+            seeds.append(url)
+        }
+        var clusterLogger = logger
+        clusterLogger[metadataKey: "redis.cluster"] = "\(seeds.map(\.description).joined(separator: ","))"
+        return ClusterClient(
+            seeds: seeds, commandTimeoutSeconds: config.redis.commandTimeoutSeconds, eventLoopGroup: eventLoopGroup,
+            logger: clusterLogger)
     }
 
     // MARK: Engine
@@ -352,6 +386,7 @@ public final class PartitionedRedisEngine: Engine {
 
     public func shutdown() async {
         for engine in partitions { await engine.shutdown() }
+        await cluster?.shutdown()
     }
 
     /// Reads each partition's counter shares when the node starts and whenever it lost them (`CounterShares`),

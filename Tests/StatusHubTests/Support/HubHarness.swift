@@ -36,7 +36,8 @@ func withHub<T: Sendable>(
     }
 }
 
-/// A hub on the memory engine, one Redis, or three independent redis-servers holding three partitions.
+/// A hub on the memory engine, one Redis, or three partitions over three independent redis-servers or a three-master
+/// Redis Cluster.
 func withHub<T: Sendable>(
     on kind: ContractEngine,
     configure: (inout HubConfig) -> Void = { _ in },
@@ -49,6 +50,14 @@ func withHub<T: Sendable>(
         return try await withShards(3) { shards in
             try await withHub(redisURL: nil, configure: { config in
                 config.redis.shards = shards.map(\.url)
+                config.redis.partitions = 3
+                configure(&config)
+            }, body)
+        }
+    case .threeMasterCluster:
+        return try await withRedisCluster { cluster in
+            try await withHub(redisURL: nil, configure: { config in
+                config.redis.cluster = cluster.seeds.map(\.description)
                 config.redis.partitions = 3
                 configure(&config)
             }, body)

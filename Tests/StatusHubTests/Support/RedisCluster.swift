@@ -10,13 +10,15 @@ final class RedisCluster: Sendable {
 
     private init(nodes: [RedisServer]) { self.nodes = nodes }
 
-    static func start(masters: Int = 3) async throws -> RedisCluster {
+    /// - Parameter extraArguments: for every node (e.g. `--cluster-require-full-coverage no`, so the others keep
+    ///   serving while one master is down).
+    static func start(masters: Int = 3, extraArguments: [String] = []) async throws -> RedisCluster {
         var nodes: [RedisServer] = []
         do {
             for _ in 0..<masters {
                 // Each node also listens on its port + 10000 (the cluster bus).
                 nodes.append(try await RedisServer.start(
-                    extraArguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"],
+                    extraArguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"] + extraArguments,
                     portBelow: 55_536))
             }
             let create = try ChildProcess.spawn(redisCLI(), ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-yes"])
@@ -60,6 +62,37 @@ final class RedisCluster: Sendable {
         return ids
     }
 
+    /// Moves `slot` with its keys from the master on `source` (which serves it) to the one on `port`, the way `redis-cli --cluster
+    /// reshard` does: the target imports, the source migrates, the keys go across with `MIGRATE`, and every node is
+    /// told the new owner (the source last but one: from then on it answers `MOVED` and ends the slot's sharded
+    /// subscriptions). `whileMigrating` runs once the slot is half-moved (before its keys go).
+    func moveSlot(_ slot: Int, from source: Int, to port: Int, whileMigrating: () async throws -> Void = {}) async throws {
+        let ids = try await nodeIDs()
+        let target = try await connect(toNodeWithPort: port)
+        let from = try await connect(toNodeWithPort: source)
+        defer {
+            Task {
+                await target.close()
+                await from.close()
+            }
+        }
+        _ = try await target.send(["CLUSTER", "SETSLOT", String(slot), "IMPORTING", ids[source]!]).orThrow()
+        _ = try await from.send(["CLUSTER", "SETSLOT", String(slot), "MIGRATING", ids[port]!]).orThrow()
+        try await whileMigrating()
+        while true {
+            let keys = try await from.send(["CLUSTER", "GETKEYSINSLOT", String(slot), "100"]).orThrow().array?.compactMap(\.text) ?? []
+            guard !keys.isEmpty else { break }
+            _ = try await from.send(["MIGRATE", "127.0.0.1", String(port), "", "0", "5000", "KEYS"] + keys).orThrow()
+        }
+        _ = try await target.send(["CLUSTER", "SETSLOT", String(slot), "NODE", ids[port]!]).orThrow()
+        _ = try await from.send(["CLUSTER", "SETSLOT", String(slot), "NODE", ids[port]!]).orThrow()
+        for node in nodes where node.port != port && node.port != source {
+            let connection = try await connect(toNodeWithPort: node.port)
+            _ = try await connection.send(["CLUSTER", "SETSLOT", String(slot), "NODE", ids[port]!]).orThrow()
+            await connection.close()
+        }
+    }
+
     private static func redisCLI() -> String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/redis-cli") {
@@ -69,8 +102,8 @@ final class RedisCluster: Sendable {
     }
 }
 
-func withRedisCluster<T>(_ body: (RedisCluster) async throws -> T) async throws -> T {
-    let cluster = try await RedisCluster.start()
+func withRedisCluster<T>(extraArguments: [String] = [], _ body: (RedisCluster) async throws -> T) async throws -> T {
+    let cluster = try await RedisCluster.start(extraArguments: extraArguments)
     do {
         let result = try await body(cluster)
         await cluster.destroy()

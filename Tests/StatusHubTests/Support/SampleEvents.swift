@@ -22,9 +22,11 @@ enum SampleEvents {
         return #"{"event_type":"alert_raised","entity_type":"machine","entity_id":"\#(machine)","timestamp":"2025-11-18T14:23:45.678Z","data":{"severity":"high","message":"\#(message)"},"metadata":{"source":"mes","triggered_by":"sensor"}\#(linePart)}"#
     }
 
-    static func validated(_ json: String) -> ValidatedEvent {
+    /// - Parameter catalog: the engine's: an event validated with another catalog may carry tally updates the
+    ///   engine's does not know (on a Redis Cluster their keys are outside the partition's slot).
+    static func validated(_ json: String, catalog: Catalog = .standard) -> ValidatedEvent {
         let value = try! JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
-        switch EventValidator().validate(value, receivedAt: Date(timeIntervalSince1970: 1_763_475_825)) {
+        switch EventValidator(catalog: catalog).validate(value, receivedAt: Date(timeIntervalSince1970: 1_763_475_825)) {
         case .valid(let event): return event
         case .invalid(let errors): fatalError("sample event invalid: \(errors)")
         }

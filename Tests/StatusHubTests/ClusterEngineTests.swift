@@ -1,0 +1,224 @@
+import Foundation
+import Logging
+import StatusHubCore
+import StatusHubRedis
+import Synchronization
+import Testing
+
+/// The partitioned engine placed on a real three-master Redis Cluster (`redis.cluster`): where its keys and sharded
+/// channels live, two nodes sharing it, a partition's slot moved to another master while it is written to, and a
+/// master lost. The engine contract suite runs against it too (`EngineContractTests`, `threeMasterCluster`).
+@Suite("Partitioned Redis engine on a Redis Cluster")
+struct ClusterEngineTests {
+    @Test func settingsAreReadAndMistakesNamed() throws {
+        let seeds = try HubConfig.load(yaml: "redis:\n  cluster: [\"redis://10.0.0.1:7000\", \"redis://:pw@10.0.0.2:7000\"]\n")
+        #expect(seeds.redis.cluster == ["redis://10.0.0.1:7000", "redis://:pw@10.0.0.2:7000"])
+        #expect(seeds.redis.partitionCount == HubConfig.Redis.clusterPartitions)
+        let fromEnvironment = try HubConfig.load(
+            yaml: "", environment: ["STATUSHUB_REDIS_CLUSTER": "[redis://10.0.0.1:7000]", "STATUSHUB_REDIS_PARTITIONS": "1"])
+        #expect(fromEnvironment.redis.cluster == ["redis://10.0.0.1:7000"])
+        #expect(fromEnvironment.redis.partitionCount == 1)
+        for (yaml, named) in [
+            ("redis:\n  url: redis://127.0.0.1:6379\n  cluster: [\"redis://10.0.0.1:7000\"]\n", "redis.cluster cannot be combined with redis.url"),
+            ("redis:\n  shards: [\"redis://10.0.0.1:6379\"]\n  cluster: [\"redis://10.0.0.1:7000\"]\n", "redis.cluster cannot be combined with redis.shards"),
+            ("redis:\n  sentinels: [127.0.0.1:26379]\n  master_name: plant\n  cluster: [\"redis://10.0.0.1:7000\"]\n", "redis.cluster cannot be combined with redis.sentinels"),
+            ("redis:\n  cluster: [\"redis://10.0.0.1:7000\", \"10.0.0.2:7000\"]\n", "redis.cluster[1] must be a redis:// URL"),
+            ("redis:\n  cluster: [\"redis://10.0.0.1:7000/2\"]\n", "redis.cluster[0] names database '2'"),
+        ] {
+            #expect {
+                try HubConfig.load(yaml: yaml)
+            } throws: { error in
+                "\(error)".contains(named)
+            }
+        }
+        var config = HubConfig()
+        config.catalog = catalogWithoutTallies
+        config.redis.cluster = ["redis://127.0.0.1:notaport"]
+        #expect { try PartitionedRedisEngine(config: config) } throws: { error in "\(error)".contains("redis.cluster[0]") }
+    }
+
+    /// Every key a partition writes — entity cache keys included — carries its tag and lives on the master serving
+    /// that tag's slot; each partition's channel is sharded, subscribed on that master only; nothing is published on
+    /// a plain channel. Snapshot and latest read the tagged names.
+    @Test func everyKeyAndChannelLivesOnItsPartitionsMaster() async throws {
+        try await withRedisCluster { cluster in
+            try await withPartitionedEngine(cluster: cluster, partitions: 6) { engine, sink in
+                let machines = machinePerPartition(engine.map)
+                _ = try await engine.append(machines.map { SampleEvents.validated(SampleEvents.machineStatus($0)) })
+                _ = try await engine.append([SampleEvents.validated(SampleEvents.machineStatus(machines[1], "breakdown")).withIdempotencyKey("once")])
+                _ = try await sink.waitFor(count: machines.count + 1)
+                let map = try await #require(engine.cluster).slotMap()
+                var channelsSeen: [String] = []
+                for node in cluster.nodes {
+                    let connection = try await cluster.connect(toNodeWithPort: node.port)
+                    let keys = try await connection.send(["KEYS", "*"]).orThrow().array?.compactMap(\.text) ?? []
+                    for key in keys {
+                        #expect(key.hasPrefix("{p"), "\(key) carries its partition's tag")
+                        #expect(map.master(forSlot: ClusterSlot.of(key: key))?.port == node.port, "\(key) on the master of its slot")
+                    }
+                    for (partition, machine) in machines.enumerated() where map.master(forSlot: ClusterSlot.of(key: "{p\(partition)}"))?.port == node.port {
+                        #expect(keys.contains("{p\(partition)}resource:machine:\(machine)"))
+                        #expect(keys.contains("{p\(partition)}statushub:history"))
+                    }
+                    let sharded = try await connection.send(["PUBSUB", "SHARDCHANNELS"]).orThrow().array?.compactMap(\.text) ?? []
+                    for channel in sharded {
+                        #expect(map.master(forSlot: ClusterSlot.of(key: channel))?.port == node.port, "\(channel) subscribed on its slot's master")
+                    }
+                    channelsSeen += sharded
+                    let plain = try await connection.send(["PUBSUB", "CHANNELS", "*statushub*"]).orThrow().array ?? []
+                    #expect(plain.isEmpty, "no plain channel: a PUBLISH would be copied to every node")
+                    await connection.close()
+                }
+                #expect(Set(channelsSeen) == Set((0..<6).map { "{p\($0)}statushub:events" }))
+                let snapshot = try await engine.snapshot(matching: [try ChannelPattern(parsing: "resource-status")])
+                #expect(snapshot.events.map(\.entityKey).sorted() == machines.map { "resource:machine:\($0)" }.sorted())
+                let latest = try #require(try await engine.latest(entityKey: "resource:machine:\(machines[1])"))
+                #expect(latest.jsonString.contains("breakdown"))
+                let again = try await engine.append([SampleEvents.validated(SampleEvents.machineStatus(machines[1], "breakdown")).withIdempotencyKey("once")])
+                #expect(again.first?.duplicate == true && again.first?.id == latest.id)
+            }
+        }
+    }
+
+    /// Two nodes on one cluster: each delivers every partition's events in each entity's order under four publishers
+    /// (two per node), and a token one node gave resumes at the other with exactly what followed.
+    @Test func twoNodesKeepEachEntitysOrderAndResumeWithAToken() async throws {
+        try await withRedisCluster { cluster in
+            try await withPartitionedEngine(cluster: cluster, partitions: 3) { nodeA, sinkA in
+                try await withPartitionedEngine(cluster: cluster, partitions: 3) { nodeB, sinkB in
+                    let machines = machinePerPartition(nodeA.map)
+                    let perPublisher = 30
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for publisher in 0..<4 {
+                            let node = publisher.isMultiple(of: 2) ? nodeA : nodeB
+                            let machine = machines[min(publisher, 2)]
+                            group.addTask {
+                                for sequence in 0..<perPublisher {
+                                    let json = SampleEvents.machineStatus(machine, extra: #","publisher":\#(publisher),"sequence":\#(sequence)"#)
+                                    _ = try await node.append([SampleEvents.validated(json)])
+                                }
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                    let total = 4 * perPublisher
+                    for sink in [sinkA, sinkB] {
+                        let received = try await sink.waitFor(count: total)
+                        #expect(received.count == total)
+                        for publisher in 0..<4 {
+                            #expect(Self.sequences(received, publisher: publisher) == Array(0..<perPublisher), "publisher \(publisher)'s events in its order")
+                        }
+                    }
+                    let token = try #require(sinkA.received.last?.resumeToken)
+                    let later = machines.map { SampleEvents.validated(SampleEvents.machineStatus($0, "breakdown")) }
+                    let stored = try await nodeB.append(later)
+                    let replayed = try #require(try await nodeA.history(afterToken: token, limit: 100))
+                    #expect(Set(replayed.map(\.id)) == Set(stored.map(\.id)), "exactly what followed the token, from every partition")
+                    #expect(replayed.allSatisfy { $0.jsonString.contains("breakdown") })
+                }
+            }
+        }
+    }
+
+    /// A partition's slot moved to another master (import, migrate, `MIGRATE` of its keys, `SETSLOT NODE`) while a
+    /// publisher writes to it through one node and two nodes deliver it: writes answered 503 during the move are
+    /// retried with their idempotency key, and afterwards go to the new master; both nodes deliver every event once, in
+    /// order, without a gap, their subscriptions re-made at the new master.
+    @Test func aSlotMovedLiveKeepsWritesAndDeliveryGoing() async throws {
+        try await withRedisCluster { cluster in
+            try await withPartitionedEngine(cluster: cluster, partitions: 3) { nodeA, sinkA in
+                try await withPartitionedEngine(cluster: cluster, partitions: 3) { nodeB, sinkB in
+                    let machine = machinePerPartition(nodeA.map)[0]
+                    let slot = ClusterSlot.of(key: "{p0}")
+                    let source = try #require(try await nodeA.cluster?.slotMap().master(forSlot: slot)).port
+                    let target = try #require(cluster.nodes.first { $0.port != source }).port
+                    let count = 120
+                    let refusals = Refusals()
+                    let publisher = Task {
+                        for sequence in 0..<count {
+                            let event = SampleEvents.validated(SampleEvents.machineStatus(machine, extra: #","sequence":\#(sequence)"#))
+                                .withIdempotencyKey("move-\(sequence)")
+                            while true {
+                                do {
+                                    _ = try await nodeA.append([event])
+                                    break
+                                } catch let unavailable as EngineUnavailable {
+                                    refusals.note(unavailable.reason)
+                                    try await Task.sleep(for: .milliseconds(20))
+                                }
+                            }
+                            try await Task.sleep(for: .milliseconds(5))
+                        }
+                    }
+                    try await eventually("some events written before the move") { sinkA.count >= 20 }
+                    try await cluster.moveSlot(slot, from: source, to: target) {
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                    try await publisher.value
+                    for sink in [sinkA, sinkB] {
+                        try await eventually("all \(count) delivered", timeout: .seconds(20)) { sink.count >= count }
+                        try await Task.sleep(for: .milliseconds(200))
+                        #expect(Self.sequences(sink.received, publisher: nil) == Array(0..<count), "every event once, in order")
+                        #expect(sink.gaps.isEmpty)
+                    }
+                    let moved = try await cluster.connect(toNodeWithPort: target)
+                    #expect(try await moved.send(["EXISTS", "{p0}resource:machine:\(machine)"]).integer == 1, "the state lives at the new master")
+                    try await eventually("both nodes subscribed at the new master") {
+                        let reply = try await moved.send(["PUBSUB", "SHARDNUMSUB", "{p0}statushub:events"]).orThrow()
+                        return reply.array?.last?.integer == 2
+                    }
+                    await moved.close()
+                    // Writes to the partition after the move need no retry.
+                    let after = try await nodeB.append([SampleEvents.validated(SampleEvents.machineStatus(machine, "breakdown"))])
+                    #expect(after.count == 1)
+                    print("slot move: \(refusals.reasons.count) writes answered 503 during the move: \(Set(refusals.reasons.map { $0.prefix(40) }))")
+                }
+            }
+        }
+    }
+
+    /// One master killed (no replicas; the nodes run with `cluster-require-full-coverage no`): the partitions on the
+    /// others keep taking and delivering events, the lost master's answer 503, and the node stays ready, naming them.
+    @Test func aMasterDownLeavesTheOthersServing() async throws {
+        try await withRedisCluster(extraArguments: ["--cluster-require-full-coverage", "no"]) { cluster in
+            try await withPartitionedEngine(cluster: cluster, partitions: 6) { engine, sink in
+                let machines = machinePerPartition(engine.map)
+                let map = try await #require(engine.cluster).slotMap()
+                let masterOf = (0..<6).map { map.master(forSlot: ClusterSlot.of(key: "{p\($0)}"))!.port }
+                let deadPort = masterOf[0]
+                let alive = try #require((0..<6).first { masterOf[$0] != deadPort })
+                await cluster.nodes.first { $0.port == deadPort }!.kill9()
+                try await eventually("the dead master's partitions noticed") { engine.unreadyPartitions.contains(0) }
+                #expect(engine.isReady)
+                #expect(!engine.unreadyPartitions.contains(alive))
+                await #expect(throws: EngineUnavailable.self) {
+                    try await engine.append([SampleEvents.validated(SampleEvents.machineStatus(machines[0], "breakdown"))])
+                }
+                // The other masters go on serving (after the cluster marks the lost one failed, too).
+                try await eventually("a live master's partition takes events", timeout: .seconds(20)) {
+                    (try? await engine.append([SampleEvents.validated(SampleEvents.machineStatus(machines[alive], "breakdown"))])) != nil
+                }
+                try await eventually("delivered") {
+                    sink.received.contains { $0.entityKey == "resource:machine:\(machines[alive])" && $0.jsonString.contains("breakdown") }
+                }
+                #expect(engine.unavailableParts?.contains("partition") == true)
+            }
+        }
+    }
+
+    /// The `sequence` numbers of `events` (of one publisher, or all) in delivery order.
+    static func sequences(_ events: [StoredEvent], publisher: Int?) -> [Int] {
+        events.filter { event in !event.isStale && (publisher.map { event.jsonString.contains(#""publisher":\#($0),"#) } ?? true) }
+            .compactMap { event -> Int? in
+                let parts = event.jsonString.components(separatedBy: #""sequence":"#)
+                return parts.count == 2 ? Int(parts[1].prefix { $0.isNumber }) : nil
+            }
+    }
+}
+
+/// The reasons of the writes a test saw refused.
+private final class Refusals: Sendable {
+    private let list = Mutex<[String]>([])
+    func note(_ reason: String) { list.withLock { $0.append(reason) } }
+    var reasons: [String] { list.withLock { $0 } }
+}
