@@ -179,7 +179,7 @@ public final class RedisEngine: Engine {
 
     public func latest(entityKey: String) async throws -> StoredEvent? {
         do {
-            let reply = try await commands.connection().send(["GET", storedName(entityKey)]).orThrow()
+            let reply = try await afterMove { try await self.commands.connection().send(["GET", self.storedName(entityKey)]).orThrow() }
             guard case .string(let json) = reply else { return nil }
             return decodeCached(json, key: entityKey)
         } catch {
@@ -195,9 +195,8 @@ public final class RedisEngine: Engine {
         let position: EventID?
         let connection: RedisConnection
         do {
-            connection = try await reads.connection()
             // The position is read before the cache: every event up to it is in what follows, later ones may be.
-            position = try await readHistory.newest()
+            (connection, position) = try await afterMove { (try await self.reads.connection(), try await self.readHistory.newest()) }
         } catch {
             throw unavailable(error)
         }
@@ -352,7 +351,7 @@ public final class RedisEngine: Engine {
     /// - Throws: `EngineUnavailable`.
     public func historyIsComplete(after id: EventID) async throws -> Bool {
         do {
-            return try await historyStream.isComplete(after: id)
+            return try await afterMove { try await self.historyStream.isComplete(after: id) }
         } catch {
             throw unavailable(error)
         }
@@ -361,7 +360,7 @@ public final class RedisEngine: Engine {
     /// The newest id the history holds (nil without one): where this node's delivery of it starts.
     func newestID() async throws -> EventID? {
         do {
-            return try await readHistory.newest()
+            return try await afterMove { try await self.readHistory.newest() }
         } catch {
             throw unavailable(error)
         }
@@ -423,6 +422,16 @@ public final class RedisEngine: Engine {
     /// entity tag (a cluster's partition tag, or none).
     private func storedName(_ entityKey: String) -> String {
         isCounter(entityKey) ? keys.tally(entityKey) : keys.stored(entityKey)
+    }
+
+    /// On a Redis Cluster, a read answered `MOVED` ran nowhere, and its connection has gone to the slot's new master
+    /// (`ReconnectingConnection` heard the reply): it is asked there, once, rather than failing the caller.
+    private func afterMove<T>(_ read: () async throws -> T) async throws -> T {
+        do {
+            return try await read()
+        } catch RedisError.reply(let message) where locator.isCluster && message.hasPrefix("MOVED ") {
+            return try await read()
+        }
     }
 
     /// The cached events under `keys` (MGET, at most 1000 keys per command), and the keys that hold none.

@@ -168,6 +168,11 @@ struct ClusterEngineTests {
                         return reply.array?.last?.integer == 2
                     }
                     await moved.close()
+                    // nodeB wrote nothing during the move: its reads meet MOVED first, and are asked at the new master.
+                    let latest = try #require(try await nodeB.latest(entityKey: "resource:machine:\(machine)"))
+                    #expect(latest.jsonString.contains(#""sequence":\#(count - 1)"#))
+                    let snapshot = try await nodeB.snapshot(matching: [try ChannelPattern(parsing: "resource-status")])
+                    #expect(snapshot.events.contains { $0.id == latest.id })
                     // Writes to the partition after the move need no retry.
                     let after = try await nodeB.append([SampleEvents.validated(SampleEvents.machineStatus(machine, "breakdown"))])
                     #expect(after.count == 1)
