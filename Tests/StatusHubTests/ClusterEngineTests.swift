@@ -211,6 +211,51 @@ struct ClusterEngineTests {
         }
     }
 
+    /// A hub on the cluster over HTTP and WebSocket: events carry resume tokens; with one master killed `/ready` stays
+    /// 200 naming the lost partitions under `degraded`, and a batch spanning a lost and a live partition is answered
+    /// 503 `unknown`, listing the live one's event under `stored`.
+    @Test func aHubOnTheClusterAnswersPerPartition() async throws {
+        try await withRedisCluster(extraArguments: ["--cluster-require-full-coverage", "no"]) { cluster in
+            try await withHub(redisURL: nil, configure: { config in
+                config.catalog = catalogWithoutTallies
+                config.redis.cluster = [cluster.seeds[1].description]
+                config.redis.partitions = 6
+            }) { hub in
+                let engine = try #require(hub.hub.engine as? PartitionedRedisEngine)
+                let machines = machinePerPartition(engine.map)
+                let socket = try await TestSocket(port: hub.port)
+                try await socket.subscribe(["resource-status"])
+                _ = try await HTTP.post(port: hub.port, events: machines.map { SampleEvents.machineStatus($0) })
+                for _ in machines {
+                    let token = try #require(try await socket.next(op: "event")["position"]?.stringValue)
+                    #expect(token.hasPrefix("r1.") && token.split(separator: ".").count == 7)
+                }
+                _ = await socket.close()
+
+                let map = try await #require(engine.cluster).slotMap()
+                let masterOf = (0..<6).map { map.master(forSlot: ClusterSlot.of(key: "{p\($0)}"))!.port }
+                let alive = try #require((0..<6).first { masterOf[$0] != masterOf[0] })
+                await cluster.nodes.first { $0.port == masterOf[0] }!.kill9()
+                try await eventually("the lost master's partitions noticed") { engine.unreadyPartitions.contains(0) }
+                let ready = try await HTTP.get(port: hub.port, "/ready")
+                #expect(ready.status == 200)
+                let reason = ready.json["degraded"]?.arrayValue?.first?["reason"]?.stringValue ?? ""
+                #expect(reason.contains("partition") && reason.contains("cluster slot \(ClusterSlot.of(key: "{p0}"))"), "\(reason)")
+
+                // Once the cluster has marked the lost master failed, the live masters take writes again.
+                try await eventually("a live partition takes events", timeout: .seconds(20)) {
+                    try await HTTP.post(port: hub.port, events: [SampleEvents.machineStatus(machines[alive], "breakdown")]).status == 202
+                }
+                let refused = try await HTTP.post(
+                    port: hub.port, events: [SampleEvents.machineStatus(machines[0], "breakdown"), SampleEvents.machineStatus(machines[alive], "idle")])
+                #expect(refused.status == 503)
+                let answer = try #require(refused.json["error"])
+                #expect(answer["outcome"] == .string("unknown"))
+                #expect(answer["stored"]?.arrayValue?.map { $0["index"] } == [.number(1)])
+            }
+        }
+    }
+
     /// The `sequence` numbers of `events` (of one publisher, or all) in delivery order.
     static func sequences(_ events: [StoredEvent], publisher: Int?) -> [Int] {
         events.filter { event in !event.isStale && (publisher.map { event.jsonString.contains(#""publisher":\#($0),"#) } ?? true) }

@@ -82,8 +82,9 @@ func withHub<T: Sendable>(
     configure(&config)
     var logger = Logger(label: "test-hub")
     logger.logLevel = .warning
-    // `configure` may set `redis.shards` (or several `redis.partitions`): the partitioned engine, as `statushub serve` picks it.
-    let partitioned = !config.redis.shards.isEmpty || (redisURL != nil && config.redis.partitionCount > 1)
+    // `configure` may set `redis.shards`, `redis.cluster` (or several `redis.partitions`): the partitioned engine, as
+    // `statushub serve` picks it.
+    let partitioned = !config.redis.shards.isEmpty || !config.redis.cluster.isEmpty || (redisURL != nil && config.redis.partitionCount > 1)
     let engine: any Engine = if partitioned {
         try PartitionedRedisEngine(config: config, logger: logger, healthCheckInterval: redisHealthCheck)
     } else if redisURL != nil {
