@@ -59,7 +59,9 @@ struct ServeCommand: AsyncParsableCommand {
         // The password never reaches the log.
         let engineName = (engine as? RedisEngine).map { "redis (\($0.locator))" }
             ?? (engine as? PartitionedRedisEngine).map { partitioned in
-                "redis, \(partitioned.map.count) partitions on \(Set(partitioned.partitions.map { "\($0.locator)" }).sorted().joined(separator: ", "))"
+                let placement = partitioned.cluster.map { "the Redis Cluster of \($0.seeds.map(\.description).joined(separator: ", "))" }
+                    ?? Set(partitioned.partitions.map { "\($0.locator)" }).sorted().joined(separator: ", ")
+                return "redis, \(partitioned.map.count) partitions on \(placement)"
             } ?? "memory"
         let host = hubConfig.server.host
         let scheme = hubConfig.server.usesTLS ? "https" : "http"

@@ -87,6 +87,48 @@ struct CommandLineTests {
         }
     }
 
+    /// `statushub serve` with `STATUSHUB_REDIS_CLUSTER`: the partitioned engine on the cluster, each partition's
+    /// history on the master of its slot.
+    @Test func serveOnARedisCluster() async throws {
+        try await withRedisCluster { cluster in
+            let catalog = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("config/catalog")
+            let files = ["10-resources.yaml", "15-resources-detail.yaml", "20-traceability.yaml", "30-qms.yaml", "40-kpi.yaml"]
+                .map { catalog.appendingPathComponent($0).path }
+            let environment = [
+                "STATUSHUB_REDIS_CLUSTER": "[\(cluster.seeds[0])]",
+                "STATUSHUB_LOG_LEVEL": "info",
+                "STATUSHUB_CATALOG_DIRECTORY": "",
+                "STATUSHUB_CATALOG_FILES": "[\(files.joined(separator: ", "))]",
+            ]
+            let port = try RedisServer.freeLoopbackPort()
+            let stderr = Pipe()
+            let process = try ChildProcess.spawn(
+                HubProcess.executable.path, ["serve", "--host", "127.0.0.1", "--port", String(port)],
+                environment: environment, stderr: .pipe(stderr))
+            var ready = false
+            for _ in 0..<300 where !ready {
+                ready = (try? await HTTP.get(port: port, "/ready"))?.status == 200
+                if !ready { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            let reply = try await HTTP.post(port: port, events: (0..<16).map { SampleEvents.machineStatus("M-\($0)") })
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+            let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(ready, "\(log.suffix(800))")
+            #expect(reply.status == 202, "\(reply.text)")
+            #expect(log.contains("engine: redis, 16 partitions on the Redis Cluster of \(cluster.seeds[0])"), "\(log.suffix(800))")
+            var streams: [String] = []
+            for node in cluster.nodes {
+                let admin = try await cluster.connect(toNodeWithPort: node.port)
+                streams += try await admin.send(["KEYS", "{p*}statushub:history"]).orThrow().array?.compactMap(\.text) ?? []
+                await admin.close()
+            }
+            let written = Set((0..<16).map { PartitionMap(count: 16).partition(ofEntityKey: "resource:machine:M-\($0)") })
+            #expect(Set(streams) == Set(written.map { "{p\($0)}statushub:history" }), "the history of every partition written to")
+        }
+    }
+
     @Test func publishAndTailTalkToAHub() async throws {
         try await withHub(engine: .memory) { hub in
             let tailOutput = Pipe()
