@@ -471,7 +471,7 @@ extension HubConfig.Redis {
             ("redis.url", url != nil), ("redis.shards", !shards.isEmpty), ("redis.sentinels", !sentinels.isEmpty),
         ]
         for (key, isSet) in others where isSet {
-            throw ConfigError(description: "config: redis.cluster cannot be combined with \(key): the cluster's nodes are where events go (each seed URL carries the password)")
+            throw ConfigError(description: "config: redis.cluster cannot be combined with \(key): the cluster's nodes are where events go (the seed URLs carry the password)")
         }
         for (index, seed) in cluster.enumerated() {
             guard seed.lowercased().hasPrefix("redis://") else {
