@@ -1,14 +1,23 @@
 import Foundation
 import StatusHubRedis
+import Synchronization
 
 /// A Redis Cluster of three masters (no replicas) on loopback, made by `redis-cli --cluster create`. Use
 /// `withRedisCluster`, which always stops the three servers.
 final class RedisCluster: Sendable {
     let nodes: [RedisServer]
+    /// Replicas added later (`addReplica`), stopped with the rest.
+    private let replicas = Mutex<[RedisServer]>([])
+    private let extraArguments: [String]
 
     var seeds: [RedisURL] { nodes.map { RedisURL(host: "127.0.0.1", port: $0.port) } }
 
-    private init(nodes: [RedisServer]) { self.nodes = nodes }
+    private init(nodes: [RedisServer], extraArguments: [String]) {
+        self.nodes = nodes
+        self.extraArguments = extraArguments
+    }
+
+    private static let nodeArguments = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
 
     /// - Parameter extraArguments: for every node (e.g. `--cluster-require-full-coverage no`, so the others keep
     ///   serving while one master is down).
@@ -17,9 +26,7 @@ final class RedisCluster: Sendable {
         do {
             for _ in 0..<masters {
                 // Each node also listens on its port + 10000 (the cluster bus).
-                nodes.append(try await RedisServer.start(
-                    extraArguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"] + extraArguments,
-                    portBelow: 55_536))
+                nodes.append(try await RedisServer.start(extraArguments: nodeArguments + extraArguments, portBelow: 55_536))
             }
             let create = try ChildProcess.spawn(redisCLI(), ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-yes"])
             let deadline = ContinuousClock.now + .seconds(20)
@@ -35,7 +42,7 @@ final class RedisCluster: Sendable {
                     return try await connection.send(["CLUSTER", "INFO"]).text?.contains("cluster_state:ok") == true
                 }
             }
-            return RedisCluster(nodes: nodes)
+            return RedisCluster(nodes: nodes, extraArguments: extraArguments)
         } catch {
             for node in nodes { await node.destroy() }
             throw error
@@ -43,7 +50,33 @@ final class RedisCluster: Sendable {
     }
 
     func destroy() async {
-        for node in nodes { await node.destroy() }
+        for node in nodes + replicas.withLock({ $0 }) { await node.destroy() }
+    }
+
+    /// Adds a replica of the master on `masterPort` (`redis-cli --cluster add-node … --cluster-slave`) and waits until
+    /// it has synchronised: the cluster promotes it when that master fails.
+    @discardableResult
+    func addReplica(of masterPort: Int) async throws -> RedisServer {
+        let replica = try await RedisServer.start(extraArguments: Self.nodeArguments + extraArguments, portBelow: 55_536)
+        replicas.withLock { $0.append(replica) }
+        guard let masterID = try await nodeIDs()[masterPort] else {
+            throw RedisServer.StartError(description: "no cluster node on port \(masterPort)")
+        }
+        let add = try ChildProcess.spawn(
+            Self.redisCLI(),
+            ["--cluster", "add-node", "127.0.0.1:\(replica.port)", "127.0.0.1:\(masterPort)", "--cluster-slave", "--cluster-master-id", masterID])
+        let deadline = ContinuousClock.now + .seconds(30)
+        while add.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        guard !add.isRunning, add.terminationStatus == 0 else {
+            if add.isRunning { add.terminate() }
+            throw RedisServer.StartError(description: "redis-cli --cluster add-node failed")
+        }
+        try await RedisSentinels.waitUntil("the replica's link to its master is up") {
+            let connection = try await connect(toNodeWithPort: replica.port)
+            defer { Task { await connection.close() } }
+            return try await connection.send(["INFO", "replication"]).text?.contains("master_link_status:up") == true
+        }
+        return replica
     }
 
     /// A direct connection to one node, bypassing any routing.
