@@ -8,9 +8,10 @@ import Synchronization
 /// partition — its own writer and append script calls, subscriber, history stream, stale sweeper and connections —
 /// on the Redis that `HashRing` places the partition on, every key and channel named with the partition's hash tag
 /// (`{p3}statushub:history`). On a Redis Cluster (`redis.cluster`) a partition is on the master serving its tag's
-/// slot (`ClusterSlotMaster`), its entity keys are tagged too, and its channel is sharded (`SPUBLISH`/`SSUBSCRIBE`). Entities are split by `PartitionMap`, so all of one entity's events, its cached
-/// state, its idempotency keys and its staleness live in one partition, and everything per entity the
-/// single-partition engine promises holds per partition.
+/// slot (`ClusterSlotMaster`), its entity keys are tagged too, and its channel is sharded (`SPUBLISH`/`SSUBSCRIBE`).
+/// Entities are split by `PartitionMap`, so all of one entity's events, its cached state, its idempotency keys and
+/// its staleness live in one partition, and everything per entity the single-partition engine promises holds per
+/// partition.
 ///
 /// What crosses partitions:
 /// - `append`: a request's events are grouped by partition, each group one call of that partition's engine, all
