@@ -20,7 +20,7 @@ public final class RedisEngine: Engine {
     private let writer: EventWriter
     private let batcher: AppendBatcher
     private let historyStream: StreamHistory
-    private let keys: RedisKeys
+    let keys: RedisKeys
     /// Snapshots and resume read on their own connection: a large read must not queue ingest's script calls (or the
     /// health check that decides whether Redis is up) behind its replies.
     private let reads: ReconnectingConnection

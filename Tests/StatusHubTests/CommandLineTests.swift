@@ -125,7 +125,8 @@ struct CommandLineTests {
                 await admin.close()
             }
             let written = Set((0..<16).map { PartitionMap(count: 16).partition(ofEntityKey: "resource:machine:M-\($0)") })
-            #expect(Set(streams) == Set(written.map { "{p\($0)}statushub:history" }), "the history of every partition written to")
+            let tags = PartitionMap(count: 16, forCluster: true)
+            #expect(Set(streams) == Set(written.map { "\(tags.hashTag($0))statushub:history" }), "the history of every partition written to")
         }
     }
 

@@ -76,6 +76,25 @@ struct PartitionTests {
         #expect((25...100).contains(moved.count), "about a quarter moves: \(moved.count)")
     }
 
+    /// On a cluster the tags are picked so the partitions' slots spread over the slot space: three masters with the
+    /// default even slot ranges hold even shares (the plain `{p0}`…`{p11}` fell 3/3/6). Off a cluster, and for one
+    /// partition on it, the tags stay as they were.
+    @Test func clusterTagsSpreadThePartitionsOverTheSlots() {
+        #expect(PartitionMap(count: 1).hashTag(0) == "")
+        #expect(PartitionMap(count: 1, forCluster: true).hashTag(0) == "{p0}")
+        #expect((0..<12).map { PartitionMap(count: 12).hashTag($0) } == (0..<12).map { "{p\($0)}" })
+        let third = ClusterSlot.count / 3
+        for count in [3, 6, 12, 16, 48, 256] {
+            let map = PartitionMap(count: count, forCluster: true)
+            let slots = (0..<count).map { ClusterSlot.of(key: map.hashTag($0)) }
+            #expect(slots == slots.sorted(), "partition n's slot in the n-th of the space (\(count))")
+            let perMaster = (0..<3).map { master in slots.count { $0 / third == master || (master == 2 && $0 / third == 3) } }
+            #expect(perMaster.max()! - perMaster.min()! <= 1, "\(count) partitions over three masters: \(perMaster)")
+            #expect(Set((0..<count).map(map.hashTag)).count == count)
+            #expect(PartitionMap(count: count, forCluster: true) == map, "the same on every node")
+        }
+    }
+
     /// The placement the hub uses: no server holds more than its share rounded up (the plain ring gave 12 partitions
     /// on three servers as unevenly as 6/4/2), and a fourth server moves about a quarter, mostly to itself.
     @Test func boundedLoadPlacementIsEvenAndMovesFew() {

@@ -6,16 +6,36 @@ import StatusHubCore
 /// slot and one append script may touch them all.
 ///
 /// One partition (the default) is today's layout exactly: no hash tag, the same key and channel names — except on a
-/// Redis Cluster, where even one partition needs its tag to keep its keys in one slot (`tagsEvenOne`).
+/// Redis Cluster, where even one partition needs its tag to keep its keys in one slot.
+///
+/// On a Redis Cluster (`forCluster`) the tag also decides which master holds the partition: the one serving its
+/// slot. The slots of `{p0}`…`{p11}` fall 3/3/6 on three masters' default even slot ranges (one master measured at
+/// 1.8× the others' load, `loadtest/RESULTS.md`), so there each partition's tag is the first of `p<n>`, `p<n>.1`,
+/// `p<n>.2`, … whose slot lies in the partition's own n-th of the slot space: the partitions' slots then spread
+/// evenly over it, and a cluster whose masters hold even slot ranges holds even shares of the partitions.
 public struct PartitionMap: Sendable, Equatable {
     public let count: Int
-    /// Whether a single partition is tagged too (`{p0}`): on a Redis Cluster.
-    public let tagsEvenOne: Bool
+    /// Whether the tags are made for a Redis Cluster (see above); a single partition is tagged too there (`{p0}`).
+    public let forCluster: Bool
+    /// Partition → its hash tag, `{p3}` (on a cluster possibly `{p3.17}`); empty with one partition off a cluster.
+    private let tags: [String]
 
-    public init(count: Int, tagsEvenOne: Bool = false) {
+    public init(count: Int, forCluster: Bool = false) {
         precondition(count >= 1, "at least one partition")
         self.count = count
-        self.tagsEvenOne = tagsEvenOne
+        self.forCluster = forCluster
+        tags = (0..<count).map { partition in
+            if count == 1 && !forCluster { return "" }
+            guard forCluster else { return "{p\(partition)}" }
+            let share = ClusterSlot.count / count
+            let range = partition * share..<(partition == count - 1 ? ClusterSlot.count : (partition + 1) * share)
+            // Each candidate lands in the range with probability ~1/count, so this takes about `count` tries.
+            for suffix in 0... {
+                let name = suffix == 0 ? "p\(partition)" : "p\(partition).\(suffix)"
+                if range.contains(ClusterSlot.of(key: name)) { return "{\(name)}" }
+            }
+            fatalError("unreachable: the suffixes go on until one lands")
+        }
     }
 
     public var isSingle: Bool { count == 1 }
@@ -28,8 +48,8 @@ public struct PartitionMap: Sendable, Equatable {
         return Self.jumpHash(StableHash.of(key), buckets: count)
     }
 
-    /// `{p3}` for partition 3; empty with one partition (unless `tagsEvenOne`).
-    public func hashTag(_ partition: Int) -> String { isSingle && !tagsEvenOne ? "" : "{p\(partition)}" }
+    /// `{p3}` for partition 3 (on a cluster possibly `{p3.17}`); empty with one partition off a cluster.
+    public func hashTag(_ partition: Int) -> String { tags[partition] }
 
     /// `name` as partition `partition` calls it: `{p3}statushub:history`; `name` itself with one partition.
     public func name(_ name: String, partition: Int) -> String { hashTag(partition) + name }

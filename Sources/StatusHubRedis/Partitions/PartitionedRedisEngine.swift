@@ -74,8 +74,8 @@ public final class PartitionedRedisEngine: Engine {
             }
         }
         let cluster = try Self.clusterClient(config: config, eventLoopGroup: eventLoopGroup, logger: logger)
-        // On a Redis Cluster even one partition is tagged: its keys must share a slot.
-        let names = PartitionMap(count: map.count, tagsEvenOne: cluster != nil)
+        // On a Redis Cluster even one partition is tagged (its keys must share a slot), and the tags spread the slots.
+        let names = PartitionMap(count: map.count, forCluster: cluster != nil)
         let ring = identities.isEmpty ? nil : HashRing(servers: identities)
         let placement = ring?.placement(partitions: map.count) ?? Array(repeating: 0, count: map.count)
         for (index, identity) in identities.enumerated() where !placement.contains(index) {
