@@ -8,7 +8,7 @@ import Testing
 /// The partitioned engine placed on a real three-master Redis Cluster (`redis.cluster`): where its keys and sharded
 /// channels live, two nodes sharing it, a partition's slot moved to another master while it is written to, and a
 /// master lost. The engine contract suite runs against it too (`EngineContractTests`, `threeMasterCluster`).
-@Suite("Partitioned Redis engine on a Redis Cluster")
+@Suite("Partitioned Redis engine on a Redis Cluster", .serialized)
 struct ClusterEngineTests {
     @Test func settingsAreReadAndMistakesNamed() throws {
         let seeds = try HubConfig.load(yaml: "redis:\n  cluster: [\"redis://10.0.0.1:7000\", \"redis://:pw@10.0.0.2:7000\"]\n")
@@ -150,20 +150,20 @@ struct ClusterEngineTests {
                             try await Task.sleep(for: .milliseconds(5))
                         }
                     }
-                    try await eventually("some events written before the move") { sinkA.count >= 20 }
+                    try await eventually("some events written before the move", timeout: .seconds(60)) { sinkA.count >= 20 }
                     try await cluster.moveSlot(slot, from: source, to: target) {
                         try await Task.sleep(for: .milliseconds(200))
                     }
                     try await publisher.value
                     for sink in [sinkA, sinkB] {
-                        try await eventually("all \(count) delivered", timeout: .seconds(20)) { sink.count >= count }
+                        try await eventually("all \(count) delivered", timeout: .seconds(60)) { sink.count >= count }
                         try await Task.sleep(for: .milliseconds(200))
                         #expect(Self.sequences(sink.received, publisher: nil) == Array(0..<count), "every event once, in order")
                         #expect(sink.gaps.isEmpty)
                     }
                     let moved = try await cluster.connect(toNodeWithPort: target)
                     #expect(try await moved.send(["EXISTS", "\(tag(0, of: 3))resource:machine:\(machine)"]).integer == 1, "the state lives at the new master")
-                    try await eventually("both nodes subscribed at the new master") {
+                    try await eventually("both nodes subscribed at the new master", timeout: .seconds(60)) {
                         let reply = try await moved.send(["PUBSUB", "SHARDNUMSUB", "\(tag(0, of: 3))statushub:events"]).orThrow()
                         return reply.array?.last?.integer == 2
                     }
@@ -193,17 +193,17 @@ struct ClusterEngineTests {
                 let deadPort = masterOf[0]
                 let alive = try #require((0..<6).first { masterOf[$0] != deadPort })
                 await cluster.nodes.first { $0.port == deadPort }!.kill9()
-                try await eventually("the dead master's partitions noticed") { engine.unreadyPartitions.contains(0) }
+                try await eventually("the dead master's partitions noticed", timeout: .seconds(60)) { engine.unreadyPartitions.contains(0) }
                 #expect(engine.isReady)
                 #expect(!engine.unreadyPartitions.contains(alive))
                 await #expect(throws: EngineUnavailable.self) {
                     try await engine.append([SampleEvents.validated(SampleEvents.machineStatus(machines[0], "breakdown"))])
                 }
                 // The other masters go on serving (after the cluster marks the lost one failed, too).
-                try await eventually("a live master's partition takes events", timeout: .seconds(20)) {
+                try await eventually("a live master's partition takes events", timeout: .seconds(60)) {
                     (try? await engine.append([SampleEvents.validated(SampleEvents.machineStatus(machines[alive], "breakdown"))])) != nil
                 }
-                try await eventually("delivered") {
+                try await eventually("delivered", timeout: .seconds(60)) {
                     sink.received.contains { $0.entityKey == "resource:machine:\(machines[alive])" && $0.jsonString.contains("breakdown") }
                 }
                 #expect(engine.unavailableParts?.contains("partition") == true)
@@ -242,10 +242,10 @@ struct ClusterEngineTests {
                         try await Task.sleep(for: .milliseconds(10))
                     }
                 }
-                try await eventually("some events acknowledged before the kill") { sink.count >= 15 }
+                try await eventually("some events acknowledged before the kill", timeout: .seconds(60)) { sink.count >= 15 }
                 let old = cluster.nodes.first { $0.port == master }!
                 await old.kill9()
-                try await eventually("the replica promoted and found", timeout: .seconds(30)) {
+                try await eventually("the replica promoted and found", timeout: .seconds(60)) {
                     try await engine.cluster?.refresh().master(forSlot: ClusterSlot.of(key: tag(0, of: 3)))?.port == replica.port
                 }
                 // The promoted master has no replica until the old one comes back (as its replica): until then no
@@ -254,7 +254,7 @@ struct ClusterEngineTests {
                 try await publisher.value
                 #expect(ContinuousClock.now < giveUp, "the partition took writes again after the failover: \(Set(refusals.reasons.suffix(5)))")
                 #expect(try await engine.cluster?.slotMap().master(forSlot: ClusterSlot.of(key: tag(0, of: 3)))?.port == replica.port)
-                try await eventually("every acknowledged event delivered", timeout: .seconds(30)) {
+                try await eventually("every acknowledged event delivered", timeout: .seconds(60)) {
                     Set(Self.sequences(sink.received, publisher: nil)) == Set(0..<count)
                 }
                 var firstSeen: [Int] = []
@@ -290,14 +290,14 @@ struct ClusterEngineTests {
                 let masterOf = (0..<6).map { map.master(forSlot: ClusterSlot.of(key: tag($0, of: 6)))!.port }
                 let alive = try #require((0..<6).first { masterOf[$0] != masterOf[0] })
                 await cluster.nodes.first { $0.port == masterOf[0] }!.kill9()
-                try await eventually("the lost master's partitions noticed") { engine.unreadyPartitions.contains(0) }
+                try await eventually("the lost master's partitions noticed", timeout: .seconds(60)) { engine.unreadyPartitions.contains(0) }
                 let ready = try await HTTP.get(port: hub.port, "/ready")
                 #expect(ready.status == 200, "\(ready.text)")
                 let reason = ready.json["degraded"]?.arrayValue?.first?["reason"]?.stringValue ?? ""
                 #expect(reason.contains("partition") && reason.contains("cluster slot \(ClusterSlot.of(key: tag(0, of: 6)))"), "\(reason)")
 
                 // Once the cluster has marked the lost master failed, the live masters take writes again.
-                try await eventually("a live partition takes events", timeout: .seconds(20)) {
+                try await eventually("a live partition takes events", timeout: .seconds(60)) {
                     try await HTTP.post(port: hub.port, events: [SampleEvents.machineStatus(machines[alive], "breakdown")]).status == 202
                 }
                 let refused = try await HTTP.post(
