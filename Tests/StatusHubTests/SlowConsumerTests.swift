@@ -7,7 +7,13 @@ import Testing
 struct SlowConsumerTests {
     @Test(arguments: EngineKind.allCases)
     func aClientThatStopsReadingIsClosedAndNobodyElseWaits(_ kind: EngineKind) async throws {
-        try await withHub(engine: kind, configure: { $0.websocket.outboxCapacity = 1024; $0.websocket.compression = false }) { hub in
+        // Heartbeats off the table (one ping in 10 minutes): in a CI run that starved this test to 87 s, the healthy
+        // subscriber's connection ended early, and a late pong is the one way this test can end it besides overflow.
+        try await withHub(engine: kind, configure: {
+            $0.websocket.outboxCapacity = 1024
+            $0.websocket.compression = false
+            $0.websocket.pingIntervalSeconds = 600
+        }) { hub in
             let healthy = try await TestSocket(port: hub.port)
             try await healthy.subscribe(["resource-status"])
             let stalled = try await StalledClient.connect(port: hub.port, subscribe: ["resource-status"])
