@@ -125,6 +125,18 @@ public struct CounterDescriptor: Sendable, Equatable {
     public static let eventTypeName = "counter_changed"
     public static let entityTypeName = "counter"
 
+    /// The cache key prefix of the counters' states (`counter:`); nil when the catalog keeps no counters.
+    public static func cacheKeyPrefix(in catalog: Catalog) -> String? {
+        catalog.entityType(named: entityTypeName)?.cacheKeyPrefix
+    }
+
+    /// Whether `entityKey` (any tenant's) is a counter's state (`counter:Line-2.machines_running`), `prefix` being
+    /// `cacheKeyPrefix(in:)` — looked up once by the caller, as this is asked per delivered event.
+    public static func isCounterKey(_ entityKey: String, prefix: String?) -> Bool {
+        guard let prefix else { return false }
+        return Tenant.split(entityKey).rest.hasPrefix(prefix)
+    }
+
     /// Built once per counter key and kept: a plant has a few dozen.
     public static func make(for entry: TallyUpdate.Entry, catalog: Catalog, cache: CounterDescriptorCache) -> CounterDescriptor? {
         if let known = cache.descriptor(entry.key) { return known }

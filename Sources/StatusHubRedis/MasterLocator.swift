@@ -21,9 +21,9 @@ public protocol MasterLocator: Sendable, CustomStringConvertible {
     /// Calls `moved` with the new master whenever the master changes, until the task that runs `watch` ends.
     func onMasterChange(_ moved: @escaping @Sendable (RedisURL) -> Void)
 
-    /// A Redis Cluster node answered `MOVED`: the slot a connection works on is served by `url` now. Only a cluster
+    /// A Redis Cluster node answered `MOVED`: the slot a connection works on is served elsewhere now. Only a cluster
     /// locator (`ClusterSlotMaster`) has slots; the others ignore it.
-    func slotMoved(_ slot: Int, to url: RedisURL)
+    func slotMoved(_ redirect: ClusterRedirect)
 
     /// Whether the connections use a Redis Cluster's sharded pub/sub (`SSUBSCRIBE`, `SPUBLISH`) and hash-tagged
     /// entity keys.
@@ -37,7 +37,7 @@ public protocol MasterLocator: Sendable, CustomStringConvertible {
 }
 
 extension MasterLocator {
-    public func slotMoved(_ slot: Int, to url: RedisURL) {}
+    public func slotMoved(_ redirect: ClusterRedirect) {}
     public var isCluster: Bool { false }
 }
 

@@ -207,18 +207,15 @@ public final class ReconnectingConnection: Sendable {
     /// to the new owner. It is closed once the commands already sent on it are answered (all `MOVED` too, or
     /// keyless) — a `PING` is answered after them — so no caller sees a command it sent cut off.
     private func slotMoved(_ redirect: ClusterRedirect, from server: RedisURL) {
-        guard case .moved(let slot, let host, let port) = redirect else { return }
-        var owner = server
-        owner.host = host
-        owner.port = port
-        locator.slotMoved(slot, to: owner)
+        guard case .moved(_, let host, let port) = redirect else { return }
+        locator.slotMoved(redirect)
         let left = locked.withLock { locked -> RedisConnection? in
             guard case .connected(let current) = locked.state, current.url == server else { return nil }
             locked.state = .idle
             return current
         }
         guard let left else { return }
-        logger.notice("the cluster slot moved; reconnecting to its new master", metadata: ["redis.url": "\(server)", "master": "\(owner)"])
+        logger.notice("the cluster slot moved; reconnecting to its new master", metadata: ["redis.url": "\(server)", "master": "\(host):\(port)"])
         Task {
             _ = try? await left.send(["PING"])
             await left.close()

@@ -30,8 +30,8 @@ public final class RedisEngine: Engine {
     /// Whether an entity key is this engine's to read and index: always, alone; with partitions, the keys of its
     /// own partition only, as other partitions' states may share its Redis (`PartitionedRedisEngine`).
     private let owns: @Sendable (String) -> Bool
-    /// The entity type of the counters' cached `counter_changed` states, kept under `RedisKeys.tally` names.
-    private let counterType: EntityType?
+    /// The cache key prefix of the counters' cached `counter_changed` states, kept under `RedisKeys.tally` names.
+    private let counterPrefix: String?
 
     /// - Parameters:
     ///   - staleSweepInterval: how often the node also looks for expired states on its own, besides Redis's
@@ -70,7 +70,7 @@ public final class RedisEngine: Engine {
         self.owns = owns
         // On a cluster one script call touches one slot: the tallies carry the partition's tag too (even alone).
         let keys = RedisKeys(streamKey: config.redis.streamKey, entityTag: cluster?.tag ?? "", tallyTag: cluster?.tag ?? tallyTag)
-        self.counterType = config.catalog.entityType(named: CounterDescriptor.entityTypeName)
+        self.counterPrefix = CounterDescriptor.cacheKeyPrefix(in: config.catalog)
         let backoff = Backoff(
             initialSeconds: config.redis.reconnectInitialSeconds, maximumSeconds: config.redis.reconnectMaxSeconds)
         let locator: any MasterLocator = try cluster ?? Self.locator(config: config.redis, backoff: backoff, eventLoopGroup: eventLoopGroup, logger: logger)
@@ -408,8 +408,7 @@ public final class RedisEngine: Engine {
 
     /// Whether `entityKey` is a counter's (`counter:Line-2.machines_running`, any tenant's).
     private func isCounter(_ entityKey: String) -> Bool {
-        guard let counterType else { return false }
-        return Tenant.split(entityKey).rest.hasPrefix(counterType.cacheKeyPrefix)
+        CounterDescriptor.isCounterKey(entityKey, prefix: counterPrefix)
     }
 
     /// Where this engine keeps the state of `entityKey`, or nil when it is another partition's entity. Every

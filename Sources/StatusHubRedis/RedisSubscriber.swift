@@ -222,11 +222,8 @@ public final class RedisSubscriber: Sendable {
         var commands = [[sharded ? "SSUBSCRIBE" : "SUBSCRIBE", channel]]
         if expiry != nil { commands.append(["SUBSCRIBE", String(decoding: expiredChannel, as: UTF8.self)]) }
         for confirmation in try await connection.pipeline(commands) {
-            if let message = confirmation.errorMessage, case .moved(let slot, let host, let port)? = ClusterRedirect(errorMessage: message) {
-                var owner = connection.url
-                owner.host = host
-                owner.port = port
-                locator.slotMoved(slot, to: owner)
+            if let message = confirmation.errorMessage, let redirect = ClusterRedirect(errorMessage: message) {
+                locator.slotMoved(redirect)
                 throw RedisError.reply(message)
             }
             guard case .array(let parts) = confirmation, parts.count == 3, parts[0].text == "subscribe" || parts[0].text == "ssubscribe" else {

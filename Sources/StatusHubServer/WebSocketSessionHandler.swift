@@ -69,11 +69,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         guard !closing else {
-            // After the hub's close frame only the client's answer matters. Ending the output (TLS: close_notify,
-            // then FIN) rather than closing outright: a full close over TLS waits for the client's close_notify,
-            // which a client waiting for the end of the stream (as RFC 6455 §7.1.1 tells it to) never sends first, so
-            // both sat out NIOSSL's five-second shutdown timeout. The client's end of input then closes the channel.
-            if frame.opcode == .connectionClose { context.close(mode: .output, promise: nil) }
+            // After the hub's close frame only the client's answer matters.
+            if frame.opcode == .connectionClose { context.close(promise: nil) }
             return
         }
         switch frame.opcode {
@@ -147,7 +144,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// close the TCP connection after the close handshake. Shutting its output at once looked tidier but loses
     /// the close for clients still finishing their upgrade: swift-nio's typed client upgrader buffers the frame yet
     /// lets the end of input pass before the WebSocket handler is added, so `statushub tail`, refused with 4401,
-    /// waited forever for an end it had already missed (every other run).
+    /// waited forever for an end it had already missed (in about half the runs).
     func close(_ code: CloseCode, reason: String? = nil) {
         guard !closing, let context else { return }
         closing = true

@@ -169,7 +169,7 @@ public final class ClusterClient: Sendable {
     }
 
     /// A node the cluster named, with the seeds' credentials and database.
-    private func node(host: String, port: Int) -> RedisURL {
+    func node(host: String, port: Int) -> RedisURL {
         var url = seeds[0]
         url.host = host
         url.port = port

@@ -38,7 +38,10 @@ public final class ClusterSlotMaster: MasterLocator {
 
     public func masterFailed(_ url: RedisURL) { stale.store(true, ordering: .releasing) }
 
-    public func slotMoved(_ slot: Int, to url: RedisURL) { client.noteMoved(slot: slot, to: url) }
+    public func slotMoved(_ redirect: ClusterRedirect) {
+        guard case .moved(let slot, let host, let port) = redirect else { return }
+        client.noteMoved(slot: slot, to: client.node(host: host, port: port))
+    }
 
     /// A cluster master answers `ROLE` as one; a demoted one answers `MOVED` instead of taking writes.
     public var checksRole: Bool { false }

@@ -28,15 +28,14 @@ final class CounterShares: Sendable {
     private let counterPrefix: String?
 
     init(catalog: Catalog, partitions: Int) {
-        counterPrefix = catalog.entityType(named: CounterDescriptor.entityTypeName)?.cacheKeyPrefix
+        counterPrefix = CounterDescriptor.cacheKeyPrefix(in: catalog)
         (toRead, readAgain) = AsyncStream.makeStream(of: Int.self)
         for partition in 0..<partitions { readAgain.yield(partition) }
     }
 
     /// Whether `entityKey` is a counter's (any tenant's).
     func isCounter(_ entityKey: String) -> Bool {
-        guard let counterPrefix else { return false }
-        return Tenant.split(entityKey).rest.hasPrefix(counterPrefix)
+        CounterDescriptor.isCounterKey(entityKey, prefix: counterPrefix)
     }
 
     func knows(partition: Int) -> Bool { learned.withLock { $0.contains(partition) } }

@@ -15,15 +15,13 @@ import StatusHubCore
 /// evenly over it, and a cluster whose masters hold even slot ranges holds even shares of the partitions.
 public struct PartitionMap: Sendable, Equatable {
     public let count: Int
-    /// Whether the tags are made for a Redis Cluster (see above); a single partition is tagged too there (`{p0}`).
-    public let forCluster: Bool
     /// Partition → its hash tag, `{p3}` (on a cluster possibly `{p3.17}`); empty with one partition off a cluster.
     private let tags: [String]
 
+    /// - Parameter forCluster: make the tags for a Redis Cluster (see above); a single partition is tagged there too.
     public init(count: Int, forCluster: Bool = false) {
         precondition(count >= 1, "at least one partition")
         self.count = count
-        self.forCluster = forCluster
         tags = (0..<count).map { partition in
             if count == 1 && !forCluster { return "" }
             guard forCluster else { return "{p\(partition)}" }

@@ -58,7 +58,9 @@ public final class PartitionedRedisEngine: Engine {
         staleSweepInterval: Duration = .seconds(5)
     ) throws {
         try config.redis.check()
-        let map = PartitionMap(count: config.redis.partitionCount)
+        let cluster = try Self.clusterClient(config: config, eventLoopGroup: eventLoopGroup, logger: logger)
+        // On a Redis Cluster even one partition is tagged (its keys must share a slot), and the tags spread the slots.
+        let map = PartitionMap(count: config.redis.partitionCount, forCluster: cluster != nil)
         var shardURLs: [RedisURL] = []
         for (index, shard) in config.redis.shards.enumerated() {
             do {
@@ -73,9 +75,6 @@ public final class PartitionedRedisEngine: Engine {
                 throw ConfigError(description: "config: redis.shards[\(index)] names the same server as redis.shards[\(first)] (\(identity))")
             }
         }
-        let cluster = try Self.clusterClient(config: config, eventLoopGroup: eventLoopGroup, logger: logger)
-        // On a Redis Cluster even one partition is tagged (its keys must share a slot), and the tags spread the slots.
-        let names = PartitionMap(count: map.count, forCluster: cluster != nil)
         let ring = identities.isEmpty ? nil : HashRing(servers: identities)
         let placement = ring?.placement(partitions: map.count) ?? Array(repeating: 0, count: map.count)
         for (index, identity) in identities.enumerated() where !placement.contains(index) {
@@ -83,7 +82,7 @@ public final class PartitionedRedisEngine: Engine {
                 "a shard holds none of the partitions; raise redis.partitions to use it",
                 metadata: ["shard": "\(identity)", "redis.partitions": "\(map.count)"])
         }
-        self.map = names
+        self.map = map
         self.cluster = cluster
         self.placement = placement
         self.idempotencyWindowSeconds = config.server.idempotencyWindowSeconds
@@ -95,34 +94,29 @@ public final class PartitionedRedisEngine: Engine {
             partitionConfig.redis.shards = []
             if let seed = config.redis.cluster.first { partitionConfig.redis.url = seed }
             partitionConfig.redis.cluster = []
-            partitionConfig.redis.streamKey = names.name(config.redis.streamKey, partition: partition)
-            partitionConfig.redis.pubsubChannel = names.name(config.redis.pubsubChannel, partition: partition)
+            partitionConfig.redis.streamKey = map.name(config.redis.streamKey, partition: partition)
+            partitionConfig.redis.pubsubChannel = map.name(config.redis.pubsubChannel, partition: partition)
             var partitionLogger = logger
             partitionLogger[metadataKey: "partition"] = "\(partition)"
             return try RedisEngine(
                 config: partitionConfig, eventLoopGroup: eventLoopGroup, logger: partitionLogger,
                 healthCheckInterval: healthCheckInterval, staleSweepInterval: staleSweepInterval,
-                owns: { key in map.partition(ofEntityKey: key) == partition }, tallyTag: names.hashTag(partition),
-                cluster: cluster.map { ClusterSlotMaster(client: $0, tag: names.hashTag(partition)) })
+                owns: { key in map.partition(ofEntityKey: key) == partition }, tallyTag: map.hashTag(partition),
+                cluster: cluster.map { ClusterSlotMaster(client: $0, tag: map.hashTag(partition)) })
         }
     }
 
     /// The client whose slot map places the partitions with `redis.cluster`; nil without.
-    /// - Throws: `ConfigError` naming the seed that does not parse or names a database other than 0.
+    /// - Throws: `ConfigError` naming the seed that does not parse.
     private static func clusterClient(config: HubConfig, eventLoopGroup: any EventLoopGroup, logger: Logger) throws -> ClusterClient? {
         guard !config.redis.cluster.isEmpty else { return nil }
-        var seeds: [RedisURL] = []
-        for (index, seed) in config.redis.cluster.enumerated() {
-            let url: RedisURL
+        // `HubConfig.Redis.check` has refused other databases already.
+        let seeds = try config.redis.cluster.enumerated().map { index, seed in
             do {
-                url = try RedisURL(parsing: seed)
+                return try RedisURL(parsing: seed)
             } catch {
                 throw ConfigError(description: "config: redis.cluster[\(index)]: \(error)")
             }
-            guard url.database == 0 else {
-                throw ConfigError(description: "config: redis.cluster[\(index)] names database \(url.database); a Redis Cluster has database 0 only")
-            }
-            seeds.append(url)
         }
         var clusterLogger = logger
         clusterLogger[metadataKey: "redis.cluster"] = "\(seeds.map(\.description).joined(separator: ","))"
@@ -286,6 +280,14 @@ public final class PartitionedRedisEngine: Engine {
         var positions: [EventID] = []
         // Every partition holds its share of a counter: they are summed once all are read (a plant has a few dozen).
         var counterShares: [(partition: Int, event: StoredEvent)] = []
+        /// Hands over full chunks, oldest first within each, while more than `keeping` events wait.
+        func handOverFull(keeping: Int) async throws {
+            while pending.count > keeping {
+                let full = Array(pending.prefix(size))
+                pending.removeFirst(size)
+                try await receive(SnapshotChunk(events: full.sorted { $0.id < $1.id }, position: nil, isLast: false))
+            }
+        }
         for (partition, engine) in partitions.enumerated() {
             do {
                 try await engine.snapshot(matching: patterns, chunkSize: size) { chunk in
@@ -295,11 +297,7 @@ public final class PartitionedRedisEngine: Engine {
                         event.partition = partition
                         if shares.isCounter(event.entityKey) { counterShares.append((partition, event)) } else { pending.append(event) }
                     }
-                    while pending.count >= size {
-                        let full = Array(pending.prefix(size))
-                        pending.removeFirst(size)
-                        try await receive(SnapshotChunk(events: full.sorted { $0.id < $1.id }, position: nil, isLast: false))
-                    }
+                    try await handOverFull(keeping: size - 1)
                 }
             } catch let unavailable as EngineUnavailable {
                 throw EngineUnavailable(
@@ -307,11 +305,8 @@ public final class PartitionedRedisEngine: Engine {
             }
         }
         pending += shares.merged(counterShares)
-        while pending.count > size {
-            let full = Array(pending.prefix(size))
-            pending.removeFirst(size)
-            try await receive(SnapshotChunk(events: full.sorted { $0.id < $1.id }, position: nil, isLast: false))
-        }
+        // The last chunk holds what is left (up to a full one): it carries the resume token.
+        try await handOverFull(keeping: size)
         try await receive(SnapshotChunk(
             events: pending.sorted { $0.id < $1.id }, position: nil, isLast: true,
             resumeToken: PartitionPositions(positions).description))
