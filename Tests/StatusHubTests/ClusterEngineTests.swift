@@ -88,25 +88,13 @@ struct ClusterEngineTests {
                 try await withPartitionedEngine(cluster: cluster, partitions: 3) { nodeB, sinkB in
                     let machines = machinePerPartition(nodeA.map)
                     let perPublisher = 30
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        for publisher in 0..<4 {
-                            let node = publisher.isMultiple(of: 2) ? nodeA : nodeB
-                            let machine = machines[min(publisher, 2)]
-                            group.addTask {
-                                for sequence in 0..<perPublisher {
-                                    let json = SampleEvents.machineStatus(machine, extra: #","publisher":\#(publisher),"sequence":\#(sequence)"#)
-                                    _ = try await node.append([SampleEvents.validated(json)])
-                                }
-                            }
-                        }
-                        try await group.waitForAll()
-                    }
+                    try await NumberedEvents.publishFromFour(to: (nodeA, nodeB), machines: machines, perPublisher: perPublisher)
                     let total = 4 * perPublisher
                     for sink in [sinkA, sinkB] {
                         let received = try await sink.waitFor(count: total)
                         #expect(received.count == total)
                         for publisher in 0..<4 {
-                            #expect(Self.sequences(received, publisher: publisher) == Array(0..<perPublisher), "publisher \(publisher)'s events in its order")
+                            #expect(NumberedEvents.sequences(received, publisher: publisher) == Array(0..<perPublisher), "publisher \(publisher)'s events in its order")
                         }
                     }
                     let token = try #require(sinkA.received.last?.resumeToken)
@@ -134,31 +122,17 @@ struct ClusterEngineTests {
                     let target = try #require(cluster.nodes.first { $0.port != source }).port
                     let count = 120
                     let refusals = Refusals()
-                    let publisher = Task {
-                        for sequence in 0..<count {
-                            let event = SampleEvents.validated(SampleEvents.machineStatus(machine, extra: #","sequence":\#(sequence)"#))
-                                .withIdempotencyKey("move-\(sequence)")
-                            while true {
-                                do {
-                                    _ = try await nodeA.append([event])
-                                    break
-                                } catch let unavailable as EngineUnavailable {
-                                    refusals.note(unavailable.reason)
-                                    try await Task.sleep(for: .milliseconds(20))
-                                }
-                            }
-                            try await Task.sleep(for: .milliseconds(5))
-                        }
-                    }
+                    let publisher = Self.publishUntilAcknowledged(
+                        count, to: machine, through: nodeA, keyPrefix: "move", refusals: refusals, retryAfter: .milliseconds(20), pause: .milliseconds(5))
                     try await eventually("some events written before the move", timeout: .seconds(60)) { sinkA.count >= 20 }
                     try await cluster.moveSlot(slot, from: source, to: target) {
                         try await Task.sleep(for: .milliseconds(200))
                     }
-                    try await publisher.value
+                    #expect(try await publisher.value, "every write acknowledged within a minute: \(Set(refusals.reasons.suffix(5)))")
                     for sink in [sinkA, sinkB] {
                         try await eventually("all \(count) delivered", timeout: .seconds(60)) { sink.count >= count }
                         try await Task.sleep(for: .milliseconds(200))
-                        #expect(Self.sequences(sink.received, publisher: nil) == Array(0..<count), "every event once, in order")
+                        #expect(NumberedEvents.sequences(sink.received, publisher: nil) == Array(0..<count), "every event once, in order")
                         #expect(sink.gaps.isEmpty)
                     }
                     let moved = try await cluster.connect(toNodeWithPort: target)
@@ -225,23 +199,8 @@ struct ClusterEngineTests {
                 let machine = machinePerPartition(engine.map)[0]
                 let count = 60
                 let refusals = Refusals()
-                let giveUp = ContinuousClock.now + .seconds(60)
-                let publisher = Task {
-                    for sequence in 0..<count {
-                        let event = SampleEvents.validated(SampleEvents.machineStatus(machine, extra: #","sequence":\#(sequence)"#))
-                            .withIdempotencyKey("failover-\(sequence)")
-                        while ContinuousClock.now < giveUp {
-                            do {
-                                _ = try await engine.append([event])
-                                break
-                            } catch let unavailable as EngineUnavailable {
-                                refusals.note(unavailable.reason)
-                                try await Task.sleep(for: .milliseconds(50))
-                            }
-                        }
-                        try await Task.sleep(for: .milliseconds(10))
-                    }
-                }
+                let publisher = Self.publishUntilAcknowledged(
+                    count, to: machine, through: engine, keyPrefix: "failover", refusals: refusals, retryAfter: .milliseconds(50), pause: .milliseconds(10))
                 try await eventually("some events acknowledged before the kill", timeout: .seconds(60)) { sink.count >= 15 }
                 let old = cluster.nodes.first { $0.port == master }!
                 await old.kill9()
@@ -251,14 +210,13 @@ struct ClusterEngineTests {
                 // The promoted master has no replica until the old one comes back (as its replica): until then no
                 // write is confirmed by one, and each is answered 503 `unknown` and resent with its key.
                 try await old.restart()
-                try await publisher.value
-                #expect(ContinuousClock.now < giveUp, "the partition took writes again after the failover: \(Set(refusals.reasons.suffix(5)))")
+                #expect(try await publisher.value, "the partition took writes again after the failover: \(Set(refusals.reasons.suffix(5)))")
                 #expect(try await engine.cluster?.slotMap().master(forSlot: ClusterSlot.of(key: tag(0, of: 3)))?.port == replica.port)
                 try await eventually("every acknowledged event delivered", timeout: .seconds(60)) {
-                    Set(Self.sequences(sink.received, publisher: nil)) == Set(0..<count)
+                    Set(NumberedEvents.sequences(sink.received, publisher: nil)) == Set(0..<count)
                 }
                 var firstSeen: [Int] = []
-                for sequence in Self.sequences(sink.received, publisher: nil) where !firstSeen.contains(sequence) { firstSeen.append(sequence) }
+                for sequence in NumberedEvents.sequences(sink.received, publisher: nil) where !firstSeen.contains(sequence) { firstSeen.append(sequence) }
                 #expect(firstSeen == Array(0..<count), "in order")
                 print("cluster failover: \(refusals.reasons.count) writes answered 503 while the replica was promoted; \(sink.count - count) delivered twice; gaps: \(sink.gaps.count)")
             }
@@ -309,19 +267,39 @@ struct ClusterEngineTests {
             }
         }
     }
+}
 
-    /// The `sequence` numbers of `events` (of one publisher, or all) in delivery order.
-    static func sequences(_ events: [StoredEvent], publisher: Int?) -> [Int] {
-        events.filter { event in !event.isStale && (publisher.map { event.jsonString.contains(#""publisher":\#($0),"#) } ?? true) }
-            .compactMap { event -> Int? in
-                let parts = event.jsonString.components(separatedBy: #""sequence":"#)
-                return parts.count == 2 ? Int(parts[1].prefix { $0.isNumber }) : nil
+extension ClusterEngineTests {
+    /// A careful MES: `count` events numbered by `sequence` for `machine`, one at a time, `pause` apart, each with its
+    /// own idempotency key and resent after `retryAfter` while it is refused (each refusal noted), for at most 60 s.
+    /// The task answers whether every event was acknowledged within them.
+    static func publishUntilAcknowledged(
+        _ count: Int, to machine: String, through engine: PartitionedRedisEngine, keyPrefix: String, refusals: Refusals,
+        retryAfter: Duration, pause: Duration
+    ) -> Task<Bool, any Error> {
+        let giveUp = ContinuousClock.now + .seconds(60)
+        return Task {
+            for sequence in 0..<count {
+                let event = SampleEvents.validated(SampleEvents.machineStatus(machine, extra: #","sequence":\#(sequence)"#))
+                    .withIdempotencyKey("\(keyPrefix)-\(sequence)")
+                while ContinuousClock.now < giveUp {
+                    do {
+                        _ = try await engine.append([event])
+                        break
+                    } catch let unavailable as EngineUnavailable {
+                        refusals.note(unavailable.reason)
+                        try await Task.sleep(for: retryAfter)
+                    }
+                }
+                try await Task.sleep(for: pause)
             }
+            return ContinuousClock.now < giveUp
+        }
     }
 }
 
 /// The reasons of the writes a test saw refused.
-private final class Refusals: Sendable {
+final class Refusals: Sendable {
     private let list = Mutex<[String]>([])
     func note(_ reason: String) { list.withLock { $0.append(reason) } }
     var reasons: [String] { list.withLock { $0 } }

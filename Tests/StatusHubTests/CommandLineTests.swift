@@ -52,22 +52,12 @@ struct CommandLineTests {
                     "STATUSHUB_REDIS_PARTITIONS": "16",
                     "STATUSHUB_LOG_LEVEL": "info",
                 ]
-                let port = try RedisServer.freeLoopbackPort()
                 let stderr = Pipe()
-                let process = try ChildProcess.spawn(
-                    HubProcess.executable.path, ["serve", "--host", "127.0.0.1", "--port", String(port)],
-                    environment: environment, stderr: .pipe(stderr))
-                var ready = false
-                for _ in 0..<300 where !ready {
-                    ready = (try? await HTTP.get(port: port, "/ready"))?.status == 200
-                    if !ready { try await Task.sleep(for: .milliseconds(50)) }
-                }
-                let reply = try await HTTP.post(port: port, events: (0..<16).map { SampleEvents.machineStatus("M-\($0)", "running") })
-                let counters = try await HTTP.get(port: port, "/v1/counters?line=Line-2")
-                kill(process.processIdentifier, SIGTERM)
-                process.waitUntilExit()
+                let hub = try await HubProcess.start(environment: environment, stderr: stderr)
+                let reply = try await HTTP.post(port: hub.port, events: (0..<16).map { SampleEvents.machineStatus("M-\($0)", "running") })
+                let counters = try await HTTP.get(port: hub.port, "/v1/counters?line=Line-2")
+                _ = await hub.terminate()
                 let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                #expect(ready, "\(log.suffix(800))")
                 #expect(reply.status == 202, "\(reply.text)")
                 #expect(reply.json["accepted"]?.arrayValue?.count == 16, "\(reply.text)")
                 // Sixteen machines of one line, spread over the partitions: one counter, their sum.
@@ -91,31 +81,13 @@ struct CommandLineTests {
     /// history on the master of its slot.
     @Test func serveOnARedisCluster() async throws {
         try await withRedisCluster { cluster in
-            let catalog = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent().appendingPathComponent("config/catalog")
-            let files = ["10-resources.yaml", "15-resources-detail.yaml", "20-traceability.yaml", "30-qms.yaml", "40-kpi.yaml"]
-                .map { catalog.appendingPathComponent($0).path }
-            let environment = [
-                "STATUSHUB_REDIS_CLUSTER": "[\(cluster.seeds[0])]",
-                "STATUSHUB_LOG_LEVEL": "info",
-                "STATUSHUB_CATALOG_DIRECTORY": "",
-                "STATUSHUB_CATALOG_FILES": "[\(files.joined(separator: ", "))]",
-            ]
-            let port = try RedisServer.freeLoopbackPort()
+            // The shipped catalog, counters included: a partition's share carries its tag on a cluster too.
+            let environment = ["STATUSHUB_REDIS_CLUSTER": "[\(cluster.seeds[0])]", "STATUSHUB_LOG_LEVEL": "info"]
             let stderr = Pipe()
-            let process = try ChildProcess.spawn(
-                HubProcess.executable.path, ["serve", "--host", "127.0.0.1", "--port", String(port)],
-                environment: environment, stderr: .pipe(stderr))
-            var ready = false
-            for _ in 0..<300 where !ready {
-                ready = (try? await HTTP.get(port: port, "/ready"))?.status == 200
-                if !ready { try await Task.sleep(for: .milliseconds(50)) }
-            }
-            let reply = try await HTTP.post(port: port, events: (0..<16).map { SampleEvents.machineStatus("M-\($0)") })
-            kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
+            let hub = try await HubProcess.start(environment: environment, stderr: stderr)
+            let reply = try await HTTP.post(port: hub.port, events: (0..<16).map { SampleEvents.machineStatus("M-\($0)") })
+            _ = await hub.terminate()
             let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            #expect(ready, "\(log.suffix(800))")
             #expect(reply.status == 202, "\(reply.text)")
             #expect(log.contains("engine: redis, 16 partitions on the Redis Cluster of \(cluster.seeds[0])"), "\(log.suffix(800))")
             var streams: [String] = []

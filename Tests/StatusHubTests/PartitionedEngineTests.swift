@@ -197,30 +197,15 @@ extension PartitionedEngineTests {
                 try await withPartitionedEngine(shards: urls, partitions: 3, configure: ttl) { nodeB, sinkB in
                     let machines = machinePerPartition(nodeA.map)
                     let perPublisher = 40
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        for publisher in 0..<4 {
-                            let node = publisher.isMultiple(of: 2) ? nodeA : nodeB
-                            // One machine per partition; publishers 2 and 3 (one on each node) share the third.
-                            let machine = machines[min(publisher, 2)]
-                            group.addTask {
-                                for sequence in 0..<perPublisher {
-                                    let json = SampleEvents.machineStatus(machine, extra: #","publisher":\#(publisher),"sequence":\#(sequence)"#)
-                                    _ = try await node.append([SampleEvents.validated(json)])
-                                }
-                            }
-                        }
-                        try await group.waitForAll()
-                    }
+                    // One machine per partition; publishers 2 and 3 (one on each node) share the third.
+                    try await NumberedEvents.publishFromFour(to: (nodeA, nodeB), machines: machines, perPublisher: perPublisher)
                     let total = 4 * perPublisher
                     for sink in [sinkA, sinkB] {
                         let received = try await sink.waitFor(count: total)
                         #expect(received.filter { !$0.isStale }.count == total)
                         for publisher in 0..<4 {
                             // A stale notice carries the last state (and its publisher) too: a slow machine may see one mid-run.
-                            let sequences = received.filter { !$0.isStale && $0.jsonString.contains(#""publisher":\#(publisher),"#) }
-                                .map { $0.jsonString.components(separatedBy: #""sequence":"#)[1].prefix { $0.isNumber } }
-                                .compactMap { Int($0) }
-                            #expect(sequences == Array(0..<perPublisher), "publisher \(publisher)'s events in its order")
+                            #expect(NumberedEvents.sequences(received, publisher: publisher) == Array(0..<perPublisher), "publisher \(publisher)'s events in its order")
                         }
                     }
                     // Every machine's state expires (ttl 1 s): one status_stale per machine, on both nodes alike.

@@ -219,28 +219,14 @@ func withNodes(on engine: ContractEngine, configure: (inout HubConfig) -> Void =
     switch engine {
     case .memory: try await withNodes(engine: EngineKind.memory, configure: configure, body)
     case .redis: try await withNodes(engine: EngineKind.redis, configure: configure, body)
-    case .threeShards:
-        try await withShards(3) { shards in
-            func onShards(_ config: inout HubConfig) {
-                config.redis.shards = shards.map(\.url)
-                config.redis.partitions = 3
+    case .threeShards, .threeMasterCluster:
+        try await withPartitionServers(for: engine) { place in
+            func placed(_ config: inout HubConfig) {
+                place(&config)
                 configure(&config)
             }
-            try await withHub(redisURL: nil, configure: onShards) { nodeA in
-                try await withHub(redisURL: nil, configure: onShards) { nodeB in
-                    try await body([nodeA.port, nodeB.port])
-                }
-            }
-        }
-    case .threeMasterCluster:
-        try await withRedisCluster { cluster in
-            func onCluster(_ config: inout HubConfig) {
-                config.redis.cluster = cluster.seeds.map(\.description)
-                config.redis.partitions = 3
-                configure(&config)
-            }
-            try await withHub(redisURL: nil, configure: onCluster) { nodeA in
-                try await withHub(redisURL: nil, configure: onCluster) { nodeB in
+            try await withHub(redisURL: nil, configure: placed) { nodeA in
+                try await withHub(redisURL: nil, configure: placed) { nodeB in
                     try await body([nodeA.port, nodeB.port])
                 }
             }

@@ -46,21 +46,36 @@ func withHub<T: Sendable>(
     switch kind {
     case .memory: return try await withHub(engine: EngineKind.memory, configure: configure, body)
     case .redis: return try await withHub(engine: EngineKind.redis, configure: configure, body)
-    case .threeShards:
-        return try await withShards(3) { shards in
+    case .threeShards, .threeMasterCluster:
+        return try await withPartitionServers(for: kind) { place in
             try await withHub(redisURL: nil, configure: { config in
-                config.redis.shards = shards.map(\.url)
-                config.redis.partitions = 3
+                place(&config)
                 configure(&config)
             }, body)
         }
-    case .threeMasterCluster:
+    }
+}
+
+/// For a partitioned kind: its servers — three redis-servers, or a three-master Redis Cluster — started for the body
+/// and stopped after it; the body gets the settings that place a hub's three partitions on them.
+func withPartitionServers<T>(
+    for kind: ContractEngine, _ body: (_ place: @Sendable (inout HubConfig) -> Void) async throws -> T
+) async throws -> T {
+    precondition(kind.isPartitioned, "\(kind) has no partitions to place")
+    if kind == .threeMasterCluster {
         return try await withRedisCluster { cluster in
-            try await withHub(redisURL: nil, configure: { config in
-                config.redis.cluster = cluster.seeds.map(\.description)
+            let seeds = cluster.seeds.map(\.description)
+            return try await body { config in
+                config.redis.cluster = seeds
                 config.redis.partitions = 3
-                configure(&config)
-            }, body)
+            }
+        }
+    }
+    return try await withShards(3) { shards in
+        let urls = shards.map(\.url)
+        return try await body { config in
+            config.redis.shards = urls
+            config.redis.partitions = 3
         }
     }
 }

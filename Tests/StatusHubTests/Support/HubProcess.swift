@@ -20,13 +20,20 @@ final class HubProcess: Sendable {
     }
 
     static func start(redisURL: String) async throws -> HubProcess {
+        try await start(arguments: ["--redis", redisURL], environment: ["STATUSHUB_LOG_LEVEL": "warning"])
+    }
+
+    /// `statushub serve` on a free loopback port with `arguments` and `environment`, once `/ready` answers 200 (at
+    /// most 15 s). `stderr`: where its log goes (a pipe the test reads; a hub that never got ready has its log's end
+    /// in the error thrown).
+    static func start(arguments: [String] = [], environment: [String: String], stderr: Pipe? = nil) async throws -> HubProcess {
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
             throw TestSocket.Timeout(waitingFor: "the statushub binary at \(executable.path) (build it with `swift build`)")
         }
         let port = try RedisServer.freeLoopbackPort()
         let process = try ChildProcess.spawn(
-            executable.path, ["serve", "--host", "127.0.0.1", "--port", String(port), "--redis", redisURL],
-            environment: ["STATUSHUB_LOG_LEVEL": "warning"])
+            executable.path, ["serve", "--host", "127.0.0.1", "--port", String(port)] + arguments,
+            environment: environment, stderr: stderr.map { .pipe($0) } ?? .null)
         let hub = HubProcess(port: port, process: process)
         let deadline = ContinuousClock.now.advanced(by: .seconds(15))
         while ContinuousClock.now < deadline {
@@ -34,7 +41,8 @@ final class HubProcess: Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         hub.kill9()
-        throw TestSocket.Timeout(waitingFor: "statushub on port \(port) to be ready")
+        let log = stderr.map { String(decoding: $0.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).suffix(800) } ?? ""
+        throw TestSocket.Timeout(waitingFor: "statushub on port \(port) to be ready\(log.isEmpty ? "" : "; its log ends: \(log)")")
     }
 
     func kill9() {
