@@ -17,19 +17,46 @@ import Synchronization
 /// one timer per loop (a timer per connection, tried first, spread the writes out and cost more CPU than it saved
 /// at low rates: loadtest/RESULTS.md).
 ///
+/// One more rule holds frames under load, as Nagle's and autocorking's do while the wire is busy: when writing
+/// took more than half of the loop's time since the previous batch (not counting a hold), the next batch runs no
+/// sooner after this one ended than this one took, and never more than `maxHold` later. At low load, or with room
+/// to spare (1,000 subscribers at 50 events/s on one core), nothing waits; when a fan-out's writes fill the loop
+/// (the same at 100 events/s), the next batch waits a few milliseconds and carries two or more frames per
+/// connection in one `write`, which costs less CPU per delivery than a `write` each, instead of the loop falling
+/// behind until every latency is a second (loadtest/RESULTS.md). A loop's CPU is shared with everything else on
+/// it, so wall time, not CPU time, is what shows how full the loop is.
+///
 /// The passes time the deliveries they write (`takeForWriting`) into one tally for the loop, handed to the latency
 /// telemetry when the batch ends: one lock per batch for the shared histogram, not one per frame.
 final class LoopFlusher: Sendable {
     typealias Pass = @Sendable () -> Void
+    /// Writing took more than this share of the loop's time since the previous batch: hold the next one.
+    static let busyShare = 0.75
+    /// The longest a frame is held for that rule: well inside the catalog's tightest budget (100 ms), with room for
+    /// the batch itself.
+    static let maxHold = TimeAmount.milliseconds(20)
+
     let loop: any EventLoop
     let delay: TimeAmount
-    private let ready = Mutex<[Pass]>([])
+    private struct Ready {
+        var passes: [Pass] = []
+        /// When the next batch may run (`busyShare`).
+        var notBefore = NIODeadline.uptimeNanoseconds(0)
+    }
+    /// The last batch's end and the hold it imposed; on the loop.
+    private struct LastBatch {
+        var end = NIODeadline.uptimeNanoseconds(0)
+        var hold = TimeAmount.zero
+    }
+    private let lastBatch: NIOLoopBoundBox<LastBatch>
+    private let ready = Mutex(Ready())
     /// The deliveries written since the last commit; nil when the hub keeps no latency figures.
     private let written: NIOLoopBoundBox<DeliveryTally>?
 
     init(loop: any EventLoop, delay: TimeAmount, latency: LatencyTelemetry? = nil) {
         self.loop = loop
         self.delay = delay
+        lastBatch = NIOLoopBoundBox.makeBoxSendingValue(LastBatch(), eventLoop: loop)
         written = latency.map { NIOLoopBoundBox.makeBoxSendingValue(DeliveryTally(for: $0), eventLoop: loop) }
     }
 
@@ -52,13 +79,15 @@ final class LoopFlusher: Sendable {
 
     /// Runs `pass` on the loop with the next batch.
     func schedule(_ pass: @escaping Pass) {
-        let first = ready.withLock { passes in
-            passes.append(pass)
-            return passes.count == 1
+        let (first, notBefore) = ready.withLock { ready in
+            ready.passes.append(pass)
+            return (ready.passes.count == 1, ready.notBefore)
         }
         guard first else { return }
-        if delay > .zero {
-            loop.scheduleTask(in: delay) { self.runBatch() }
+        let now = NIODeadline.now()
+        let runAt = max(now + delay, notBefore)
+        if runAt > now {
+            loop.scheduleTask(deadline: runAt) { self.runBatch() }
         } else if loop.inEventLoop || !PendingWakeUps.onCurrentThread.defer(self) {
             // On its own loop this runs behind whatever the loop is doing now, which may push more.
             wakeUp()
@@ -87,10 +116,31 @@ final class LoopFlusher: Sendable {
     }
 
     private func runBatch() {
+        let start = NIODeadline.now()
         var batch: [Pass] = []
-        ready.withLock { swap(&batch, &$0) }
+        // A batch woken early (its first pass came while the last batch was still running, before the hold was
+        // known) waits for the hold too.
+        let notBefore = ready.withLock { ready in
+            if ready.notBefore <= start { swap(&batch, &ready.passes) }
+            return ready.notBefore
+        }
+        guard notBefore <= start else {
+            loop.scheduleTask(deadline: notBefore) { self.runBatch() }
+            return
+        }
+        guard !batch.isEmpty else { return }
         for pass in batch { pass() }
         commitWritten()
+        let end = NIODeadline.now()
+        let busy = end - start
+        let hold = lastBatch.withValue { last in
+            // The time the loop had for other work since the last batch; a hold it served does not count.
+            let available = max(busy, end - last.end - last.hold)
+            let hold = Double(busy.nanoseconds) > Self.busyShare * Double(available.nanoseconds) ? min(busy, Self.maxHold) : .zero
+            last = LastBatch(end: end, hold: hold)
+            return hold
+        }
+        if hold > .zero { ready.withLock { $0.notBefore = end + hold } }
     }
 }
 

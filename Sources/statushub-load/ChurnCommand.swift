@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NIOCore
+import StatusHubCore
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
@@ -96,7 +97,7 @@ struct ChurnCommand: AsyncParsableCommand {
         let parsed = URL(string: url)!
         let host = parsed.host!
         let port = parsed.port ?? 80
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, availableCPUs()))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, CPUAffinity.allowedCPUs()))
         defer { group.shutdownGracefully { _ in } }
         let probe = hubPID.map { HubProbe(pids: [$0]) }
         let failures = FailureLog()

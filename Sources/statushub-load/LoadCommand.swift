@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import StatusHubCore
 
 @main
 struct LoadCommand: AsyncParsableCommand {
@@ -205,7 +206,7 @@ struct RunCommand: AsyncParsableCommand {
             mapping: mapping, lineCount: { if case .lines(let k) = mapping { k } else { lines } }(),
             machines: machines, mix: mix, tokens: tokens, payloadBytes: payloadBytes, drain: drain,
             connectConcurrency: connectConcurrency, connectTimeout: connectTimeout, maxInFlight: maxInFlight,
-            threads: max(1, threads ?? availableCPUs()), progress: !quiet, filters: max(0, filters),
+            threads: max(1, threads ?? CPUAffinity.allowedCPUs()), progress: !quiet, filters: max(0, filters),
             sourceAddresses: sourceAddresses, compression: compression
         )
         let outcome = try await LoadRun(config: config).run()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NIOCore
+import StatusHubCore
 import NIOPosix
 import NIOWebSocket
 import Synchronization
@@ -148,7 +149,7 @@ struct ResumeCommand: AsyncParsableCommand {
     func run() async throws {
         let base = URL(string: url)!
         let wsURL = "ws://\(base.host!):\(base.port ?? 80)/v1/ws"
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? availableCPUs()))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? CPUAffinity.allowedCPUs()))
         defer { group.shutdownGracefully { _ in } }
         let tally = DeliveryTally()
         let failures = FailureLog()

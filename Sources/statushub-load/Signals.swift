@@ -106,18 +106,3 @@ final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
     }
 }
 
-/// CPUs this process may run on (`taskset` included; NIO's System.coreCount only sees cgroups). Read from
-/// /proc/self/status (`Cpus_allowed`, a hex mask): Glibc's sched_getaffinity is not visible to Swift.
-func availableCPUs() -> Int {
-    #if os(Linux)
-    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") })
-    {
-        let count = line.dropFirst("Cpus_allowed:".count).reduce(0) { sum, character in
-            sum + (character.hexDigitValue?.nonzeroBitCount ?? 0)
-        }
-        if count > 0 { return count }
-    }
-    #endif
-    return System.coreCount
-}

@@ -29,6 +29,12 @@ struct ServeCommand: AsyncParsableCommand {
     var redis: String?
 
     func run() async throws {
+        // One event loop per CPU the node may run on (NIO counts the machine's, so a node given one CPU by taskset or
+        // a cpuset ran two loops switching on it: 10–24 % fewer single-event POSTs, loadtest/RESULTS.md). Set before
+        // anything uses NIO's singletons; NIO_SINGLETON_GROUP_LOOP_COUNT still overrides it.
+        if ProcessInfo.processInfo.environment["NIO_SINGLETON_GROUP_LOOP_COUNT"] == nil {
+            NIOSingletons.groupLoopCountSuggestion = CPUAffinity.allowedCPUs()
+        }
         // Tasks then run on NIO's event loops instead of Swift's own pool: a request's decode, the engine call
         // and the socket write stay on one thread instead of hopping between the two pools (each hop a wake-up
         // through an eventfd). The hub's async code never blocks a thread, which this requires.

@@ -79,6 +79,36 @@ struct LoopFlusherTests {
         try await group.shutdownGracefully()
     }
 
+    /// Under load frames are held: a batch that took 30 ms of the ~31 ms since the one before it makes the next
+    /// one wait `maxHold` (20 ms) after it ended, however idle the loop is meanwhile; its passes still run together
+    /// and in order.
+    @Test func aBatchThatFilledTheLoopHoldsTheNextOne() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let flusher = LoopFlushers(delay: .zero).flusher(for: group.next())
+        let record = Record()
+        flusher.schedule { record.add(0) }
+        try await record.waitFor(count: 1)
+        let firstEnded = Mutex<ContinuousClock.Instant?>(nil)
+        flusher.schedule {
+            Thread.sleep(forTimeInterval: 0.03)
+            record.add(1)
+            firstEnded.withLock { $0 = .now }
+        }
+        try await record.waitFor(count: 2)
+        let ranAt = Mutex<ContinuousClock.Instant?>(nil)
+        flusher.schedule {
+            ranAt.withLock { $0 = .now }
+            record.add(2)
+        }
+        flusher.schedule { record.add(3) }
+        try await record.waitFor(count: 4)
+        let ended = try #require(firstEnded.withLock { $0 }), ran = try #require(ranAt.withLock { $0 })
+        #expect(ran - ended >= .milliseconds(20))
+        #expect(LoopFlusher.maxHold == .milliseconds(20))
+        #expect(record.all == [0, 1, 2, 3])
+        try await group.shutdownGracefully()
+    }
+
     /// `websocket.write_delay_ms` is a floor: a batch runs that long after its first pass at the earliest.
     @Test func aWriteDelayIsAFloor() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
