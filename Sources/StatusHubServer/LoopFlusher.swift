@@ -18,10 +18,10 @@ import Synchronization
 /// at low rates: loadtest/RESULTS.md).
 ///
 /// One more rule holds frames under load, as Nagle's and autocorking's do while the wire is busy: when writing
-/// took more than half of the loop's time since the previous batch (not counting a hold), the next batch runs no
-/// sooner after this one ended than this one took, and never more than `maxHold` later. At low load, or with room
-/// to spare (1,000 subscribers at 50 events/s on one core), nothing waits; when a fan-out's writes fill the loop
-/// (the same at 100 events/s), the next batch waits a few milliseconds and carries two or more frames per
+/// took more than three quarters of the loop's time since the previous batch (not counting a hold), the next batch
+/// runs no sooner after this one ended than this one took, and never more than `maxHold` later. At low load, or
+/// with room to spare (1,000 subscribers at 50 events/s on one core), nothing waits; when a fan-out's writes fill
+/// the loop (the same at 100–300 events/s), the next batch waits a few milliseconds and carries two or more frames per
 /// connection in one `write`, which costs less CPU per delivery than a `write` each, instead of the loop falling
 /// behind until every latency is a second (loadtest/RESULTS.md). A loop's CPU is shared with everything else on
 /// it, so wall time, not CPU time, is what shows how full the loop is.
@@ -134,7 +134,8 @@ final class LoopFlusher: Sendable {
         let end = NIODeadline.now()
         let busy = end - start
         let hold = lastBatch.withValue { last in
-            // The time the loop had for other work since the last batch; a hold it served does not count.
+            // The loop's time since the last batch ended, this batch included and the hold it served not: a loop
+            // that is held is not busy.
             let available = max(busy, end - last.end - last.hold)
             let hold = Double(busy.nanoseconds) > Self.busyShare * Double(available.nanoseconds) ? min(busy, Self.maxHold) : .zero
             last = LastBatch(end: end, hold: hold)
