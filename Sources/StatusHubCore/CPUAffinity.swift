@@ -5,7 +5,7 @@ import Foundation
 /// NIO sizes its event-loop group by the machine's cores and cgroup quotas only, and Foundation's
 /// `activeProcessorCount` does not read the affinity mask either; a node confined to one CPU would then run two
 /// event loops on it, switching between them for every hand-off. Read from /proc/self/status (`Cpus_allowed`, a
-/// hex mask, comma-separated in 32-bit words) because Glibc's `sched_getaffinity` macros are not visible to Swift.
+/// hex mask, comma-separated in 32-bit words) because Glibc's `cpu_set_t` macros (`CPU_COUNT`) are not visible to Swift.
 public enum CPUAffinity {
     public static func allowedCPUs() -> Int {
         #if os(Linux)

@@ -122,6 +122,12 @@ public struct CounterDescriptor: Sendable, Equatable {
             .joined(separator: "\t")
     }
 
+    /// The counter entity's key in a `scriptLine` (as kept in Redis's counters hash); nil if it is not one.
+    public static func entityKey(inScriptLine line: String) -> String? {
+        let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+        return fields.count > 3 ? String(fields[3]) : nil
+    }
+
     public static let eventTypeName = "counter_changed"
     public static let entityTypeName = "counter"
 

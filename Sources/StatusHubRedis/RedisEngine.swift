@@ -394,10 +394,7 @@ public final class RedisEngine: Engine {
         do {
             let connection = try await reads.connection()
             let lines = try await connection.send(["HVALS", keys.counters]).orThrow().array ?? []
-            // A descriptor line's fourth field is the counter entity's key (`CounterDescriptor.scriptLine`).
-            let entityKeys = Set(lines.compactMap { line in
-                line.text.map { $0.split(separator: "\t", omittingEmptySubsequences: false) }.flatMap { $0.count > 3 ? String($0[3]) : nil }
-            })
+            let entityKeys = Set(lines.compactMap { $0.text.flatMap(CounterDescriptor.entityKey(inScriptLine:)) })
             return try await read(keys: entityKeys.sorted().map(keys.tally), on: connection).events
         } catch {
             throw unavailable(error)

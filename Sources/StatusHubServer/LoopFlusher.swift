@@ -40,15 +40,12 @@ final class LoopFlusher: Sendable {
     let delay: TimeAmount
     private struct Ready {
         var passes: [Pass] = []
-        /// When the next batch may run (`busyShare`).
-        var notBefore = NIODeadline.uptimeNanoseconds(0)
-    }
-    /// The last batch's end and the hold it imposed; on the loop.
-    private struct LastBatch {
-        var end = NIODeadline.uptimeNanoseconds(0)
+        /// The last batch's end, and the hold it imposed on the next (`busyShare`).
+        var lastEnd = NIODeadline.uptimeNanoseconds(0)
         var hold = TimeAmount.zero
+        /// When the next batch may run.
+        var notBefore: NIODeadline { lastEnd + hold }
     }
-    private let lastBatch: NIOLoopBoundBox<LastBatch>
     private let ready = Mutex(Ready())
     /// The deliveries written since the last commit; nil when the hub keeps no latency figures.
     private let written: NIOLoopBoundBox<DeliveryTally>?
@@ -56,7 +53,6 @@ final class LoopFlusher: Sendable {
     init(loop: any EventLoop, delay: TimeAmount, latency: LatencyTelemetry? = nil) {
         self.loop = loop
         self.delay = delay
-        lastBatch = NIOLoopBoundBox.makeBoxSendingValue(LastBatch(), eventLoop: loop)
         written = latency.map { NIOLoopBoundBox.makeBoxSendingValue(DeliveryTally(for: $0), eventLoop: loop) }
     }
 
@@ -133,15 +129,13 @@ final class LoopFlusher: Sendable {
         commitWritten()
         let end = NIODeadline.now()
         let busy = end - start
-        let hold = lastBatch.withValue { last in
+        ready.withLock { ready in
             // The loop's time since the last batch ended, this batch included and the hold it served not: a loop
             // that is held is not busy.
-            let available = max(busy, end - last.end - last.hold)
-            let hold = Double(busy.nanoseconds) > Self.busyShare * Double(available.nanoseconds) ? min(busy, Self.maxHold) : .zero
-            last = LastBatch(end: end, hold: hold)
-            return hold
+            let available = max(busy, end - ready.notBefore)
+            ready.hold = Double(busy.nanoseconds) > Self.busyShare * Double(available.nanoseconds) ? min(busy, Self.maxHold) : .zero
+            ready.lastEnd = end
         }
-        if hold > .zero { ready.withLock { $0.notBefore = end + hold } }
     }
 }
 

@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
 import NIOCore
-import StatusHubCore
 import NIOPosix
 import NIOWebSocket
+import StatusHubCore
 import Synchronization
 
 #if canImport(FoundationNetworking)
