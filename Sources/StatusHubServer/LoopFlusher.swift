@@ -26,6 +26,11 @@ import Synchronization
 /// behind until every latency is a second (loadtest/RESULTS.md). A loop's CPU is shared with everything else on
 /// it, so wall time, not CPU time, is what shows how full the loop is.
 ///
+/// A batch writes in slices of at most `slice`, letting the loop serve its sockets in between: a batch to 1,000
+/// subscribers takes 10 ms or more where a `write` costs 10 µs, and the next event's request, its script's reply and
+/// its pub/sub message each waited behind it, one hop after another (loadtest/RESULTS.md, 2026-12-01). One batch runs
+/// at a time: passes scheduled meanwhile form the next, which starts when this one ends.
+///
 /// The passes time the deliveries they write (`takeForWriting`) into one tally for the loop, handed to the latency
 /// telemetry when the batch ends: one lock per batch for the shared histogram, not one per frame.
 final class LoopFlusher: Sendable {
@@ -35,6 +40,8 @@ final class LoopFlusher: Sendable {
     /// The longest a frame is held for that rule: well inside the catalog's tightest budget (100 ms), with room for
     /// the batch itself.
     static let maxHold = TimeAmount.milliseconds(20)
+    /// The longest a batch writes before the loop's sockets are served; the batch goes on after them.
+    static let slice = TimeAmount.milliseconds(2)
 
     let loop: any EventLoop
     let delay: TimeAmount
@@ -43,6 +50,8 @@ final class LoopFlusher: Sendable {
         /// The last batch's end, and the hold it imposed on the next (`busyShare`).
         var lastEnd = NIODeadline.uptimeNanoseconds(0)
         var hold = TimeAmount.zero
+        /// A batch is between its first and last slice: passes scheduled now wait for its end.
+        var running = false
         /// When the next batch may run.
         var notBefore: NIODeadline { lastEnd + hold }
     }
@@ -77,7 +86,7 @@ final class LoopFlusher: Sendable {
     func schedule(_ pass: @escaping Pass) {
         let (first, notBefore) = ready.withLock { ready in
             ready.passes.append(pass)
-            return (ready.passes.count == 1, ready.notBefore)
+            return (ready.passes.count == 1 && !ready.running, ready.notBefore)
         }
         guard first else { return }
         let now = NIODeadline.now()
@@ -116,25 +125,53 @@ final class LoopFlusher: Sendable {
         var batch: [Pass] = []
         // A batch woken early (its first pass came while the last batch was still running, before the hold was
         // known) waits for the hold too.
-        let notBefore = ready.withLock { ready in
+        let (notBefore, started) = ready.withLock { ready in
+            guard !ready.running else { return (ready.notBefore, false) }
             if ready.notBefore <= start { swap(&batch, &ready.passes) }
-            return ready.notBefore
+            ready.running = !batch.isEmpty
+            return (ready.notBefore, true)
         }
+        // A batch in progress runs what was scheduled meanwhile when it ends.
+        guard started else { return }
         guard notBefore <= start else {
             loop.scheduleTask(deadline: notBefore) { self.runBatch() }
             return
         }
         guard !batch.isEmpty else { return }
-        for pass in batch { pass() }
+        runSlice(batch[...], busy: .zero)
+    }
+
+    /// Runs passes until `slice` has passed, then lets the loop serve its sockets and goes on with the rest;
+    /// `busy` is the batch's time in its earlier slices.
+    private func runSlice(_ passes: ArraySlice<Pass>, busy: TimeAmount) {
+        let sliceStart = NIODeadline.now()
+        var rest = passes
+        while let pass = rest.popFirst() {
+            pass()
+            if !rest.isEmpty, NIODeadline.now() - sliceStart >= Self.slice {
+                commitWritten()
+                let spent = busy + (NIODeadline.now() - sliceStart)
+                loop.execute { [rest] in self.runSlice(rest, busy: spent) }
+                return
+            }
+        }
         commitWritten()
         let end = NIODeadline.now()
-        let busy = end - start
-        ready.withLock { ready in
+        let busy = busy + (end - sliceStart)
+        let (pending, notBefore) = ready.withLock { ready in
             // The loop's time since the last batch ended, this batch included and the hold it served not: a loop
             // that is held is not busy.
             let available = max(busy, end - ready.notBefore)
             ready.hold = Double(busy.nanoseconds) > Self.busyShare * Double(available.nanoseconds) ? min(busy, Self.maxHold) : .zero
             ready.lastEnd = end
+            ready.running = false
+            return (!ready.passes.isEmpty, ready.notBefore)
+        }
+        guard pending else { return }
+        if notBefore > end {
+            loop.scheduleTask(deadline: notBefore) { self.runBatch() }
+        } else {
+            loop.execute { self.runBatch() }
         }
     }
 }

@@ -109,6 +109,36 @@ struct LoopFlusherTests {
         try await group.shutdownGracefully()
     }
 
+    /// A long batch lets the loop serve its other work between slices (the next event's request, its script's reply,
+    /// its pub/sub message), and passes scheduled meanwhile run after the batch, in order.
+    @Test func aLongBatchLetsTheLoopServeItsSocketsBetweenSlices() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let flusher = LoopFlushers(delay: .zero).flusher(for: loop)
+        let record = Record()
+        // Scheduled from the loop, so all ten are in the batch before it starts.
+        loop.execute {
+            for pass in 1...10 {
+                flusher.schedule {
+                    if pass == 1 {
+                        // Other work for the loop, queued while the batch runs, and a pass for the next batch.
+                        loop.execute { record.add(100) }
+                        flusher.schedule { record.add(11) }
+                    }
+                    Thread.sleep(forTimeInterval: 0.001)
+                    record.add(pass)
+                }
+            }
+        }
+        try await record.waitFor(count: 12)
+        let order = record.all
+        #expect(order.filter { $0 != 100 } == Array(1...11))
+        let other = try #require(order.firstIndex(of: 100))
+        #expect(other < order.firstIndex(of: 10)!, "the loop's other work waited for the whole batch: \(order)")
+        #expect(LoopFlusher.slice == .milliseconds(2))
+        try await group.shutdownGracefully()
+    }
+
     /// `websocket.write_delay_ms` is a floor: a batch runs that long after its first pass at the earliest.
     @Test func aWriteDelayIsAFloor() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
