@@ -32,7 +32,7 @@ func withEngine<T: Sendable>(
         let sink = CollectingSink()
         let runner = Task { try await engine.run(delivering: sink) }
         defer { runner.cancel() }
-        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))  // liveness, not speed: starved CI runs are slow
         while !engine.isReady {
             guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "engine ready") }
             try await Task.sleep(for: .milliseconds(5))
@@ -125,7 +125,8 @@ func withPartitionedEngine<T: Sendable>(
     let sink = CollectingSink()
     let runner = Task { try await engine.run(delivering: sink) }
     defer { runner.cancel() }
-    try await eventually("every partition ready") { engine.unreadyPartitions.isEmpty }
+    // A bound on liveness, not speed: a starved CI run (clusters starting beside the whole suite) took over 10 s.
+    try await eventually("every partition ready", timeout: .seconds(60)) { engine.unreadyPartitions.isEmpty }
     let result = try await body(engine, sink)
     runner.cancel()
     _ = await runner.result

@@ -25,8 +25,13 @@ struct NodeFailureTests {
                     return acknowledged
                 }
                 var received: [String] = []
-                while let event = try? await socket.nextEvent(timeout: .seconds(5)) {
-                    if let id = event["event_id"]?.stringValue { received.append(id) }
+                // Five silent seconds mean node A is gone; the first event may take longer on a starved machine.
+                var silence: Duration = .seconds(30)
+                while let event = try? await socket.nextEvent(timeout: silence) {
+                    if let id = event["event_id"]?.stringValue {
+                        received.append(id)
+                        silence = .seconds(5)
+                    }
                 }
                 let acknowledged = try await publisher.value
                 let resumeFrom = try #require(received.last, "the subscriber saw nothing before node A died")

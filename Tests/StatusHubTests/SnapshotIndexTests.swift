@@ -108,7 +108,7 @@ struct SnapshotIndexTests {
         let engine = try RedisEngine(config: config, logger: logger)
         let runner = Task { try await engine.run(delivering: CollectingSink()) }
         defer { runner.cancel() }
-        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))  // liveness, not speed: starved CI runs are slow
         while !engine.isReady {
             guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "engine ready") }
             try await Task.sleep(for: .milliseconds(5))

@@ -121,8 +121,9 @@ func withHub<T: Sendable>(
         }
         var iterator = ports.stream.makeAsyncIterator()
         guard let port = await iterator.next() else { throw TestSocket.Timeout(waitingFor: "hub to start") }
-        // Wait until the engine is connected, as a load balancer's readiness check would.
-        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        // Wait until the engine is connected, as a load balancer's readiness check would (a liveness bound: a
+        // starved CI run needed more than 10 s to ready a cluster or a Sentinel-found master).
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
         while !engine.isReady || (engine as? PartitionedRedisEngine)?.unreadyPartitions.isEmpty == false {
             guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "engine ready") }
             try await Task.sleep(for: .milliseconds(10))
