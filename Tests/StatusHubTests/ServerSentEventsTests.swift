@@ -99,11 +99,12 @@ struct ServerSentEventsTests {
             $0.auth.required = true
             $0.auth.jwtHs256Secret = TokenIssuer.secret
         }) { hub in
-            let token = try await issuer.hs256(patterns: ["*"], expiresIn: 3)
+            // Long enough that a starved CI run still opens the stream before it expires (3 s did not, once).
+            let token = try await issuer.hs256(patterns: ["*"], expiresIn: 15)
             let stream = try await SSEClient(port: hub.port, path: "/v1/sse?channels=alerts&token=\(token)")
             #expect(stream.status == 200)
             _ = try await stream.next(op: "subscribed")
-            let expired = try await stream.next(op: "error", timeout: 10)
+            let expired = try await stream.next(op: "error", timeout: 40)
             #expect(expired.data.contains("token expired"))
         }
     }
