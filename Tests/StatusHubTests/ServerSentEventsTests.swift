@@ -112,7 +112,12 @@ struct ServerSentEventsTests {
     /// The slow-consumer rules of the WebSocket: a stream that is not read overflows its outbox and is cut, while a
     /// healthy stream (and a WebSocket) on the same node gets every event.
     @Test func aStreamThatIsNotReadIsCutAndNobodyElseWaits() async throws {
-        try await withHub(engine: .memory, configure: { $0.websocket.outboxCapacity = 1024 }) { hub in
+        // Heartbeats off the table (one ping in 10 minutes), as in SlowConsumerTests: a starved CI-like run closed the
+        // healthy WebSocket, the only other way the hub ends such a connection being a late pong.
+        try await withHub(engine: .memory, configure: {
+            $0.websocket.outboxCapacity = 1024
+            $0.websocket.pingIntervalSeconds = 600
+        }) { hub in
             let healthy = try await TestSocket(port: hub.port)
             try await healthy.subscribe(["resource-status"])
             let stalled = try await SSEClient(port: hub.port, path: "/v1/sse?channels=resource-status")
