@@ -123,8 +123,9 @@ final class LoopFlusher: Sendable {
     private func runBatch() {
         let start = NIODeadline.now()
         var batch: [Pass] = []
-        // A batch woken early (its first pass came while the last batch was still running, before the hold was
-        // known) waits for the hold too.
+        // A batch woken before the last one's hold ends (a wake-up deferred by a fan-out while that batch ran and
+        // set it) waits for the hold too; one woken while a batch is between slices leaves its passes to that
+        // batch's end.
         let (notBefore, started) = ready.withLock { ready in
             guard !ready.running else { return (ready.notBefore, false) }
             if ready.notBefore <= start { swap(&batch, &ready.passes) }
