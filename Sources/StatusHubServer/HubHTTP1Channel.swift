@@ -20,8 +20,9 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         /// Served by channel handlers from now on: `handle` has nothing left to do.
         case upgraded
         case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
-        /// An upgrade was asked for and declined: a bare 400, as Hummingbird answers it.
-        case declinedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// An upgrade was asked for and declined: a 400, naming the field and reason when the decision gave them (a
+        /// bare one, as Hummingbird answers it, otherwise).
+        case declinedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, Refusal?)
     }
 
     struct Value: ServerChildChannelValue {
@@ -37,8 +38,22 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         var install: (any Channel) throws -> Void
     }
 
-    /// Decides an upgrade request on the channel's event loop: nil declines it.
-    typealias Decide = @Sendable (HTTPRequestHead, any Channel, Logger) -> Upgrade?
+    /// Why an upgrade request was refused before any upgrade: the 400's field and reason.
+    struct Refusal: Sendable {
+        var field: String
+        var reason: String
+    }
+
+    enum Decision {
+        case upgrade(Upgrade)
+        /// Not an upgrade this node serves (another path, or the node is draining): a bare 400.
+        case decline
+        /// An upgrade of a path this node serves, with a request it cannot take: a JSON 400.
+        case refuse(Refusal)
+    }
+
+    /// Decides an upgrade request on the channel's event loop.
+    typealias Decide = @Sendable (HTTPRequestHead, any Channel, Logger) -> Decision
 
     let responder: HTTPChannelHandler.Responder
     let configuration: HTTP1Channel.Configuration
@@ -62,13 +77,17 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             // decision waits here in between (both run on this loop).
             let decided = NIOLoopBoundBox<Upgrade?>(nil, eventLoop: channel.eventLoop)
             let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            let refused = NIOLoopBoundBox<Refusal?>(nil, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<Outcome>(
                 maxFrameSize: maxFrameSize,
                 shouldUpgrade: { [decide] channel, head in
                     attempted.value = true
-                    let upgrade = decide(head, channel, logger)
-                    decided.value = upgrade
-                    return channel.eventLoop.makeSucceededFuture(upgrade?.headers)
+                    switch decide(head, channel, logger) {
+                    case .upgrade(let upgrade): decided.value = upgrade
+                    case .decline: break
+                    case .refuse(let refusal): refused.value = refusal
+                    }
+                    return channel.eventLoop.makeSucceededFuture(decided.value?.headers)
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
@@ -91,7 +110,7 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                             HTTPConnectionStateHandler(idleTimeout: http.idleTimeout.map { .init($0) }, logger: logger))
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-                        return attempted.value ? .declinedUpgrade(asyncChannel) : .notUpgraded(asyncChannel)
+                        return attempted.value ? .declinedUpgrade(asyncChannel, refused.value) : .notUpgraded(asyncChannel)
                     }
                 }
             )
@@ -114,12 +133,14 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                 return
             case .notUpgraded(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)
-            case .declinedUpgrade(let http):
-                try await http.executeThenClose { _, outbound in
-                    try await outbound.write(contentsOf: [
-                        .head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])), .end(nil),
-                    ])
-                }
+            case .declinedUpgrade(let http, let refusal):
+                let body = refusal.map { JSONResponse.errorBytes(status: 400, field: $0.field, reason: $0.reason) } ?? []
+                var headers: HTTPFields = [.connection: "close", .contentLength: String(body.count)]
+                if refusal != nil { headers[.contentType] = "application/json" }
+                var answer: [HTTPResponsePart] = [.head(HTTPResponse(status: .badRequest, headerFields: headers))]
+                if !body.isEmpty { answer.append(.body(ByteBuffer(bytes: body))) }
+                answer.append(.end(nil))
+                try await http.executeThenClose { [answer] _, outbound in try await outbound.write(contentsOf: answer) }
             }
         } catch let error as ChannelError where error == .inputClosed {
             logger.trace("upgrade not finished: input closed")

@@ -17,22 +17,6 @@ struct ServerSentEvents {
     let hub: StatusHub
     let logger: Logger
 
-    /// Why a stream was not opened: the HTTP answer.
-    struct Refusal: Error {
-        var status: HTTPResponse.Status
-        var field: String
-        var reason: String
-    }
-
-    /// What the query asks for.
-    struct Query: Equatable {
-        var patterns: [ChannelPattern]
-        var snapshot = false
-        var since: ResumePoint?
-        var filter: EventFilter?
-        var token: String?
-    }
-
     /// The comment written while no message is due, so proxies keep the stream open and a client that left is
     /// noticed.
     static let heartbeat = ByteBuffer(string: ": heartbeat\n\n")
@@ -41,11 +25,11 @@ struct ServerSentEvents {
         guard !hub.draining.isSet else {
             return JSONResponse.error(.serviceUnavailable, field: "node", reason: "shutting down; connect to another node", headers: [.retryAfter: "1"])
         }
-        let asked: Query
+        let asked: SubscribeQuery
         do {
-            asked = try Self.parse(query: request.uri.query ?? "", lastEventID: request.headers[.lastEventID])
+            asked = try SubscribeQuery(parsing: request.uri.query ?? "", lastEventID: request.headers[.lastEventID])
         } catch {
-            return JSONResponse.error(error.status, field: error.field, reason: error.reason)
+            return JSONResponse.error(.badRequest, field: error.field, reason: error.reason)
         }
         let admission: HubAccess.Admission
         switch hub.access.admitConnection(channel: context.channel) {
@@ -80,64 +64,6 @@ struct ServerSentEvents {
             })
     }
 
-    /// `channels` (comma-separated, repeatable), `snapshot`, `since` (or the `Last-Event-ID` header, which wins:
-    /// it is where a reconnecting `EventSource` left off), `filter`, `token`. Form-encoded: `+` is a space.
-    static func parse(query: String, lastEventID: String?) throws(Refusal) -> Query {
-        var patterns: [ChannelPattern] = []
-        var request = Query(patterns: [])
-        for pair in query.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let key = parts[0]
-            let raw = parts.count > 1 ? String(parts[1]) : ""
-            guard let value = raw.replacingOccurrences(of: "+", with: " ").removingPercentEncoding else {
-                throw Refusal(status: .badRequest, field: String(key), reason: "is not valid percent-encoding")
-            }
-            switch key {
-            case "channels":
-                for text in value.split(separator: ",") {
-                    do {
-                        let pattern = try ChannelPattern(parsing: text.trimmingCharacters(in: .whitespaces))
-                        if !patterns.contains(pattern) { patterns.append(pattern) }
-                    } catch {
-                        throw Refusal(status: .badRequest, field: "channels", reason: error.reason)
-                    }
-                }
-            case "snapshot":
-                switch value {
-                case "true", "1", "": request.snapshot = true
-                case "false", "0": request.snapshot = false
-                default: throw Refusal(status: .badRequest, field: "snapshot", reason: "must be true or false, got '\(value.prefix(32))'")
-                }
-            case "since":
-                guard let since = ResumePoint(value) else {
-                    throw Refusal(status: .badRequest, field: "since", reason: "must be \(ResumePoint.rule), got '\(value.prefix(64))'")
-                }
-                request.since = since
-            case "filter":
-                do {
-                    request.filter = try EventFilter.parse(value)
-                } catch {
-                    throw Refusal(status: .badRequest, field: "filter", reason: "invalid filter '\(value.prefix(64))': \(error.reason)")
-                }
-            case "token":
-                request.token = value
-            default:
-                throw Refusal(status: .badRequest, field: String(key.prefix(64)), reason: "unknown parameter; use channels, snapshot, since, filter, token")
-            }
-        }
-        guard !patterns.isEmpty else {
-            throw Refusal(status: .badRequest, field: "channels", reason: "is required: comma-separated patterns, e.g. channels=line:Line-2:*,alerts")
-        }
-        if let lastEventID, !lastEventID.isEmpty {
-            guard let since = ResumePoint(lastEventID) else {
-                throw Refusal(status: .badRequest, field: "Last-Event-ID", reason: "must be \(ResumePoint.rule)")
-            }
-            request.since = since
-        }
-        request.patterns = patterns
-        return request
-    }
-
     /// One open stream.
     struct Stream: Sendable {
         let hub: StatusHub
@@ -145,7 +71,7 @@ struct ServerSentEvents {
         let subscriber: Subscriber
         let logger: Logger
 
-        func run(patterns: [ChannelPattern], asked: Query, writer: inout any ResponseBodyWriter) async throws {
+        func run(patterns: [ChannelPattern], asked: SubscribeQuery, writer: inout any ResponseBodyWriter) async throws {
             let connection = Connection(
                 id: hub.connectionIDs.next(), outboxCapacity: hub.config.websocket.outboxCapacity,
                 conflateAbove: hub.config.websocket.conflateAbove, claims: subscriber.claims)

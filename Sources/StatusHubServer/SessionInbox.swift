@@ -7,7 +7,8 @@ import Synchronization
 /// order by a task that exists only while messages wait — a subscribe awaits the engine's snapshot or history — and
 /// ends when none is left: an idle connection holds no task. Its first job opens the session: the upgrade's token
 /// is verified (jwt-kit's verification is async), then the connection joins fan-out, its outbox is drained by the
-/// `DirectFrameWriter`, and the token's expiry becomes a timer.
+/// `DirectFrameWriter`, and the token's expiry becomes a timer; a subscribe the upgrade's URL asked for
+/// (`SubscribeQuery`) is answered next, before any message the client sent.
 final class SessionInbox: Sendable {
     /// Messages waiting beyond this stop the socket being read until the session has caught up, so a client cannot
     /// queue work faster than the hub does it.
@@ -37,13 +38,16 @@ final class SessionInbox: Sendable {
     private let channel: any Channel
     private let executor: EventLoopTaskExecutor
     private let opening: Opening
+    /// The URL's subscribe, answered once the session is open.
+    private let subscribing: SubscribeQuery?
     /// Gives back the connection's place under the connection limits, once.
     private let release: @Sendable () -> Void
 
-    init(channel: any Channel, opening: @escaping Opening, release: @escaping @Sendable () -> Void) {
+    init(channel: any Channel, opening: @escaping Opening, subscribing: SubscribeQuery? = nil, release: @escaping @Sendable () -> Void) {
         self.channel = channel
         self.executor = EventLoopTaskExecutor(channel.eventLoop)
         self.opening = opening
+        self.subscribing = subscribing
         self.release = release
     }
 
@@ -166,7 +170,8 @@ final class SessionInbox: Sendable {
             if !state.ended { state.expiry = expiry }
             return state.ended
         }
-        if ended { expiry.cancel() }
+        if ended { return expiry.cancel() }
+        if let subscribing { await session.subscribe(subscribing) }
     }
 
     private func close(_ code: CloseCode, reason: String? = nil) {

@@ -84,13 +84,7 @@ struct WebSocketSession: Sendable {
             fanOut.remove(connection, patterns: access.scoped(patterns))
             reply(ServerMessage.unsubscribed(id: id, patterns: patterns))
         case .success(.subscribe(let id, let patterns, let wantsSnapshot, let since, let filter)):
-            // Each pattern outside the token's is refused on its own; the others subscribe.
-            let (allowed, forbidden) = access.partition(patterns)
-            for pattern in forbidden {
-                reply(ServerMessage.error(id: id, code: .forbidden, message: "pattern '\(pattern.text)' is outside this token's patterns"))
-            }
-            guard !allowed.isEmpty else { return }
-            await subscriptions.subscribe(id: id, patterns: allowed, wantsSnapshot: wantsSnapshot, since: since, filter: filter)
+            await subscribe(id: id, patterns: patterns, wantsSnapshot: wantsSnapshot, since: since, filter: filter)
         case .success(.report(let id, let samples)):
             guard let latency else { return reply(ServerMessage.reported(id: id, samples: 0)) }
             if let unknown = samples.keys.sorted().first(where: { !latency.knows(category: $0) }) {
@@ -112,6 +106,22 @@ struct WebSocketSession: Sendable {
                 reply(ServerMessage.error(id: id, code: .forbidden, message: refusal.reason))
             }
         }
+    }
+
+    /// The subscribe of the upgrade's URL (`SubscribeQuery`), answered as a `subscribe` message without an id would
+    /// be; it does not count against the message rate.
+    func subscribe(_ asked: SubscribeQuery) async {
+        await subscribe(id: nil, patterns: asked.patterns, wantsSnapshot: asked.snapshot, since: asked.since, filter: asked.filter)
+    }
+
+    private func subscribe(id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: ResumePoint?, filter: EventFilter?) async {
+        // Each pattern outside the token's is refused on its own; the others subscribe.
+        let (allowed, forbidden) = access.partition(patterns)
+        for pattern in forbidden {
+            reply(ServerMessage.error(id: id, code: .forbidden, message: "pattern '\(pattern.text)' is outside this token's patterns"))
+        }
+        guard !allowed.isEmpty else { return }
+        await subscriptions.subscribe(id: id, patterns: allowed, wantsSnapshot: wantsSnapshot, since: since, filter: filter)
     }
 
     private var subscriptions: Subscriptions {

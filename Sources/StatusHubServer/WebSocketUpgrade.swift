@@ -45,9 +45,17 @@ final class WebSocketUpgrade: Sendable {
 
     /// Decides an upgrade request (`HubHTTP1Channel.Decide`), on the connection's event loop: `GET /v1/ws` while the
     /// node is not draining, counted against the connection limits; a refused client is upgraded only to be closed
-    /// with a code saying why (`HubAccess.Decision`), the token is verified right after the handshake.
-    func decide(_ head: HTTPRequestHead, channel: any Channel, logger: Logger) -> HubHTTP1Channel.Upgrade? {
-        guard head.uri.split(separator: "?", maxSplits: 1).first == "/v1/ws", !draining.isSet else { return nil }
+    /// with a code saying why (`HubAccess.Decision`), the token is verified right after the handshake. A query that
+    /// subscribes (`SubscribeQuery`) is checked before anything else: a malformed one gets a JSON 400 and no upgrade.
+    func decide(_ head: HTTPRequestHead, channel: any Channel, logger: Logger) -> HubHTTP1Channel.Decision {
+        let target = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        guard target.first == "/v1/ws", !draining.isSet else { return .decline }
+        let asked: SubscribeQuery
+        do {
+            asked = try SubscribeQuery(parsing: target.count > 1 ? String(target[1]) : "", channelsOptional: true)
+        } catch {
+            return .refuse(HubHTTP1Channel.Refusal(field: error.field, reason: error.reason))
+        }
         let admission: HubAccess.Admission?
         let refusal: (code: CloseCode, reason: String)?
         switch access.admitConnection(channel: channel) {
@@ -66,7 +74,7 @@ final class WebSocketUpgrade: Sendable {
         let deflate = limits.compression ? PerMessageDeflate.negotiate(WebSocketExtensionHTTPParameters.parseHeaders(offers)) : nil
         var answer = HTTPHeaders()
         if let deflate { answer.add(name: "Sec-WebSocket-Extensions", value: deflate.responseHeader) }
-        return HubHTTP1Channel.Upgrade(headers: answer) { [self] channel in
+        return .upgrade(HubHTTP1Channel.Upgrade(headers: answer) { [self] channel in
             let pipeline = channel.pipeline.syncOperations
             let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
             let inflater = deflate.map(MessageInflater.init)
@@ -79,10 +87,10 @@ final class WebSocketUpgrade: Sendable {
                 opening: { [self] in
                     await access.authenticate(token: token).map { makeSession(for: $0, channel: channel, direct: direct, logger: logger) }
                 },
-                release: release)
+                subscribing: asked.subscribes ? asked : nil, release: release)
             try WebSocketSessionHandler.add(
                 to: channel, maxMessageBytes: limits.maxFrameBytes, inbox: inbox, refusal: refusal, inflater: inflater)
-        }
+        })
     }
 
     func makeSession(for subscriber: Subscriber, channel: any Channel, direct: DirectFrameWriter, logger: Logger) -> WebSocketSession {

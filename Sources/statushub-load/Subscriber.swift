@@ -153,7 +153,8 @@ func runSubscriber(
     let box = ResultBox(SubscriberResult(index: index))
     // With --filters: one of N distinct filters that each admit every event (no event has `data.load_filter`).
     let filter = config.filters > 0 ? #","filter":"data.load_filter != \#(index % config.filters)""# : ""
-    let subscribe = #"{"op":"subscribe","id":"load-\#(index)","channels":["\#(config.mapping.pattern(forSubscriber: index))"]\#(filter)}"#
+    let pattern = config.mapping.pattern(forSubscriber: index)
+    let subscribe = #"{"op":"subscribe","id":"load-\#(index)","channels":["\#(pattern)"]\#(filter)}"#
     let shard = stats.shard(for: index)
     let publishers = config.publishers
     let runBytes = Array(runID.utf8)
@@ -176,9 +177,21 @@ func runSubscriber(
                 box.value.withLock { $0.error = $0.error ?? "hub error: \(text.prefix(300))" }
                 releaseGate(ready: false)
             })
-        // Another server (URL templates): the URL is the subscription, there is nothing to send.
+        // Another server (URL templates): the URL is the subscription, there is nothing to send and no reply.
+        let subscribing: SubscriberConnection.Subscribing
+        let url: String
+        if let templateURL {
+            (subscribing, url) = (.byURL, templateURL)
+        } else if config.subscribeInURL {
+            let hubURL = config.wsURL(forSubscriber: index)
+            var query = "channels=" + pattern.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(["&", "+", "="]))!
+            if config.filters > 0 { query += "&filter=" + "data.load_filter != \(index % config.filters)".replacingOccurrences(of: " ", with: "+") }
+            (subscribing, url) = (.inURLWithReply, hubURL + (hubURL.contains("?") ? "&" : "?") + query)
+        } else {
+            (subscribing, url) = (.message(subscribe), config.wsURL(forSubscriber: index))
+        }
         let (channel, ending) = try await SubscriberConnection.open(
-            url: templateURL ?? config.wsURL(forSubscriber: index), subscribe: templateURL == nil ? subscribe : nil, tracker: tracker, loop: loop,
+            url: url, subscribing: subscribing, tracker: tracker, loop: loop,
             callbacks: callbacks, source: config.sourceAddresses?.address(for: index), compression: config.compression)
         let stopper = Task {
             await stop.wait()

@@ -32,9 +32,19 @@ enum SubscriberConnection {
         var description: String { "not a ws:// URL: \(url)" }
     }
 
+    /// How a subscriber subscribes.
+    enum Subscribing: Sendable {
+        /// A message sent once upgraded; subscribed when the hub's reply comes.
+        case message(String)
+        /// In the hub's URL (`?channels=`); subscribed when the hub's reply comes.
+        case inURLWithReply
+        /// By the URL of another server, which sends no reply: subscribed once upgraded.
+        case byURL
+    }
+
     /// Connects and upgrades; returns the channel and a future for the ending (the channel closing).
     static func open(
-        url: String, subscribe: String?, tracker: FrameTracker, loop: any EventLoop, callbacks: Callbacks,
+        url: String, subscribing: Subscribing, tracker: FrameTracker, loop: any EventLoop, callbacks: Callbacks,
         source: SocketAddress? = nil, compression: Bool = false
     ) async throws -> (channel: any Channel, ending: EventLoopFuture<Ending>) {
         let ending = loop.makePromise(of: Ending.self)
@@ -49,10 +59,13 @@ enum SubscriberConnection {
         }
         // Only now: while the upgrade is being completed, the HTTP handlers are still in the pipeline.
         callbacks.upgraded()
-        if let subscribe {
+        switch subscribing {
+        case .message(let subscribe):
             let data = channel.allocator.buffer(string: subscribe)
             try await channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: data))
-        } else {
+        case .inURLWithReply:
+            break
+        case .byURL:
             callbacks.subscribed()
         }
         return (channel, ending.futureResult)

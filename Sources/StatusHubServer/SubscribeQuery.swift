@@ -1,0 +1,85 @@
+import Foundation
+import StatusHubCore
+
+/// A subscribe given in a URL's query rather than as a message: `GET /v1/sse?channels=…` (its only way) and
+/// `GET /v1/ws?channels=…` (subscribed as the session opens, without the client's `subscribe` message and its
+/// round trip, the way Nchan's and Centrifugo's connect-time subscriptions work). The same parameters and refusals
+/// for both, so a dashboard can move between them by changing the path.
+struct SubscribeQuery: Equatable {
+    /// Why the query was refused: the 400's field and reason.
+    struct Refusal: Error, Equatable {
+        var field: String
+        var reason: String
+    }
+
+    /// Empty only for a WebSocket URL that subscribes to nothing (its client sends `subscribe` messages).
+    var patterns: [ChannelPattern] = []
+    var snapshot = false
+    var since: ResumePoint?
+    var filter: EventFilter?
+    var token: String?
+
+    /// Whether the URL subscribes at all.
+    var subscribes: Bool { !patterns.isEmpty }
+
+    /// `channels` (comma-separated, repeatable), `snapshot`, `since` (or the `Last-Event-ID` header, which wins:
+    /// it is where a reconnecting `EventSource` left off), `filter`, `token`. Form-encoded: `+` is a space.
+    /// `channels` is required unless `channelsOptional` (a WebSocket URL), and then `snapshot`, `since` and `filter`
+    /// need it: alone they would subscribe to nothing.
+    init(parsing query: String, lastEventID: String? = nil, channelsOptional: Bool = false) throws(Refusal) {
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let key = parts[0]
+            let raw = parts.count > 1 ? String(parts[1]) : ""
+            guard let value = raw.replacingOccurrences(of: "+", with: " ").removingPercentEncoding else {
+                throw Refusal(field: String(key.prefix(64)), reason: "is not valid percent-encoding")
+            }
+            switch key {
+            case "channels":
+                for text in value.split(separator: ",") {
+                    do {
+                        let pattern = try ChannelPattern(parsing: text.trimmingCharacters(in: .whitespaces))
+                        if !patterns.contains(pattern) { patterns.append(pattern) }
+                    } catch {
+                        throw Refusal(field: "channels", reason: error.reason)
+                    }
+                }
+            case "snapshot":
+                switch value {
+                case "true", "1", "": snapshot = true
+                case "false", "0": snapshot = false
+                default: throw Refusal(field: "snapshot", reason: "must be true or false, got '\(value.prefix(32))'")
+                }
+            case "since":
+                guard let point = ResumePoint(value) else {
+                    throw Refusal(field: "since", reason: "must be \(ResumePoint.rule), got '\(value.prefix(64))'")
+                }
+                since = point
+            case "filter":
+                do {
+                    filter = try EventFilter.parse(value)
+                } catch {
+                    throw Refusal(field: "filter", reason: "invalid filter '\(value.prefix(64))': \(error.reason)")
+                }
+            case "token":
+                token = value
+            default:
+                throw Refusal(field: String(key.prefix(64)), reason: "unknown parameter; use channels, snapshot, since, filter, token")
+            }
+        }
+        if let lastEventID, !lastEventID.isEmpty {
+            guard let point = ResumePoint(lastEventID) else {
+                throw Refusal(field: "Last-Event-ID", reason: "must be \(ResumePoint.rule)")
+            }
+            since = point
+        }
+        guard patterns.isEmpty else { return }
+        if !channelsOptional {
+            throw Refusal(field: "channels", reason: "is required: comma-separated patterns, e.g. channels=line:Line-2:*,alerts")
+        }
+        if snapshot || since != nil || filter != nil {
+            let given = snapshot ? "snapshot" : since != nil ? "since" : "filter"
+            throw Refusal(field: "channels", reason: "is required with \(given): the patterns it applies to, e.g. channels=line:Line-2:*")
+        }
+    }
+}
