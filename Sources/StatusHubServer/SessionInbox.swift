@@ -32,14 +32,14 @@ final class SessionInbox: Sendable {
         var full = false
         var session: WebSocketSession?
         var expiry: ExpiryWatch?
+        /// The URL's subscribe, until it is answered once the session is open (not kept for the connection's life).
+        var subscribing: SubscribeQuery?
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let channel: any Channel
     private let executor: EventLoopTaskExecutor
     private let opening: Opening
-    /// The URL's subscribe, answered once the session is open.
-    private let subscribing: SubscribeQuery?
     /// Gives back the connection's place under the connection limits, once.
     private let release: @Sendable () -> Void
 
@@ -47,7 +47,7 @@ final class SessionInbox: Sendable {
         self.channel = channel
         self.executor = EventLoopTaskExecutor(channel.eventLoop)
         self.opening = opening
-        self.subscribing = subscribing
+        self.state = Mutex(State(subscribing: subscribing))
         self.release = release
     }
 
@@ -166,9 +166,9 @@ final class SessionInbox: Sendable {
         }
         // A token's `exp` closes the socket (4003) unless `{"op":"auth"}` brought a fresh one in time.
         let expiry = session.access.watchExpiry(on: channel.eventLoop) { [self] in close(.tokenExpired) }
-        let ended = state.withLock { state in
+        let (ended, subscribing) = state.withLock { state in
             if !state.ended { state.expiry = expiry }
-            return state.ended
+            return (state.ended, state.subscribing.take())
         }
         if ended { return expiry.cancel() }
         if let subscribing { await session.subscribe(subscribing) }
