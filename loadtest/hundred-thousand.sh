@@ -114,5 +114,7 @@ done
 status=0; wait "$CLIENT_PID" || status=$?
 CLIENT_PID=""
 say "node A's log before the restart: $(grep -ci error "$WORK/a/hub.log" || true) lines with 'error'; after: $(grep -ci error "$WORK/a-restarted/hub.log" 2>/dev/null || true)"
-say "results in $BASE.json and $BASE.txt"
+# The restarted node's log is what says why subscribers were told to resync: kept beside the results.
+cp "$WORK/a-restarted/hub.log" "$BASE.restarted-hub.log" 2>/dev/null || true
+say "results in $BASE.json, $BASE.txt and the restarted node's log $BASE.restarted-hub.log"
 exit "$status"

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import StatusHubCore
 @testable import StatusHubRedis
 import Synchronization
@@ -36,6 +38,36 @@ struct RedisEngineTests {
             #expect(throws: RedisError.self) { try wrongType.orThrow() }
             #expect(try await redis.send(["PING"]) == .status("PONG"))
             await redis.close()
+        }
+    }
+
+    /// Why `statushub serve` gives the engine's connections an event loop of their own (`EngineFactory.redisLoop`):
+    /// NIO runs every task queued on a loop before it reads the loop's sockets again, so a reply that arrives while
+    /// the loop is busy (a restart storm's thousands of upgrades and replays) waits unread, and the command's own
+    /// timer, on the same loop, then takes it for a Redis that stopped answering. On a loop of its own the same
+    /// command is answered.
+    @Test func aBusyLoopTimesOutTheRepliesItHoldsNotThoseOfAnotherLoop() async throws {
+        try await withRedisServer { server in
+            let clients = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let redisLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let url = try RedisURL(parsing: server.url)
+            let shared = try await RedisConnection.connect(to: url, commandTimeoutSeconds: 1, eventLoopGroup: clients)
+            let apart = try await RedisConnection.connect(to: url, commandTimeoutSeconds: 1, eventLoopGroup: redisLoop)
+            // Both answered after 0.3 s, well inside their 1 s timeout.
+            let onShared = Task { try await shared.send(["BLPOP", "nothing-here", "0.3"]) }
+            let onItsOwn = Task { try await apart.send(["BLPOP", "nothing-here-either", "0.3"]) }
+            try await Task.sleep(for: .milliseconds(100))
+            // The clients' loop is busy for 2 s from now: the shared connection's reply arrives meanwhile.
+            clients.next().execute {
+                let end = NIODeadline.now() + .seconds(2)
+                while NIODeadline.now() < end {}
+            }
+            #expect(try await onItsOwn.value == .null)
+            await #expect(throws: RedisError.timeout) { try await onShared.value }
+            await shared.close()
+            await apart.close()
+            try await clients.shutdownGracefully()
+            try await redisLoop.shutdownGracefully()
         }
     }
 
