@@ -58,6 +58,8 @@ final class Outbox: Sendable {
         var onReady: (@Sendable () -> Void)?
         /// Push mode: told the ending once, when it is set.
         var onEnd: (@Sendable (Ending) -> Void)?
+        /// A producer waiting for the queue to shrink to `limit` frames (`untilCount(atMost:)`).
+        var roomWaiter: (limit: Int, continuation: CheckedContinuation<Void, Never>)?
     }
 
     let capacity: Int
@@ -91,10 +93,34 @@ final class Outbox: Sendable {
     /// Everything queued (push mode), or nil; the next push signals `onReady` again. `forEachStamp` is told the
     /// stamp of each event frame taken, for a writer that times its deliveries.
     func take(forEachStamp: (DeliveryStamp) -> Void = { _ in }) -> [WireFrame]? {
-        state.withLock { state in
+        let (frames, roomWaiter) = state.withLock { state -> ([WireFrame]?, CheckedContinuation<Void, Never>?) in
             state.readySignalled = false
-            guard state.live > 0, state.ending != .overflowed else { return nil }
-            return Self.takeAll(&state, forEachStamp)
+            guard state.live > 0, state.ending != .overflowed else { return (nil, nil) }
+            return (Self.takeAll(&state, forEachStamp), state.roomWaiter.take()?.continuation)
+        }
+        roomWaiter?.resume()
+        return frames
+    }
+
+    /// Returns once at most `limit` frames are queued (the writer took them), the outbox ended, or the task was
+    /// cancelled: for a producer of many frames (a replay, a snapshot's parts) that must not fill the outbox. Woken
+    /// by the writer, not by polling: 19,000 resuming subscribers polling every millisecond kept a node's timers busy
+    /// for minutes (loadtest/RESULTS.md, restart storm). One waiter at a time: a connection answers one subscribe
+    /// at once.
+    func untilCount(atMost limit: Int) async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let (now, replaced) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+                    if state.live <= limit || state.ending != nil || Task.isCancelled { return (true, nil) }
+                    let replaced = state.roomWaiter.take()?.continuation
+                    state.roomWaiter = (limit, continuation)
+                    return (false, replaced)
+                }
+                replaced?.resume()
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.roomWaiter.take() }?.continuation.resume()
         }
     }
 
@@ -220,16 +246,20 @@ final class Outbox: Sendable {
         // which holds this outbox (a flush pass drains it) and the channel, and that cycle kept every closed
         // connection's channel, buffers and logger alive — ~4.8 KB a connection (loadtest/RESULTS.md, churn).
         state.onReady = nil
-        return Wake(waiter: state.waiter.take(), onEnd: state.onEnd.take().map { onEnd in (onEnd, ending) })
+        return Wake(
+            waiter: state.waiter.take(), onEnd: state.onEnd.take().map { onEnd in (onEnd, ending) },
+            roomWaiter: state.roomWaiter.take()?.continuation)
     }
 
     /// Who to tell, once the lock is released: the task waiting in `next()`, and the push-mode end callback.
     private struct Wake {
         var waiter: CheckedContinuation<Void, Never>?
         var onEnd: (@Sendable (Ending) -> Void, Ending)?
+        var roomWaiter: CheckedContinuation<Void, Never>? = nil
 
         func run() {
             waiter?.resume()
+            roomWaiter?.resume()
             if let (callback, ending) = onEnd { callback(ending) }
         }
     }
@@ -257,12 +287,13 @@ final class Outbox: Sendable {
     /// `forEachStamp` as for `take`.
     func next(forEachStamp: (DeliveryStamp) -> Void = { _ in }) async -> Next {
         while true {
-            let result: Next? = state.withLock { state in
-                if state.ending == .overflowed { return .ended(.overflowed) }
-                if state.live > 0 { return .frames(Self.takeAll(&state, forEachStamp)) }
-                if let ending = state.ending { return .ended(ending) }
-                return nil
+            let (result, roomWaiter) = state.withLock { state -> (Next?, CheckedContinuation<Void, Never>?) in
+                if state.ending == .overflowed { return (.ended(.overflowed), nil) }
+                if state.live > 0 { return (.frames(Self.takeAll(&state, forEachStamp)), state.roomWaiter.take()?.continuation) }
+                if let ending = state.ending { return (.ended(ending), nil) }
+                return (nil, nil)
             }
+            roomWaiter?.resume()
             if let result { return result }
             if Task.isCancelled { return .ended(.closed) }
             await waitForFramesOrEnd()

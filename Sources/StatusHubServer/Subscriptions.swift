@@ -77,8 +77,9 @@ struct Subscriptions {
                     id: id, events: events, position: chunk.position, resumeToken: chunk.resumeToken, more: !chunk.isLast))
                 // Read the next part only once this one is nearly on its way: a snapshot of 50,000 states to a dozen
                 // dashboards at once must not sit in their outboxes whole.
-                while !chunk.isLast, connection.outbox.count > 2, !Task.isCancelled {
-                    try await Task.sleep(for: .milliseconds(1))
+                if !chunk.isLast {
+                    await connection.outbox.untilCount(atMost: 2)
+                    try Task.checkCancellation()
                 }
             }
             endSeam(answered)
@@ -112,9 +113,8 @@ struct Subscriptions {
     private var replayPageSize: Int { max(1, min(1000, replayRoom / 2)) }
 
     private func untilOutboxHasRoomForAPage() async throws {
-        while connection.outbox.count > replayRoom - replayPageSize, !Task.isCancelled {
-            try await Task.sleep(for: .milliseconds(1))
-        }
+        await connection.outbox.untilCount(atMost: replayRoom - replayPageSize)
+        try Task.checkCancellation()
     }
 
     /// How a replay ended; `sent`: what the pages it sent covered, for the seam.

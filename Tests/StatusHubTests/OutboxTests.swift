@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import StatusHubServer
@@ -35,6 +36,44 @@ struct OutboxTests {
             }
             #expect(weakReader == nil)
         }
+    }
+
+    /// A replay or a snapshot waits for room in the outbox without polling: the writer taking the frames, the
+    /// outbox's end or the waiter's cancellation wakes it, and it does not return while the frames are still queued.
+    @Test func aProducerWaitsForRoomUntilTheWriterTakesTheFrames() async throws {
+        let outbox = Outbox(capacity: 100)
+        outbox.setOnReady {}
+        for index in 0..<10 { outbox.push(frame("f\(index)")) }
+        await outbox.untilCount(atMost: 10)  // room already: at once
+        let returned = Atomic<Bool>(false)
+        let waiter = Task {
+            await outbox.untilCount(atMost: 2)
+            returned.store(true, ordering: .relaxed)
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        outbox.push(frame("f10"))  // a push is no reason to wake it
+        try await Task.sleep(for: .milliseconds(100))
+        let returnedEarly = returned.load(ordering: .relaxed)
+        #expect(!returnedEarly, "returned while 11 frames were queued")
+        #expect(outbox.count == 11)
+        #expect(outbox.take()?.count == 11)
+        await waiter.value
+        #expect(outbox.count == 0)
+
+        for index in 0..<5 { outbox.push(frame("g\(index)")) }
+        let ending = Task { await outbox.untilCount(atMost: 0) }
+        try await Task.sleep(for: .milliseconds(100))
+        outbox.close()
+        await ending.value
+
+        let cancelled = Outbox(capacity: 100)
+        cancelled.setOnReady {}
+        for index in 0..<5 { cancelled.push(frame("h\(index)")) }
+        let gaveUp = Task { await cancelled.untilCount(atMost: 0) }
+        try await Task.sleep(for: .milliseconds(100))
+        gaveUp.cancel()
+        await gaveUp.value
+        #expect(cancelled.count == 5)
     }
 
     @Test func queuedStateCollapsesToTheLatestAndKeepsIDOrder() async {
