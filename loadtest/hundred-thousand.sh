@@ -28,6 +28,9 @@ SUBSCRIBERS=${SUBSCRIBERS:-100000}
 SHARDS=${SHARDS:-1}
 SOURCES=${SOURCES:-127.0.0.2-127.0.0.11}
 CONNECT_CONCURRENCY=${CONNECT_CONCURRENCY:-1000}
+# Seconds between the events published through B while A restarts (and on until every subscriber has them): each
+# one is a delivery to every subscriber, so 0.1 s × 19,000 subscribers asks 190,000 deliveries/s of node A.
+PUBLISH_EVERY=${PUBLISH_EVERY:-0.1}
 NOFILE=${NOFILE:-300000}
 TIME_LIMIT=${TIME_LIMIT:-1800}
 
@@ -92,7 +95,8 @@ echo "$HUB_PID" >"$WORK/hub.pid"
 BASE="$OUT_DIR/hundred-thousand-$SUBSCRIBERS-shards-$SHARDS-$STAMP"
 LOAD=("${CLIENT_PIN[@]}" "$BIN/statushub-load" resume --url "http://127.0.0.1:$A_PORT"
     --publish-url "http://127.0.0.1:$B_PORT" --subscribers "$SUBSCRIBERS" --source-addresses "$SOURCES"
-    --connect-concurrency "$CONNECT_CONCURRENCY" --hub-pid-file "$WORK/hub.pid" --restart --json "$BASE.json")
+    --connect-concurrency "$CONNECT_CONCURRENCY" --publish-every "$PUBLISH_EVERY" --hub-pid-file "$WORK/hub.pid" --restart
+    --json "$BASE.json")
 say "node A $HUB_PID on 127.0.0.1:$A_PORT, node B $B_PID on 127.0.0.1:$B_PORT, redis-server $REDIS_PID; ulimit -n $(ulimit -n)"
 say "${LOAD[*]}"
 timeout --signal=INT --kill-after=10 "$TIME_LIMIT" "${LOAD[@]}" > >(tee "$BASE.txt") 2>&1 &
