@@ -20,8 +20,9 @@ struct HTTPConnectionTests {
         ("space before the colon", "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n", 400, "headers"),
     ]
 
-    /// Sends `bytes` on a fresh connection and reads until the hub closes it (at most `timeout`).
-    static func exchange(port: Int, _ bytes: [UInt8], timeout: TimeInterval = 5) async throws -> (responses: [RawHTTPResponse], closed: Bool, seconds: Double) {
+    /// Sends `bytes` on a fresh connection and reads until the hub closes it (at most `timeout`: a liveness bound,
+    /// returned from as soon as the hub closes; 5 s ran out in a starved CI-like run with every suite at once).
+    static func exchange(port: Int, _ bytes: [UInt8], timeout: TimeInterval = 30) async throws -> (responses: [RawHTTPResponse], closed: Bool, seconds: Double) {
         try await RawSocket.offPool {
             let socket = try RawSocket(port: port)
             let start = Date()
@@ -99,7 +100,8 @@ struct HTTPConnectionTests {
         try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 60 }) { hub in
             let (responses, closed, seconds) = try await Self.exchange(port: hub.port, Array("GET /health HTTP/1.0\r\n\r\n".utf8))
             #expect(responses.map(\.status) == [200])
-            #expect(closed && seconds < 5)
+            // Closed by the answer, well before the 60 s idle timeout.
+            #expect(closed && seconds < 30)
             // With keep-alive it stays open for the next request.
             let (_, keptOpen, _) = try await Self.exchange(
                 port: hub.port, Array("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".utf8), timeout: 1)
