@@ -81,8 +81,7 @@ enum SubscriberConnection {
     ) async throws -> any Channel {
         guard let parsed = URL(string: url), parsed.scheme == "ws", let host = parsed.host else { throw BadURL(url: url) }
         let port = parsed.port ?? 80
-        var target = parsed.path.isEmpty ? "/" : parsed.path
-        if let query = parsed.query { target += "?" + query }
+        let target = (parsed.path.isEmpty ? "/" : parsed.path) + (parsed.query.map { "?" + $0 } ?? "")
         var bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
