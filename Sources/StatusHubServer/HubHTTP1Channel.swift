@@ -74,24 +74,19 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             // It grows at once when a read fills it (request bodies).
             try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
             // The typed upgrader passes nothing from its decision to its pipeline step but the request head: the
-            // decision waits here in between (both run on this loop).
-            let decided = NIOLoopBoundBox<Upgrade?>(nil, eventLoop: channel.eventLoop)
-            let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
-            let refused = NIOLoopBoundBox<Refusal?>(nil, eventLoop: channel.eventLoop)
+            // decision waits here in between (both run on this loop). Nil: no upgrade was asked for.
+            let decided = NIOLoopBoundBox<Decision?>(nil, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<Outcome>(
                 maxFrameSize: maxFrameSize,
                 shouldUpgrade: { [decide] channel, head in
-                    attempted.value = true
-                    switch decide(head, channel, logger) {
-                    case .upgrade(let upgrade): decided.value = upgrade
-                    case .decline: break
-                    case .refuse(let refusal): refused.value = refusal
-                    }
-                    return channel.eventLoop.makeSucceededFuture(decided.value?.headers)
+                    let decision = decide(head, channel, logger)
+                    decided.value = decision
+                    guard case .upgrade(let upgrade) = decision else { return channel.eventLoop.makeSucceededFuture(nil) }
+                    return channel.eventLoop.makeSucceededFuture(upgrade.headers)
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        guard let upgrade = decided.value else { preconditionFailure("upgraded without a decision") }
+                        guard case .upgrade(let upgrade)? = decided.value else { preconditionFailure("upgraded without a decision") }
                         decided.value = nil
                         try upgrade.install(channel)
                         return .upgraded
@@ -110,7 +105,11 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                             HTTPConnectionStateHandler(idleTimeout: http.idleTimeout.map { .init($0) }, logger: logger))
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-                        return attempted.value ? .declinedUpgrade(asyncChannel, refused.value) : .notUpgraded(asyncChannel)
+                        switch decided.value {
+                        case nil: return .notUpgraded(asyncChannel)
+                        case .refuse(let refusal)?: return .declinedUpgrade(asyncChannel, refusal)
+                        case .decline?, .upgrade?: return .declinedUpgrade(asyncChannel, nil)
+                        }
                     }
                 }
             )

@@ -58,8 +58,8 @@ final class Outbox: Sendable {
         var onReady: (@Sendable () -> Void)?
         /// Push mode: told the ending once, when it is set.
         var onEnd: (@Sendable (Ending) -> Void)?
-        /// A producer waiting for the queue to shrink to `limit` frames (`untilCount(atMost:)`).
-        var roomWaiter: (limit: Int, continuation: CheckedContinuation<Void, Never>)?
+        /// A producer waiting for room (`untilCount(atMost:)`): woken when the writer takes the queue, which empties it.
+        var roomWaiter: CheckedContinuation<Void, Never>?
     }
 
     let capacity: Int
@@ -96,7 +96,7 @@ final class Outbox: Sendable {
         let (frames, roomWaiter) = state.withLock { state -> ([WireFrame]?, CheckedContinuation<Void, Never>?) in
             state.readySignalled = false
             guard state.live > 0, state.ending != .overflowed else { return (nil, nil) }
-            return (Self.takeAll(&state, forEachStamp), state.roomWaiter.take()?.continuation)
+            return (Self.takeAll(&state, forEachStamp), state.roomWaiter.take())
         }
         roomWaiter?.resume()
         return frames
@@ -112,15 +112,15 @@ final class Outbox: Sendable {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let (now, replaced) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
                     if state.live <= limit || state.ending != nil || Task.isCancelled { return (true, nil) }
-                    let replaced = state.roomWaiter.take()?.continuation
-                    state.roomWaiter = (limit, continuation)
+                    let replaced = state.roomWaiter.take()
+                    state.roomWaiter = continuation
                     return (false, replaced)
                 }
                 replaced?.resume()
                 if now { continuation.resume() }
             }
         } onCancel: {
-            state.withLock { $0.roomWaiter.take() }?.continuation.resume()
+            state.withLock { $0.roomWaiter.take() }?.resume()
         }
     }
 
@@ -248,7 +248,7 @@ final class Outbox: Sendable {
         state.onReady = nil
         return Wake(
             waiter: state.waiter.take(), onEnd: state.onEnd.take().map { onEnd in (onEnd, ending) },
-            roomWaiter: state.roomWaiter.take()?.continuation)
+            roomWaiter: state.roomWaiter.take())
     }
 
     /// Who to tell, once the lock is released: the task waiting in `next()`, and the push-mode end callback.
@@ -289,7 +289,7 @@ final class Outbox: Sendable {
         while true {
             let (result, roomWaiter) = state.withLock { state -> (Next?, CheckedContinuation<Void, Never>?) in
                 if state.ending == .overflowed { return (.ended(.overflowed), nil) }
-                if state.live > 0 { return (.frames(Self.takeAll(&state, forEachStamp)), state.roomWaiter.take()?.continuation) }
+                if state.live > 0 { return (.frames(Self.takeAll(&state, forEachStamp)), state.roomWaiter.take()) }
                 if let ending = state.ending { return (.ended(ending), nil) }
                 return (nil, nil)
             }

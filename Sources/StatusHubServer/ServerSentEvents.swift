@@ -39,7 +39,8 @@ struct ServerSentEvents {
                 code == .tooManyConnections ? .tooManyRequests : .serviceUnavailable, field: "connection", reason: reason,
                 headers: [.retryAfter: "1"])
         }
-        let token = SubscriberTokens.token(authorization: request.headers[.authorization], path: request.uri.string)
+        // The header's, else the query's (read with the rest of the query above).
+        let token = SubscriberTokens.token(authorization: request.headers[.authorization], path: nil)
         let subscriber: Subscriber
         switch await hub.access.authenticate(token: token ?? asked.token) {
         case .success(let known): subscriber = known

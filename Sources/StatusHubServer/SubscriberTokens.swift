@@ -100,7 +100,8 @@ final class SubscriberTokens: Sendable {
         return .success(Subscriber(tenant: tenant, allowed: allowed, expires: claims.exp.value, claims: Set(claims.see ?? [])))
     }
 
-    /// The token of a WebSocket upgrade: `Authorization: Bearer <JWT>`, else the `token` query parameter.
+    /// The token of a request: `Authorization: Bearer <JWT>`, else the `token` query parameter of `path` (nil: the
+    /// header only, for a caller that reads the query itself, `SubscribeQuery`).
     static func token(authorization: String?, path: String?) -> String? {
         if let authorization, let bearer = PublisherKeys.bearer(authorization) { return String(bearer) }
         guard let query = path?.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }

@@ -69,7 +69,9 @@ final class WebSocketUpgrade: Sendable {
             // header as one.
             for offer in value.split(separator: ",") { offers.append(HTTPField(name: .secWebSocketExtensions, value: String(offer))) }
         }
-        let token = SubscriberTokens.token(authorization: head.headers.first(name: "Authorization"), path: head.uri)
+        // The header's, else the query's (read with the rest of the query above; `token=` alone is no token).
+        let token = SubscriberTokens.token(authorization: head.headers.first(name: "Authorization"), path: nil)
+            ?? asked.token.flatMap { $0.isEmpty ? nil : $0 }
         let pingInterval = TimeAmount.milliseconds(Int64(limits.pingIntervalSeconds * 1000))
         let deflate = limits.compression ? PerMessageDeflate.negotiate(WebSocketExtensionHTTPParameters.parseHeaders(offers)) : nil
         var answer = HTTPHeaders()
