@@ -105,18 +105,21 @@ import Testing
             #expect(subscribed?["channels"] == .array([.string("line:Line-2:alerts:*"), .string("machine:M-7")]))
 
             // A token that expires in a few seconds closes the socket with 4003 ... (JWT `exp` has whole seconds, and a
-            // loaded CI machine running the suite in parallel needs room for the handshake and the subscribe.)
-            let brief = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(try await issuer.hs256(patterns: ["*"], expiresIn: 5))")
+            // loaded CI machine running the suite in parallel needs room for the handshake and the subscribe: a run
+            // starved for more than 5 s lost the race with the expiry, so the tokens below live 10 s.)
+            let brief = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(try await issuer.hs256(patterns: ["*"], expiresIn: 10))")
             try await brief.subscribe(["alerts"])
-            #expect(try await brief.closedByHub(timeout: .seconds(15))?.closeCode == .init(codeNumber: 4003))
+            #expect(try await brief.closedByHub(timeout: .seconds(30))?.closeCode == .init(codeNumber: 4003))
 
             // ... unless `auth` brought a fresh one; one of another tenant is refused.
-            let renewed = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(try await issuer.hs256(patterns: ["*"], expiresIn: 6))")
+            let firstExpiry = ContinuousClock.now + .seconds(10)
+            let renewed = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(try await issuer.hs256(patterns: ["*"], expiresIn: 10))")
             renewed.send(#"{"op":"auth","id":"t","token":"\#(try await issuer.es256(tenant: "acme", patterns: ["*"]))"}"#)
             #expect(try await renewed.next()["code"] == .string("forbidden"))
             renewed.send(#"{"op":"auth","id":"t","token":"\#(try await issuer.hs256(patterns: ["*"], expiresIn: 60))"}"#)
             #expect(try await renewed.next()["op"] == .string("authenticated"))
-            try await Task.sleep(for: .seconds(7))
+            // Past the first token's expiry (a second more for `exp`'s whole seconds), however long the renewal took.
+            try await Task.sleep(until: firstExpiry + .seconds(1.5))
             renewed.send(#"{"op":"ping","id":"p"}"#)
             #expect(try await renewed.next(op: "pong")["id"] == .string("p"))
             for socket in [supervisor, renewed] { _ = await socket.close() }
