@@ -45,9 +45,9 @@ struct ConnectionLifetimeTests {
             let watch = Watch()
             let socket = try RawSocket(port: hub.port)
             try socket.upgrade(headers: compressed ? ["Sec-WebSocket-Extensions": "permessage-deflate"] : [:])
-            _ = socket.read(timeout: 5) { String(decoding: $0, as: UTF8.self).contains("\r\n\r\n") }
+            _ = socket.read(timeout: 30) { String(decoding: $0, as: UTF8.self).contains("\r\n\r\n") }
             try socket.send(RawSocket.frame(opcode: 1, payload: Array(#"{"op":"subscribe","id":"s","channels":["alerts"]}"#.utf8)))
-            _ = socket.read(timeout: 5) { String(decoding: $0, as: UTF8.self).contains("subscribed") }
+            _ = socket.read(timeout: 30) { String(decoding: $0, as: UTF8.self).contains("subscribed") }
             let deadline = Date().addingTimeInterval(5)
             while watch.connection == nil, Date() < deadline {
                 if let open = fanOut.openConnections.first, !open.patterns.isEmpty {

@@ -59,9 +59,9 @@ struct HTTPConnectionTests {
                 let (statuses, laterClosed) = try await RawSocket.offPool { () -> ([Int], Bool) in
                     let socket = try RawSocket(port: hub.port)
                     try socket.send(good)
-                    let first = socket.read(timeout: 5) { RawHTTPResponse.all(in: $0).count == 1 }
+                    let first = socket.read(timeout: 30) { RawHTTPResponse.all(in: $0).count == 1 }
                     try? socket.send(malformed.head)
-                    let second = socket.read(timeout: 5)
+                    let second = socket.read(timeout: 30)
                     return (RawHTTPResponse.all(in: first.bytes + second.bytes).map(\.status), second.closed)
                 }
                 #expect(statuses == [200, malformed.status], "\(malformed.name)")

@@ -247,7 +247,7 @@ struct MQTTBridgeTests {
 
                 edge.skipSeq()
                 try edge.publishStatus(device: "M-801", status: "running")
-                let afterGap = try await Self.nextStatus(socket, "M-801", timeout: .seconds(5))
+                let afterGap = try await Self.nextStatus(socket, "M-801", timeout: .seconds(30))
                 #expect(afterGap["data"]?["current_status"] == .string("running"))
                 try await eventually("the edge node got a rebirth request") { edge.rebirthRequests == 1 }
                 try await eventually("and was born again") { edge.births == 2 }
@@ -292,7 +292,7 @@ struct MQTTBridgeTests {
                 for index in 0..<50 { try publisher.publish(Self.statusMessage("M-\(100 + index)", "RUN")) }
                 var seen: Set<String> = []
                 while seen.count < 50 {
-                    let event = try await socket.nextEvent(timeout: .seconds(5))
+                    let event = try await socket.nextEvent(timeout: .seconds(30))
                     if case .string(let id)? = event["entity_id"], !id.hasPrefix("PROBE") { seen.insert(id) }
                 }
                 #expect(seen.count == 50)
@@ -335,7 +335,7 @@ struct MQTTBridgeTests {
                         }
                         var ids: [String] = []
                         while ids.count < 40 {
-                            let event = try await socket.nextEvent(timeout: .seconds(5))
+                            let event = try await socket.nextEvent(timeout: .seconds(30))
                             if case .string(let id)? = event["entity_id"], !id.hasPrefix("PROBE") { ids.append(id) }
                         }
                         let extra = await socket.drain(for: .milliseconds(500)).filter { $0.contains(#""op":"event""#) && !$0.contains("PROBE") }
@@ -483,7 +483,7 @@ struct MQTTBridgeTests {
     }
 
     /// The next status event (of `machine`, when given).
-    static func nextStatus(_ socket: TestSocket, _ machine: String?, timeout: Duration = .seconds(5)) async throws -> [String: JSONValue] {
+    static func nextStatus(_ socket: TestSocket, _ machine: String?, timeout: Duration = .seconds(30)) async throws -> [String: JSONValue] {
         let deadline = ContinuousClock.now + timeout
         while true {
             let event = try await socket.nextEvent(timeout: deadline - ContinuousClock.now)

@@ -19,7 +19,7 @@ struct ProtocolAbuseTests {
         try await RawSocket.offPool {
             let socket = try RawSocket(port: port)
             try socket.upgrade()
-            _ = socket.read(timeout: 5) { String(decoding: $0, as: UTF8.self).contains("\r\n\r\n") }
+            _ = socket.read(timeout: 30) { String(decoding: $0, as: UTF8.self).contains("\r\n\r\n") }
             for frame in frames { try? socket.send(frame) }
             // The response head was consumed above; closeCode(in:) expects one in front of the frames.
             let stream = Array("HTTP/1.1 101\r\n\r\n".utf8) + socket.read(timeout: 10) { RawSocket.closeCode(in: Array("HTTP/1.1 101\r\n\r\n".utf8) + $0) != nil }.bytes
@@ -93,7 +93,7 @@ struct ProtocolAbuseTests {
                 let socket = try RawSocket(port: hub.port)
                 try socket.upgrade()
                 try socket.send(RawSocket.frame(opcode: 1, payload: ping))
-                return String(decoding: socket.read(timeout: 5) { String(decoding: $0, as: UTF8.self).contains("pong") }.bytes, as: UTF8.self).contains("pong")
+                return String(decoding: socket.read(timeout: 30) { String(decoding: $0, as: UTF8.self).contains("pong") }.bytes, as: UTF8.self).contains("pong")
             }
             #expect(answered)
             try await Self.bystanderStillServed(hub, bystander, entity: "M-1002")
@@ -148,7 +148,7 @@ struct ProtocolAbuseTests {
                 try socket.upgrade(headers: ["Sec-WebSocket-Extensions": offer])
                 let (status, head) = socket.responseStatus()
                 try? socket.send(RawSocket.frame(opcode: 1, payload: Array(#"{"op":"ping","id":"p"}"#.utf8)))
-                let reply = socket.read(timeout: 5) { String(decoding: $0, as: UTF8.self).contains("pong") || $0.contains(0xC1) }
+                let reply = socket.read(timeout: 30) { String(decoding: $0, as: UTF8.self).contains("pong") || $0.contains(0xC1) }
                 return (status, head, !reply.bytes.isEmpty)
             }
             #expect(status == 101, "\(offer): \(head)")

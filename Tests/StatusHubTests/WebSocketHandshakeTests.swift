@@ -128,7 +128,7 @@ struct WebSocketHandshakeTests {
             let late = try await RawSocket.offPool {
                 let socket = try RawSocket(port: hub.port)
                 try socket.send("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                _ = socket.read(timeout: 5) { String(decoding: $0, as: UTF8.self).contains(#"{"status":"ok"}"#) }
+                _ = socket.read(timeout: 30) { String(decoding: $0, as: UTF8.self).contains(#"{"status":"ok"}"#) }
                 try socket.upgrade(path: "/v1/ws?token=t")
                 return socket.responseStatus()
             }

@@ -38,7 +38,7 @@ final class SSEClient: @unchecked Sendable {
         try await RawSocket.offPool { [self] in
             let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
                 .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
-            if raw.count < length { raw += socket.read(timeout: 5) { [raw] in raw.count + $0.count >= length }.bytes }
+            if raw.count < length { raw += socket.read(timeout: 30) { [raw] in raw.count + $0.count >= length }.bytes }
             return String(decoding: raw, as: UTF8.self)
         }
     }
