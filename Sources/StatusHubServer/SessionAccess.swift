@@ -92,8 +92,10 @@ final class SessionAccess: Sendable {
 
     /// Calls `expired` once, when the token expires (following refreshes), from a timer on `loop` — an idle
     /// connection holds no task for this. Nothing happens for a token without `exp`. Cancel the returned watch
-    /// when the session ends.
-    func watchExpiry(on loop: any EventLoop, expired: @escaping @Sendable () -> Void) -> ExpiryWatch {
+    /// when the session ends. Nil on a node without token keys, where no `exp` can ever come: the watch, its
+    /// timer closure and its recheck were ~170 bytes of every idle connection for nothing (loadtest/RESULTS.md).
+    func watchExpiry(on loop: any EventLoop, expired: @escaping @Sendable () -> Void) -> ExpiryWatch? {
+        guard tokens?.verifiesTokens == true || subscriber.expires != nil else { return nil }
         let watch = ExpiryWatch()
         @Sendable func check() {
             guard !watch.isCancelled, let expires = subscriber.expires else { return }

@@ -45,6 +45,8 @@ final class SubscriberTokens: Sendable {
     }
 
     let required: Bool
+    /// Whether any key is configured: without one no token verifies, so no session can come to hold an `exp`.
+    let verifiesTokens: Bool
     private let keys: Task<JWTKeyCollection, Never>
 
     /// Throws `ConfigError` when the ES256 key file cannot be read or is not a PEM P-256 public key: the node then
@@ -53,6 +55,7 @@ final class SubscriberTokens: Sendable {
         required = config.required
         let secret = config.jwtHs256Secret
         let publicKey = try config.jwtEs256PublicKeyFile.map(Self.loadES256PublicKey(path:))
+        verifiesTokens = !(secret ?? "").isEmpty || publicKey != nil
         keys = Task {
             let keys = JWTKeyCollection()
             if let secret, !secret.isEmpty { await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: "hs256") }

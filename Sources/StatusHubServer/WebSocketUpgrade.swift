@@ -56,13 +56,15 @@ final class WebSocketUpgrade: Sendable {
         } catch {
             return .refuse(HubHTTP1Channel.Refusal(field: error.field, reason: error.reason))
         }
-        let admission: HubAccess.Admission?
+        // The address the connection is counted under; the release below keeps it (not the whole admission, whose
+        // subscriber would stay in every connection's memory for nothing).
+        let address: String?
         let refusal: (code: CloseCode, reason: String)?
         switch access.admitConnection(channel: channel) {
-        case .admitted(let admitted): (admission, refusal) = (admitted, nil)
-        case .refused(let code, let reason): (admission, refusal) = (nil, (code, reason))
+        case .admitted(let admitted): (address, refusal) = (admitted.address, nil)
+        case .refused(let code, let reason): (address, refusal) = (nil, (code, reason))
         }
-        let release: @Sendable () -> Void = { [access] in admission.map { access.connections.release($0.address) } }
+        let release: @Sendable () -> Void = { [access] in address.map { access.connections.release($0) } }
         var offers = HTTPFields()
         for (name, value) in head.headers where name.lowercased() == "sec-websocket-extensions" {
             // Several offers may share one header, comma-separated (RFC 6455 §9.1); the library's parser takes a
