@@ -8,9 +8,10 @@ import NIOWebSocket
 /// them only after the new pipeline is installed.
 ///
 /// Right behind the frame decoder: passes masked frames on; answers the first unmasked one with a close frame
-/// (1002) and closes the socket once it is written, like swift-nio's `WebSocketProtocolErrorHandler` does for the
-/// decoder's own errors (its error type has no case for an unmasked frame). Nothing the client sends after it is
-/// read. It refuses frames with RSV bits the session did not negotiate the same way (RFC 6455 §5.2; swift-nio's
+/// (1002) and closes the socket once it is written. The decoder's own errors (a frame over `websocket.max_frame_bytes`,
+/// a fragmented or long control frame) are answered the same way, with their code and a reason, in place of
+/// swift-nio's `WebSocketProtocolErrorHandler` (the upgrade leaves it out: one handler and its context less in every
+/// connection, loadtest/RESULTS.md). Nothing the client sends after it is read. It refuses frames with RSV bits the session did not negotiate the same way (RFC 6455 §5.2; swift-nio's
 /// frame aggregator would drop them): with permessage-deflate, RSV1 is allowed on the first frame of a data message and nowhere else
 /// (RFC 7692 §6), and it is noted for the session's `MessageInflater`, since the aggregated message loses it.
 final class RequireMaskedFrames: ChannelInboundHandler, RemovableChannelHandler {
@@ -37,13 +38,35 @@ final class RequireMaskedFrames: ChannelInboundHandler, RemovableChannelHandler 
         } else {
             return context.fireChannelRead(data)
         }
+        refuse(.protocolError, reason: reason, context: context)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? NIOWebSocketError, !refused {
+            // The decoder stops at its error: nothing after it can be read, the client's answer to the close included.
+            let (code, reason) = Self.answer(error)
+            refuse(code, reason: reason, context: context)
+        }
+        context.fireErrorCaught(error)
+    }
+
+    private func refuse(_ code: WebSocketErrorCode, reason: String, context: ChannelHandlerContext) {
         refused = true
-        var payload = context.channel.allocator.buffer(capacity: 40)
-        payload.write(webSocketErrorCode: .protocolError)
+        var payload = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
+        payload.write(webSocketErrorCode: code)
         payload.writeString(reason)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)))
             .whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// The codes swift-nio's handler sends for them (its mapping is internal to the library), with a reason.
+    private static func answer(_ error: NIOWebSocketError) -> (WebSocketErrorCode, String) {
+        switch error {
+        case .invalidFrameLength: (.messageTooLarge, "frame longer than websocket.max_frame_bytes")
+        case .fragmentedControlFrame: (.protocolError, "control frames must not be fragmented (RFC 6455 5.5)")
+        case .multiByteControlFrameLength: (.protocolError, "control frame payloads are at most 125 bytes (RFC 6455 5.5)")
+        }
     }
 
     private func reservedBitsRefusal(_ frame: WebSocketFrame) -> String? {

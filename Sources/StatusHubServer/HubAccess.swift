@@ -11,9 +11,9 @@ final class HubAccess: Sendable {
     let subscriberTokens: SubscriberTokens
     let connections: ConnectionLimiter
     let messagesPerSecond: Double
-    /// A client let in: who it is, and the address its connection is counted under.
+    /// A client let in: the address its connection is counted under (who it is comes with its token, after the
+    /// handshake).
     struct Admission: Sendable {
-        var subscriber: Subscriber
         var address: String
     }
 
@@ -38,7 +38,7 @@ final class HubAccess: Sendable {
         let address = channel.remoteAddress?.ipAddress ?? "unknown"
         switch connections.acquire(address) {
         case nil:
-            return .admitted(Admission(subscriber: .anonymous, address: address))
+            return .admitted(Admission(address: address))
         case .total(let limit)?:
             return .refused(.nodeFull, reason: "\(limit) connections open (server.max_connections); try another node")
         case .perAddress(let limit)?:

@@ -78,6 +78,8 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             let decided = NIOLoopBoundBox<Decision?>(nil, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<Outcome>(
                 maxFrameSize: maxFrameSize,
+                // The decoder's errors are answered by `RequireMaskedFrames`, which stands right behind it anyway.
+                enableAutomaticErrorHandling: false,
                 shouldUpgrade: { [decide] channel, head in
                     let decision = decide(head, channel, logger)
                     decided.value = decision

@@ -131,7 +131,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
             // A continuation without a start, a new message before the last one ended.
             close(.protocolError)
         case is NIOWebSocketError:
-            // The decoder's: swift-nio's WebSocketProtocolErrorHandler, in front, sent the close frame and closes.
+            // The decoder's: `RequireMaskedFrames`, in front, sent the close frame and closes.
             closing = true
             inbox.stop()
         default:

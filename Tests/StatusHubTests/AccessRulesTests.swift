@@ -1,4 +1,5 @@
 import Foundation
+import NIOEmbedded
 import StatusHubCore
 import Testing
 
@@ -61,6 +62,24 @@ import Testing
         let access = SessionAccess(subscriber: .anonymous, tokens: nil, messagesPerSecond: 5)
         let screens = (0..<11).map { _ in access.screenMessage() }
         #expect(screens == Array(repeating: .pass, count: 5) + Array(repeating: .limited, count: 5) + [.close])
+    }
+
+    /// A node without token keys can never see an `exp` (no token verifies there), so its sessions keep no expiry
+    /// watch; with a key one is kept even for a session without a token, since an `auth` may bring one that expires.
+    @Test func expiryIsWatchedOnlyWhereATokenCanExpire() throws {
+        let loop = EmbeddedEventLoop()
+        let keyless = SessionAccess(subscriber: .anonymous, tokens: try SubscriberTokens(config: HubConfig.Auth()), messagesPerSecond: 0)
+        #expect(keyless.watchExpiry(on: loop) {} == nil)
+        var auth = HubConfig.Auth()
+        auth.jwtHs256Secret = String(repeating: "k", count: 32)  // config requires 32 bytes or more
+        let keyed = SessionAccess(subscriber: .anonymous, tokens: try SubscriberTokens(config: auth), messagesPerSecond: 0)
+        let watch = keyed.watchExpiry(on: loop) {}
+        #expect(watch != nil)
+        watch?.cancel()
+        let expiring = Subscriber(tenant: Tenant.defaultName, allowed: nil, expires: Date().addingTimeInterval(60))
+        let held = SessionAccess(subscriber: expiring, tokens: nil, messagesPerSecond: 0).watchExpiry(on: loop) {}
+        #expect(held != nil)
+        held?.cancel()
     }
 
     @Test func keysAreComparedByHashOnly() {

@@ -40,6 +40,22 @@ struct ProtocolAbuseTests {
         }
     }
 
+    /// Frames NIO's decoder itself refuses (RFC 6455 §5.5: a control frame is never fragmented and carries at most
+    /// 125 bytes) are answered with 1002 by the hub's own handler behind the decoder, and the socket is closed.
+    @Test(arguments: [
+        ("a ping of 126 bytes", RawSocket.frame(opcode: 9, payload: [UInt8](repeating: UInt8(ascii: "p"), count: 126))),
+        ("a ping without FIN", RawSocket.frame(opcode: 9, fin: false, payload: Array("p".utf8))),
+    ])
+    func controlFramesTheDecoderRefusesCloseWith1002(_ name: String, _ frame: [UInt8]) async throws {
+        try await withHub(engine: .memory) { hub in
+            let bystander = try await TestSocket(port: hub.port)
+            try await bystander.subscribe(["alerts"])
+            #expect(try await Self.closeCode(port: hub.port, after: [frame]) == 1002, "\(name)")
+            try await Self.bystanderStillServed(hub, bystander, entity: "M-1002")
+            _ = await bystander.close()
+        }
+    }
+
     @Test func fragmentedMessagePastTheLimitClosesWith1009() async throws {
         try await withHub(engine: .memory, configure: { $0.websocket.maxFrameBytes = 1024 }) { hub in
             let bystander = try await TestSocket(port: hub.port)
