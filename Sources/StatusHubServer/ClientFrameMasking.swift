@@ -11,9 +11,10 @@ import NIOWebSocket
 /// (1002) and closes the socket once it is written. The decoder's own errors (a frame over `websocket.max_frame_bytes`,
 /// a fragmented or long control frame) are answered the same way, with their code and a reason, in place of
 /// swift-nio's `WebSocketProtocolErrorHandler` (the upgrade leaves it out: one handler and its context less in every
-/// connection, loadtest/RESULTS.md). Nothing the client sends after it is read. It refuses frames with RSV bits the session did not negotiate the same way (RFC 6455 §5.2; swift-nio's
-/// frame aggregator would drop them): with permessage-deflate, RSV1 is allowed on the first frame of a data message and nowhere else
-/// (RFC 7692 §6), and it is noted for the session's `MessageInflater`, since the aggregated message loses it.
+/// connection, loadtest/RESULTS.md). Nothing the client sends after it is read. It refuses frames with RSV bits the
+/// session did not negotiate the same way (RFC 6455 §5.2; swift-nio's frame aggregator would drop them): with
+/// permessage-deflate, RSV1 is allowed on the first frame of a data message and nowhere else (RFC 7692 §6), and it
+/// is noted for the session's `MessageInflater`, since the aggregated message loses it.
 final class RequireMaskedFrames: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = WebSocketFrame
