@@ -70,8 +70,9 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             // The socket's receive buffer is kept between reads and sized by the largest recent one: NIO's default
-            // starts at 2 KiB, a fifth of what an idle WebSocket costs, for upgrade requests of a few hundred bytes.
-            // It grows at once when a read fills it (request bodies).
+            // starts at 2 KiB, a fifth of what an idle WebSocket cost, for upgrade requests of a few hundred bytes.
+            // 256 bytes: what an idle dashboard then sends (a subscribe, a pong) fits; a larger upgrade request takes
+            // a second read once per connection, and the buffer grows at once when a read fills it (request bodies).
             try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
             // The typed upgrader passes nothing from its decision to its pipeline step but the request head: the
             // decision waits here in between (both run on this loop). Nil: no upgrade was asked for.
@@ -150,7 +151,7 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
-    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
 
     /// NIO reads an upgrade only as a connection's first request. A later request asking for one is sent to a new
     /// connection (307 to itself, then close), as Hummingbird does.
