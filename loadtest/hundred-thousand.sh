@@ -7,7 +7,7 @@
 # addresses, round-robin: one address has ~28,000 ephemeral ports), CONNECT_CONCURRENCY at a time, each on
 # line:Line-0:*. Reported: the time until all are subscribed, A's RSS per connection, and how long one event takes
 # to reach all of them. Then the harness sends A SIGTERM; this script starts A again on the same port as soon as it
-# has exited, while the harness publishes an event every 100 ms through B; when A answers /ready every subscriber
+# has exited, while the harness publishes an event every PUBLISH_EVERY seconds (0.1) through B; when A answers /ready every subscriber
 # reconnects at once with `since` (its last event_id). Reported: the time until every one is subscribed again,
 # until every one has the events published meanwhile, and whether each got every event exactly once, in order.
 #

@@ -11,12 +11,6 @@ final class HubAccess: Sendable {
     let subscriberTokens: SubscriberTokens
     let connections: ConnectionLimiter
     let messagesPerSecond: Double
-    /// A client let in: the address its connection is counted under (who it is comes with its token, after the
-    /// handshake).
-    struct Admission: Sendable {
-        var address: String
-    }
-
     init(config: HubConfig) throws {
         publisherKeys = PublisherKeys(config: config.auth)
         ingestRate = RateLimiter(rate: config.auth.ingestEventsPerSecond, burst: config.auth.ingestBurst)
@@ -26,7 +20,8 @@ final class HubAccess: Sendable {
     }
 
     enum Decision: Sendable {
-        case admitted(Admission)
+        /// Let in, counted under `address` (who it is comes with its token, after the handshake).
+        case admitted(address: String)
         /// Upgraded only to be closed at once with `code`: Hummingbird answers a refused upgrade with a bare 400,
         /// and a browser cannot read a handshake's HTTP status anyway, while it can read a close code.
         case refused(CloseCode, reason: String)
@@ -38,7 +33,7 @@ final class HubAccess: Sendable {
         let address = channel.remoteAddress?.ipAddress ?? "unknown"
         switch connections.acquire(address) {
         case nil:
-            return .admitted(Admission(address: address))
+            return .admitted(address: address)
         case .total(let limit)?:
             return .refused(.nodeFull, reason: "\(limit) connections open (server.max_connections); try another node")
         case .perAddress(let limit)?:

@@ -31,9 +31,9 @@ struct ServerSentEvents {
         } catch {
             return JSONResponse.error(.badRequest, field: error.field, reason: error.reason)
         }
-        let admission: HubAccess.Admission
+        let address: String
         switch hub.access.admitConnection(channel: context.channel) {
-        case .admitted(let admitted): admission = admitted
+        case .admitted(let admitted): address = admitted
         case .refused(let code, let reason):
             return JSONResponse.error(
                 code == .tooManyConnections ? .tooManyRequests : .serviceUnavailable, field: "connection", reason: reason,
@@ -45,13 +45,13 @@ struct ServerSentEvents {
         switch await hub.access.authenticate(token: token ?? asked.token) {
         case .success(let known): subscriber = known
         case .failure(let refusal):
-            hub.access.connections.release(admission.address)
+            hub.access.connections.release(address)
             return JSONResponse.error(.unauthorized, field: "token", reason: refusal.reason)
         }
         let access = hub.access.session(for: subscriber)
         let (allowed, forbidden) = access.partition(asked.patterns)
         guard forbidden.isEmpty else {
-            hub.access.connections.release(admission.address)
+            hub.access.connections.release(address)
             return JSONResponse.error(
                 .forbidden, field: "channels", reason: "pattern '\(forbidden[0].text)' is outside this token's patterns")
         }
@@ -60,7 +60,7 @@ struct ServerSentEvents {
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", .init("X-Accel-Buffering")!: "no"],
             body: ResponseBody { [hub] writer in
-                defer { hub.access.connections.release(admission.address) }
+                defer { hub.access.connections.release(address) }
                 try await stream.run(patterns: allowed, asked: asked, writer: &writer)
             })
     }

@@ -180,7 +180,10 @@ final class SessionInbox: Sendable {
             if !state.ended { state.expiry = expiry }
             return (state.ended, state.subscribing.take())
         }
-        if ended { return expiry?.cancel() ?? () }
+        if ended {
+            expiry?.cancel()
+            return
+        }
         if case .query(let query)? = subscribing { await session.subscribe(query) }
     }
 

@@ -56,12 +56,11 @@ final class WebSocketUpgrade: Sendable {
         } catch {
             return .refuse(HubHTTP1Channel.Refusal(field: error.field, reason: error.reason))
         }
-        // The address the connection is counted under; the release below keeps it (not the whole admission, whose
-        // subscriber would stay in every connection's memory for nothing).
+        // The address the connection is counted under, kept by the release below for the connection's life.
         let address: String?
         let refusal: (code: CloseCode, reason: String)?
         switch access.admitConnection(channel: channel) {
-        case .admitted(let admitted): (address, refusal) = (admitted.address, nil)
+        case .admitted(let admitted): (address, refusal) = (admitted, nil)
         case .refused(let code, let reason): (address, refusal) = (nil, (code, reason))
         }
         let release: @Sendable () -> Void = { [access] in address.map { access.connections.release($0) } }
