@@ -490,6 +490,10 @@ extension HubConfig.WebSocket {
         guard (0...1000).contains(writeDelayMs) else {
             throw ConfigError(description: "config: websocket.write_delay_ms must be between 0 and 1000")
         }
+        // A ping every few milliseconds would be a flood, and a client could never answer one in time.
+        guard pingIntervalSeconds >= 0.1 else {
+            throw ConfigError(description: "config: websocket.ping_interval_seconds must be at least 0.1")
+        }
     }
 }
 

@@ -7,38 +7,51 @@ import NIOWebSocket
 ///
 /// The WebSocket library can do this itself (`autoPing`), but it runs a task per connection for it, sleeping
 /// between pings: on an idle node those suspended tasks are much of the memory a connection costs
-/// (loadtest/RESULTS.md, heaptrack). This is a timer on the connection's event loop instead. It sits just behind
-/// the frame decoder, so every inbound frame passes it on its way to the library (which answers the client's own
-/// pings as before) and its pings are encoded like any frame.
+/// (loadtest/RESULTS.md, heaptrack). The pings' timer is the loop's instead (`PingWheel`), one for all of its
+/// connections; only a close in progress has a timer of its own. It sits just behind the frame decoder, so every
+/// inbound frame passes it on its way to the library (which answers the client's own pings as before) and its pings
+/// are encoded like any frame.
 final class Heartbeat: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = WebSocketFrame
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
-    private let interval: TimeAmount
+    /// Where the wheel keeps it (its bucket and index there); nil while it is not in the wheel.
+    struct Place {
+        var slot: Int32
+        var index: Int32
+    }
+
+    private let wheel: PingWheel
     private let closeTimeout: TimeAmount
-    private var timer: Scheduled<Void>?
+    /// Set while it is in the wheel, for the wheel's beats.
+    private var context: ChannelHandlerContext?
+    var place: Place?
+    /// After a close frame went out: closes the socket if the client has not by then.
+    private var closeTimer: Scheduled<Void>?
     /// The payload of the ping still waiting for its pong; nil when answered.
     private var awaiting: ByteBuffer?
     private var sequence: UInt64 = 0
     private var closing = false
 
-    init(interval: TimeAmount, closeTimeout: TimeAmount) {
-        self.interval = interval
+    init(wheel: PingWheel, closeTimeout: TimeAmount) {
+        self.wheel = wheel
         self.closeTimeout = closeTimeout
     }
 
-    /// Adds the heartbeat behind the frame decoder (which NIO puts behind the encoder). Call on the channel's event
-    /// loop once the WebSocket pipeline is set up.
-    static func add(to channel: any Channel, interval: TimeAmount, closeTimeout: TimeAmount) throws {
+    /// Adds the heartbeat behind the frame decoder (which NIO puts behind the encoder), pinged by `wheels`' wheel of
+    /// the channel's loop. Call on the channel's event loop once the WebSocket pipeline is set up.
+    static func add(to channel: any Channel, wheels: PingWheels, closeTimeout: TimeAmount) throws {
         let pipeline = channel.pipeline.syncOperations
         let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-        try pipeline.addHandler(Heartbeat(interval: interval, closeTimeout: closeTimeout), position: .after(decoder))
+        let heartbeat = Heartbeat(wheel: wheels.wheel(for: channel.eventLoop), closeTimeout: closeTimeout)
+        try pipeline.addHandler(heartbeat, position: .after(decoder))
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        schedule(context, in: interval) { heartbeat, context in heartbeat.beat(context) }
+        self.context = context
+        wheel.add(self)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) { stop() }
@@ -56,39 +69,36 @@ final class Heartbeat: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         // A close frame is the last frame sent: no more pings, and the client's answer is awaited for so long.
-        if unwrapOutboundIn(data).opcode == .connectionClose, !closing {
-            closing = true
-            schedule(context, in: closeTimeout) { _, context in context.close(promise: nil) }
-        }
+        if unwrapOutboundIn(data).opcode == .connectionClose, !closing { beginClosing(context) }
         context.write(data, promise: promise)
     }
 
+    /// Out of the wheel, its close timer cancelled: the connection is over.
     private func stop() {
-        timer?.cancel()
-        timer = nil
+        wheel.remove(self)
+        context = nil
+        closeTimer?.cancel()
+        closeTimer = nil
     }
 
-    /// Replaces the pending timer.
-    private func schedule(
-        _ context: ChannelHandlerContext, in delay: TimeAmount, _ fire: @escaping (Heartbeat, ChannelHandlerContext) -> Void
-    ) {
-        timer?.cancel()
-        let loopBound = NIOLoopBound((self, context, fire), eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: delay) {
-            let (heartbeat, context, fire) = loopBound.value
-            fire(heartbeat, context)
-        }
+    /// No more pings; the socket closes `closeTimeout` from now unless it did before.
+    private func beginClosing(_ context: ChannelHandlerContext) {
+        closing = true
+        wheel.remove(self)
+        self.context = nil
+        let channel = context.channel
+        closeTimer = context.eventLoop.scheduleTask(in: closeTimeout) { channel.close(promise: nil) }
     }
 
-    private func beat(_ context: ChannelHandlerContext) {
-        guard context.channel.isActive, !closing else { return }
+    /// The wheel's turn: a ping, or the end of a client that did not answer the last one.
+    func beat() {
+        guard let context, context.channel.isActive, !closing else { return }
         if awaiting != nil {
             var reason = context.channel.allocator.buffer(capacity: 16)
             reason.write(webSocketErrorCode: .goingAway)
             reason.writeString("ping timeout")
-            closing = true
             // Closed once the frame is out, or after the close timeout if a full socket holds it back.
-            schedule(context, in: closeTimeout) { _, context in context.close(promise: nil) }
+            beginClosing(context)
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: reason)))
                 .whenComplete { _ in channel.close(promise: nil) }
@@ -99,6 +109,5 @@ final class Heartbeat: ChannelDuplexHandler, RemovableChannelHandler {
         payload.writeInteger(sequence)
         awaiting = payload
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: payload)), promise: nil)
-        schedule(context, in: interval) { heartbeat, context in heartbeat.beat(context) }
     }
 }

@@ -9,22 +9,47 @@ import StatusHubCore
 /// `receive` in order, `DirectFrameWriter` writes; no task while idle), compressed or not. Every reply goes
 /// through the outbox, so one writer touches the socket.
 struct WebSocketSession: Sendable {
+    /// What every session of the node uses, shared: held inline, the node's limits, engine, fan-out and the rest
+    /// were ~120 bytes of every connection.
+    final class Services: Sendable {
+        let fanOut: FanOut
+        /// The node's per-event-loop flushers, for the direct writer.
+        let flushers: LoopFlushers
+        let engine: any Engine
+        let limits: HubConfig.WebSocket
+        let metrics: HubMetrics
+        /// Where `{"op":"report"}` samples go.
+        let latency: LatencyTelemetry
+
+        init(
+            fanOut: FanOut, flushers: LoopFlushers, engine: any Engine, limits: HubConfig.WebSocket, metrics: HubMetrics,
+            latency: LatencyTelemetry
+        ) {
+            self.fanOut = fanOut
+            self.flushers = flushers
+            self.engine = engine
+            self.limits = limits
+            self.metrics = metrics
+            self.latency = latency
+        }
+    }
+
     let connection: Connection
     /// The socket underneath, to cut a client loose when even the close frame cannot reach it.
     let channel: any Channel
     /// Writes batches of frames below the WebSocket encoder.
     let direct: DirectFrameWriter
-    let fanOut: FanOut
-    /// The node's per-event-loop flushers, for the direct writer.
-    let flushers: LoopFlushers
-    let engine: any Engine
-    let limits: HubConfig.WebSocket
-    let metrics: HubMetrics
+    let services: Services
     let logger: Logger
     /// Tenant, allowed patterns, token expiry and message rate (`SessionAccess`).
     var access: SessionAccess = .open
-    /// Where `{"op":"report"}` samples go.
-    var latency: LatencyTelemetry?
+
+    var fanOut: FanOut { services.fanOut }
+    var flushers: LoopFlushers { services.flushers }
+    var engine: any Engine { services.engine }
+    var limits: HubConfig.WebSocket { services.limits }
+    var metrics: HubMetrics { services.metrics }
+    var latency: LatencyTelemetry { services.latency }
 
     /// The connection joins fan-out.
     func open() {
@@ -86,7 +111,6 @@ struct WebSocketSession: Sendable {
         case .success(.subscribe(let id, let patterns, let wantsSnapshot, let since, let filter)):
             await subscribe(id: id, patterns: patterns, wantsSnapshot: wantsSnapshot, since: since, filter: filter)
         case .success(.report(let id, let samples)):
-            guard let latency else { return reply(ServerMessage.reported(id: id, samples: 0)) }
             if let unknown = samples.keys.sorted().first(where: { !latency.knows(category: $0) }) {
                 return reply(ServerMessage.error(
                     id: id, code: .invalidMessage,

@@ -25,22 +25,20 @@ final class WebSocketUpgrade: Sendable {
     private let limits: HubConfig.WebSocket
     private let draining: DrainFlag
     private let connectionIDs: ConnectionIDs
-    private let fanOut: FanOut
-    private let flushers: LoopFlushers
-    private let engine: any Engine
+    private let pingWheels: PingWheels
     private let metrics: HubMetrics
-    private let latency: LatencyTelemetry
+    private let sessions: WebSocketSession.Services
 
     init(hub: StatusHub) {
         access = hub.access
         limits = hub.config.websocket
         draining = hub.draining
         connectionIDs = hub.connectionIDs
-        fanOut = hub.fanOut
-        flushers = hub.flushers
-        engine = hub.engine
+        pingWheels = hub.pingWheels
         metrics = hub.metrics
-        latency = hub.latency
+        sessions = WebSocketSession.Services(
+            fanOut: hub.fanOut, flushers: hub.flushers, engine: hub.engine, limits: hub.config.websocket, metrics: hub.metrics,
+            latency: hub.latency)
     }
 
     /// Decides an upgrade request (`HubHTTP1Channel.Decide`), on the connection's event loop: `GET /v1/ws` while the
@@ -73,7 +71,6 @@ final class WebSocketUpgrade: Sendable {
         // The header's, else the query's (read with the rest of the query above; `token=` alone is no token).
         let token = SubscriberTokens.token(authorization: head.headers.first(name: "Authorization"), path: nil)
             ?? asked.token.flatMap { $0.isEmpty ? nil : $0 }
-        let pingInterval = TimeAmount.milliseconds(Int64(limits.pingIntervalSeconds * 1000))
         let deflate = limits.compression ? PerMessageDeflate.negotiate(WebSocketExtensionHTTPParameters.parseHeaders(offers)) : nil
         var answer = HTTPHeaders()
         if let deflate { answer.add(name: "Sec-WebSocket-Extensions", value: deflate.responseHeader) }
@@ -83,7 +80,7 @@ final class WebSocketUpgrade: Sendable {
             let inflater = deflate.map(MessageInflater.init)
             try pipeline.addHandler(RequireMaskedFrames(inflater: inflater), position: .after(decoder))
             // Behind the decoder, so its close frame passes the direct writer's close watch (behind the encoder).
-            try Heartbeat.add(to: channel, interval: pingInterval, closeTimeout: Self.closeTimeout)
+            try Heartbeat.add(to: channel, wheels: pingWheels, closeTimeout: Self.closeTimeout)
             let direct = try DirectFrameWriter.add(to: channel, deflateWindowBits: deflate?.serverWindowBits, compressions: metrics.messagesDeflated)
             let inbox = SessionInbox(
                 channel: channel,
@@ -101,10 +98,8 @@ final class WebSocketUpgrade: Sendable {
             connection: Connection(
                 id: connectionIDs.next(), outboxCapacity: limits.outboxCapacity,
                 conflateAbove: limits.conflateAbove, claims: subscriber.claims),
-            channel: channel, direct: direct, fanOut: fanOut, flushers: flushers, engine: engine, limits: limits, metrics: metrics,
-            logger: logger)
+            channel: channel, direct: direct, services: sessions, logger: logger)
         session.access = access.session(for: subscriber)
-        session.latency = latency
         return session
     }
 }

@@ -91,4 +91,16 @@ struct HubConfigTests {
         #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "server:\n  listen_backlog: 0\n") }
         #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "server:\n  listen_backlog: 70000\n") }
     }
+
+    /// A ping interval of nothing would ping in a loop and close every client before it could answer.
+    @Test func pingIntervalIsBounded() throws {
+        #expect(try HubConfig.load(yaml: "websocket:\n  ping_interval_seconds: 0.5\n").websocket.pingIntervalSeconds == 0.5)
+        for bad in ["0", "-1", "0.01"] {
+            #expect {
+                try HubConfig.load(yaml: "websocket:\n  ping_interval_seconds: \(bad)\n")
+            } throws: { error in
+                (error as? ConfigError)?.description.contains("websocket.ping_interval_seconds") == true
+            }
+        }
+    }
 }
