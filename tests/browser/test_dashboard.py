@@ -31,7 +31,17 @@ def open_dashboard(page, base, query="line=Line-2"):
 def test_tiles_counters_and_feed_follow_what_is_published(hubs, page):
     hub = hubs.start()
     hub.publish(machine_status("M-201", "running"), machine_status("M-202", "idle"))
+    sockets, sent = [], []
+
+    def watch(socket):
+        sockets.append(socket.url)
+        socket.on("framesent", lambda payload: sent.append(payload))
+
+    page.on("websocket", watch)
     open_dashboard(page, hub.url)
+    # The line is subscribed in the socket's URL, with its snapshot: no subscribe message, no round trip first.
+    assert len(sockets) == 1 and "channels=" in sockets[0] and "snapshot=true" in sockets[0], sockets
+    assert not any('"subscribe"' in str(payload) for payload in sent), sent
     # The snapshot.
     expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
     expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-status", "idle")

@@ -326,14 +326,12 @@ function connect() {
   setConnection(view.lastEventId ? "reconnecting" : "connecting", view.lastEventId ? "reconnecting…" : "connecting…");
   if (view.transport === "sse") return connectSSE(mine);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const url = `${scheme}//${location.host}/v1/ws${view.token ? "?token=" + encodeURIComponent(view.token) : ""}`;
-  const ws = new WebSocket(url);
+  // The line is subscribed in the URL: the hub answers as the socket opens, so the snapshot (or, reconnecting, the
+  // replay since the last event seen) comes without a subscribe round trip first.
+  const ws = new WebSocket(`${scheme}//${location.host}/v1/ws?${lineQuery()}`);
   socket = ws;
   ws.onopen = () => {
     if (mine !== generation) return;
-    const subscribe = { op: "subscribe", id: "line", channels: channelsFor(view.line), snapshot: true };
-    if (view.lastEventId) subscribe.since = view.lastEventId;
-    ws.send(JSON.stringify(subscribe));
     if (customSubscription) ws.send(JSON.stringify(customSubscription));
   };
   ws.onmessage = (message) => { if (mine === generation) handle(JSON.parse(message.data)); };
@@ -351,11 +349,16 @@ function connect() {
   };
 }
 
-function connectSSE(mine) {
+// The line's channels with a snapshot, resuming after the last event seen: the same query for `/v1/ws` and `/v1/sse`.
+function lineQuery() {
   const query = new URLSearchParams({ channels: channelsFor(view.line).join(","), snapshot: "true" });
   if (view.lastEventId) query.set("since", view.lastEventId);
   if (view.token) query.set("token", view.token);
-  const es = new EventSource("/v1/sse?" + query.toString());
+  return query.toString();
+}
+
+function connectSSE(mine) {
+  const es = new EventSource("/v1/sse?" + lineQuery());
   source = es;
   es.onopen = () => { if (mine === generation) setConnection("live", "live (SSE)"); };
   es.onmessage = (message) => { if (mine === generation) handle(JSON.parse(message.data)); };
@@ -385,7 +388,8 @@ function scheduleReconnect() {
 function handle(message) {
   switch (message.op) {
     case "subscribed":
-      if (message.id === "line" || view.transport === "sse") {
+      // The line's subscribe is the URL's, answered without an id; the custom one's is "custom".
+      if (message.id !== "custom") {
         retryDelay = 500;
         setConnection("live", view.transport === "sse" ? "live (SSE)" : "live");
       }
