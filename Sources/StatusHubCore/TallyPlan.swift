@@ -108,12 +108,46 @@ public struct CounterDescriptor: Sendable, Equatable {
         guard let type = catalog.eventType(named: CounterDescriptor.eventTypeName),
             let entityType = catalog.entityType(named: CounterDescriptor.entityTypeName)
         else { return nil }
-        let body = bodyTemplate.replacingOccurrences(of: "{value}", with: String(value))
-            .replacingOccurrences(of: "{cause}", with: cause).replacingOccurrences(of: "{now}", with: now)
-            .replacingOccurrences(of: "{shift}", with: shift)
         return ValidatedEvent(
             eventType: type, entityType: entityType, entityID: entityID, line: line, channels: channels,
-            carriesState: true, bodyAfterID: Array(body.utf8), idempotencyKey: nil, tenant: tenant)
+            carriesState: true, bodyAfterID: body(value: value, cause: cause, now: now, shift: shift), idempotencyKey: nil,
+            tenant: tenant)
+    }
+
+    /// The template with its placeholders filled, as the append script's `gsub('{(%a+)}', vars)` fills it: one pass,
+    /// each `{letters}` that names a placeholder replaced, anything else (and what a value brings) left as it is.
+    /// Foundation's `replacingOccurrences`, four times over, was a fifth of the memory engine's ingest CPU.
+    public func body(value: Int, cause: String, now: String, shift: String) -> [UInt8] {
+        let template = bodyTemplate.utf8
+        var body: [UInt8] = []
+        body.reserveCapacity(template.count + cause.utf8.count + 2 * now.utf8.count + shift.utf8.count)
+        var rest = template[...]
+        while let open = rest.firstIndex(of: UInt8(ascii: "{")) {
+            body.append(contentsOf: rest[..<open])
+            let name = rest[rest.index(after: open)...].prefix { (0x61...0x7A).contains($0) || (0x41...0x5A).contains($0) }
+            let close = name.endIndex
+            let filled: String?
+            if close < rest.endIndex, rest[close] == UInt8(ascii: "}") {
+                switch String(decoding: name, as: UTF8.self) {
+                case "value": filled = String(value)
+                case "cause": filled = cause
+                case "now": filled = now
+                case "shift": filled = shift
+                default: filled = nil
+                }
+            } else {
+                filled = nil
+            }
+            if let filled {
+                body.append(contentsOf: filled.utf8)
+                rest = rest[rest.index(after: close)...]
+            } else {
+                body.append(UInt8(ascii: "{"))
+                rest = rest[rest.index(after: open)...]
+            }
+        }
+        body.append(contentsOf: rest)
+        return body
     }
 
     /// The descriptor as one append-script argument line: fields joined by tabs (none contains one).

@@ -1,5 +1,5 @@
 import Foundation
-import StatusHubCore
+@testable import StatusHubCore
 import Testing
 
 /// Seed 003 §4.2's live counters and active allocations, kept by the engines from the cached previous state: on the
@@ -265,5 +265,25 @@ struct TallyCatalogTests {
         shifts.schedule = ["A 06:00", "A 14:00"]
         #expect(throws: ConfigError.self) { try ShiftSchedule(shifts) }
         #expect(throws: ConfigError.self) { _ = try HubConfig.load(yaml: "shifts:\n  utc_offset: \"1h\"\n") }
+    }
+}
+
+@Suite("Counter events from their templates")
+struct CounterTemplateTests {
+    static func descriptor(template: String) -> CounterDescriptor {
+        CounterDescriptor(
+            key: "stats:line:L1:up", shiftCopy: nil, ttlSeconds: nil, entityKey: "counter:L1.up", entityID: "L1.up", line: "L1",
+            tenant: "default", channels: ["counters"], indexes: [], bodyTemplate: template)
+    }
+
+    /// Filled as the append script fills it (`gsub('{(%a+)}', vars)`): every placeholder in one pass, unknown names and
+    /// a brace that opens nothing left alone, and a value that itself looks like a placeholder not filled again.
+    @Test func placeholdersAreFilledOnceAsTheScriptFillsThem() {
+        let body = Self.descriptor(template: #""value":{value},"cause":"{cause}","at":"{now}","seen":"{now}","shift":"{shift}","x":"{other}{","y":"{ {value"}"#)
+            .body(value: -3, cause: "{now}", now: "2026-12-01T18:00:00Z", shift: "A")
+        #expect(String(decoding: body, as: UTF8.self)
+            == #""value":-3,"cause":"{now}","at":"2026-12-01T18:00:00Z","seen":"2026-12-01T18:00:00Z","shift":"A","x":"{other}{","y":"{ {value"}"#)
+        #expect(Self.descriptor(template: "").body(value: 1, cause: "c", now: "n", shift: "s").isEmpty)
+        #expect(String(decoding: Self.descriptor(template: "{value}").body(value: 12, cause: "", now: "", shift: ""), as: UTF8.self) == "12")
     }
 }
