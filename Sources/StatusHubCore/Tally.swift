@@ -32,11 +32,23 @@ public struct Tally: Sendable, Equatable {
     /// Counters only: the key's TTL, refreshed by every state event that counts toward it; nil for none.
     public let ttlSeconds: Int?
 
-    public var scope: Scope {
+    /// What its first key names; worked out once here, as every state event asks it (Foundation's substring search,
+    /// per event, was a measurable share of ingest).
+    public let scope: Scope
+
+    init(
+        name: String, kind: Kind, keys: [String], entityType: String, when: [(field: String, values: [String])],
+        until: [(field: String, values: [String])]?, ttlSeconds: Int?
+    ) {
+        self.name = name
+        self.kind = kind
+        self.keys = keys
+        self.entityType = entityType
+        self.when = when
+        self.until = until
+        self.ttlSeconds = ttlSeconds
         let template = keys.first ?? ""
-        if template.contains("{line}") { return .line }
-        if template.contains("{shift}") { return .shift }
-        return .plant
+        scope = template.contains("{line}") ? .line : template.contains("{shift}") ? .shift : .plant
     }
 
     public static func == (lhs: Tally, rhs: Tally) -> Bool {
