@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Turns one decoded JSON event into a `ValidatedEvent`, or into every reason it cannot be one.
 ///
@@ -321,5 +322,14 @@ public enum Timestamps {
         (try? fractional.parse(text)) ?? (try? whole.parse(text))
     }
 
-    public static func format(_ date: Date) -> String { fractional.format(date) }
+    public static func format(_ date: Date) -> String {
+        // A batch's events share their `received_at`, and Foundation's formatter (calendar arithmetic, per call) was
+        // a few percent of batched ingest's CPU: the last moment formatted is kept.
+        if let (moment, text) = lastFormatted.withLock({ $0 }), moment == date { return text }
+        let text = fractional.format(date)
+        lastFormatted.withLock { $0 = (date, text) }
+        return text
+    }
+
+    private static let lastFormatted = Mutex<(Date, String)?>(nil)
 }

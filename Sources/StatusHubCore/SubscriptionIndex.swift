@@ -7,10 +7,16 @@ import Synchronization
 public final class SubscriptionIndex<Subscriber: Hashable & Sendable>: Sendable {
     private final class Shard: Sendable {
         let trie = Mutex(TrieNode<Subscriber>())
+        /// Whether the trie holds anyone, readable without its lock; set under the lock as it changes.
+        let holdsAny = Atomic<Bool>(false)
     }
 
     private let shards: [Shard]
     private let wildcardShard = Shard()
+    /// How many shards hold anyone: none, and an event's lookup is one load (a node hears every event of the plant,
+    /// most of them on channels nobody there watches; the locks, the hashing and the generic trie's checks per
+    /// channel were 7 % of a node's batched ingest, loadtest/RESULTS.md).
+    private let occupiedShards = Atomic<Int>(0)
 
     public init(shardCount: Int = 16) {
         shards = (0..<max(1, shardCount)).map { _ in Shard() }
@@ -28,11 +34,28 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable>: Sendable 
     }
 
     public func add(_ subscriber: Subscriber, to pattern: ChannelPattern) {
-        shard(for: pattern).trie.withLock { $0.insert(subscriber, path: pattern.segments[...]) }
+        let shard = shard(for: pattern)
+        shard.trie.withLock { trie in
+            let wasEmpty = trie.isEmpty
+            trie.insert(subscriber, path: pattern.segments[...])
+            if wasEmpty { occupy(shard, true) }
+        }
     }
 
     public func remove(_ subscriber: Subscriber, from pattern: ChannelPattern) {
-        shard(for: pattern).trie.withLock { _ = $0.remove(subscriber, path: pattern.segments[...]) }
+        let shard = shard(for: pattern)
+        shard.trie.withLock { trie in
+            let wasEmpty = trie.isEmpty
+            _ = trie.remove(subscriber, path: pattern.segments[...])
+            if !wasEmpty, trie.isEmpty { occupy(shard, false) }
+        }
+    }
+
+    /// Under `shard`'s lock, as its trie turns non-empty or empty: each shard's turns are serialized by that lock,
+    /// so the count stays exact.
+    private func occupy(_ shard: Shard, _ holds: Bool) {
+        shard.holdsAny.store(holds, ordering: .releasing)
+        if holds { occupiedShards.wrappingAdd(1, ordering: .releasing) } else { occupiedShards.wrappingSubtract(1, ordering: .releasing) }
     }
 
     /// Every subscriber with at least one pattern matching at least one of `channels`, each once.
@@ -44,11 +67,13 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable>: Sendable 
     /// A channel is split into segments only when one of its two shards holds a subscriber: every event is looked up
     /// here, also on a node nobody watches (the split was 5 % of such a node's ingest, loadtest/RESULTS.md).
     public func subscribers(matching channels: [String]) -> Set<Subscriber> {
+        guard occupiedShards.load(ordering: .acquiring) > 0 else { return [] }
         var sets: [Set<Subscriber>] = []
         for channel in channels {
             let firstSegment = channel[..<(channel.firstIndex(of: ChannelName.separator) ?? channel.endIndex)]
             var segments: [Substring]?
             func collect(from shard: Shard) {
+                guard shard.holdsAny.load(ordering: .acquiring) else { return }
                 shard.trie.withLock { trie in
                     guard !trie.isEmpty else { return }
                     if segments == nil { segments = channel.split(separator: ChannelName.separator, omittingEmptySubsequences: false) }
@@ -64,9 +89,7 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable>: Sendable 
         return found
     }
 
-    public var isEmpty: Bool {
-        shards.allSatisfy { $0.trie.withLock { $0.isEmpty } } && wildcardShard.trie.withLock { $0.isEmpty }
-    }
+    public var isEmpty: Bool { occupiedShards.load(ordering: .acquiring) == 0 }
 }
 
 /// One node of the segment trie. `exact` holds subscribers whose pattern ends here; `rest` those whose pattern

@@ -30,6 +30,32 @@ struct SubscriptionIndexTests {
         #expect(index.isEmpty)
     }
 
+    /// Whether anyone is in the index is kept apart from the shards' locks: it must follow every add and remove, from
+    /// many threads at once, so a lookup never skips a shard that holds someone.
+    @Test func emptinessFollowsConcurrentAddsAndRemoves() async {
+        let index = SubscriptionIndex<Int>(shardCount: 4)
+        let patterns = ["alerts", "machine:*", "line:*:alerts:*", "*", "operator:O-1", "line:Line-2:*"].map(pattern)
+        #expect(index.isEmpty)
+        for round in 0..<3 {
+            await withTaskGroup(of: Void.self) { group in
+                for subscriber in 0..<8 {
+                    group.addTask {
+                        for _ in 0..<200 {
+                            for pattern in patterns { index.add(subscriber, to: pattern) }
+                            for pattern in patterns { index.remove(subscriber, from: pattern) }
+                        }
+                        index.add(subscriber, to: patterns[subscriber % patterns.count])
+                    }
+                }
+            }
+            #expect(!index.isEmpty, "round \(round)")
+            #expect(index.subscribers(matching: ["alerts"]) == [0, 3, 6])
+            for subscriber in 0..<8 { index.remove(subscriber, from: patterns[subscriber % patterns.count]) }
+            #expect(index.isEmpty, "round \(round)")
+            #expect(index.subscribers(matching: channels).isEmpty)
+        }
+    }
+
     @Test func agreesWithPatternMatchingOnManyPairs() {
         let patterns = ["*", "alerts", "machine:*", "*:M-1", "line:*", "line:Line-2:*", "line:*:alerts:*", "line:*:*:machine:*", "operator:O-1"]
         let channelSets = [
