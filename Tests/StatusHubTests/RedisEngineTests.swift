@@ -51,21 +51,29 @@ struct RedisEngineTests {
             let clients = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let redisLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let url = try RedisURL(parsing: server.url)
-            let shared = try await RedisConnection.connect(to: url, commandTimeoutSeconds: 1, eventLoopGroup: clients)
-            let apart = try await RedisConnection.connect(to: url, commandTimeoutSeconds: 1, eventLoopGroup: redisLoop)
-            // Both answered after 0.3 s, well inside their 1 s timeout.
-            let onShared = Task { try await shared.send(["BLPOP", "nothing-here", "0.3"]) }
-            let onItsOwn = Task { try await apart.send(["BLPOP", "nothing-here-either", "0.3"]) }
-            try await Task.sleep(for: .milliseconds(100))
-            // The clients' loop is busy for 2 s from now: the shared connection's reply arrives meanwhile.
+            let shared = try await RedisConnection.connect(to: url, commandTimeoutSeconds: 3, eventLoopGroup: clients)
+            let apart = try await RedisConnection.connect(to: url, commandTimeoutSeconds: 3, eventLoopGroup: redisLoop)
+            let probe = try await RedisConnection.connect(to: url, eventLoopGroup: redisLoop)
+            // Both answered after 1.5 s, well inside their 3 s timeout.
+            let onShared = Task { try await shared.send(["BLPOP", "nothing-here", "1.5"]) }
+            let onItsOwn = Task { try await apart.send(["BLPOP", "nothing-here-either", "1.5"]) }
+            // Once Redis holds both commands (so both were sent, their timers running), however long a loaded machine
+            // took to send them, the clients' loop is busy for 5 s: the shared connection's reply arrives meanwhile.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                let info = try await probe.send(["INFO", "clients"])
+                if info.text?.contains("blocked_clients:2") == true { break }
+                try await Task.sleep(for: .milliseconds(5))
+            }
             clients.next().execute {
-                let end = NIODeadline.now() + .seconds(2)
+                let end = NIODeadline.now() + .seconds(5)
                 while NIODeadline.now() < end {}
             }
             #expect(try await onItsOwn.value == .null)
             await #expect(throws: RedisError.timeout) { try await onShared.value }
             await shared.close()
             await apart.close()
+            await probe.close()
             try await clients.shutdownGracefully()
             try await redisLoop.shutdownGracefully()
         }
