@@ -1,6 +1,7 @@
 import Foundation
 import StatusHubCore
 import StatusHubRedis
+import Synchronization
 import Testing
 
 /// Redis faults done for real, seen from the hub's users: an MES posting over HTTP and a dashboard on a WebSocket.
@@ -13,10 +14,21 @@ struct RedisFailureTests {
             try await withHub(redisURL: redis.url) { hub in
                 let socket = try await TestSocket(port: hub.port)
                 try await socket.subscribe(["resource-status"])
+                // Reads until 8 s pass without an event once the posting is over: not before, as a loaded run can take
+                // that long for the first event to come (the suite in parallel once made a run 8× slower, and a
+                // collector that gave up on a quiet start had nothing to resume from).
+                let postingDone = Atomic<Bool>(false)
                 let collector = Task { () -> [String] in
                     var received: [String] = []
-                    while let event = try? await socket.nextEvent(timeout: .seconds(8)) {
-                        if let id = event["event_id"]?.stringValue { received.append(id) }
+                    let giveUp = ContinuousClock.now + .seconds(300)
+                    while ContinuousClock.now < giveUp {
+                        if let event = try? await socket.nextEvent(timeout: .seconds(8)) {
+                            if let id = event["event_id"]?.stringValue { received.append(id) }
+                        } else if postingDone.load(ordering: .acquiring) {
+                            break
+                        } else {
+                            try? await Task.sleep(for: .milliseconds(100))  // a closed socket fails at once: no spinning
+                        }
                     }
                     return received
                 }
@@ -45,6 +57,7 @@ struct RedisFailureTests {
                     }
                     try await Task.sleep(for: .milliseconds(50))
                 }
+                postingDone.store(true, ordering: .releasing)
                 var received = await collector.value
                 // Anything the live connection did not get, a resume from its last event must.
                 if let last = received.last, !Set(acknowledged).isSubset(of: received) {
