@@ -51,25 +51,31 @@ struct RedisEngineTests {
             let clients = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let redisLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let url = try RedisURL(parsing: server.url)
-            let shared = try await RedisConnection.connect(to: url, commandTimeoutSeconds: 3, eventLoopGroup: clients)
-            let apart = try await RedisConnection.connect(to: url, commandTimeoutSeconds: 3, eventLoopGroup: redisLoop)
+            let shared = try await RedisConnection.connect(to: url, commandTimeoutSeconds: 8, eventLoopGroup: clients)
+            let apart = try await RedisConnection.connect(to: url, commandTimeoutSeconds: 8, eventLoopGroup: redisLoop)
             let probe = try await RedisConnection.connect(to: url, eventLoopGroup: redisLoop)
-            // Both answered after 1.5 s, well inside their 3 s timeout.
-            let onShared = Task { try await shared.send(["BLPOP", "nothing-here", "1.5"]) }
-            let onItsOwn = Task { try await apart.send(["BLPOP", "nothing-here-either", "1.5"]) }
-            // Once Redis holds both commands (so both were sent, their timers running), however long a loaded machine
-            // took to send them, the clients' loop is busy for 5 s: the shared connection's reply arrives meanwhile.
-            let deadline = ContinuousClock.now + .seconds(20)
+            // Both wait for an element that only comes once the clients' loop is busy, whatever a loaded machine's
+            // timing (a reply due at a fixed time was read before a descheduled loop got to its busy task, twice).
+            let onShared = Task { try await shared.send(["BLPOP", "list-a", "0"]) }
+            let onItsOwn = Task { try await apart.send(["BLPOP", "list-b", "0"]) }
+            let deadline = ContinuousClock.now + .seconds(30)
             while ContinuousClock.now < deadline {
                 let info = try await probe.send(["INFO", "clients"])
                 if info.text?.contains("blocked_clients:2") == true { break }
                 try await Task.sleep(for: .milliseconds(5))
             }
+            // Both sent, their timers running. The clients' loop is now held for 10 s (asleep, not spinning: a busy
+            // loop is one that does not get back to its sockets), past the 8 s timeout, and the replies go out.
+            let held = Atomic<Bool>(false)
             clients.next().execute {
-                let end = NIODeadline.now() + .seconds(5)
-                while NIODeadline.now() < end {}
+                held.store(true, ordering: .releasing)
+                let end = NIODeadline.now() + .seconds(10)
+                while NIODeadline.now() < end { usleep(20_000) }
             }
-            #expect(try await onItsOwn.value == .null)
+            while !held.load(ordering: .acquiring), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(try await probe.send(["LPUSH", "list-a", "x"]) == .integer(1))
+            #expect(try await probe.send(["LPUSH", "list-b", "y"]) == .integer(1))
+            #expect(try await onItsOwn.value == .array([.string(Array("list-b".utf8)), .string(Array("y".utf8))]))
             await #expect(throws: RedisError.timeout) { try await onShared.value }
             await shared.close()
             await apart.close()
