@@ -29,7 +29,9 @@ final class RedisCluster: Sendable {
                 nodes.append(try await RedisServer.start(extraArguments: nodeArguments + extraArguments, portBelow: 55_536))
             }
             let create = try ChildProcess.spawn(redisCLI(), ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-yes"])
-            let deadline = ContinuousClock.now + .seconds(20)
+            // redis-cli waits for the nodes to agree ("Waiting for the cluster to join"): in a loaded CI-like run that
+            // took longer than the 20 s first allowed here.
+            let deadline = ContinuousClock.now + .seconds(60)
             while create.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
             guard !create.isRunning, create.terminationStatus == 0 else {
                 if create.isRunning { create.terminate() }
