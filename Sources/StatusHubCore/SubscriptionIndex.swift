@@ -75,7 +75,6 @@ public final class SubscriptionIndex<Subscriber: Hashable & Sendable>: Sendable 
             func collect(from shard: Shard) {
                 guard shard.holdsAny.load(ordering: .acquiring) else { return }
                 shard.trie.withLock { trie in
-                    guard !trie.isEmpty else { return }
                     if segments == nil { segments = channel.split(separator: ChannelName.separator, omittingEmptySubsequences: false) }
                     trie.collect(segments![...], into: &sets)
                 }

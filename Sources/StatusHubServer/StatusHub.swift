@@ -28,14 +28,12 @@ public struct StatusHub: Sendable {
         self.latency = LatencyTelemetry(catalog: config.catalog, registry: metrics.registry)
         self.fanOut = FanOut(metrics: metrics, catalog: config.catalog, latency: latency)
         self.flushers = LoopFlushers(delay: .microseconds(Int64(config.websocket.writeDelayMs * 1000)), latency: latency)
-        self.pingWheels = PingWheels(interval: .nanoseconds(Int64(config.websocket.pingIntervalSeconds * 1_000_000_000)))
         self.access = try HubAccess(config: config)
         self.tls = try TLSSetup.serverConfiguration(config.server)
     }
 
     private let tls: TLSConfiguration?
     let flushers: LoopFlushers
-    let pingWheels: PingWheels
 
     /// Everything a node runs, in start order, for one `ServiceGroup`: the application (with the engine's
     /// subscription loop inside it) and the drain that a graceful shutdown (SIGTERM) runs first — services stop

@@ -22,20 +22,19 @@ final class WebSocketUpgrade: Sendable {
     static let closeTimeout = TimeAmount.seconds(5)
 
     private let access: HubAccess
-    private let limits: HubConfig.WebSocket
     private let draining: DrainFlag
     private let connectionIDs: ConnectionIDs
+    /// The node's ping timers, one per event loop: only WebSocket sessions are pinged.
     private let pingWheels: PingWheels
-    private let metrics: HubMetrics
     private let sessions: WebSocketSession.Services
+    private var limits: HubConfig.WebSocket { sessions.limits }
+    private var metrics: HubMetrics { sessions.metrics }
 
     init(hub: StatusHub) {
         access = hub.access
-        limits = hub.config.websocket
         draining = hub.draining
         connectionIDs = hub.connectionIDs
-        pingWheels = hub.pingWheels
-        metrics = hub.metrics
+        pingWheels = PingWheels(interval: .nanoseconds(Int64(hub.config.websocket.pingIntervalSeconds * 1_000_000_000)))
         sessions = WebSocketSession.Services(
             fanOut: hub.fanOut, flushers: hub.flushers, engine: hub.engine, limits: hub.config.websocket, metrics: hub.metrics,
             latency: hub.latency)
