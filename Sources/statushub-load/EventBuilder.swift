@@ -50,6 +50,7 @@ struct EventBuilder {
         let line = machine % config.lineCount
         let kind: PlantMix = switch config.mix {
         case .plant: PlantMix.kind(of: seq)
+        case .alerts: .alert
         case .machineStatus: .machineStatus
         case .operatorStatus: .operatorStatus
         }
@@ -86,6 +87,9 @@ enum EventMix: String, ExpressibleByArgument, Sendable {
     /// A plant's traffic: mostly machine status, then operators, work orders, material, alerts and allocations
     /// (`PlantMix`), all on the line of the unit they concern.
     case plant
+    /// Machine `alert_raised` only: news that replaces no state, so the engine stores and publishes it and nothing
+    /// more (no cache key, deadline, shadow or counter) — ingest with the state machinery out of the way.
+    case alerts
 }
 
 /// The plant mix, out of every 20 events: 11 machine status changes, 3 operator status changes, 3 work-order

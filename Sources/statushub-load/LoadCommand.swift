@@ -54,7 +54,7 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Opens --subscribers WebSocket connections (each subscribes per --mapping and waits for the \
             'subscribed' reply), then --publishers keep-alive HTTP/1.1 connections POST machine \
-            resource_status_changed events (or, with --mix plant, a plant's mix of event types) to /v1/events \
+            resource_status_changed events (or, with --mix, a plant's mix of event types or alerts only) to /v1/events \
             at a total of --rate events/s (open loop: requests \
             are sent on schedule whether or not earlier ones were answered; they are pipelined). Every event \
             carries data.load_sent_ns (CLOCK_MONOTONIC ns at send), data.load_seq ("<publisher>-<seq>") and \
@@ -124,7 +124,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Distinct machines (entity_id M-{n}, n = event number modulo this).")
     var machines = 1000
 
-    @Option(help: "What is published: machine-status (machine resource_status_changed only), operator-status (operators with a name, which the catalog restricts to tokens with the claim pii) or plant (machines, operators, work orders, material, alerts, allocations; needs --mapping lines:K).")
+    @Option(help: "What is published: machine-status (machine resource_status_changed only), operator-status (operators with a name, which the catalog restricts to tokens with the claim pii) plant (machines, operators, work orders, material, alerts, allocations; needs --mapping lines:K) or alerts (machine alert_raised only, events that carry no state; needs --mapping lines:K with subscribers).")
     var mix: EventMix = .machineStatus
 
     @Option(name: .customLong("token"), help: "A subscriber token (JWT), repeatable: subscriber i connects with token i modulo their number (?token=).")
@@ -172,6 +172,11 @@ struct RunCommand: AsyncParsableCommand {
         if mix == .plant {
             guard case .lines = mapping else {
                 throw ValidationError("--mix plant needs --mapping lines:K: its events go to several categories, and a line's pattern is what sees all of them")
+            }
+        }
+        if mix == .alerts, subscribers > 0 {
+            guard case .lines = mapping else {
+                throw ValidationError("--mix alerts with subscribers needs --mapping lines:K: alerts are not on 'resource-status'; a line's pattern sees them")
             }
         }
         guard connectConcurrency >= 1, maxInFlight >= 1 else {
