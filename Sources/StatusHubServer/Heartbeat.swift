@@ -3,7 +3,7 @@ import NIOWebSocket
 
 /// `websocket.ping_interval_seconds`: pings the client every interval; a client whose pong to the previous ping has
 /// not arrived by the next one is closed with 1001 ("ping timeout"). Once a close frame went out (from anyone), the
-/// client has `closeTimeout` to answer it before the socket is closed.
+/// client has the wheel's `closeTimeout` to answer it before the socket is closed.
 ///
 /// The WebSocket library can do this itself (`autoPing`), but it runs a task per connection for it, sleeping
 /// between pings: on an idle node those suspended tasks are much of the memory a connection costs
@@ -24,28 +24,27 @@ final class Heartbeat: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let wheel: PingWheel
-    private let closeTimeout: TimeAmount
     /// Set while it is in the wheel, for the wheel's beats.
     private var context: ChannelHandlerContext?
     var place: Place?
     /// After a close frame went out: closes the socket if the client has not by then.
     private var closeTimer: Scheduled<Void>?
-    /// The payload of the ping still waiting for its pong; nil when answered.
-    private var awaiting: ByteBuffer?
+    /// The last ping's payload (its number, 8 bytes big-endian); a pong carrying it answers the ping.
     private var sequence: UInt64 = 0
+    /// A ping went out and its pong has not come back.
+    private var awaitingPong = false
     private var closing = false
 
-    init(wheel: PingWheel, closeTimeout: TimeAmount) {
+    init(wheel: PingWheel) {
         self.wheel = wheel
-        self.closeTimeout = closeTimeout
     }
 
     /// Adds the heartbeat behind the frame decoder (which NIO puts behind the encoder), pinged by `wheels`' wheel of
     /// the channel's loop. Call on the channel's event loop once the WebSocket pipeline is set up.
-    static func add(to channel: any Channel, wheels: PingWheels, closeTimeout: TimeAmount) throws {
+    static func add(to channel: any Channel, wheels: PingWheels) throws {
         let pipeline = channel.pipeline.syncOperations
         let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-        let heartbeat = Heartbeat(wheel: wheels.wheel(for: channel.eventLoop), closeTimeout: closeTimeout)
+        let heartbeat = Heartbeat(wheel: wheels.wheel(for: channel.eventLoop))
         try pipeline.addHandler(heartbeat, position: .after(decoder))
     }
 
@@ -63,7 +62,12 @@ final class Heartbeat: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        if frame.opcode == .pong, frame.fin, let awaiting, frame.unmaskedData == awaiting { self.awaiting = nil }
+        if awaitingPong, frame.opcode == .pong, frame.fin {
+            let payload = frame.unmaskedData
+            if payload.readableBytes == 8, payload.getInteger(at: payload.readerIndex, as: UInt64.self) == sequence {
+                awaitingPong = false
+            }
+        }
         context.fireChannelRead(data)
     }
 
@@ -81,19 +85,19 @@ final class Heartbeat: ChannelDuplexHandler, RemovableChannelHandler {
         closeTimer = nil
     }
 
-    /// No more pings; the socket closes `closeTimeout` from now unless it did before.
+    /// No more pings; the socket closes the wheel's `closeTimeout` from now unless it did before.
     private func beginClosing(_ context: ChannelHandlerContext) {
         closing = true
         wheel.remove(self)
         self.context = nil
         let channel = context.channel
-        closeTimer = context.eventLoop.scheduleTask(in: closeTimeout) { channel.close(promise: nil) }
+        closeTimer = context.eventLoop.scheduleTask(in: wheel.closeTimeout) { channel.close(promise: nil) }
     }
 
     /// The wheel's turn: a ping, or the end of a client that did not answer the last one.
     func beat() {
         guard let context, context.channel.isActive, !closing else { return }
-        if awaiting != nil {
+        if awaitingPong {
             var reason = context.channel.allocator.buffer(capacity: 16)
             reason.write(webSocketErrorCode: .goingAway)
             reason.writeString("ping timeout")
@@ -107,7 +111,7 @@ final class Heartbeat: ChannelDuplexHandler, RemovableChannelHandler {
         sequence &+= 1
         var payload = context.channel.allocator.buffer(capacity: 8)
         payload.writeInteger(sequence)
-        awaiting = payload
+        awaitingPong = true
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: payload)), promise: nil)
     }
 }

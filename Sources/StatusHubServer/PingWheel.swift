@@ -17,6 +17,9 @@ final class PingWheel {
     static let slotCount = 16
 
     let interval: TimeAmount
+    /// How long a connection that sent or was sent a close frame has to close (`Heartbeat`): the same for every one,
+    /// so kept here rather than in each.
+    let closeTimeout: TimeAmount
     private let loop: any EventLoop
     private var slots: [[Heartbeat]] = Array(repeating: [], count: PingWheel.slotCount)
     /// The bucket visited last, which newcomers join.
@@ -24,10 +27,14 @@ final class PingWheel {
     private var members = 0
     private var ticking: RepeatedTask?
 
-    init(loop: any EventLoop, interval: TimeAmount) {
+    init(loop: any EventLoop, interval: TimeAmount, closeTimeout: TimeAmount) {
         self.loop = loop
         self.interval = interval
+        self.closeTimeout = closeTimeout
     }
+
+    /// Whether its timer is scheduled (only while it holds someone).
+    var isTicking: Bool { ticking != nil }
 
     /// Places `heartbeat` in the wheel; it beats once every interval from now until `remove`.
     func add(_ heartbeat: Heartbeat) {
@@ -74,17 +81,19 @@ final class PingWheel {
 /// its own, with its own interval.
 final class PingWheels: Sendable {
     private let interval: TimeAmount
+    private let closeTimeout: TimeAmount
     private let wheels = Mutex<[ObjectIdentifier: NIOLoopBound<PingWheel>]>([:])
 
-    init(interval: TimeAmount) {
+    init(interval: TimeAmount, closeTimeout: TimeAmount) {
         self.interval = interval
+        self.closeTimeout = closeTimeout
     }
 
     /// `loop`'s wheel; call on `loop`.
     func wheel(for loop: any EventLoop) -> PingWheel {
         wheels.withLock { known in
             if let wheel = known[ObjectIdentifier(loop)] { return wheel.value }
-            let wheel = PingWheel(loop: loop, interval: interval)
+            let wheel = PingWheel(loop: loop, interval: interval, closeTimeout: closeTimeout)
             known[ObjectIdentifier(loop)] = NIOLoopBound(wheel, eventLoop: loop)
             return wheel
         }

@@ -34,7 +34,8 @@ final class WebSocketUpgrade: Sendable {
         access = hub.access
         draining = hub.draining
         connectionIDs = hub.connectionIDs
-        pingWheels = PingWheels(interval: .nanoseconds(Int64(hub.config.websocket.pingIntervalSeconds * 1_000_000_000)))
+        pingWheels = PingWheels(
+            interval: .nanoseconds(Int64(hub.config.websocket.pingIntervalSeconds * 1_000_000_000)), closeTimeout: Self.closeTimeout)
         sessions = WebSocketSession.Services(
             fanOut: hub.fanOut, flushers: hub.flushers, engine: hub.engine, limits: hub.config.websocket, metrics: hub.metrics,
             latency: hub.latency)
@@ -79,7 +80,7 @@ final class WebSocketUpgrade: Sendable {
             let inflater = deflate.map(MessageInflater.init)
             try pipeline.addHandler(RequireMaskedFrames(inflater: inflater), position: .after(decoder))
             // Behind the decoder, so its close frame passes the direct writer's close watch (behind the encoder).
-            try Heartbeat.add(to: channel, wheels: pingWheels, closeTimeout: Self.closeTimeout)
+            try Heartbeat.add(to: channel, wheels: pingWheels)
             let direct = try DirectFrameWriter.add(to: channel, deflateWindowBits: deflate?.serverWindowBits, compressions: metrics.messagesDeflated)
             let inbox = SessionInbox(
                 channel: channel,

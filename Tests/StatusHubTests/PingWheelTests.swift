@@ -14,7 +14,7 @@ struct PingWheelTests {
 
     private static func open(_ loop: EmbeddedEventLoop, wheel: PingWheel) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel(loop: loop)
-        try channel.pipeline.syncOperations.addHandler(Heartbeat(wheel: wheel, closeTimeout: .seconds(5)))
+        try channel.pipeline.syncOperations.addHandler(Heartbeat(wheel: wheel))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
         return channel
     }
@@ -35,7 +35,7 @@ struct PingWheelTests {
     /// that answers stays, one that does not is closed with 1001 "ping timeout" at its next turn.
     @Test func eachConnectionIsPingedAnIntervalFromItsOpeningAndClosedWhenSilent() throws {
         let loop = EmbeddedEventLoop()
-        let wheel = PingWheel(loop: loop, interval: Self.interval)
+        let wheel = PingWheel(loop: loop, interval: Self.interval, closeTimeout: .seconds(5))
         let answering = try Self.open(loop, wheel: wheel)
         loop.advanceTime(by: .milliseconds(800))
         let silent = try Self.open(loop, wheel: wheel)
@@ -76,7 +76,7 @@ struct PingWheelTests {
     /// takes it out while the wheel walks the bucket); every one still there is pinged, and closed, exactly once.
     @Test func leavingDuringOrBeforeATurnDisturbsNoOther() throws {
         let loop = EmbeddedEventLoop()
-        let wheel = PingWheel(loop: loop, interval: Self.interval)
+        let wheel = PingWheel(loop: loop, interval: Self.interval, closeTimeout: .seconds(5))
         let channels = try (0..<6).map { _ in try Self.open(loop, wheel: wheel) }
         // The first and a middle one leave before their first ping: the bucket's last takes a leaver's index.
         try channels[0].close().wait()
@@ -95,5 +95,50 @@ struct PingWheelTests {
         }
         loop.advanceTime(by: Self.interval * 2)
         for channel in channels { #expect(try Self.written(channel).isEmpty) }
+    }
+
+    /// Only a pong carrying the last ping's payload answers it: one with other bytes (an older ping's, or none) leaves
+    /// the connection silent, and it is closed at its next turn.
+    @Test func aPongWithAnotherPayloadDoesNotAnswer() throws {
+        let loop = EmbeddedEventLoop()
+        let wheel = PingWheel(loop: loop, interval: Self.interval, closeTimeout: .seconds(5))
+        let wrong = try Self.open(loop, wheel: wheel)
+        let empty = try Self.open(loop, wheel: wheel)
+        loop.advanceTime(by: Self.interval)
+        var ping = try #require(try Self.written(wrong).first).unmaskedData
+        var other = ping.getSlice(at: ping.readerIndex, length: ping.readableBytes)!
+        other.setInteger(ping.readInteger(as: UInt64.self)! &+ 1, at: other.readerIndex)
+        try wrong.writeInbound(WebSocketFrame(fin: true, opcode: .pong, data: other))
+        _ = try Self.written(empty)
+        try empty.writeInbound(WebSocketFrame(fin: true, opcode: .pong, data: ByteBuffer()))
+
+        loop.advanceTime(by: Self.interval)
+        #expect(try Self.written(wrong).map(\.opcode) == [.connectionClose])
+        #expect(try Self.written(empty).map(\.opcode) == [.connectionClose])
+    }
+
+    /// The timer runs only while the loop has connections: the last to leave stops it, and the next to come starts it
+    /// again, pinged an interval after it opened as ever.
+    @Test func theTimerStopsWithTheLastConnectionAndStartsWithTheNext() throws {
+        let loop = EmbeddedEventLoop()
+        let wheel = PingWheel(loop: loop, interval: Self.interval, closeTimeout: .seconds(5))
+        #expect(!wheel.isTicking)
+        let first = try Self.open(loop, wheel: wheel)
+        let second = try Self.open(loop, wheel: wheel)
+        #expect(wheel.isTicking)
+        try first.close().wait()
+        #expect(wheel.isTicking)
+        try second.close().wait()
+        #expect(!wheel.isTicking)
+
+        loop.advanceTime(by: .milliseconds(730))
+        let later = try Self.open(loop, wheel: wheel)
+        #expect(wheel.isTicking)
+        loop.advanceTime(by: .milliseconds(1550))
+        #expect(try Self.written(later).isEmpty)
+        loop.advanceTime(by: .milliseconds(50))
+        #expect(try Self.written(later).map(\.opcode) == [.ping])
+        try later.close().wait()
+        #expect(!wheel.isTicking)
     }
 }
