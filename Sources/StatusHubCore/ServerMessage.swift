@@ -69,7 +69,9 @@ public enum ServerMessage {
         encode(Reply(op: "error", id: id, code: code.rawValue, message: message))
     }
 
-    private struct Reply: Encodable {
+    /// A reply other than an event: its members written by `JSONValue`'s writer (sorted keys, `/` unescaped — what
+    /// `JSONEncoder` with `.sortedKeys` wrote here before, without its per-call set-up, a visible share of a connect).
+    private struct Reply {
         var op: String
         var id: String?
         var channels: [String]?
@@ -81,10 +83,22 @@ public enum ServerMessage {
         var samples: Int?
     }
 
-    static func encode(_ value: some Encodable) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(value)) ?? Data(#"{"op":"error","code":"internal"}"#.utf8))
+    private static func encode(_ reply: Reply) -> [UInt8] {
+        // In key order, as the writer expects of members it is handed.
+        var members: [(key: String, value: JSONValue)] = []
+        if let channels = reply.channels { members.append(("channels", .array(channels.map(JSONValue.string)))) }
+        if let code = reply.code { members.append(("code", .string(code))) }
+        if let expires = reply.expires { members.append(("expires", .string(expires))) }
+        if let filter = reply.filter { members.append(("filter", .string(filter))) }
+        if let id = reply.id { members.append(("id", .string(id))) }
+        if let message = reply.message { members.append(("message", .string(message))) }
+        members.append(("op", .string(reply.op)))
+        if let reason = reply.reason { members.append(("reason", .string(reason))) }
+        if let samples = reply.samples { members.append(("samples", .number(Double(samples)))) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(64)
+        JSONValue.write(members: members, into: &bytes)
+        return bytes
     }
 }
 

@@ -35,6 +35,45 @@ struct WireProtocolTests {
         #expect(String(decoding: ServerMessage.pong(id: "r3"), as: UTF8.self) == #"{"id":"r3","op":"pong"}"#)
     }
 
+    /// Every reply but events is written member by member; the bytes are what `JSONEncoder` (sorted keys, `/` not
+    /// escaped) made of them, which clients have been reading, escapes and all.
+    @Test func repliesAreWhatJSONEncoderWrote() throws {
+        struct Reply: Encodable {
+            var op: String
+            var id: String?
+            var channels: [String]?
+            var code: String?
+            var message: String?
+            var reason: String?
+            var expires: String?
+            var filter: String?
+            var samples: Int?
+        }
+        func encoded(_ reply: Reply) throws -> String {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return String(decoding: try encoder.encode(reply), as: UTF8.self)
+        }
+        func written(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+        let patterns = [try ChannelPattern(parsing: "line:Line-2:*"), try ChannelPattern(parsing: "alerts")]
+        let filter = try EventFilter.parse("data.severity IN (critical, high) AND metadata.source = 'mes/line'")
+        let expires = Date(timeIntervalSince1970: 1_763_475_825.678)
+        let tricky = "r\"3/\u{1}é\n"
+        #expect(written(ServerMessage.subscribed(id: tricky, patterns: patterns, filter: filter))
+            == (try encoded(Reply(op: "subscribed", id: tricky, channels: ["line:Line-2:*", "alerts"], filter: filter.canonical))))
+        #expect(written(ServerMessage.subscribed(id: nil, patterns: [])) == (try encoded(Reply(op: "subscribed", channels: []))))
+        #expect(written(ServerMessage.unsubscribed(id: "u1", patterns: patterns))
+            == (try encoded(Reply(op: "unsubscribed", id: "u1", channels: ["line:Line-2:*", "alerts"]))))
+        #expect(written(ServerMessage.authenticated(id: "a", expires: expires))
+            == (try encoded(Reply(op: "authenticated", id: "a", expires: Timestamps.format(expires)))))
+        #expect(written(ServerMessage.authenticated(id: nil, expires: nil)) == (try encoded(Reply(op: "authenticated"))))
+        #expect(written(ServerMessage.pong(id: tricky)) == (try encoded(Reply(op: "pong", id: tricky))))
+        #expect(written(ServerMessage.reported(id: "r", samples: 12)) == (try encoded(Reply(op: "reported", id: "r", samples: 12))))
+        #expect(written(ServerMessage.resync(id: nil, reason: .historyGap)) == (try encoded(Reply(op: "resync", reason: "history_gap"))))
+        #expect(written(ServerMessage.error(id: "e", code: .forbidden, message: "pattern 'a/b' is \"outside\"\t"))
+            == (try encoded(Reply(op: "error", id: "e", code: "forbidden", message: "pattern 'a/b' is \"outside\"\t"))))
+    }
+
     @Test func pubSubMessageRoundTrips() throws {
         let event = StoredEvent(id: EventID(milliseconds: 17, sequence: 2), validated: SampleEvents.validated(SampleEvents.alert("M-9")))
         let decoded = try #require(PubSubMessage.decode(PubSubMessage.encode(event)))
