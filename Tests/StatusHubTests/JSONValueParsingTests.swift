@@ -81,6 +81,26 @@ struct JSONValueParsingTests {
         }
     }
 
+    /// Objects of many members (past the few whose keys are compared one by one): the same value as `JSONDecoder`'s,
+    /// and a key given twice refused at its second occurrence, before that member's value is read.
+    @Test func largeObjectsParseAndRefuseARepeatedKeyWhereItIs() throws {
+        let members = (0..<40).map { #""k\#($0)":\#($0)"# }
+        let text = "{" + members.joined(separator: ",") + "}"
+        #expect(Self.parserVerdict(Array(text.utf8)) == Self.decoderVerdict(Array(text.utf8)))
+        #expect(Self.parserVerdict(Array(text.utf8)).map { if case .object(let all) = $0 { all.count } else { 0 } } == 40)
+        for repeated in [3, 30] {
+            let prefix = "{" + members.prefix(repeated).joined(separator: ",") + ","
+            let twice = prefix + #""k1":[1,}"#  // its value is broken too: the repeat is what is told
+            do {
+                _ = try JSONValue.parse(Array(twice.utf8))
+                Issue.record("accepted a repeated key among \(repeated)")
+            } catch {
+                #expect(error.problem == "a key appears twice in one object: 'k1'")
+                #expect(error.offset == prefix.utf8.count)
+            }
+        }
+    }
+
     @Test func nestingIsLimitedLikeJSONDecoder() {
         for depth in [1, 100, 511, 512, 513, 100_000] {
             for (open, close) in [("[", "]"), ("{\"k\":", "}")] {
