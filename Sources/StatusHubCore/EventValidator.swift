@@ -112,19 +112,15 @@ public struct EventValidator: Sendable {
         if let sequence { tail.append(("sequence", .number(Double(sequence)))) }
         if tenant != Tenant.defaultName { tail.append(("tenant", .string(tenant))) }
         tail.append(("timestamp", .string(timestamp)))
-        // `{head}` and `{tail}` written once each and joined as `head,tail}` (the body after the opening brace), so the
-        // place of the late mark is known without writing anything twice.
-        var head: [UInt8] = []
-        head.reserveCapacity(512)
-        JSONValue.write(members: members, into: &head)
-        var rest: [UInt8] = []
-        JSONValue.write(members: tail, into: &rest)
+        // The body after the opening brace, `head,tail}`, written straight into one buffer; the late mark's place is
+        // where the head ends.
         var body: [UInt8] = []
-        body.reserveCapacity(head.count + rest.count)
-        body.append(contentsOf: head[1..<head.count - 1])
+        body.reserveCapacity(512)
+        JSONValue.write(memberList: members, into: &body)
+        let lateMarkOffset = eventType.carriesState ? body.count + 1 : 0
         body.append(UInt8(ascii: ","))
-        body.append(contentsOf: rest[1...])
-        let lateMarkOffset = eventType.carriesState ? head.count - 1 : 0
+        JSONValue.write(memberList: tail, into: &body)
+        body.append(UInt8(ascii: "}"))
         let prefix = Tenant.prefix(tenant)
         return .valid(ValidatedEvent(
             eventType: eventType, entityType: entityType, entityID: entityID, line: line,

@@ -26,13 +26,19 @@ extension JSONValue {
     /// An object with its members in the order given (the caller sorts).
     public static func write(members: [(key: String, value: JSONValue)], into out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
+        write(memberList: members, into: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// Members in the order given, comma-separated, without the object's braces: for a caller that writes an object in
+    /// parts into one buffer.
+    public static func write(memberList members: [(key: String, value: JSONValue)], into out: inout [UInt8]) {
         for (position, member) in members.enumerated() {
             if position > 0 { out.append(UInt8(ascii: ",")) }
             write(string: member.key, into: &out)
             out.append(UInt8(ascii: ":"))
             member.value.write(into: &out)
         }
-        out.append(UInt8(ascii: "}"))
     }
 
     public static func write(number value: Double, into out: inout [UInt8]) {
