@@ -51,11 +51,14 @@ struct JSONValueWritingTests {
         var mixed = IngestReply()
         mixed.accept(index: 0, Appended(id: EventID("1763475825678-3")!, duplicate: false))
         mixed.accept(index: 2, Appended(id: EventID("1763475825678-4")!, duplicate: true))
+        mixed.accept(index: 3, Appended(id: EventID("1763475825678-5")!, late: true))
+        var accepted = IngestReply()
+        accepted.accept(index: 0, Appended(id: EventID("1763475825679-0")!))
         mixed.reject(index: 1, errors: [
             FieldError(field: "entity_type", reason: "must be one of machine, operator; got \"robot\" / \\ é"),
             FieldError(field: "timestamp", reason: "is required"),
         ])
-        for reply in [IngestReply(), mixed] {
+        for reply in [IngestReply(), mixed, accepted] {
             #expect(reply.json == Array(try encoder.encode(reply)))
         }
     }
