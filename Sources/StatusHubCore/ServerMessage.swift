@@ -43,61 +43,49 @@ public enum ServerMessage {
     /// Patterns are echoed as the client wrote them, without their tenant scope (see `Tenant`).
     /// A subscribe with a `filter` has it echoed in its normal form.
     public static func subscribed(id: String?, patterns: [ChannelPattern], filter: EventFilter? = nil) -> [UInt8] {
-        encode(Reply(op: "subscribed", id: id, channels: patterns.map(\.unscoped.pattern.text), filter: filter?.canonical))
+        var members = ["channels": channels(patterns)]
+        if let filter { members["filter"] = .string(filter.canonical) }
+        return reply("subscribed", id: id, members)
     }
 
     public static func unsubscribed(id: String?, patterns: [ChannelPattern]) -> [UInt8] {
-        encode(Reply(op: "unsubscribed", id: id, channels: patterns.map(\.unscoped.pattern.text)))
+        reply("unsubscribed", id: id, ["channels": channels(patterns)])
     }
 
     /// The answer to `{"op":"auth"}`: the fresh token is in force until `expires`.
     public static func authenticated(id: String?, expires: Date?) -> [UInt8] {
-        encode(Reply(op: "authenticated", id: id, expires: expires.map { Timestamps.format($0) }))
+        reply("authenticated", id: id, expires.map { ["expires": .string(Timestamps.format($0))] } ?? [:])
     }
 
-    public static func pong(id: String?) -> [UInt8] { encode(Reply(op: "pong", id: id)) }
+    public static func pong(id: String?) -> [UInt8] { reply("pong", id: id) }
 
     /// The answer to `{"op":"report"}`: how many latency samples were taken.
-    public static func reported(id: String?, samples: Int) -> [UInt8] { encode(Reply(op: "reported", id: id, samples: samples)) }
+    public static func reported(id: String?, samples: Int) -> [UInt8] {
+        reply("reported", id: id, ["samples": .number(Double(samples))])
+    }
 
     /// The client cannot be brought up to date by replay: it should take a fresh snapshot.
     public static func resync(id: String?, reason: ResyncReason) -> [UInt8] {
-        encode(Reply(op: "resync", id: id, reason: reason.rawValue))
+        reply("resync", id: id, ["reason": .string(reason.rawValue)])
     }
 
     public static func error(id: String?, code: ErrorCode, message: String) -> [UInt8] {
-        encode(Reply(op: "error", id: id, code: code.rawValue, message: message))
+        reply("error", id: id, ["code": .string(code.rawValue), "message": .string(message)])
     }
 
-    /// A reply other than an event: its members written by `JSONValue`'s writer (sorted keys, `/` unescaped — what
-    /// `JSONEncoder` with `.sortedKeys` wrote here before, without its per-call set-up, a visible share of a connect).
-    private struct Reply {
-        var op: String
-        var id: String?
-        var channels: [String]?
-        var code: String?
-        var message: String?
-        var reason: String?
-        var expires: String?
-        var filter: String?
-        var samples: Int?
+    private static func channels(_ patterns: [ChannelPattern]) -> JSONValue {
+        .array(patterns.map { .string($0.unscoped.pattern.text) })
     }
 
-    private static func encode(_ reply: Reply) -> [UInt8] {
-        // In key order, as the writer expects of members it is handed.
-        var members: [(key: String, value: JSONValue)] = []
-        if let channels = reply.channels { members.append(("channels", .array(channels.map(JSONValue.string)))) }
-        if let code = reply.code { members.append(("code", .string(code))) }
-        if let expires = reply.expires { members.append(("expires", .string(expires))) }
-        if let filter = reply.filter { members.append(("filter", .string(filter))) }
-        if let id = reply.id { members.append(("id", .string(id))) }
-        if let message = reply.message { members.append(("message", .string(message))) }
-        members.append(("op", .string(reply.op)))
-        if let reason = reply.reason { members.append(("reason", .string(reason))) }
-        if let samples = reply.samples { members.append(("samples", .number(Double(samples)))) }
+    /// A reply other than an event, written by `JSONValue`'s writer: sorted keys, `/` unescaped — the bytes
+    /// `JSONEncoder` with `.sortedKeys` wrote here before, without its set-up per reply (a visible share of a connect).
+    private static func reply(_ op: String, id: String?, _ members: [String: JSONValue] = [:]) -> [UInt8] {
+        var members = members
+        members["op"] = .string(op)
+        if let id { members["id"] = .string(id) }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(64)
-        JSONValue.write(members: members, into: &bytes)
+        JSONValue.object(members).write(into: &bytes)
         return bytes
     }
 }

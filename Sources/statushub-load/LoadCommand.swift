@@ -124,7 +124,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Distinct machines (entity_id M-{n}, n = event number modulo this).")
     var machines = 1000
 
-    @Option(help: "What is published: machine-status (machine resource_status_changed only), operator-status (operators with a name, which the catalog restricts to tokens with the claim pii) plant (machines, operators, work orders, material, alerts, allocations; needs --mapping lines:K) or alerts (machine alert_raised only, events that carry no state; needs --mapping lines:K with subscribers).")
+    @Option(help: "What is published: machine-status (machine resource_status_changed only), operator-status (operators with a name, which the catalog restricts to tokens with the claim pii), plant (machines, operators, work orders, material, alerts, allocations; needs --mapping lines:K) or alerts (machine alert_raised only, events that carry no state; needs --mapping lines:K with subscribers).")
     var mix: EventMix = .machineStatus
 
     @Option(name: .customLong("token"), help: "A subscriber token (JWT), repeatable: subscriber i connects with token i modulo their number (?token=).")
