@@ -30,9 +30,6 @@ extension StoredEvent {
 
     /// Whether any of the event's channels matches any of `patterns`.
     public func matches(any patterns: [ChannelPattern]) -> Bool {
-        channels.contains { channel in
-            let segments = channel.split(separator: ChannelName.separator, omittingEmptySubsequences: false)
-            return patterns.contains { $0.matches(segments: segments) }
-        }
+        channels.contains { channel in patterns.contains { $0.matches(channel) } }
     }
 }

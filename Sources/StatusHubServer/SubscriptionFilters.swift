@@ -42,7 +42,6 @@ final class SubscriptionFilters: Sendable {
 struct FilterVerdicts {
     let event: StoredEvent
     private var decoded: JSONValue??
-    private var channelSegments: [[Substring]]?
     private var results: [ObjectIdentifier: Bool] = [:]
     /// How many filters were evaluated, and whether the event was decoded (for the tests of "once per event").
     private(set) var evaluations = 0
@@ -60,11 +59,8 @@ struct FilterVerdicts {
         return verdict
     }
 
-    mutating func channelsMatch(_ pattern: ChannelPattern) -> Bool {
-        if channelSegments == nil {
-            channelSegments = event.channels.map { $0.split(separator: ChannelName.separator, omittingEmptySubsequences: false) }
-        }
-        return channelSegments!.contains { pattern.matches(segments: $0) }
+    func channelsMatch(_ pattern: ChannelPattern) -> Bool {
+        event.channels.contains { pattern.matches($0) }
     }
 }
 
