@@ -103,6 +103,10 @@ struct ResumeCommand: AsyncParsableCommand {
         var hub_rss_mib_before: Double
         var hub_rss_mib_connected: Double
         var hub_rss_kib_per_connection: Double
+        /// CPU time while everyone connected, the hub's (its process) and this harness's own, so a connect phase the
+        /// client decided is told from one the hub did.
+        var hub_cpu_seconds_connecting: Double
+        var client_cpu_seconds_connecting: Double
         var first_event_all_seconds: Double?
         var first_event_received: Int
         var restart: Restart?
@@ -137,6 +141,10 @@ struct ResumeCommand: AsyncParsableCommand {
         /// The distinct `resync` and `error` messages the hub sent, with how many subscribers got each first.
         var notices: [String: Int]
         var hub_rss_mib_after_resume: Double
+        /// CPU time from /ready until every subscriber had the events published meanwhile (or, when that did not
+        /// happen, until all had resubscribed): the restarted hub's and this harness's.
+        var hub_cpu_seconds_resuming: Double
+        var client_cpu_seconds_resuming: Double
     }
 
     /// `statushub_conflated_total` from the node's `/metrics`, nil if it cannot be read.
@@ -162,6 +170,12 @@ struct ResumeCommand: AsyncParsableCommand {
             return (Double(HubProbe(pids: [pid]).read().rssBytes) / 1_048_576 * 10).rounded() / 10
         }
         let rssBefore = rssMiB()
+        // CPU seconds of the hub (as the pid file names it now) and of this process.
+        func cpu() -> (hub: Double, client: Double) {
+            let hub = currentHubPID().map { HubProbe(pids: [$0]).read().cpuSeconds } ?? 0
+            return (hub, HubProbe(pids: [getpid()]).read().cpuSeconds)
+        }
+        let cpuBeforeConnecting = cpu()
 
         // Phase 1: connect everyone, --connect-concurrency at a time.
         say("connecting \(subscribers) subscribers to \(wsURL) (\(connectConcurrency) at a time)")
@@ -186,6 +200,7 @@ struct ResumeCommand: AsyncParsableCommand {
             }
         }
         let connectSeconds = seconds(since: connectStart)
+        let cpuConnected = cpu()
         let connected = connectedCount.value
         say(String(format: "%d of %d subscribed in %.2f s", connected, subscribers, connectSeconds))
         try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
@@ -230,6 +245,7 @@ struct ResumeCommand: AsyncParsableCommand {
                 throw ValidationError("the hub did not answer /ready within \(phaseTimeout) s of the SIGTERM")
             }
             let readyAt = monotonicNanos()
+            let cpuAtReady = cpu()
             let readyAfterTerm = seconds(since: termAt)
             say(String(format: "/ready %.2f s after SIGTERM; %d subscribers reconnect at once with since", readyAfterTerm, closed))
 
@@ -260,6 +276,7 @@ struct ResumeCommand: AsyncParsableCommand {
             if lastMeanwhile > seq, await tally.wait(seq: lastMeanwhile, count: connected, timeout: phaseTimeout) {
                 caughtUp = seconds(since: readyAt)
             }
+            let cpuResumed = cpu()
             // One more event through the restarted node: every subscriber must end with all of 1…seq.
             seq = lastMeanwhile + 1
             try await publisher.post(base, seq: seq)
@@ -279,13 +296,17 @@ struct ResumeCommand: AsyncParsableCommand {
                 notices: ledgers.reduce(into: [:]) { counts, ledger in
                     if let notice = ledger.notice { counts[Self.withoutID(notice), default: 0] += 1 }
                 },
-                hub_rss_mib_after_resume: rssMiB())
+                hub_rss_mib_after_resume: rssMiB(),
+                hub_cpu_seconds_resuming: round3(cpuResumed.hub - cpuAtReady.hub),
+                client_cpu_seconds_resuming: round3(cpuResumed.client - cpuAtReady.client))
         }
 
         let result = Result(
             subscribers: subscribers, connected: connected, connect_seconds: round3(connectSeconds),
             hub_rss_mib_before: rssBefore, hub_rss_mib_connected: rssConnected,
             hub_rss_kib_per_connection: connected > 0 ? ((rssConnected - rssBefore) * 1024 / Double(connected) * 10).rounded() / 10 : 0,
+            hub_cpu_seconds_connecting: round3(cpuConnected.hub - cpuBeforeConnecting.hub),
+            client_cpu_seconds_connecting: round3(cpuConnected.client - cpuBeforeConnecting.client),
             first_event_all_seconds: firstSeconds.map(round3), first_event_received: tally.count(seq: 1), restart: restartResult,
             failures: failures.count, first_failure: failures.first)
         print(Self.table(result))
@@ -328,11 +349,19 @@ struct ResumeCommand: AsyncParsableCommand {
         return false
     }
 
+    /// "  CPU connecting     hub 2.31 s (231 µs a subscriber), harness 2.90 s (290 µs)".
+    static func cpuLine(_ phase: String, hub: Double, client: Double, per count: Int) -> String {
+        let each = { (seconds: Double) in count > 0 ? String(format: " (%.0f µs a subscriber)", seconds / Double(count) * 1e6) : "" }
+        return "  CPU " + phase.padding(toLength: 15, withPad: " ", startingAt: 0)
+            + String(format: "hub %.2f s", hub) + each(hub) + String(format: ", harness %.2f s", client) + each(client)
+    }
+
     static func table(_ result: Result) -> String {
         var lines = [
             String(format: "idle subscribers: %d of %d subscribed in %.2f s", result.connected, result.subscribers, result.connect_seconds),
             String(format: "  hub RSS            %.1f MiB before, %.1f MiB with them: %.1f KiB per connection",
                    result.hub_rss_mib_before, result.hub_rss_mib_connected, result.hub_rss_kib_per_connection),
+            Self.cpuLine("connecting", hub: result.hub_cpu_seconds_connecting, client: result.client_cpu_seconds_connecting, per: result.connected),
             result.first_event_all_seconds.map { String(format: "  one event          reached all %d in %.3f s", result.first_event_received, $0) }
                 ?? "  one event          reached only \(result.first_event_received)",
         ]
@@ -348,6 +377,7 @@ struct ResumeCommand: AsyncParsableCommand {
                     + "missing \(restart.missing)"
                     + (restart.conflated_by_hub.map { " (conflated by the hub for slow readers: \($0))" } ?? "")
                     + ", duplicates \(restart.duplicates), out of order \(restart.out_of_order), resync \(restart.resyncs)",
+                Self.cpuLine("resuming", hub: restart.hub_cpu_seconds_resuming, client: restart.client_cpu_seconds_resuming, per: restart.resubscribed),
                 String(format: "  hub RSS after the resume %.1f MiB", restart.hub_rss_mib_after_resume),
             ]
             for (notice, count) in restart.notices.sorted(by: { $0.value > $1.value }) { lines.append("  hub said (\(count)×): \(notice)") }
