@@ -120,5 +120,7 @@ CLIENT_PID=""
 say "node A's log before the restart: $(grep -ci error "$WORK/a/hub.log" || true) lines with 'error'; after: $(grep -ci error "$WORK/a-restarted/hub.log" 2>/dev/null || true)"
 # The restarted node's log is what says why subscribers were told to resync: kept beside the results.
 cp "$WORK/a-restarted/hub.log" "$BASE.restarted-hub.log" 2>/dev/null || true
-say "results in $BASE.json, $BASE.txt and the restarted node's log $BASE.restarted-hub.log"
+# And node B's, which took the events published meanwhile (a refused or slow publish shows there).
+cp "$WORK/b/hub.log" "$BASE.node-b.log" 2>/dev/null || true
+say "results in $BASE.json, $BASE.txt and the nodes' logs $BASE.restarted-hub.log, $BASE.node-b.log"
 exit "$status"

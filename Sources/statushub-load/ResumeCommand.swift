@@ -128,6 +128,9 @@ struct ResumeCommand: AsyncParsableCommand {
         /// Events published (through --publish-url) while the subscribers were away, and from /ready until every
         /// subscriber had the last of them.
         var published_meanwhile: Int
+        /// Publishes through the other node that failed and were sent again (same idempotency key).
+        var publish_failures: Int
+        var first_publish_failure: String?
         var all_caught_up_seconds: Double?
         var events_total: Int
         var subscribers_complete: Int
@@ -136,6 +139,9 @@ struct ResumeCommand: AsyncParsableCommand {
         /// a newer one of the same machine (past `websocket.conflate_above`), which the ledger counts as missing.
         var conflated_by_hub: Int?
         var duplicates: Int
+        /// Events some subscriber got twice, with how many subscribers got each twice (the first 64 per subscriber,
+        /// the 10 most common shown).
+        var duplicated_events: [String: Int]
         var out_of_order: Int
         var resyncs: Int
         /// The distinct `resync` and `error` messages the hub sent, with how many subscribers got each first.
@@ -218,13 +224,20 @@ struct ResumeCommand: AsyncParsableCommand {
         if restart, let pid = currentHubPID() {
             // Events through the other node while the subscribers are away.
             let stopPublishing = StopFlag()
+            let publishFailures = FailureLog()
             let published = Box(seq)
             let meanwhile: Task<Void, Never>? = publishURL.map { other in
                 let otherBase = URL(string: other)!
                 return Task { [publishEvery] in
                     while !stopPublishing.isSet {
                         let next = published.value + 1
-                        if (try? await publisher.post(otherBase, seq: next)) != nil { published.update { $0 = next } }
+                        do {
+                            try await publisher.post(otherBase, seq: next)
+                            published.update { $0 = next }
+                        } catch {
+                            // Posted again, with the same idempotency key, at the next turn.
+                            publishFailures.record("event \(next): \(error)")
+                        }
                         try? await Task.sleep(for: .milliseconds(Int64(publishEvery * 1000)))
                     }
                 }
@@ -288,10 +301,13 @@ struct ResumeCommand: AsyncParsableCommand {
                 all_closed_seconds: round3(allClosed), closed: closed, ready_after_term_seconds: round3(readyAfterTerm),
                 all_resubscribed_seconds: round3(allResubscribed), resubscribed: resubscribed.value,
                 retried_attempts: retried.value, published_meanwhile: lastMeanwhile - 1,
+                publish_failures: publishFailures.count, first_publish_failure: publishFailures.first,
                 all_caught_up_seconds: caughtUp.map(round3), events_total: seq, subscribers_complete: complete,
                 missing: ledgers.reduce(0) { $0 + $1.missing(of: seq) },
                 conflated_by_hub: await Self.conflatedCount(base),
-                duplicates: ledgers.reduce(0) { $0 + $1.duplicates }, out_of_order: ledgers.reduce(0) { $0 + $1.outOfOrder },
+                duplicates: ledgers.reduce(0) { $0 + $1.duplicates },
+                duplicated_events: Self.mostCommon(ledgers.flatMap(\.duplicatedSeqs), top: 10),
+                out_of_order: ledgers.reduce(0) { $0 + $1.outOfOrder },
                 resyncs: ledgers.reduce(0) { $0 + $1.resyncs },
                 notices: ledgers.reduce(into: [:]) { counts, ledger in
                     if let notice = ledger.notice { counts[Self.withoutID(notice), default: 0] += 1 }
@@ -320,6 +336,12 @@ struct ResumeCommand: AsyncParsableCommand {
         let whole = result.connected == subscribers && result.first_event_all_seconds != nil
             && (result.restart.map { $0.subscribers_complete == subscribers } ?? true)
         if !whole { throw ExitCode(1) }
+    }
+
+    /// The `top` most frequent of `seqs`, as "seq" → how often.
+    static func mostCommon(_ seqs: [Int], top: Int) -> [String: Int] {
+        let counts = seqs.reduce(into: [Int: Int]()) { $0[$1, default: 0] += 1 }
+        return Dictionary(uniqueKeysWithValues: counts.sorted { $0.value > $1.value }.prefix(top).map { (String($0.key), $0.value) })
     }
 
     /// A hub message without its `"id":"s123",` (each subscriber's own), so that equal messages count together.
@@ -380,6 +402,13 @@ struct ResumeCommand: AsyncParsableCommand {
                 Self.cpuLine("resuming", hub: restart.hub_cpu_seconds_resuming, client: restart.client_cpu_seconds_resuming, per: restart.resubscribed),
                 String(format: "  hub RSS after the resume %.1f MiB", restart.hub_rss_mib_after_resume),
             ]
+            if let failure = restart.first_publish_failure {
+                lines.append("  publish failures   \(restart.publish_failures), each sent again; first: \(failure.prefix(200))")
+            }
+            if !restart.duplicated_events.isEmpty {
+                let listed = restart.duplicated_events.sorted { $0.value > $1.value }.map { "\($0.key) (\($0.value)×)" }
+                lines.append("  events got twice   " + listed.joined(separator: ", "))
+            }
             for (notice, count) in restart.notices.sorted(by: { $0.value > $1.value }) { lines.append("  hub said (\(count)×): \(notice)") }
         }
         if let failure = result.first_failure { lines.append("  failures \(result.failures); first: \(failure)") }
@@ -469,6 +498,9 @@ struct ResumeLedger: Sendable {
     private var lastSeqOfMachine: [Int: Int] = [:]
     var lastEventID: String?
     var duplicates = 0
+    /// The first few events that arrived twice: the same ones at every subscriber mean an event stored twice (a
+    /// publisher's retry), scattered ones a delivery twice.
+    var duplicatedSeqs: [Int] = []
     var outOfOrder = 0
     var resyncs = 0
     /// The hub's first `resync` or `error` message on this subscriber's resume, as sent.
@@ -477,7 +509,10 @@ struct ResumeLedger: Sendable {
     mutating func record(seq: Int) {
         let (word, bit) = (seq / 64, UInt64(1) << UInt64(seq % 64))
         if word >= received.count { received.append(contentsOf: repeatElement(0, count: word + 1 - received.count)) }
-        guard received[word] & bit == 0 else { return duplicates += 1 }
+        guard received[word] & bit == 0 else {
+            if duplicatedSeqs.count < 64 { duplicatedSeqs.append(seq) }
+            return duplicates += 1
+        }
         received[word] |= bit
         let machine = EventPoster.machine(ofSeq: seq)
         if let last = lastSeqOfMachine[machine], last > seq { outOfOrder += 1 }
