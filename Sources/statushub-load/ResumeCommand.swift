@@ -638,6 +638,9 @@ final class ResumeSubscriber: Sendable {
         /// resume from (ids do not order across partitions).
         static let positionKey = Array(#","position":""#.utf8)
         static let eventOp = Array(#""op":"event""#.utf8)
+        /// A machine left without news for its TTL (a run that waits minutes for a slow catch-up) is announced stale,
+        /// with its last state — `resume_seq` included — inside: not one of the numbered events.
+        static let staleType = Array(#""event_type":"status_stale""#.utf8)
         static let subscribedOp = Array(#""op":"subscribed""#.utf8)
         static let resyncOp = Array(#""op":"resync""#.utf8)
         static let errorOp = Array(#""op":"error""#.utf8)
@@ -658,6 +661,7 @@ final class ResumeSubscriber: Sendable {
             case .text:
                 let parsed = frame.unmaskedData.withUnsafeReadableBytes { bytes -> (seq: Int?, id: String?, kind: Int) in
                     if FrameTracker.find(Self.eventOp, in: bytes, from: 0) != nil {
+                        if FrameTracker.find(Self.staleType, in: bytes, from: 0) != nil { return (nil, nil, 4) }
                         guard var at = FrameTracker.find(Self.seqKey, in: bytes, from: 0), let seq = FrameTracker.integer(bytes, &at) else {
                             return (nil, nil, 0)
                         }
