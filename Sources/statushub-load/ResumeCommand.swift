@@ -146,6 +146,9 @@ struct ResumeCommand: AsyncParsableCommand {
         var resyncs: Int
         /// The distinct `resync` and `error` messages the hub sent, with how many subscribers got each first.
         var notices: [String: Int]
+        /// Subscribers whose resumed connection the hub closed before the run ended, by close code and reason (a
+        /// reader that fell too far behind is closed, 4001, and would reconnect with `since`; this harness does not).
+        var closed_after_resume: [String: Int]
         var hub_rss_mib_after_resume: Double
         /// CPU time from /ready until every subscriber had the events published meanwhile (or, when that did not
         /// happen, until all had resubscribed): the restarted hub's and this harness's.
@@ -297,21 +300,31 @@ struct ResumeCommand: AsyncParsableCommand {
             try await Task.sleep(for: .seconds(1))
             let ledgers = fleet.map(\.ledger)
             let complete = ledgers.filter { $0.missing(of: seq) == 0 && $0.duplicates == 0 && $0.outOfOrder == 0 }.count
+            let closedAfterResume = ledgers.reduce(into: [String: Int]()) { counts, ledger in
+                if let closed = ledger.closedBy { counts[closed, default: 0] += 1 }
+            }
+            let missing = ledgers.reduce(0) { $0 + $1.missing(of: seq) }
+            let duplicates = ledgers.reduce(0) { $0 + $1.duplicates }
+            let outOfOrder = ledgers.reduce(0) { $0 + $1.outOfOrder }
+            let resyncs = ledgers.reduce(0) { $0 + $1.resyncs }
+            let conflated = await Self.conflatedCount(base)
+            let notices = ledgers.reduce(into: [String: Int]()) { counts, ledger in
+                if let notice = ledger.notice { counts[Self.withoutID(notice), default: 0] += 1 }
+            }
             restartResult = Restart(
                 all_closed_seconds: round3(allClosed), closed: closed, ready_after_term_seconds: round3(readyAfterTerm),
                 all_resubscribed_seconds: round3(allResubscribed), resubscribed: resubscribed.value,
                 retried_attempts: retried.value, published_meanwhile: lastMeanwhile - 1,
                 publish_failures: publishFailures.count, first_publish_failure: publishFailures.first,
                 all_caught_up_seconds: caughtUp.map(round3), events_total: seq, subscribers_complete: complete,
-                missing: ledgers.reduce(0) { $0 + $1.missing(of: seq) },
-                conflated_by_hub: await Self.conflatedCount(base),
-                duplicates: ledgers.reduce(0) { $0 + $1.duplicates },
+                missing: missing,
+                conflated_by_hub: conflated,
+                duplicates: duplicates,
                 duplicated_events: Self.mostCommon(ledgers.flatMap(\.duplicatedSeqs), top: 10),
-                out_of_order: ledgers.reduce(0) { $0 + $1.outOfOrder },
-                resyncs: ledgers.reduce(0) { $0 + $1.resyncs },
-                notices: ledgers.reduce(into: [:]) { counts, ledger in
-                    if let notice = ledger.notice { counts[Self.withoutID(notice), default: 0] += 1 }
-                },
+                out_of_order: outOfOrder,
+                resyncs: resyncs,
+                notices: notices,
+                closed_after_resume: closedAfterResume,
                 hub_rss_mib_after_resume: rssMiB(),
                 hub_cpu_seconds_resuming: round3(cpuResumed.hub - cpuAtReady.hub),
                 client_cpu_seconds_resuming: round3(cpuResumed.client - cpuAtReady.client))
@@ -409,6 +422,9 @@ struct ResumeCommand: AsyncParsableCommand {
                 let listed = restart.duplicated_events.sorted { $0.value > $1.value }.map { "\($0.key) (\($0.value)×)" }
                 lines.append("  events got twice   " + listed.joined(separator: ", "))
             }
+            for (reason, count) in restart.closed_after_resume.sorted(by: { $0.value > $1.value }) {
+                lines.append("  closed by the hub after resuming (\(count)×): \(reason)")
+            }
             for (notice, count) in restart.notices.sorted(by: { $0.value > $1.value }) { lines.append("  hub said (\(count)×): \(notice)") }
         }
         if let failure = result.first_failure { lines.append("  failures \(result.failures); first: \(failure)") }
@@ -505,6 +521,8 @@ struct ResumeLedger: Sendable {
     var resyncs = 0
     /// The hub's first `resync` or `error` message on this subscriber's resume, as sent.
     var notice: String?
+    /// The hub's close frame (code and reason) on the subscriber's latest connection, if it closed one.
+    var closedBy: String?
 
     mutating func record(seq: Int) {
         let (word, bit) = (seq / 64, UInt64(1) << UInt64(seq % 64))
@@ -592,6 +610,8 @@ final class ResumeSubscriber: Sendable {
         state.withLock {
             $0.channel = channel
             $0.closed = closed.futureResult
+            // A close seen on an earlier connection (the node's shutdown, 1001) is over.
+            $0.ledger.closedBy = nil
         }
     }
 
@@ -622,6 +642,8 @@ final class ResumeSubscriber: Sendable {
     fileprivate func connectionClosed() {
         state.withLock { $0.channel = nil }
     }
+
+    fileprivate func closedByHub(_ text: String) { state.withLock { $0.ledger.closedBy = text } }
 
     fileprivate func resynced(_ text: String) { state.withLock { $0.ledger.resyncs += 1; $0.ledger.notice = $0.ledger.notice ?? text } }
 
@@ -702,6 +724,9 @@ final class ResumeSubscriber: Sendable {
                 context.writeAndFlush(
                     wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)), promise: nil)
             case .connectionClose:
+                var data = frame.unmaskedData
+                let code = data.readWebSocketErrorCode().map { "\(UInt16(webSocketErrorCode: $0))" } ?? "no code"
+                subscriber.closedByHub("\(code) \(String(buffer: data))")
                 // Answer the close (RFC 6455 §5.5.1) and let the hub close the socket, so that the hub, not this
                 // source port, holds the TIME_WAIT (the reconnect needs the ports); close it ourselves 2 s later.
                 context.writeAndFlush(
