@@ -147,11 +147,12 @@ struct ResumeCommand: AsyncParsableCommand {
         /// The distinct `resync` and `error` messages the hub sent, with how many subscribers got each first.
         var notices: [String: Int]
         /// Subscribers whose resumed connection the hub closed before the run ended, by close code and reason (a
-        /// reader that fell too far behind is closed, 4001, and would reconnect with `since`; this harness does not).
+        /// reader too far behind is closed — 4001 for a full outbox, 1001 `ping timeout` for a pong more than a ping
+        /// interval late — and would reconnect with `since`; this harness does not).
         var closed_after_resume: [String: Int]
         var hub_rss_mib_after_resume: Double
         /// CPU time from /ready until every subscriber had the events published meanwhile (or, when that did not
-        /// happen, until all had resubscribed): the restarted hub's and this harness's.
+        /// happen, until the harness stopped waiting for it): the restarted hub's and this harness's.
         var hub_cpu_seconds_resuming: Double
         var client_cpu_seconds_resuming: Double
     }
