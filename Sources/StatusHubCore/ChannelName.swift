@@ -4,6 +4,8 @@
 /// so an id can never smuggle a `:` or a `*` into a channel or a cache key.
 public enum ChannelName {
     public static let separator: Character = ":"
+    /// The separator as the byte a channel's UTF-8 holds (`ChannelPattern.matches` walks the bytes).
+    public static let separatorByte = separator.asciiValue!
     public static let maxSegmentLength = 128
 
     public static func isValidSegment(_ segment: Substring) -> Bool {

@@ -47,9 +47,9 @@ public struct ChannelPattern: Sendable, Hashable, CustomStringConvertible {
 
     /// Whether `channel` is one of the channels this pattern names. Walks the channel's UTF-8 bytes segment by
     /// segment without splitting it: a resume storm matches every replayed event's channels against every resuming
-    /// subscriber's patterns, and splitting by `Character` (grapheme breaking, an array per channel) took ~1.2 µs a
-    /// channel where this takes ~50 ns (loadtest/RESULTS.md). Byte equality is `String` equality here: literal
-    /// segments are ASCII (`ChannelName.isValidSegment`).
+    /// subscriber's patterns, and splitting by `Character` (grapheme breaking, an array per channel) took 4–5 µs an
+    /// event of three channels where this takes ~0.25 µs (`statushub-bench match`, loadtest/RESULTS.md). Byte
+    /// equality is `String` equality here: literal segments are ASCII (`ChannelName.isValidSegment`).
     public func matches(_ channel: String) -> Bool {
         if let verdict = channel.utf8.withContiguousStorageIfAvailable(matches(bytes:)) { return verdict }
         // Only a bridged string is not contiguous (never on Linux).
@@ -59,7 +59,7 @@ public struct ChannelPattern: Sendable, Hashable, CustomStringConvertible {
     }
 
     private func matches(bytes channel: UnsafeBufferPointer<UInt8>) -> Bool {
-        let separator = UInt8(ascii: ":")
+        let separator = ChannelName.separatorByte
         // A channel has one segment more than it has separators, so there is always a first one to look at.
         var start = 0
         var more = true

@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "statushub-bench",
         abstract: "CPU benchmarks of StatusHubCore, without I/O.",
-        subcommands: [ValidateBenchCommand.self]
+        subcommands: [ValidateBenchCommand.self, MatchBenchCommand.self]
     )
 }
 
