@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
-# 100,000 idle subscribers on one node, then the node restarted under them (`statushub-load resume`).
+# 100,000 idle subscribers on one machine, then the nodes restarted under them (`statushub-load resume`).
 #
-# Starts redis-server and two release hubs on one Redis, on 127.0.0.1 without WebSocket compression (the
-# task-free path an idle connection takes): node A, which the subscribers connect to, and node B, which takes the
-# events published while A restarts. SUBSCRIBERS idle subscribers connect to A from SOURCES (loopback source
-# addresses, round-robin: one address has ~28,000 ephemeral ports), CONNECT_CONCURRENCY at a time, each on
-# line:Line-0:*. Reported: the time until all are subscribed, A's RSS per connection, and how long one event takes
-# to reach all of them. Then the harness sends A SIGTERM; this script starts A again on the same port as soon as it
-# has exited, while the harness publishes an event every PUBLISH_EVERY seconds (0.1) through B; when A answers /ready every subscriber
+# Starts redis-server and release hubs on one Redis, on 127.0.0.1 without WebSocket compression (the task-free path
+# an idle connection takes): NODES nodes the subscribers connect to (A1…), and node B, which takes the events
+# published while they restart. A process holds one descriptor per connection and may hold no more than `ulimit -n`:
+# where that cannot be raised past the subscribers (a container without CAP_SYS_RESOURCE: 20,000 here), NODES is as
+# many as the limit needs, and the harness holds its subscribers in as many processes (`--processes`), slice i on
+# node Ai. SUBSCRIBERS idle subscribers connect from SOURCES (loopback source addresses, round-robin: one address has
+# ~28,000 ephemeral ports), CONNECT_CONCURRENCY at a time, each on line:Line-0:*. Reported: the time until all are
+# subscribed, the nodes' RSS per connection, and how long one event takes to reach all of them. Then the harness
+# sends every A node SIGTERM; this script starts each again on its port as soon as it has exited, while the harness
+# publishes an event every PUBLISH_EVERY seconds (0.1) through B; when every A answers /ready every subscriber
 # reconnects at once with `since` (its last event_id). Reported: the time until every one is subscribed again,
 # until every one has the events published meanwhile, and whether each got every event exactly once, in order.
 #
 # Builds nothing: BIN names a folder with release statushub and statushub-load. Run it as root: it raises
-# `ulimit -n` to NOFILE for itself, the hubs and the harness (each holds one descriptor per subscriber), and
-# refuses a SUBSCRIBERS count that the limit it got cannot hold. Hubs and redis-server on CPU 0, the harness on CPU 1.
+# `ulimit -n` to NOFILE for itself, the hubs and the harness (each holds one descriptor per subscriber) or, where it
+# cannot, splits as above. Hubs and redis-server on CPU 0, the harness on CPU 1.
 # Loopback only; the harness is bounded by `timeout`; everything started is stopped on exit.
 #
-# SHARDS=3 runs both nodes on three redis-servers (`redis.shards`, 12 partitions): the subscribers then resume with
+# SHARDS=3 runs the nodes on three redis-servers (`redis.shards`, 12 partitions): the subscribers then resume with
 # the resume token their last event carried instead of an event id.
 #
 #   BIN=.build-release/release loadtest/hundred-thousand.sh
-#   SUBSCRIBERS=50000 BIN=.build-release/release loadtest/hundred-thousand.sh
+#   SUBSCRIBERS=19000 BIN=.build-release/release loadtest/hundred-thousand.sh     # one node under a 20,000 limit
 #   SUBSCRIBERS=2000 SHARDS=3 BIN=.build-release/release loadtest/hundred-thousand.sh
 set -euo pipefail
 
@@ -43,19 +46,27 @@ if ! ulimit -n "$NOFILE" 2>/dev/null; then
     ulimit -n "$(ulimit -Hn)"
     say "cannot raise ulimit -n to $NOFILE (needs root with CAP_SYS_RESOURCE); using the hard limit $(ulimit -n)"
 fi
-if [ "$((SUBSCRIBERS + 500))" -gt "$(ulimit -n)" ]; then
-    say "$SUBSCRIBERS subscribers need $((SUBSCRIBERS + 500)) descriptors in the hub and in the harness; ulimit -n is $(ulimit -n): run SUBSCRIBERS=$(($(ulimit -n) - 500)) or raise the limit"
+# Connections one process may hold, leaving room for its own files, Redis connections and the ingest.
+PER_PROCESS=$(($(ulimit -n) - 1000))
+NODES=${NODES:-$(((SUBSCRIBERS + PER_PROCESS - 1) / PER_PROCESS))}
+if [ "$(((SUBSCRIBERS + NODES - 1) / NODES))" -gt "$PER_PROCESS" ]; then
+    say "$SUBSCRIBERS subscribers on $NODES nodes is more than the $PER_PROCESS a process may hold under ulimit -n $(ulimit -n): raise NODES"
     exit 2
 fi
 prepare_benchmark hundred-thousand
 
-B_PID="" CLIENT_PID="" SHARD_PIDS=()
+B_PID="" CLIENT_PID="" SHARD_PIDS=() A_PIDS=() A_PORTS=()
 cleanup() {
     local status=$?
     set +e
     trap - EXIT INT TERM
     [ -n "$CLIENT_PID" ] && stop_pid "$CLIENT_PID" statushub-load
     stop_pid "$B_PID" "statushub (node B)"
+    for pid in "${A_PIDS[@]}"; do stop_pid "$pid" statushub; done
+    # A node restarted in the background whose new pid was not read yet: found by its port.
+    for port in "${A_PORTS[@]}"; do
+        stop_pid "$(ss -Htlnp "sport = :$port" 2>/dev/null | grep -o "pid=[0-9]*" | head -1 | cut -d= -f2)" statushub
+    done
     stop_servers
     for pid in "${SHARD_PIDS[@]}"; do stop_pid "$pid" redis-server; done
     rm -rf "$WORK"
@@ -67,7 +78,7 @@ trap cleanup EXIT
 alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
 
 export HUB_ENV="STATUSHUB_WEBSOCKET_COMPRESSION=false"
-export HUB_MAX_CONNECTIONS=$((SUBSCRIBERS + 1000))
+export HUB_MAX_CONNECTIONS=$(((SUBSCRIBERS + NODES - 1) / NODES + 1000))
 start_redis "$WORK"
 ENGINE=redis
 if [ "$SHARDS" -gt 1 ]; then
@@ -85,42 +96,58 @@ if [ "$SHARDS" -gt 1 ]; then
     HUB_ENV="$HUB_ENV STATUSHUB_REDIS_SHARDS=[$urls]" ENGINE=memory
     export HUB_ENV
 fi
-mkdir -p "$WORK/b" "$WORK/a" "$WORK/a-restarted"
+mkdir -p "$WORK/b"
 start_hub "$WORK/b" "$HUB_DIR" "$ENGINE"
 B_PID=$HUB_PID B_PORT=$HUB_PORT
-start_hub "$WORK/a" "$HUB_DIR" "$ENGINE"
-A_PORT=$HUB_PORT
-echo "$HUB_PID" >"$WORK/hub.pid"
+NODE_ARGS=()
+for i in $(seq "$NODES"); do
+    mkdir -p "$WORK/a$i" "$WORK/a$i-restarted"
+    start_hub "$WORK/a$i" "$HUB_DIR" "$ENGINE"
+    A_PIDS[i]=$HUB_PID A_PORTS[i]=$HUB_PORT
+    echo "$HUB_PID" >"$WORK/a$i.pid"
+    NODE_ARGS+=(--url "http://127.0.0.1:$HUB_PORT" --hub-pid-file "$WORK/a$i.pid")
+done
+HUB_PID=""
 
-BASE="$OUT_DIR/hundred-thousand-$SUBSCRIBERS-shards-$SHARDS-$STAMP"
-LOAD=("${CLIENT_PIN[@]}" "$BIN/statushub-load" resume --url "http://127.0.0.1:$A_PORT"
+BASE="$OUT_DIR/hundred-thousand-$SUBSCRIBERS-nodes-$NODES-shards-$SHARDS-$STAMP"
+LOAD=("${CLIENT_PIN[@]}" "$BIN/statushub-load" resume "${NODE_ARGS[@]}" --processes "$NODES"
     --publish-url "http://127.0.0.1:$B_PORT" --subscribers "$SUBSCRIBERS" --source-addresses "$SOURCES"
-    --connect-concurrency "$CONNECT_CONCURRENCY" --publish-every "$PUBLISH_EVERY" --hub-pid-file "$WORK/hub.pid" --restart
+    --connect-concurrency "$CONNECT_CONCURRENCY" --publish-every "$PUBLISH_EVERY" --restart
     --json "$BASE.json")
-say "node A $HUB_PID on 127.0.0.1:$A_PORT, node B $B_PID on 127.0.0.1:$B_PORT, redis-server $REDIS_PID; ulimit -n $(ulimit -n)"
+say "$NODES node(s) A (${A_PIDS[*]}) on ports ${A_PORTS[*]}, node B $B_PID on 127.0.0.1:$B_PORT, redis-server $REDIS_PID; ulimit -n $(ulimit -n)"
 say "${LOAD[*]}"
 timeout --signal=INT --kill-after=10 "$TIME_LIMIT" "${LOAD[@]}" > >(tee "$BASE.txt") 2>&1 &
 CLIENT_PID=$!
 
-# The harness sends node A SIGTERM once the first event reached everyone: start A again on its port right after
-# it exits (once).
-restarted=0
+# The harness sends every A node SIGTERM once the first event reached everyone: start each again on its port right
+# after it exits (once).
+RESTARTED=()
 while alive "$CLIENT_PID"; do
-    if [ "$restarted" = 0 ] && ! alive "$HUB_PID"; then
-        term_status=0; wait "$HUB_PID" || term_status=$?
-        say "node A exited ($term_status); starting it again on port $A_PORT"
-        start_hub "$WORK/a-restarted" "$HUB_DIR" "$ENGINE" "$A_PORT"
-        echo "$HUB_PID" >"$WORK/hub.pid"
-        restarted=1
-    fi
+    for i in $(seq "$NODES"); do
+        if [ -z "${RESTARTED[i]:-}" ] && ! alive "${A_PIDS[i]}"; then
+            term_status=0; wait "${A_PIDS[i]}" || term_status=$?
+            say "node A$i exited ($term_status); starting it again on port ${A_PORTS[i]}"
+            start_hub "$WORK/a$i-restarted" "$HUB_DIR" "$ENGINE" "${A_PORTS[i]}" &
+            RESTARTED[i]=1
+        fi
+    done
+    # start_hub runs in the background above so the nodes start side by side: each finds its new pid by its port.
+    for i in $(seq "$NODES"); do
+        if [ -n "${RESTARTED[i]:-}" ] && ! alive "${A_PIDS[i]}"; then
+            pid=$(ss -Htlnp "sport = :${A_PORTS[i]}" 2>/dev/null | grep -o "pid=[0-9]*" | head -1 | cut -d= -f2 || true)
+            [ -n "$pid" ] && A_PIDS[i]=$pid && echo "$pid" >"$WORK/a$i.pid"
+        fi
+    done
     sleep 0.05
 done
 status=0; wait "$CLIENT_PID" || status=$?
 CLIENT_PID=""
-say "node A's log before the restart: $(grep -ci error "$WORK/a/hub.log" || true) lines with 'error'; after: $(grep -ci error "$WORK/a-restarted/hub.log" 2>/dev/null || true)"
-# The restarted node's log is what says why subscribers were told to resync: kept beside the results.
-cp "$WORK/a-restarted/hub.log" "$BASE.restarted-hub.log" 2>/dev/null || true
+for i in $(seq "$NODES"); do
+    say "node A$i's log before the restart: $(grep -ci error "$WORK/a$i/hub.log" || true) lines with 'error'; after: $(grep -ci error "$WORK/a$i-restarted/hub.log" 2>/dev/null || true)"
+    # The restarted nodes' logs say why subscribers were told to resync: kept beside the results.
+    cp "$WORK/a$i-restarted/hub.log" "$BASE.restarted-hub-a$i.log" 2>/dev/null || true
+done
 # And node B's, which took the events published meanwhile (a refused or slow publish shows there).
 cp "$WORK/b/hub.log" "$BASE.node-b.log" 2>/dev/null || true
-say "results in $BASE.json, $BASE.txt and the nodes' logs $BASE.restarted-hub.log, $BASE.node-b.log"
+say "results in $BASE.json, $BASE.txt and the nodes' logs $BASE.restarted-hub-a*.log, $BASE.node-b.log"
 exit "$status"

@@ -7,7 +7,7 @@ struct LoadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "statushub-load",
         abstract: "Load-test harness for StatusHub: WebSocket fan-out latency under an open-loop publish rate.",
-        subcommands: [RunCommand.self, ChurnCommand.self, StormCommand.self, ResumeCommand.self]
+        subcommands: [RunCommand.self, ChurnCommand.self, StormCommand.self, ResumeCommand.self, ResumeSliceCommand.self]
     )
 }
 

@@ -7,6 +7,8 @@ import NIOCore
 /// 100,000 connections to one hub port need several: on loopback every 127.x.y.z is the machine's own.
 struct SourceAddresses: Sendable, ExpressibleByArgument {
     let addresses: [SocketAddress]
+    /// As given, for a child process of the harness to parse again.
+    let argument: String
 
     /// `127.0.0.2-127.0.0.9` (a range within the last octet), `127.0.0.2,127.0.0.3`, or one address.
     init?(argument: String) {
@@ -30,6 +32,7 @@ struct SourceAddresses: Sendable, ExpressibleByArgument {
         }
         guard !addresses.isEmpty else { return nil }
         self.addresses = addresses
+        self.argument = argument
     }
 
     func address(for index: Int) -> SocketAddress { addresses[index % addresses.count] }
