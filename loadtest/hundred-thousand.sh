@@ -63,10 +63,8 @@ cleanup() {
     [ -n "$CLIENT_PID" ] && stop_pid "$CLIENT_PID" statushub-load
     stop_pid "$B_PID" "statushub (node B)"
     for pid in "${A_PIDS[@]}"; do stop_pid "$pid" statushub; done
-    # A node restarted in the background whose new pid was not read yet: found by its port.
-    for port in "${A_PORTS[@]}"; do
-        stop_pid "$(ss -Htlnp "sport = :$port" 2>/dev/null | grep -o "pid=[0-9]*" | head -1 | cut -d= -f2)" statushub
-    done
+    # The restarted nodes are not this shell's children: their pid files name them.
+    for i in "${!A_PIDS[@]}"; do stop_pid "$(cat "$WORK/a$i.pid" 2>/dev/null)" statushub; done
     stop_servers
     for pid in "${SHARD_PIDS[@]}"; do stop_pid "$pid" redis-server; done
     rm -rf "$WORK"
@@ -75,7 +73,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A process that has exited but was not reaped yet still answers kill -0.
-alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+alive() { [ -r "/proc/$1/status" ] && ! grep -qs '^State:[[:space:]]*Z' "/proc/$1/status"; }
 
 export HUB_ENV="STATUSHUB_WEBSOCKET_COMPRESSION=false"
 export HUB_MAX_CONNECTIONS=$(((SUBSCRIBERS + NODES - 1) / NODES + 1000))
@@ -127,15 +125,9 @@ while alive "$CLIENT_PID"; do
         if [ -z "${RESTARTED[i]:-}" ] && ! alive "${A_PIDS[i]}"; then
             term_status=0; wait "${A_PIDS[i]}" || term_status=$?
             say "node A$i exited ($term_status); starting it again on port ${A_PORTS[i]}"
-            start_hub "$WORK/a$i-restarted" "$HUB_DIR" "$ENGINE" "${A_PORTS[i]}" &
+            # In the background, so that the nodes start side by side; the pid file names the new one at once.
+            start_hub "$WORK/a$i-restarted" "$HUB_DIR" "$ENGINE" "${A_PORTS[i]}" "$WORK/a$i.pid" &
             RESTARTED[i]=1
-        fi
-    done
-    # start_hub runs in the background above so the nodes start side by side: each finds its new pid by its port.
-    for i in $(seq "$NODES"); do
-        if [ -n "${RESTARTED[i]:-}" ] && ! alive "${A_PIDS[i]}"; then
-            pid=$(ss -Htlnp "sport = :${A_PORTS[i]}" 2>/dev/null | grep -o "pid=[0-9]*" | head -1 | cut -d= -f2 || true)
-            [ -n "$pid" ] && A_PIDS[i]=$pid && echo "$pid" >"$WORK/a$i.pid"
         fi
     done
     sleep 0.05

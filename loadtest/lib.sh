@@ -66,7 +66,7 @@ start_redis() {  # workdir
     wait_port "$REDIS_PORT" "$REDIS_PID" 5 || { say "redis-server did not start"; cat "$1/redis.log" >&2; return 1; }
 }
 
-start_hub() {  # workdir bin engine(memory|redis) [port]
+start_hub() {  # workdir bin engine(memory|redis) [port] [pid file, written as soon as the hub is started]
     HUB_PORT=${4:-$(free_port)}
     local args=(serve --host 127.0.0.1 --port "$HUB_PORT")
     [ "$3" = redis ] && args+=(--redis "redis://127.0.0.1:$REDIS_PORT")
@@ -79,6 +79,7 @@ start_hub() {  # workdir bin engine(memory|redis) [port]
     # shellcheck disable=SC2086
     env "${limits[@]}" ${HUB_ENV:-} "${SERVER_PIN[@]}" "$2/statushub" "${args[@]}" >"$1/hub.log" 2>&1 &
     HUB_PID=$!
+    [ -z "${5:-}" ] || echo "$HUB_PID" >"$5"
     for _ in $(seq 150); do
         curl -sf "http://127.0.0.1:$HUB_PORT/ready" >/dev/null 2>&1 && return 0
         kill -0 "$HUB_PID" 2>/dev/null || break

@@ -32,6 +32,12 @@ struct ResumeCommand: AsyncParsableCommand {
             again and until every one has every event published meanwhile; then one more event through --url, \
             and per subscriber every event 1…N must have arrived once, each machine's in order.
 
+            A process holds a descriptor per subscriber and no more than `ulimit -n`: past that the subscribers are \
+            held in several processes (--processes, by default as many as the limit needs), each a slice of them, \
+            slice i connecting to the i-th --url in turn. Given several --url (nodes on one Redis, each with its \
+            --hub-pid-file), RSS and CPU are summed over the nodes, --restart stops them all at once and the \
+            subscribers reconnect once every one answers /ready.
+
             Exit status: 0 when every subscriber connected, resumed and got every event exactly once; 1 otherwise.
 
             Example:
@@ -131,6 +137,9 @@ struct ResumeCommand: AsyncParsableCommand {
         var client_cpu_seconds_connecting: Double
         var first_event_all_seconds: Double?
         var first_event_received: Int
+        /// CPU time from the POST until every subscriber had that one event (or the wait gave up).
+        var hub_cpu_seconds_first_event: Double
+        var client_cpu_seconds_first_event: Double
         var restart: Restart?
         var failures: Int
         var first_failure: String?
@@ -252,10 +261,12 @@ struct ResumeCommand: AsyncParsableCommand {
 
         // One event to everybody.
         var seq = 1
+        let cpuBeforeFirst = cpu()
         let firstStart = monotonicNanos()
         try await publisher.post(bases[0], seq: seq)
         let first = try await arrival(of: seq)
         let firstSeconds = first.all ? seconds(since: firstStart) : nil
+        let cpuFirst = cpu()
         say("event 1 reached \(first.count) of \(connected)" + (firstSeconds.map { String(format: " in %.3f s", $0) } ?? ""))
 
         var restartResult: Restart?
@@ -353,7 +364,9 @@ struct ResumeCommand: AsyncParsableCommand {
             hub_rss_kib_per_connection: connected > 0 ? ((rssConnected - rssBefore) * 1024 / Double(connected) * 10).rounded() / 10 : 0,
             hub_cpu_seconds_connecting: round3(cpuConnected.hub - cpuBeforeConnecting.hub),
             client_cpu_seconds_connecting: round3(cpuConnected.client - cpuBeforeConnecting.client),
-            first_event_all_seconds: firstSeconds.map(round3), first_event_received: first.count, restart: restartResult,
+            first_event_all_seconds: firstSeconds.map(round3), first_event_received: first.count,
+            hub_cpu_seconds_first_event: round3(cpuFirst.hub - cpuBeforeFirst.hub),
+            client_cpu_seconds_first_event: round3(cpuFirst.client - cpuBeforeFirst.client), restart: restartResult,
             failures: failures.count, first_failure: failures.first)
         print(Self.table(result))
         if let json {
@@ -417,6 +430,8 @@ struct ResumeCommand: AsyncParsableCommand {
             Self.cpuLine("connecting", hub: result.hub_cpu_seconds_connecting, client: result.client_cpu_seconds_connecting, per: result.connected),
             result.first_event_all_seconds.map { String(format: "  one event          reached all %d in %.3f s", result.first_event_received, $0) }
                 ?? "  one event          reached only \(result.first_event_received)",
+            Self.cpuLine("one event", hub: result.hub_cpu_seconds_first_event, client: result.client_cpu_seconds_first_event,
+                         per: result.first_event_received),
         ]
         if let restart = result.restart {
             lines += [
