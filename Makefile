@@ -63,7 +63,7 @@ browser-deps:
 
 # The suite (scripts/swift-test.sh: `swift test`, and a digest of what failed or crashed printed last), then the
 # dashboard in a real Chromium against live hubs (tests/browser, on the binary the suite built), then a 10-second
-# load-harness smoke run (loadtest/smoke.sh) on the debug binaries.
+# load-harness smoke run (loadtest/smoke.sh: the load, the plant mix, a restart storm in miniature) on the debug binaries.
 test: deps browser-deps
 	SWIFT=$(SWIFT) scripts/swift-test.sh
 	STATUSHUB_BIN=$$($(SWIFT) build --show-bin-path)/statushub python3 -m pytest -q tests/browser
