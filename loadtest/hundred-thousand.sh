@@ -36,6 +36,8 @@ CONNECT_CONCURRENCY=${CONNECT_CONCURRENCY:-1000}
 PUBLISH_EVERY=${PUBLISH_EVERY:-0.1}
 NOFILE=${NOFILE:-300000}
 TIME_LIMIT=${TIME_LIMIT:-1800}
+# Seconds the harness keeps its subscribers connected after its report, for a look inside the nodes (RSS, heap).
+HOLD=${HOLD:-0}
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -110,7 +112,7 @@ HUB_PID=""
 BASE="$OUT_DIR/hundred-thousand-$SUBSCRIBERS-nodes-$NODES-shards-$SHARDS-$STAMP"
 LOAD=("${CLIENT_PIN[@]}" "$BIN/statushub-load" resume "${NODE_ARGS[@]}" --processes "$NODES"
     --publish-url "http://127.0.0.1:$B_PORT" --subscribers "$SUBSCRIBERS" --source-addresses "$SOURCES"
-    --connect-concurrency "$CONNECT_CONCURRENCY" --publish-every "$PUBLISH_EVERY" --restart
+    --connect-concurrency "$CONNECT_CONCURRENCY" --publish-every "$PUBLISH_EVERY" --restart --hold "$HOLD"
     --json "$BASE.json")
 say "$NODES node(s) A (${A_PIDS[*]}) on ports ${A_PORTS[*]}, node B $B_PID on 127.0.0.1:$B_PORT, redis-server $REDIS_PID; ulimit -n $(ulimit -n)"
 say "${LOAD[*]}"
@@ -136,10 +138,12 @@ status=0; wait "$CLIENT_PID" || status=$?
 CLIENT_PID=""
 for i in $(seq "$NODES"); do
     say "node A$i's log before the restart: $(grep -ci error "$WORK/a$i/hub.log" || true) lines with 'error'; after: $(grep -ci error "$WORK/a$i-restarted/hub.log" 2>/dev/null || true)"
-    # The restarted nodes' logs say why subscribers were told to resync: kept beside the results.
+    # The restarted nodes' logs say why subscribers were told to resync: kept beside the results, with the logs
+    # from before the restart.
     cp "$WORK/a$i-restarted/hub.log" "$BASE.restarted-hub-a$i.log" 2>/dev/null || true
+    cp "$WORK/a$i/hub.log" "$BASE.hub-a$i.log" 2>/dev/null || true
 done
 # And node B's, which took the events published meanwhile (a refused or slow publish shows there).
 cp "$WORK/b/hub.log" "$BASE.node-b.log" 2>/dev/null || true
-say "results in $BASE.json, $BASE.txt and the nodes' logs $BASE.restarted-hub-a*.log, $BASE.node-b.log"
+say "results in $BASE.json, $BASE.txt and the nodes' logs $BASE.hub-a*.log, $BASE.restarted-hub-a*.log, $BASE.node-b.log"
 exit "$status"

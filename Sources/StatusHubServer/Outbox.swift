@@ -64,6 +64,8 @@ final class Outbox: Sendable {
 
     let capacity: Int
     let conflateAbove: Int
+    /// Most frames a take may have held for the queue's storage to stay for the next batch (see `takeAll`).
+    static let keptSlots = 8
     private let state = Mutex(State())
     /// Told once, outside the lock, when the outbox overflows: the writer may be stuck on a socket that is not
     /// draining, so someone else has to be able to end the connection.
@@ -136,9 +138,13 @@ final class Outbox: Sendable {
         state.headSequence += UInt64(state.slots.count)
         // A reader taking one frame at a time is idle or nearly so: its queue's storage goes (an idle dashboard kept
         // it for its whole life after the `subscribed` reply, ~100 bytes), and the next frame allocates it again,
-        // which is little beside the frame's write. A reader taking several keeps it for the next batch.
-        state.slots.removeAll(keepingCapacity: state.slots.count > 1)
-        state.queuedByKey.removeAll(keepingCapacity: true)
+        // which is little beside the frame's write. A reader taking a few keeps it for the next batch. A reader
+        // taking many has just had a burst — a replay on `since`, a snapshot, a backlog — and lets it go too: the
+        // storage grown for it (64 slots, ~5 KiB, after a restart's replay) would otherwise stay with the idle
+        // dashboard for its whole life; the next burst grows it again, an allocation or two beside its writes.
+        state.slots.removeAll(keepingCapacity: (2...Self.keptSlots).contains(state.slots.count))
+        // The conflation index exists only for a reader that fell behind; it is not kept for the next batch either.
+        if state.keysIndexed { state.queuedByKey = [:] }
         state.keysIndexed = false
         state.live = 0
         return frames

@@ -95,10 +95,13 @@ struct ResumeCommand: AsyncParsableCommand {
     @Option(help: "Write the result as JSON to this file.")
     var json: String?
 
+    @Option(help: "Seconds to keep every subscriber connected after the report, for a look inside the nodes (RSS, heap).")
+    var hold: Double = 0
+
     func validate() throws {
         guard subscribers >= 1, connectConcurrency >= 1 else { throw ValidationError("--subscribers and --connect-concurrency must be >= 1") }
-        guard publishEvery > 0, settle >= 0, phaseTimeout > 0 else {
-            throw ValidationError("--publish-every and --phase-timeout must be > 0, --settle >= 0")
+        guard publishEvery > 0, settle >= 0, phaseTimeout > 0, hold >= 0 else {
+            throw ValidationError("--publish-every and --phase-timeout must be > 0, --settle and --hold >= 0")
         }
         guard !url.isEmpty else { throw ValidationError("--url needs a node") }
         for candidate in url + (publishURL.map { [$0] } ?? []) {
@@ -373,6 +376,10 @@ struct ResumeCommand: AsyncParsableCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             try encoder.encode(result).write(to: URL(fileURLWithPath: json))
+        }
+        if hold > 0 {
+            say("holding the subscribers for \(hold) s")
+            try await Task.sleep(for: .milliseconds(Int64(hold * 1000)))
         }
         for slice in slices { await slice.close() }
         let whole = result.connected == subscribers && result.first_event_all_seconds != nil

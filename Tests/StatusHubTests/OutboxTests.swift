@@ -99,6 +99,32 @@ struct OutboxTests {
         #expect(await drain(outbox) == ["m1-a", "m1-b", "m1-d"])
     }
 
+    /// A burst (a replay, a backlog) lets its queue's storage and conflation index go once taken (an idle dashboard
+    /// would otherwise keep both for its life); batches of every size around the kept limit, and a reader that falls
+    /// behind again, still get every frame once, in order, with the backlog conflated as before.
+    @Test func burstsOfEverySizeKeepOrderAndConflationAfterTheirStorageGoes() {
+        let outbox = Outbox(capacity: 1_000, conflateAbove: 4)
+        outbox.setOnReady {}
+        var next = 0
+        for size in [1, 2, Outbox.keptSlots, Outbox.keptSlots + 1, 64, 3, 1, 200, 2] {
+            let sent = (next..<(next + size)).map { "alert-\($0)" }
+            next += size
+            for text in sent { outbox.push(frame(text)) }
+            #expect(outbox.take()?.map { String(buffer: $0.framed) } == sent, "a batch of \(size)")
+        }
+        for round in 0..<3 {
+            // Behind: past conflate_above the queue is indexed and a machine's newer state replaces its queued one.
+            for machine in 0..<6 { outbox.push(frame("m\(machine)-\(round)-a"), conflationKey: "m\(machine)") }
+            #expect(outbox.push(frame("m0-\(round)-b"), conflationKey: "m0") == .conflated)
+            #expect(outbox.push(frame("m5-\(round)-b"), conflationKey: "m5") == .conflated)
+            let taken = outbox.take()?.map { String(buffer: $0.framed) }
+            #expect(taken == ["m1-\(round)-a", "m2-\(round)-a", "m3-\(round)-a", "m4-\(round)-a", "m0-\(round)-b", "m5-\(round)-b"])
+            // Caught up: a lone state after the take is not conflated against what was written.
+            #expect(outbox.push(frame("m0-\(round)-c"), conflationKey: "m0") == .queued)
+            #expect(outbox.take()?.map { String(buffer: $0.framed) } == ["m0-\(round)-c"])
+        }
+    }
+
     @Test func alertsAreNeverDroppedSoTheyCanOverflow() async {
         let outbox = Outbox(capacity: 3)
         for n in 0..<3 { #expect(outbox.push(frame("alert-\(n)")) == .queued) }
