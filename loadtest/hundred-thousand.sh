@@ -19,6 +19,9 @@
 # cannot, splits as above. Hubs and redis-server on CPU 0, the harness on CPU 1.
 # Loopback only; the harness is bounded by `timeout`; everything started is stopped on exit.
 #
+# EXTRA_HUB_ENV: more settings for every node (e.g. LD_PRELOAD of another allocator). HOLD: seconds the harness keeps
+# its subscribers after its report, for a look inside the nodes (RSS, `malloc_stats`, a heap profile).
+#
 # SHARDS=3 runs the nodes on three redis-servers (`redis.shards`, 12 partitions): the subscribers then resume with
 # the resume token their last event carried instead of an event id.
 #
@@ -77,7 +80,7 @@ trap cleanup EXIT
 # A process that has exited but was not reaped yet still answers kill -0.
 alive() { [ -r "/proc/$1/status" ] && ! grep -qs '^State:[[:space:]]*Z' "/proc/$1/status"; }
 
-export HUB_ENV="STATUSHUB_WEBSOCKET_COMPRESSION=false"
+export HUB_ENV="STATUSHUB_WEBSOCKET_COMPRESSION=false ${EXTRA_HUB_ENV:-}"
 export HUB_MAX_CONNECTIONS=$(((SUBSCRIBERS + NODES - 1) / NODES + 1000))
 start_redis "$WORK"
 ENGINE=redis
