@@ -4,7 +4,7 @@
 #   make demo   a hub with a simulated plant (statushub simulate): watch it at http://127.0.0.1:8080/
 
 SWIFT ?= swift
-DEBIAN_PACKAGES := libhiredis-dev redis-server zlib1g-dev libmosquitto-dev mosquitto
+DEBIAN_PACKAGES := libhiredis-dev redis-server zlib1g-dev libmosquitto-dev mosquitto libjemalloc-dev
 CONFIG ?= config/statushub.yaml
 ARGS ?=
 

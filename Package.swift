@@ -113,9 +113,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The hub's allocator: linked, so its malloc and free serve the whole process (Swift's runtime, NIO, hiredis).
+        .systemLibrary(
+            name: "CJemalloc",
+            providers: [.apt(["libjemalloc-dev"])]
+        ),
         .executableTarget(
             name: "statushub",
             dependencies: [
+                "CJemalloc",
                 "StatusHubCore",
                 "StatusHubRedis",
                 "StatusHubServer",

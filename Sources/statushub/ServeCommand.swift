@@ -72,7 +72,7 @@ struct ServeCommand: AsyncParsableCommand {
         let host = hubConfig.server.host
         let scheme = hubConfig.server.usesTLS ? "https" : "http"
         let services = hub.makeServices(logger: logger) { [logger] port in
-            logger.notice("statushub listening on \(scheme)://\(host):\(port) — engine: \(engineName)")
+            logger.notice("statushub listening on \(scheme)://\(host):\(port) — engine: \(engineName), allocator: \(Allocator.version ?? "the C library's")")
         }
         try await ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }
