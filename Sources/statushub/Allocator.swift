@@ -5,7 +5,7 @@ import CJemalloc
 /// left between connections' long-lived ones (a node holding 19,000 resumed dashboards at 239 MiB against jemalloc's
 /// 186) and cost a tenth more CPU a connect (loadtest/RESULTS.md, *what a resumed connection keeps, and the allocator*).
 enum Allocator {
-    /// "jemalloc 5.3.0-0-g…", or nil when another allocator answered (jemalloc's `mallctl` absent or failing).
+    /// "jemalloc 5.3.0-0-g…", or nil if jemalloc's `mallctl` does not answer.
     static var version: String? {
         var version: UnsafePointer<CChar>?
         var size = MemoryLayout<UnsafePointer<CChar>?>.size
