@@ -67,8 +67,7 @@ cleanup() {
     trap - EXIT INT TERM
     [ -n "$CLIENT_PID" ] && stop_pid "$CLIENT_PID" statushub-load
     stop_pid "$B_PID" "statushub (node B)"
-    for pid in "${A_PIDS[@]}"; do stop_pid "$pid" statushub; done
-    # The restarted nodes are not this shell's children: their pid files name them.
+    # Each A node's pid file names it as it runs now, restarted or not (a restarted one is not this shell's child).
     for i in "${!A_PIDS[@]}"; do stop_pid "$(cat "$WORK/a$i.pid" 2>/dev/null)" statushub; done
     stop_servers
     for pid in "${SHARD_PIDS[@]}"; do stop_pid "$pid" redis-server; done

@@ -141,7 +141,6 @@ final class ResumeSubscriber: Sendable {
 
     var ledger: ResumeLedger { state.withLock { $0.ledger } }
     var lastEventID: String? { state.withLock { $0.ledger.lastEventID } }
-    var isConnected: Bool { state.withLock { $0.channel != nil } }
     /// A connection of this subscriber was subscribed at some time (it may have closed since).
     var hasConnected: Bool { state.withLock { $0.closed != nil } }
 
