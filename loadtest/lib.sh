@@ -9,12 +9,18 @@ REDIS_PORT="" HUB_PORT="" NCHAN_PORT=""
 
 say() { echo "$(basename "$0"): $*" >&2; }
 
-# A loopback port nobody listens on.
+# A loopback port nobody uses, below the kernel's ephemeral range: a port inside it can be taken between this
+# check and the server's bind by any outgoing connection on the machine (a CI run lost its smoke to that:
+# `bind: Address already in use`), while ports below it are only ever taken by a bind that names them.
 free_port() {
-    local port
+    local port low=32768
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    [ "$low" -gt 11000 ] || { say "the ephemeral port range starts at $low: no room below it"; return 1; }
     for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return 0; fi
+        port=$((10000 + RANDOM % (low - 10000)))
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
+        if command -v ss >/dev/null && [ -n "$(ss -Htan "sport = :$port" 2>/dev/null)" ]; then continue; fi
+        echo "$port"; return 0
     done
     say "no free port found"; return 1
 }
@@ -67,6 +73,17 @@ start_redis() {  # workdir
 }
 
 start_hub() {  # workdir bin engine(memory|redis) [port] [pid file, written as soon as the hub is started]
+    # A port the caller did not name is chosen again if another process binds it first.
+    local attempt
+    for attempt in 1 2 3; do
+        start_hub_once "$@" && return 0
+        [ -z "${4:-}" ] && grep -q "Address already in use" "$1/hub.log" || return 1
+        say "port $HUB_PORT was taken before the hub bound it (attempt $attempt); choosing another"
+    done
+    return 1
+}
+
+start_hub_once() {
     HUB_PORT=${4:-$(free_port)}
     local args=(serve --host 127.0.0.1 --port "$HUB_PORT")
     [ "$3" = redis ] && args+=(--redis "redis://127.0.0.1:$REDIS_PORT")
@@ -85,7 +102,8 @@ start_hub() {  # workdir bin engine(memory|redis) [port] [pid file, written as s
         kill -0 "$HUB_PID" 2>/dev/null || break
         sleep 0.1
     done
-    say "the hub did not become ready within 15 s"; tail -n 20 "$1/hub.log" >&2; return 1
+    say "the hub did not become ready within 15 s"; tail -n 20 "$1/hub.log" >&2
+    return 1
 }
 
 # nginx with one worker and the Nchan module on loopback; storage memory or redis (nchan_redis_url).

@@ -21,7 +21,7 @@ struct CommandLineTests {
     /// The Redis password is in the URL the node is given, and nowhere in what it logs.
     @Test func serveNeverLogsTheRedisPassword() async throws {
         try await withRedisServer(extraArguments: ["--requirepass", "s3cret"]) { redis in
-            let port = try RedisServer.freeLoopbackPort()
+            let port = try LoopbackPort.unused()
             let stderr = Pipe()
             let process = try ChildProcess.spawn(
                 HubProcess.executable.path, ["serve", "--host", "127.0.0.1", "--port", String(port), "--redis", "redis://:s3cret@127.0.0.1:\(redis.port)"],

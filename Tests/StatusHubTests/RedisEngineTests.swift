@@ -144,7 +144,7 @@ struct RedisEngineTests {
     }
 
     @Test func connectingToNothingFailsFast() async throws {
-        let port = try RedisServer.freeLoopbackPort()
+        let port = try LoopbackPort.unused()
         let started = ContinuousClock.now
         await #expect(throws: RedisError.self) {
             try await RedisConnection.connect(to: RedisURL(host: "127.0.0.1", port: port))

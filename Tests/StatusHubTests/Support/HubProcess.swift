@@ -30,7 +30,7 @@ final class HubProcess: Sendable {
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
             throw TestSocket.Timeout(waitingFor: "the statushub binary at \(executable.path) (build it with `swift build`)")
         }
-        let port = try RedisServer.freeLoopbackPort()
+        let port = try LoopbackPort.unused()
         let process = try ChildProcess.spawn(
             executable.path, ["serve", "--host", "127.0.0.1", "--port", String(port)] + arguments,
             environment: environment, stderr: stderr.map { .pipe($0) } ?? .null)

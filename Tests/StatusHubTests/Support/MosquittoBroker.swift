@@ -35,7 +35,7 @@ final class MosquittoBroker: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
         for attempt in 1...5 {
             let broker = MosquittoBroker(
-                port: try RedisServer.freeLoopbackPort(), directory: directory, tls: tls, clientCertificate: clientCertificate)
+                port: try LoopbackPort.unused(), directory: directory, tls: tls, clientCertificate: clientCertificate)
             do {
                 try await broker.launch()
                 return broker

@@ -41,8 +41,8 @@ final class RedisServer: Sendable {
         // A free port can be taken by another process (a parallel test run) between our probe and redis-server's
         // bind: try another one then.
         for attempt in 1...5 {
-            var port = try freeLoopbackPort()
-            while port >= portBelow { port = try freeLoopbackPort() }
+            var port = try LoopbackPort.unused()
+            while port >= portBelow { port = try LoopbackPort.unused() }
             let server = RedisServer(port: port, directory: directory, extraArguments: extraArguments, configFile: configFile)
             do {
                 try await server.launch()
@@ -165,31 +165,6 @@ final class RedisServer: Sendable {
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
         return "/usr/bin/redis-server"
-    }
-
-    /// Binds 127.0.0.1:0 and reads back the port the kernel chose.
-    static func freeLoopbackPort() throws -> Int {
-        #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { throw StartError(description: "socket() failed: \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw StartError(description: "bind() failed: \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw StartError(description: "getsockname() failed: \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// One short blocking exchange on a plain socket, independent of the client under test.
