@@ -20,22 +20,23 @@ enum LoopbackPort {
 
     private static let handedOut = Mutex<Set<Int>>([])
 
-    /// A loopback port nothing is bound to now (not even in TIME_WAIT) and no earlier call returned.
-    static func unused() throws -> Int {
+    /// A loopback port nothing is bound to now (not even in TIME_WAIT) and no earlier call returned, below the
+    /// ephemeral range and below `limit` (a Redis Cluster node also binds its port + 10,000).
+    static func unused(below limit: Int = .max) throws -> Int {
         let lowest = 10_000
-        let ephemeralStart = ephemeralRangeStart()
-        guard ephemeralStart > lowest + 1_000 else {
-            throw Exhausted(description: "the ephemeral port range starts at \(ephemeralStart): no room below it")
+        let highest = min(ephemeralRangeStart(), limit)
+        guard highest > lowest + 1_000 else {
+            throw Exhausted(description: "ports below \(highest) (the ephemeral range's start or the caller's limit): no room")
         }
         for _ in 0..<200 {
-            let port = Int.random(in: lowest..<ephemeralStart)
+            let port = Int.random(in: lowest..<highest)
             let claimed = handedOut.withLock { $0.insert(port).inserted }
             if claimed, bindsNow(port) { return port }
         }
-        throw Exhausted(description: "no free loopback port between \(lowest) and \(ephemeralStart) in 200 tries")
+        throw Exhausted(description: "no free loopback port between \(lowest) and \(highest) in 200 tries")
     }
 
-    private static func ephemeralRangeStart() -> Int {
+    static func ephemeralRangeStart() -> Int {
         let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
         return range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
     }

@@ -18,6 +18,8 @@ final class RedisCluster: Sendable {
     }
 
     private static let nodeArguments = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
+    /// Each node also listens on its port + 10000 (the cluster bus): both stay below the ephemeral range.
+    private static var portBelow: Int { LoopbackPort.ephemeralRangeStart() - 10_000 }
 
     /// - Parameter extraArguments: for every node (e.g. `--cluster-require-full-coverage no`, so the others keep
     ///   serving while one master is down).
@@ -25,8 +27,7 @@ final class RedisCluster: Sendable {
         var nodes: [RedisServer] = []
         do {
             for _ in 0..<masters {
-                // Each node also listens on its port + 10000 (the cluster bus).
-                nodes.append(try await RedisServer.start(extraArguments: nodeArguments + extraArguments, portBelow: 55_536))
+                nodes.append(try await RedisServer.start(extraArguments: nodeArguments + extraArguments, portBelow: portBelow))
             }
             let create = try ChildProcess.spawn(redisCLI(), ["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-yes"])
             // redis-cli waits for the nodes to agree ("Waiting for the cluster to join"): in a loaded CI-like run that
@@ -59,7 +60,7 @@ final class RedisCluster: Sendable {
     /// it has synchronised: the cluster promotes it when that master fails.
     @discardableResult
     func addReplica(of masterPort: Int) async throws -> RedisServer {
-        let replica = try await RedisServer.start(extraArguments: Self.nodeArguments + extraArguments, portBelow: 55_536)
+        let replica = try await RedisServer.start(extraArguments: Self.nodeArguments + extraArguments, portBelow: Self.portBelow)
         replicas.withLock { $0.append(replica) }
         guard let masterID = try await nodeIDs()[masterPort] else {
             throw RedisServer.StartError(description: "no cluster node on port \(masterPort)")

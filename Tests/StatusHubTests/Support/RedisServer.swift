@@ -41,8 +41,7 @@ final class RedisServer: Sendable {
         // A free port can be taken by another process (a parallel test run) between our probe and redis-server's
         // bind: try another one then.
         for attempt in 1...5 {
-            var port = try LoopbackPort.unused()
-            while port >= portBelow { port = try LoopbackPort.unused() }
+            let port = try LoopbackPort.unused(below: portBelow)
             let server = RedisServer(port: port, directory: directory, extraArguments: extraArguments, configFile: configFile)
             do {
                 try await server.launch()
