@@ -83,6 +83,9 @@ struct LoadRun {
             }
             let finished = FinishedCount()
             for publisher in publishers { publisher.result.whenComplete { _ in finished.increment() } }
+            let hubMetrics = config.templates == nil ? URL(string: "http://\(config.host):\(config.port)") : nil
+            var hubHistogramAtStart: HubDeliveryHistogram?
+            if let hubMetrics { hubHistogramAtStart = await HubDeliveryHistogram.read(from: hubMetrics) }
             let cpuAtStart = processCPUSeconds()
             let hubAtStart = probe.read()
             var hubLast = hubAtStart
@@ -102,6 +105,7 @@ struct LoadRun {
             var expected: Int?
             var drainDeadline: UInt64 = 0
             var publisherResults: [PublisherResult] = []
+            var hubLatency: HubLatency?
             func sample(_ now: UInt64, final: Bool = false) {
                 let interval = stats.takeInterval()
                 total.add(interval.histogram)
@@ -162,6 +166,9 @@ struct LoadRun {
             sample(end, final: true)
             let cpu = processCPUSeconds() - cpuAtStart
             let hubAtEnd = probe.read()
+            if let hubMetrics, let hubHistogramAtStart, let atEnd = await HubDeliveryHistogram.read(from: hubMetrics) {
+                hubLatency = HubLatency(atEnd.since(hubHistogramAtStart))
+            }
 
             // 4. Close everything and report.
             let subscriberResults = try await collectSubscribers()
@@ -177,6 +184,7 @@ struct LoadRun {
             builder.delivered = stats.delivered
             builder.perSeq = stats.deliveriesPerSeq()
             builder.connectPhaseMillis = connectPhase
+            builder.hubLatency = hubLatency
             if probe.isEnabled {
                 let hubCPU = hubAtEnd.cpuSeconds - hubAtStart.cpuSeconds
                 let mib = { (bytes: Int) in Double(bytes) / 1_048_576 }
@@ -231,6 +239,7 @@ struct ReportBuilder {
     var cpuPercent = 0.0
     var connectPhaseMillis = 0.0
     var hub: HubUsage?
+    var hubLatency: HubLatency?
 
     func build() -> Report {
         var rtt = makeHistogram()
@@ -303,6 +312,7 @@ struct ReportBuilder {
             subscriber_disconnects: subscribers.filter(\.droppedEarly).count,
             connect_phase_ms: connectPhaseMillis,
             hub: hub,
+            hub_latency: hubLatency,
             errors: Array((errors + subscriberErrors).prefix(20)),
             client_cpu_percent_of_one_core: cpuPercent,
             timeline: timeline

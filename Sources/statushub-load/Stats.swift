@@ -238,6 +238,8 @@ struct Report: Codable {
     var connect_phase_ms: Double
     /// The watched server processes (--hub-pid), if any.
     var hub: HubUsage?
+    /// This run's deliveries as the hub itself timed them (ingest to write), when the server is StatusHub.
+    var hub_latency: HubLatency?
     /// Distinct publisher and subscriber errors (first 20).
     var errors: [String]
     var client_cpu_percent_of_one_core: Double
@@ -277,6 +279,12 @@ struct Report: Codable {
             rows.append(("server rss before / after subscribers / end", "\(f(hub.rss_before_subscribers_mib, 1)) / \(f(hub.rss_after_subscribers_mib, 1)) / \(f(hub.rss_end_mib, 1)) MiB"))
             rows.append(("server rss per subscriber", "\(f(hub.rss_per_subscriber_kib, 2)) KiB"))
             rows.append(("server cpu", "\(f(hub.cpu_percent_of_one_core, 1)) % of one core, \(f(hub.cpu_us_per_delivery, 3)) µs per delivery"))
+        }
+        if let own = hub_latency {
+            rows.append((
+                "hub's own latency (ingest → write)",
+                "mean \(f(own.mean_ms, 3)) ms, p50 ~\(f(own.p50_ms_estimate, 1)) ms, p99 ~\(f(own.p99_ms_estimate, 1)) ms (its buckets), \(f(own.share_within_50_ms * 100, 1)) % within 50 ms, \(own.deliveries) deliveries"
+            ))
         }
         if unexpected_deliveries > 0 { rows.append(("unexpected deliveries", "\(unexpected_deliveries)")) }
         if foreign_frames > 0 { rows.append(("foreign frames", "\(foreign_frames)")) }
