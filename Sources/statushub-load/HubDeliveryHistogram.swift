@@ -6,20 +6,15 @@ import FoundationNetworking
 /// The hub's own delivery histogram, `statushub_delivery_latency_seconds` on its `/metrics` (from the event's
 /// ingest to the `write` of its frame, summed over the catalog's categories). Read before the first publish and
 /// after the drain, the difference is this run's deliveries as the hub timed them: the latency without the client's
-/// share (its reading of every socket on the cores it has), which the "keep the client off the numbers"
-/// asks for and which the publish-to-receipt figures cannot separate.
-struct HubDeliveryHistogram: Sendable, Equatable {
+/// share (its publish request, and its reading of every socket on the cores it has), which the publish-to-receipt
+/// figures cannot separate. The text is read here by hand: swift-prometheus writes the format but does not parse it.
+struct HubDeliveryHistogram: Sendable {
     static let metric = "statushub_delivery_latency_seconds"
 
     /// Cumulative counts by upper bound in seconds (`le`), ascending; the last bound is +Inf.
     var buckets: [(upperBound: Double, count: Int)]
     var sumSeconds: Double
     var count: Int
-
-    static func == (a: Self, b: Self) -> Bool {
-        a.count == b.count && a.sumSeconds == b.sumSeconds
-            && a.buckets.map(\.upperBound) == b.buckets.map(\.upperBound) && a.buckets.map(\.count) == b.buckets.map(\.count)
-    }
 
     /// The histogram in Prometheus text, every category's series added together; nil if the text has none.
     static func parse(_ text: String) -> HubDeliveryHistogram? {
