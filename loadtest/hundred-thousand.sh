@@ -104,9 +104,8 @@ B_PID=$HUB_PID B_PORT=$HUB_PORT
 NODE_ARGS=()
 for i in $(seq "$NODES"); do
     mkdir -p "$WORK/a$i" "$WORK/a$i-restarted"
-    start_hub "$WORK/a$i" "$HUB_DIR" "$ENGINE"
+    start_hub "$WORK/a$i" "$HUB_DIR" "$ENGINE" "" "$WORK/a$i.pid"
     A_PIDS[i]=$HUB_PID A_PORTS[i]=$HUB_PORT
-    echo "$HUB_PID" >"$WORK/a$i.pid"
     NODE_ARGS+=(--url "http://127.0.0.1:$HUB_PORT" --hub-pid-file "$WORK/a$i.pid")
 done
 HUB_PID=""

@@ -72,7 +72,7 @@ start_redis() {  # workdir
     wait_port "$REDIS_PORT" "$REDIS_PID" 5 || { say "redis-server did not start"; cat "$1/redis.log" >&2; return 1; }
 }
 
-start_hub() {  # workdir bin engine(memory|redis) [port] [pid file, written as soon as the hub is started]
+start_hub() {  # workdir bin engine(memory|redis) [port, empty: a free one] [pid file, written as soon as the hub is started]
     # A port the caller did not name is chosen again if another process binds it first.
     local attempt
     for attempt in 1 2 3; do
