@@ -1,4 +1,5 @@
 import Foundation
+import Prometheus
 import StatusHubCore
 @testable import StatusHubServer
 import Testing
@@ -15,6 +16,32 @@ struct LatencyTelemetryTests {
         }
         let json = Array(#"{"event_id":"1-0","data":{"received_at":"decoy"},"received_at":"2025-11-18T14:23:45.678Z","timestamp":"x"}"#.utf8)
         #expect(LatencyTelemetry.receivedAt(in: json) == formatter.date(from: "2025-11-18T14:23:45.678Z"))
+    }
+
+    /// A dashboard reads the share within a category's budget off the histogram's bucket at the budget, so every
+    /// budget of the shipped catalog (and the default) must be a bound; under 100 ms the bounds are close enough
+    /// that a delivery at 35 ms and one at 45 ms land in different buckets, both under 50 ms.
+    @Test func bucketsHoldEveryBudgetAndResolveTheTensOfMilliseconds() throws {
+        let catalog = try CatalogLoader.load(directory: "config/catalog")
+        let telemetry = LatencyTelemetry(catalog: catalog, registry: PrometheusCollectorRegistry())
+        #expect(LatencyTelemetry.buckets == LatencyTelemetry.buckets.sorted())
+        for (category, milliseconds) in telemetry.budgets {
+            #expect(LatencyTelemetry.buckets.contains(Double(milliseconds) / 1000), "\(category): \(milliseconds) ms is not a bound")
+        }
+
+        let category = try #require(telemetry.budgets.firstIndex { $0.category == "resource-status" })
+        var tally = DeliveryTally(for: telemetry)
+        let now = Date().timeIntervalSince1970
+        tally.beginWrite()
+        for age in [0.035, 0.045, 0.045] { tally.add(DeliveryStamp(ingest: now - age, category: UInt16(category))) }
+        tally.commit()
+        var text: [UInt8] = []
+        telemetry.writeDeliveryHistogram(into: &text)
+        let metrics = String(decoding: text, as: UTF8.self)
+        // Cumulative: none by 30 ms, one by 40 ms, all three by 50 ms (the clock moved a little since `now`, not 5 ms).
+        for (bound, count) in [("0.03", 0), ("0.04", 1), ("0.05", 3)] {
+            #expect(metrics.contains(#"statushub_delivery_latency_seconds_bucket{category="resource-status",le="\#(bound)"} \#(count)"#))
+        }
     }
 
     @Test(arguments: EngineKind.allCases)
