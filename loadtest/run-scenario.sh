@@ -47,7 +47,7 @@ setup_pinning
 build_release
 say "$NAME: $DESCRIPTION"
 
-printf '%s\n' "scenario	target	rate	accepted/s	deliveries/s	p50_ms	p99_ms	max_ms	lost	server_cpu_%	server_cpu_us/delivery	rss_kib/subscriber	all_subscribed_ms	client_cpu_%	hub_own_p99_ms	json"
+printf '%s\n' "scenario	target	rate	accepted/s	deliveries/s	p50_ms	p99_ms	max_ms	lost	server_cpu_%	server_cpu_us/delivery	rss_kib/subscriber	all_subscribed_ms	client_cpu_%	hub_own_p99_ms	server_cpu_us/connect	client_cpu_us/connect	json"
 for target in "${TARGETS[@]}"; do
     for rate in $RATES; do
         rm -rf "$WORK"/*
@@ -85,6 +85,7 @@ for target in "${TARGETS[@]}"; do
             (.hub.cpu_percent_of_one_core // 0 | .*10|floor/10), (.hub.cpu_us_per_delivery // 0 | .*1000|floor/1000),
             (.hub.rss_per_subscriber_kib // 0 | .*100|floor/100), (.connect_phase_ms|floor),
             (.client_cpu_percent_of_one_core|floor), (.hub_latency.p99_ms_estimate // "-" | if type == "number" then .*10|floor/10 else . end),
+            (.hub.cpu_us_per_subscriber_connecting // 0 | floor), (.client_cpu_us_per_subscriber_connecting // 0 | floor),
             $j] | @tsv' "$BASE.json")
         echo "$line"
         [ -n "${SUMMARY:-}" ] && echo "$line" >>"$SUMMARY"

@@ -44,8 +44,8 @@ done
 
 # Summary columns (run-scenario.sh): 1 scenario, 2 target, 3 rate, 4 accepted/s, 5 deliveries/s, 6 p50, 7 p99,
 # 8 max, 9 lost, 10 server CPU %, 11 server CPU µs/delivery, 12 RSS KiB/subscriber, 13 all subscribed ms,
-# 14 client CPU %, 15 the hub's own p99 (or -), 16 the run's JSON (last; summaries from before the hub's own p99
-# have 15 columns).
+# 14 client CPU %, 15 the hub's own p99 (or -), 16 and 17 the server's and the client's CPU µs a subscriber while
+# connecting, and last the run's JSON (summaries from before those columns end earlier: 15 or 16 columns).
 awk -F'\t' '
     function add(key, value) {
         if (!(key in lo) || value < lo[key]) lo[key] = value
@@ -99,6 +99,10 @@ awk -F'\t' '
         add(scenario SUBSEP server SUBSEP rate SUBSEP "rss", $12)
         add(scenario SUBSEP server SUBSEP rate SUBSEP "connect", $13)
         if (NF >= 16 && $15 != "-") add(scenario SUBSEP server SUBSEP rate SUBSEP "own", $15)
+        if (NF >= 18) {
+            add(scenario SUBSEP server SUBSEP rate SUBSEP "connectcpu", $16)
+            add(scenario SUBSEP server SUBSEP rate SUBSEP "connectclient", $17)
+        }
         if ($9 > 0) lost[scenario SUBSEP server SUBSEP rate] += $9
     }
     END {
@@ -132,6 +136,12 @@ awk -F'\t' '
         h = "connect-1000" SUBSEP "hub" SUBSEP 10 SUBSEP "connect"; n = "connect-1000" SUBSEP "nchan" SUBSEP 10 SUBSEP "connect"
         row("1,000 connecting at once: ms until all subscribed", "≤ Nchan", range(h, "%d"), range(n, "%d"),
             ratio(h, n), against(h, n, 1, "low"), "connect-1000")
+        # The connect time is both processes at work, each on its own core: what each spent a subscriber says whose
+        # share it was (the client column stays the run-long percentage, mostly idle publishing).
+        h = "connect-1000" SUBSEP "hub" SUBSEP 10 SUBSEP "connectcpu"; n = "connect-1000" SUBSEP "nchan" SUBSEP 10 SUBSEP "connectcpu"
+        row("… server CPU µs a subscriber while connecting", "–", range(h, "%d"), range(n, "%d"), ratio(h, n), "–", "connect-1000")
+        h = "connect-1000" SUBSEP "hub" SUBSEP 10 SUBSEP "connectclient"; n = "connect-1000" SUBSEP "nchan" SUBSEP 10 SUBSEP "connectclient"
+        row("… the client's CPU µs a subscriber meanwhile", "–", range(h, "%d"), range(n, "%d"), ratio(h, n), "–", "connect-1000")
         for (k in lost) { split(k, part, SUBSEP); printf "\nlost deliveries: %s %s at %s events/s: %d\n", part[1], part[2], part[3], lost[k] }
     }' "$SUMMARY" | tee "$TABLE"
 echo >&2

@@ -56,4 +56,6 @@ struct HubUsage: Codable {
     var cpu_percent_of_one_core: Double
     /// CPU time while publishing and draining ÷ deliveries, microseconds.
     var cpu_us_per_delivery: Double
+    /// CPU time from the first subscriber's connect until every one had subscribed ÷ subscribers, microseconds.
+    var cpu_us_per_subscriber_connecting: Double
 }

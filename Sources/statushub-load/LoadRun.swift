@@ -34,6 +34,7 @@ struct LoadRun {
         let config = self.config
         let probe = HubProbe(pids: config.hubPIDs)
         let beforeSubscribers = probe.read()
+        let clientCPUBeforeSubscribers = processCPUSeconds()
         let connectStart = monotonicNanos()
 
         return try await withThrowingTaskGroup(of: SubscriberResult.self, returning: LoadOutcome.self) { tasks in
@@ -61,6 +62,9 @@ struct LoadRun {
                 try await Task.sleep(for: .milliseconds(10))
             }
             let connectPhase = Double(monotonicNanos() - connectStart) / 1e6
+            // What connecting cost each side, read before the settle below: the connect time is both processes' work.
+            let subscribedReading = probe.read()
+            let clientCPUConnecting = processCPUSeconds() - clientCPUBeforeSubscribers
             // Let the hub settle (and the allocator return what connecting used) before reading its memory.
             if probe.isEnabled && config.subscribers > 0 { try await Task.sleep(for: .milliseconds(500)) }
             let afterSubscribers = probe.read()
@@ -184,6 +188,7 @@ struct LoadRun {
             builder.delivered = stats.delivered
             builder.perSeq = stats.deliveriesPerSeq()
             builder.connectPhaseMillis = connectPhase
+            builder.clientCPUConnecting = clientCPUConnecting
             builder.hubLatency = hubLatency
             if probe.isEnabled {
                 let hubCPU = hubAtEnd.cpuSeconds - hubAtStart.cpuSeconds
@@ -196,7 +201,9 @@ struct LoadRun {
                     rss_per_subscriber_kib: config.subscribers > 0
                         ? Double(afterSubscribers.rssBytes - beforeSubscribers.rssBytes) / 1024 / Double(config.subscribers) : 0,
                     cpu_percent_of_one_core: hubCPU / max(Double(hubAtEnd.atNanos - hubAtStart.atNanos) / 1e9, 0.001) * 100,
-                    cpu_us_per_delivery: stats.delivered > 0 ? hubCPU / Double(stats.delivered) * 1e6 : 0
+                    cpu_us_per_delivery: stats.delivered > 0 ? hubCPU / Double(stats.delivered) * 1e6 : 0,
+                    cpu_us_per_subscriber_connecting: config.subscribers > 0
+                        ? (subscribedReading.cpuSeconds - beforeSubscribers.cpuSeconds) / Double(config.subscribers) * 1e6 : 0
                 )
             }
             let report = builder.build()
@@ -238,6 +245,8 @@ struct ReportBuilder {
     var timeline: [ProgressSample] = []
     var cpuPercent = 0.0
     var connectPhaseMillis = 0.0
+    /// The harness's CPU seconds from the first connect until every subscriber had subscribed.
+    var clientCPUConnecting = 0.0
     var hub: HubUsage?
     var hubLatency: HubLatency?
 
@@ -315,6 +324,7 @@ struct ReportBuilder {
             hub_latency: hubLatency,
             errors: Array((errors + subscriberErrors).prefix(20)),
             client_cpu_percent_of_one_core: cpuPercent,
+            client_cpu_us_per_subscriber_connecting: config.subscribers > 0 ? clientCPUConnecting / Double(config.subscribers) * 1e6 : 0,
             timeline: timeline
         )
     }

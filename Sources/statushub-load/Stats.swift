@@ -243,6 +243,8 @@ struct Report: Codable {
     /// Distinct publisher and subscriber errors (first 20).
     var errors: [String]
     var client_cpu_percent_of_one_core: Double
+    /// The harness's CPU time from the first connect until every subscriber had subscribed ÷ subscribers, µs.
+    var client_cpu_us_per_subscriber_connecting: Double
     var timeline: [ProgressSample]
 
     func table() -> String {
@@ -274,11 +276,17 @@ struct Report: Codable {
             ("all subscribed after", "\(f(connect_phase_ms, 1)) ms"),
             ("client cpu", "\(f(client_cpu_percent_of_one_core, 1)) % of one core"),
         ]
+        if subscribers_connected > 0 {
+            rows.append(("client cpu connecting", "\(f(client_cpu_us_per_subscriber_connecting, 1)) µs a subscriber"))
+        }
         if let hub {
             rows.append(("server pids", hub.pids.map(String.init).joined(separator: " ")))
             rows.append(("server rss before / after subscribers / end", "\(f(hub.rss_before_subscribers_mib, 1)) / \(f(hub.rss_after_subscribers_mib, 1)) / \(f(hub.rss_end_mib, 1)) MiB"))
             rows.append(("server rss per subscriber", "\(f(hub.rss_per_subscriber_kib, 2)) KiB"))
             rows.append(("server cpu", "\(f(hub.cpu_percent_of_one_core, 1)) % of one core, \(f(hub.cpu_us_per_delivery, 3)) µs per delivery"))
+            if subscribers_connected > 0 {
+                rows.append(("server cpu connecting", "\(f(hub.cpu_us_per_subscriber_connecting, 1)) µs a subscriber"))
+            }
         }
         if let own = hub_latency {
             rows.append((
