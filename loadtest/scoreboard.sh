@@ -141,7 +141,7 @@ awk -F'\t' '
         h = "connect-1000" SUBSEP "hub" SUBSEP 10 SUBSEP "connectcpu"; n = "connect-1000" SUBSEP "nchan" SUBSEP 10 SUBSEP "connectcpu"
         row("… server CPU µs a subscriber while connecting", "–", range(h, "%d"), range(n, "%d"), ratio(h, n), "–", "connect-1000")
         h = "connect-1000" SUBSEP "hub" SUBSEP 10 SUBSEP "connectclient"; n = "connect-1000" SUBSEP "nchan" SUBSEP 10 SUBSEP "connectclient"
-        row("… the client's CPU µs a subscriber meanwhile", "–", range(h, "%d"), range(n, "%d"), ratio(h, n), "–", "connect-1000")
+        row("… client CPU µs a subscriber meanwhile", "–", range(h, "%d"), range(n, "%d"), ratio(h, n), "–", "connect-1000")
         for (k in lost) { split(k, part, SUBSEP); printf "\nlost deliveries: %s %s at %s events/s: %d\n", part[1], part[2], part[3], lost[k] }
     }' "$SUMMARY" | tee "$TABLE"
 echo >&2
