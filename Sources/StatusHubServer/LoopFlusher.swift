@@ -26,6 +26,12 @@ import Synchronization
 /// behind until every latency is a second (loadtest/RESULTS.md). A loop's CPU is shared with everything else on
 /// it, so wall time, not CPU time, is what shows how full the loop is.
 ///
+/// A held batch starts the moment its hold ends and so seems to fill the loop however light the load: by the rule
+/// above alone, one burst (two events close together) kept every later batch held, at 50 events/s too, where the
+/// holds gathered little and raised the median delivery from ~6 to ~18 ms (loadtest/RESULTS.md, 2026-12-02). So a
+/// hold lasts only while it pays: a held batch that wrote fewer than `framesWorthHolding` frames a `write` lets the
+/// next batch run as soon as it is ready.
+///
 /// A batch writes in slices of at most `slice`, letting the loop serve its sockets in between: a batch to 1,000
 /// subscribers takes 10 ms or more where a `write` costs 10 µs, and the next event's request, its script's reply and
 /// its pub/sub message each waited behind it, one hop after another (loadtest/RESULTS.md, 2026-12-01). One batch runs
@@ -42,6 +48,9 @@ final class LoopFlusher: Sendable {
     static let maxHold = TimeAmount.milliseconds(20)
     /// The longest a batch writes before the loop's sockets are served; the batch goes on after them.
     static let slice = TimeAmount.milliseconds(2)
+    /// A held batch that wrote fewer frames than this a `write` ends the hold: holding a batch's duration is worth
+    /// it when it at least halves the system calls a delivery.
+    static let framesWorthHolding = 2.0
 
     let loop: any EventLoop
     let delay: TimeAmount
@@ -58,21 +67,38 @@ final class LoopFlusher: Sendable {
     private let ready = Mutex(Ready())
     /// The deliveries written since the last commit; nil when the hub keeps no latency figures.
     private let written: NIOLoopBoundBox<DeliveryTally>?
+    /// What the passes of the batch in progress wrote: how much its hold gathered.
+    private struct Gathered {
+        var writes = 0
+        var frames = 0
+    }
+    private let gathered: NIOLoopBoundBox<Gathered>
 
     init(loop: any EventLoop, delay: TimeAmount, latency: LatencyTelemetry? = nil) {
         self.loop = loop
         self.delay = delay
         written = latency.map { NIOLoopBoundBox.makeBoxSendingValue(DeliveryTally(for: $0), eventLoop: loop) }
+        gathered = NIOLoopBoundBox.makeBoxSendingValue(Gathered(), eventLoop: loop)
     }
 
     /// For a pass about to write what it takes: `outbox`'s frames, each event frame's delivery timed now (one clock
-    /// reading for the pass). On the loop; anywhere else the frames are taken untimed.
+    /// reading for the pass), and the write counted for the hold rule. On the loop; anywhere else the frames are taken
+    /// untimed and uncounted.
     func takeForWriting(_ outbox: Outbox) -> [WireFrame]? {
-        guard let written, loop.inEventLoop else { return outbox.take() }
-        return written.withValue { tally in
-            tally.beginWrite()
-            return outbox.take(forEachStamp: { tally.add($0) })
+        guard loop.inEventLoop else { return outbox.take() }
+        let frames = written.map { written in
+            written.withValue { tally in
+                tally.beginWrite()
+                return outbox.take(forEachStamp: { tally.add($0) })
+            }
+        } ?? outbox.take()
+        if let count = frames?.count, count > 0 {
+            gathered.withValue { gathered in
+                gathered.writes += 1
+                gathered.frames += count
+            }
         }
+        return frames
     }
 
     /// Hands the deliveries timed since the last commit to the telemetry. A batch does it when it ends; a pass run
@@ -159,11 +185,18 @@ final class LoopFlusher: Sendable {
         commitWritten()
         let end = NIODeadline.now()
         let busy = busy + (end - sliceStart)
+        let wrote = gathered.withValue { gathered in
+            defer { gathered = Gathered() }
+            return gathered
+        }
         let (pending, notBefore) = ready.withLock { ready in
             // The loop's time since the last batch ended, this batch included and the hold it served not: a loop
             // that is held is not busy.
             let available = max(busy, end - ready.notBefore)
-            ready.hold = Double(busy.nanoseconds) > Self.busyShare * Double(available.nanoseconds) ? min(busy, Self.maxHold) : .zero
+            let filled = Double(busy.nanoseconds) > Self.busyShare * Double(available.nanoseconds)
+            let holdPays = ready.hold == .zero
+                || (wrote.writes > 0 && Double(wrote.frames) >= Self.framesWorthHolding * Double(wrote.writes))
+            ready.hold = filled && holdPays ? min(busy, Self.maxHold) : .zero
             ready.lastEnd = end
             ready.running = false
             return (!ready.passes.isEmpty, ready.notBefore)
