@@ -10,7 +10,7 @@
 # Batched ingest runs StatusHub alone (its target is absolute; Nchan's publish takes one message a request).
 # The table goes to standard output and to loadtest/out/scoreboard-<time>.md, the summary lines beside it (.tsv).
 # A row's verdict compares the worst of StatusHub's repeats with the best of Nchan's for "met" and the best with
-# the worst for "not met"; a range that straddles the target says "mixed". About 3.5 minutes a repeat on the
+# the worst for "not met"; a range that straddles the target says "mixed". 2.5–3.5 minutes a repeat on the
 # project's 2-core VM.
 set -euo pipefail
 cd "$(dirname "$0")/.."

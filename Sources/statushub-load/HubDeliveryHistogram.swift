@@ -90,7 +90,8 @@ struct HubDeliveryHistogram: Sendable {
 struct HubLatency: Codable {
     var deliveries: Int
     var mean_ms: Double
-    /// Estimated inside the hub's buckets (1, 5, 10, 25, 50, 100, 250 ms, …) as Prometheus does.
+    /// Estimated inside the hub's buckets (`LatencyTelemetry.buckets`: 1, 2.5, 5, 10, 15 … 50, 75, 100 ms, …) as
+    /// Prometheus does.
     var p50_ms_estimate: Double
     var p99_ms_estimate: Double
     var share_within_50_ms: Double
