@@ -106,7 +106,9 @@ start_hub_once() {
     return 1
 }
 
-# nginx with one worker and the Nchan module on loopback; storage memory or redis (nchan_redis_url).
+# nginx with one worker and the Nchan module on loopback; storage memory or redis (nchan_redis_url). NCHAN_DEFLATE=1:
+# the publisher keeps a deflated copy of each message for WebSocket subscribers that negotiated permessage-deflate
+# (`nchan_deflate_message_for_websocket`; without it Nchan accepts the extension and sends every frame plain).
 start_nchan() {  # workdir storage(memory|redis)
     local module=/usr/lib/nginx/modules/ngx_nchan_module.so
     command -v nginx >/dev/null && [ -f "$module" ] || {
@@ -134,7 +136,7 @@ http {
     $redis
     server {
         listen 127.0.0.1:$NCHAN_PORT backlog=4096;
-        location = /pub { nchan_publisher; nchan_channel_id \$arg_id; }
+        location = /pub { nchan_publisher; nchan_channel_id \$arg_id; ${NCHAN_DEFLATE:+nchan_deflate_message_for_websocket on;} }
         location ~ ^/sub/([A-Za-z0-9_-]+)\$ { nchan_subscriber websocket; nchan_channel_id \$1; }
     }
 }

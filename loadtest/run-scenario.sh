@@ -48,6 +48,9 @@ build_release
 say "$NAME: $DESCRIPTION"
 
 printf '%s\n' "scenario	target	rate	accepted/s	deliveries/s	p50_ms	p99_ms	max_ms	lost	server_cpu_%	server_cpu_us/delivery	rss_kib/subscriber	all_subscribed_ms	client_cpu_%	hub_own_p99_ms	server_cpu_us/connect	client_cpu_us/connect	json"
+# Subscribers that offer permessage-deflate get compressed frames from Nchan too: it negotiates the extension by
+# default but sends every message plain unless the publisher keeps a deflated copy of it (made once per message).
+case " $EXTRA_ARGS " in *" --compression "*) export NCHAN_DEFLATE=1 ;; esac
 for target in "${TARGETS[@]}"; do
     for rate in $RATES; do
         rm -rf "$WORK"/*

@@ -2,16 +2,14 @@ import CompressNIO
 import NIOCore
 import NIOPosix
 
-/// One connection's inflating side of permessage-deflate (RFC 7692 §7.2.2), on its event loop: every compressed
+/// The inflating side of permessage-deflate (RFC 7692 §7.2.2) for one connection, on its event loop: every compressed
 /// client message is held to `websocket.max_frame_bytes` once inflated, exactly like an uncompressed one — zlib
 /// writes into a buffer that grows only until it holds one byte over the limit, so a compression bomb costs about
 /// the limit (NIO rounds a buffer's capacity up to a power of two) and closes with 1009.
 ///
-/// zlib's state is made when the first compressed message arrives. A client that keeps its context between
-/// messages (the default) needs its own inflater for the rest of the connection, with the window the hub answered
-/// (`client_max_window_bits`, as small as zlib allows when the client lets the hub choose). A client that offered
-/// `client_no_context_takeover` holds no zlib state at all: its messages are inflated by its thread's shared
-/// inflater, reset after each one.
+/// The hub answers `client_no_context_takeover` to every offer (`PerMessageDeflate`), so each message is a DEFLATE
+/// stream of its own: it is inflated by its thread's shared inflater, reset after each one, and the connection
+/// holds no zlib state (a client that takes its context over anyway gets 1007 at its second message).
 final class MessageInflater {
     enum Failure: Error {
         /// Inflated past the limit: 1009.
@@ -24,37 +22,17 @@ final class MessageInflater {
     /// of each message: the aggregated message that reaches the session handler has lost it.
     var nextMessageCompressed = false
 
-    private let parameters: PerMessageDeflate
-    private var own: ZlibDecompressor?
-
-    init(_ parameters: PerMessageDeflate) {
-        self.parameters = parameters
-    }
-
     /// `compressed` inflated, at most `limit` bytes.
     func inflate(_ compressed: ByteBuffer, limit: Int) throws(Failure) -> ByteBuffer {
-        let inflater: ZlibDecompressor
-        if parameters.clientNoContextTakeover {
-            guard let shared = Shared.onCurrentThread.inflater else { throw .corrupt }
-            inflater = shared
-        } else if let own {
-            inflater = own
-        } else {
-            guard let made = try? ZlibDecompressor(algorithm: .deflate, windowSize: Int32(parameters.clientWindowBits)) else { throw .corrupt }
-            own = made
-            inflater = made
-        }
+        guard let inflater = Shared.onCurrentThread.inflater else { throw .corrupt }
         var input = compressed
         // The tail the sender removed (§7.2.2).
         input.writeBytes([0x00, 0x00, 0xFF, 0xFF])
-        defer { if parameters.clientNoContextTakeover { try? inflater.reset() } }
+        defer { try? inflater.reset() }
         var output = ByteBufferAllocator().buffer(capacity: min(limit + 1, max(256, compressed.readableBytes * 4)))
         while true {
             do {
                 try inflater.inflate(from: &input, to: &output)
-                // Input left over (at least the tail added above) means a final block (BFINAL) ended the sender's
-                // stream: its next message starts a new one.
-                if input.readableBytes > 0 { try? inflater.reset() }
                 break
             } catch let error as CompressNIOError where error == .bufferOverflow {
                 // The output is full: room for more, up to one byte over the limit.
@@ -70,7 +48,7 @@ final class MessageInflater {
         return output
     }
 
-    /// One thread's inflater for clients without context takeover. Touched only by its own thread (so unchecked
+    /// One thread's inflater, with the largest window (it reads what any smaller window wrote). Touched only by its own thread (so unchecked
     /// `Sendable`: a thread-specific variable needs a `Sendable` value).
     private final class Shared: @unchecked Sendable {
         private static let perThread = ThreadSpecificVariable<Shared>()

@@ -6,10 +6,14 @@ import WSCore
 ///   unasked): each outgoing message is compressed on its own, so one event's compressed bytes are the same for
 ///   every connection with the same window size and are made once (`WireFrame`), and no connection holds a
 ///   compressor.
-/// - **The client's side as the client chose.** With context takeover (the default) the connection keeps an
-///   inflater (`MessageInflater`); if the offer lets the hub choose the client's window (`client_max_window_bits`,
-///   which browsers send), the answer is zlib's smallest, 512 bytes: dashboards send a few short messages, and the
-///   window is most of what the inflater keeps. An offer of `client_no_context_takeover` costs no state at all.
+/// - **Nor does the client's** (`client_no_context_takeover`, always answered, §7.1.1.2 allows it unasked): each
+///   client message is inflated on its own by its thread's shared inflater (`MessageInflater`), so no connection
+///   holds zlib state. With context takeover, which browsers use unless told otherwise, every connection that had
+///   sent one compressed message (a browser compresses its subscribe) kept an inflater for life — 5.9 KiB of zlib
+///   state, half of what an idle browser dashboard cost (loadtest/RESULTS.md) — for a few short messages
+///   (subscribes, pings) that gain next to nothing from a shared window. If the offer lets the hub choose the
+///   client's window (`client_max_window_bits`, which browsers send), the answer is zlib's smallest, 512 bytes: the
+///   client's compressor is smaller too.
 /// - **Declining what it cannot do.** §5: a server declines an offer it cannot accept (the next offer, or 101
 ///   without the extension); it does not fail the handshake. Accepted: only the four parameters, flags without a
 ///   value, window sizes 8–15, and for the server's own window one zlib can compress with: 9–15
@@ -18,11 +22,8 @@ import WSCore
 struct PerMessageDeflate: Sendable, Equatable {
     /// The window the hub compresses with (the offer's `server_max_window_bits`, 15 without one).
     var serverWindowBits = 15
-    /// The window the hub inflates with: what it answered, or the client's own limit, or 15.
-    var clientWindowBits = 15
     /// Answered as `client_max_window_bits`: only when the offer had that parameter (§7.1.2.2).
     var answeredClientWindowBits: Int?
-    var clientNoContextTakeover = false
     /// Whether the offer limited the server's window: then the answer names the window (§7.1.2.1).
     var answersServerWindowBits = false
 
@@ -40,13 +41,8 @@ struct PerMessageDeflate: Sendable, Equatable {
                 negotiated.answersServerWindowBits = true
             }
             if let clientLimit = offer.parameters["client_max_window_bits"] {
-                let answer = min(clientLimit.integer ?? 15, preferredClientWindowBits)
-                negotiated.answeredClientWindowBits = answer
-                // An inflater with a larger window than the compressor's reads its output all the same; zlib has no
-                // raw inflater smaller than 512 bytes that a 256-byte answer would need.
-                negotiated.clientWindowBits = max(answer, 9)
+                negotiated.answeredClientWindowBits = min(clientLimit.integer ?? 15, preferredClientWindowBits)
             }
-            negotiated.clientNoContextTakeover = offer.parameters["client_no_context_takeover"] != nil
             return negotiated
         }
         return nil
@@ -76,7 +72,7 @@ struct PerMessageDeflate: Sendable, Equatable {
         if answersServerWindowBits { header += ";server_max_window_bits=\(serverWindowBits)" }
         header += ";server_no_context_takeover"
         if let answeredClientWindowBits { header += ";client_max_window_bits=\(answeredClientWindowBits)" }
-        if clientNoContextTakeover { header += ";client_no_context_takeover" }
+        header += ";client_no_context_takeover"
         return header
     }
 }

@@ -77,7 +77,7 @@ final class WebSocketUpgrade: Sendable {
         return .upgrade(HubHTTP1Channel.Upgrade(headers: answer) { [self] channel in
             let pipeline = channel.pipeline.syncOperations
             let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-            let inflater = deflate.map(MessageInflater.init)
+            let inflater = deflate.map { _ in MessageInflater() }
             try pipeline.addHandler(RequireMaskedFrames(inflater: inflater), position: .after(decoder))
             // Behind the decoder, so its close frame passes the direct writer's close watch (behind the encoder).
             try Heartbeat.add(to: channel, wheels: pingWheels)

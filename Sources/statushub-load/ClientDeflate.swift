@@ -6,8 +6,8 @@ import NIOWebSocket
 /// offer, compresses its own messages (RSV1) with the window the server answered, and inflates the server's
 /// compressed messages, keeping the server's context between messages unless the server answered
 /// `server_no_context_takeover`. Each of its own messages is compressed on its own (a sender may always leave the
-/// context unused), so the harness holds no compressor per connection; the server cannot tell, and keeps its
-/// inflater as it would for a browser. Sits between the frame aggregator and the handler that counts the messages.
+/// context unused, and the hub asks for it with `client_no_context_takeover`), so the harness holds no compressor
+/// per connection. Sits between the frame aggregator and the handler that counts the messages.
 final class ClientDeflate: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = WebSocketFrame

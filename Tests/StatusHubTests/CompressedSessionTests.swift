@@ -9,19 +9,31 @@ import Testing
 /// is compressed once for all the connections that get it.
 @Suite("Compressed sessions served from channel handlers")
 struct CompressedSessionTests {
-    /// The answer to each offer, exactly: the server never keeps context (so an event's compressed bytes are shared),
-    /// the client's window is made small when the client lets the hub choose, an offer the hub cannot serve is
-    /// passed over for the next.
+    /// The answer to each offer, exactly: neither side keeps context (so an event's compressed bytes are shared, and
+    /// no connection holds an inflater), asked or not; the client's window is made small when the client lets the
+    /// hub choose; an offer the hub cannot serve is passed over for the next.
     @Test(arguments: [
-        ("permessage-deflate", "permessage-deflate;server_no_context_takeover"),
-        ("permessage-deflate; client_max_window_bits", "permessage-deflate;server_no_context_takeover;client_max_window_bits=9"),
-        ("permessage-deflate; client_max_window_bits=8", "permessage-deflate;server_no_context_takeover;client_max_window_bits=8"),
+        ("permessage-deflate", "permessage-deflate;server_no_context_takeover;client_no_context_takeover"),
+        (
+            "permessage-deflate; client_max_window_bits",
+            "permessage-deflate;server_no_context_takeover;client_max_window_bits=9;client_no_context_takeover"
+        ),
+        (
+            "permessage-deflate; client_max_window_bits=8",
+            "permessage-deflate;server_no_context_takeover;client_max_window_bits=8;client_no_context_takeover"
+        ),
         (
             "permessage-deflate; client_max_window_bits=12; client_no_context_takeover",
             "permessage-deflate;server_no_context_takeover;client_max_window_bits=9;client_no_context_takeover"
         ),
-        ("permessage-deflate; server_max_window_bits=10", "permessage-deflate;server_max_window_bits=10;server_no_context_takeover"),
-        ("permessage-deflate; server_max_window_bits=8, permessage-deflate", "permessage-deflate;server_no_context_takeover"),
+        (
+            "permessage-deflate; server_max_window_bits=10",
+            "permessage-deflate;server_max_window_bits=10;server_no_context_takeover;client_no_context_takeover"
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=8, permessage-deflate",
+            "permessage-deflate;server_no_context_takeover;client_no_context_takeover"
+        ),
         ("x-webkit-deflate-frame", nil),
     ] as [(String, String?)])
     func offersAreAnsweredSoTheServerKeepsNoContext(_ offer: String, _ answer: String?) async throws {
@@ -61,13 +73,13 @@ struct CompressedSessionTests {
         }
     }
 
-    /// Client messages compressed in one DEFLATE stream (context taken over from message to message, as browsers do,
-    /// with the window the hub answered), one of them fragmented (RSV1 on its first frame only), and messages
-    /// compressed each on their own after offering `client_no_context_takeover`: all are answered.
+    /// Client messages compressed each on their own, as the answer asks (whether the offer had
+    /// `client_no_context_takeover` or not), with the window the hub answered, one of them fragmented (RSV1 on its
+    /// first frame only): all are answered.
     @Test(arguments: [false, true]) func compressedClientMessagesAreInflated(_ noContextTakeover: Bool) async throws {
         try await withHub(engine: .memory) { hub in
             let pings = (0..<4).map { #"{"op":"ping","id":"p\#($0)-\#(String(repeating: "x", count: 40 * $0))"}"# }
-            let compressed = try PythonZlib.deflate(pings, windowBits: 9, contextTakeover: !noContextTakeover)
+            let compressed = try PythonZlib.deflate(pings, windowBits: 9, contextTakeover: false)
             var bytes: [UInt8] = []
             for (index, message) in compressed.enumerated() {
                 if index == 2 {
@@ -88,6 +100,28 @@ struct CompressedSessionTests {
                 return String(decoding: stream, as: UTF8.self)
             }
             for index in 0..<4 { #expect(answered.contains(#""id":"p\#(index)-"#), "pong \(index) missing: \(answered)") }
+        }
+    }
+
+    /// A client that takes its context over although the answer said `client_no_context_takeover`: its first message
+    /// is answered; its second, which refers back to the first, is not DEFLATE on its own and closes with 1007.
+    @Test func aClientThatKeepsItsContextAnywayIsClosedAtItsSecondMessage() async throws {
+        try await withHub(engine: .memory) { hub in
+            let pings = [#"{"op":"ping","id":"first-\#(String(repeating: "x", count: 60))"}"#, #"{"op":"ping","id":"first-\#(String(repeating: "x", count: 60))"}"#]
+            let compressed = try PythonZlib.deflate(pings, windowBits: 9, contextTakeover: true)
+            let (first, second) = (RawSocket.frame(opcode: 0x41, payload: compressed[0]), RawSocket.frame(opcode: 0x41, payload: compressed[1]))
+            let (answered, stream) = try await RawSocket.offPool { () -> (String, [UInt8]) in
+                let socket = try RawSocket(port: hub.port)
+                try socket.upgrade(headers: ["Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"])
+                _ = socket.responseStatus()
+                try socket.send(first)
+                let (pong, _) = socket.read(timeout: 10) { String(decoding: $0, as: UTF8.self).contains(#""id":"first-"#) }
+                try socket.send(second)
+                let head = Array("HTTP/1.1 101\r\n\r\n".utf8)
+                return (String(decoding: pong, as: UTF8.self), head + socket.read(timeout: 10) { RawSocket.closeCode(in: head + $0) != nil }.bytes)
+            }
+            #expect(answered.contains(#""id":"first-"#), "the first message was not answered: \(answered)")
+            #expect(RawSocket.closeCode(in: stream) == 1007)
         }
     }
 

@@ -83,6 +83,30 @@ def test_chromium_reads_the_events_the_hub_compressed_once(hubs, page):
     assert page.errors == []
 
 
+def test_chromium_compresses_each_message_on_its_own_as_the_hub_asks(hubs, page):
+    """The hub answers every permessage-deflate offer with `client_no_context_takeover`, so that no connection keeps
+    an inflater: Chromium honours it (a message that referred back to the one before would be closed with 1007), and
+    every one of its compressed, alike messages is answered."""
+    hub = hubs.start()
+    open_dashboard(page, hub.url)
+    page.evaluate("""(url) => {
+        window.pings = { extensions: null, replies: [], closed: null };
+        const socket = new WebSocket(url);
+        socket.onopen = () => {
+            window.pings.extensions = socket.extensions;
+            for (let i = 0; i < 5; i++) socket.send(JSON.stringify({ op: "ping", id: `p${i}-` + "machine L2-M07 ".repeat(6) }));
+        };
+        socket.onmessage = (message) => { window.pings.replies.push(JSON.parse(message.data)); };
+        socket.onclose = (close) => { window.pings.closed = close.code; };
+    }""", hub.url.replace("http", "ws", 1) + "/v1/ws")
+    wait_until(page, "() => window.pings.replies.length === 5 || window.pings.closed !== null")
+    result = page.evaluate("() => window.pings")
+    assert "client_no_context_takeover" in result["extensions"], result["extensions"]
+    assert result["closed"] is None, result
+    assert [reply["op"] for reply in result["replies"]] == ["pong"] * 5, result["replies"]
+    assert page.errors == []
+
+
 def test_the_page_works_from_a_tls_hub_over_wss(hubs, page):
     hub = hubs.start(tls=True)
     hub.publish(machine_status("M-211", "running"))
