@@ -9,7 +9,8 @@ import NIOPosix
 ///
 /// The hub answers `client_no_context_takeover` to every offer (`PerMessageDeflate`), so each message is a DEFLATE
 /// stream of its own: it is inflated by its thread's shared inflater, reset after each one, and the connection
-/// holds no zlib state (a client that takes its context over anyway gets 1007 at its second message).
+/// holds no zlib state (a client that takes its context over anyway gets 1007 at the first message that refers back
+/// to an earlier one).
 final class MessageInflater {
     enum Failure: Error {
         /// Inflated past the limit: 1009.
@@ -48,8 +49,8 @@ final class MessageInflater {
         return output
     }
 
-    /// One thread's inflater, with the largest window (it reads what any smaller window wrote). Touched only by its own thread (so unchecked
-    /// `Sendable`: a thread-specific variable needs a `Sendable` value).
+    /// One thread's inflater, with the largest window (it reads what any smaller window wrote). Touched only by its
+    /// own thread (so unchecked `Sendable`: a thread-specific variable needs a `Sendable` value).
     private final class Shared: @unchecked Sendable {
         private static let perThread = ThreadSpecificVariable<Shared>()
         let inflater = try? ZlibDecompressor(algorithm: .deflate, windowSize: 15)
