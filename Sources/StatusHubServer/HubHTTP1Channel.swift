@@ -59,12 +59,18 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     let configuration: HTTP1Channel.Configuration
     let maxFrameSize: Int
     let decide: Decide
+    /// `POST /v1/events` below Hummingbird (`IngestHandler`).
+    let ingest: IngestController
 
-    init(responder: @escaping HTTPChannelHandler.Responder, configuration: HTTP1Channel.Configuration, maxFrameSize: Int, decide: @escaping Decide) {
+    init(
+        responder: @escaping HTTPChannelHandler.Responder, configuration: HTTP1Channel.Configuration, maxFrameSize: Int,
+        decide: @escaping Decide, ingest: IngestController
+    ) {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.configuration = configuration
         self.maxFrameSize = maxFrameSize
         self.decide = decide
+        self.ingest = ingest
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
@@ -97,6 +103,7 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                 }
             )
             let http = configuration
+            let ingest = ingest
             let upgrades = NIOTypedHTTPServerUpgradeConfiguration(
                 upgraders: [upgrader],
                 notUpgradingCompletionHandler: { channel in
@@ -106,6 +113,8 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                         try channel.pipeline.syncOperations.addHandlers(http.additionalChannelHandlers())
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: http.idleTimeout.map { .init($0) }, logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(
+                            IngestHandler(controller: ingest, serverName: StatusHub.serverName, eventLoop: channel.eventLoop))
                         let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                         switch decided.value {

@@ -17,6 +17,10 @@ public final class HubMetrics: Sendable {
     let conflated: Counter
     let resyncs: Counter
     let messagesDeflated: Counter
+    /// `POST /v1/events` by the request path that served it: below Hummingbird (`IngestHandler`) or its router (a
+    /// request behind one Hummingbird was still answering on the same connection).
+    let ingestRequestsByHandler: Counter
+    let ingestRequestsByRouter: Counter
 
     public init() {
         let registry = self.registry
@@ -33,6 +37,14 @@ public final class HubMetrics: Sendable {
         messagesDeflated = counter(
             "websocket_messages_deflated",
             "Outgoing WebSocket messages compressed for permessage-deflate: once per message and server window size, shared by every compressed connection")
+        func ingestRequests(servedBy: String) -> Counter {
+            registry.makeCounter(
+                descriptor: .init(namespace: "statushub", metricName: "ingest_requests", unitName: "total",
+                    helpText: "POST /v1/events requests by the request path that served them (handler: below the router)"),
+                labels: [("served_by", servedBy)])
+        }
+        ingestRequestsByHandler = ingestRequests(servedBy: "handler")
+        ingestRequestsByRouter = ingestRequests(servedBy: "router")
         resyncs = counter("resyncs", "resync messages sent (history gap on resume, or an engine gap)")
         slowConsumerCloses = counter("slow_consumer_closes", "Connections closed with 4001 because their outbox overflowed")
         connections = registry.makeGauge(

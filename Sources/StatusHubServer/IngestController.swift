@@ -7,7 +7,7 @@ import NIOHTTP1
 import StatusHubCore
 
 /// `POST /v1/events`: decode, validate, hand the valid events to the engine in one batch, answer per event.
-struct IngestController {
+struct IngestController: Sendable {
     let engine: any Engine
     let limits: HubConfig.Server
     let metrics: HubMetrics
@@ -17,83 +17,121 @@ struct IngestController {
     let rateLimiter: RateLimiter
     let validator: EventValidator
 
+    /// What a request's head allows, decided before any of its body is read.
+    struct Admitted: Sendable {
+        var publisher: Publisher
+        var format: IngestBodyFormat
+        var coding: ContentCoding
+        /// `Idempotency-Key`: names the request's one event.
+        var idempotencyKey: String?
+    }
+
+    /// Hummingbird's route. `IngestHandler` serves most requests below it, from the same three steps.
     func handle(_ request: Request, context: some RequestContext) async throws -> Response {
-        if draining.isSet {
-            return JSONResponse.unavailable(
-                field: "node", reason: "shutting down; nothing was stored, send it to another node", outcome: "not_stored",
-                headers: [.retryAfter: "1"])
-        }
-        // Authenticate before reading the body: an unknown publisher costs the node as little as possible.
-        let publisher: Publisher
-        switch keys.authenticate(authorization: request.headers[.authorization]) {
-        case .publisher(let known): publisher = known
-        case .unauthorized(let reason):
-            return JSONResponse.error(.unauthorized, field: "Authorization", reason: reason, headers: [.wwwAuthenticate: "Bearer"])
-        }
-        guard let format = IngestBodyFormat(contentType: request.headers[.contentType]) else {
-            return JSONResponse.error(
-                .unsupportedMediaType, field: "Content-Type",
-                reason: "'\(request.headers[.contentType] ?? "(none)")' is not supported; use \(IngestBodyFormat.supported)")
-        }
-        guard let coding = ContentCoding(header: request.headers[.contentEncoding]) else {
-            return JSONResponse.error(
-                .unsupportedMediaType, field: "Content-Encoding",
-                reason: "'\(request.headers[.contentEncoding] ?? "")' is not supported; use \(ContentCoding.supported)")
-        }
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > limits.maxBodyBytes {
-            return tooLarge(length)
+        metrics.ingestRequestsByRouter.increment()
+        let admitted: Admitted
+        switch admit(request.headers) {
+        case .success(let allowed): admitted = allowed
+        case .failure(let refusal): return refusal.answer.response
         }
         let received: ByteBuffer
         do {
             received = try await request.body.collect(upTo: limits.maxBodyBytes)
         } catch is NIOTooManyBytesError {
-            return tooLarge(nil)
+            return tooLarge(nil).response
         } catch let malformed as HTTPParserError {
-            // The body's framing (chunk sizes) is broken: nothing after it can be read, so the connection ends.
-            let (status, field, reason) = malformed.answer(limits: .init())
-            return JSONResponse.error(.init(code: Int(status.code)), field: field, reason: reason, headers: [.connection: "close"])
+            return brokenFraming(malformed).response
         }
+        return try await ingest(received, admitted).response
+    }
+
+    /// An answer that refuses a request before its body is read.
+    struct Refusal: Error {
+        var answer: HTTPAnswer
+    }
+
+    /// Decides from the head alone: authenticated before the body is read, so an unknown publisher costs the node as
+    /// little as possible, and a declared body over the limit is refused before it arrives.
+    func admit(_ headers: HTTPFields) -> Result<Admitted, Refusal> {
+        if draining.isSet {
+            return .failure(Refusal(answer: JSONResponse.unavailable(
+                field: "node", reason: "shutting down; nothing was stored, send it to another node", outcome: "not_stored",
+                headers: [.retryAfter: "1"])))
+        }
+        let publisher: Publisher
+        switch keys.authenticate(authorization: headers[.authorization]) {
+        case .publisher(let known): publisher = known
+        case .unauthorized(let reason):
+            return .failure(Refusal(answer: JSONResponse.errorAnswer(
+                .unauthorized, field: "Authorization", reason: reason, headers: [.wwwAuthenticate: "Bearer"])))
+        }
+        guard let format = IngestBodyFormat(contentType: headers[.contentType]) else {
+            return .failure(Refusal(answer: JSONResponse.errorAnswer(
+                .unsupportedMediaType, field: "Content-Type",
+                reason: "'\(headers[.contentType] ?? "(none)")' is not supported; use \(IngestBodyFormat.supported)")))
+        }
+        guard let coding = ContentCoding(header: headers[.contentEncoding]) else {
+            return .failure(Refusal(answer: JSONResponse.errorAnswer(
+                .unsupportedMediaType, field: "Content-Encoding",
+                reason: "'\(headers[.contentEncoding] ?? "")' is not supported; use \(ContentCoding.supported)")))
+        }
+        if let length = headers[.contentLength].flatMap(Int.init), length > limits.maxBodyBytes {
+            return .failure(Refusal(answer: tooLarge(length)))
+        }
+        return .success(Admitted(publisher: publisher, format: format, coding: coding, idempotencyKey: headers[.idempotencyKey]))
+    }
+
+    /// The answer to a body whose framing (chunk sizes) is broken: nothing after it can be read, so the connection
+    /// ends.
+    func brokenFraming(_ malformed: HTTPParserError) -> HTTPAnswer {
+        let (status, field, reason) = malformed.answer(limits: .init())
+        return JSONResponse.errorAnswer(.init(code: Int(status.code)), field: field, reason: reason, headers: [.connection: "close"])
+    }
+
+    /// Decodes, validates and stores an admitted request's whole body; answers per event.
+    func ingest(_ received: ByteBuffer, _ admitted: Admitted) async throws -> HTTPAnswer {
         let body: ByteBuffer
         do {
-            body = try coding.decode(received, limit: limits.maxBodyBytes)
+            body = try admitted.coding.decode(received, limit: limits.maxBodyBytes)
         } catch .tooLarge {
-            return JSONResponse.error(
+            return JSONResponse.errorAnswer(
                 .contentTooLarge, field: "body",
                 reason: "inflates past the \(limits.maxBodyBytes)-byte limit (server.max_body_bytes); inflating stopped there")
         } catch .corrupt {
-            return JSONResponse.error(.badRequest, field: "body", reason: "is not valid gzip (Content-Encoding: gzip)")
+            return JSONResponse.errorAnswer(.badRequest, field: "body", reason: "is not valid gzip (Content-Encoding: gzip)")
         }
+        let publisher = admitted.publisher
 
         let decoded: [Result<JSONValue, FieldError>]
         do {
-            decoded = try IngestBody.decode(body.readableBytesView, format: format, maxEvents: limits.maxBatchEvents)
+            decoded = try IngestBody.decode(body.readableBytesView, format: admitted.format, maxEvents: limits.maxBatchEvents)
         } catch .malformed(let problem) {
             var reply = IngestReply()
             reply.reject(index: 0, errors: [problem])
             metrics.eventsRejected.increment()
-            return JSONResponse.bytes(reply.json, status: .badRequest)
+            return JSONResponse.answer(reply.json, status: .badRequest)
         } catch .tooManyEvents(let count, let limit) {
-            return JSONResponse.error(
+            return JSONResponse.errorAnswer(
                 .contentTooLarge, field: "body", reason: "\(count) events; at most \(limit) per request (server.max_batch_events)")
         }
 
         if let wait = rateLimiter.take(decoded.count, for: publisher.name ?? "(anonymous)") {
-            return JSONResponse.error(
+            return JSONResponse.errorAnswer(
                 .tooManyRequests, field: "Authorization",
                 reason: "over this key's \(rateLimiter.describe) (auth.ingest_events_per_second); nothing was acknowledged",
                 headers: [.retryAfter: String(wait)])
         }
 
         // The header names one event; a batch carries `idempotency_key` per event instead.
-        let headerKey = request.headers[.idempotencyKey]
+        let headerKey = admitted.idempotencyKey
         if let headerKey {
             guard decoded.count == 1 else {
-                return JSONResponse.error(
+                return JSONResponse.errorAnswer(
                     .badRequest, field: "Idempotency-Key",
                     reason: "applies to a single event; give each event of a batch its own idempotency_key")
             }
             guard EventValidator.isValidIdempotencyKey(headerKey) else {
-                return JSONResponse.error(.badRequest, field: "Idempotency-Key", reason: EventValidator.idempotencyKeyRule)
+                return JSONResponse.errorAnswer(.badRequest, field: "Idempotency-Key", reason: EventValidator.idempotencyKeyRule)
             }
         }
 
@@ -144,7 +182,7 @@ struct IngestController {
         reply.rejected.sort { $0.index < $1.index }
         // Nothing accepted and something refused by the key's scope: 403, with each refusal named per event.
         let status = reply.accepted.isEmpty && forbidden > 0 ? 403 : reply.statusCode
-        return JSONResponse.bytes(reply.json, status: .init(code: status))
+        return JSONResponse.answer(reply.json, status: .init(code: status))
     }
 
     /// The stored events that were not duplicates, each with its partition, for the shutdown watermark.
@@ -157,7 +195,7 @@ struct IngestController {
 
     /// The 503 for an engine failure: `not_stored` (resend as is), or `unknown` with a hub key per event that had
     /// no key of its own, by its index in the request (`resendKeys[i]` belongs to `events[i]`).
-    private func unavailableResponse(_ unavailable: EngineUnavailable, events: [Int]) -> Response {
+    private func unavailableResponse(_ unavailable: EngineUnavailable, events: [Int]) -> HTTPAnswer {
         let headers: HTTPFields = [.retryAfter: String(unavailable.retryAfterSeconds)]
         switch unavailable.outcome {
         case .notStored:
@@ -178,8 +216,8 @@ struct IngestController {
         }
     }
 
-    private func tooLarge(_ length: Int?) -> Response {
-        JSONResponse.error(
+    func tooLarge(_ length: Int?) -> HTTPAnswer {
+        JSONResponse.errorAnswer(
             .contentTooLarge, field: "body",
             reason: "\(length.map { "\($0) bytes" } ?? "body") is over the \(limits.maxBodyBytes)-byte limit (server.max_body_bytes)")
     }

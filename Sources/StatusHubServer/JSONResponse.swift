@@ -6,20 +6,32 @@ import StatusHubCore
 /// `{"error":{"status":415,"field":"Content-Type","reason":"…"}}`.
 enum JSONResponse {
     static func bytes(_ bytes: [UInt8], status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        answer(bytes, status: status, headers: headers).response
+    }
+
+    static func answer(_ bytes: [UInt8], status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> HTTPAnswer {
         var headers = headers
         headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+        return HTTPAnswer(status: status, headers: headers, body: ByteBuffer(bytes: bytes))
     }
 
     static func encode(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        encodedAnswer(value, status: status, headers: headers).response
+    }
+
+    private static func encodedAnswer(_ value: some Encodable, status: HTTPResponse.Status, headers: HTTPFields) -> HTTPAnswer {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        return bytes(Array(data), status: status, headers: headers)
+        return answer(Array(data), status: status, headers: headers)
     }
 
     static func error(_ status: HTTPResponse.Status, field: String, reason: String, headers: HTTPFields = [:]) -> Response {
-        bytes(errorBytes(status: status.code, field: field, reason: reason), status: status, headers: headers)
+        errorAnswer(status, field: field, reason: reason, headers: headers).response
+    }
+
+    static func errorAnswer(_ status: HTTPResponse.Status, field: String, reason: String, headers: HTTPFields = [:]) -> HTTPAnswer {
+        answer(errorBytes(status: status.code, field: field, reason: reason), status: status, headers: headers)
     }
 
     /// A read's 503 when the engine cannot answer: `engine`, the reason, and when to retry.
@@ -39,14 +51,14 @@ enum JSONResponse {
     static func unavailable(
         field: String, reason: String, outcome: String, resend: [(index: Int, key: String)]? = nil,
         stored: [(index: Int, appended: Appended)] = [], headers: HTTPFields
-    ) -> Response {
+    ) -> HTTPAnswer {
         let detail = ErrorBody.Detail(
             status: 503, field: field, reason: reason, outcome: outcome,
             resend: resend?.map { .init(index: $0.index, idempotency_key: $0.key) },
             stored: stored.isEmpty ? nil : stored.map {
                 .init(index: $0.index, event_id: $0.appended.id.description, duplicate: $0.appended.duplicate ? true : nil)
             })
-        return encode(ErrorBody(error: detail), status: .serviceUnavailable, headers: headers)
+        return encodedAnswer(ErrorBody(error: detail), status: .serviceUnavailable, headers: headers)
     }
 
     private struct ErrorBody: Encodable {

@@ -32,6 +32,9 @@ public struct StatusHub: Sendable {
         self.tls = try TLSSetup.serverConfiguration(config.server)
     }
 
+    /// The `Server` header of every answer.
+    static let serverName = "statushub"
+
     private let tls: TLSConfiguration?
     let flushers: LoopFlushers
 
@@ -71,7 +74,7 @@ public struct StatusHub: Sendable {
             router: makeRouter(),
             server: server,
             configuration: ApplicationConfiguration(
-                address: .hostname(config.server.host, port: config.server.port), serverName: "statushub",
+                address: .hostname(config.server.host, port: config.server.port), serverName: Self.serverName,
                 backlog: config.server.listenBacklog),
             services: [EngineService(engine: engine, sink: fanOut, logger: logger)] + bridges.map { BridgeService(bridge: $0) },
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
@@ -91,19 +94,25 @@ public struct StatusHub: Sendable {
         let maxFrameBytes = config.websocket.maxFrameBytes
         let upgrade = WebSocketUpgrade(hub: self)
         let decide: HubHTTP1Channel.Decide = { head, channel, logger in upgrade.decide(head, channel: channel, logger: logger) }
+        let ingest = ingest
         return HTTPServerBuilder { [tls] responder in
             let channel = GuardedHTTP1Channel(
-                base: HubHTTP1Channel(responder: responder, configuration: http1, maxFrameSize: maxFrameBytes, decide: decide),
+                base: HubHTTP1Channel(
+                    responder: responder, configuration: http1, maxFrameSize: maxFrameBytes, decide: decide, ingest: ingest),
                 deadline: timeout, maxBodyBytes: maxBodyBytes, decoderLimits: http1.httpDecoder)
             return try tls.map { try TLSChannel(channel, tlsConfiguration: $0) } ?? channel
         }
     }
 
-    func makeRouter() -> Router<HubRequestContext> {
-        let router = Router(context: HubRequestContext.self)
-        let ingest = IngestController(
+    /// `POST /v1/events`, for both request paths (`IngestHandler` and the router's route).
+    var ingest: IngestController {
+        IngestController(
             engine: engine, limits: config.server, metrics: metrics, draining: draining, watermark: fanOut.watermark, keys: access.publisherKeys,
             rateLimiter: access.ingestRate, validator: EventValidator(catalog: config.catalog))
+    }
+
+    func makeRouter() -> Router<HubRequestContext> {
+        let router = Router(context: HubRequestContext.self)
         let state = StateController(engine: engine, tokens: access.subscriberTokens, catalog: config.catalog)
         router.post("/v1/events", use: ingest.handle)
         router.get("/v1/state/:entity_type/:entity_id", use: state.entity)
