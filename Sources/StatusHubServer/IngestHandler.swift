@@ -3,18 +3,18 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 
-/// `POST /v1/events` served from a channel handler, in front of Hummingbird's request path: the request is read,
-/// admitted, decoded, validated and answered on the connection's event loop, with one task only for the engine's
-/// append. Hummingbird's path hands every request to the connection's task and every response back through
-/// `NIOAsyncWriter`: 61–81 µs of CPU a request on the project's VM before the route does anything, most of what a
-/// single-event POST cost the hub (loadtest/RESULTS.md). Every other route, and a POST that arrives while Hummingbird
-/// is still answering an earlier request on the connection (HTTP/1 answers in order), goes on to Hummingbird, whose
-/// route (`IngestController.handle`) gives the same answers from the same steps.
+/// `POST /v1/events` served from a channel handler, in front of Hummingbird's request path: the request is admitted
+/// from its head and its body gathered on the connection's event loop, then decoded, validated, stored and answered
+/// by one task that runs on that same loop. Hummingbird's path hands every request to the connection's task and every
+/// response back through `NIOAsyncWriter`: 61–81 µs of CPU a request on the project's VM before a route does
+/// anything; this path took the hub's CPU per single-event POST from 87–104 to 72–80 µs (loadtest/RESULTS.md). Every
+/// other route, and a POST that arrives while Hummingbird is still answering an earlier request on the connection
+/// (HTTP/1 answers in order), goes on to Hummingbird, whose route (`IngestController.handle`) runs the same steps.
 ///
 /// It stands behind `HTTP1ConnectionGuard` and Hummingbird's `HTTPConnectionStateHandler`, so keep-alive, the end
 /// of a `Connection: close` request (its body dropped behind the early answer), `100 Continue`, parse errors, the
 /// idle timeout and graceful shutdown work for these requests exactly as for the others.
-final class IngestHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class IngestHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
@@ -63,7 +63,9 @@ final class IngestHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .reading(let admitted, var body):
             switch part {
             case .head:
-                preconditionFailure("a request head inside a request's body")
+                // The parser ends every request before the next begins; if that ever failed, the requests on this
+                // connection could no longer be told apart: end it rather than the node.
+                context.close(promise: nil)
             case .body(let chunk):
                 // Cleared first, so that appending does not copy the buffer.
                 state = .dropping
