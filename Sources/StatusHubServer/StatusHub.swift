@@ -94,7 +94,7 @@ public struct StatusHub: Sendable {
         let maxFrameBytes = config.websocket.maxFrameBytes
         let upgrade = WebSocketUpgrade(hub: self)
         let decide: HubHTTP1Channel.Decide = { head, channel, logger in upgrade.decide(head, channel: channel, logger: logger) }
-        let ingest = ingest
+        let ingest = makeIngestController()
         return HTTPServerBuilder { [tls] responder in
             let channel = GuardedHTTP1Channel(
                 base: HubHTTP1Channel(
@@ -105,7 +105,7 @@ public struct StatusHub: Sendable {
     }
 
     /// `POST /v1/events`, for both request paths (`IngestHandler` and the router's route).
-    var ingest: IngestController {
+    func makeIngestController() -> IngestController {
         IngestController(
             engine: engine, limits: config.server, metrics: metrics, draining: draining, watermark: fanOut.watermark, keys: access.publisherKeys,
             rateLimiter: access.ingestRate, validator: EventValidator(catalog: config.catalog))
@@ -114,7 +114,7 @@ public struct StatusHub: Sendable {
     func makeRouter() -> Router<HubRequestContext> {
         let router = Router(context: HubRequestContext.self)
         let state = StateController(engine: engine, tokens: access.subscriberTokens, catalog: config.catalog)
-        router.post("/v1/events", use: ingest.handle)
+        router.post("/v1/events", use: makeIngestController().handle)
         router.get("/v1/state/:entity_type/:entity_id", use: state.entity)
         router.get("/v1/state", use: state.matching)
         let tallies = TallyController(engine: engine, tokens: access.subscriberTokens, catalog: config.catalog)

@@ -114,41 +114,72 @@ struct LoopFlusherTests {
     /// wrote two frames a `write` holds the next as the first hold did. Each case: a 30 ms batch sets a hold, the held
     /// batch takes 18 ms after writing its outbox. Every pass schedules the next at its end, on the loop, so no
     /// batch waits for this test's task (on a busy machine that gap alone made a loop look idle).
+    ///
+    /// The rule reads wall time, so the case holds only if the loop's thread ran when the loop wanted it: the 30 ms
+    /// batch right after the first, the held batch right as its hold ended. In a starved run of the whole suite the
+    /// held batch once started over 6 ms late, which made it look like a loop with time to spare (no hold), and the
+    /// test failed for the machine, not the rule. A run where either start came late is tried again (at most five).
     @Test(arguments: [1, 2])
     func aHoldLastsWhileItPays(framesPerWrite: Int) async throws {
+        for attempt in 1...5 {
+            let run = try await holdAfterAHeldBatch(framesPerWrite: framesPerWrite)
+            guard run.punctual || attempt == 5 else { continue }
+            #expect(run.punctual, "five runs on a starved machine: no run where the loop's thread came when called")
+            #expect(run.order == [0, 1, 10 + framesPerWrite, 3])
+            if framesPerWrite == 1 {
+                #expect(run.nextAfterHeld < .milliseconds(15), "a hold that gathered nothing went on")
+            } else {
+                #expect(run.nextAfterHeld >= .milliseconds(15), "a hold that gathered two frames a write ended")
+            }
+            break
+        }
+        #expect(LoopFlusher.framesWorthHolding == 2)
+    }
+
+    private struct HeldBatchRun {
+        var order: [Int]
+        /// From the held batch's end to the next batch's start.
+        var nextAfterHeld: Duration
+        /// The 30 ms batch started within 3 ms of the first's end, and the held batch within 3 ms of its hold's end.
+        var punctual: Bool
+    }
+
+    private func holdAfterAHeldBatch(framesPerWrite: Int) async throws -> HeldBatchRun {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let flusher = LoopFlushers(delay: .zero).flusher(for: group.next())
         let record = Record()
         let outbox = Outbox(capacity: 10)
         for _ in 0..<framesPerWrite { _ = outbox.push(.text(Array(#"{"op":"event"}"#.utf8))) }
-        let heldEnded = Mutex<ContinuousClock.Instant?>(nil), nextRan = Mutex<ContinuousClock.Instant?>(nil)
+        // Each pass's start and end: 0 the first batch, 1 the 30 ms one, 2 the held one, 3 the next.
+        let starts = Mutex<[Int: ContinuousClock.Instant]>([:]), ends = Mutex<[Int: ContinuousClock.Instant]>([:])
         flusher.schedule {
             record.add(0)
             flusher.schedule {
+                starts.withLock { $0[1] = .now }
                 Thread.sleep(forTimeInterval: 0.03)
                 record.add(1)
                 flusher.schedule {
+                    starts.withLock { $0[2] = .now }
                     let frames = flusher.takeForWriting(outbox)
                     Thread.sleep(forTimeInterval: 0.018)
                     record.add(10 + (frames?.count ?? 0))
                     flusher.schedule {
-                        nextRan.withLock { $0 = .now }
+                        starts.withLock { $0[3] = .now }
                         record.add(3)
                     }
-                    heldEnded.withLock { $0 = .now }
+                    ends.withLock { $0[2] = .now }
                 }
+                ends.withLock { $0[1] = .now }
             }
+            ends.withLock { $0[0] = .now }
         }
         try await record.waitFor(count: 4)
-        #expect(record.all == [0, 1, 10 + framesPerWrite, 3])
-        let ended = try #require(heldEnded.withLock { $0 }), ran = try #require(nextRan.withLock { $0 })
-        if framesPerWrite == 1 {
-            #expect(ran - ended < .milliseconds(15), "a hold that gathered nothing went on")
-        } else {
-            #expect(ran - ended >= .milliseconds(15), "a hold that gathered two frames a write ended")
-        }
-        #expect(LoopFlusher.framesWorthHolding == 2)
         try await group.shutdownGracefully()
+        let started = starts.withLock { $0 }, ended = ends.withLock { $0 }
+        let (start1, start2, start3) = (try #require(started[1]), try #require(started[2]), try #require(started[3]))
+        let (end0, end1, end2) = (try #require(ended[0]), try #require(ended[1]), try #require(ended[2]))
+        let punctual = start1 - end0 < .milliseconds(3) && start2 - (end1 + .nanoseconds(LoopFlusher.maxHold.nanoseconds)) < .milliseconds(3)
+        return HeldBatchRun(order: record.all, nextAfterHeld: start3 - end2, punctual: punctual)
     }
 
     /// A long batch lets the loop serve its other work between slices (the next event's request, its script's reply,
