@@ -12,7 +12,11 @@ import NIOHTTP1
 ///   behind a closed output, so a client that sends its whole body before it reads (Python's urllib) gets the
 ///   early answer (413) instead of a stalled send or a reset;
 /// - `Expect: 100-continue` is answered with `100 Continue`, unless the declared body is over `maxBodyBytes`
-///   (then the 413 is the answer).
+///   (then the 413 is the answer);
+/// - a request whose body has not ended `linger` after the read that brought its head is answered 408 (JSON, naming
+///   `body`) and the connection closed — or only closed, when an answer to it or to an earlier request is under way.
+///   Hummingbird's idle timeout restarts on every body part and `RequestHeadDeadline` sees only a first head, so a
+///   body trickled a byte at a time held its connection and request for ever (a slow POST), on both ingest paths.
 ///
 /// Written here because the libraries leave these open: hummingbird-websocket's upgrade channel sets NIO's
 /// pipeline up with error handling off, so a parse error in the first request reached nobody and the connection
@@ -36,6 +40,10 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
     private var sawFirstHead = false
     /// The response being written says `Connection: close`.
     private var responseCloses = false
+    /// A final response head is out and its end is not.
+    private var responding = false
+    /// Runs out `linger` after the read that left a body unfinished; cancelled when the body ends.
+    private var bodyDeadline: Scheduled<Void>?
     private var state = State.open
 
     private enum State {
@@ -88,6 +96,8 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
             context.fireChannelRead(data)
         case .end:
             readingBody = false
+            bodyDeadline?.cancel()
+            bodyDeadline = nil
             context.fireChannelRead(data)
         }
     }
@@ -95,7 +105,28 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
     func channelReadComplete(context: ChannelHandlerContext) {
         // Nothing behind reads a dropped body, so keep its bytes coming.
         if case .draining = state { context.read() }
+        // A body that arrived whole with its head (most do) never costs a timer.
+        if readingBody, bodyDeadline == nil, case .open = state {
+            bodyDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: linger) { [self] in bodyTimedOut(context) }
+        }
         context.fireChannelReadComplete()
+    }
+
+    private func bodyTimedOut(_ context: ChannelHandlerContext) {
+        bodyDeadline = nil
+        guard readingBody, case .open = state, context.channel.isActive else { return }
+        guard unanswered.count == 1, !responding else { return close(context) }
+        unanswered[unanswered.startIndex] = false
+        let milliseconds = linger.nanoseconds / 1_000_000
+        let after = milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(milliseconds) ms"
+        let reason = "not complete \(after) after the request head (server.idle_timeout_seconds)"
+        let body = JSONResponse.errorBytes(status: 408, field: "body", reason: reason)
+        let head = HTTPResponseHead(
+            version: .http1_1, status: .requestTimeout,
+            headers: ["Content-Type": "application/json", "Content-Length": String(body.count), "Connection": "close"])
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+        afterWriting(wrapOutboundOut(.end(nil)), context: context, promise: nil) { $0.close($1) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -127,11 +158,15 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(let head):
-            if head.status.code >= 200 { responseCloses = !head.isKeepAlive }
+            if head.status.code >= 200 {
+                responseCloses = !head.isKeepAlive
+                responding = true
+            }
             context.write(data, promise: promise)
         case .body:
             context.write(data, promise: promise)
         case .end:
+            responding = false
             let keptAlive = unanswered.popFirst() ?? true
             let ends = !keptAlive || responseCloses
             responseCloses = false
@@ -148,12 +183,16 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        bodyDeadline?.cancel()
+        bodyDeadline = nil
         if case .draining(let timer) = state { timer.cancel() }
         state = .closing
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        bodyDeadline?.cancel()
+        bodyDeadline = nil
         if case .draining(let timer) = state { timer.cancel() }
     }
 

@@ -109,6 +109,52 @@ struct HTTPConnectionTests {
         }
     }
 
+    /// A slow POST: a body trickled a byte at a time, each byte well inside the idle timeout, is answered 408 and
+    /// closed once it has taken longer than the timeout since its head — on both ingest paths (alone: the handler
+    /// below the router; behind a read: the router's route) — while a body that ends in time is taken.
+    @Test(arguments: [false, true])
+    func aBodyTrickledPastTheIdleTimeoutIsAnswered408(behindARead: Bool) async throws {
+        try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 1 }) { hub in
+            let body = Array(SampleEvents.alert("M-7").utf8)
+            let head = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n"
+            let lead = behindARead ? "GET /health HTTP/1.1\r\nHost: x\r\n\r\n" : ""
+            let result = try await RawSocket.offPool { () -> (responses: [RawHTTPResponse], closed: Bool, seconds: Double) in
+                let socket = try RawSocket(port: hub.port)
+                let start = Date()
+                try socket.send(lead + head)
+                // A byte every 100 ms: the whole body would take over 20 s.
+                var received: [UInt8] = []
+                for byte in body {
+                    guard (try? socket.send([byte])) != nil else { break }
+                    let (bytes, closed) = socket.read(timeout: 0.1)
+                    received += bytes
+                    if closed { return (RawHTTPResponse.all(in: received), true, Date().timeIntervalSince(start)) }
+                }
+                let (rest, closed) = socket.read(timeout: 5)
+                return (RawHTTPResponse.all(in: received + rest), closed, Date().timeIntervalSince(start))
+            }
+            #expect(result.responses.map(\.status) == (behindARead ? [200, 408] : [408]))
+            #expect(result.responses.last?.errorField == "body")
+            #expect(result.responses.last?.headers["connection"] == "close")
+            #expect(result.closed)
+            #expect(result.seconds < 10, "closed after \(result.seconds) s")
+
+            // The same body sent in three parts within the timeout is accepted.
+            let (statuses, _) = try await RawSocket.offPool { () -> ([Int], Bool) in
+                let socket = try RawSocket(port: hub.port)
+                try socket.send(lead + head)
+                let third = body.count / 3
+                for part in [body[..<third], body[third..<2 * third], body[(2 * third)...]] {
+                    try socket.send(Array(part))
+                    Thread.sleep(forTimeInterval: 0.1)
+                }
+                let (bytes, closed) = socket.read(timeout: 3, until: { RawHTTPResponse.all(in: $0).count == (behindARead ? 2 : 1) })
+                return (RawHTTPResponse.all(in: bytes).map(\.status), closed)
+            }
+            #expect(statuses == (behindARead ? [200, 202] : [202]))
+        }
+    }
+
     /// A client that sends its whole body before reading (Python's urllib) with `Connection: close` gets the 413
     /// the hub answers from `Content-Length` alone, instead of waiting on a send the hub no longer reads.
     @Test func overSizeBodyWithConnectionCloseGets413() async throws {
