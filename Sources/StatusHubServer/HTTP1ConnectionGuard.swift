@@ -14,7 +14,8 @@ import NIOHTTP1
 /// - `Expect: 100-continue` is answered with `100 Continue`, unless the declared body is over `maxBodyBytes`
 ///   (then the 413 is the answer);
 /// - a request whose body has not ended `linger` after the read that brought its head is answered 408 (JSON, naming
-///   `body`) and the connection closed — or only closed, when an answer to it or to an earlier request is under way.
+///   `body`) and the connection ended as after any closing answer — or only closed, when an answer to it or to an
+///   earlier request is under way.
 ///   Hummingbird's idle timeout restarts on every body part and `RequestHeadDeadline` sees only a first head, so a
 ///   body trickled a byte at a time held its connection and request for ever (a slow POST), on both ingest paths.
 ///
@@ -126,7 +127,9 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
             headers: ["Content-Type": "application/json", "Content-Length": String(body.count), "Connection": "close"])
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
-        afterWriting(wrapOutboundOut(.end(nil)), context: context, promise: nil) { $0.close($1) }
+        // Ended as any closing answer is, the body's bytes dropped for a while behind a closed output: closed at once,
+        // a client still sending would get a reset, which can discard the answer before the client reads it.
+        afterWriting(wrapOutboundOut(.end(nil)), context: context, promise: nil) { $0.finish($1) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
