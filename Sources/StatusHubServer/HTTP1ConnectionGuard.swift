@@ -120,16 +120,11 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
         unanswered[unanswered.startIndex] = false
         let milliseconds = linger.nanoseconds / 1_000_000
         let after = milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(milliseconds) ms"
-        let reason = "not complete \(after) after the request head (server.idle_timeout_seconds)"
-        let body = JSONResponse.errorBytes(status: 408, field: "body", reason: reason)
-        let head = HTTPResponseHead(
-            version: .http1_1, status: .requestTimeout,
-            headers: ["Content-Type": "application/json", "Content-Length": String(body.count), "Connection": "close"])
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
         // Ended as any closing answer is, the body's bytes dropped for a while behind a closed output: closed at once,
         // a client still sending would get a reset, which can discard the answer before the client reads it.
-        afterWriting(wrapOutboundOut(.end(nil)), context: context, promise: nil) { $0.finish($1) }
+        answerAndEnd(
+            .requestTimeout, field: "body", reason: "not complete \(after) after the request head (server.idle_timeout_seconds)",
+            context: context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -202,6 +197,11 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
     /// Answers a request the parser refused, and ends the connection.
     private func answer(_ refusal: HTTPParserError, context: ChannelHandlerContext) {
         let (status, field, reason) = refusal.answer(limits: decoderLimits)
+        answerAndEnd(status, field: field, reason: reason, context: context)
+    }
+
+    /// Writes the JSON error with `Connection: close`, then ends the connection (`finish`).
+    private func answerAndEnd(_ status: HTTPResponseStatus, field: String, reason: String, context: ChannelHandlerContext) {
         let body = JSONResponse.errorBytes(status: Int(status.code), field: field, reason: reason)
         let head = HTTPResponseHead(
             version: .http1_1, status: status,
