@@ -73,13 +73,16 @@ struct MemoryEngineBoundsTests {
         #expect(try await engine.snapshot(matching: [try ChannelPattern(parsing: "machine:*")]).events.isEmpty)
     }
 
-    /// 3,000 machines expire together (stored by one request, so at one instant); a dashboard with an outbox of 600
-    /// frames reads them all, none closed: the stale events come a pass at a time, not in one burst.
-    @Test func aMassExpiryDoesNotOverflowAHealthyDashboard() async throws {
+    /// 3,000 machines expire together (stored by one request, so at one instant); a dashboard reads every one of their
+    /// stale events, none lost, none twice, its connection kept. The pacing itself is `anExpiryPassIsPaced`'s to show:
+    /// over loopback the kernel's socket buffers take even an unpaced burst of 3,000 from a reader at full speed (tried:
+    /// this test passes with the pacing removed). The outbox holds three passes, so that a test client descheduled for
+    /// most of a second in a starved full-suite run is still a healthy dashboard (one such run closed a 600-frame one).
+    @Test func aMassExpiryReachesADashboardWhole() async throws {
         try await withHub(engine: .memory, configure: {
             // Long enough for the one big POST and the subscribe to finish first on a loaded machine.
             $0.cacheTTL.machine = 8
-            $0.websocket.outboxCapacity = 600
+            $0.websocket.outboxCapacity = 1_500
             $0.server.maxBatchEvents = 5_000
             $0.server.maxBodyBytes = 8 << 20
         }) { hub in
@@ -88,11 +91,21 @@ struct MemoryEngineBoundsTests {
             let socket = try await TestSocket(port: hub.port)
             try await socket.subscribe(["machine:*"])
             var stale = Set<String>()
+            var received = 0
             while stale.count < 3_000 {
-                let event = try await socket.nextEvent(timeout: .seconds(20))
+                let event: StoredEventJSON
+                do {
+                    event = try await socket.nextEvent(timeout: .seconds(20))
+                } catch {
+                    let closeFrame = await socket.close()
+                    Issue.record("after \(stale.count) stale events: \(error); the hub's close frame: \(String(describing: closeFrame))")
+                    return
+                }
                 #expect(event["event_type"] == .string("status_stale"))
                 stale.insert(event["entity_id"]?.stringValue ?? "")
+                received += 1
             }
+            #expect(received == 3_000)
             _ = await socket.close()
         }
     }
