@@ -27,6 +27,9 @@ func withEngine<T: Sendable>(
         if !tallies { config.catalog = catalogWithoutTallies }
         config.redis.url = url
         config.redis.reconnectMaxSeconds = 0.5
+        // A liveness bound, not the 2 s default: a starved full-suite run held a reply past 2 s, which the engine
+        // rightly takes for a lost connection, in tests about something else. Tests of the timeout set their own.
+        config.redis.commandTimeoutSeconds = 10
         configure(&config)
         let engine: any Engine = if url != nil { try RedisEngine(config: config, logger: Logger(label: "test")) } else { MemoryEngine(config: config) }
         let sink = CollectingSink()

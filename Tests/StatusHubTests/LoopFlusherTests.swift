@@ -81,32 +81,45 @@ struct LoopFlusherTests {
 
     /// Under load frames are held: a batch that took 30 ms of the ~31 ms since the one before it makes the next
     /// one wait `maxHold` (20 ms) after it ended, however idle the loop is meanwhile; its passes still run together
-    /// and in order.
+    /// and in order. Each pass schedules the next on the loop, so no batch waits for this test's task.
+    ///
+    /// The rule reads wall time, so the case holds only if the 30 ms batch started right after the first ended: in a
+    /// starved run of the whole suite it once started late, which is a loop with time to spare (no hold), and the
+    /// test failed for the machine, not the rule. A run where it came late is tried again (at most five).
     @Test func aBatchThatFilledTheLoopHoldsTheNextOne() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let flusher = LoopFlushers(delay: .zero).flusher(for: group.next())
-        let record = Record()
-        flusher.schedule { record.add(0) }
-        try await record.waitFor(count: 1)
-        let firstEnded = Mutex<ContinuousClock.Instant?>(nil)
-        flusher.schedule {
-            Thread.sleep(forTimeInterval: 0.03)
-            record.add(1)
-            firstEnded.withLock { $0 = .now }
+        for attempt in 1...5 {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let flusher = LoopFlushers(delay: .zero).flusher(for: group.next())
+            let record = Record()
+            let firstEnded = Mutex<ContinuousClock.Instant?>(nil), longStarted = Mutex<ContinuousClock.Instant?>(nil)
+            let longEnded = Mutex<ContinuousClock.Instant?>(nil), heldRan = Mutex<ContinuousClock.Instant?>(nil)
+            flusher.schedule {
+                record.add(0)
+                flusher.schedule {
+                    longStarted.withLock { $0 = .now }
+                    Thread.sleep(forTimeInterval: 0.03)
+                    record.add(1)
+                    flusher.schedule {
+                        heldRan.withLock { $0 = .now }
+                        record.add(2)
+                    }
+                    flusher.schedule { record.add(3) }
+                    longEnded.withLock { $0 = .now }
+                }
+                firstEnded.withLock { $0 = .now }
+            }
+            try await record.waitFor(count: 4)
+            try await group.shutdownGracefully()
+            let end0 = try #require(firstEnded.withLock { $0 }), start1 = try #require(longStarted.withLock { $0 })
+            let end1 = try #require(longEnded.withLock { $0 }), ran = try #require(heldRan.withLock { $0 })
+            let punctual = start1 - end0 < .milliseconds(3)
+            guard punctual || attempt == 5 else { continue }
+            #expect(punctual, "five runs on a starved machine: no run where the loop's thread came when called")
+            #expect(ran - end1 >= .milliseconds(20))
+            #expect(record.all == [0, 1, 2, 3])
+            break
         }
-        try await record.waitFor(count: 2)
-        let ranAt = Mutex<ContinuousClock.Instant?>(nil)
-        flusher.schedule {
-            ranAt.withLock { $0 = .now }
-            record.add(2)
-        }
-        flusher.schedule { record.add(3) }
-        try await record.waitFor(count: 4)
-        let ended = try #require(firstEnded.withLock { $0 }), ran = try #require(ranAt.withLock { $0 })
-        #expect(ran - ended >= .milliseconds(20))
         #expect(LoopFlusher.maxHold == .milliseconds(20))
-        #expect(record.all == [0, 1, 2, 3])
-        try await group.shutdownGracefully()
     }
 
     /// A hold lasts while it pays. A held batch starts when its hold ends, so it always seems to have filled the

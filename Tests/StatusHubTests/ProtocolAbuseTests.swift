@@ -193,8 +193,15 @@ struct ProtocolAbuseTests {
                 return nil
             }
             #expect(closedAfter != nil, "the hub never closed a connection that trickled its headers for 20 s")
-            // And the node still answers a well-behaved client.
-            #expect(try await HTTP.get(port: hub.port, "/health").status == 200)
+            // And the node still answers a well-behaved client. A starved full-suite run once saw this request's
+            // fresh connection reset: with a 1 s idle timeout, a client thread held off the CPU between its connect and
+            // its send is a silent connection. So a reset is tried again (up to three times); a hub that stopped
+            // serving answers none of them.
+            var status: Int?
+            for _ in 0..<3 where status == nil {
+                status = try? await HTTP.get(port: hub.port, "/health").status
+            }
+            #expect(status == 200)
         }
     }
 

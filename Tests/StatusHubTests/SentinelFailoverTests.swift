@@ -29,6 +29,12 @@ struct SentinelFailoverTests {
         }
     }
 
+    /// The production default, not the harness's long liveness bound: these tests time writes against the sentinels.
+    /// A write waits on `WAIT` for half of it while no replica confirms (the replica's link cut, or the new master's
+    /// replica not back yet), and a replica cut off for longer than ten `down-after` periods (10 s here) is one the
+    /// sentinels no longer promote — with the harness's 10 s, `laggingReplicaAtFailover` never saw its failover.
+    static let commandTimeoutSeconds = 2.0
+
     /// `kill -9` of the master while an MES posts (each event with its own idempotency key, resent until
     /// acknowledged) and a dashboard listens; the sentinels promote the replica and the hub follows. With
     /// `min_replicas_acked: 1` nothing acknowledged is lost or duplicated, and a resume with `since` from before the
@@ -40,6 +46,7 @@ struct SentinelFailoverTests {
                 config.redis.sentinels = redis.sentinelAddresses
                 config.redis.masterName = RedisSentinels.masterName
                 config.redis.minReplicasAcked = minReplicasAcked
+                config.redis.commandTimeoutSeconds = Self.commandTimeoutSeconds
             }) { hub in
                 try await Self.failover(redis: redis, hubPort: hub.port)
             }
@@ -158,6 +165,7 @@ struct SentinelFailoverTests {
                 config.redis.sentinels = redis.sentinelAddresses
                 config.redis.masterName = RedisSentinels.masterName
                 config.redis.minReplicasAcked = minReplicasAcked
+                config.redis.commandTimeoutSeconds = Self.commandTimeoutSeconds
             }) { hub in
                 let dashboard = try await TestSocket(port: hub.port)
                 try await dashboard.subscribe(["machine:*"])
@@ -236,6 +244,7 @@ struct SentinelFailoverTests {
                 config.redis.sentinels = redis.sentinelAddresses
                 config.redis.masterName = RedisSentinels.masterName
                 config.redis.minReplicasAcked = 1
+                config.redis.commandTimeoutSeconds = Self.commandTimeoutSeconds
             }) { hub in
                 let dashboard = try await TestSocket(port: hub.port)
                 try await dashboard.subscribe(["machine:*"])

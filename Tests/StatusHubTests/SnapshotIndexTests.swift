@@ -103,6 +103,7 @@ struct SnapshotIndexTests {
     static func withRedisEngine(_ server: RedisServer, _ body: (RedisEngine) async throws -> Void) async throws {
         var config = HubConfig()
         config.redis.url = server.url
+        config.redis.commandTimeoutSeconds = 10  // a liveness bound, as in `withEngine`: a starved run held a reply past 2 s
         var logger = Logger(label: "snapshot-index-test")
         logger.logLevel = .critical
         let engine = try RedisEngine(config: config, logger: logger)

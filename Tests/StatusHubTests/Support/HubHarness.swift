@@ -94,6 +94,9 @@ func withHub<T: Sendable>(
     config.server.port = 0
     config.redis.url = redisURL
     config.redis.reconnectMaxSeconds = 0.5
+    // A liveness bound, not the 2 s default: a starved full-suite run held a reply past 2 s, which the engine rightly
+    // takes for a lost connection (answering 503), in tests about something else. Tests of the timeout set their own.
+    config.redis.commandTimeoutSeconds = 10
     configure(&config)
     var logger = Logger(label: "test-hub")
     logger.logLevel = .warning
