@@ -172,6 +172,8 @@ public struct StatusHub: Sendable {
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }
+        // Last: it must wrap only the not-found responder, and it needs every route to name what a path allows.
+        router.add(middleware: UnknownRouteAnswer(routes: router.routes))
         return router
     }
 }

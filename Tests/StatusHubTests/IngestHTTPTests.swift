@@ -109,6 +109,34 @@ struct IngestHTTPTests {
         }
     }
 
+    /// A request no route takes gets the error shape every other refusal has: 404 naming the path, or 405 naming the
+    /// method with `Allow` when the path exists under other methods (Hummingbird's own answer was an empty 404). A
+    /// route's own 404 (no state cached) is left as it was.
+    @Test func unknownPathsAndMethodsAreAnsweredInTheErrorShape() async throws {
+        try await withHub(engine: .memory) { hub in
+            let nowhere = try await HTTP.get(port: hub.port, "/v1/nowhere")
+            #expect(nowhere.status == 404)
+            #expect(nowhere.json["error"]?["field"]?.stringValue == "path")
+            #expect(nowhere.json["error"]?["reason"]?.stringValue?.contains("/v1/nowhere") == true)
+
+            for (method, path, allowed) in [("GET", "/v1/events", "POST"), ("PUT", "/v1/events", "POST"), ("DELETE", "/v1/state/machine/M-1", "GET"), ("POST", "/health", "GET")] {
+                let reply = try await HTTP.request(method, port: hub.port, path, body: method == "GET" || method == "DELETE" ? nil : Data("{}".utf8))
+                #expect(reply.status == 405, "\(method) \(path)")
+                #expect(reply.headers["allow"] == allowed, "\(method) \(path)")
+                #expect(reply.json["error"]?["field"]?.stringValue == "method", "\(method) \(path)")
+                #expect(reply.json["error"]?["reason"]?.stringValue?.hasPrefix("\(method) is not allowed on \(path)") == true, "\(reply.text)")
+            }
+            // HEAD is answered like any other method, with no body.
+            let head = try await HTTP.request("HEAD", port: hub.port, "/health", contentType: nil)
+            #expect(head.status == 405 && head.headers["allow"] == "GET" && head.body.isEmpty)
+
+            let notCached = try await HTTP.get(port: hub.port, "/v1/state/machine/M-404")
+            #expect(notCached.status == 404)
+            #expect(notCached.json["error"]?["field"]?.stringValue == "entity_id")
+            #expect(try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-1")).status == 202)
+        }
+    }
+
     @Test func healthReadinessAndMetrics() async throws {
         try await withHub(engine: .memory) { hub in
             #expect(try await HTTP.get(port: hub.port, "/health").status == 200)

@@ -1,0 +1,57 @@
+import HTTPTypes
+import Hummingbird
+
+/// The answer to a request no route takes, in the hub's error shape: 404 naming the path when no endpoint has it,
+/// 405 with `Allow` when endpoints have the path under other methods (`GET /v1/events`). Hummingbird's own answer
+/// to both is an empty 404, which tells a client neither which part of its request was wrong nor what would do.
+///
+/// Added to the router after every route, so that it wraps only Hummingbird's not-found responder (a router's
+/// middleware applies to the endpoints added after it, and always to the not-found responder); a route that
+/// answers 404 itself (no cached state for an entity) is left alone.
+struct UnknownRouteAnswer<Context: RequestContext>: RouterMiddleware {
+    /// Each endpoint's path, with the methods it takes.
+    private let endpoints: [(path: RouterPath, methods: [HTTPRequest.Method])]
+
+    init(routes: [Router<Context>.RouteDescription]) {
+        var endpoints: [(path: RouterPath, methods: [HTTPRequest.Method])] = []
+        for route in routes {
+            if let index = endpoints.firstIndex(where: { $0.path == route.path }) {
+                endpoints[index].methods.append(route.method)
+            } else {
+                endpoints.append((route.path, [route.method]))
+            }
+        }
+        self.endpoints = endpoints
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            return answer(method: request.method, path: request.uri.path)
+        }
+    }
+
+    func answer(method: HTTPRequest.Method, path: String) -> Response {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        let allowed = endpoints.filter { Self.matches($0.path, segments) }.flatMap(\.methods)
+        let shownPath = String(path.prefix(128))
+        let response: Response
+        if allowed.isEmpty {
+            response = JSONResponse.error(
+                .notFound, field: "path", reason: "no endpoint at \(shownPath); the endpoints are listed in docs/protocol.md")
+        } else {
+            let names = allowed.map(\.rawValue).sorted()
+            response = JSONResponse.error(
+                .methodNotAllowed, field: "method",
+                reason: "\(method.rawValue) is not allowed on \(shownPath); allowed: \(names.joined(separator: ", "))",
+                headers: [.allow: names.joined(separator: ", ")])
+        }
+        // A HEAD answer has no body (its Content-Length would be the GET's).
+        return method == .head ? Response(status: response.status, headers: response.headers.filter { $0.name != .contentLength }) : response
+    }
+
+    private static func matches(_ path: RouterPath, _ segments: [Substring]) -> Bool {
+        path.components.count == segments.count && zip(path.components, segments).allSatisfy { $0 ~= $1 }
+    }
+}
