@@ -18,6 +18,11 @@ extension HTTPParserError {
             (.badRequest, "headers", "malformed header line (\(debugDescription)); send 'Name: value' with no space before the colon")
         case .invalidChunkSize:
             (.badRequest, "body", "malformed chunked encoding (\(debugDescription))")
+        case .unknown:
+            // NIO's name for llhttp's HPE_INVALID_TRANSFER_ENCODING (among codes a request parse never reaches): a
+            // Transfer-Encoding after a Content-Length, given twice, or whose last coding is not chunked.
+            (.badRequest, "Transfer-Encoding",
+             "refused: send 'Transfer-Encoding: chunked' once, as the only or last coding, and never with Content-Length")
         case .invalidMethod, .invalidURL, .invalidVersion:
             (.badRequest, "request line", debugDescription)
         default:
