@@ -32,7 +32,7 @@ struct UnknownRouteAnswer<Context: RequestContext>: RouterMiddleware {
         }
     }
 
-    func answer(method: HTTPRequest.Method, path: String) -> Response {
+    private func answer(method: HTTPRequest.Method, path: String) -> Response {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true)
         let allowed = endpoints.filter { Self.matches($0.path, segments) }.flatMap(\.methods)
         let shownPath = String(path.prefix(128))
@@ -44,7 +44,7 @@ struct UnknownRouteAnswer<Context: RequestContext>: RouterMiddleware {
             let names = allowed.map(\.rawValue).sorted()
             response = JSONResponse.error(
                 .methodNotAllowed, field: "method",
-                reason: "\(method.rawValue) is not allowed on \(shownPath); allowed: \(names.joined(separator: ", "))",
+                reason: "\(method.rawValue.prefix(32)) is not allowed on \(shownPath); allowed: \(names.joined(separator: ", "))",
                 headers: [.allow: names.joined(separator: ", ")])
         }
         // A HEAD answer has no body (its Content-Length would be the GET's).
