@@ -181,14 +181,16 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        bodyDeadline?.cancel()
-        bodyDeadline = nil
-        if case .draining(let timer) = state { timer.cancel() }
+        cancelTimers()
         state = .closing
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        cancelTimers()
+    }
+
+    private func cancelTimers() {
         bodyDeadline?.cancel()
         bodyDeadline = nil
         if case .draining(let timer) = state { timer.cancel() }
@@ -239,7 +241,7 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func close(_ context: ChannelHandlerContext) {
-        if case .draining(let timer) = state { timer.cancel() }
+        cancelTimers()
         state = .closing
         if !sawFirstHead {
             // NIO's upgrade handler behind still waits for a first head. Told that no input will come, it closes

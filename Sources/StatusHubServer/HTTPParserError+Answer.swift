@@ -19,8 +19,9 @@ extension HTTPParserError {
         case .invalidChunkSize:
             (.badRequest, "body", "malformed chunked encoding (\(debugDescription))")
         case .unknown:
-            // NIO's name for llhttp's HPE_INVALID_TRANSFER_ENCODING (among codes a request parse never reaches): a
-            // Transfer-Encoding after a Content-Length, given twice, or whose last coding is not chunked.
+            // What NIO makes of llhttp's HPE_INVALID_TRANSFER_ENCODING — a Transfer-Encoding after a Content-Length,
+            // given twice, or whose last coding is not chunked — and of a few codes (HPE_CR_EXPECTED, callback errors)
+            // that no malformed request tried here produced.
             (.badRequest, "Transfer-Encoding",
              "refused: send 'Transfer-Encoding: chunked' once, as the only or last coding, and never with Content-Length")
         case .invalidMethod, .invalidURL, .invalidVersion:

@@ -9,19 +9,11 @@ import Hummingbird
 /// middleware applies to the endpoints added after it, and always to the not-found responder); a route that
 /// answers 404 itself (no cached state for an entity) is left alone.
 struct UnknownRouteAnswer<Context: RequestContext>: RouterMiddleware {
-    /// Each endpoint's path, with the methods it takes.
-    private let endpoints: [(path: RouterPath, methods: [HTTPRequest.Method])]
+    /// Every route's path and method (Hummingbird's `RouteDescription` is not `Sendable`).
+    private let routes: [(path: RouterPath, method: HTTPRequest.Method)]
 
     init(routes: [Router<Context>.RouteDescription]) {
-        var endpoints: [(path: RouterPath, methods: [HTTPRequest.Method])] = []
-        for route in routes {
-            if let index = endpoints.firstIndex(where: { $0.path == route.path }) {
-                endpoints[index].methods.append(route.method)
-            } else {
-                endpoints.append((route.path, [route.method]))
-            }
-        }
-        self.endpoints = endpoints
+        self.routes = routes.map { ($0.path, $0.method) }
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -34,21 +26,20 @@ struct UnknownRouteAnswer<Context: RequestContext>: RouterMiddleware {
 
     private func answer(method: HTTPRequest.Method, path: String) -> Response {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true)
-        let allowed = endpoints.filter { Self.matches($0.path, segments) }.flatMap(\.methods)
+        let allowed = routes.filter { Self.matches($0.path, segments) }.map(\.method)
         let shownPath = String(path.prefix(128))
         let response: Response
         if allowed.isEmpty {
             response = JSONResponse.error(
                 .notFound, field: "path", reason: "no endpoint at \(shownPath); the endpoints are listed in docs/protocol.md")
         } else {
-            let names = allowed.map(\.rawValue).sorted()
+            let names = allowed.map(\.rawValue).sorted().joined(separator: ", ")
             response = JSONResponse.error(
                 .methodNotAllowed, field: "method",
-                reason: "\(method.rawValue.prefix(32)) is not allowed on \(shownPath); allowed: \(names.joined(separator: ", "))",
-                headers: [.allow: names.joined(separator: ", ")])
+                reason: "\(method.rawValue.prefix(32)) is not allowed on \(shownPath); allowed: \(names)", headers: [.allow: names])
         }
-        // A HEAD answer has no body (its Content-Length would be the GET's).
-        return method == .head ? Response(status: response.status, headers: response.headers.filter { $0.name != .contentLength }) : response
+        // An answer to HEAD carries no body.
+        return method == .head ? Response(status: response.status, headers: response.headers) : response
     }
 
     private static func matches(_ path: RouterPath, _ segments: [Substring]) -> Bool {

@@ -1,5 +1,6 @@
 import Foundation
 import StatusHubCore
+@testable import StatusHubServer
 import Testing
 
 /// How HTTP/1 connections end, done over raw sockets: every request the parser refuses is answered with the JSON
@@ -164,24 +165,32 @@ struct HTTPConnectionTests {
         }
     }
 
-    /// A client that sends its whole body before reading (Python's urllib) with `Connection: close` gets the 413
-    /// the hub answers from `Content-Length` alone, instead of waiting on a send the hub no longer reads.
-    @Test func overSizeBodyWithConnectionCloseGets413() async throws {
-        try await withHub(engine: .memory, configure: { $0.server.maxBodyBytes = 1024 }) { hub in
+    /// A client that sends its whole body before reading (Python's urllib) with `Connection: close` gets the answer
+    /// the hub gives from the head alone — 413 from `Content-Length`, 401 for a missing publisher key — instead of
+    /// waiting on a send the hub no longer reads.
+    @Test(arguments: [(key: "publisher-key-1", status: 413, field: "body"), (key: nil, status: 401, field: "Authorization")])
+    func anEarlyAnswerReachesAClientSendingItsWholeBodyWithConnectionClose(key: String?, status: Int, field: String) async throws {
+        try await withHub(engine: .memory, configure: { config in
+            config.server.maxBodyBytes = 1024
+            config.auth.required = true
+            config.auth.apiKeys = [.init(name: "mes", hash: PublisherKeys.hash(key: "publisher-key-1"))]
+            config.auth.jwtHs256Secret = TokenIssuer.secret
+        }) { hub in
             let body = [UInt8](repeating: UInt8(ascii: "x"), count: 8 << 20)
+            let authorization = key.map { "Authorization: Bearer \($0)\r\n" } ?? ""
             let result = try await RawSocket.offPool { () -> (sent: Bool, responses: [RawHTTPResponse], closed: Bool) in
                 let socket = try RawSocket(port: hub.port)
                 // A liveness bound: alone the 8 MiB drains in 0.1–0.3 s (with every core busy too), but two starved
                 // runs of the whole suite overran 10 s once the 413 came from the first read (`IngestHandler`).
                 socket.setSendTimeout(seconds: 30)
-                try socket.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n")
+                try socket.send("POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\(authorization)Content-Length: \(body.count)\r\nConnection: close\r\n\r\n")
                 let sent = (try? socket.send(body)) != nil
                 let (received, closed) = socket.read(timeout: 10)
                 return (sent, RawHTTPResponse.all(in: received), closed)
             }
             #expect(result.sent, "the hub stopped reading the body, so the client could not finish sending it")
-            #expect(result.responses.map(\.status) == [413])
-            #expect(result.responses.first?.errorField == "body")
+            #expect(result.responses.map(\.status) == [status])
+            #expect(result.responses.first?.errorField == field)
             #expect(result.closed)
         }
     }
