@@ -275,9 +275,9 @@ def machine_status(machine, status, line="Line-2", timestamp=None):
     }
 
 
-def alert(machine, message, severity="high", line="Line-2"):
+def alert(machine, message, severity="high", line="Line-2", timestamp=None):
     return {
-        "event_type": "alert_raised", "entity_type": "machine", "entity_id": machine, "line": line, "timestamp": now_iso(),
+        "event_type": "alert_raised", "entity_type": "machine", "entity_id": machine, "line": line, "timestamp": timestamp or now_iso(),
         "data": {"severity": severity, "message": message}, "metadata": {"source": "mes", "triggered_by": "sensor"},
     }
 

@@ -68,6 +68,38 @@ def test_tiles_counters_and_feed_follow_what_is_published(hubs, page):
     assert page.errors == []
 
 
+def test_a_machine_tile_shows_its_newest_alert_until_its_status_changes(hubs, page):
+    hub = hubs.start()
+    hub.publish(machine_status("M-203", "running", timestamp=now_iso(-60)), machine_status("M-204", "running", timestamp=now_iso(-60)))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-status", "running")
+    expect(page.get_by_test_id("tile-alert-M-203")).to_have_count(0)
+
+    hub.publish(alert("M-203", "spindle overheating", "critical", timestamp=now_iso(-10)))
+    expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-alert", "critical")
+    expect(page.get_by_test_id("tile-alert-M-203")).to_contain_text("critical")
+    expect(page.get_by_test_id("tile-alert-M-203")).to_contain_text("spindle overheating")
+    expect(page.get_by_test_id("tile-alert-M-204")).to_have_count(0)
+
+    # An older alert (by source time) does not replace the newer one; a newer one does.
+    older = hub.publish(alert("M-203", "door open", "low", timestamp=now_iso(-30)))[0]
+    wait_until(page, f"() => window.statushub.seen.includes('{older}')")
+    expect(page.get_by_test_id("tile-alert-M-203")).to_contain_text("spindle overheating")
+    hub.publish(alert("M-203", "coolant low", "medium", timestamp=now_iso(-5)))
+    expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-alert", "medium")
+    expect(page.get_by_test_id("tile-alert-M-203")).to_contain_text("coolant low")
+
+    # The same status again (a heartbeat) keeps it; another status is the alert dealt with, and the feed keeps it.
+    heartbeat = hub.publish(machine_status("M-203", "running"))[0]
+    wait_until(page, f"() => window.statushub.seen.includes('{heartbeat}')")
+    expect(page.get_by_test_id("tile-alert-M-203")).to_contain_text("coolant low")
+    hub.publish(machine_status("M-203", "maintenance"))
+    expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-status", "maintenance")
+    expect(page.get_by_test_id("tile-alert-M-203")).to_have_count(0)
+    expect(page.get_by_test_id("feed-item").first).to_contain_text("coolant low")
+    assert page.errors == []
+
+
 def test_chromium_reads_the_events_the_hub_compressed_once(hubs, page):
     """Chromium offers permessage-deflate, and the hub serves it from channel handlers: each event is compressed
     once (the metric counts it) and the page reads the compressed frames (the tile and the feed follow)."""

@@ -17,6 +17,8 @@ const view = {
   workorders: new Map(),
   counters: new Map(),            // counter name -> event
   feed: [],
+  machineAlerts: new Map(),       // entity_id -> the newest feed event about that machine (its tile shows it while
+                                  // the machine stays in the status it had when it came)
   seen: [],                       // "<entity_id> <event_id>" of the events applied, newest last (for the browser
                                   // tests; with partitions an id is unique only within its entity's partition)
   lastEventId: null,
@@ -179,6 +181,10 @@ function apply(event, live) {
     view.feed.unshift(event);
     if (view.feed.length > 100) view.feed.length = 100;
     render("feed");
+    if (event.entity_type === "machine" && newer(view.machineAlerts.get(event.entity_id), event)) {
+      view.machineAlerts.set(event.entity_id, event);
+      render("machines");
+    }
   }
 }
 
@@ -223,10 +229,23 @@ function severityOf(event) {
   return String(s).toLowerCase();
 }
 
+function alertText(event) {
+  const d = event.data || {};
+  return d.message || d.description || d.reason || event.event_type.replace(/_/g, " ");
+}
+
 function describe(event) {
   const d = event.data || {};
   const what = d.message || d.description || d.label || d.kpi_name || d.reason || d.type || d.current_status || d.status || "";
   return `${event.entity_type} ${event.entity_id}: ${event.event_type.replace(/_/g, " ")}${what ? " — " + what : ""}`;
+}
+
+// The alert a machine's tile shows: the newest about it, by source time, since its current status began. A change
+// of status (say, to maintenance and back) is taken as the alert dealt with; the feed keeps it either way.
+function tileAlert(entry) {
+  const alert = view.machineAlerts.get(entry.event.entity_id);
+  if (!alert) return null;
+  return Date.parse(alert.timestamp) >= Date.parse(entry.since || entry.event.timestamp) ? alert : null;
 }
 
 // --- Rendering (coalesced to one frame) -------------------------------------------------------------------
@@ -258,11 +277,15 @@ const renderers = {
     $("tiles").replaceChildren(...tiles.map((entry) => {
       const e = entry.event, d = e.data || {};
       const stale = isStale(entry, "machine");
-      return h("div", { class: "tile", "data-testid": "tile-" + e.entity_id, "data-status": d.current_status, "data-stale": String(stale) },
+      const alert = tileAlert(entry);
+      const severity = alert ? severityOf(alert) : null;
+      return h("div", { class: "tile", "data-testid": "tile-" + e.entity_id, "data-status": d.current_status, "data-stale": String(stale), "data-alert": severity },
         h("div", { class: "id" }, e.entity_id),
         h("div", { class: "status" }, d.current_status || "?"),
         h("div", { class: "meta" }, stale ? `stale · last seen ${age(entry.lastSeen || e.timestamp)} ago` : `for ${age(entry.since || e.timestamp)}`),
-        d.oee_percentage !== undefined ? h("div", { class: "meta" }, `OEE ${d.oee_percentage} %`) : null);
+        d.oee_percentage !== undefined ? h("div", { class: "meta" }, `OEE ${d.oee_percentage} %`) : null,
+        alert ? h("div", { class: "alert", "data-testid": "tile-alert-" + e.entity_id, title: describe(alert) },
+          h("div", {}, h("b", {}, `⚠ ${severity}`), ` · ${age(alert.timestamp)} ago`), h("span", {}, alertText(alert))) : null);
     }));
   },
   operators() {
@@ -314,6 +337,7 @@ function channelsFor(line) { return ["line:" + line + ":*", "counters"]; }
 
 function resetState() {
   view.machines.clear(); view.operators.clear(); view.workorders.clear(); view.counters.clear(); view.feed.length = 0;
+  view.machineAlerts.clear();
   for (const part of Object.keys(renderers)) render(part);
 }
 
