@@ -116,6 +116,42 @@ struct CatalogTests {
         #expect(Self.refusal(good) == nil)
     }
 
+    /// `feed` (the alert feed's types and severities, served for dashboards): what it may name is checked on load.
+    @Test func aFeedNamesDeclaredFieldsValuesAndLevels() throws {
+        let head = "  bad: {category: quality, entity_types: [machine, lot], data: {grade: {enum: [A, B]}, state: {type: string}}, "
+        let cases: [(String, String, String)] = [
+            ("feed: {severity: urgent}}", "event_types.bad.feed.severity", "'urgent' is not a severity; one of info, low, medium, high, critical"),
+            ("feed: {from: grade}}", "event_types.bad.feed.from", "names a field of data"),
+            ("feed: {from: data.colour}}", "event_types.bad.feed.from", "'data.colour', which data does not declare"),
+            ("feed: {from: data.grade, values: {C: high}}}", "event_types.bad.feed.values.C", "'C' is not a value of data.grade (A, B)"),
+            ("feed: {from: data.grade, values: {A: severe}}}", "event_types.bad.feed.values.A", "'severe' is not a severity"),
+            ("feed: {values: {A: high}}}", "event_types.bad.feed.values", "add from"),
+            ("feed: {level: high}}", "event_types.bad.feed.level", "unknown key 'level'"),
+        ]
+        for (feed, path, reason) in cases {
+            let error = Self.refusal(head + feed)
+            #expect(error?.path == path, "\(String(describing: error))")
+            #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+        }
+        // A status field takes its entity types' statuses; a free-text field any value; and the declaration is
+        // served as written, for dashboards.
+        let catalog = try Self.catalog("""
+              ok: {category: quality, entity_types: [machine], data: {current_status: {type: status}, note: {type: string}},
+                   feed: {from: data.current_status, values: {idle: medium}, severity: low}}
+              free: {category: quality, entity_types: [lot], data: {note: {type: string}}, feed: {from: data.note, values: {anything: high}}}
+            """)
+        #expect(Self.refusal("  bad: {category: quality, entity_types: [machine], data: {current_status: {type: status}}, feed: {from: data.current_status, values: {broken: high}}}")?
+            .reason.contains("'broken' is not a value of data.current_status (running, idle)") == true)
+        guard case .array(let types)? = catalog.json(ttlSeconds: { _ in 0 })["event_types"] else {
+            Issue.record("GET /v1/catalog's shape has no event_types list")
+            return
+        }
+        let served = try #require(types.first { $0["name"] == .string("ok") })
+        #expect(served["feed"] == .object([
+            "from": .string("data.current_status"), "values": .object(["idle": .string("medium")]), "severity": .string("low"),
+        ]))
+    }
+
     @Test func duplicateNamesAcrossFilesNameTheFirstFile() {
         let base = try! String(contentsOfFile: "config/catalog/10-resources.yaml", encoding: .utf8)
         let plant = "entity_types:\n  machine: {cache_key: \"machine2:{id}\", ttl_seconds: 5}\n"

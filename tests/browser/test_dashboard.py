@@ -100,6 +100,29 @@ def test_a_machine_tile_shows_its_newest_alert_until_its_status_changes(hubs, pa
     assert page.errors == []
 
 
+def test_the_feed_takes_its_types_and_severities_from_the_catalog(hubs, page):
+    hub = hubs.start()
+    open_dashboard(page, hub.url)
+    capa = {"event_type": "capa_status_changed", "entity_type": "capa", "entity_id": "CAPA-CA-2025-001", "line": "Line-2",
+            "timestamp": now_iso(), "data": {"previous_status": "IN_PROGRESS", "status": "PENDING_VERIFICATION",
+                                             "capa_type": "CORRECTIVE", "severity": "MAJOR", "problem_statement": "bore diameter drifts",
+                                             "due_date": "2025-12-15", "work_order_id": 51},
+            "metadata": {"source": "qms", "triggered_by": "browser-test"}}
+    kpi = {"event_type": "kpi_below_target", "entity_type": "kpi", "entity_id": "Line-2.efficiency", "line": "Line-2",
+           "timestamp": now_iso(), "data": {"kpi_number": 3, "kpi_name": "efficiency", "value": 29.41, "target": 90},
+           "metadata": {"source": "kpi", "triggered_by": "browser-test"}}
+    keys = hub.publish(machine_status("M-201", "running"), capa, kpi)
+    wait_until(page, f"() => window.statushub.seen.includes('{keys[2]}')")
+    items = page.get_by_test_id("feed-item")
+    # The status is not a feed type; the catalog maps the QMS's MAJOR to high and gives a KPI miss medium.
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_have_attribute("data-severity", "medium")
+    expect(items.nth(0)).to_contain_text("kpi below target")
+    expect(items.nth(1)).to_have_attribute("data-severity", "high")
+    expect(items.nth(1)).to_contain_text("capa status changed")
+    assert page.errors == []
+
+
 def test_chromium_reads_the_events_the_hub_compressed_once(hubs, page):
     """Chromium offers permessage-deflate, and the hub serves it from channel handlers: each event is compressed
     once (the metric counts it) and the page reads the compressed frames (the tile and the feed follow)."""

@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 const view = {
   catalog: null,
   categoryOf: new Map(),          // event_type -> category
+  feedOf: new Map(),              // event_type -> its catalog `feed` (the alert feed shows these types)
   ttlOf: new Map(),               // entity_type -> seconds
   budgetOf: new Map(),            // category -> latency budget in ms (catalog latency_budget_ms)
   machines: new Map(),            // entity_id -> {event, stale, lastSeen}
@@ -106,7 +107,10 @@ async function loadCatalog() {
   }
   const catalog = await response.json();
   view.catalog = catalog;
-  for (const type of catalog.event_types) view.categoryOf.set(type.name, type.category);
+  for (const type of catalog.event_types) {
+    view.categoryOf.set(type.name, type.category);
+    if (type.feed) view.feedOf.set(type.name, type.feed);
+  }
   for (const type of catalog.entity_types) view.ttlOf.set(type.name, type.ttl_seconds);
   for (const category of catalog.categories) {
     if (category.latency_budget_ms) view.budgetOf.set(category.name, category.latency_budget_ms);
@@ -212,21 +216,25 @@ function markStale(event) {
   render(part);
 }
 
-const feedTypes = new Set(["alert_raised", "quality_issue_raised", "measurement_out_of_tolerance", "kpi_below_target",
-  "quality_report_recorded", "material_lot_quarantined", "fpi_status_changed", "quality_investigation_updated",
-  "work_order_quality_changed", "capa_status_changed"]);
+// Which events the feed shows, and how severe each is, come from the catalog's `feed` (docs/configuration.md): the
+// field it names mapped through `values`, else that field's value when it is a level, else its fixed `severity`.
+const severityLevels = ["info", "low", "medium", "high", "critical"];
 
 function isFeedEvent(event) {
-  if (feedTypes.has(event.event_type)) return true;
-  const category = view.categoryOf.get(event.event_type);
-  return category === "alerts" || category === "quality";
+  return view.feedOf.has(event.event_type);
 }
 
 function severityOf(event) {
-  const d = event.data || {};
-  const s = d.severity || (event.event_type === "measurement_out_of_tolerance" ? "high" : null) ||
-    (d.status === "FAIL" || d.status === "FAILED" ? "high" : null) || (event.event_type === "kpi_below_target" ? "medium" : "info");
-  return String(s).toLowerCase();
+  const feed = view.feedOf.get(event.event_type) || {};
+  if (feed.from && feed.from.startsWith("data.")) {
+    const value = (event.data || {})[feed.from.slice(5)];
+    if (value !== undefined && value !== null) {
+      if (feed.values && Object.hasOwn(feed.values, String(value))) return feed.values[String(value)];
+      const level = String(value).toLowerCase();
+      if (severityLevels.includes(level)) return level;
+    }
+  }
+  return feed.severity || "info";
 }
 
 function alertText(event) {
