@@ -53,7 +53,20 @@ extension Catalog {
         if let field = declaration["transitions"]?["field"]?.stringValue {
             parts.append("`\(field)` transitions listed (not enforced)")
         }
+        if let feed = declaration["feed"] { parts.append("alert feed: " + feedSummary(feed)) }
         return parts.isEmpty ? "—" : parts.joined(separator: "; ")
+    }
+
+    /// `feed` in a phrase: the field whose value is the severity, its mapping, and the severity otherwise.
+    private static func feedSummary(_ feed: JSONValue) -> String {
+        let fixed = feed["severity"]?.stringValue
+        guard let from = feed["from"]?.stringValue else { return fixed ?? "info" }
+        var text = "`\(from)`"
+        if let values = feed["values"]?.objectValue, !values.isEmpty {
+            text += " (" + values.sorted { $0.key < $1.key }.map { "\($0.key) → \($0.value.stringValue ?? "?")" }.joined(separator: ", ") + ")"
+        }
+        if let fixed { text += ", else \(fixed)" }
+        return text
     }
 
     private static func fieldsSummary(_ fields: [String: JSONValue]) -> String {

@@ -31,7 +31,7 @@ import Testing
         #expect(unwrapped.contains("1. its category channel (\(categoryList)),"), "channel list should be \(categoryList)")
     }
 
-    /// The generator itself, on a catalog the README does not hold: line rule, nested lists, rules, transitions.
+    /// The generator itself, on a catalog the README does not hold: line rule, nested lists, rules, transitions, feed.
     @Test func markdownSummarisesEveryKindOfRule() throws {
         let catalog = try CatalogTests.catalog("""
               lot_inspected:
@@ -48,11 +48,12 @@ import Testing
                   note: {type: string, min_length: 1}
                 rules: [{less_or_equal: [produced, ordered]}]
                 transitions: {field: result, allowed: {pass: [fail]}}
+                feed: {from: data.result, values: {fail: high}, severity: info}
             """)
         #expect(catalog.markdown.contains(
             "| `lot_inspected` | lot | `quality` | `line` required; `result` in pass \\| fail required, `inspected` whole ≥ 1, "
                 + "`note` non-empty, `ordered` (number), `produced` ≥ 0, `samples` (list of objects (≥ 1)); `produced` ≤ `ordered`; "
-                + "`result` transitions listed (not enforced) | yes |"), "\(catalog.markdown)")
+                + "`result` transitions listed (not enforced); alert feed: `data.result` (fail → high), else info | yes |"), "\(catalog.markdown)")
         #expect(catalog.markdown.contains("| `lot` | `lot:{id}` | 600 | — |"))
     }
 
