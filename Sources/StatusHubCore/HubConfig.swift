@@ -300,9 +300,21 @@ extension HubConfig {
             throw error
         } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
             let path = context.codingPath.map { snakeCased($0.stringValue) }.joined(separator: ".")
-            throw ConfigError(description: "config: \(path) must be \(type)")
+            throw ConfigError(description: "config: \(path) must be \(Self.expectedKind(type))")
         } catch {
             throw ConfigError(description: "config: \(error)")
+        }
+    }
+
+    /// What a setting of Swift type `type` takes, in the words of a YAML file's reader ("Int" means nothing to them).
+    static func expectedKind(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type, is Int64.Type, is UInt16.Type: "a whole number"
+        case is Double.Type: "a number"
+        case is Bool.Type: "true or false"
+        case is String.Type: "text"
+        default:
+            String(describing: type).hasPrefix("Array") ? "a list" : String(describing: type).hasPrefix("Dictionary") ? "a mapping" : "\(type)"
         }
     }
 

@@ -31,10 +31,18 @@ struct HubConfigTests {
         #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "servre: {}\n") }
         #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "server:\n  port: many\n") }
         #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "", environment: ["STATUSHUB_NOPE": "1"]) }
-        do {
-            _ = try HubConfig.load(yaml: "server:\n  port: many\n")
-        } catch {
-            #expect((error as? ConfigError)?.description.contains("server.port") == true)
+        // The setting named, and what it takes in words, not Swift's type names.
+        for (yaml, message) in [
+            ("server:\n  port: many\n", "config: server.port must be a whole number"),
+            ("websocket:\n  compression: maybe\n", "config: websocket.compression must be true or false"),
+            ("server:\n  host: [a, b]\n", "config: server.host must be text"),
+        ] {
+            do {
+                _ = try HubConfig.load(yaml: yaml)
+                Issue.record("accepted \(yaml)")
+            } catch {
+                #expect((error as? ConfigError)?.description == message, "\(error)")
+            }
         }
     }
 
