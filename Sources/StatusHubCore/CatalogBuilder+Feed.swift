@@ -29,13 +29,8 @@ extension CatalogBuilder {
             throw fromNode.error("names '\(path)', which data does not declare")
         }
         guard let values = member("values") else { return }
-        let declaredMembers = try declared.members()
-        var known: [String]?
-        if let list = declaredMembers.first(where: { $0.key == "enum" })?.value {
-            known = try list.strings()
-        } else if try declaredMembers.first(where: { $0.key == "type" })?.value.string() == "status" {
-            known = entityTypes.flatMap { $0.statusValues ?? [] }
-        }
+        // A status field takes the statuses of any of the type's entity types.
+        let known = try listedValues(of: declared, statuses: entityTypes.flatMap { $0.statusValues ?? [] })
         for (value, level) in try values.members() {
             if let known, !known.contains(value) {
                 throw level.error("'\(value)' is not a value of \(path) (\(known.joined(separator: ", ")))")

@@ -491,6 +491,14 @@ struct CatalogBuilder {
     /// `transitions: {field: status, allowed: {OPEN: [IN_PROGRESS, CANCELLED], …}}`: a state machine recorded as
     /// data (dashboards read it from `GET /v1/catalog`). Checked for consistency here; not yet enforced on
     /// ingest, which needs each entity's previous state (issue 10 §3).
+    /// The values a `data` field can take when the catalog lists them: its `enum`, or `statuses` for a `status` field.
+    func listedValues(of declared: CatalogNode, statuses: [String]?) throws -> [String]? {
+        let members = try declared.members()
+        if let list = members.first(where: { $0.key == "enum" })?.value { return try list.strings() }
+        if try members.first(where: { $0.key == "type" })?.value.string() == "status" { return statuses }
+        return nil
+    }
+
     private func checkTransitions(_ node: CatalogNode, fields: [(key: String, value: CatalogNode)], entityTypes: [EntityType]) throws {
         let members = try node.members(allowed: ["field", "allowed", "initial", "enforced", "description"])
         guard let fieldNode = members.first(where: { $0.key == "field" })?.value, let allowedNode = members.first(where: { $0.key == "allowed" })?.value else {
@@ -498,13 +506,7 @@ struct CatalogBuilder {
         }
         let field = try fieldNode.string()
         guard let declared = fields.first(where: { $0.key == field })?.value else { throw fieldNode.error("names '\(field)', which data does not declare") }
-        let declaredMembers = try declared.members()
-        var values: [String]
-        if let list = declaredMembers.first(where: { $0.key == "enum" })?.value {
-            values = try list.strings()
-        } else if try declaredMembers.first(where: { $0.key == "type" })?.value.string() == "status", let statuses = entityTypes.first?.statusValues {
-            values = statuses
-        } else {
+        guard let values = try listedValues(of: declared, statuses: entityTypes.first?.statusValues) else {
             throw fieldNode.error("'\(field)' must be an enum or status field")
         }
         for (state, next) in try allowedNode.members() {

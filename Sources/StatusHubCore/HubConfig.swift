@@ -308,14 +308,14 @@ extension HubConfig {
 
     /// What a setting of Swift type `type` takes, in the words of a YAML file's reader ("Int" means nothing to them).
     static func expectedKind(_ type: Any.Type) -> String {
-        switch type {
-        case is Int.Type, is Int64.Type, is UInt16.Type: "a whole number"
-        case is Double.Type: "a number"
-        case is Bool.Type: "true or false"
-        case is String.Type: "text"
-        default:
-            String(describing: type).hasPrefix("Array") ? "a list" : String(describing: type).hasPrefix("Dictionary") ? "a mapping" : "\(type)"
-        }
+        if type is Int.Type { return "a whole number" }
+        if type is Double.Type { return "a number" }
+        if type is Bool.Type { return "true or false" }
+        if type is String.Type { return "text" }
+        let name = String(describing: type)
+        if name.hasPrefix("Array") { return "a list" }
+        if name.hasPrefix("Dictionary") { return "a mapping" }
+        return name
     }
 
     /// Section keys are snake_case in YAML and camelCase in Swift; top-level sections keep their YAML names.

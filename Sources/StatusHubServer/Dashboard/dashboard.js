@@ -237,14 +237,18 @@ function severityOf(event) {
   return feed.severity || "info";
 }
 
-function alertText(event) {
+// What the event says in words, from the first field of these it carries.
+function detailOf(event) {
   const d = event.data || {};
-  return d.message || d.description || d.reason || event.event_type.replace(/_/g, " ");
+  return d.message || d.description || d.label || d.kpi_name || d.reason || d.type || d.current_status || d.status || "";
+}
+
+function alertText(event) {
+  return detailOf(event) || event.event_type.replace(/_/g, " ");
 }
 
 function describe(event) {
-  const d = event.data || {};
-  const what = d.message || d.description || d.label || d.kpi_name || d.reason || d.type || d.current_status || d.status || "";
+  const what = detailOf(event);
   return `${event.entity_type} ${event.entity_id}: ${event.event_type.replace(/_/g, " ")}${what ? " — " + what : ""}`;
 }
 
