@@ -25,6 +25,9 @@ public final class Catalog: Sendable {
     /// Categories with an event type some of whose events or fields are restricted (`Restriction`): events of
     /// other categories reach every reader as they are, without a look at their JSON.
     public let restrictedCategories: Set<String>
+    /// Categories with an event type in the alert feed (a catalog `feed`, `CatalogBuilder+Feed.swift`): events of
+    /// other categories are never feed events, without a look at their JSON (`isFeedEvent`).
+    public let feedCategories: Set<String>
     /// The files the catalog was loaded from, and their text (what two catalogs are compared by).
     public let sources: [(path: String, text: String)]
 
@@ -45,6 +48,7 @@ public final class Catalog: Sendable {
         self.tallies = tallies
         self.talliesByEntityType = Dictionary(grouping: tallies, by: \.entityType)
         self.restrictedCategories = Set(eventTypes.filter { !$0.definition.restriction.isEmpty }.map(\.category.rawValue))
+        self.feedCategories = Set(eventTypes.filter(\.definition.inFeed).map(\.category.rawValue))
         self.sources = sources
         entityByName = NameTable(entityTypes.map { ($0.rawValue, $0) })
         eventByName = NameTable(eventTypes.map { ($0.rawValue, $0) })

@@ -112,6 +112,8 @@ public struct EventType: Hashable, Sendable, CustomStringConvertible {
         public let invalidExamples: [JSONValue]
         /// Who may see its events, and which of their fields (seed 003 §12.1).
         public let restriction: Restriction
+        /// Whether its events belong in a supervisor's alert feed (a `feed` key in its declaration).
+        public var inFeed: Bool { declaration["feed"] != nil }
 
         init(
             name: String, description: String?, category: EventCategory, carriesState: Bool, publishable: Bool,

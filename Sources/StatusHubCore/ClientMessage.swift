@@ -2,8 +2,10 @@ import Foundation
 
 /// What a WebSocket client may send. Decoding is pure: the session only acts on the result.
 public enum ClientMessage: Sendable, Equatable {
-    /// `filter` (`EventFilter`) narrows the subscribe's patterns to the events it admits.
-    case subscribe(id: String?, patterns: [ChannelPattern], snapshot: Bool, since: ResumePoint? = nil, filter: EventFilter? = nil)
+    /// `filter` (`EventFilter`) narrows the subscribe's patterns to the events it admits; `recent` asks for the newest
+    /// that many feed events on them (alerts raised before the subscribe, which no snapshot holds).
+    case subscribe(
+        id: String?, patterns: [ChannelPattern], snapshot: Bool, since: ResumePoint? = nil, filter: EventFilter? = nil, recent: Int = 0)
     case unsubscribe(id: String?, patterns: [ChannelPattern])
     case ping(id: String?)
     /// A fresh token, replacing the connection's without reconnecting.
@@ -14,6 +16,9 @@ public enum ClientMessage: Sendable, Equatable {
     public static let ops = ["subscribe", "unsubscribe", "ping", "auth", "report"]
     /// Samples one `report` may carry, over all categories.
     public static let maxReportSamples = 1000
+    /// The most feed events a subscribe's `recent` may ask for.
+    public static let maxRecent = 100
+    public static let recentRule = "a whole number from 0 to \(maxRecent)"
     /// Longest token `auth` accepts.
     public static let maxTokenBytes = 8192
 
@@ -127,7 +132,13 @@ public enum ClientMessage: Sendable, Equatable {
                 }
             default: return refuse(.invalidFilter, "'filter' must be a string like \"data.severity in (high, critical)\"")
             }
-            return .success(.subscribe(id: id, patterns: patterns, snapshot: snapshot, since: since, filter: filter))
+            var recent = 0
+            switch message["recent"] {
+            case nil, .null?: recent = 0
+            case .number(let number)? where number.rounded() == number && (0...Double(maxRecent)).contains(number): recent = Int(number)
+            default: return refuse(.invalidMessage, "'recent' must be \(recentRule)")
+            }
+            return .success(.subscribe(id: id, patterns: patterns, snapshot: snapshot, since: since, filter: filter, recent: recent))
         default:
             return refuse(.unknownOp, "unknown op '\(opName.prefix(64))'; one of: \(ops.joined(separator: ", "))")
         }

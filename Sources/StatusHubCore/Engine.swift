@@ -47,6 +47,11 @@ public protocol Engine: Sendable {
     /// The partition an entity's events are stored and delivered in (`StoredEvent.partition`); 0 with one.
     func partition(ofEntityKey key: String) -> Int
 
+    /// Up to `limit` of the newest events of the retained history that `keep` admits, newest first within each
+    /// partition (each event carrying its partition), looking back through at most `scanning` entries of each: what a
+    /// node that starts with a history behind it fills its recent feed from (`RecentFeed`).
+    func newestEvents(scanning: Int, limit: Int, keep: (StoredEvent) -> Bool) async throws -> [StoredEvent]
+
     /// Runs the engine's background work (for Redis: the node's one pub/sub subscription and reconnects) and
     /// delivers published events to `sink` until the task is cancelled.
     func run(delivering sink: any EventSink) async throws

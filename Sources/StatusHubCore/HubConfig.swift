@@ -62,6 +62,9 @@ public struct HubConfig: Sendable, Equatable {
         /// (like Centrifugo's `write_delay`). 0 writes at once; a few milliseconds let a busy node write several
         /// events per system call instead of one, trading that much latency for CPU. Uncompressed connections only.
         public var writeDelayMs = 0.0
+        /// Feed events (event types with a catalog `feed`) each node keeps, per partition, for the `recent` a subscribe
+        /// may ask for: what a dashboard opened now shows of the alerts raised before it connected. 0: none kept.
+        public var recentFeedKept = 1000
         public init() {}
     }
 
@@ -366,7 +369,7 @@ extension HubConfig {
         ],
         "websocket": [
             "max_frame_bytes", "max_subscriptions", "outbox_capacity", "conflate_above", "ping_interval_seconds", "compression",
-            "max_messages_per_second", "write_delay_ms",
+            "max_messages_per_second", "write_delay_ms", "recent_feed_kept",
         ],
         "redis": [
             "url", "history_max_length", "history_max_age_seconds", "stream_key", "pubsub_channel", "reconnect_initial_seconds",
@@ -499,6 +502,9 @@ extension HubConfig.Redis {
 
 extension HubConfig.WebSocket {
     func check() throws {
+        guard (0...100_000).contains(recentFeedKept) else {
+            throw ConfigError(description: "config: websocket.recent_feed_kept must be between 0 and 100000")
+        }
         guard (0...1000).contains(writeDelayMs) else {
             throw ConfigError(description: "config: websocket.write_delay_ms must be between 0 and 1000")
         }

@@ -40,6 +40,23 @@ public enum ServerMessage {
         return bytes
     }
 
+    /// `{"op":"recent","id":…,"events":[…]}`: the newest feed events a subscribe asked for with `recent`, oldest first.
+    public static func recent(id: String?, events: [StoredEvent]) -> [UInt8] {
+        var bytes = Array(#"{"op":"recent","#.utf8)
+        if let id {
+            bytes += Array(#""id":"#.utf8)
+            JSONValue.write(string: id, into: &bytes)
+            bytes.append(UInt8(ascii: ","))
+        }
+        bytes += Array(#""events":["#.utf8)
+        for (position, event) in events.enumerated() {
+            if position > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes += event.json
+        }
+        bytes += Array("]}".utf8)
+        return bytes
+    }
+
     /// Patterns are echoed as the client wrote them, without their tenant scope (see `Tenant`).
     /// A subscribe with a `filter` has it echoed in its normal form.
     public static func subscribed(id: String?, patterns: [ChannelPattern], filter: EventFilter? = nil) -> [UInt8] {

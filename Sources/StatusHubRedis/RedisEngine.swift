@@ -345,6 +345,30 @@ public final class RedisEngine: Engine {
         }
     }
 
+    public func newestEvents(scanning: Int, limit: Int, keep: (StoredEvent) -> Bool) async throws -> [StoredEvent] {
+        var found: [StoredEvent] = []
+        var before: EventID?
+        var scanned = 0
+        do {
+            while scanned < scanning, found.count < limit {
+                let cursor = before
+                let size = min(Self.newestPageSize, scanning - scanned)
+                let page = try await afterMove { try await self.readHistory.page(before: cursor, limit: size) }
+                scanned += page.count
+                found += page.filter(keep).prefix(limit - found.count)
+                // A short page is the stream's oldest end.
+                guard page.count == size, let oldest = page.last else { break }
+                before = oldest.id
+            }
+        } catch {
+            throw unavailable(error)
+        }
+        return found
+    }
+
+    /// Entries one read of `newestEvents` takes: a page Redis answers in a millisecond or so.
+    static let newestPageSize = 1000
+
     /// Whether the history still holds every event after `id`, so a resume from `id` misses nothing. False when
     /// trimming (by length or age) has dropped events newer than `id`, and false when the history does not know
     /// `id` at all (the stream was lost, e.g. a Redis restarted without persistence): that subscriber must resync.

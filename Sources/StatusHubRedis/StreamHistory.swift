@@ -60,6 +60,13 @@ struct StreamHistory: Sendable {
         return entries.first?.array?.first?.text.flatMap(EventID.init) ?? .zero
     }
 
+    /// Up to `limit` entries before `id` (from the newest with nil), newest first (`XREVRANGE`).
+    func page(before id: EventID?, limit: Int) async throws -> [StoredEvent] {
+        let start = id.map { "(\($0)" } ?? "+"
+        let reply = try await commands.connection().send(["XREVRANGE", streamKey, start, "-", "COUNT", String(max(1, limit))])
+        return try Self.decodeEntries(reply.orThrow())
+    }
+
     /// The id of the newest event the stream has generated, nil if there is no stream.
     func newest() async throws -> EventID? {
         try await bounds().lastGenerated

@@ -20,16 +20,21 @@ final class FanOut: EventSink {
     let watermark = DeliveryWatermark()
     /// Frames of replayed events, shared by the subscribers that replay them (`ReplayFrames`).
     let replayFrames = ReplayFrames()
+    /// The newest feed events, for a subscribe's `recent`: kept before the event is fanned out, so a subscriber
+    /// registered meanwhile finds it in one or the other (`SeamFilter` drops the second copy).
+    let recent: RecentFeed
 
-    init(metrics: HubMetrics, catalog: Catalog, latency: LatencyTelemetry? = nil) {
+    init(metrics: HubMetrics, catalog: Catalog, latency: LatencyTelemetry? = nil, recent: RecentFeed? = nil) {
         self.metrics = metrics
         self.catalog = catalog
         self.latency = latency
+        self.recent = recent ?? RecentFeed(kept: 0, catalog: catalog)
     }
 
     func deliver(_ event: StoredEvent) {
         metrics.eventsFannedOut.increment()
         watermark.delivered(event)
+        recent.heard(event)
         let receivers = index.subscribers(matching: event.channels)
         guard !receivers.isEmpty else { return }
         let held = Connection.Held(
@@ -74,6 +79,7 @@ final class FanOut: EventSink {
     }
 
     func deliveryGap(reason: String) {
+        recent.deliveryGap()
         let frame = WireFrame.text(ServerMessage.resync(id: nil, reason: .engineGap))
         let subscribed = open.withLock { $0 }.filter { !$0.patterns.isEmpty }
         for connection in subscribed { connection.outbox.push(frame) }

@@ -215,6 +215,17 @@ public final class MemoryEngine: Engine {
         }
     }
 
+    public func newestEvents(scanning: Int, limit: Int, keep: (StoredEvent) -> Bool) async throws -> [StoredEvent] {
+        state.withLock { state in
+            var found: [StoredEvent] = []
+            for event in state.history.reversed().prefix(scanning) where keep(event) {
+                found.append(event)
+                if found.count >= limit { break }
+            }
+            return found
+        }
+    }
+
     /// Whether every event after `id` is still in the ring — the same rule as the Redis engine's
     /// `StreamBounds.holdsEverything`. An id this engine cannot place is a gap: one from before this process (the
     /// memory engine's history starts with it), one newer than anything it assigned, one older than the ring.

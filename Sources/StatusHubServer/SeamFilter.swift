@@ -24,10 +24,13 @@ struct SeamFilter: Sendable {
         /// (those written while it was read): few, so a large snapshot costs no large map. Per partition, as ids order
         /// only within one and a counter's state is announced by every partition (each with its share, summed).
         var newerThanPosition: [Int: [String: EventID]] = [:]
+        /// Partition → the feed events sent in answer to `recent` (`RecentFeed`): at most a hundred.
+        var sentRecent: [Int: Set<EventID>] = [:]
 
         func holds(_ event: StoredEvent) -> Bool {
             guard event.matches(any: patterns) else { return false }
             if let replayed = replayedThrough[event.partition], event.id <= replayed { return true }
+            if sentRecent[event.partition]?.contains(event.id) == true { return true }
             guard event.carriesState else { return false }
             if let snapshotPosition, event.id <= snapshotPosition { return true }
             if let held = newerThanPosition[event.partition]?[event.entityKey], event.id <= held { return true }
@@ -74,6 +77,17 @@ struct SeamFilter: Sendable {
             if let position, event.id <= position { continue }
             answers[answers.count - 1].newerThanPosition[event.partition, default: [:]][event.entityKey] =
                 Self.later(answers[answers.count - 1].newerThanPosition[event.partition]?[event.entityKey], event.id)
+            through[event.partition] = Self.later(through[event.partition], event.id)
+        }
+    }
+
+    /// These feed events were sent in answer to the subscribe's `recent`: a live copy of any of them still to come
+    /// (it was fanned out between the subscribe's registration and the read) is old news.
+    mutating func sentRecent(_ events: [StoredEvent], patterns: [ChannelPattern]) {
+        guard !events.isEmpty else { return }
+        if answers.isEmpty { answers = [Answer(patterns: patterns)] }
+        for event in events {
+            answers[answers.count - 1].sentRecent[event.partition, default: []].insert(event.id)
             through[event.partition] = Self.later(through[event.partition], event.id)
         }
     }

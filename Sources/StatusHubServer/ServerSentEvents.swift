@@ -99,7 +99,8 @@ struct ServerSentEvents {
             let interval = Duration.milliseconds(Int64(min(hub.config.websocket.pingIntervalSeconds, 15) * 1000))
             let expires = subscriber.expires
             let pacer = Task {
-                await subscriptions.subscribe(id: nil, patterns: patterns, wantsSnapshot: asked.snapshot, since: asked.since, filter: asked.filter)
+                await subscriptions.subscribe(
+                    id: nil, patterns: patterns, wantsSnapshot: asked.snapshot, since: asked.since, filter: asked.filter, recent: asked.recent)
                 while !Task.isCancelled {
                     // The token's `exp` ends the stream (the WebSocket's 4003), checked on the heartbeat's timer.
                     let untilExpiry = expires.map { Duration.milliseconds(Int64(max(0, $0.timeIntervalSinceNow) * 1000) + 1) }

@@ -26,7 +26,9 @@ public struct StatusHub: Sendable {
         self.config = config
         self.engine = engine
         self.latency = LatencyTelemetry(catalog: config.catalog, registry: metrics.registry)
-        self.fanOut = FanOut(metrics: metrics, catalog: config.catalog, latency: latency)
+        self.fanOut = FanOut(
+            metrics: metrics, catalog: config.catalog, latency: latency,
+            recent: RecentFeed(kept: config.websocket.recentFeedKept, catalog: config.catalog))
         self.flushers = LoopFlushers(delay: .microseconds(Int64(config.websocket.writeDelayMs * 1000)), latency: latency)
         self.access = try HubAccess(config: config)
         self.tls = try TLSSetup.serverConfiguration(config.server)
@@ -76,7 +78,7 @@ public struct StatusHub: Sendable {
             configuration: ApplicationConfiguration(
                 address: .hostname(config.server.host, port: config.server.port), serverName: Self.serverName,
                 backlog: config.server.listenBacklog),
-            services: [EngineService(engine: engine, sink: fanOut, logger: logger)] + bridges.map { BridgeService(bridge: $0) },
+            services: [EngineService(engine: engine, sink: fanOut, recent: fanOut.recent, logger: logger)] + bridges.map { BridgeService(bridge: $0) },
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger
         )
@@ -178,16 +180,22 @@ public struct StatusHub: Sendable {
     }
 }
 
-/// Runs the engine's background work (Redis subscription, cache sweeps) as a service of the node.
+/// Runs the engine's background work (Redis subscription, cache sweeps) as a service of the node, and fills the
+/// node's recent feed from the engine's history once its delivery began.
 struct EngineService: Service, CustomStringConvertible {
     let engine: any Engine
     let sink: any EventSink
+    let recent: RecentFeed
     let logger: Logger
     var description: String { "EngineService" }
 
     func run() async throws {
         try await cancelWhenGracefulShutdown {
-            try await engine.run(delivering: sink)
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { [recent, engine, logger] in await recent.keepFilled(from: engine, logger: logger) }
+                try await engine.run(delivering: sink)
+                group.cancelAll()
+            }
         }
     }
 }

@@ -17,15 +17,16 @@ struct SubscribeQuery: Equatable {
     var snapshot = false
     var since: ResumePoint?
     var filter: EventFilter?
+    var recent = 0
     var token: String?
 
     /// Whether the URL subscribes at all.
     var subscribes: Bool { !patterns.isEmpty }
 
     /// `channels` (comma-separated, repeatable), `snapshot`, `since` (or the `Last-Event-ID` header, which wins:
-    /// it is where a reconnecting `EventSource` left off), `filter`, `token`. Form-encoded: `+` is a space.
-    /// `channels` is required unless `channelsOptional` (a WebSocket URL), and then `snapshot`, `since` and `filter`
-    /// need it: alone they would subscribe to nothing.
+    /// it is where a reconnecting `EventSource` left off), `filter`, `recent`, `token`. Form-encoded: `+` is a space.
+    /// `channels` is required unless `channelsOptional` (a WebSocket URL), and then `snapshot`, `since`, `filter` and
+    /// `recent` need it: alone they would subscribe to nothing.
     init(parsing query: String, lastEventID: String? = nil, channelsOptional: Bool = false) throws(Refusal) {
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -62,10 +63,15 @@ struct SubscribeQuery: Equatable {
                 } catch {
                     throw Refusal(field: "filter", reason: "invalid filter '\(value.prefix(64))': \(error.reason)")
                 }
+            case "recent":
+                guard let count = Int(value), (0...ClientMessage.maxRecent).contains(count) else {
+                    throw Refusal(field: "recent", reason: "must be \(ClientMessage.recentRule), got '\(value.prefix(32))'")
+                }
+                recent = count
             case "token":
                 token = value
             default:
-                throw Refusal(field: String(key.prefix(64)), reason: "unknown parameter; use channels, snapshot, since, filter, token")
+                throw Refusal(field: String(key.prefix(64)), reason: "unknown parameter; use channels, snapshot, since, filter, recent, token")
             }
         }
         if let lastEventID, !lastEventID.isEmpty {
@@ -78,8 +84,8 @@ struct SubscribeQuery: Equatable {
         if !channelsOptional {
             throw Refusal(field: "channels", reason: "is required: comma-separated patterns, e.g. channels=line:Line-2:*,alerts")
         }
-        if snapshot || since != nil || filter != nil {
-            let given = snapshot ? "snapshot" : since != nil ? "since" : "filter"
+        if snapshot || since != nil || filter != nil || recent > 0 {
+            let given = snapshot ? "snapshot" : since != nil ? "since" : filter != nil ? "filter" : "recent"
             throw Refusal(field: "channels", reason: "is required with \(given): the patterns it applies to, e.g. channels=line:Line-2:*")
         }
     }

@@ -1,7 +1,8 @@
 import StatusHubCore
 
 /// Answers a `subscribe` for one connection, whatever carries it (a WebSocket, or an SSE stream): registers the
-/// patterns and their filter, replays from `since`, sends the snapshot, and closes the seam.
+/// patterns and their filter, replays from `since`, sends the snapshot and the `recent` feed events, and closes the
+/// seam.
 struct Subscriptions {
     let connection: Connection
     let fanOut: FanOut
@@ -18,8 +19,11 @@ struct Subscriptions {
 
     /// Registers the patterns before reading history or the snapshot, holding live events back meanwhile:
     /// whatever happens in between is either in the replay/snapshot or delivered after it, never lost and
-    /// never twice. `filter` applies to live events, the replay and the snapshot alike.
-    func subscribe(id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: ResumePoint?, filter: EventFilter? = nil) async {
+    /// never twice. `filter` applies to live events, the replay, the snapshot and the recent feed events alike; those
+    /// are sent unless a replay brought the client up to date (it held them, or saw them in the replay).
+    func subscribe(
+        id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: ResumePoint?, filter: EventFilter? = nil, recent: Int = 0
+    ) async {
         let held = connection.patterns
         let added = patterns.filter { !held.contains($0) }
         guard held.count + added.count <= maxSubscriptions else {
@@ -60,7 +64,9 @@ struct Subscriptions {
             }
         }
         guard wantsSnapshot else {
-            endSeam(partlyReplayed)
+            var answered = partlyReplayed
+            sendRecent(recent, id: id, patterns: patterns, filter: filter, answering: &answered)
+            endSeam(answered)
             return
         }
         var answered = partlyReplayed.holdsAnything ? partlyReplayed : SeamFilter(patterns: patterns)
@@ -82,11 +88,26 @@ struct Subscriptions {
                     try Task.checkCancellation()
                 }
             }
-            endSeam(answered)
         } catch {
             reply(ServerMessage.error(id: id, code: .unavailable, message: "snapshot unavailable: \(error); live events follow"))
-            endSeam()
+            answered = SeamFilter()
         }
+        sendRecent(recent, id: id, patterns: patterns, filter: filter, answering: &answered)
+        endSeam(answered)
+    }
+
+    /// The newest `count` feed events of the patterns (`RecentFeed`), as this connection's token may see them and its
+    /// filter admits, in one `recent` message; the seam learns them, so their live copies still held back are dropped.
+    private func sendRecent(
+        _ count: Int, id: String?, patterns: [ChannelPattern], filter: EventFilter?, answering answered: inout SeamFilter
+    ) {
+        guard count > 0 else { return }
+        let events = fanOut.recent.newest(count) { event in
+            guard event.matches(any: patterns), let shown = visible(event) else { return false }
+            return filter.map { Self.admits(shown, $0) } ?? true
+        }
+        answered.sentRecent(events, patterns: patterns)
+        reply(ServerMessage.recent(id: id, events: events.compactMap(visible)))
     }
 
     private func endSeam(_ answered: SeamFilter = SeamFilter()) {

@@ -108,8 +108,8 @@ struct WebSocketSession: Sendable {
         case .success(.unsubscribe(let id, let patterns)):
             fanOut.remove(connection, patterns: access.scoped(patterns))
             reply(ServerMessage.unsubscribed(id: id, patterns: patterns))
-        case .success(.subscribe(let id, let patterns, let wantsSnapshot, let since, let filter)):
-            await subscribe(id: id, patterns: patterns, wantsSnapshot: wantsSnapshot, since: since, filter: filter)
+        case .success(.subscribe(let id, let patterns, let wantsSnapshot, let since, let filter, let recent)):
+            await subscribe(id: id, patterns: patterns, wantsSnapshot: wantsSnapshot, since: since, filter: filter, recent: recent)
         case .success(.report(let id, let samples)):
             if let unknown = samples.keys.sorted().first(where: { !latency.knows(category: $0) }) {
                 return reply(ServerMessage.error(
@@ -135,17 +135,20 @@ struct WebSocketSession: Sendable {
     /// The subscribe of the upgrade's URL (`SubscribeQuery`), answered as a `subscribe` message without an id would
     /// be; it does not count against the message rate.
     func subscribe(_ asked: SubscribeQuery) async {
-        await subscribe(id: nil, patterns: asked.patterns, wantsSnapshot: asked.snapshot, since: asked.since, filter: asked.filter)
+        await subscribe(
+            id: nil, patterns: asked.patterns, wantsSnapshot: asked.snapshot, since: asked.since, filter: asked.filter, recent: asked.recent)
     }
 
-    private func subscribe(id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: ResumePoint?, filter: EventFilter?) async {
+    private func subscribe(
+        id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: ResumePoint?, filter: EventFilter?, recent: Int
+    ) async {
         // Each pattern outside the token's is refused on its own; the others subscribe.
         let (allowed, forbidden) = access.partition(patterns)
         for pattern in forbidden {
             reply(ServerMessage.error(id: id, code: .forbidden, message: "pattern '\(pattern.text)' is outside this token's patterns"))
         }
         guard !allowed.isEmpty else { return }
-        await subscriptions.subscribe(id: id, patterns: allowed, wantsSnapshot: wantsSnapshot, since: since, filter: filter)
+        await subscriptions.subscribe(id: id, patterns: allowed, wantsSnapshot: wantsSnapshot, since: since, filter: filter, recent: recent)
     }
 
     private var subscriptions: Subscriptions {

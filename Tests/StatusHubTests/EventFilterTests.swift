@@ -67,7 +67,7 @@ struct EventFilterTests {
 
     @Test func subscribeCarriesTheFilterOrRefusesItAsInvalidFilter() {
         let good = ClientMessage.decode(Array(#"{"op":"subscribe","id":"a","channels":["alerts"],"filter":"data.severity = high"}"#.utf8))
-        guard case .success(.subscribe(_, _, _, _, let filter?)) = good else {
+        guard case .success(.subscribe(_, _, _, _, let filter?, _)) = good else {
             Issue.record("filter not carried: \(good)")
             return
         }

@@ -353,6 +353,24 @@ public final class PartitionedRedisEngine: Engine {
         }
     }
 
+    /// Each partition's newest, in partition order: the partitions' ids do not order against each other.
+    public func newestEvents(scanning: Int, limit: Int, keep: (StoredEvent) -> Bool) async throws -> [StoredEvent] {
+        var found: [StoredEvent] = []
+        for (partition, engine) in partitions.enumerated() {
+            do {
+                found += try await engine.newestEvents(scanning: scanning, limit: limit, keep: keep).map { event in
+                    var event = event
+                    event.partition = partition
+                    return event
+                }
+            } catch let unavailable as EngineUnavailable {
+                throw EngineUnavailable(
+                    reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
+            }
+        }
+        return found
+    }
+
     /// Runs every partition's engine, delivering their events to `sink` one at a time, each tagged with its
     /// partition and, once this node knows where it stands in every partition, the token that resumes after it.
     public func run(delivering sink: any EventSink) async throws {
