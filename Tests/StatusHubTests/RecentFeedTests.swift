@@ -164,6 +164,15 @@ struct RecentFeedTests {
         other.heard(stored(Self.alert("M-2", "p1"), 18, partition: 1))
         #expect(other.newest(3) { _ in true }.map(\.id.milliseconds) == [16, 18, 20])
         #expect(RecentFeed(kept: 0, catalog: .standard).newest(5) { _ in true }.isEmpty)
+        // A tenant's events are judged by their category as well.
+        func bare(_ channel: String, _ type: String) -> StoredEvent {
+            StoredEvent(
+                id: EventID(milliseconds: 1, sequence: 0), entityKey: "resource:machine:M-1", channels: [channel],
+                json: Array(#"{"event_id":"1-0","event_type":"\#(type)"}"#.utf8), carriesState: false)
+        }
+        #expect(Catalog.standard.isFeedEvent(bare("@acme:alerts", "alert_raised")))
+        #expect(Catalog.standard.isFeedEvent(bare("alerts", "alert_raised")))
+        #expect(!Catalog.standard.isFeedEvent(bare("resource-status", "alert_raised")))
     }
 
     /// A live copy of an event the `recent` answer carried is dropped at the seam; others pass.
