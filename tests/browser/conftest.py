@@ -204,6 +204,16 @@ class Proxy:
     def switch(self, upstream_port):
         self.upstream_port = upstream_port
 
+    def drop(self):
+        """Cuts every connection it forwards (the browser sees 1006) and keeps listening."""
+        dropped, self.open = self.open, []
+        for connection in dropped:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            connection.close()
+
     def stop(self):
         self.running = False
         self.listener.close()

@@ -100,6 +100,125 @@ def test_a_machine_tile_shows_its_newest_alert_until_its_status_changes(hubs, pa
     assert page.errors == []
 
 
+def quality_failure(report_id, line="Line-2", timestamp=None):
+    """A failed quality report: a feed type that carries state (so the snapshot holds it too)."""
+    return {"event_type": "quality_report_recorded", "entity_type": "quality_report", "entity_id": report_id, "line": line,
+            "timestamp": timestamp or now_iso(), "data": {"status": "FAIL", "description": "bore diameter over tolerance"},
+            "metadata": {"source": "qms", "triggered_by": "browser-test"}}
+
+
+def feed_texts(page):
+    return page.eval_on_selector_all("[data-testid=feed-item]", "items => items.map(i => [i.dataset.severity, i.textContent])")
+
+
+def test_a_dashboard_opened_now_shows_the_alerts_raised_before_it(hubs, page):
+    """An andon screen switched on at shift start: the line's alerts raised before it connected come with the
+    subscribe (`recent`), newest first in the feed and on their machines' tiles, without touching any state; a
+    reconnect that resumes with `since` shows none of them twice."""
+    hub = hubs.start()
+    balancer = Proxy(hub.port)
+    try:
+        hub.publish(machine_status("M-201", "breakdown", timestamp=now_iso(-120)), machine_status("M-202", "running", timestamp=now_iso(-120)),
+                    machine_status("M-203", "idle", timestamp=now_iso(-120)))
+        # M-201's older alert by source time is posted second: the tile keeps the newer one, the feed shows both.
+        before = hub.publish(
+            alert("M-201", "spindle overheating", "critical", timestamp=now_iso(-60)),
+            alert("M-203", "coolant flow lost", "medium", timestamp=now_iso(-50)),
+            alert("M-201", "door open", "low", timestamp=now_iso(-90)),
+            alert("M-901", "another line's alert", "critical", line="Line-9"),
+            quality_failure("48213"),
+        )
+        sockets, received = [], {}
+
+        def watch(socket):
+            sockets.append(socket.url)
+            received[socket.url] = []
+            socket.on("framereceived", lambda payload: received[socket.url].append(str(payload)))
+
+        page.on("websocket", watch)
+        open_dashboard(page, balancer.url)
+        for key in before[:3] + before[4:]:
+            wait_until(page, f"() => window.statushub.seen.includes('{key}')")
+        # Newest first as the hub stored them, as a page open all along would list them; the failed quality report
+        # (state-carrying, so also in the snapshot) shown once, in its place; Line-9's alert not at all.
+        expected = [["high", "quality report recorded"], ["low", "door open"], ["medium", "coolant flow lost"],
+                    ["critical", "spindle overheating"]]
+        expect(page.get_by_test_id("feed-item")).to_have_count(4)
+        shown = feed_texts(page)
+        assert [severity for severity, _ in shown] == [severity for severity, _ in expected], shown
+        assert all(text in item for (_, item), (_, text) in zip(shown, expected)), shown
+        expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-alert", "critical")
+        expect(page.get_by_test_id("tile-alert-M-201")).to_contain_text("spindle overheating")
+        expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-alert", "medium")
+        expect(page.get_by_test_id("tile-alert-M-203")).to_contain_text("coolant flow lost")
+        expect(page.get_by_test_id("tile-alert-M-202")).to_have_count(0)
+        # The alerts are news, not state: every tile keeps its status.
+        for machine, status in (("M-201", "breakdown"), ("M-202", "running"), ("M-203", "idle")):
+            expect(page.get_by_test_id("tile-" + machine)).to_have_attribute("data-status", status)
+        expect(page.get_by_test_id("tile-M-901")).to_have_count(0)
+        assert "recent=50" in sockets[0], sockets
+
+        # Dropped, an alert raised meanwhile, then resumed with `since`: the replay carries only what was missed.
+        dead = Proxy(hub.port)
+        dead.stop()
+        balancer.switch(dead.port)
+        balancer.drop()
+        expect(page.get_by_test_id("connection")).not_to_have_attribute("data-state", "live", timeout=10000)
+        missed = hub.publish(alert("M-202", "belt slipping", "high"))
+        balancer.switch(hub.port)
+        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=40000)
+        wait_until(page, f"() => window.statushub.seen.includes('{missed[0]}')")
+        assert len(sockets) >= 2 and "since=" in sockets[-1], sockets
+        assert not any('"op":"recent"' in frame for frame in received[sockets[-1]]), received[sockets[-1]]
+        expect(page.get_by_test_id("feed-item")).to_have_count(5)
+        expect(page.get_by_test_id("feed-item").first).to_contain_text("belt slipping")
+        expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-alert", "high")
+        expect(page.get_by_test_id("tile-alert-M-201")).to_contain_text("spindle overheating")
+        shown = [item for _, item in feed_texts(page)]
+        for text in ("belt slipping", "quality report recorded", "door open", "coolant flow lost", "spindle overheating"):
+            assert sum(text in item for item in shown) == 1, shown
+        seen = page.evaluate("window.statushub.seen")
+        assert all(seen.count(key) == 1 for key in before[:3] + before[4:] + missed), seen
+        out = ROOT / "tests" / "browser" / "out"
+        out.mkdir(exist_ok=True)
+        page.screenshot(path=str(out / "recent-alerts.png"))
+        assert page.errors == []
+    finally:
+        balancer.stop()
+
+
+def test_after_a_resync_the_feed_comes_back_with_the_fresh_snapshot(hubs, page):
+    """A resume the hub cannot replay (its history ring moved past the page's position) is a `resync`: the page
+    clears what it shows for the fresh snapshot, and the alerts come back with it, since the page asks for `recent`
+    when resuming too."""
+    hub = hubs.start(env={"STATUSHUB_MEMORY_HISTORY_MAX_LENGTH": "10"})
+    balancer = Proxy(hub.port)
+    try:
+        hub.publish(machine_status("M-201", "breakdown", timestamp=now_iso(-120)))
+        raised = hub.publish(alert("M-201", "spindle overheating", "critical", timestamp=now_iso(-60)))
+        open_dashboard(page, balancer.url)
+        expect(page.get_by_test_id("feed-item")).to_have_count(1)
+
+        dead = Proxy(hub.port)
+        dead.stop()
+        balancer.switch(dead.port)
+        balancer.drop()
+        expect(page.get_by_test_id("connection")).not_to_have_attribute("data-state", "live", timeout=10000)
+        for _ in range(15):
+            hub.publish(machine_status("M-202", "running"))
+        balancer.switch(hub.port)
+        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=40000)
+        expect(page.get_by_test_id("errors")).to_contain_text("Resynchronising")
+        expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-status", "running")
+        expect(page.get_by_test_id("feed-item")).to_have_count(1)
+        expect(page.get_by_test_id("feed-item").first).to_contain_text("spindle overheating")
+        expect(page.get_by_test_id("tile-alert-M-201")).to_contain_text("spindle overheating")
+        assert page.evaluate("window.statushub.seen").count(raised[0]) == 2  # once per connection's fresh answer
+        assert page.errors == []
+    finally:
+        balancer.stop()
+
+
 def test_the_feed_takes_its_types_and_severities_from_the_catalog(hubs, page):
     hub = hubs.start()
     open_dashboard(page, hub.url)
@@ -251,10 +370,13 @@ def test_an_expired_token_on_the_socket_is_shown_as_a_close_reason(hubs, page):
 
 def test_event_source_in_the_browser(hubs, page):
     hub = hubs.start()
-    hub.publish(machine_status("M-201", "idle"))
+    hub.publish(machine_status("M-201", "idle", timestamp=now_iso(-60)), alert("M-201", "guard door open", "medium"))
     open_dashboard(page, hub.url, "line=Line-2&transport=sse")
     expect(page.get_by_test_id("connection")).to_contain_text("SSE")
     expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "idle")
+    # The alert raised before the page opened comes as the stream's `recent` message.
+    expect(page.get_by_test_id("feed-item")).to_have_count(1)
+    expect(page.get_by_test_id("tile-alert-M-201")).to_contain_text("guard door open")
     hub.publish(machine_status("M-201", "running"))
     expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
 

@@ -159,8 +159,12 @@ function newer(current, event) {
   return Date.parse(event.timestamp) >= Date.parse(current.timestamp);
 }
 
-function apply(event, live) {
+function noteSeen(event) {
   if (event.event_id) { view.seen.push(`${event.entity_id} ${event.event_id}`); if (view.seen.length > 2000) view.seen.shift(); }
+}
+
+function apply(event, live) {
+  noteSeen(event);
   if (event.event_id && (!view.lastEventId || compareIds(event.event_id, view.lastEventId) > 0)) view.lastEventId = event.event_id;
   if (live && event.received_at) {
     const category = view.categoryOf.get(event.event_type) || (event.event_type === "counter_changed" ? "counters" : null);
@@ -181,14 +185,34 @@ function apply(event, live) {
   if (type === "resource_status_changed" && event.entity_type === "machine") return setState(view.machines, event, "machines");
   if (type === "resource_status_changed" && event.entity_type === "operator") return setState(view.operators, event, "operators");
   if (type === "work_order_progress") return setState(view.workorders, event, "workorders");
-  if (isFeedEvent(event)) {
-    view.feed.unshift(event);
-    if (view.feed.length > 100) view.feed.length = 100;
-    render("feed");
-    if (event.entity_type === "machine" && newer(view.machineAlerts.get(event.entity_id), event)) {
-      view.machineAlerts.set(event.entity_id, event);
-      render("machines");
-    }
+  if (isFeedEvent(event)) addToFeed(event);
+}
+
+// A feed event goes on top of the feed, and on its machine's tile when it is the newest alert about it by source
+// time (an older one arriving later never replaces it).
+function addToFeed(event) {
+  view.feed.unshift(event);
+  if (view.feed.length > 100) view.feed.length = 100;
+  render("feed");
+  if (event.entity_type === "machine" && newer(view.machineAlerts.get(event.entity_id), event)) {
+    view.machineAlerts.set(event.entity_id, event);
+    render("machines");
+  }
+}
+
+// The feed events raised before this subscribe (`recent`, oldest first, so each lands on top as if it had come
+// live). They are the past: the feed and the tiles' alerts only, never state — a state-carrying one (a failed
+// quality report) is in the snapshot already, and applying an old copy could set a tile or a work order back. Nor
+// do they move the resume position: the snapshot's last part, just before them, is where this connection stands.
+function applyRecent(events) {
+  for (const event of events) {
+    if (!isOnLine(event) || !isFeedEvent(event)) continue;
+    // Already in the feed: a state-carrying type the snapshot put there, or, after a reconnect that had no position
+    // to resume from, the previous connection's answer. It moves to its place among these, shown once.
+    const shown = view.feed.findIndex((e) => e.event_id === event.event_id && e.entity_id === event.entity_id);
+    if (shown >= 0) view.feed.splice(shown, 1);
+    else noteSeen(event);
+    addToFeed(event);
   }
 }
 
@@ -385,9 +409,12 @@ function connect() {
   };
 }
 
-// The line's channels with a snapshot, resuming after the last event seen: the same query for `/v1/ws` and `/v1/sse`.
+// The line's channels with a snapshot and the newest feed events (alerts are news, in no snapshot), resuming after
+// the last event seen: the same query for `/v1/ws` and `/v1/sse`. `recent` is asked for when resuming too: the hub
+// leaves it out when the replay brought the page up to date, and sends it when it had to `resync` instead (the
+// feed was cleared for the fresh snapshot, and would otherwise stay empty).
 function lineQuery() {
-  const query = new URLSearchParams({ channels: channelsFor(view.line).join(","), snapshot: "true" });
+  const query = new URLSearchParams({ channels: channelsFor(view.line).join(","), snapshot: "true", recent: "50" });
   if (view.lastEventId) query.set("since", view.lastEventId);
   if (view.token) query.set("token", view.token);
   return query.toString();
@@ -434,6 +461,10 @@ function handle(message) {
       if (message.id === "custom") { for (const e of message.events) addCustom(e); break; }
       for (const e of message.events) apply(e, false);
       if (!message.more && message.position && (isToken(message.position) || !view.lastEventId || compareIds(message.position, view.lastEventId) > 0)) view.lastEventId = message.position;
+      break;
+    case "recent":
+      // Only the line's subscribe asks for it (the custom one sends no `recent`); after the snapshot, before live.
+      applyRecent(message.events);
       break;
     case "event":
       if (matchesCustom(message.event)) addCustom(message.event);
