@@ -24,37 +24,37 @@ public enum ServerMessage {
         id: String?, events: [StoredEvent], position: EventID? = nil, resumeToken: String? = nil, more: Bool = false
     ) -> [UInt8] {
         var bytes = Array(#"{"op":"snapshot","#.utf8)
-        if let id {
-            bytes += Array(#""id":"#.utf8)
-            JSONValue.write(string: id, into: &bytes)
-            bytes.append(UInt8(ascii: ","))
-        }
+        writeID(id, into: &bytes)
         if let position = resumeToken ?? position.map(\.description) { bytes += Array(#""position":"\#(position)","#.utf8) }
         if more { bytes += Array(#""more":true,"#.utf8) }
-        bytes += Array(#""events":["#.utf8)
-        for (position, event) in events.enumerated() {
-            if position > 0 { bytes.append(UInt8(ascii: ",")) }
-            bytes += event.json
-        }
-        bytes += Array("]}".utf8)
+        writeEvents(events, into: &bytes)
         return bytes
     }
 
     /// `{"op":"recent","id":…,"events":[…]}`: the newest feed events a subscribe asked for with `recent`, oldest first.
     public static func recent(id: String?, events: [StoredEvent]) -> [UInt8] {
         var bytes = Array(#"{"op":"recent","#.utf8)
-        if let id {
-            bytes += Array(#""id":"#.utf8)
-            JSONValue.write(string: id, into: &bytes)
-            bytes.append(UInt8(ascii: ","))
-        }
+        writeID(id, into: &bytes)
+        writeEvents(events, into: &bytes)
+        return bytes
+    }
+
+    /// `"id":…,` when there is one.
+    private static func writeID(_ id: String?, into bytes: inout [UInt8]) {
+        guard let id else { return }
+        bytes += Array(#""id":"#.utf8)
+        JSONValue.write(string: id, into: &bytes)
+        bytes.append(UInt8(ascii: ","))
+    }
+
+    /// `"events":[…]}`: the stored bytes of each, never re-encoded, and the message's end.
+    private static func writeEvents(_ events: [StoredEvent], into bytes: inout [UInt8]) {
         bytes += Array(#""events":["#.utf8)
         for (position, event) in events.enumerated() {
             if position > 0 { bytes.append(UInt8(ascii: ",")) }
             bytes += event.json
         }
         bytes += Array("]}".utf8)
-        return bytes
     }
 
     /// Patterns are echoed as the client wrote them, without their tenant scope (see `Tenant`).

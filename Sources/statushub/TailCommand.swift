@@ -39,6 +39,9 @@ struct TailCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Print the cached state of every matching entity first.")
     var snapshot = false
 
+    @Option(name: .long, help: "Print the newest this many alerts and other feed events of the patterns first (0–100; docs/protocol.md, Recent feed events).")
+    var recent = 0
+
     @Option(name: .long, help: "A server-side filter on the events' fields, e.g. 'data.severity in (high, critical)' (docs/protocol.md, Filters).")
     var filter: String?
 
@@ -50,6 +53,7 @@ struct TailCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard !patterns.isEmpty else { throw ValidationError("name at least one channel pattern") }
+        guard (0...ClientMessage.maxRecent).contains(recent) else { throw ValidationError("--recent must be \(ClientMessage.recentRule)") }
         if let filter {
             do { _ = try EventFilter.parse(filter) } catch { throw ValidationError("--filter: \(error.reason)") }
         }
@@ -65,6 +69,7 @@ struct TailCommand: AsyncParsableCommand {
             "channels": .array(patterns.map { .string($0) }), "snapshot": .bool(snapshot),
         ]
         if let filter { request["filter"] = .string(filter) }
+        if recent > 0 { request["recent"] = .number(Double(recent)) }
         let subscribe = try JSONEncoder().encode(JSONValue.object(request))
         let reporting = report > 0 ? await LatencySamples(
             categories: Self.categories(wsURL: url, token: token ?? ProcessInfo.processInfo.environment["STATUSHUB_TOKEN"]), every: report) : nil
@@ -143,7 +148,7 @@ struct TailCommand: AsyncParsableCommand {
         case "event":
             if let event = message["event"] { emit(event) }
             return message["event"]
-        case "snapshot":
+        case "snapshot", "recent":
             if case .array(let events)? = message["events"] { events.forEach(emit) }
         case "reported":
             break

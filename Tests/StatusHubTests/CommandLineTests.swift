@@ -102,6 +102,28 @@ struct CommandLineTests {
         }
     }
 
+    /// `tail --recent` prints the alerts raised before it started, then follows live.
+    @Test func tailPrintsRecentAlertsFirst() async throws {
+        try await withHub(engine: .memory) { hub in
+            _ = try await RecentFeedTests.heard("before", at: hub.port, posting: [RecentFeedTests.alert("M-1", "before")])
+            let output = Pipe()
+            let printed = Mutex("")
+            output.fileHandleForReading.readabilityHandler = { handle in
+                let chunk = String(decoding: handle.availableData, as: UTF8.self)
+                printed.withLock { $0 += chunk }
+            }
+            let tail = try statushub(["tail", "--url", "ws://127.0.0.1:\(hub.port)/v1/ws", "--recent", "5", "alerts"], stdout: output)
+            defer {
+                if tail.isRunning { tail.terminate() }
+                output.fileHandleForReading.readabilityHandler = nil
+            }
+            try await eventually("the recent alert printed") { printed.withLock { $0 }.contains(#""message":"before""#) }
+            let refused = try statushub(["tail", "--recent", "101", "alerts"])
+            refused.waitUntilExit()
+            #expect(refused.terminationStatus != 0)
+        }
+    }
+
     @Test func publishAndTailTalkToAHub() async throws {
         try await withHub(engine: .memory) { hub in
             let tailOutput = Pipe()
