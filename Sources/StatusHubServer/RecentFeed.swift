@@ -44,10 +44,9 @@ final class RecentFeed: Sendable {
     /// A delivered event: kept if it is a feed event.
     func heard(_ event: StoredEvent) {
         guard kept > 0, catalog.isFeedEvent(event) else { return }
-        events.withLock { events in
-            events[event.partition, default: []].append(event)
-            if events[event.partition]!.count > kept { events[event.partition]!.removeFirst() }
-        }
+        // Placed, not appended: a fill that read ahead of the node's delivery (a subscriber still catching up on the
+        // history when the fill ran) already holds it.
+        events.withLock { events in Self.place(event, in: &events[event.partition, default: []], keeping: kept) }
     }
 
     /// Older feed events read from the engine (any order): each goes where its id places it, unless it is held
@@ -59,6 +58,8 @@ final class RecentFeed: Sendable {
         }
     }
 
+    /// Inserts by id, from the newest end (where a delivered event goes: a partition's events arrive in id order),
+    /// unless held already or older than everything a full store keeps.
     private static func place(_ event: StoredEvent, in held: inout Deque<StoredEvent>, keeping kept: Int) {
         var index = held.count
         while index > 0, held[index - 1].id > event.id { index -= 1 }

@@ -170,7 +170,8 @@ extension PartitionedEngineTests {
 
                 try await shards[deadShard].restart()
                 try await eventually("every partition back", timeout: .seconds(20)) { engine.unreadyPartitions.isEmpty }
-                #expect(try await HTTP.get(port: hub.port, "/ready").json["degraded"] == nil)
+                let readyAgain = try await HTTP.get(port: hub.port, "/ready")
+                #expect(readyAgain.json["degraded"] == nil, "\(readyAgain.text); unready now: \(engine.unreadyPartitions)")
                 let resent = zip(batch, keys).map { event, key in
                     event.replacingOccurrences(of: #"{"event_type""#, with: #"{"idempotency_key":"\#(key)","event_type""#)
                 }

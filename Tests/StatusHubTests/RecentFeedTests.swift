@@ -159,6 +159,9 @@ struct RecentFeedTests {
         other.heard(stored(Self.alert("M-1", "live"), 20))
         other.fill([stored(Self.alert("M-1", "b"), 15), stored(Self.alert("M-1", "a"), 14), stored(Self.alert("M-1", "c"), 16)])
         #expect(other.newest(10) { _ in true }.map(\.id.milliseconds) == [15, 16, 20])
+        // Delivered after a fill that read ahead of the delivery: held once.
+        other.heard(stored(Self.alert("M-1", "live"), 20))
+        #expect(other.newest(10) { _ in true }.map(\.id.milliseconds) == [15, 16, 20])
         #expect(other.newest(2) { $0.id.milliseconds != 20 }.map(\.id.milliseconds) == [15, 16])
         // Partitions merge by the ids' times.
         other.heard(stored(Self.alert("M-2", "p1"), 18, partition: 1))
