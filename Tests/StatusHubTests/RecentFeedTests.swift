@@ -103,6 +103,44 @@ struct RecentFeedTests {
         }
     }
 
+    /// A restricted feed type's events reach, in `recent` as live, only tokens with its claim.
+    @Test func restrictedFeedEventsReachOnlyTokensWithTheClaim() async throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("config/catalog")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }.sorted()
+        let sources = try files.map { name in
+            let text = try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)
+            return (path: name, text: text.replacingOccurrences(
+                of: "    feed: {from: data.severity}\n    entity_types: any", with: "    feed: {from: data.severity}\n    restricted: maintenance\n    entity_types: any"))
+        }
+        let catalog = try CatalogLoader.load(sources: sources)
+        #expect(catalog.eventType(named: "alert_raised")?.definition.restriction.eventClaim == "maintenance")
+        let issuer = TokenIssuer()
+        let secured = try RedactionTests.secured(issuer)
+        try await withHub(engine: .memory, configure: { config in
+            secured(&config)
+            config.catalog = catalog
+        }) { hub in
+            let posted = try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data("[\(Self.alert("M-1", "restricted"))]".utf8),
+                headers: ["Authorization": "Bearer \(RedactionTests.plantKey)"])
+            #expect(posted.status == 202, "\(posted.text)")
+            let maintenance = try await issuer.hs256(patterns: ["alerts"], see: ["maintenance"])
+            let floor = try await issuer.hs256(patterns: ["alerts"])
+            var seen: [String] = []
+            for _ in 0..<50 where seen.isEmpty {
+                let socket = try await TestSocket(port: hub.port, path: "/v1/ws?channels=alerts&recent=5&token=\(maintenance)")
+                seen = Self.messages(try await socket.next(op: "recent"))
+                _ = await socket.close()
+                if seen.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(seen == ["restricted"])
+            let socket = try await TestSocket(port: hub.port, path: "/v1/ws?channels=alerts&recent=5&token=\(floor)")
+            #expect(Self.messages(try await socket.next(op: "recent")).isEmpty)
+            _ = await socket.close()
+        }
+    }
+
     @Test func recentOutOfRangeIsRefusedNamingIt() async throws {
         for bad in ["-1", "1.5", "101", #""5""#, "true"] {
             let decoded = ClientMessage.decode(Array(#"{"op":"subscribe","channels":["alerts"],"recent":\#(bad)}"#.utf8))
