@@ -24,11 +24,11 @@ final class FanOut: EventSink {
     /// registered meanwhile finds it in one or the other (`SeamFilter` drops the second copy).
     let recent: RecentFeed
 
-    init(metrics: HubMetrics, catalog: Catalog, latency: LatencyTelemetry? = nil, recent: RecentFeed? = nil) {
+    init(metrics: HubMetrics, catalog: Catalog, latency: LatencyTelemetry?, recent: RecentFeed) {
         self.metrics = metrics
         self.catalog = catalog
         self.latency = latency
-        self.recent = recent ?? RecentFeed(kept: 0, catalog: catalog)
+        self.recent = recent
     }
 
     func deliver(_ event: StoredEvent) {

@@ -13,7 +13,7 @@ import Synchronization
 /// engine once (`fill`), after its delivery began, so the two overlap and nothing falls between them.
 final class RecentFeed: Sendable {
     /// Events kept per partition; 0 keeps none.
-    let kept: Int
+    private let kept: Int
     private let catalog: Catalog
     /// Partition → its newest feed events, in id order (the order a node hears a partition's events in).
     private let events = Mutex<[Int: Deque<StoredEvent>]>([:])
@@ -69,14 +69,14 @@ final class RecentFeed: Sendable {
         if held.count > kept { held.removeFirst() }
     }
 
-    /// The newest `count` feed events that `admits` (a subscribe's patterns, filter and token) lets through, oldest
-    /// first. With several partitions, whose ids do not order against each other, by the time each id carries (when
-    /// Redis stored the event).
-    func newest(_ count: Int, admitting admits: (StoredEvent) -> Bool) -> [StoredEvent] {
+    /// The newest `count` feed events as `shown` gives them to one reader (nil: not for it — a subscribe's patterns,
+    /// filter and token), oldest first; `shown` keeps an event's id and partition. With several partitions, whose ids
+    /// do not order against each other, by the time each id carries (when Redis stored the event).
+    func newest(_ count: Int, shown: (StoredEvent) -> StoredEvent?) -> [StoredEvent] {
         guard count > 0 else { return [] }
-        // Copy-on-write: the copy is taken at once, and the filters (which may parse events) run outside the lock.
+        // Copy-on-write: the copy is taken at once, and `shown` (which may parse events) runs outside the lock.
         let held = events.withLock { $0 }
-        let candidates = held.values.flatMap { events in events.reversed().lazy.filter(admits).prefix(count) }
+        let candidates = held.values.flatMap { events in events.reversed().lazy.compactMap(shown).prefix(count) }
         guard held.count > 1 else { return Array(candidates.prefix(count).reversed()) }
         let newestFirst = candidates.sorted {
             ($0.id.milliseconds, $0.partition, $0.id) > ($1.id.milliseconds, $1.partition, $1.id)

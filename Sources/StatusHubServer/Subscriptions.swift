@@ -103,11 +103,12 @@ struct Subscriptions {
     ) {
         guard count > 0 else { return }
         let events = fanOut.recent.newest(count) { event in
-            guard event.matches(any: patterns), let shown = visible(event) else { return false }
-            return filter.map { Self.admits(shown, $0) } ?? true
+            guard event.matches(any: patterns), let shown = visible(event) else { return nil }
+            if let filter, !Self.admits(shown, filter) { return nil }
+            return shown
         }
         answered.sentRecent(events, patterns: patterns)
-        reply(ServerMessage.recent(id: id, events: events.compactMap(visible)))
+        reply(ServerMessage.recent(id: id, events: events))
     }
 
     private func endSeam(_ answered: SeamFilter = SeamFilter()) {

@@ -188,7 +188,7 @@ struct RecentFeedTests {
         }
         feed.heard(stored(SampleEvents.machineStatus("M-1"), 1))
         for id in UInt64(10)...13 { feed.heard(stored(Self.alert("M-1", "x\(id)"), id)) }
-        func ids() -> [UInt64] { feed.newest(10) { _ in true }.map(\.id.milliseconds) }
+        func ids() -> [UInt64] { feed.newest(10) { $0 }.map(\.id.milliseconds) }
         #expect(ids() == [11, 12, 13])
         // Older than everything a full partition keeps: left out; a held one: not twice.
         feed.fill([stored(Self.alert("M-1", "old"), 5), stored(Self.alert("M-1", "x12"), 12)])
@@ -196,15 +196,15 @@ struct RecentFeedTests {
         let other = RecentFeed(kept: 3, catalog: .standard)
         other.heard(stored(Self.alert("M-1", "live"), 20))
         other.fill([stored(Self.alert("M-1", "b"), 15), stored(Self.alert("M-1", "a"), 14), stored(Self.alert("M-1", "c"), 16)])
-        #expect(other.newest(10) { _ in true }.map(\.id.milliseconds) == [15, 16, 20])
+        #expect(other.newest(10) { $0 }.map(\.id.milliseconds) == [15, 16, 20])
         // Delivered after a fill that read ahead of the delivery: held once.
         other.heard(stored(Self.alert("M-1", "live"), 20))
-        #expect(other.newest(10) { _ in true }.map(\.id.milliseconds) == [15, 16, 20])
-        #expect(other.newest(2) { $0.id.milliseconds != 20 }.map(\.id.milliseconds) == [15, 16])
+        #expect(other.newest(10) { $0 }.map(\.id.milliseconds) == [15, 16, 20])
+        #expect(other.newest(2) { $0.id.milliseconds != 20 ? $0 : nil }.map(\.id.milliseconds) == [15, 16])
         // Partitions merge by the ids' times.
         other.heard(stored(Self.alert("M-2", "p1"), 18, partition: 1))
-        #expect(other.newest(3) { _ in true }.map(\.id.milliseconds) == [16, 18, 20])
-        #expect(RecentFeed(kept: 0, catalog: .standard).newest(5) { _ in true }.isEmpty)
+        #expect(other.newest(3) { $0 }.map(\.id.milliseconds) == [16, 18, 20])
+        #expect(RecentFeed(kept: 0, catalog: .standard).newest(5) { $0 }.isEmpty)
         // A tenant's events are judged by their category as well.
         func bare(_ channel: String, _ type: String) -> StoredEvent {
             StoredEvent(
