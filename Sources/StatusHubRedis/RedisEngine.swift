@@ -143,7 +143,11 @@ public final class RedisEngine: Engine {
 
     // MARK: Engine
 
-    public var isReady: Bool { commands.isConnected && subscriber.isConnected }
+    /// Accepts events: both connections are up (the subscriber may still be catching up on what it missed).
+    public var isReady: Bool { commands.isConnected && subscriber.isSubscribed }
+
+    /// Ready, and its subscriber caught up: any gap in what this node delivered has been reported.
+    public var isCaughtUp: Bool { commands.isConnected && subscriber.isCaughtUp }
 
     /// Whether the command connection is up (the subscriber may not be).
     public var isCommandConnectionReady: Bool { commands.isConnected }

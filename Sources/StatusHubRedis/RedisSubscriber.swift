@@ -8,7 +8,10 @@ import Synchronization
 public enum RedisConnectionState: Sendable, Hashable {
     case disconnected
     case connecting
-    /// Subscribed and receiving.
+    /// Subscribed, and delivering the history it missed before the live messages queued meanwhile: until this
+    /// ends, whether the history still reaches back to its last delivered event (or a gap is reported) is unknown.
+    case catchingUp
+    /// Subscribed, caught up, and delivering live messages.
     case connected
 }
 
@@ -124,7 +127,10 @@ public final class RedisSubscriber: Sendable {
     }
 
     public var state: RedisConnectionState { currentState.withLock { $0 } }
-    public var isConnected: Bool { state == .connected }
+    /// Subscribed (so nothing published from now on is missed), caught up or not.
+    public var isSubscribed: Bool { state == .connected || state == .catchingUp }
+    /// Subscribed and caught up: any gap in what it delivered has been reported.
+    public var isCaughtUp: Bool { state == .connected }
 
     /// Subscribes and delivers until the task is cancelled. Connection failures never end it; they are logged and
     /// retried. One `run` at a time: the sink is promised calls from one task only.
@@ -230,7 +236,7 @@ public final class RedisSubscriber: Sendable {
                 throw RedisError.unexpectedReply("SUBSCRIBE answered \(confirmation)")
             }
         }
-        currentState.withLock { $0 = .connected }
+        currentState.withLock { $0 = .catchingUp }
         onSubscribed()
         expiry?.subscribed()
 
@@ -240,6 +246,7 @@ public final class RedisSubscriber: Sendable {
             let replayed = await replayHistory(catchUp, after: since, sink: sink)
             lastDelivered = replayed ?? (since == Self.historyStart ? since : nil)
         }
+        currentState.withLock { if $0 == .catchingUp { $0 = .connected } }
 
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [healthCheckInterval] in

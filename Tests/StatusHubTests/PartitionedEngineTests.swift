@@ -104,8 +104,11 @@ struct PartitionedEngineTests {
 
                 let gapsBefore = sink.gaps.count
                 try await shards[deadShard].restart()
-                try await eventually("every partition back", timeout: .seconds(20)) { engine.unreadyPartitions.isEmpty }
-                try await eventually("the lost history reported as a gap", timeout: .seconds(20)) { sink.gaps.count > gapsBefore }
+                let readiness = try await Self.readinessAfterRestart(engine, gapReported: { sink.gaps.count > gapsBefore })
+                #expect(readiness.readyAt != nil, "every partition back")
+                #expect(readiness.gapAt != nil, "the lost history reported as a gap")
+                #expect(!readiness.readyBeforeGap, "no partition reads ready before its subscriber found the gap (its counters are forgotten then)")
+                #expect(readiness.unreadyAgain.isEmpty, "once every partition read ready, none went back: \(readiness.unreadyAgain)")
 
                 let resent = zip(spanning, resendKeys).map { event, key in event.withIdempotencyKey(key!) }
                 let answers = try await engine.append(resent)
@@ -121,6 +124,37 @@ struct PartitionedEngineTests {
 }
 
 extension PartitionedEngineTests {
+    struct ReadinessAfterRestart {
+        var readyAt: ContinuousClock.Instant?
+        var gapAt: ContinuousClock.Instant?
+        var readyBeforeGap = false
+        var unreadyAgain: [Int] = []
+    }
+
+    /// Samples `engine`'s readiness every millisecond after a shard restarted empty, until every partition has been
+    /// ready for a second after the gap was reported (or 20 s): whether a partition read ready before the gap, and
+    /// whether one went back to unready after all had read ready (a `/ready` that flaps).
+    static func readinessAfterRestart(
+        _ engine: PartitionedRedisEngine, gapReported: () -> Bool
+    ) async throws -> ReadinessAfterRestart {
+        var seen = ReadinessAfterRestart()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            let unready = engine.unreadyPartitions
+            if seen.gapAt == nil, gapReported() { seen.gapAt = .now }
+            if unready.isEmpty {
+                if seen.gapAt == nil { seen.readyBeforeGap = true }
+                if seen.readyAt == nil { seen.readyAt = .now }
+            } else if seen.readyAt != nil {
+                seen.unreadyAgain = unready
+                return seen
+            }
+            if let ready = seen.readyAt, seen.gapAt != nil, ready.duration(to: .now) > .seconds(1) { return seen }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        return seen
+    }
+
     /// The stale notices `sink` got for `key` after its last state.
     static func staleAfterLastState(_ sink: CollectingSink, _ key: String) -> Int {
         let events = sink.received.filter { $0.entityKey == key }
@@ -170,13 +204,9 @@ extension PartitionedEngineTests {
 
                 try await shards[deadShard].restart()
                 try await eventually("every partition back", timeout: .seconds(20)) { engine.unreadyPartitions.isEmpty }
-                // `/ready` asks again: a partition's subscriber may lose the restarted shard once more just after it
-                // read ready (seen in loaded CI runs: "partition 0 … not connected", unready at that moment too).
-                var readyAgain = try await HTTP.get(port: hub.port, "/ready")
-                for _ in 0..<100 where readyAgain.json["degraded"] != nil {
-                    try await Task.sleep(for: .milliseconds(100))
-                    readyAgain = try await HTTP.get(port: hub.port, "/ready")
-                }
+                // Ready once, ready for good: a partition reads ready only after its subscriber caught up (found the
+                // gap) and its counters were read again.
+                let readyAgain = try await HTTP.get(port: hub.port, "/ready")
                 #expect(readyAgain.json["degraded"] == nil, "\(readyAgain.text); unready now: \(engine.unreadyPartitions)")
                 let resent = zip(batch, keys).map { event, key in
                     event.replacingOccurrences(of: #"{"event_type""#, with: #"{"idempotency_key":"\#(key)","event_type""#)

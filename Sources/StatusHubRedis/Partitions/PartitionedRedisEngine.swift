@@ -131,13 +131,21 @@ public final class PartitionedRedisEngine: Engine {
     /// balancer that took every node out over one shard would stop them all). `unreadyPartitions` names the rest.
     public var isReady: Bool { partitions.contains { $0.isReady } }
 
-    /// The partitions that cannot accept events now, or whose events this node cannot yet give a resume token
-    /// (it does not know where its delivery of them started).
+    /// The partitions that cannot accept events now, or where this node does not yet know where it stands: its
+    /// subscriber is still catching up (a gap it may find is not reported yet), its delivery's start is unknown (no
+    /// resume token can be given), or its counter shares are being read again after a gap.
     public var unreadyPartitions: [Int] {
-        let tagging = tagging.withLock { $0 }
-        return partitions.indices.filter {
-            !partitions[$0].isReady || tagging?.knows(partition: $0) != true || !shares.knows(partition: $0)
-        }
+        partitions.indices.filter { unreadiness(ofPartition: $0) != nil }
+    }
+
+    /// Why `partition` is not ready, nil when it is.
+    func unreadiness(ofPartition partition: Int) -> PartitionUnreadiness? {
+        let engine = partitions[partition]
+        if !engine.isReady { return .notConnected }
+        if !engine.isCaughtUp { return .catchingUp }
+        if tagging.withLock({ $0 })?.knows(partition: partition) != true { return .startUnknown }
+        if !shares.knows(partition: partition) { return .readingCounters }
+        return nil
     }
 
     public func append(_ events: [ValidatedEvent]) async throws -> [Appended] {
@@ -425,12 +433,31 @@ public final class PartitionedRedisEngine: Engine {
     }
 }
 
+/// Why a partition is not ready: each says what a client of its entities meets meanwhile.
+enum PartitionUnreadiness: CaseIterable {
+    case notConnected, catchingUp, startUnknown, readingCounters
+
+    var explanation: String {
+        switch self {
+        case .notConnected: "not connected: their entities' events answer 503"
+        case .catchingUp: "catching up on the history missed while away: events are accepted, delivery resumes after it"
+        case .startUnknown: "where this node's delivery starts is not known yet: events are accepted, resume tokens wait for it"
+        case .readingCounters: "reading their counters again after their history was lost: events are accepted"
+        }
+    }
+}
+
 extension PartitionedRedisEngine: PartialAvailability {
+    /// One clause per reason, naming the partitions and their servers.
     public var unavailableParts: String? {
-        let unready = unreadyPartitions
-        guard !unready.isEmpty else { return nil }
-        let servers = Set(unready.map { "\(partitions[$0].locator)" }).sorted()
-        return "partition\(unready.count == 1 ? "" : "s") \(unready.map(String.init).joined(separator: ", ")) of \(partitions.count) not connected (\(servers.joined(separator: ", "))): their entities' events answer 503"
+        let reasons = partitions.indices.compactMap { partition in unreadiness(ofPartition: partition).map { (partition, $0) } }
+        guard !reasons.isEmpty else { return nil }
+        return PartitionUnreadiness.allCases.compactMap { reason -> String? in
+            let unready = reasons.filter { $0.1 == reason }.map(\.0)
+            guard !unready.isEmpty else { return nil }
+            let servers = Set(unready.map { "\(partitions[$0].locator)" }).sorted()
+            return "partition\(unready.count == 1 ? "" : "s") \(unready.map(String.init).joined(separator: ", ")) of \(partitions.count) (\(servers.joined(separator: ", "))) \(reason.explanation)"
+        }.joined(separator: "; ")
     }
 }
 
