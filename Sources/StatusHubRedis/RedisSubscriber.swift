@@ -246,7 +246,8 @@ public final class RedisSubscriber: Sendable {
             let replayed = await replayHistory(catchUp, after: since, sink: sink)
             lastDelivered = replayed ?? (since == Self.historyStart ? since : nil)
         }
-        currentState.withLock { if $0 == .catchingUp { $0 = .connected } }
+        // A connection that closed while the history was read is not caught up: its session ends below.
+        if connection.isActive { currentState.withLock { if $0 == .catchingUp { $0 = .connected } } }
 
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [healthCheckInterval] in
