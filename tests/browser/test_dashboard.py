@@ -68,6 +68,28 @@ def test_tiles_counters_and_feed_follow_what_is_published(hubs, page):
     assert page.errors == []
 
 
+def test_the_counters_are_the_lines_own_from_the_first_snapshot(hubs, page):
+    """Every line's counters arrive on the `counters` channel: the snapshot's too, not only live ones. A plant's
+    other lines change their counts after this one's, so a page that took whichever came last showed another line's
+    machines running until its own changed."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "running"), machine_status("M-202", "idle"))
+    hub.publish(*[machine_status(f"M-90{n}", "running", line="Line-9") for n in range(1, 5)])
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    running = page.get_by_test_id("counter-machines_running").locator(".value")
+    expect(running).to_have_text("1")
+    # Live: another line's change leaves this line's count; this line's own moves it.
+    hub.publish(machine_status("M-905", "running", line="Line-9"))
+    hub.publish(machine_status("M-202", "running"))
+    expect(running).to_have_text("2")
+    hub.publish(machine_status("M-906", "running", line="Line-9"))
+    late = hub.publish(machine_status("M-203", "idle"))[0]
+    wait_until(page, f"() => window.statushub.seen.includes('{late}')")
+    expect(running).to_have_text("2")
+    assert page.errors == []
+
+
 def test_a_machine_tile_shows_its_newest_alert_until_its_status_changes(hubs, page):
     hub = hubs.start()
     hub.publish(machine_status("M-203", "running", timestamp=now_iso(-60)), machine_status("M-204", "running", timestamp=now_iso(-60)))

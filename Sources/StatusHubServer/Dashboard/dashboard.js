@@ -459,7 +459,8 @@ function handle(message) {
       break;
     case "snapshot":
       if (message.id === "custom") { for (const e of message.events) addCustom(e); break; }
-      for (const e of message.events) apply(e, false);
+      // The `counters` channel carries every line's counters, in the snapshot as live.
+      for (const e of message.events) if (isOnLine(e)) apply(e, false);
       if (!message.more && message.position && (isToken(message.position) || !view.lastEventId || compareIds(message.position, view.lastEventId) > 0)) view.lastEventId = message.position;
       break;
     case "recent":
@@ -484,8 +485,9 @@ function handle(message) {
   }
 }
 
+// This line's events, and the counters of no line (the shift's, the plant's), which every line's screen shows.
 function isOnLine(event) {
-  return event.line === view.line || event.event_type === "counter_changed" && event.data && event.data.scope === "shift";
+  return event.line === view.line || event.event_type === "counter_changed" && !event.line;
 }
 
 // --- Power users: extra patterns and a filter -------------------------------------------------------------
