@@ -2,6 +2,7 @@
 sharing one redis-server behind a switchable proxy)."""
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -87,6 +88,37 @@ def test_the_counters_are_the_lines_own_from_the_first_snapshot(hubs, page):
     late = hub.publish(machine_status("M-203", "idle"))[0]
     wait_until(page, f"() => window.statushub.seen.includes('{late}')")
     expect(running).to_have_text("2")
+    assert page.errors == []
+
+
+def test_a_tile_says_when_its_status_began_before_the_page_saw_it(hubs, page):
+    """A snapshot holds each machine's latest report. When that is a repeat of its status (a heartbeat), the status
+    began earlier, at a moment the page cannot know: the tile gives the time as a lower bound, not as exact."""
+    def status(machine, current, previous=None, seconds_ago=0):
+        event = machine_status(machine, current, timestamp=now_iso(-seconds_ago))
+        if previous:
+            event["data"]["previous_status"] = previous
+        return event
+
+    hub = hubs.start()
+    hub.publish(status("M-201", "breakdown", "running", seconds_ago=3600), status("M-201", "breakdown", "breakdown", seconds_ago=20))
+    hub.publish(status("M-202", "running", seconds_ago=30), status("M-203", "idle", "running", seconds_ago=180))
+    open_dashboard(page, hub.url)
+    meta = lambda machine: page.get_by_test_id(f"tile-{machine}").locator(".meta").first
+    # Ages tick (the tiles are drawn again every 5 s), so the seconds are read, not matched.
+    lower_bound, exact_seconds = re.compile(r"^for ≥ (\d+) s$"), re.compile(r"^for (\d+) s$")
+    expect(meta("M-201")).to_have_text(lower_bound)   # the heartbeat is all the snapshot has
+    assert int(lower_bound.match(meta("M-201").inner_text()).group(1)) >= 20
+    expect(meta("M-202")).to_have_text(lower_bound)   # no previous_status: the start is unknown
+    assert int(lower_bound.match(meta("M-202").inner_text()).group(1)) >= 30
+    expect(meta("M-203")).to_have_text("for 3 min")   # the event says the status changed then
+    # A change the page sees is exact, and a heartbeat after it keeps its start (the seconds stay below 20).
+    hub.publish(status("M-202", "maintenance"))
+    expect(meta("M-202")).to_have_text(exact_seconds)
+    heartbeat = hub.publish(status("M-202", "maintenance", "maintenance"))[0]
+    wait_until(page, f"() => window.statushub.seen.includes('{heartbeat}')")
+    expect(meta("M-202")).to_have_text(exact_seconds)
+    assert int(exact_seconds.match(meta("M-202").inner_text()).group(1)) < 20
     assert page.errors == []
 
 

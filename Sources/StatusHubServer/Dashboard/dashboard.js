@@ -219,11 +219,25 @@ function applyRecent(events) {
 function setState(map, event, part) {
   const current = map.get(event.entity_id);
   if (!newer(current && current.event, event)) return;
-  // How long it has been in this status: a repeated status (a heartbeat) keeps the moment it started.
-  const status = (event.data || {}).current_status;
-  const same = current && !current.stale && (current.event.data || {}).current_status === status;
-  map.set(event.entity_id, { event, stale: false, since: same ? current.since : event.timestamp });
+  // How long it has been in this status: a repeated status (a heartbeat) keeps the moment it started. A status
+  // the page did not see begin (a snapshot's, or one after staleness) began at this event only if the event says it
+  // changed (`previous_status`); otherwise earlier, at a moment the page cannot know: `since` is then a lower bound.
+  const data = event.data || {};
+  const status = data.current_status;
+  const seen = current && !current.stale;
+  let since = event.timestamp, sinceExact = true;
+  if (seen && (current.event.data || {}).current_status === status) {
+    since = current.since; sinceExact = current.sinceExact;
+  } else if (!seen) {
+    sinceExact = data.previous_status !== undefined && data.previous_status !== status;
+  }
+  map.set(event.entity_id, { event, stale: false, since, sinceExact });
   render(part);
+}
+
+// "for 5 min", or "for ≥ 5 min" when the status began before the page first saw it.
+function timeInStatus(entry) {
+  return `for ${entry.sinceExact === false ? "≥ " : ""}${age(entry.since || entry.event.timestamp)}`;
 }
 
 function markStale(event) {
@@ -318,7 +332,7 @@ const renderers = {
       return h("div", { class: "tile", "data-testid": "tile-" + e.entity_id, "data-status": d.current_status, "data-stale": String(stale), "data-alert": severity },
         h("div", { class: "id" }, e.entity_id),
         h("div", { class: "status" }, d.current_status || "?"),
-        h("div", { class: "meta" }, stale ? `stale · last seen ${age(entry.lastSeen || e.timestamp)} ago` : `for ${age(entry.since || e.timestamp)}`),
+        h("div", { class: "meta" }, stale ? `stale · last seen ${age(entry.lastSeen || e.timestamp)} ago` : timeInStatus(entry)),
         d.oee_percentage !== undefined ? h("div", { class: "meta" }, `OEE ${d.oee_percentage} %`) : null,
         alert ? h("div", { class: "alert", "data-testid": "tile-alert-" + e.entity_id, title: describe(alert) },
           h("div", {}, h("b", {}, `⚠ ${severity}`), ` · ${age(alert.timestamp)} ago`), h("span", {}, alertText(alert))) : null);
