@@ -54,6 +54,7 @@ extension Catalog {
             parts.append("`\(field)` transitions listed (not enforced)")
         }
         if let feed = declaration["feed"] { parts.append("alert feed: " + feedSummary(feed)) }
+        if let field = declaration["status_since"]?["field"]?.stringValue { parts.append("states stamped `status_since` of `\(field)`") }
         return parts.isEmpty ? "—" : parts.joined(separator: "; ")
     }
 

@@ -19,7 +19,7 @@ struct CatalogBuilder {
     static let categoryKeys = ["description", "seed"]
     static let eventKeys = [
         "description", "seed", "category", "carries_state", "entity_types", "line", "data", "for_entity", "rules",
-        "transitions", "example_valid", "example_invalid", "published_by", "restricted", "feed",
+        "transitions", "example_valid", "example_invalid", "published_by", "restricted", "feed", "status_since",
     ]
     static let fieldKeys = [
         "description", "type", "required", "enum", "min", "max", "min_length", "max_length", "fields", "items",
@@ -238,6 +238,7 @@ struct CatalogBuilder {
         let rules = try member("rules").map { try crossFieldRules($0, fields: dataFields) } ?? []
         if let transitions = member("transitions") { try checkTransitions(transitions, fields: dataFields, entityTypes: allowed) }
         if let feed = member("feed") { try checkFeed(feed, fields: dataFields + perEntity.values.joined(), entityTypes: allowed) }
+        if let statusSince = member("status_since") { try checkStatusSince(statusSince, fields: dataFields, carriesState: carriesState) }
 
         var restrictedFields: [String: [Restriction.Field]] = [:]
         for type in allowed {

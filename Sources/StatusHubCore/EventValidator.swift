@@ -31,7 +31,7 @@ public struct EventValidator: Sendable {
         }
         var errors: [FieldError] = []
         for key in event.keys.sorted() where !Self.envelopeFields.contains(key) {
-            if key == "event_id" || key == "received_at" || key == "late" {
+            if key == "event_id" || key == "received_at" || key == "late" || key == "status_since" {
                 errors.append(FieldError(field: key, reason: "is assigned by the hub; do not send it"))
             } else {
                 // Found by fuzzing: an empty or huge key must still yield a field a publisher can read.
@@ -110,17 +110,27 @@ public struct EventValidator: Sendable {
         tail.append(("metadata", .object(metadata)))
         tail.append(("received_at", .string(Timestamps.format(receivedAt))))
         if let sequence { tail.append(("sequence", .number(Double(sequence)))) }
-        if tenant != Tenant.defaultName { tail.append(("tenant", .string(tenant))) }
-        tail.append(("timestamp", .string(timestamp)))
-        // The body after the opening brace, `head,tail}`, written straight into one buffer; the late mark's place is
-        // where the head ends.
+        // `status_since` (the engine's stamp) would sort here; the rest is the end.
+        var end: [(key: String, value: JSONValue)] = []
+        if tenant != Tenant.defaultName { end.append(("tenant", .string(tenant))) }
+        end.append(("timestamp", .string(timestamp)))
+        // The body after the opening brace, `head,tail,end}`, written straight into one buffer; the late mark's place
+        // is where the head ends, the status stamp's where the tail does.
         var body: [UInt8] = []
         body.reserveCapacity(512)
         JSONValue.write(memberList: members, into: &body)
         let lateMarkOffset = eventType.carriesState ? body.count + 1 : 0
         body.append(UInt8(ascii: ","))
         JSONValue.write(memberList: tail, into: &body)
+        body.append(UInt8(ascii: ","))
+        let statusSinceOffset = body.count
+        JSONValue.write(memberList: end, into: &body)
         body.append(UInt8(ascii: "}"))
+        let statusSince = eventType.definition.statusSince.flatMap { declared -> StatusSince? in
+            guard case .string(let value)? = data[declared.field], !value.utf8.contains(where: { $0 == 9 || $0 == 10 }) else { return nil }
+            let previous = declared.previous.flatMap { data[$0]?.stringValue }
+            return StatusSince(value: value, timestamp: timestamp, changed: previous.map { $0 != value } ?? false, offset: statusSinceOffset)
+        }
         let prefix = Tenant.prefix(tenant)
         return .valid(ValidatedEvent(
             eventType: eventType, entityType: entityType, entityID: entityID, line: line,
@@ -131,7 +141,8 @@ public struct EventValidator: Sendable {
             sourceRank: stamped.map { SourceOrder.rank($0.moment, sequence: sequence) }, lateMarkOffset: lateMarkOffset,
             tallies: eventType.carriesState
                 ? TallyUpdate.make(entityType: entityType, entityID: entityID, line: line, data: data, tenant: tenant, catalog: catalog)
-                : nil))
+                : nil,
+            statusSince: statusSince))
     }
 
     public static let sequenceRule = "must be a whole number from 0 to 9007199254740991 (the publisher's order of the entity's events)"

@@ -22,10 +22,12 @@ public struct StoredEvent: Sendable, Equatable {
         self.carriesState = carriesState ?? (channels.first.map { Catalog.standard.categoryCarriesState(EventCategory(rawValue: $0)) } ?? false)
     }
 
-    public init(id: EventID, validated event: ValidatedEvent) {
+    /// `event` as stored, stamped `"status_since":since` when its type dates its status and the start is known.
+    public init(id: EventID, validated event: ValidatedEvent, statusSince since: String? = nil) {
+        let body = if let since, let stamp = event.statusSince { stamp.stamping(event.bodyAfterID, since: since) } else { event.bodyAfterID }
         self.init(
             id: id, entityKey: event.entityKey, channels: event.channels,
-            json: Self.assembleJSON(id: id, bodyAfterID: event.bodyAfterID), carriesState: event.carriesState)
+            json: Self.assembleJSON(id: id, bodyAfterID: body), carriesState: event.carriesState)
     }
 
     /// `event` stored as late: older by source time than its entity's cached state, so it is news, not state, and

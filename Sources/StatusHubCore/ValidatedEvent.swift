@@ -23,6 +23,8 @@ public struct ValidatedEvent: Sendable {
     public let lateMarkOffset: Int
     /// The counters and active sets its state counts toward (`TallyUpdate`); nil when its entity type has none.
     public let tallies: TallyUpdate?
+    /// How the engine stamps its `status_since` (`StatusSince`); nil when its type declares none.
+    public let statusSince: StatusSince?
 
     public var category: EventCategory { eventType.category }
 
@@ -41,7 +43,7 @@ public struct ValidatedEvent: Sendable {
     public init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, bodyAfterID: [UInt8],
         idempotencyKey: String? = nil, tenant: String = Tenant.defaultName, sourceRank: String? = nil, lateMarkOffset: Int = 0,
-        tallies: TallyUpdate? = nil
+        tallies: TallyUpdate? = nil, statusSince: StatusSince? = nil
     ) {
         let prefix = Tenant.prefix(tenant)
         self.init(
@@ -50,7 +52,7 @@ public struct ValidatedEvent: Sendable {
                 .map { prefix + $0 },
             carriesState: eventType.carriesState, bodyAfterID: bodyAfterID,
             idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant, sourceRank: sourceRank,
-            lateMarkOffset: lateMarkOffset, tallies: tallies)
+            lateMarkOffset: lateMarkOffset, tallies: tallies, statusSince: statusSince)
     }
 
     /// The same event carrying `key` (unscoped: it gets the event's tenant prefix, as a publisher's key does) as its
@@ -59,14 +61,14 @@ public struct ValidatedEvent: Sendable {
         ValidatedEvent(
             eventType: eventType, entityType: entityType, entityID: entityID, line: line, channels: channels,
             carriesState: carriesState, bodyAfterID: bodyAfterID, idempotencyKey: Tenant.prefix(tenant) + key, tenant: tenant,
-            sourceRank: sourceRank, lateMarkOffset: lateMarkOffset, tallies: tallies)
+            sourceRank: sourceRank, lateMarkOffset: lateMarkOffset, tallies: tallies, statusSince: statusSince)
     }
 
     /// `channels` and `idempotencyKey` are taken as given (already scoped to `tenant`).
     init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, channels: [String],
         carriesState: Bool, bodyAfterID: [UInt8], idempotencyKey: String?, tenant: String = Tenant.defaultName,
-        sourceRank: String? = nil, lateMarkOffset: Int = 0, tallies: TallyUpdate? = nil
+        sourceRank: String? = nil, lateMarkOffset: Int = 0, tallies: TallyUpdate? = nil, statusSince: StatusSince? = nil
     ) {
         self.eventType = eventType
         self.entityType = entityType
@@ -81,5 +83,6 @@ public struct ValidatedEvent: Sendable {
         self.sourceRank = carriesState ? sourceRank : nil
         self.lateMarkOffset = lateMarkOffset
         self.tallies = carriesState ? tallies : nil
+        self.statusSince = carriesState ? statusSince : nil
     }
 }

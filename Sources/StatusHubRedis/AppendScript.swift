@@ -50,7 +50,8 @@ import Synchronization
 /// ARGV: [pub/sub channel, history max length, history max age ms (0 = off), idempotency window seconds, index of
 /// this call's record in KEYS, index of the first record to delete, now (ISO-8601), shift in effect, its end (ms),
 /// index key prefix, counter descriptor lines, the tally key tag (`RedisKeys.tallyTag`), then per event: routing header, body after id, ttl, idempotency
-/// key's index in KEYS, claim, recall, source rank, late-mark offset, tally argument]
+/// key's index in KEYS, claim, recall, source rank, late-mark offset, tally argument, status argument
+/// (`StatusSince.scriptArgument`)]
 /// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds; recall is
 /// "<index of a call record in KEYS> <1-based position>" for a hub key; indexes, claim and recall are "" when
 /// absent.
@@ -163,10 +164,10 @@ enum AppendScript {
           return table.concat(newList, '\t')
         end
 
-        for i = 1, (#ARGV - 12) / 9 do
-          local a = 9 * i + 4
+        for i = 1, (#ARGV - 12) / 10 do
+          local a = 10 * i + 3
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-          local rank, lateAt, tally = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
+          local rank, lateAt, tally, dated = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
           local key = KEYS[5 + i]
           -- On a Redis Cluster the key carries its partition's hash tag first (`{p3}@acme:resource:…`).
           local name = string.byte(key) == 123 and string.match(key, '^{[^}]*}(.*)$') or key
@@ -194,20 +195,35 @@ enum AppendScript {
           elseif not claimed then
             results[i] = 's'
           else
-            -- What the hub keeps of the entity beside its state: `<rank>` and its tally entries after a newline.
-            local held = (rank ~= '' or tally ~= '' or claim ~= '') and redis.call('HGET', facts, key) or false
+            -- What the hub keeps of the entity beside its state: `<rank>[\t<status>\t<since>]` and its tally entries
+            -- after a newline (the status and the start it is known to have held it from, '' unknown: `StatusSince`).
+            local held = (rank ~= '' or tally ~= '' or claim ~= '' or dated ~= '') and redis.call('HGET', facts, key) or false
             local heldRank, heldEntries = '', ''
             if held then heldRank, heldEntries = string.match(held, '^([^\n]*)\n?(.*)$') end
+            local statusPart = string.match(heldRank, '\t.*$')
+            if statusPart then heldRank = string.sub(heldRank, 1, #heldRank - #statusPart) else statusPart = '' end
             if claim ~= '' then
               redis.call('HDEL', shadows, key)
               redis.call('ZREM', deadlines, key)
-              heldRank = ''
+              heldRank, statusPart = '', ''
             end
             local late = rank ~= '' and heldRank ~= '' and older(rank, heldRank)
             if late then
               header = '~' .. header
               local at = tonumber(lateAt)
               body = string.sub(body, 1, at) .. '"late":true,' .. string.sub(body, at + 1)
+            elseif dated ~= '' then
+              local at, status, time, changed = string.match(dated, '^(%d+)\t([^\t]*)\t([^\t]*)\t(%d)$')
+              local hadStatus, hadSince = string.match(statusPart, '^\t([^\t]*)\t(.*)$')
+              local since
+              if hadStatus == status then since = hadSince
+              elseif hadStatus or changed == '1' then since = time
+              else since = '' end
+              if since ~= '' then
+                at = tonumber(at)
+                body = string.sub(body, 1, at) .. '"status_since":"' .. since .. '",' .. string.sub(body, at + 1)
+              end
+              statusPart = '\t' .. status .. '\t' .. since
             end
             local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', header, 'b', body)
             local json = '{"event_id":"' .. id .. '",' .. body
@@ -225,7 +241,7 @@ enum AppendScript {
             end
             if idemKey then redis.call('SET', idemKey, id, 'EX', window) end
             redis.call('PUBLISH', channel, message)
-            if not late and (claim ~= '' or rank ~= '' or tally ~= '') then
+            if not late and (claim ~= '' or rank ~= '' or tally ~= '' or dated ~= '') then
               local entries = heldEntries
               if claim ~= '' then
                 entries = retally(heldEntries, nil, id)
@@ -233,6 +249,7 @@ enum AppendScript {
                 entries = retally(heldEntries, tally, id)
               end
               if rank ~= '' then heldRank = rank end
+              if heldRank ~= '' then heldRank = heldRank .. statusPart end
               local value = entries ~= '' and (heldRank .. '\n' .. entries) or heldRank
               if value == '' then
                 if held then redis.call('HDEL', facts, key) end
@@ -298,7 +315,7 @@ enum AppendScript {
         for event in events { arguments.append(Array(keys.stored(event.entityKey).utf8)) }
         let fixedKeys = 5 + events.count
         var perEvent: [[UInt8]] = []
-        perEvent.reserveCapacity(events.count * 9)
+        perEvent.reserveCapacity(events.count * 10)
         var counterLines: [String] = []
         var described = Set<String>()
         for (event, claim) in zip(events, claims) {
@@ -339,6 +356,7 @@ enum AppendScript {
             } else {
                 perEvent.append([])
             }
+            perEvent.append(event.statusSince.map { Array($0.scriptArgument.utf8) } ?? [])
         }
         for key in extraKeys { arguments.append(Array(key.utf8)) }
         var keyCount = fixedKeys + extraKeys.count

@@ -18,6 +18,8 @@ public final class MemoryEngine: Engine {
         var indexes: [String]
         /// Its `SourceOrder` rank: a later event of lower rank is late and does not replace it.
         var rank: String?
+        /// Its status value and since when the entity is known to hold it (`StatusSince`), when its type dates it.
+        var status: (value: String, since: String?)?
     }
 
     /// When a cached state expires. Superseded entries stay in the heap and are skipped when they come due (the
@@ -102,14 +104,17 @@ public final class MemoryEngine: Engine {
         let late = event.carriesState && event.sourceRank.map { rank in
             state.latest[event.entityKey]?.rank.map { SourceOrder.isOlder(rank, than: $0) } ?? false
         } ?? false
-        let stored = late ? StoredEvent(id: id, lateEvent: event) : StoredEvent(id: id, validated: event)
+        let held = late ? nil : state.latest[event.entityKey]?.status
+        let status = event.statusSince.map { stamp in (value: stamp.value, since: stamp.start(held: held)) } ?? held
+        let stored = late ? StoredEvent(id: id, lateEvent: event) : StoredEvent(id: id, validated: event, statusSince: status?.since)
         if event.carriesState && !late {
             let ttl = config.cacheTTL.seconds(for: event.entityType)
             // A TTL of 0 or less keeps the state until it is replaced.
             let expiresAt = ttl > 0 ? now.advanced(by: .seconds(ttl)) : now.advanced(by: .seconds(Int64.max / 4))
             let indexes = event.snapshotIndexes
             let previous = state.latest.updateValue(
-                CachedState(event: stored, expiresAt: expiresAt, indexes: indexes, rank: event.sourceRank), forKey: event.entityKey)
+                CachedState(event: stored, expiresAt: expiresAt, indexes: indexes, rank: event.sourceRank, status: status),
+                forKey: event.entityKey)
             if previous?.indexes != indexes {
                 for name in previous?.indexes ?? [] where !indexes.contains(name) {
                     state.indexes[name]?.remove(event.entityKey)

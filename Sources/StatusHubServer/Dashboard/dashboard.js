@@ -219,14 +219,17 @@ function applyRecent(events) {
 function setState(map, event, part) {
   const current = map.get(event.entity_id);
   if (!newer(current && current.event, event)) return;
-  // How long it has been in this status: a repeated status (a heartbeat) keeps the moment it started. A status
-  // the page did not see begin (a snapshot's, or one after staleness) began at this event only if the event says it
-  // changed (`previous_status`); otherwise earlier, at a moment the page cannot know: `since` is then a lower bound.
+  // How long it has been in this status. The hub stamps `status_since` when it knows (it saw the status begin, or
+  // the event said it changed). Otherwise: a repeated status (a heartbeat) keeps the moment the page saw it start; a
+  // status the page did not see begin (a snapshot's, or one after staleness) began at this event only if the event
+  // says it changed (`previous_status`), else earlier, at a moment nobody knows: `since` is then a lower bound.
   const data = event.data || {};
   const status = data.current_status;
   const seen = current && !current.stale;
   let since = event.timestamp, sinceExact = true;
-  if (seen && (current.event.data || {}).current_status === status) {
+  if (event.status_since) {
+    since = event.status_since;
+  } else if (seen && (current.event.data || {}).current_status === status) {
     since = current.since; sinceExact = current.sinceExact;
   } else if (!seen) {
     sinceExact = data.previous_status !== undefined && data.previous_status !== status;
