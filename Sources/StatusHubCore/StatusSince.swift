@@ -6,7 +6,8 @@
 /// when the engine held an earlier value or the event names a different previous one, and otherwise has an unknown
 /// start. A late state (older by source time) is news: neither stamped nor remembered. Staleness forgets the entity.
 public struct StatusSince: Sendable, Hashable {
-    /// The status field's value (a status, enum or string: `checkStatusSince` requires it).
+    /// The status field's value (a status, enum or string: `checkStatusSince` requires it; `EventValidator` dates
+    /// no value holding a tab or a newline, which separate what the Redis append script keeps of an entity).
     public let value: String
     /// The event's `timestamp`, as sent.
     public let timestamp: String
@@ -42,8 +43,4 @@ public struct StatusSince: Sendable, Hashable {
         bytes.append(UInt8(ascii: ","))
         return bytes
     }
-
-    /// The argument the Redis append script reads: offset, value, timestamp and changed, tab-separated (none of them
-    /// holds a tab or a newline: `EventValidator` stamps no value that does, and timestamps are ISO-8601).
-    public var scriptArgument: String { "\(offset)\t\(value)\t\(timestamp)\t\(changed ? 1 : 0)" }
 }

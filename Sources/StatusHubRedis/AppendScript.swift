@@ -50,8 +50,10 @@ import Synchronization
 /// ARGV: [pub/sub channel, history max length, history max age ms (0 = off), idempotency window seconds, index of
 /// this call's record in KEYS, index of the first record to delete, now (ISO-8601), shift in effect, its end (ms),
 /// index key prefix, counter descriptor lines, the tally key tag (`RedisKeys.tallyTag`), then per event: routing header, body after id, ttl, idempotency
-/// key's index in KEYS, claim, recall, source rank, late-mark offset, tally argument, status argument
-/// (`StatusSince.scriptArgument`)]
+/// key's index in KEYS, claim, recall, source rank, late-mark offset, tally argument, and for a dated state
+/// (`StatusSince`) the body's part after where `status_since` goes (the body argument is the part before), the
+/// status value, the event's timestamp, and "1" when the event names a different previous value ("0" else); those
+/// four are empty for other events]
 /// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds; recall is
 /// "<index of a call record in KEYS> <1-based position>" for a hub key; indexes, claim and recall are "" when
 /// absent.
@@ -164,10 +166,12 @@ enum AppendScript {
           return table.concat(newList, '\t')
         end
 
-        for i = 1, (#ARGV - 12) / 10 do
-          local a = 10 * i + 3
+        for i = 1, (#ARGV - 12) / 13 do
+          local a = 13 * i
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-          local rank, lateAt, tally, dated = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
+          local rank, lateAt, tally = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
+          -- A dated state (`StatusSince`): its body arrives in two parts, split where `status_since` goes.
+          local tail, value, time, changed = ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12]
           local key = KEYS[5 + i]
           -- On a Redis Cluster the key carries its partition's hash tag first (`{p3}@acme:resource:…`).
           local name = string.byte(key) == 123 and string.match(key, '^{[^}]*}(.*)$') or key
@@ -197,33 +201,32 @@ enum AppendScript {
           else
             -- What the hub keeps of the entity beside its state: `<rank>[\t<status>\t<since>]` and its tally entries
             -- after a newline (the status and the start it is known to have held it from, '' unknown: `StatusSince`).
-            local held = (rank ~= '' or tally ~= '' or claim ~= '' or dated ~= '') and redis.call('HGET', facts, key) or false
-            local heldRank, heldEntries = '', ''
+            local held = (rank ~= '' or tally ~= '' or claim ~= '' or value ~= '') and redis.call('HGET', facts, key) or false
+            local heldRank, heldEntries, statusPart = '', '', ''
             if held then heldRank, heldEntries = string.match(held, '^([^\n]*)\n?(.*)$') end
-            local statusPart = string.match(heldRank, '\t.*$')
-            if statusPart then heldRank = string.sub(heldRank, 1, #heldRank - #statusPart) else statusPart = '' end
+            -- Plain finds and byte checks, not patterns: this runs for every state of a dated type.
+            local tab = string.find(heldRank, '\t', 1, true)
+            if tab then statusPart, heldRank = string.sub(heldRank, tab), string.sub(heldRank, 1, tab - 1) end
             if claim ~= '' then
               redis.call('HDEL', shadows, key)
               redis.call('ZREM', deadlines, key)
               heldRank, statusPart = '', ''
             end
             local late = rank ~= '' and heldRank ~= '' and older(rank, heldRank)
+            if value ~= '' and late then body = body .. tail end
             if late then
               header = '~' .. header
               local at = tonumber(lateAt)
               body = string.sub(body, 1, at) .. '"late":true,' .. string.sub(body, at + 1)
-            elseif dated ~= '' then
-              local at, status, time, changed = string.match(dated, '^(%d+)\t([^\t]*)\t([^\t]*)\t(%d)$')
-              local hadStatus, hadSince = string.match(statusPart, '^\t([^\t]*)\t(.*)$')
+            elseif value ~= '' then
               local since
-              if hadStatus == status then since = hadSince
-              elseif hadStatus or changed == '1' then since = time
-              else since = '' end
-              if since ~= '' then
-                at = tonumber(at)
-                body = string.sub(body, 1, at) .. '"status_since":"' .. since .. '",' .. string.sub(body, at + 1)
+              if statusPart ~= '' and string.find(statusPart, value, 2, true) == 2 and string.byte(statusPart, #value + 2) == 9 then
+                since = string.sub(statusPart, #value + 3)
+              else
+                since = (statusPart ~= '' or changed == '1') and time or ''
+                statusPart = '\t' .. value .. '\t' .. since
               end
-              statusPart = '\t' .. status .. '\t' .. since
+              if since ~= '' then body = body .. '"status_since":"' .. since .. '",' .. tail else body = body .. tail end
             end
             local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', header, 'b', body)
             local json = '{"event_id":"' .. id .. '",' .. body
@@ -241,7 +244,7 @@ enum AppendScript {
             end
             if idemKey then redis.call('SET', idemKey, id, 'EX', window) end
             redis.call('PUBLISH', channel, message)
-            if not late and (claim ~= '' or rank ~= '' or tally ~= '' or dated ~= '') then
+            if not late and (claim ~= '' or rank ~= '' or tally ~= '' or value ~= '') then
               local entries = heldEntries
               if claim ~= '' then
                 entries = retally(heldEntries, nil, id)
@@ -315,12 +318,13 @@ enum AppendScript {
         for event in events { arguments.append(Array(keys.stored(event.entityKey).utf8)) }
         let fixedKeys = 5 + events.count
         var perEvent: [[UInt8]] = []
-        perEvent.reserveCapacity(events.count * 10)
+        perEvent.reserveCapacity(events.count * 13)
         var counterLines: [String] = []
         var described = Set<String>()
         for (event, claim) in zip(events, claims) {
             perEvent.append(Array(event.routingHeader.utf8))
-            perEvent.append(event.bodyAfterID)
+            // A dated state's body goes in two parts, split where `status_since` goes (the script joins them).
+            perEvent.append(Array(event.bodyAfterID[..<(event.statusSince?.offset ?? event.bodyAfterID.count)]))
             if event.carriesState {
                 perEvent.append(Array(String(max(0, config.cacheTTL.seconds(for: event.entityType))).utf8))
             } else {
@@ -356,7 +360,14 @@ enum AppendScript {
             } else {
                 perEvent.append([])
             }
-            perEvent.append(event.statusSince.map { Array($0.scriptArgument.utf8) } ?? [])
+            if let dated = event.statusSince {
+                perEvent.append(Array(event.bodyAfterID[dated.offset...]))
+                perEvent.append(Array(dated.value.utf8))
+                perEvent.append(Array(dated.timestamp.utf8))
+                perEvent.append(dated.changed ? [UInt8(ascii: "1")] : [UInt8(ascii: "0")])
+            } else {
+                perEvent.append(contentsOf: [[], [], [], []])
+            }
         }
         for key in extraKeys { arguments.append(Array(key.utf8)) }
         var keyCount = fixedKeys + extraKeys.count
