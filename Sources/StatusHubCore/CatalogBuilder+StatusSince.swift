@@ -31,12 +31,3 @@ extension CatalogBuilder {
         }
     }
 }
-
-extension EventType.Definition {
-    /// The data field whose value's start the engines stamp as `status_since`, and the field naming the previous
-    /// value, when the type declares `status_since` (`CatalogBuilder.checkStatusSince`).
-    public var statusSince: (field: String, previous: String?)? {
-        guard let field = declaration["status_since"]?["field"]?.stringValue else { return nil }
-        return (field, declaration["status_since"]?["previous"]?.stringValue)
-    }
-}

@@ -113,7 +113,11 @@ public struct EventType: Hashable, Sendable, CustomStringConvertible {
         /// Who may see its events, and which of their fields (seed 003 §12.1).
         public let restriction: Restriction
         /// Whether its events belong in a supervisor's alert feed (a `feed` key in its declaration).
-        public var inFeed: Bool { declaration["feed"] != nil }
+        public let inFeed: Bool
+        /// The data field whose value's start the engines stamp as `status_since`, and the field naming the previous
+        /// value, when the type declares `status_since` (`CatalogBuilder.checkStatusSince`). Read from the
+        /// declaration once: every event of the type asks.
+        public let statusSince: (field: String, previous: String?)?
 
         init(
             name: String, description: String?, category: EventCategory, carriesState: Bool, publishable: Bool,
@@ -130,6 +134,10 @@ public struct EventType: Hashable, Sendable, CustomStringConvertible {
             self.entityTypes = entityTypes
             self.schemas = schemas
             self.declaration = declaration
+            self.inFeed = declaration["feed"] != nil
+            self.statusSince = declaration["status_since"]?["field"]?.stringValue.map { field in
+                (field, declaration["status_since"]?["previous"]?.stringValue)
+            }
             self.validExamples = validExamples
             self.invalidExamples = invalidExamples
         }

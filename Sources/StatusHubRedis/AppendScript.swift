@@ -213,8 +213,8 @@ enum AppendScript {
               heldRank, statusPart = '', ''
             end
             local late = rank ~= '' and heldRank ~= '' and older(rank, heldRank)
-            if value ~= '' and late then body = body .. tail end
             if late then
+              if value ~= '' then body = body .. tail end
               header = '~' .. header
               local at = tonumber(lateAt)
               body = string.sub(body, 1, at) .. '"late":true,' .. string.sub(body, at + 1)
@@ -323,8 +323,9 @@ enum AppendScript {
         var described = Set<String>()
         for (event, claim) in zip(events, claims) {
             perEvent.append(Array(event.routingHeader.utf8))
-            // A dated state's body goes in two parts, split where `status_since` goes (the script joins them).
-            perEvent.append(Array(event.bodyAfterID[..<(event.statusSince?.offset ?? event.bodyAfterID.count)]))
+            // A dated state's body goes in two parts, split where `status_since` goes (the script joins them); any
+            // other event's whole, uncopied.
+            perEvent.append(event.statusSince.map { Array(event.bodyAfterID[..<$0.offset]) } ?? event.bodyAfterID)
             if event.carriesState {
                 perEvent.append(Array(String(max(0, config.cacheTTL.seconds(for: event.entityType))).utf8))
             } else {
