@@ -181,8 +181,13 @@ public final class MQTTBridge: IngestBridge {
 
     private func route(_ message: MQTTMessage, receivedAt: Date, drafts: inout [Draft], commands: inout [MQTTMessage]) {
         if config.sparkplug != nil, message.topic.hasPrefix(SparkplugTopic.namespace + "/") {
-            // STATE of host applications (this one's too) and anything else outside a node's messages: not ours.
-            guard let topic = SparkplugTopic(message.topic) else { return }
+            guard let topic = SparkplugTopic(message.topic) else {
+                // STATE of host applications (this one's too) is not ours; anything else in the namespace is malformed.
+                if !SparkplugTopic.isHostState(message.topic) {
+                    refuse(topic: message.topic, "not a Sparkplug B node or device topic (spBv1.0/<group>/<type>/<node>[/<device>])")
+                }
+                return
+            }
             let key = Self.key(topic: message.topic, payload: message.payload)
             let output = host.withLock { $0.receive(topic: topic, payload: message.payload, key: key, now: .now) }
             collect(output, origin: message.topic, drafts: &drafts, commands: &commands)

@@ -236,6 +236,27 @@ struct MQTTBridgeTests {
         }
     }
 
+    @Test("Sparkplug: a malformed topic in the namespace is counted and logged as refused; another host's STATE is not")
+    func malformedSparkplugTopic() async throws {
+        try await withMosquitto { broker in
+            try await withHub(engine: .memory, configure: { Self.sparkplug(&$0, broker: broker) }) { hub in
+                let publisher = try await Self.publisher(broker)
+                defer { Task { await publisher.stop() } }
+                // One publisher's messages arrive in order: the STATE is handled before the two after it.
+                for topic in ["spBv1.0/STATE/another-host", "spBv1.0/G1/XDATA/Line-8/SP-1", "spBv1.0/G1/DDATA/Line-8"] {
+                    try publisher.publish(MQTTMessage(topic: topic, payload: Array("x".utf8)))
+                }
+                try await eventually("the malformed topics refused", timeout: .seconds(20)) {
+                    (try? await Self.counter("messages_refused", port: hub.port)) ?? 0 >= 2
+                }
+                try await Task.sleep(for: .milliseconds(200))
+                #expect(try await Self.counter("messages_refused", port: hub.port) == 2)
+                #expect(try await Self.counter("messages_received", port: hub.port) >= 3)
+                #expect(try await Self.counter("events_mapped", port: hub.port) == 0)
+            }
+        }
+    }
+
     @Test("Sparkplug: a seq gap not filled within the reorder timeout maps what waited and asks the node to rebirth")
     func sequenceGap() async throws {
         try await withMosquitto { broker in

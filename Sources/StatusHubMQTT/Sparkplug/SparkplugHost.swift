@@ -142,7 +142,7 @@ public struct SparkplugHost: Sendable {
         // is dated when the host hears it (and never before the device's newest status, whatever the clocks say).
         let heard = Self.milliseconds(Date())
         for device in node.devices.keys.sorted() where node.devices[device]!.online {
-            let timestamp = Self.timestamp(max(heard, node.devices[device]!.lastTimestamp + 1))
+            let timestamp = Self.timestamp(max(heard, node.devices[device]!.lastTimestamp + 1))  // datable: never overflows
             node.devices[device]!.online = false
             let previous = node.devices[device]!.lastStatus
             node.devices[device]!.lastStatus = config.offlineStatus
@@ -228,7 +228,9 @@ public struct SparkplugHost: Sendable {
         case .deviceDeath:
             guard let device = topic.device, nodes[nodeKey]?.devices[device]?.online == true else { return }
             let previous = nodes[nodeKey]?.devices[device]?.lastStatus
-            let dated = max(payload.hasTimestamp ? payload.timestamp : Self.milliseconds(Date()), (nodes[nodeKey]?.devices[device]?.lastTimestamp ?? 0) + 1)
+            // A death dated past what the hub can store is dated when heard, as a will's would be.
+            let sent = payload.hasTimestamp && payload.timestamp <= Self.latestDatable ? payload.timestamp : Self.milliseconds(Date())
+            let dated = max(sent, (nodes[nodeKey]?.devices[device]?.lastTimestamp ?? 0) + 1)
             nodes[nodeKey]?.devices[device]?.online = false
             nodes[nodeKey]?.devices[device]?.lastStatus = config.offlineStatus
             output.events.append(statusEvent(
@@ -269,6 +271,12 @@ public struct SparkplugHost: Sendable {
             }
             if name.hasPrefix("Device Control/") || name.hasPrefix("Properties/") || metric.isNull { continue }
             let timestamp = metric.hasTimestamp ? metric.timestamp : payloadTimestamp
+            if let timestamp, timestamp > Self.latestDatable {
+                // Refused here, not only by the validator: a status dated past year 9999 must not become the device's
+                // newest time, which a death is dated after.
+                output.refusals.append("\(topic.description): metric '\(name)' is dated \(timestamp) ms, past 9999-12-31")
+                continue
+            }
             if name == config.statusMetric {
                 guard let raw = Self.text(of: metric) else {
                     output.refusals.append("\(topic.description): status metric '\(name)' has no value that names a status")
@@ -371,11 +379,21 @@ public struct SparkplugHost: Sendable {
 
     /// Milliseconds since the epoch as the envelope's ISO-8601 timestamp; nil: now.
     static func timestamp(_ milliseconds: UInt64?) -> String {
-        let date = milliseconds.map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? Date()
-        return date.formatted(Self.iso8601)
+        guard let milliseconds else { return Date().formatted(Self.iso8601) }
+        // Through a `Date` (a Double of seconds) a count of milliseconds came out one early about half the time
+        // (…825678 as .677Z, …825001 as .000Z), so a death dated a millisecond after a status could read as the same
+        // moment: whole seconds are formatted, the milliseconds written as they are.
+        let seconds = Date(timeIntervalSince1970: Double(milliseconds / 1000)).formatted(Self.wholeSeconds)
+        let fraction = String(milliseconds % 1000)
+        return String(seconds.dropLast()) + "." + String(repeating: "0", count: 3 - fraction.count) + fraction + "Z"
     }
 
     static func milliseconds(_ date: Date) -> UInt64 { UInt64(max(0, date.timeIntervalSince1970 * 1000)) }
 
+    /// 9999-12-31T23:59:59.999Z, the last moment an event's `timestamp` may name (`EventValidator`): every time a
+    /// device keeps is at most this, so dating a death one millisecond after it cannot overflow.
+    static let latestDatable: UInt64 = 253_402_300_799_999
+
     private static let iso8601 = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    private static let wholeSeconds = Date.ISO8601FormatStyle()
 }

@@ -46,4 +46,10 @@ public struct SparkplugTopic: Sendable, Equatable, Hashable {
 
     /// `spBv1.0/STATE/<host_id>`: where a host application says it is online (retained).
     public static func state(hostID: String) -> String { "\(namespace)/STATE/\(hostID)" }
+
+    /// Whether `topic` is a host application's STATE topic.
+    public static func isHostState(_ topic: String) -> Bool {
+        let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
+        return levels.count == 3 && levels[0] == namespace && levels[1] == "STATE" && !levels[2].isEmpty
+    }
 }
