@@ -54,22 +54,27 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 
     /// Decides an upgrade request on the channel's event loop.
     typealias Decide = @Sendable (HTTPRequestHead, any Channel, Logger) -> Decision
+    /// Whether the node takes a WebSocket upgrade of this request now: `Upgrade` is taken off any other
+    /// (`UpgradeOfferScreen`).
+    typealias TakesUpgrade = @Sendable (HTTPRequestHead) -> Bool
 
     let responder: HTTPChannelHandler.Responder
     let configuration: HTTP1Channel.Configuration
     let maxFrameSize: Int
     let decide: Decide
+    let takesUpgrade: TakesUpgrade
     /// `POST /v1/events` below Hummingbird (`IngestHandler`).
     let ingest: IngestController
 
     init(
         responder: @escaping HTTPChannelHandler.Responder, configuration: HTTP1Channel.Configuration, maxFrameSize: Int,
-        decide: @escaping Decide, ingest: IngestController
+        decide: @escaping Decide, takesUpgrade: @escaping TakesUpgrade, ingest: IngestController
     ) {
-        self.responder = Self.redirectingLateUpgrades(responder)
+        self.responder = Self.redirectingLateUpgrades(responder, takesUpgrade: takesUpgrade)
         self.configuration = configuration
         self.maxFrameSize = maxFrameSize
         self.decide = decide
+        self.takesUpgrade = takesUpgrade
         self.ingest = ingest
     }
 
@@ -133,6 +138,8 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             pipeline.decoderConfiguration.maxHeaderListSize = http.httpDecoder.maxHeaderListSize
             pipeline.decoderConfiguration.maxHeaderFieldCount = http.httpDecoder.maxHeaderFieldCount
             let outcome = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<Outcome>.self)
+            try channel.pipeline.syncOperations.addHandler(UpgradeOfferScreen(takesUpgrade: takesUpgrade), position: .before(upgradeHandler))
             return Value(outcome: outcome, channel: channel)
         }
     }
@@ -162,12 +169,16 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
 
-    /// NIO reads an upgrade only as a connection's first request. A later request asking for one is sent to a new
-    /// connection (307 to itself, then close), as Hummingbird does.
-    private static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
+    /// NIO reads an upgrade only as a connection's first request. A later request asking for one the node takes is
+    /// sent to a new connection (307 to itself, then close), as Hummingbird does; any other is served as it is.
+    private static func redirectingLateUpgrades(
+        _ responder: @escaping HTTPChannelHandler.Responder, takesUpgrade: @escaping TakesUpgrade
+    ) -> HTTPChannelHandler.Responder {
         struct RedirectedUpgrade: Error {}
         return { (request: Request, writer: consuming ResponseWriter, channel: any Channel) in
-            guard request.headers[.upgrade] == "websocket" else { return try await responder(request, writer, channel) }
+            guard request.headers[.upgrade]?.lowercased().contains("websocket") == true,
+                takesUpgrade(HTTPRequestHead(version: .http1_1, method: .GET, uri: request.uri.description))
+            else { return try await responder(request, writer, channel) }
             let location = request.uri.query.map { "\(request.uri.path)?\($0)" } ?? request.uri.path
             try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))
             throw RedirectedUpgrade()

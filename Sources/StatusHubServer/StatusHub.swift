@@ -100,7 +100,8 @@ public struct StatusHub: Sendable {
         return HTTPServerBuilder { [tls] responder in
             let channel = GuardedHTTP1Channel(
                 base: HubHTTP1Channel(
-                    responder: responder, configuration: http1, maxFrameSize: maxFrameBytes, decide: decide, ingest: ingest),
+                    responder: responder, configuration: http1, maxFrameSize: maxFrameBytes, decide: decide,
+                    takesUpgrade: { upgrade.takesUpgrade($0) }, ingest: ingest),
                 deadline: timeout, maxBodyBytes: maxBodyBytes, decoderLimits: http1.httpDecoder)
             return try tls.map { try TLSChannel(channel, tlsConfiguration: $0) } ?? channel
         }

@@ -41,6 +41,13 @@ final class WebSocketUpgrade: Sendable {
             latency: hub.latency)
     }
 
+    /// Whether this node takes a WebSocket upgrade of `head`'s target now (`HubHTTP1Channel.TakesUpgrade`): `/v1/ws`,
+    /// while the node is not draining. Any other request's `Upgrade` is ignored, so a draining node answers the
+    /// handshake as `GET /v1/ws`'s route does, 503 naming `node`.
+    func takesUpgrade(_ head: HTTPRequestHead) -> Bool {
+        head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first == "/v1/ws" && !draining.isSet
+    }
+
     /// Decides an upgrade request (`HubHTTP1Channel.Decide`), on the connection's event loop: `GET /v1/ws` while the
     /// node is not draining, counted against the connection limits; a refused client is upgraded only to be closed
     /// with a code saying why (`HubAccess.Decision`), the token is verified right after the handshake. A query that
