@@ -45,6 +45,12 @@ struct IngestController: Sendable {
         return try await ingest(received, admitted).response
     }
 
+    private func shuttingDown() -> HTTPAnswer {
+        JSONResponse.unavailable(
+            field: "node", reason: "shutting down; nothing was stored, send it to another node", outcome: "not_stored",
+            headers: [.retryAfter: "1"])
+    }
+
     /// An answer that refuses a request before its body is read.
     struct Refusal: Error {
         var answer: HTTPAnswer
@@ -53,11 +59,7 @@ struct IngestController: Sendable {
     /// Decides from the head alone: authenticated before the body is read, so an unknown publisher costs the node as
     /// little as possible, and a declared body over the limit is refused before it arrives.
     func admit(_ headers: HTTPFields) -> Result<Admitted, Refusal> {
-        if draining.isSet {
-            return .failure(Refusal(answer: JSONResponse.unavailable(
-                field: "node", reason: "shutting down; nothing was stored, send it to another node", outcome: "not_stored",
-                headers: [.retryAfter: "1"])))
-        }
+        if draining.isSet { return .failure(Refusal(answer: shuttingDown())) }
         let publisher: Publisher
         switch keys.authenticate(authorization: headers[.authorization]) {
         case .publisher(let known): publisher = known
@@ -164,18 +166,22 @@ struct IngestController: Sendable {
         metrics.eventsRejected.increment(by: Int64(reply.rejected.count))
 
         if !valid.isEmpty {
+            // Admitted before the node began shutting down, appending after it closed: its subscribers are gone.
+            guard watermark.beginAppend() else { return shuttingDown() }
+            var stored: [(partition: Int, id: EventID)] = []
+            defer { watermark.endAppend(acknowledging: stored) }
             do {
                 let results = try await engine.append(valid.map(\.event))
                 for (item, appended) in zip(valid, results) { reply.accept(index: item.index, appended) }
-                watermark.acknowledged(acknowledgements(valid.map(\.event), results.map(Optional.some)))
+                stored = acknowledgements(valid.map(\.event), results.map(Optional.some))
                 metrics.eventsAccepted.increment(by: Int64(results.count(where: { !$0.duplicate })))
                 metrics.duplicatesAcknowledged.increment(by: Int64(results.count(where: { $0.duplicate })))
             } catch let unavailable as EngineUnavailable {
                 metrics.ingestUnavailable.increment()
-                let stored = unavailable.stored.compactMap { $0 }
-                watermark.acknowledged(acknowledgements(valid.map(\.event), unavailable.stored))
-                metrics.eventsAccepted.increment(by: Int64(stored.count(where: { !$0.duplicate })))
-                metrics.duplicatesAcknowledged.increment(by: Int64(stored.count(where: { $0.duplicate })))
+                let appended = unavailable.stored.compactMap { $0 }
+                stored = acknowledgements(valid.map(\.event), unavailable.stored)
+                metrics.eventsAccepted.increment(by: Int64(appended.count(where: { !$0.duplicate })))
+                metrics.duplicatesAcknowledged.increment(by: Int64(appended.count(where: { $0.duplicate })))
                 return unavailableResponse(unavailable, events: valid.map(\.index))
             }
         }

@@ -56,7 +56,7 @@ public struct StatusHub: Sendable {
     func drain(logger: Logger) async {
         draining.set()
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(config.server.shutdownGraceSeconds * 1000)))
-        while !fanOut.watermark.caughtUp, ContinuousClock.now < deadline {
+        while !fanOut.watermark.closeIfCaughtUp(force: ContinuousClock.now >= deadline) {
             try? await Task.sleep(for: .milliseconds(5))
         }
         let connections = fanOut.openConnections

@@ -82,7 +82,8 @@ struct SeamFilterTests {
     @Test func theWatermarkIsCaughtUpPartitionByPartition() {
         let watermark = DeliveryWatermark()
         #expect(watermark.caughtUp)
-        watermark.acknowledged([(partition: 1, id: EventID(milliseconds: 8, sequence: 0))])
+        #expect(watermark.beginAppend())
+        watermark.endAppend(acknowledging: [(partition: 1, id: EventID(milliseconds: 8, sequence: 0))])
         var ahead = Self.event(60, Self.machine1, key: "resource:machine:M-1").event
         ahead.partition = 0
         watermark.delivered(ahead)
@@ -91,5 +92,23 @@ struct SeamFilterTests {
         caught.partition = 1
         watermark.delivered(caught)
         #expect(watermark.caughtUp)
+    }
+
+    /// The shutdown closes the node to appends only once none is in flight and the fan-out has caught up; an append
+    /// that comes after is refused; the grace's end closes it regardless.
+    @Test func theShutdownWaitsForAppendsInFlight() {
+        let watermark = DeliveryWatermark()
+        #expect(watermark.beginAppend())
+        #expect(!watermark.closeIfCaughtUp())
+        watermark.endAppend(acknowledging: [(partition: 0, id: EventID(milliseconds: 9, sequence: 0))])
+        #expect(!watermark.closeIfCaughtUp())
+        watermark.delivered(Self.event(9, Self.machine1, key: "resource:machine:M-1").event)
+        #expect(watermark.closeIfCaughtUp())
+        #expect(!watermark.beginAppend())
+
+        let stuck = DeliveryWatermark()
+        #expect(stuck.beginAppend())
+        #expect(stuck.closeIfCaughtUp(force: true))
+        #expect(!stuck.beginAppend())
     }
 }

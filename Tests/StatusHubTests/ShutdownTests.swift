@@ -3,6 +3,7 @@ import Logging
 import NIOWebSocket
 import ServiceLifecycle
 import StatusHubCore
+import StatusHubRedis
 import StatusHubServer
 import Testing
 
@@ -40,5 +41,50 @@ struct ShutdownTests {
         #expect(close?.closeCode == .goingAway)
         #expect(close?.reason == CloseCode.goingAway.reason)
         try await running.value
+    }
+
+    /// A request being appended when the shutdown begins (admitted just before it) is answered, and its event reaches
+    /// the node's subscribers before their 1001: the drain used to close the sockets at once, as nothing acknowledged
+    /// was left undelivered, and the event acknowledged a moment later never reached them.
+    @Test func anAppendInFlightAtTheShutdownReachesSubscribersBeforeThe1001() async throws {
+        try await withRedisServer { redis in
+            var config = HubConfig()
+            config.server.host = "127.0.0.1"
+            config.server.port = 0
+            config.server.shutdownGraceSeconds = 10
+            config.redis.url = redis.url
+            config.redis.commandTimeoutSeconds = 10
+            var logger = Logger(label: "test-hub")
+            logger.logLevel = .warning
+            let engine = try RedisEngine(config: config, logger: logger, healthCheckInterval: .seconds(120))
+            let hub = try StatusHub(config: config, engine: engine)
+            let ports = AsyncStream<Int>.makeStream()
+            let group = ServiceGroup(configuration: .init(
+                services: hub.makeServices(logger: logger) { ports.continuation.yield($0) }, logger: logger))
+            let running = Task { try await group.run() }
+            var iterator = ports.stream.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            while !engine.isReady { try await Task.sleep(for: .milliseconds(5)) }
+
+            let socket = try await TestSocket(port: port)
+            try await socket.subscribe(["resource-status"])
+            #expect(try await HTTP.post(port: port, event: SampleEvents.machineStatus("M-before")).status == 202)
+            _ = try await socket.nextEvent()
+
+            // Redis hangs with the append in flight; the shutdown begins; Redis comes back.
+            redis.pause()
+            let inFlight = Task { try await HTTP.post(port: port, event: SampleEvents.machineStatus("M-in-flight")) }
+            try await Task.sleep(for: .milliseconds(300))
+            await group.triggerGracefulShutdown()
+            try await Task.sleep(for: .milliseconds(300))
+            redis.resume()
+
+            #expect(try await inFlight.value.status == 202)
+            let event = try await socket.nextEvent()
+            #expect(event["entity_id"] == .string("M-in-flight"))
+            let close = try await socket.closedByHub()
+            #expect(close?.closeCode == .goingAway)
+            try await running.value
+        }
     }
 }
