@@ -105,7 +105,7 @@ struct Plant {
                     until: rng.exponential(mean: status.dwell), nextStatusReport: 0, nextMetrics: rng.uniform(0, Self.metricsEvery),
                     nextPrediction: rng.uniform(0, Self.predictionEvery)))
             }
-            for n in 1...max(1, options.operatorsPerLine) {
+            for n in stride(from: 1, through: options.operatorsPerLine, by: 1) {
                 operators.append(Operator(
                     id: "O-\(lineIndex + 1)\(String(format: "%02d", n))", line: line, status: rng.chance(0.7) ? "busy" : "available",
                     until: rng.exponential(mean: 15 * 60), nextRefresh: 0))

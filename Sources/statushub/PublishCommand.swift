@@ -49,10 +49,8 @@ struct PublishCommand: AsyncParsableCommand {
     var events: [String] = []
 
     func run() async throws {
+        let endpoint = try HubURL.endpoint(url, "/v1/events")
         let (body, contentType) = try makeBody()
-        guard let endpoint = URL(string: url.trimmingSuffix("/") + "/v1/events") else {
-            throw ValidationError("--url '\(url)' is not a URL")
-        }
         var request = URLRequest(url: endpoint)
         request.httpMethod = "POST"
         request.setValue(contentType, forHTTPHeaderField: "Content-Type")
@@ -63,7 +61,13 @@ struct PublishCommand: AsyncParsableCommand {
         request.httpBody = body
         var resend = Resend(body: body, contentType: contentType)
         for attempt in 0...max(0, retries) {
-            let (data, response) = try await URLSession.shared.data(for: request)
+            let data: Data, response: URLResponse
+            do {
+                (data, response) = try await URLSession.shared.data(for: request)
+            } catch {
+                FileHandle.standardError.write(Data("\(HubURL.unreachable(url, error))\n".utf8))
+                throw ExitCode(1)
+            }
             let http = response as? HTTPURLResponse
             let status = http?.statusCode ?? 0
             // Unbuffered: someone watching a resend loop sees each answer as it comes.
@@ -75,6 +79,12 @@ struct PublishCommand: AsyncParsableCommand {
             try await Task.sleep(for: .seconds(wait))
             request.httpBody = resend.body
             request.setValue(resend.contentType, forHTTPHeaderField: "Content-Type")
+        }
+    }
+
+    func validate() throws {
+        if entity == nil, status != nil || line != nil {
+            throw ValidationError("--status and --line build an event for --entity; give --entity too")
         }
     }
 
@@ -92,9 +102,10 @@ struct PublishCommand: AsyncParsableCommand {
         } else {
             data = FileHandle.standardInput.readDataToEndOfFile()
         }
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        let lines = text.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
-        let isNDJSON = (file?.hasSuffix(".ndjson") ?? false) || (!text.hasPrefix("[") && lines.count > 1)
+        // One JSON text — an array, or one object over as many lines as it likes — goes as JSON; anything else as
+        // NDJSON, whose lines the hub reads one by one.
+        let isOneJSONText = (try? JSONValue.parse(Array(data))) != nil
+        let isNDJSON = (file?.hasSuffix(".ndjson") ?? false) || !isOneJSONText
         return (data, isNDJSON ? "application/x-ndjson" : "application/json")
     }
 

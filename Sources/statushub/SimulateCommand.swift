@@ -63,7 +63,7 @@ struct SimulateCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        guard let endpoint = URL(string: url.trimmingSuffix("/") + "/v1/events") else { throw ValidationError("--url '\(url)' is not a URL") }
+        let endpoint = try HubURL.endpoint(url, "/v1/events")
         var plant = Plant(.init(
             lines: lines, machinesPerLine: machines, operatorsPerLine: operators, workOrdersPerLine: workOrders, silentMachines: silent, seed: seed))
         let apiKey = key ?? ProcessInfo.processInfo.environment["STATUSHUB_API_KEY"]
@@ -101,7 +101,7 @@ struct SimulateCommand: AsyncParsableCommand {
                     }
                 } catch {
                     failures += 1
-                    FileHandle.standardError.write(Data("cannot reach \(url): \(error.localizedDescription); retrying\n".utf8))
+                    FileHandle.standardError.write(Data("\(HubURL.unreachable(url, error)); retrying\n".utf8))
                     try await Task.sleep(for: .seconds(1))
                 }
             }
@@ -114,6 +114,7 @@ struct SimulateCommand: AsyncParsableCommand {
         }
         await edgeNodes?.stop()
         print("done: \(sent) events accepted, \(rejected) refused, \(failures) failed requests")
-        if rejected > 0 { throw ExitCode(1) }
+        // Refusals are the simulator's bugs; a run whose every request failed simulated nothing.
+        if rejected > 0 || (failures > 0 && sent == 0) { throw ExitCode(1) }
     }
 }

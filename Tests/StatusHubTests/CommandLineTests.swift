@@ -273,3 +273,60 @@ extension CommandLineTests {
         }
     }
 }
+
+extension CommandLineTests {
+    /// Runs `statushub` to its end (within a minute) and returns its exit status and what it printed, both streams.
+    func finished(_ arguments: [String]) async throws -> (status: Int32, printed: String) {
+        let output = Pipe()
+        let process = try ChildProcess.spawn(HubProcess.executable.path, arguments, stdout: .pipe(output), stderr: .pipe(output))
+        let exited = await process.exited(within: .seconds(60))
+        if !exited { process.signal(SIGKILL) }
+        try #require(exited, "statushub \(arguments.joined(separator: " ")) did not finish")
+        return (process.terminationStatus, String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
+    /// What a publisher gets wrong on the command line is said in a line: a pretty-printed object in a file is one
+    /// event (it went as NDJSON and was refused line by line), a URL that is no hub's is refused at once (`ftp://`
+    /// spun without end), a hub that is down is named without an error dump, `--status` without `--entity` is
+    /// refused, and `simulate` against a hub that is down exits 1 (it said "failed requests" and exited 0).
+    @Test func publishAndSimulateSayWhatIsWrong() async throws {
+        try await withHub(engine: .memory) { hub in
+            let hubURL = "http://127.0.0.1:\(hub.port)"
+            let event = try JSONSerialization.jsonObject(with: Data(SampleEvents.alert("M-PRETTY").utf8))
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("pretty-\(UUID().uuidString).json")
+            try JSONSerialization.data(withJSONObject: event, options: [.prettyPrinted]).write(to: file)
+            defer { try? FileManager.default.removeItem(at: file) }
+
+            let pretty = try await finished(["publish", "--url", hubURL, "--file", file.path])
+            #expect(pretty.status == 0, "\(pretty.printed)")
+            #expect(pretty.printed.contains("HTTP 202"))
+
+            let ftp = try await finished(["publish", "--url", "ftp://127.0.0.1:\(hub.port)", "--entity", "machine:M-1", "--status", "idle"])
+            #expect(ftp.status == 64)
+            #expect(ftp.printed.contains("is not a hub's URL"))
+
+            let closedPort = try LoopbackPort.unused()
+            let down = try await finished(["publish", "--url", "http://127.0.0.1:\(closedPort)", "--entity", "machine:M-1", "--status", "idle"])
+            #expect(down.status == 1)
+            #expect(down.printed.contains("cannot reach http://127.0.0.1:\(closedPort)"))
+            #expect(!down.printed.contains("UserInfo"))
+
+            let statusAlone = try await finished(["publish", "--url", hubURL, "--status", "idle"])
+            #expect(statusAlone.status == 64)
+            #expect(statusAlone.printed.contains("give --entity too"))
+
+            let simulated = try await finished(["simulate", "--url", "http://127.0.0.1:\(closedPort)", "--duration", "1"])
+            #expect(simulated.status == 1, "\(simulated.printed)")
+
+            // No operators asked for, none published (one was, whatever --operators said).
+            let noOperators = try await finished([
+                "simulate", "--url", hubURL, "--lines", "1", "--machines", "2", "--operators", "0", "--speed", "100", "--duration", "2",
+            ])
+            #expect(noOperators.status == 0, "\(noOperators.printed)")
+            let operators = try await HTTP.get(port: hub.port, "/v1/state?pattern=line:Line-1:resource-status:operator:*").json["events"]?.arrayValue ?? []
+            let machines = try await HTTP.get(port: hub.port, "/v1/state?pattern=line:Line-1:resource-status:machine:*").json["events"]?.arrayValue ?? []
+            #expect(operators.isEmpty)
+            #expect(machines.count == 2)
+        }
+    }
+}
