@@ -60,17 +60,19 @@ public enum IngestBody {
         case .ndjson:
             // Split a concrete array: a generic collection from another module would be walked through witness
             // calls byte by byte.
-            let lines = Array(body).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
-                .map { $0.last == UInt8(ascii: "\r") ? $0.dropLast() : $0[...] }
-                .filter { !$0.allSatisfy { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") } }
+            // Each event line with its number in the body, blank lines counted (an editor's line number), though
+            // they are no event and take no index.
+            let lines = Array(body).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated()
+                .map { (number: $0.offset + 1, text: $0.element.last == UInt8(ascii: "\r") ? $0.element.dropLast() : $0.element[...]) }
+                .filter { !$0.text.allSatisfy { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") } }
             guard !lines.isEmpty else { throw .malformed(FieldError(field: "body", reason: "has no event lines")) }
             guard lines.count <= maxEvents else { throw .tooManyEvents(count: lines.count, limit: maxEvents) }
-            events = lines.enumerated().map { number, line in
+            events = lines.map { line in
                 do throws(JSONParseError) {
-                    return .success(try JSONValue.parse(line))
+                    return .success(try JSONValue.parse(line.text))
                 } catch {
                     return .failure(FieldError(
-                        field: "event", reason: "line \(number + 1) \(error.isLimit ? "is over a limit" : "is not valid JSON"): \(error)"))
+                        field: "event", reason: "line \(line.number) \(error.isLimit ? "is over a limit" : "is not valid JSON"): \(error)"))
                 }
             }
         }

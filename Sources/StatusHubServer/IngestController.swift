@@ -146,7 +146,15 @@ struct IngestController: Sendable {
             case .failure(let problem):
                 reply.reject(index: index, errors: [problem])
             case .success(var value):
-                if let headerKey { value = validator.withIdempotencyKey(value, key: headerKey) }
+                if let headerKey {
+                    // Two keys for one event: neither can be taken for the publisher's meaning.
+                    if case .string(let own)? = value["idempotency_key"], own != headerKey {
+                        reply.reject(index: index, errors: [FieldError(
+                            field: "Idempotency-Key", reason: "differs from the event's idempotency_key '\(own)'; send one of them, or the same in both")])
+                        continue
+                    }
+                    value = validator.withIdempotencyKey(value, key: headerKey)
+                }
                 switch validator.validate(value, receivedAt: receivedAt, tenant: publisher.tenant) {
                 case .valid(let event):
                     if let refusal = publisher.refusal(for: event) {

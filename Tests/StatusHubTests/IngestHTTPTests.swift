@@ -63,6 +63,34 @@ struct IngestHTTPTests {
         }
     }
 
+    /// A bad line is named by its line in the body, blank lines counted, as an editor numbers them; its index
+    /// counts events only.
+    @Test func ndjsonErrorsNameTheLineOfTheBody() async throws {
+        try await withHub(engine: .memory) { hub in
+            let body = [SampleEvents.machineStatus("M-1"), "", "  ", "{oops"].joined(separator: "\n")
+            let reply = try await HTTP.request("POST", port: hub.port, "/v1/events", body: Data(body.utf8), contentType: "application/x-ndjson")
+            guard case .array(let rejected)? = reply.json["rejected"] else { Issue.record(Comment(rawValue: reply.text)); return }
+            #expect(rejected.first?["index"]?.numberValue == 1)
+            #expect(rejected.first?["errors"]?.arrayFirst?["reason"]?.stringValue?.hasPrefix("line 4 is not valid JSON: ") == true)
+        }
+    }
+
+    /// An `Idempotency-Key` header and the event's own `idempotency_key` that differ: refused, naming the header (the
+    /// header was ignored, and a retry keyed by it stored the event again).
+    @Test func anIdempotencyKeyHeaderThatContradictsTheEventIsRefused() async throws {
+        try await withHub(engine: .memory) { hub in
+            guard case .object(var event) = try JSONValue.parse(Array(SampleEvents.machineStatus("M-K").utf8)) else { return }
+            event["idempotency_key"] = .string("mes-42")
+            var bytes: [UInt8] = []
+            JSONValue.object(event).write(into: &bytes)
+            let conflicting = try await HTTP.request("POST", port: hub.port, "/v1/events", body: Data(bytes), headers: ["Idempotency-Key": "mes-43"])
+            #expect(conflicting.status == 400)
+            #expect(conflicting.text.contains(#""field":"Idempotency-Key""#))
+            let agreeing = try await HTTP.request("POST", port: hub.port, "/v1/events", body: Data(bytes), headers: ["Idempotency-Key": "mes-42"])
+            #expect(agreeing.status == 202)
+        }
+    }
+
     @Test func badRequestsGetExactStatusAndNamedField() async throws {
         try await withHub(engine: .memory, configure: { $0.server.maxBodyBytes = 4096; $0.server.maxBatchEvents = 3 }) { hub in
             // Every event bad: 400, same body shape.
