@@ -50,9 +50,13 @@ public enum ClientMessage: Sendable, Equatable {
         switch message["id"] {
         case nil, .null?: id = nil
         case .string(let text)? where text.utf8.count <= 128: id = text
-        case .number(let number)?: id = number.rounded() == number ? String(Int64(exactly: number) ?? 0) : String(number)
+        // A whole number is taken too (JSON-RPC habits) and echoed as its decimal string; any other number could
+        // not be echoed as sent (1e300 read as "0").
+        case .number(let number)? where number.rounded() == number && abs(number) <= 9_007_199_254_740_991:
+            id = String(Int64(number))
         default:
-            return .failure(Refusal(id: nil, code: .invalidMessage, message: "'id' must be a string of at most 128 bytes"))
+            return .failure(Refusal(
+                id: nil, code: .invalidMessage, message: "'id' must be a string of at most 128 bytes, or a whole number up to 2^53 − 1"))
         }
         func refuse(_ code: ErrorCode, _ text: String) -> Result<ClientMessage, Refusal> {
             .failure(Refusal(id: id, code: code, message: text))

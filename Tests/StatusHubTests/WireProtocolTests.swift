@@ -11,6 +11,21 @@ struct WireProtocolTests {
         #expect(message == .subscribe(id: "r1", patterns: [try ChannelPattern(parsing: "resource-status"), try ChannelPattern(parsing: "line:Line-2:*")], snapshot: true))
     }
 
+    /// A whole-number id comes back as its decimal string; a number that could not be echoed as sent is refused
+    /// (1e300 came back as "0", 1.5 as "1.5").
+    @Test(arguments: [
+        (#"{"op":"ping","id":5}"#, "5"), (#"{"op":"ping","id":-12}"#, "-12"), (#"{"op":"ping","id":9007199254740991}"#, "9007199254740991"),
+        (#"{"op":"ping","id":1e300}"#, nil), (#"{"op":"ping","id":1.5}"#, nil), (#"{"op":"ping","id":true}"#, nil),
+    ] as [(String, String?)])
+    func numericIDs(_ text: String, echoed: String?) {
+        switch decode(text) {
+        case .success(let message): #expect(message == .ping(id: echoed))
+        case .failure(let refusal):
+            #expect(echoed == nil)
+            #expect(refusal.code == .invalidMessage)
+        }
+    }
+
     @Test func refusalsCarryCodeAndID() {
         func refusal(_ text: String) -> ClientMessage.Refusal? {
             if case .failure(let refusal) = decode(text) { return refusal }
@@ -84,7 +99,7 @@ struct WireProtocolTests {
         let two = "\(SampleEvents.machineStatus("M-1"))\n\n\(SampleEvents.machineStatus("M-2"))\r\n{bad\n"
         let lines = try IngestBody.decode(Array(two.utf8), format: .ndjson, maxEvents: 10)
         #expect(lines.count == 3)
-        if case .failure(let problem) = lines[2] { #expect(problem.reason.hasPrefix("line 3 is not valid JSON: ")) } else { Issue.record("bad line accepted") }
+        if case .failure(let problem) = lines[2] { #expect(problem.reason.hasPrefix("line 4 is not valid JSON: ")) } else { Issue.record("bad line accepted") }
         #expect(throws: IngestBodyError.tooManyEvents(count: 3, limit: 2)) {
             try IngestBody.decode(Array(two.utf8), format: .ndjson, maxEvents: 2)
         }
