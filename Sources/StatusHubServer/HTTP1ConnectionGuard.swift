@@ -79,15 +79,17 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
             readingBody = true
             let first = !sawFirstHead
             sawFirstHead = true
-            // Only when no earlier response is being written, so that the 100 cannot land inside one; a pipelined
-            // request's client falls back on its own wait.
-            if head.expectsContinue, unanswered.count == 1, head.version.major == 1, head.version.minor >= 1,
-                head.declaredLength.map({ $0 <= maxBodyBytes }) ?? true
+            context.fireChannelRead(data)
+            // Only when no earlier response is being written, so that the 100 cannot land inside one (a pipelined
+            // request's client falls back on its own wait), and after the head has passed: a request refused from its
+            // head alone (`IngestHandler`: 401, 413, 415) has its answer already, and a 100 would invite the body
+            // the answer refuses.
+            if head.expectsContinue, unanswered.count == 1, !responding, case .open = state, head.version.major == 1,
+                head.version.minor >= 1, head.declaredLength.map({ $0 <= maxBodyBytes }) ?? true
             {
                 let continueHead = HTTPResponseHead(version: .http1_1, status: .continue)
                 context.writeAndFlush(wrapOutboundOut(.head(continueHead)), promise: nil)
             }
-            context.fireChannelRead(data)
             if first, head.asksForWebSocket {
                 // NIO's upgrade handler behind takes this connection over and removes the decoder, whose leftover
                 // bytes would reach this handler as raw bytes; if it refuses, it answers and closes itself.

@@ -238,6 +238,15 @@ struct HTTPConnectionTests {
                 return RawHTTPResponse.all(in: socket.read(timeout: 30) { RawHTTPResponse.all(in: $0).count == 1 }.bytes)
             }
             #expect(answered.map(\.status) == [413])
+
+            // Refused from its head (here the media type): the refusal alone, no 100 inviting the body first.
+            let unsupported = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n"
+            let refused = try await RawSocket.offPool { () -> [RawHTTPResponse] in
+                let socket = try RawSocket(port: hub.port)
+                try socket.send(unsupported)
+                return RawHTTPResponse.all(in: socket.read(timeout: 30) { RawHTTPResponse.all(in: $0).contains { $0.status != 100 } }.bytes)
+            }
+            #expect(refused.map(\.status) == [415])
         }
     }
 }
