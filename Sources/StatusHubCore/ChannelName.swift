@@ -14,6 +14,12 @@ public enum ChannelName {
 
     public static func isValidSegment(_ segment: String) -> Bool { isValidSegment(segment[...]) }
 
+    /// `.` and `..`: allowed by the channel grammar, but a URL resolves them away, so an entity named so could not be
+    /// read back by path (`/v1/state/machine/..` is not that entity).
+    public static func isDotSegment(_ segment: String) -> Bool { segment == "." || segment == ".." }
+
+    public static let dotSegmentRule = "is a dot segment, which URLs resolve away, so it could not be read back by path"
+
     static func isSegmentByte(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),

@@ -180,9 +180,8 @@ public struct EventValidator: Sendable {
         case nil:
             if required { errors.append(FieldError(field: field, reason: "is required")) }
         case .string(let text)?:
-            if text == "." || text == ".." {
-                // Allowed by the channel grammar, but a URL resolves them away: /v1/state/machine/.. is not this entity.
-                errors.append(FieldError(field: field, reason: "'\(text)' is a dot segment, which URLs resolve away, so it could not be read back by path"))
+            if ChannelName.isDotSegment(text) {
+                errors.append(FieldError(field: field, reason: "'\(text)' \(ChannelName.dotSegmentRule)"))
             } else if ChannelName.isValidSegment(text) {
                 return text
             } else {

@@ -24,6 +24,10 @@ struct StateController {
         guard ChannelName.isValidSegment(entityID) else {
             return JSONResponse.error(.badRequest, field: "entity_id", reason: "must be \(ChannelName.segmentRule)")
         }
+        // No event can carry one (the validator refuses it), so it is malformed here too, not "never seen".
+        guard !ChannelName.isDotSegment(entityID) else {
+            return JSONResponse.error(.badRequest, field: "entity_id", reason: "'\(entityID)' \(ChannelName.dotSegmentRule)")
+        }
         let key = Tenant.prefix(subscriber.tenant) + type.cacheKey(entityID: entityID)
         do {
             guard let event = try await engine.latest(entityKey: key) else {

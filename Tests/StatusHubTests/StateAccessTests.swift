@@ -35,4 +35,19 @@ import Testing
             #expect(listed.json["events"]?.arrayValue?.count == 1)
         }
     }
+
+    /// `/v1/state/machine/..` (sent as is: clients resolve dot segments away) names no entity any event can carry:
+    /// 400 naming `entity_id`, not 404 "never seen".
+    @Test(arguments: [".", ".."])
+    func aDotSegmentIsNoEntity(_ id: String) async throws {
+        try await withHub(engine: .memory) { hub in
+            let answer = try await RawSocket.offPool {
+                let socket = try RawSocket(port: hub.port)
+                try socket.send("GET /v1/state/machine/\(id) HTTP/1.1\r\nHost: x\r\n\r\n")
+                return String(decoding: socket.read(timeout: 10) { String(decoding: $0, as: UTF8.self).contains("}}") }.bytes, as: UTF8.self)
+            }
+            #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
+            #expect(answer.contains(#""field":"entity_id""#))
+        }
+    }
 }
