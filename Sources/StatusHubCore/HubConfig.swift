@@ -143,9 +143,8 @@ public struct HubConfig: Sendable, Equatable {
         public var allocation: Int { get { seconds(for: .allocation) } set { overrides["allocation"] = newValue } }
 
         public init(from decoder: any Decoder) throws {
-            // Keys arrive camelCased like every section's (`HubConfig.camelCased`); entity type names are snake_case.
-            let values = try decoder.singleValueContainer().decode([String: Int].self)
-            overrides = Dictionary(uniqueKeysWithValues: values.map { (HubConfig.snakeCased($0.key), $0.value) })
+            // Keys are entity type names, as written (`HubConfig.camelCased` leaves this section alone).
+            overrides = try decoder.singleValueContainer().decode([String: Int].self)
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -321,11 +320,15 @@ extension HubConfig {
         return name
     }
 
-    /// Section keys are snake_case in YAML and camelCase in Swift; top-level sections keep their YAML names.
+    /// Section keys are snake_case in YAML and camelCase in Swift; top-level sections keep their YAML names, and
+    /// `cache_ttl`'s keys are entity type names, not settings (`robot_arm_2` would not survive the round trip).
     static func camelCased(_ tree: [String: Any]) -> [String: Any] {
-        tree.mapValues { value in
-            guard let mapping = value as? [String: Any] else { return value }
-            return Dictionary(uniqueKeysWithValues: mapping.map { (camelCased($0.key), $0.value) })
+        tree.reduce(into: [:]) { result, section in
+            guard section.key != "cache_ttl", let mapping = section.value as? [String: Any] else {
+                result[section.key] = section.value
+                return
+            }
+            result[section.key] = Dictionary(uniqueKeysWithValues: mapping.map { (camelCased($0.key), $0.value) })
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import StatusHubCore
 import Testing
 
@@ -110,5 +111,18 @@ struct HubConfigTests {
                 (error as? ConfigError)?.description.contains("websocket.ping_interval_seconds") == true
             }
         }
+    }
+
+    /// An entity type with a digit after an underscore keeps its name in the file and the environment.
+    @Test func cacheTTLNamesTypesWithDigits() throws {
+        let catalogFile = FileManager.default.temporaryDirectory.appendingPathComponent("ttl-digit-\(UUID().uuidString).yaml").path
+        try "entity_types:\n  robot_arm_2: {cache_key: \"robot2:{id}\", ttl_seconds: 300}\n".write(toFile: catalogFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: catalogFile) }
+        let root = #filePath.components(separatedBy: "/Tests/")[0]
+        let yaml = "catalog: {directory: \(root)/config/catalog, files: [\(catalogFile)]}\n"
+        let robot = { (config: HubConfig) in config.cacheTTL.seconds(for: try #require(config.catalog.entityType(named: "robot_arm_2"))) }
+        #expect(try robot(HubConfig.load(yaml: yaml + "cache_ttl: {robot_arm_2: 60}\n")) == 60)
+        #expect(try robot(HubConfig.load(yaml: yaml, environment: ["STATUSHUB_CACHE_TTL_ROBOT_ARM_2": "45"])) == 45)
+        #expect(try robot(HubConfig.load(yaml: yaml)) == 300)
     }
 }
