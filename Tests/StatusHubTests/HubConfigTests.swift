@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import StatusHubCore
+import StatusHubRedis
 import Testing
 
 @Suite("Config")
@@ -124,5 +126,17 @@ struct HubConfigTests {
         #expect(try robot(HubConfig.load(yaml: yaml + "cache_ttl: {robot_arm_2: 60}\n")) == 60)
         #expect(try robot(HubConfig.load(yaml: yaml, environment: ["STATUSHUB_CACHE_TTL_ROBOT_ARM_2": "45"])) == 45)
         #expect(try robot(HubConfig.load(yaml: yaml)) == 300)
+    }
+
+    /// A `redis.url` that does not parse names the key (`--redis http://x` gave "invalid Redis URL" alone).
+    @Test func badRedisURLNamesTheKey() throws {
+        var config = try HubConfig.load(yaml: "")
+        config.redis.url = "http://x"
+        #expect {
+            try RedisEngine(config: config, logger: Logger(label: "test"))
+        } throws: { error in
+            let description = (error as? ConfigError)?.description ?? ""
+            return description.hasPrefix("config: redis.url: invalid Redis URL") && description.contains("must start with redis://")
+        }
     }
 }
