@@ -62,7 +62,7 @@ extension HubConfig {
             self.line = line
         }
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case topic, eventType = "event_type", entityType = "entity_type", entityId = "entity_id", line, fields, values
         }
 
@@ -105,7 +105,7 @@ extension HubConfig {
 
         public init() {}
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case groups, hostId = "host_id", entityType = "entity_type", entityId = "entity_id", line,
                 statusMetric = "status_metric", statusValues = "status_values", statusEventType = "status_event_type",
                 metricsEventType = "metrics_event_type", metricFields = "metric_fields", offlineStatus = "offline_status",

@@ -194,7 +194,7 @@ public struct HubConfig: Sendable, Equatable {
                 self.lines = lines
             }
 
-            enum CodingKeys: String, CodingKey {
+            enum CodingKeys: String, CodingKey, CaseIterable {
                 case name, hash, tenant, entityTypes = "entity_types", lines
             }
         }
@@ -277,6 +277,9 @@ extension HubConfig {
         try checkKnownKeys(tree)
         for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("STATUSHUB_") {
             try applyOverride(name: name, value: value, to: &tree)
+        }
+        for (section, value) in tree.sorted(by: { $0.key < $1.key }) {
+            try checkNestedKeys(of: value, path: section, pattern: section)
         }
         do {
             // Every default comes from the Swift structs above; the file and environment only override.
@@ -408,6 +411,32 @@ extension HubConfig {
             for key in mapping.keys where !keys.contains(key) && section != "cache_ttl" {
                 throw ConfigError(description: "config: unknown key '\(section).\(key)'; known: \(keys.sorted().joined(separator: ", "))")
             }
+        }
+    }
+
+    /// Keys of the mappings inside sections, by path (`[]`: every entry of a list). A misspelt key there is as much
+    /// an error as at the top: `entity_type:` for `entity_types:` would drop an API key's restriction. The names
+    /// are the types' own coding keys, so a key added to a type is known here too.
+    static let knownNestedKeys: [String: Set<String>] = [
+        "auth.api_keys[]": Set(Auth.APIKey.CodingKeys.allCases.map(\.rawValue)),
+        "mqtt.topics[]": Set(TopicMapping.CodingKeys.allCases.map(\.rawValue)),
+        "mqtt.sparkplug": Set(Sparkplug.CodingKeys.allCases.map(\.rawValue)),
+    ]
+
+    /// Refuses a key `knownNestedKeys` does not list for its mapping, naming its whole path (`auth.api_keys[0].line`).
+    static func checkNestedKeys(of value: Any, path: String, pattern: String) throws {
+        switch value {
+        case let mapping as [String: Any]:
+            if let keys = knownNestedKeys[pattern] {
+                for key in mapping.keys.sorted() where !keys.contains(key) {
+                    throw ConfigError(description: "config: unknown key '\(path).\(key)'; known: \(keys.sorted().joined(separator: ", "))")
+                }
+            }
+            for (key, inner) in mapping { try checkNestedKeys(of: inner, path: "\(path).\(key)", pattern: "\(pattern).\(key)") }
+        case let list as [Any]:
+            for (index, inner) in list.enumerated() { try checkNestedKeys(of: inner, path: "\(path)[\(index)]", pattern: "\(pattern)[]") }
+        default:
+            break
         }
     }
 

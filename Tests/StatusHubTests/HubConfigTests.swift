@@ -139,4 +139,21 @@ struct HubConfigTests {
             return description.hasPrefix("config: redis.url: invalid Redis URL") && description.contains("must start with redis://")
         }
     }
+
+    /// A key in a list entry or a sub-section is checked like a section's: `entity_type:` for `entity_types:` would
+    /// have started a node whose API key may publish anything.
+    @Test(arguments: [
+        ("auth:\n  api_keys:\n    - {name: mes, hash: \"\(String(repeating: "a", count: 64))\", entity_type: [machine], line: [Line-2]}\n",
+            "config: unknown key 'auth.api_keys[0].entity_type'; known: entity_types, hash, lines, name, tenant"),
+        ("mqtt:\n  url: mqtt://127.0.0.1:1\n  topics:\n    - {topic: \"a/{m}\", event_type: resource_status_changed, entity_type: machine, entity_id: \"{m}\"}\n    - {topic: \"a/{m}\", event_type: resource_status_changed, entity_type: machine, entity_id: \"{m}\", field: {state: current_status}}\n",
+            "config: unknown key 'mqtt.topics[1].field'; known: entity_id, entity_type, event_type, fields, line, topic, values"),
+        ("mqtt:\n  url: mqtt://127.0.0.1:1\n  sparkplug:\n    host_id: x\n    status_metrc: State\n", "config: unknown key 'mqtt.sparkplug.status_metrc'"),
+    ])
+    func unknownNestedKeysAreNamed(yaml: String, message: String) {
+        #expect {
+            try HubConfig.load(yaml: yaml)
+        } throws: { error in
+            (error as? ConfigError)?.description.hasPrefix(message) == true
+        }
+    }
 }
