@@ -298,9 +298,6 @@ public final class MQTTBridge: IngestBridge {
         guard !sparkplug.hostId.isEmpty, !sparkplug.hostId.contains(where: { "/+#".contains($0) }) else {
             throw ConfigError(description: "config: \(label).host_id must be non-empty without '/', '+' or '#'")
         }
-        guard sparkplug.reorderTimeoutMs >= 1 else {
-            throw ConfigError(description: "config: \(label).reorder_timeout_ms must be at least 1")
-        }
     }
 }
 
