@@ -62,7 +62,7 @@ extension HubConfig {
             self.line = line
         }
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case topic, eventType = "event_type", entityType = "entity_type", entityId = "entity_id", line, fields, values
         }
 
@@ -105,7 +105,7 @@ extension HubConfig {
 
         public init() {}
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case groups, hostId = "host_id", entityType = "entity_type", entityId = "entity_id", line,
                 statusMetric = "status_metric", statusValues = "status_values", statusEventType = "status_event_type",
                 metricsEventType = "metrics_event_type", metricFields = "metric_fields", offlineStatus = "offline_status",
@@ -132,18 +132,13 @@ extension HubConfig {
 }
 
 extension HubConfig.MQTT {
-    /// The section's own rules; the mappings are checked against the catalog by the bridge when it is built
-    /// (`TopicMapping` names event and entity types), at start, before anything is subscribed.
+    /// The section's own rules (its numbers' ranges are in `HubConfig.ranges`); the mappings are checked against the
+    /// catalog by the bridge when it is built (`TopicMapping` names event and entity types), at start, before
+    /// anything is subscribed.
     func check(catalog: Catalog) throws {
         guard isEnabled else { return }
-        guard (1...65_535).contains(keepaliveSeconds) else {
-            throw ConfigError(description: "config: mqtt.keepalive_seconds must be between 1 and 65535")
-        }
-        guard reconnectInitialSeconds >= 1, reconnectMaxSeconds >= reconnectInitialSeconds else {
-            throw ConfigError(description: "config: mqtt.reconnect_initial_seconds must be at least 1 and at most mqtt.reconnect_max_seconds")
-        }
-        guard maxPendingMessages >= 1 else {
-            throw ConfigError(description: "config: mqtt.max_pending_messages must be at least 1")
+        guard reconnectMaxSeconds >= reconnectInitialSeconds else {
+            throw ConfigError(description: "config: mqtt.reconnect_max_seconds must be at least mqtt.reconnect_initial_seconds")
         }
         guard !topics.isEmpty || sparkplug != nil else {
             throw ConfigError(description: "config: mqtt has a url but neither topics nor sparkplug: the bridge would hear nothing")

@@ -143,9 +143,8 @@ public struct HubConfig: Sendable, Equatable {
         public var allocation: Int { get { seconds(for: .allocation) } set { overrides["allocation"] = newValue } }
 
         public init(from decoder: any Decoder) throws {
-            // Keys arrive camelCased like every section's (`HubConfig.camelCased`); entity type names are snake_case.
-            let values = try decoder.singleValueContainer().decode([String: Int].self)
-            overrides = Dictionary(uniqueKeysWithValues: values.map { (HubConfig.snakeCased($0.key), $0.value) })
+            // Keys are entity type names, as written (`HubConfig.camelCased` leaves this section alone).
+            overrides = try decoder.singleValueContainer().decode([String: Int].self)
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -195,7 +194,7 @@ public struct HubConfig: Sendable, Equatable {
                 self.lines = lines
             }
 
-            enum CodingKeys: String, CodingKey {
+            enum CodingKeys: String, CodingKey, CaseIterable {
                 case name, hash, tenant, entityTypes = "entity_types", lines
             }
         }
@@ -279,6 +278,11 @@ extension HubConfig {
         for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("STATUSHUB_") {
             try applyOverride(name: name, value: value, to: &tree)
         }
+        for (section, value) in tree.sorted(by: { $0.key < $1.key }) {
+            try checkNestedKeys(of: value, path: section, pattern: section)
+            try checkFinite(value, path: section)
+        }
+        try checkWholeNumbers(tree)
         do {
             // Every default comes from the Swift structs above; the file and environment only override.
             let defaults = try JSONSerialization.jsonObject(with: JSONEncoder().encode(HubConfig())) as? [String: Any] ?? [:]
@@ -289,24 +293,29 @@ extension HubConfig {
             } catch let error as CatalogError {
                 throw ConfigError(description: error.description)
             }
-            for name in config.cacheTTL.overrides.keys.sorted() where config.catalog.entityType(named: name) == nil {
-                throw ConfigError(description: "config: unknown key 'cache_ttl.\(name)'; known: \(config.catalog.entityTypeList)")
-            }
-            try config.auth.check(catalog: config.catalog)
-            try config.server.check()
-            try config.websocket.check()
-            _ = try ShiftSchedule(config.shifts)
-            try config.redis.check()
-            try config.mqtt.check(catalog: config.catalog)
+            try config.check()
             return config
         } catch let error as ConfigError {
             throw error
         } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
-            let path = context.codingPath.map { snakeCased($0.stringValue) }.joined(separator: ".")
-            throw ConfigError(description: "config: \(path) must be \(Self.expectedKind(type))")
+            throw ConfigError(description: "config: \(keyPath(context.codingPath)) must be \(Self.expectedKind(type))")
         } catch {
             throw ConfigError(description: "config: \(error)")
         }
+    }
+
+    /// Refuses a config that cannot be used, naming the key: settings out of range or contradicting each other,
+    /// and names the catalog does not have. `load` runs it; run it again after changing a loaded config (flags).
+    public func check() throws {
+        for name in cacheTTL.overrides.keys.sorted() where catalog.entityType(named: name) == nil {
+            throw ConfigError(description: "config: unknown key 'cache_ttl.\(name)'; known: \(catalog.entityTypeList)")
+        }
+        try checkRanges()
+        try auth.check(catalog: catalog)
+        try server.check()
+        _ = try ShiftSchedule(shifts)
+        try redis.check()
+        try mqtt.check(catalog: catalog)
     }
 
     /// What a setting of Swift type `type` takes, in the words of a YAML file's reader ("Int" means nothing to them).
@@ -321,11 +330,15 @@ extension HubConfig {
         return name
     }
 
-    /// Section keys are snake_case in YAML and camelCase in Swift; top-level sections keep their YAML names.
+    /// Section keys are snake_case in YAML and camelCase in Swift; top-level sections keep their YAML names, and
+    /// `cache_ttl`'s keys are entity type names, not settings (`robot_arm_2` would not survive the round trip).
     static func camelCased(_ tree: [String: Any]) -> [String: Any] {
-        tree.mapValues { value in
-            guard let mapping = value as? [String: Any] else { return value }
-            return Dictionary(uniqueKeysWithValues: mapping.map { (camelCased($0.key), $0.value) })
+        tree.reduce(into: [:]) { result, section in
+            guard section.key != "cache_ttl", let mapping = section.value as? [String: Any] else {
+                result[section.key] = section.value
+                return
+            }
+            result[section.key] = Dictionary(uniqueKeysWithValues: mapping.map { (camelCased($0.key), $0.value) })
         }
     }
 
@@ -361,53 +374,6 @@ extension HubConfig {
         return try load(yaml: text, environment: environment)
     }
 
-    /// Section → keys it accepts. A misspelt key is an error, never silently a default.
-    static let knownKeys: [String: Set<String>] = [
-        "server": ["host", "port", "max_body_bytes", "max_batch_events", "shutdown_grace_seconds", "idempotency_window_seconds",
-            "max_event_bytes", "max_connections", "max_connections_per_address", "idle_timeout_seconds", "listen_backlog",
-            "tls_certificate_file", "tls_private_key_file",
-        ],
-        "websocket": [
-            "max_frame_bytes", "max_subscriptions", "outbox_capacity", "conflate_above", "ping_interval_seconds", "compression",
-            "max_messages_per_second", "write_delay_ms", "recent_feed_kept",
-        ],
-        "redis": [
-            "url", "history_max_length", "history_max_age_seconds", "stream_key", "pubsub_channel", "reconnect_initial_seconds",
-            "reconnect_max_seconds", "command_timeout_seconds", "sentinels", "master_name", "min_replicas_acked", "shards",
-            "partitions", "cluster",
-        ],
-        "memory": ["history_max_length", "history_max_age_seconds", "history_max_bytes"],
-        "auth": [
-            "required", "api_keys", "jwt_hs256_secret", "jwt_es256_public_key_file", "ingest_events_per_second", "ingest_burst",
-        ],
-        // Any entity type of the catalog; checked against it once it is loaded.
-        "cache_ttl": [],
-        "catalog": ["directory", "files"],
-        "shifts": ["schedule", "utc_offset"],
-        "mqtt": [
-            "url", "client_id", "username", "password", "tls_ca_file", "tls_certificate_file", "tls_private_key_file",
-            "keepalive_seconds", "reconnect_initial_seconds", "reconnect_max_seconds", "share_group", "max_pending_messages",
-            "tenant", "topics", "sparkplug",
-        ],
-        "log_level": [],
-    ]
-
-    static func checkKnownKeys(_ tree: [String: Any]) throws {
-        for (section, value) in tree {
-            guard let keys = knownKeys[section] else {
-                throw ConfigError(description: "config: unknown section '\(section)'; known: \(knownKeys.keys.sorted().joined(separator: ", "))")
-            }
-            guard let mapping = value as? [String: Any] else {
-                if keys.isEmpty && section != "cache_ttl" { continue }
-                if value is NSNull { continue }
-                throw ConfigError(description: "config: '\(section)' must be a mapping")
-            }
-            for key in mapping.keys where !keys.contains(key) && section != "cache_ttl" {
-                throw ConfigError(description: "config: unknown key '\(section).\(key)'; known: \(keys.sorted().joined(separator: ", "))")
-            }
-        }
-    }
-
     static func applyOverride(name: String, value: String, to tree: inout [String: Any]) throws {
         let path = name.dropFirst("STATUSHUB_".count).lowercased()
         let typed = (try? Yams.load(yaml: value)) ?? value
@@ -439,12 +405,6 @@ extension HubConfig.Server {
         guard (tlsCertificateFile == nil) == (tlsPrivateKeyFile == nil) else {
             throw ConfigError(description: "config: server.tls_certificate_file and server.tls_private_key_file go together; set both or neither")
         }
-        guard idleTimeoutSeconds > 0 else {
-            throw ConfigError(description: "config: server.idle_timeout_seconds must be greater than 0")
-        }
-        guard (1...65_535).contains(listenBacklog) else {
-            throw ConfigError(description: "config: server.listen_backlog must be between 1 and 65535")
-        }
     }
 }
 
@@ -454,11 +414,8 @@ extension HubConfig.Redis {
         if !sentinels.isEmpty, (masterName ?? "").isEmpty {
             throw ConfigError(description: "config: redis.sentinels needs redis.master_name (the name the sentinels monitor)")
         }
-        guard minReplicasAcked >= 0 else {
-            throw ConfigError(description: "config: redis.min_replicas_acked must not be negative")
-        }
-        if let partitions, !(1...Self.maxPartitions).contains(partitions) {
-            throw ConfigError(description: "config: redis.partitions must be between 1 and \(Self.maxPartitions); it is \(partitions)")
+        guard reconnectMaxSeconds >= reconnectInitialSeconds else {
+            throw ConfigError(description: "config: redis.reconnect_max_seconds must be at least redis.reconnect_initial_seconds")
         }
         try checkCluster()
         guard !shards.isEmpty else { return }
@@ -500,21 +457,6 @@ extension HubConfig.Redis {
     }
 }
 
-extension HubConfig.WebSocket {
-    func check() throws {
-        guard (0...100_000).contains(recentFeedKept) else {
-            throw ConfigError(description: "config: websocket.recent_feed_kept must be between 0 and 100000")
-        }
-        guard (0...1000).contains(writeDelayMs) else {
-            throw ConfigError(description: "config: websocket.write_delay_ms must be between 0 and 1000")
-        }
-        // A ping every few milliseconds would be a flood, and a client could never answer one in time.
-        guard pingIntervalSeconds >= 0.1 else {
-            throw ConfigError(description: "config: websocket.ping_interval_seconds must be at least 0.1")
-        }
-    }
-}
-
 extension HubConfig.Auth {
     /// Refuses keys that could never match or that name what does not exist, naming the key.
     func check(catalog: Catalog) throws {
@@ -539,9 +481,6 @@ extension HubConfig.Auth {
         }
         if let secret = jwtHs256Secret, secret.utf8.count < 32 {
             throw ConfigError(description: "config: auth.jwt_hs256_secret must be at least 32 bytes (the HS256 output size)")
-        }
-        if ingestEventsPerSecond < 0 || ingestBurst < 0 {
-            throw ConfigError(description: "config: auth.ingest_events_per_second and auth.ingest_burst must not be negative")
         }
     }
 

@@ -47,12 +47,13 @@ struct JSONTopicMapping: Sendable {
                 throw ConfigError(description: "config: \(label).\(field) uses {\(name)}, which the topic does not name; it names: \(known.sorted().joined(separator: ", "))")
             }
         }
-        guard catalog.publishableEventType(named: config.eventType) != nil else {
+        guard let eventType = catalog.publishableEventType(named: config.eventType) else {
             throw ConfigError(description: "config: \(label).event_type '\(config.eventType)' is not in the catalog; known: \(catalog.publishableList)")
         }
-        guard catalog.entityType(named: config.entityType) != nil else {
+        guard let entityType = catalog.entityType(named: config.entityType) else {
             throw ConfigError(description: "config: \(label).entity_type '\(config.entityType)' is not in the catalog; known: \(catalog.entityTypeList)")
         }
+        try CatalogAgreement.check(entityType, carries: eventType, label: label, eventKey: "event_type")
     }
 
     /// The topic's names when it matches this mapping.

@@ -280,12 +280,20 @@ public final class MQTTBridge: IngestBridge {
 
     static func check(_ sparkplug: HubConfig.Sparkplug, catalog: Catalog) throws {
         let label = "mqtt.sparkplug"
-        guard catalog.entityType(named: sparkplug.entityType) != nil else {
+        guard let entityType = catalog.entityType(named: sparkplug.entityType) else {
             throw ConfigError(description: "config: \(label).entity_type '\(sparkplug.entityType)' is not in the catalog; known: \(catalog.entityTypeList)")
         }
-        for (field, name) in [("status_event_type", sparkplug.statusEventType), ("metrics_event_type", sparkplug.metricsEventType)]
-        where !name.isEmpty && catalog.publishableEventType(named: name) == nil {
-            throw ConfigError(description: "config: \(label).\(field) '\(name)' is not in the catalog; known: \(catalog.publishableList)")
+        for (field, name) in [("status_event_type", sparkplug.statusEventType), ("metrics_event_type", sparkplug.metricsEventType)] where !name.isEmpty {
+            guard let eventType = catalog.publishableEventType(named: name) else {
+                throw ConfigError(description: "config: \(label).\(field) '\(name)' is not in the catalog; known: \(catalog.publishableList)")
+            }
+            try CatalogAgreement.check(entityType, carries: eventType, label: label, eventKey: field)
+        }
+        if !sparkplug.statusEventType.isEmpty {
+            try CatalogAgreement.check(status: sparkplug.offlineStatus, of: entityType, key: "\(label).offline_status")
+            for (raw, status) in sparkplug.statusValues.sorted(by: { $0.key < $1.key }) {
+                try CatalogAgreement.check(status: status, of: entityType, key: "\(label).status_values.\(raw)")
+            }
         }
         for (field, template) in [("entity_id", sparkplug.entityId), ("line", sparkplug.line ?? "")] {
             for name in TopicTemplate.names(in: template) where !["group", "node", "device"].contains(name) {
@@ -294,9 +302,6 @@ public final class MQTTBridge: IngestBridge {
         }
         guard !sparkplug.hostId.isEmpty, !sparkplug.hostId.contains(where: { "/+#".contains($0) }) else {
             throw ConfigError(description: "config: \(label).host_id must be non-empty without '/', '+' or '#'")
-        }
-        guard sparkplug.reorderTimeoutMs >= 1 else {
-            throw ConfigError(description: "config: \(label).reorder_timeout_ms must be at least 1")
         }
     }
 }

@@ -127,7 +127,12 @@ public final class RedisEngine: Engine {
     static func locator(
         config: HubConfig.Redis, backoff: Backoff, eventLoopGroup: any EventLoopGroup, logger: Logger
     ) throws -> any MasterLocator {
-        let url = try config.url.map { try RedisURL(parsing: $0) }
+        let url: RedisURL?
+        do {
+            url = try config.url.map { try RedisURL(parsing: $0) }
+        } catch {
+            throw ConfigError(description: "config: redis.url: \(error)")
+        }
         guard !config.sentinels.isEmpty else {
             guard let url else { throw RedisError.invalidURL("redis.url is not set") }
             return FixedMaster(url)

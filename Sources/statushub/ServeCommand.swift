@@ -52,6 +52,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let host { hubConfig.server.host = host }
         if let port { hubConfig.server.port = port }
         if let redis { hubConfig.redis.url = redis }
+        // The flags are held to the file's ranges (`--port 70000` would wrap to 4464).
+        try hubConfig.check()
 
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         var logger = Logger(label: "statushub")

@@ -505,6 +505,29 @@ struct MQTTBridgeTests {
         #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "mqtt: {url: 'mqtt://b', sparkplug: {}, keepalive: 3}") }
     }
 
+    /// A mapping whose names all exist but can never make a valid event (the catalog's material carries no status;
+    /// `down` is no machine status) stops the node at start, naming the key, instead of refusing every message.
+    @Test("mappings the catalog can never take are refused at start", arguments: [
+        ("topics:\n    - {topic: \"a/{m}/status\", event_type: resource_status_changed, entity_type: material, entity_id: \"{m}\"}",
+            "config: mqtt.topics[0].entity_type 'material' cannot carry mqtt.topics[0].event_type 'resource_status_changed'"),
+        ("sparkplug: {host_id: x, offline_status: down}",
+            "config: mqtt.sparkplug.offline_status 'down' is not a status of 'machine'; its statuses: running, idle, maintenance, breakdown, offline"),
+        ("sparkplug: {host_id: x, status_values: {\"1\": running, \"2\": spinning}}",
+            "config: mqtt.sparkplug.status_values.2 'spinning' is not a status of 'machine'"),
+        ("sparkplug: {host_id: x, entity_type: material}",
+            "config: mqtt.sparkplug.entity_type 'material' cannot carry mqtt.sparkplug.status_event_type 'resource_status_changed'"),
+    ])
+    func mappingsTheCatalogCannotTake(mapping: String, message: String) throws {
+        let config = try HubConfig.load(yaml: "mqtt:\n  url: mqtt://127.0.0.1:1\n  \(mapping)\n")
+        #expect {
+            try MQTTBridge(config: config, engine: MemoryEngine(config: config), registry: HubMetrics().registry, logger: .init(label: "t"))
+        } throws: { error in
+            (error as? ConfigError)?.description.hasPrefix(message) == true
+        }
+        let working = try HubConfig.load(yaml: "mqtt:\n  url: mqtt://127.0.0.1:1\n  sparkplug: {host_id: x, status_values: {\"1\": running}}\n")
+        _ = try MQTTBridge(config: working, engine: MemoryEngine(config: working), registry: HubMetrics().registry, logger: .init(label: "t"))
+    }
+
     /// The next status event (of `machine`, when given).
     static func nextStatus(_ socket: TestSocket, _ machine: String?, timeout: Duration = .seconds(30)) async throws -> [String: JSONValue] {
         let deadline = ContinuousClock.now + timeout
