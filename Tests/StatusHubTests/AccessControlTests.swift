@@ -217,6 +217,38 @@ extension AccessControlTests {
         }
     }
 
+    /// A client that keeps sending at several times the rate gets a message through whenever a token refills, yet is
+    /// still over the rate: closed with 1008 (counting only refusals in a row never closed it). One just under the
+    /// rate is never refused, let alone closed.
+    @Test func aClientStayingOverTheRateIsClosedAndOneUnderItIsNot() async throws {
+        try await withHub(engine: .memory, configure: { $0.websocket.maxMessagesPerSecond = 20 }) { hub in
+            let fast = try await TestSocket(port: hub.port)
+            let sender = Task {
+                for number in 0..<400 {  // 80 a second, four times the rate, for at most 5 s
+                    fast.send(#"{"op":"ping","id":"\#(number)"}"#)
+                    try await Task.sleep(for: .milliseconds(12))
+                }
+            }
+            // Not thrown out of on a timeout: the sender and the socket must end either way, or the hub's shutdown waits.
+            let close = try? await fast.closedByHub(timeout: .seconds(15))
+            sender.cancel()
+            if close == nil { _ = await fast.close() }
+            #expect(close?.closeCode == .init(codeNumber: 1008))
+            #expect(close?.reason?.isEmpty == false)
+
+            let steady = try await TestSocket(port: hub.port)
+            for number in 0..<45 {  // 15 a second for 3 s
+                steady.send(#"{"op":"ping","id":"\#(number)"}"#)
+                try await Task.sleep(for: .milliseconds(66))
+            }
+            let answers = await steady.drain(for: .milliseconds(500))
+            #expect(!answers.contains { $0.contains("rate_limited") }, "\(answers.filter { $0.contains("error") })")
+            #expect(answers.filter { $0.contains("pong") }.count == 45)
+            try await steady.subscribe(["alerts"])  // still open
+            _ = await steady.close()
+        }
+    }
+
     @Test func chattyClientsGetRateLimitedThenClosed() async throws {
         try await withHub(engine: .memory, configure: { $0.websocket.maxMessagesPerSecond = 5 }) { hub in
             let socket = try await TestSocket(port: hub.port)
