@@ -149,9 +149,8 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard !closing, let context else { return }
         closing = true
         inbox.stop()
-        var payload = context.channel.allocator.buffer(capacity: 64)
-        payload.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code.rawValue)))
-        payload.writeString(reason ?? code.reason)
+        let payload = CloseFramePayload.make(
+            WebSocketErrorCode(codeNumber: Int(code.rawValue)), reason: reason ?? code.reason, allocator: context.channel.allocator)
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)), promise: nil)
     }
 

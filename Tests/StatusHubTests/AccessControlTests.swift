@@ -85,6 +85,25 @@ import Testing
         }
     }
 
+    /// A close frame's payload is at most 125 bytes (RFC 6455 §5.5): a reason quoting a token's non-ASCII pattern (64
+    /// characters, 128 bytes) is cut to fit, on a character boundary, or a conforming client fails with 1002.
+    @Test func aLongCloseReasonIsCutToFitTheControlFrame() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
+            let token = try await issuer.hs256(patterns: [String(repeating: "\u{E9}", count: 64) + "::"])
+            let payload = try await RawSocket.offPool {
+                let socket = try RawSocket(port: hub.port)
+                try socket.upgrade(path: "/v1/ws?token=\(token)")
+                return RawSocket.closePayload(in: socket.read(timeout: 10) { RawSocket.closePayload(in: $0) != nil }.bytes)
+            }
+            let bytes = try #require(payload)
+            #expect(bytes.count <= 125, "a \(bytes.count)-byte close payload")
+            #expect(UInt16(bytes[0]) << 8 | UInt16(bytes[1]) == 4401)
+            let reason = String(validating: bytes.dropFirst(2), as: UTF8.self)
+            #expect(reason?.contains("pattern") == true && reason?.contains("\u{E9}") == true, "\(String(decoding: bytes.dropFirst(2), as: UTF8.self))")
+        }
+    }
+
     @Test func tokensLimitPatternsAndExpire() async throws {
         let issuer = TokenIssuer()
         try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
