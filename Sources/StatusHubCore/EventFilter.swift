@@ -251,6 +251,7 @@ private struct FilterParser {
             position = end + 1
             return .string(text)
         }
+        let start = position
         guard let word = readWord(), !word.isEmpty else { throw fail("expected a value, got \(shown(peekChar()))") }
         switch word {
         case "true": return .bool(true)
@@ -258,10 +259,17 @@ private struct FilterParser {
         case "null": return .null
         default: break
         }
-        if let first = word.utf8.first, first == UInt8(ascii: "-") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")),
-            let number = Double(word), number.isFinite
-        {
-            return .number(number)
+        // A number is what JSON calls one, as in the events it is compared with. Swift's `Double(String)` reads more
+        // (hex, leading zeros, `5.`, `1e999` as infinity): `0x10` was 16 and `00012` was 12. Such a word is refused
+        // rather than taken as text, which would silently never equal the number it was meant to be.
+        if let first = word.utf8.first, first == UInt8(ascii: "-") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) {
+            if case .number(let number)? = try? JSONValue.parse(word.utf8) { return .number(number) }
+            if Double(word) != nil {
+                position = start
+                throw fail(
+                    "\(shown(word)) is not a JSON number: write decimal digits without leading zeros (16, 0.5, -2e3) within "
+                        + "±1.7e308 and ±(2^53 - 1) for integers, or quote it to compare as text")
+            }
         }
         return .string(word)
     }

@@ -53,9 +53,7 @@ final class RequireMaskedFrames: ChannelInboundHandler, RemovableChannelHandler 
 
     private func refuse(_ code: WebSocketErrorCode, reason: String, context: ChannelHandlerContext) {
         refused = true
-        var payload = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
-        payload.write(webSocketErrorCode: code)
-        payload.writeString(reason)
+        let payload = CloseFramePayload.make(code, reason: reason, allocator: context.channel.allocator)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)))
             .whenComplete { _ in channel.close(promise: nil) }

@@ -1,8 +1,7 @@
-import CompressNIO
 import Foundation
 import NIOCore
 
-/// The `Content-Encoding` of an ingest body: none, or gzip, inflated through compress-nio (zlib) and bounded by the
+/// The `Content-Encoding` of an ingest body: none, or gzip, inflated member by member (`GzipBody`) and bounded by the
 /// same limit as a plain body, as a permessage-deflate message is by `MessageInflater`.
 enum ContentCoding {
     case identity
@@ -19,26 +18,8 @@ enum ContentCoding {
         }
     }
 
-    enum Refusal: Error {
-        /// Inflates past `limit` bytes; inflating stopped there.
-        case tooLarge
-        case corrupt
-    }
-
-    func decode(_ body: ByteBuffer, limit: Int) throws(Refusal) -> ByteBuffer {
+    func decode(_ body: ByteBuffer, limit: Int) throws(GzipBody.Failure) -> ByteBuffer {
         guard case .gzip = self else { return body }
-        var compressed = body
-        do {
-            // One byte over the limit tells a body at the limit from one past it.
-            let inflated = try compressed.decompress(with: .gzip(), maxSize: limit + 1)
-            guard inflated.readableBytes <= limit else { throw Refusal.tooLarge }
-            return inflated
-        } catch let refusal as Refusal {
-            throw refusal
-        } catch let error as CompressNIOError where error == .bufferOverflow {
-            throw .tooLarge
-        } catch {
-            throw .corrupt
-        }
+        return try GzipBody.inflate(body, limit: limit)
     }
 }

@@ -18,6 +18,9 @@ import NIOHTTP1
 ///   earlier request is under way.
 ///   Hummingbird's idle timeout restarts on every body part and `RequestHeadDeadline` sees only a first head, so a
 ///   body trickled a byte at a time held its connection and request for ever (a slow POST), on both ingest paths.
+///   A body that simply stalls is overdue for both timers at once, and Hummingbird's closes the connection without
+///   a word: so while a body is unfinished this handler owns the deadline, and a close from behind it that comes
+///   when the body is already overdue is answered with the 408 first, whichever timer fired first.
 ///
 /// Written here because the libraries leave these open: hummingbird-websocket's upgrade channel sets NIO's
 /// pipeline up with error handling off, so a parse error in the first request reached nobody and the connection
@@ -45,6 +48,9 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
     private var responding = false
     /// Runs out `linger` after the read that left a body unfinished; cancelled when the body ends.
     private var bodyDeadline: Scheduled<Void>?
+    /// When the head of the request whose body is being read arrived. Hummingbird's idle timer counts from its last
+    /// read of the same request, never earlier, on the same clock.
+    private var headArrived = ContinuousClock.now
     private var state = State.open
 
     private enum State {
@@ -77,6 +83,7 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
         case .head(let head):
             unanswered.append(head.isKeepAlive)
             readingBody = true
+            headArrived = .now
             let first = !sawFirstHead
             sawFirstHead = true
             context.fireChannelRead(data)
@@ -110,7 +117,10 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
         if case .draining = state { context.read() }
         // A body that arrived whole with its head (most do) never costs a timer.
         if readingBody, bodyDeadline == nil, case .open = state {
-            bodyDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: linger) { [self] in bodyTimedOut(context) }
+            let remaining = Duration(linger) - (ContinuousClock.now - headArrived)
+            bodyDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(max(remaining, .zero))) { [self] in
+                bodyTimedOut(context)
+            }
         }
         context.fireChannelReadComplete()
     }
@@ -180,6 +190,21 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
                 context.write(data, promise: promise)
             }
         }
+    }
+
+    /// A close from the handlers behind (Hummingbird's idle timeout) while a body is overdue: the 408 goes out first.
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all, bodyIsOverdue, unanswered.count == 1, !responding, context.channel.isActive else {
+            return context.close(mode: mode, promise: promise)
+        }
+        bodyTimedOut(context)
+        context.channel.closeFuture.cascade(to: promise)
+    }
+
+    /// A body is unfinished `linger` after its head arrived, and nothing has answered that yet.
+    private var bodyIsOverdue: Bool {
+        guard readingBody, case .open = state else { return false }
+        return ContinuousClock.now - headArrived >= Duration(linger)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -98,9 +98,7 @@ final class Heartbeat: ChannelDuplexHandler, RemovableChannelHandler {
     func beat() {
         guard let context, context.channel.isActive, !closing else { return }
         if awaitingPong {
-            var reason = context.channel.allocator.buffer(capacity: 16)
-            reason.write(webSocketErrorCode: .goingAway)
-            reason.writeString("ping timeout")
+            let reason = CloseFramePayload.make(.goingAway, reason: "ping timeout", allocator: context.channel.allocator)
             // Closed once the frame is out, or after the close timeout if a full socket holds it back.
             beginClosing(context)
             let channel = context.channel

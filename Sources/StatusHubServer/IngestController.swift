@@ -99,8 +99,8 @@ struct IngestController: Sendable {
             return JSONResponse.errorAnswer(
                 .contentTooLarge, field: "body",
                 reason: "inflates past the \(limits.maxBodyBytes)-byte limit (server.max_body_bytes); inflating stopped there")
-        } catch .corrupt {
-            return JSONResponse.errorAnswer(.badRequest, field: "body", reason: "is not valid gzip (Content-Encoding: gzip)")
+        } catch .invalid(let reason) {
+            return JSONResponse.errorAnswer(.badRequest, field: "body", reason: "\(reason) (Content-Encoding: gzip)")
         }
         let publisher = admitted.publisher
 

@@ -27,7 +27,8 @@ struct ServerSentEvents {
         }
         let asked: SubscribeQuery
         do {
-            asked = try SubscribeQuery(parsing: request.uri.query ?? "", lastEventID: request.headers[.lastEventID])
+            asked = try SubscribeQuery(
+                parsing: request.uri.query ?? "", lastEventID: request.headers[.lastEventID], maxPatterns: hub.config.websocket.maxSubscriptions)
         } catch {
             return JSONResponse.error(.badRequest, field: error.field, reason: error.reason)
         }

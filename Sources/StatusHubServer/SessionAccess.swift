@@ -17,7 +17,10 @@ final class SessionAccess: Sendable {
     private struct State {
         var subscriber: Subscriber
         var bucket: TokenBucket?
-        var strikes = 0
+        /// Messages since the first refusal of the current run over the rate; nil while the client keeps to it.
+        var sinceFirstRefusal: Int?
+        /// Messages let through in a row since the last refusal.
+        var passedInARow = 0
     }
 
     private let state: Mutex<State>
@@ -38,18 +41,31 @@ final class SessionAccess: Sendable {
 
     var subscriber: Subscriber { state.withLock { $0.subscriber } }
 
-    /// Counts one client message against `websocket.max_messages_per_second`.
+    /// Counts one client message against `websocket.max_messages_per_second`. A client refused once and refused again
+    /// a second's worth of messages (`rate` of them) later is still over the rate: closed. One that gets a second's
+    /// worth through in a row is back under it. Counting only refusals in a row never closed anyone: a client
+    /// sending at several times the rate gets a message through every time a token refills.
     func screenMessage() -> Screen {
         let elapsed = start.duration(to: .now)
         let now = elapsed.seconds
+        let secondsWorth = max(1, Int(rate.rounded(.up)))
         return state.withLock { state in
             guard state.bucket != nil else { return .pass }
-            if state.bucket!.take(1, now: now).allowed {
-                state.strikes = 0
+            let allowed = state.bucket!.take(1, now: now).allowed
+            guard let counted = state.sinceFirstRefusal else {
+                if allowed { return .pass }
+                state.sinceFirstRefusal = 0
+                state.passedInARow = 0
+                return .limited
+            }
+            state.sinceFirstRefusal = counted + 1
+            if allowed {
+                state.passedInARow += 1
+                if state.passedInARow >= secondsWorth { state.sinceFirstRefusal = nil }
                 return .pass
             }
-            state.strikes += 1
-            return Double(state.strikes) > max(1, rate) ? .close : .limited
+            state.passedInARow = 0
+            return counted + 1 >= secondsWorth ? .close : .limited
         }
     }
 

@@ -2,11 +2,14 @@ import Hummingbird
 import StatusHubCore
 
 /// `GET /v1/state/{entity_type}/{entity_id}` and `GET /v1/state?pattern=…`: the write-through cache, read back,
-/// with the same subscriber token and the same tenant and pattern rules as a WebSocket snapshot.
+/// with the same subscriber token and the same tenant and pattern rules (and limit) as a WebSocket snapshot.
 struct StateController {
     let engine: any Engine
     let tokens: SubscriberTokens
     let catalog: Catalog
+    /// Distinct patterns one `GET /v1/state` may name (`websocket.max_subscriptions`, as one subscribe): each costs a
+    /// pass over the cache on the event loop, so thousands of them stalled the node.
+    let maxPatterns: Int
 
     private func reader(_ request: Request) async -> SubscriberTokens.Reader { await tokens.reader(of: request) }
 
@@ -56,7 +59,11 @@ struct StateController {
             return JSONResponse.error(.badRequest, field: "pattern", reason: "is required: GET /v1/state?pattern=line:Line-2:* (repeatable)")
         }
         var patterns: [ChannelPattern] = []
-        for text in texts {
+        var seen = Set<String>()
+        for text in texts where seen.insert(text).inserted {
+            guard seen.count <= maxPatterns else {
+                return JSONResponse.error(.badRequest, field: "pattern", reason: SubscribeQuery.tooManyPatterns(maxPatterns))
+            }
             let pattern: ChannelPattern
             do {
                 pattern = try ChannelPattern(parsing: String(text))

@@ -116,7 +116,8 @@ public struct StatusHub: Sendable {
 
     func makeRouter() -> Router<HubRequestContext> {
         let router = Router(context: HubRequestContext.self)
-        let state = StateController(engine: engine, tokens: access.subscriberTokens, catalog: config.catalog)
+        let state = StateController(
+            engine: engine, tokens: access.subscriberTokens, catalog: config.catalog, maxPatterns: config.websocket.maxSubscriptions)
         router.post("/v1/events", use: makeIngestController().handle)
         router.get("/v1/state/:entity_type/:entity_id", use: state.entity)
         router.get("/v1/state", use: state.matching)

@@ -26,8 +26,13 @@ struct SubscribeQuery: Equatable {
     /// `channels` (comma-separated, repeatable), `snapshot`, `since` (or the `Last-Event-ID` header, which wins:
     /// it is where a reconnecting `EventSource` left off), `filter`, `recent`, `token`. Form-encoded: `+` is a space.
     /// `channels` is required unless `channelsOptional` (a WebSocket URL), and then `snapshot`, `since`, `filter` and
-    /// `recent` need it: alone they would subscribe to nothing.
-    init(parsing query: String, lastEventID: String? = nil, channelsOptional: Bool = false) throws(Refusal) {
+    /// `recent` need it: alone they would subscribe to nothing. At most `maxPatterns` distinct patterns (a repeat
+    /// counts once): the subscribe would refuse more anyway, after the work of parsing and matching them all.
+    init(
+        parsing query: String, lastEventID: String? = nil, channelsOptional: Bool = false,
+        maxPatterns: Int = HubConfig.WebSocket().maxSubscriptions
+    ) throws(Refusal) {
+        var seen = Set<ChannelPattern>()
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let key = parts[0]
@@ -41,9 +46,12 @@ struct SubscribeQuery: Equatable {
                     do {
                         let trimmed = text.first == " " || text.last == " " ? text.trimmingCharacters(in: .whitespaces) : String(text)
                         let pattern = try ChannelPattern(parsing: trimmed)
-                        if !patterns.contains(pattern) { patterns.append(pattern) }
+                        if seen.insert(pattern).inserted { patterns.append(pattern) }
                     } catch {
                         throw Refusal(field: "channels", reason: error.reason)
+                    }
+                    guard patterns.count <= maxPatterns else {
+                        throw Refusal(field: "channels", reason: Self.tooManyPatterns(maxPatterns))
                     }
                 }
             case "snapshot":
@@ -88,6 +96,11 @@ struct SubscribeQuery: Equatable {
             let given = snapshot ? "snapshot" : since != nil ? "since" : filter != nil ? "filter" : "recent"
             throw Refusal(field: "channels", reason: "is required with \(given): the patterns it applies to, e.g. channels=line:Line-2:*")
         }
+    }
+
+    /// The reason a request naming more than `limit` distinct patterns is refused with, wherever it names them.
+    static func tooManyPatterns(_ limit: Int) -> String {
+        "more than \(limit) distinct patterns; one request may name at most \(limit) (websocket.max_subscriptions)"
     }
 
     /// A form value with `+` as a space and percent-escapes decoded; nil for a malformed escape. A value with

@@ -51,6 +51,13 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Fragments one message may come in (each costs a little memory until the last arrives): more close with 1009.
     static let maxFragments = 1024
 
+    /// Close reasons that say which limit or rule a message broke, where the code alone is shared by several.
+    static let tooManyFragments = "message in more than \(maxFragments) fragments"
+    static let inflatesTooLarge = "compressed message inflates past websocket.max_frame_bytes"
+    /// Corrupt DEFLATE data, or a message that refers back to an earlier one: the hub answered every offer with
+    /// `client_no_context_takeover`, so each message must be a DEFLATE stream of its own.
+    static let notDeflate = "compressed message is not DEFLATE of its own (corrupt, or uses an earlier message's context: client_no_context_takeover)"
+
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         if let refusal { return close(refusal.code, reason: refusal.reason) }
@@ -80,9 +87,9 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 do {
                     payload = try inflater.inflate(payload, limit: maxMessageBytes)
                 } catch .tooBig {
-                    return close(.messageTooBig)
+                    return close(.messageTooBig, reason: Self.inflatesTooLarge)
                 } catch {
-                    return close(.invalidPayload)
+                    return close(.invalidPayload, reason: Self.notDeflate)
                 }
             }
             guard let text = String(validating: payload.readableBytesView, as: UTF8.self) else {
@@ -125,8 +132,10 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         switch error {
-        case NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge, NIOWebSocketFrameAggregator.Error.tooManyFragments:
-            close(.messageTooBig)
+        case NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
+            close(.messageTooBig, reason: "message larger than websocket.max_frame_bytes")
+        case NIOWebSocketFrameAggregator.Error.tooManyFragments:
+            close(.messageTooBig, reason: Self.tooManyFragments)
         case is NIOWebSocketFrameAggregator.Error:
             // A continuation without a start, a new message before the last one ended.
             close(.protocolError)
@@ -149,11 +158,15 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard !closing, let context else { return }
         closing = true
         inbox.stop()
-        var payload = context.channel.allocator.buffer(capacity: 64)
-        payload.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code.rawValue)))
-        payload.writeString(reason ?? code.reason)
+        let payload = CloseFramePayload.make(
+            WebSocketErrorCode(codeNumber: Int(code.rawValue)), reason: reason ?? code.reason, allocator: context.channel.allocator)
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload)), promise: nil)
     }
+
+    /// Codes outside swift-nio's named ones that a client may close with: 1012–1014 (service restart, try again
+    /// later, bad gateway), registered with IANA after RFC 6455, and 3000–4999 (libraries', applications').
+    /// 1004–1006 and 1015 are never sent; 1016–2999 are reserved.
+    static let receivableCloseCodes: [ClosedRange<UInt16>] = [1012...1014, 3000...4999]
 
     /// RFC 6455 §5.5.1 and §7.4, as the WebSocket library answers: 1000, or 1002 for a close frame with a one-byte
     /// body, a reason that is not UTF-8, or a code no endpoint may send.
@@ -166,7 +179,7 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
         var answer = WebSocketErrorCode.normalClosure
         if (size > 0 && code == nil) || String(validating: data.readableBytesView, as: UTF8.self) == nil {
             answer = .protocolError
-        } else if case .unknown(let number) = code, number < 3000 || number > 4999 {
+        } else if case .unknown(let number) = code, !Self.receivableCloseCodes.contains(where: { $0.contains(number) }) {
             answer = .protocolError
         }
         var payload = context.channel.allocator.buffer(capacity: 2)

@@ -57,7 +57,8 @@ final class WebSocketUpgrade: Sendable {
         guard target.first == "/v1/ws", !draining.isSet else { return .decline }
         let asked: SubscribeQuery
         do {
-            asked = try SubscribeQuery(parsing: target.count > 1 ? String(target[1]) : "", channelsOptional: true)
+            asked = try SubscribeQuery(
+                parsing: target.count > 1 ? String(target[1]) : "", channelsOptional: true, maxPatterns: limits.maxSubscriptions)
         } catch {
             return .refuse(HubHTTP1Channel.Refusal(field: error.field, reason: error.reason))
         }

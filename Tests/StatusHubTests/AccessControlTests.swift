@@ -85,6 +85,25 @@ import Testing
         }
     }
 
+    /// A close frame's payload is at most 125 bytes (RFC 6455 §5.5): a reason quoting a token's non-ASCII pattern (64
+    /// characters, 128 bytes) is cut to fit, on a character boundary, or a conforming client fails with 1002.
+    @Test func aLongCloseReasonIsCutToFitTheControlFrame() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
+            let token = try await issuer.hs256(patterns: [String(repeating: "\u{E9}", count: 64) + "::"])
+            let payload = try await RawSocket.offPool {
+                let socket = try RawSocket(port: hub.port)
+                try socket.upgrade(path: "/v1/ws?token=\(token)")
+                return RawSocket.closePayload(in: socket.read(timeout: 10) { RawSocket.closePayload(in: $0) != nil }.bytes)
+            }
+            let bytes = try #require(payload)
+            #expect(bytes.count <= 125, "a \(bytes.count)-byte close payload")
+            #expect(UInt16(bytes[0]) << 8 | UInt16(bytes[1]) == 4401)
+            let reason = String(validating: bytes.dropFirst(2), as: UTF8.self)
+            #expect(reason?.contains("pattern") == true && reason?.contains("\u{E9}") == true, "\(String(decoding: bytes.dropFirst(2), as: UTF8.self))")
+        }
+    }
+
     @Test func tokensLimitPatternsAndExpire() async throws {
         let issuer = TokenIssuer()
         try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
@@ -214,6 +233,38 @@ extension AccessControlTests {
             let only = try await TestSocket(port: hub.port)
             #expect(try await RawSocket.closeCodeAfterUpgrade(port: hub.port) == 4503)
             _ = await only.close()
+        }
+    }
+
+    /// A client that keeps sending at several times the rate gets a message through whenever a token refills, yet is
+    /// still over the rate: closed with 1008 (counting only refusals in a row never closed it). One just under the
+    /// rate is never refused, let alone closed.
+    @Test func aClientStayingOverTheRateIsClosedAndOneUnderItIsNot() async throws {
+        try await withHub(engine: .memory, configure: { $0.websocket.maxMessagesPerSecond = 20 }) { hub in
+            let fast = try await TestSocket(port: hub.port)
+            let sender = Task {
+                for number in 0..<400 {  // 80 a second, four times the rate, for at most 5 s
+                    fast.send(#"{"op":"ping","id":"\#(number)"}"#)
+                    try await Task.sleep(for: .milliseconds(12))
+                }
+            }
+            // Not thrown out of on a timeout: the sender and the socket must end either way, or the hub's shutdown waits.
+            let close = try? await fast.closedByHub(timeout: .seconds(15))
+            sender.cancel()
+            if close == nil { _ = await fast.close() }
+            #expect(close?.closeCode == .init(codeNumber: 1008))
+            #expect(close?.reason?.isEmpty == false)
+
+            let steady = try await TestSocket(port: hub.port)
+            for number in 0..<45 {  // 15 a second for 3 s
+                steady.send(#"{"op":"ping","id":"\#(number)"}"#)
+                try await Task.sleep(for: .milliseconds(66))
+            }
+            let answers = await steady.drain(for: .milliseconds(500))
+            #expect(!answers.contains { $0.contains("rate_limited") }, "\(answers.filter { $0.contains("error") })")
+            #expect(answers.filter { $0.contains("pong") }.count == 45)
+            try await steady.subscribe(["alerts"])  // still open
+            _ = await steady.close()
         }
     }
 

@@ -122,6 +122,9 @@ struct CompressedSessionTests {
             }
             #expect(answered.contains(#""id":"first-"#), "the first message was not answered: \(answered)")
             #expect(RawSocket.closeCode(in: stream) == 1007)
+            // Said as what it is: not "text frame is not valid UTF-8".
+            let reason = RawSocket.closePayload(in: stream).map { String(decoding: $0.dropFirst(2), as: UTF8.self) } ?? ""
+            #expect(reason.contains("client_no_context_takeover"), "\(reason)")
         }
     }
 

@@ -58,6 +58,25 @@ struct EventFilterTests {
         }
     }
 
+    /// Numbers are JSON's decimal numbers, as in the events: Swift's `Double(String)` also read `0x10` as 16 and
+    /// `00012` as 12. Those are refused, saying why; a word that is no number at all stays text.
+    @Test func onlyJSONNumbersAreNumbers() throws {
+        let sixteen = Self.event(#"{"data":{"x":16,"code":"00012","day":"2025-01-01"}}"#)
+        #expect(try EventFilter.parse("data.x = 16").admits(sixteen))
+        #expect(try EventFilter.parse("data.x = 1.6e1").admits(sixteen))
+        #expect(try EventFilter.parse("data.x > -0.5").admits(sixteen))
+        #expect(try EventFilter.parse("data.code = '00012'").admits(sixteen))
+        #expect(try EventFilter.parse("data.day = 2025-01-01").admits(sixteen))
+        for text in ["data.x = 0x10", "data.x = 00016", "data.x = 16.", "data.x > 1e999", "data.x in (1, 0x10)", "data.x = -016"] {
+            do {
+                let filter = try EventFilter.parse(text)
+                Issue.record("\(text) was taken as \(filter.canonical)")
+            } catch {
+                #expect(error.reason.contains("is not a JSON number"), "\(text): \(error.reason)")
+            }
+        }
+    }
+
     @Test func limitsAreRefused() {
         let long = "data.x = " + String(repeating: "a", count: 1100)
         #expect(throws: EventFilter.ParseError.self) { try EventFilter.parse(long) }

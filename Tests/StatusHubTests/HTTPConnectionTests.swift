@@ -116,6 +116,30 @@ struct HTTPConnectionTests {
         }
     }
 
+    /// A body that stalls (its `Content-Length` 20 bytes more than is sent, nothing trickled) is overdue for the body
+    /// deadline and Hummingbird's idle timeout at the same moment: the 408 must win every time, on both ingest paths,
+    /// not only when the body deadline's timer happens to fire first (4 tries in 10 did).
+    @Test(arguments: [false, true])
+    func aStalledBodyIsAlwaysAnswered408(behindARead: Bool) async throws {
+        try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 1 }) { hub in
+            let body = SampleEvents.alert("M-STALL")
+            let head = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count + 20)\r\n\r\n"
+            let lead = behindARead ? "GET /health HTTP/1.1\r\nHost: x\r\n\r\n" : ""
+            let results = try await withThrowingTaskGroup(of: (responses: [RawHTTPResponse], closed: Bool, seconds: Double).self) { group in
+                for _ in 0..<16 {
+                    group.addTask { try await Self.exchange(port: hub.port, Array((lead + head + body).utf8)) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            for result in results {
+                #expect(result.responses.map(\.status) == (behindARead ? [200, 408] : [408]), "closed after \(result.seconds) s")
+                #expect(result.responses.last?.errorField == "body")
+                #expect(result.responses.last?.headers["connection"] == "close")
+                #expect(result.closed)
+            }
+        }
+    }
+
     /// A slow POST: a body trickled a byte at a time, each byte well inside the idle timeout, is answered 408 and
     /// closed once it has taken longer than the timeout since its head — on both ingest paths (alone: the handler
     /// below the router; behind a read: the router's route) — while a body that ends in time is taken.

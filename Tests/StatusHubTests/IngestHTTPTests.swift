@@ -230,6 +230,50 @@ struct IngestHTTPTests {
         }
     }
 
+    /// RFC 1952 §2.2: a gzip body is a series of members, every one inflated; a stream cut short, bytes after a member
+    /// that are not another member, or a broken header are a 400 naming `body` and the gzip problem, never a 202 for
+    /// part of the body.
+    @Test func gzipBodiesAreReadMemberByMemberAndWhole() async throws {
+        try await withHub(engine: .memory) { hub in
+            let ndjson = ["Content-Encoding": "gzip", "Content-Type": "application/x-ndjson"]
+            func line(_ machine: String) -> Data { Data((SampleEvents.machineStatus(machine) + "\n").utf8) }
+            func post(_ body: Data) async throws -> HTTPReply {
+                try await HTTP.request("POST", port: hub.port, "/v1/events", body: body, headers: ndjson)
+            }
+
+            let twoMembers = try await post(try Self.gzip(line("M-GZ1")) + Self.gzip(line("M-GZ2")))
+            #expect(twoMembers.status == 202, "\(twoMembers.text)")
+            #expect(twoMembers.json["accepted"]?.arrayValue?.count == 2, "\(twoMembers.text)")
+            for machine in ["M-GZ1", "M-GZ2"] {
+                #expect(try await HTTP.get(port: hub.port, "/v1/state/machine/\(machine)").status == 200, "\(machine)")
+            }
+
+            // The member's last 8 bytes are its trailer (CRC-32 and length): without them the stream never ended.
+            let whole = try Self.gzip(line("M-GZ3") + line("M-GZ4"))
+            let cutShort = try await post(whole.dropLast(8))
+            #expect(cutShort.status == 400 && cutShort.text.contains(#""field":"body""#) && cutShort.text.contains("ends inside gzip member 1"), "\(cutShort.text)")
+
+            let trailing = try await post(try Self.gzip(line("M-GZ5")) + Data("this is not gzip".utf8))
+            #expect(trailing.status == 400 && trailing.text.contains(#""field":"body""#) && trailing.text.contains("not another gzip member"), "\(trailing.text)")
+
+            let badHeader = try await post(Data([0x1F, 0x8B, 0x08, 0x00]) + Data("garbage".utf8))
+            #expect(badHeader.status == 400 && badHeader.text.contains(#""field":"body""#) && badHeader.text.contains("gzip"), "\(badHeader.text)")
+            #expect(!badHeader.text.contains("JSON"), "\(badHeader.text)")
+
+            let secondCorrupt = try await post(try Self.gzip(line("M-GZ6")) + Data([0x1F, 0x8B, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 1, 2, 3]))
+            #expect(secondCorrupt.status == 400 && secondCorrupt.text.contains("gzip member 2"), "\(secondCorrupt.text)")
+
+            for machine in ["M-GZ3", "M-GZ4", "M-GZ5", "M-GZ6"] {
+                #expect(try await HTTP.get(port: hub.port, "/v1/state/machine/\(machine)").status == 404, "\(machine) was stored from a refused body")
+            }
+
+            // The limit counts every member's output together: two members of 600 KiB each pass 1 MiB only together.
+            let half = try Self.gzip(Data(SampleEvents.alert("M-GZ7", message: String(repeating: "a", count: 600 << 10)).utf8) + Data("\n".utf8))
+            let overTogether = try await post(half + half)
+            #expect(overTogether.status == 413 && overTogether.text.contains("inflates past"), "\(overTogether.text)")
+        }
+    }
+
     /// gzip(1) compresses: the test's own bytes come from a tool independent of the hub's inflater.
     static func gzip(_ data: Data) throws -> Data {
         let input = Pipe(), output = Pipe()

@@ -16,14 +16,60 @@ struct ProtocolAbuseTests {
 
     /// Upgrades a raw socket, sends `frames`, and returns the close code the hub answers with.
     static func closeCode(port: Int, after frames: [[UInt8]]) async throws -> UInt16? {
+        try await closeFrame(port: port, after: frames)?.code
+    }
+
+    /// Upgrades a raw socket (asking for `extensions`, if any), sends `frames`, and returns the code and reason of the
+    /// close frame the hub answers with.
+    static func closeFrame(port: Int, after frames: [[UInt8]], extensions: String? = nil) async throws -> (code: UInt16, reason: String)? {
         try await RawSocket.offPool {
             let socket = try RawSocket(port: port)
-            try socket.upgrade()
+            try socket.upgrade(headers: extensions.map { ["Sec-WebSocket-Extensions": $0] } ?? [:])
             _ = socket.read(timeout: 30) { String(decoding: $0, as: UTF8.self).contains("\r\n\r\n") }
             for frame in frames { try? socket.send(frame) }
-            // The response head was consumed above; closeCode(in:) expects one in front of the frames.
-            let stream = Array("HTTP/1.1 101\r\n\r\n".utf8) + socket.read(timeout: 10) { RawSocket.closeCode(in: Array("HTTP/1.1 101\r\n\r\n".utf8) + $0) != nil }.bytes
-            return RawSocket.closeCode(in: stream)
+            // The response head was consumed above; closePayload(in:) expects one in front of the frames.
+            let head = Array("HTTP/1.1 101\r\n\r\n".utf8)
+            let stream = head + socket.read(timeout: 10) { RawSocket.closePayload(in: head + $0) != nil }.bytes
+            guard let payload = RawSocket.closePayload(in: stream), payload.count >= 2 else { return nil }
+            return (UInt16(payload[0]) << 8 | UInt16(payload[1]), String(decoding: payload.dropFirst(2), as: UTF8.self))
+        }
+    }
+
+    /// Each limit or rule behind a shared close code says which it was: more than 1,024 fragments is not a frame
+    /// over websocket.max_frame_bytes, and a compressed message that is not DEFLATE is not invalid UTF-8.
+    @Test func closeReasonsNameWhatWasBroken() async throws {
+        try await withHub(engine: .memory) { hub in
+            let ping = Array(#"{"op":"ping"}"#.utf8)
+            var fragments = [RawSocket.frame(opcode: 1, fin: false, payload: [ping[0]])]
+            fragments += (0..<1024).map { _ in RawSocket.frame(opcode: 0, fin: false, payload: [0x20]) }
+            fragments.append(RawSocket.frame(opcode: 0, fin: true, payload: Array(ping.dropFirst())))
+            let fragmented = try #require(try await Self.closeFrame(port: hub.port, after: fragments))
+            #expect(fragmented.code == 1009)
+            #expect(fragmented.reason.contains("more than 1024 fragments"), "\(fragmented.reason)")
+
+            let corrupt = try #require(try await Self.closeFrame(
+                port: hub.port, after: [RawSocket.frame(opcode: 0x41, payload: [0xFF, 0xFF, 0xFF, 0xFF, 0x00])], extensions: "permessage-deflate"))
+            #expect(corrupt.code == 1007)
+            #expect(corrupt.reason.contains("not DEFLATE") && !corrupt.reason.contains("UTF-8"), "\(corrupt.reason)")
+
+            let notUTF8 = try #require(try await Self.closeFrame(port: hub.port, after: [RawSocket.frame(opcode: 1, payload: [0xFF, 0xFE])]))
+            #expect(notUTF8.code == 1007 && notUTF8.reason.contains("UTF-8"), "\(notUTF8.reason)")
+        }
+    }
+
+    /// A client may close with any code registered with IANA (1012–1014 came after RFC 6455) or in 3000–4999: the
+    /// hub answers 1000. Codes never sent on the wire (1005, 1006, 1015) or reserved are a protocol error (1002).
+    @Test func aClientsCloseCodeIsAnsweredAsRegistered() async throws {
+        let answers: [(sent: Int, answered: UInt16)] = [
+            (1000, 1000), (1001, 1000), (1011, 1000), (1012, 1000), (1013, 1000), (1014, 1000), (3000, 1000), (4999, 1000),
+            (1004, 1002), (1005, 1002), (1006, 1002), (1015, 1002), (1016, 1002), (2999, 1002), (5000, 1002),
+        ]
+        try await withHub(engine: .memory) { hub in
+            for (sent, answered) in answers {
+                let close = RawSocket.frame(opcode: 8, payload: [UInt8(sent >> 8), UInt8(sent & 0xFF)])
+                let code = try await Self.closeCode(port: hub.port, after: [close])
+                #expect(code == answered, "client closed with \(sent)")
+            }
         }
     }
 

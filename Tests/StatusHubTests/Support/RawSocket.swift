@@ -118,6 +118,13 @@ final class RawSocket {
     /// The close code of the first close frame (opcode 8) in a stream of unmasked server frames after the
     /// response head.
     static func closeCode(in stream: [UInt8]) -> UInt16? {
+        guard let payload = closePayload(in: stream), payload.count >= 2 else { return nil }
+        return UInt16(payload[0]) << 8 | UInt16(payload[1])
+    }
+
+    /// The whole payload (code and reason) of the first close frame in a stream of unmasked server frames after the
+    /// response head, once all of it has arrived.
+    static func closePayload(in stream: [UInt8]) -> [UInt8]? {
         guard let headEnd = stream.indices.first(where: { stream[$0...].starts(with: Array("\r\n\r\n".utf8)) }) else { return nil }
         var index = headEnd + 4
         while index + 2 <= stream.count {
@@ -129,7 +136,7 @@ final class RawSocket {
             } else if length == 127, offset + 8 <= stream.count {
                 length = stream[offset..<offset + 8].reduce(0) { $0 << 8 | Int($1) }; offset += 8
             }
-            if opcode == 8, offset + 2 <= stream.count { return UInt16(stream[offset]) << 8 | UInt16(stream[offset + 1]) }
+            if opcode == 8, offset + max(length, 2) <= stream.count { return Array(stream[offset..<offset + length]) }
             index = offset + length
         }
         return nil
