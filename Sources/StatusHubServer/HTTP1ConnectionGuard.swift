@@ -11,8 +11,10 @@ import NIOHTTP1
 ///   it once its response is written. A body still arriving then is read and dropped (for at most `linger`)
 ///   behind a closed output, so a client that sends its whole body before it reads (Python's urllib) gets the
 ///   early answer (413) instead of a stalled send or a reset;
-/// - `Expect: 100-continue` is answered with `100 Continue`, unless the declared body is over `maxBodyBytes`
-///   (then the 413 is the answer);
+/// - a `CONNECT` (after which the parser reads no more requests) is answered 405 and the connection closed, like a
+///   request the parser refuses;
+/// - `Expect: 100-continue` is answered with `100 Continue`, unless the request was answered from its head (a
+///   declared body over `maxBodyBytes`, an unknown key, an unsupported media type: that answer is the answer);
 /// - a request whose body has not ended `linger` after the read that brought its head is answered 408 (JSON, naming
 ///   `body`) and the connection ended as after any closing answer — or only closed, when an answer to it or to an
 ///   earlier request is under way.
@@ -53,10 +55,17 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
     private var headArrived = ContinuousClock.now
     private var state = State.open
 
+    /// The answer to a request refused before anything behind this handler saw it.
+    private struct Refusal {
+        var status: HTTPResponseStatus
+        var field: String
+        var reason: String
+    }
+
     private enum State {
         case open
         /// The parser refused a request pipelined behind ones still being answered; answered after them.
-        case refusing(HTTPParserError)
+        case refusing(Refusal)
         /// The last response is written and the output closed; what the client still sends is dropped.
         case draining(Scheduled<Void>)
         case closing
@@ -81,6 +90,16 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
         }
         switch part {
         case .head(let head):
+            if head.method == .CONNECT {
+                // The parser takes whatever follows a CONNECT for a tunnel's bytes and reads no request after it: the
+                // router's 405 went out without its body or length, and the connection hung. This node is no proxy:
+                // refused as a request the parser refuses, after the answers to those before it.
+                sawFirstHead = true
+                let refusal = Refusal(status: .methodNotAllowed, field: "method", reason: "CONNECT: this node is not a proxy")
+                if unanswered.isEmpty { return answerAndEnd(refusal, context: context) }
+                state = .refusing(refusal)
+                return
+            }
             unanswered.append(head.isKeepAlive)
             readingBody = true
             headArrived = .now
@@ -159,9 +178,9 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
             // In a body whose request was answered already: nothing left to say.
             close(context)
         case (false, false):
-            state = .refusing(refusal)
+            state = .refusing(answer(to: refusal))
         case (false, true):
-            answer(refusal, context: context)
+            answerAndEnd(answer(to: refusal), context: context)
         }
     }
 
@@ -185,7 +204,7 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
             } else if unanswered.isEmpty, case .refusing(let refusal) = state {
                 context.write(data, promise: promise)
                 state = .open
-                answer(refusal, context: context)
+                answerAndEnd(refusal, context: context)
             } else {
                 context.write(data, promise: promise)
             }
@@ -224,9 +243,13 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     /// Answers a request the parser refused, and ends the connection.
-    private func answer(_ refusal: HTTPParserError, context: ChannelHandlerContext) {
+    private func answer(to refusal: HTTPParserError) -> Refusal {
         let (status, field, reason) = refusal.answer(limits: decoderLimits)
-        answerAndEnd(status, field: field, reason: reason, context: context)
+        return Refusal(status: status, field: field, reason: reason)
+    }
+
+    private func answerAndEnd(_ refusal: Refusal, context: ChannelHandlerContext) {
+        answerAndEnd(refusal.status, field: refusal.field, reason: refusal.reason, context: context)
     }
 
     /// Writes the JSON error with `Connection: close`, then ends the connection (`finish`).

@@ -53,6 +53,22 @@ struct HTTPConnectionTests {
         }
     }
 
+    /// A CONNECT: the parser reads no request after one (a tunnel's bytes follow), and the router's 405 went out
+    /// without a length, leaving the connection hanging. Answered 405 and closed, alone or behind a request being
+    /// answered. (swift-nio's encoder writes no body for any response to a CONNECT, so this 405 has none.)
+    @Test func connectIsRefusedAndTheConnectionClosed() async throws {
+        try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 60 }) { hub in
+            let connect = "CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n"
+            let (alone, aloneClosed, _) = try await Self.exchange(port: hub.port, Array(connect.utf8))
+            #expect(alone.map(\.status) == [405])
+            #expect(alone.first?.headers["connection"] == "close")
+            #expect(aloneClosed)
+            let (behind, behindClosed, _) = try await Self.exchange(port: hub.port, Array(("GET /health HTTP/1.1\r\nHost: x\r\n\r\n" + connect).utf8))
+            #expect(behind.map(\.status) == [200, 405])
+            #expect(behindClosed)
+        }
+    }
+
     @Test func malformedRequestAfterOneOnTheSameConnectionIsAnsweredAfterIt() async throws {
         try await withHub(engine: .memory, configure: { $0.server.idleTimeoutSeconds = 60 }) { hub in
             let good = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
