@@ -9,13 +9,14 @@ import Testing
 
 @Suite("Graceful shutdown")
 struct ShutdownTests {
-    @Test func sigtermDrainsAndClosesWith1001() async throws {
-        var config = HubConfig()
-        config.server.port = 0
-        config.server.shutdownGraceSeconds = 3
+    /// A node with the whole service group `statushub serve` runs (the drain included, which `withHub` leaves out),
+    /// started and ready; the test triggers its shutdown and awaits `running`.
+    static func start(
+        config: HubConfig, engine makeEngine: (Logger) throws -> any Engine
+    ) async throws -> (port: Int, group: ServiceGroup, running: Task<Void, any Error>) {
         var logger = Logger(label: "test-hub")
         logger.logLevel = .warning
-        let engine = MemoryEngine(config: config)
+        let engine = try makeEngine(logger)
         let hub = try StatusHub(config: config, engine: engine)
         let ports = AsyncStream<Int>.makeStream()
         let group = ServiceGroup(configuration: .init(
@@ -24,6 +25,14 @@ struct ShutdownTests {
         var iterator = ports.stream.makeAsyncIterator()
         let port = try #require(await iterator.next())
         while !engine.isReady { try await Task.sleep(for: .milliseconds(5)) }
+        return (port, group, running)
+    }
+
+    @Test func sigtermDrainsAndClosesWith1001() async throws {
+        var config = HubConfig()
+        config.server.port = 0
+        config.server.shutdownGraceSeconds = 3
+        let (port, group, running) = try await Self.start(config: config) { _ in MemoryEngine(config: config) }
 
         let socket = try await TestSocket(port: port)
         try await socket.subscribe(["resource-status"])
@@ -54,17 +63,9 @@ struct ShutdownTests {
             config.server.shutdownGraceSeconds = 10
             config.redis.url = redis.url
             config.redis.commandTimeoutSeconds = 10
-            var logger = Logger(label: "test-hub")
-            logger.logLevel = .warning
-            let engine = try RedisEngine(config: config, logger: logger, healthCheckInterval: .seconds(120))
-            let hub = try StatusHub(config: config, engine: engine)
-            let ports = AsyncStream<Int>.makeStream()
-            let group = ServiceGroup(configuration: .init(
-                services: hub.makeServices(logger: logger) { ports.continuation.yield($0) }, logger: logger))
-            let running = Task { try await group.run() }
-            var iterator = ports.stream.makeAsyncIterator()
-            let port = try #require(await iterator.next())
-            while !engine.isReady { try await Task.sleep(for: .milliseconds(5)) }
+            let (port, group, running) = try await Self.start(config: config) { logger in
+                try RedisEngine(config: config, logger: logger, healthCheckInterval: .seconds(120))
+            }
 
             let socket = try await TestSocket(port: port)
             try await socket.subscribe(["resource-status"])
