@@ -59,18 +59,22 @@ extension HubConfig {
         "mqtt.sparkplug": Set(Sparkplug.CodingKeys.allCases.map(\.rawValue)),
     ]
 
-    /// Refuses a key `knownNestedKeys` does not list for its mapping, naming its whole path (`auth.api_keys[0].line`).
-    static func checkNestedKeys(of value: Any, path: String, pattern: String) throws {
+    /// Walks a section and refuses, naming its whole path, a key `knownNestedKeys` does not list for its mapping
+    /// (`auth.api_keys[0].line`) and a number that is not finite: YAML reads `.nan` and `.inf` as numbers, no setting
+    /// takes one, and JSON, the way to the structs, cannot carry them.
+    static func checkNested(_ value: Any, path: String, pattern: String) throws {
         switch value {
+        case let number as Double where !number.isFinite:
+            throw ConfigError(description: "config: \(path) must be a finite number; it is \(number)")
         case let mapping as [String: Any]:
             if let keys = knownNestedKeys[pattern] {
                 for key in mapping.keys.sorted() where !keys.contains(key) {
                     throw ConfigError(description: "config: unknown key '\(path).\(key)'; known: \(keys.sorted().joined(separator: ", "))")
                 }
             }
-            for (key, inner) in mapping { try checkNestedKeys(of: inner, path: "\(path).\(key)", pattern: "\(pattern).\(key)") }
+            for (key, inner) in mapping { try checkNested(inner, path: "\(path).\(key)", pattern: "\(pattern).\(key)") }
         case let list as [Any]:
-            for (index, inner) in list.enumerated() { try checkNestedKeys(of: inner, path: "\(path)[\(index)]", pattern: "\(pattern)[]") }
+            for (index, inner) in list.enumerated() { try checkNested(inner, path: "\(path)[\(index)]", pattern: "\(pattern)[]") }
         default:
             break
         }
@@ -97,20 +101,6 @@ extension HubConfig {
         for (key, value) in found.sorted(by: { $0.key < $1.key }) {
             guard let number = value as? Double, !(value is Int) else { continue }
             throw ConfigError(description: "config: \(key) must be a whole number; it is \(number)")
-        }
-    }
-
-    /// YAML reads `.nan` and `.inf` as numbers; no setting takes one (and JSON, the way to the structs, cannot carry them).
-    static func checkFinite(_ value: Any, path: String) throws {
-        switch value {
-        case let number as Double where !number.isFinite:
-            throw ConfigError(description: "config: \(path) must be a finite number; it is \(number)")
-        case let mapping as [String: Any]:
-            for (key, inner) in mapping { try checkFinite(inner, path: "\(path).\(key)") }
-        case let list as [Any]:
-            for (index, inner) in list.enumerated() { try checkFinite(inner, path: "\(path)[\(index)]") }
-        default:
-            break
         }
     }
 }

@@ -279,8 +279,7 @@ extension HubConfig {
             try applyOverride(name: name, value: value, to: &tree)
         }
         for (section, value) in tree.sorted(by: { $0.key < $1.key }) {
-            try checkNestedKeys(of: value, path: section, pattern: section)
-            try checkFinite(value, path: section)
+            try checkNested(value, path: section, pattern: section)
         }
         try checkWholeNumbers(tree)
         do {

@@ -38,13 +38,9 @@ final class DeliveryWatermark: Sendable {
     func endAppend(acknowledging events: some Sequence<(partition: Int, id: EventID)>) {
         positions.withLock { positions in
             positions.appending -= 1
-            Self.acknowledge(events, in: &positions)
-        }
-    }
-
-    private static func acknowledge(_ events: some Sequence<(partition: Int, id: EventID)>, in positions: inout Positions) {
-        for (partition, id) in events {
-            positions.acknowledged[partition] = max(positions.acknowledged[partition] ?? id, id)
+            for (partition, id) in events {
+                positions.acknowledged[partition] = max(positions.acknowledged[partition] ?? id, id)
+            }
         }
     }
 

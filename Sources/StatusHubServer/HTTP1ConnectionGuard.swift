@@ -254,12 +254,9 @@ final class HTTP1ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler 
 
     /// Writes the JSON error with `Connection: close`, then ends the connection (`finish`).
     private func answerAndEnd(_ status: HTTPResponseStatus, field: String, reason: String, context: ChannelHandlerContext) {
-        let body = JSONResponse.errorBytes(status: Int(status.code), field: field, reason: reason)
-        let head = HTTPResponseHead(
-            version: .http1_1, status: status,
-            headers: ["Content-Type": "application/json", "Content-Length": String(body.count), "Connection": "close"])
+        let (head, body) = JSONResponse.closingError(status, field: field, reason: reason)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         afterWriting(wrapOutboundOut(.end(nil)), context: context, promise: nil) { $0.finish($1) }
     }
 

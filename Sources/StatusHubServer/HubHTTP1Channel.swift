@@ -54,9 +54,9 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 
     /// Decides an upgrade request on the channel's event loop.
     typealias Decide = @Sendable (HTTPRequestHead, any Channel, Logger) -> Decision
-    /// Whether the node takes a WebSocket upgrade of this request now: `Upgrade` is taken off any other
-    /// (`UpgradeOfferScreen`).
-    typealias TakesUpgrade = @Sendable (HTTPRequestHead) -> Bool
+    /// Whether the node takes a WebSocket upgrade of this request target (`/v1/ws?…`) now: `Upgrade` is taken off any
+    /// other (`UpgradeOfferScreen`).
+    typealias TakesUpgrade = @Sendable (String) -> Bool
 
     let responder: HTTPChannelHandler.Responder
     let configuration: HTTP1Channel.Configuration
@@ -177,7 +177,7 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         struct RedirectedUpgrade: Error {}
         return { (request: Request, writer: consuming ResponseWriter, channel: any Channel) in
             guard request.headers[.upgrade]?.lowercased().contains("websocket") == true,
-                takesUpgrade(HTTPRequestHead(version: .http1_1, method: .GET, uri: request.uri.description))
+                takesUpgrade(request.uri.description)
             else { return try await responder(request, writer, channel) }
             let location = request.uri.query.map { "\(request.uri.path)?\($0)" } ?? request.uri.path
             try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOHTTP1
 import StatusHubCore
 
 /// JSON responses, including the one shape every request-level error takes:
@@ -37,6 +38,17 @@ enum JSONResponse {
     /// A read's 503 when the engine cannot answer: `engine`, the reason, and when to retry.
     static func engineUnavailable(_ unavailable: EngineUnavailable) -> Response {
         error(.serviceUnavailable, field: "engine", reason: unavailable.reason, headers: [.retryAfter: String(unavailable.retryAfterSeconds)])
+    }
+
+    /// The JSON error as swift-nio's HTTP/1 response head and body, with `Connection: close`: for answers written below
+    /// Hummingbird that end the connection (`HTTP1ConnectionGuard`, `UpgradeOfferScreen`).
+    static func closingError(
+        _ status: HTTPResponseStatus, field: String, reason: String, version: HTTPVersion = .http1_1, headers extra: HTTPHeaders = [:]
+    ) -> (head: HTTPResponseHead, body: ByteBuffer) {
+        let body = errorBytes(status: Int(status.code), field: field, reason: reason)
+        var headers: HTTPHeaders = ["Content-Type": "application/json", "Content-Length": String(body.count), "Connection": "close"]
+        headers.add(contentsOf: extra)
+        return (HTTPResponseHead(version: version, status: status, headers: headers), ByteBuffer(bytes: body))
     }
 
     /// The error body on its own, for answers written below Hummingbird (`HTTP1ConnectionGuard`).

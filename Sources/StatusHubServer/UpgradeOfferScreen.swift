@@ -16,12 +16,12 @@ final class UpgradeOfferScreen: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    /// Whether the node takes a WebSocket upgrade of this request now (its path, and the node not draining).
-    private let takesUpgrade: (HTTPRequestHead) -> Bool
+    /// Whether the node takes a WebSocket upgrade of this request target now (its path, and the node not draining).
+    private let takesUpgrade: (String) -> Bool
     /// A refused handshake's remaining parts are dropped until the connection closes.
     private var refused = false
 
-    init(takesUpgrade: @escaping (HTTPRequestHead) -> Bool) {
+    init(takesUpgrade: @escaping (String) -> Bool) {
         self.takesUpgrade = takesUpgrade
     }
 
@@ -30,7 +30,7 @@ final class UpgradeOfferScreen: ChannelInboundHandler, RemovableChannelHandler {
         guard case .head(var head) = unwrapInboundIn(data) else { return context.fireChannelRead(data) }
         let offers = head.headers[canonicalForm: "upgrade"]
         if !offers.isEmpty {
-            if offers.contains(where: { $0.lowercased() == "websocket" }) && takesUpgrade(head) {
+            if offers.contains(where: { $0.lowercased() == "websocket" }) && takesUpgrade(head.uri) {
                 if let (status, field, reason) = Self.handshakeFault(head) {
                     return refuse(context: context, head: head, status: status, field: field, reason: reason)
                 }
@@ -61,14 +61,12 @@ final class UpgradeOfferScreen: ChannelInboundHandler, RemovableChannelHandler {
 
     private func refuse(context: ChannelHandlerContext, head: HTTPRequestHead, status: HTTPResponseStatus, field: String, reason: String) {
         refused = true
-        let body = JSONResponse.errorBytes(status: Int(status.code), field: field, reason: reason)
-        var headers: HTTPHeaders = [
-            "Content-Type": "application/json", "Content-Length": String(body.count), "Connection": "close",
-        ]
+        var headers = HTTPHeaders()
         if status == .upgradeRequired { headers.add(name: "Sec-WebSocket-Version", value: "13") }
         if status == .methodNotAllowed { headers.add(name: "Allow", value: "GET") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+        let (answer, body) = JSONResponse.closingError(status, field: field, reason: reason, version: head.version, headers: headers)
+        context.write(wrapOutboundOut(.head(answer)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }

@@ -41,11 +41,11 @@ final class WebSocketUpgrade: Sendable {
             latency: hub.latency)
     }
 
-    /// Whether this node takes a WebSocket upgrade of `head`'s target now (`HubHTTP1Channel.TakesUpgrade`): `/v1/ws`,
-    /// while the node is not draining. Any other request's `Upgrade` is ignored, so a draining node answers the
-    /// handshake as `GET /v1/ws`'s route does, 503 naming `node`.
-    func takesUpgrade(_ head: HTTPRequestHead) -> Bool {
-        head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first == "/v1/ws" && !draining.isSet
+    /// Whether this node takes a WebSocket upgrade of `target` now (`HubHTTP1Channel.TakesUpgrade`): `/v1/ws`, while
+    /// the node is not draining. Any other request's `Upgrade` is ignored, so a draining node answers the handshake
+    /// as `GET /v1/ws`'s route does, 503 naming `node`.
+    func takesUpgrade(_ target: String) -> Bool {
+        target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first == "/v1/ws" && !draining.isSet
     }
 
     /// Decides an upgrade request (`HubHTTP1Channel.Decide`), on the connection's event loop: `GET /v1/ws` while the
@@ -53,8 +53,8 @@ final class WebSocketUpgrade: Sendable {
     /// with a code saying why (`HubAccess.Decision`), the token is verified right after the handshake. A query that
     /// subscribes (`SubscribeQuery`) is checked before anything else: a malformed one gets a JSON 400 and no upgrade.
     func decide(_ head: HTTPRequestHead, channel: any Channel, logger: Logger) -> HubHTTP1Channel.Decision {
+        guard takesUpgrade(head.uri) else { return .decline }
         let target = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        guard target.first == "/v1/ws", !draining.isSet else { return .decline }
         let asked: SubscribeQuery
         do {
             asked = try SubscribeQuery(
