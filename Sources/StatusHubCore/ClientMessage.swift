@@ -5,13 +5,13 @@ public enum ClientMessage: Sendable, Equatable {
     /// `filter` (`EventFilter`) narrows the subscribe's patterns to the events it admits; `recent` asks for the newest
     /// that many feed events on them (alerts raised before the subscribe, which no snapshot holds).
     case subscribe(
-        id: String?, patterns: [ChannelPattern], snapshot: Bool, since: ResumePoint? = nil, filter: EventFilter? = nil, recent: Int = 0)
-    case unsubscribe(id: String?, patterns: [ChannelPattern])
-    case ping(id: String?)
+        id: MessageID?, patterns: [ChannelPattern], snapshot: Bool, since: ResumePoint? = nil, filter: EventFilter? = nil, recent: Int = 0)
+    case unsubscribe(id: MessageID?, patterns: [ChannelPattern])
+    case ping(id: MessageID?)
     /// A fresh token, replacing the connection's without reconnecting.
-    case auth(id: String?, token: String)
+    case auth(id: MessageID?, token: String)
     /// Latency a client observed (publish to screen), in milliseconds per category, since its last report.
-    case report(id: String?, samples: [String: [Double]])
+    case report(id: MessageID?, samples: [String: [Double]])
 
     public static let ops = ["subscribe", "unsubscribe", "ping", "auth", "report"]
     /// Samples one `report` may carry, over all categories.
@@ -24,11 +24,11 @@ public enum ClientMessage: Sendable, Equatable {
 
     /// A message that cannot be acted on; the session answers with an `error` and keeps the connection.
     public struct Refusal: Error, Sendable, Equatable {
-        public var id: String?
+        public var id: MessageID?
         public var code: ErrorCode
         public var message: String
 
-        public init(id: String?, code: ErrorCode, message: String) {
+        public init(id: MessageID?, code: ErrorCode, message: String) {
             self.id = id
             self.code = code
             self.message = message
@@ -46,17 +46,10 @@ public enum ClientMessage: Sendable, Equatable {
         guard case .object(let message) = value else {
             return .failure(Refusal(id: nil, code: .invalidMessage, message: "message must be a JSON object, got \(value.typeName)"))
         }
-        var id: String?
-        switch message["id"] {
-        case nil, .null?: id = nil
-        case .string(let text)? where text.utf8.count <= 128: id = text
-        // A whole number is taken too (JSON-RPC habits) and echoed as its decimal string; any other number could
-        // not be echoed as sent (1e300 read as "0").
-        case .number(let number)? where number.rounded() == number && abs(number) <= 9_007_199_254_740_991:
-            id = String(Int64(number))
-        default:
-            return .failure(Refusal(
-                id: nil, code: .invalidMessage, message: "'id' must be a string of at most 128 bytes, or a whole number up to 2^53 − 1"))
+        let id: MessageID?
+        switch MessageID.from(message["id"]) {
+        case .success(let given): id = given
+        case .failure: return .failure(Refusal(id: nil, code: .invalidMessage, message: "'id' must be \(MessageID.rule)"))
         }
         func refuse(_ code: ErrorCode, _ text: String) -> Result<ClientMessage, Refusal> {
             .failure(Refusal(id: id, code: code, message: text))

@@ -21,7 +21,7 @@ public enum ServerMessage {
     /// `{"op":"snapshot","id":…,"position":…,"events":[…]}`, with `"more":true` on every part of a snapshot sent in
     /// several parts but the last. `resumeToken` (several partitions) is sent as the position.
     public static func snapshot(
-        id: String?, events: [StoredEvent], position: EventID? = nil, resumeToken: String? = nil, more: Bool = false
+        id: MessageID?, events: [StoredEvent], position: EventID? = nil, resumeToken: String? = nil, more: Bool = false
     ) -> [UInt8] {
         var bytes = Array(#"{"op":"snapshot","#.utf8)
         writeID(id, into: &bytes)
@@ -32,7 +32,7 @@ public enum ServerMessage {
     }
 
     /// `{"op":"recent","id":…,"events":[…]}`: the newest feed events a subscribe asked for with `recent`, oldest first.
-    public static func recent(id: String?, events: [StoredEvent]) -> [UInt8] {
+    public static func recent(id: MessageID?, events: [StoredEvent]) -> [UInt8] {
         var bytes = Array(#"{"op":"recent","#.utf8)
         writeID(id, into: &bytes)
         writeEvents(events, into: &bytes)
@@ -40,10 +40,10 @@ public enum ServerMessage {
     }
 
     /// `"id":…,` when there is one.
-    private static func writeID(_ id: String?, into bytes: inout [UInt8]) {
+    private static func writeID(_ id: MessageID?, into bytes: inout [UInt8]) {
         guard let id else { return }
         bytes += Array(#""id":"#.utf8)
-        JSONValue.write(string: id, into: &bytes)
+        id.json.write(into: &bytes)
         bytes.append(UInt8(ascii: ","))
     }
 
@@ -59,34 +59,34 @@ public enum ServerMessage {
 
     /// Patterns are echoed as the client wrote them, without their tenant scope (see `Tenant`).
     /// A subscribe with a `filter` has it echoed in its normal form.
-    public static func subscribed(id: String?, patterns: [ChannelPattern], filter: EventFilter? = nil) -> [UInt8] {
+    public static func subscribed(id: MessageID?, patterns: [ChannelPattern], filter: EventFilter? = nil) -> [UInt8] {
         var members = ["channels": channels(patterns)]
         if let filter { members["filter"] = .string(filter.canonical) }
         return reply("subscribed", id: id, members)
     }
 
-    public static func unsubscribed(id: String?, patterns: [ChannelPattern]) -> [UInt8] {
+    public static func unsubscribed(id: MessageID?, patterns: [ChannelPattern]) -> [UInt8] {
         reply("unsubscribed", id: id, ["channels": channels(patterns)])
     }
 
     /// The answer to `{"op":"auth"}`: the fresh token is in force until `expires`.
-    public static func authenticated(id: String?, expires: Date?) -> [UInt8] {
+    public static func authenticated(id: MessageID?, expires: Date?) -> [UInt8] {
         reply("authenticated", id: id, expires.map { ["expires": .string(Timestamps.format($0))] } ?? [:])
     }
 
-    public static func pong(id: String?) -> [UInt8] { reply("pong", id: id) }
+    public static func pong(id: MessageID?) -> [UInt8] { reply("pong", id: id) }
 
     /// The answer to `{"op":"report"}`: how many latency samples were taken.
-    public static func reported(id: String?, samples: Int) -> [UInt8] {
+    public static func reported(id: MessageID?, samples: Int) -> [UInt8] {
         reply("reported", id: id, ["samples": .number(Double(samples))])
     }
 
     /// The client cannot be brought up to date by replay: it should take a fresh snapshot.
-    public static func resync(id: String?, reason: ResyncReason) -> [UInt8] {
+    public static func resync(id: MessageID?, reason: ResyncReason) -> [UInt8] {
         reply("resync", id: id, ["reason": .string(reason.rawValue)])
     }
 
-    public static func error(id: String?, code: ErrorCode, message: String) -> [UInt8] {
+    public static func error(id: MessageID?, code: ErrorCode, message: String) -> [UInt8] {
         reply("error", id: id, ["code": .string(code.rawValue), "message": .string(message)])
     }
 
@@ -96,10 +96,10 @@ public enum ServerMessage {
 
     /// A reply other than an event, written by `JSONValue`'s writer: sorted keys, `/` unescaped — the bytes
     /// `JSONEncoder` with `.sortedKeys` wrote here before, without its set-up per reply (a visible share of a connect).
-    private static func reply(_ op: String, id: String?, _ members: [String: JSONValue] = [:]) -> [UInt8] {
+    private static func reply(_ op: String, id: MessageID?, _ members: [String: JSONValue] = [:]) -> [UInt8] {
         var members = members
         members["op"] = .string(op)
-        if let id { members["id"] = .string(id) }
+        if let id { members["id"] = id.json }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(64)
         JSONValue.object(members).write(into: &bytes)

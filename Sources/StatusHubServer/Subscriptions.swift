@@ -22,7 +22,7 @@ struct Subscriptions {
     /// never twice. `filter` applies to live events, the replay, the snapshot and the recent feed events alike; those
     /// are sent unless a replay brought the client up to date (it held them, or saw them in the replay).
     func subscribe(
-        id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: ResumePoint?, filter: EventFilter? = nil, recent: Int = 0
+        id: MessageID?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: ResumePoint?, filter: EventFilter? = nil, recent: Int = 0
     ) async {
         let held = connection.patterns
         let added = patterns.filter { !held.contains($0) }
@@ -99,7 +99,7 @@ struct Subscriptions {
     /// The newest `count` feed events of the patterns (`RecentFeed`), as this connection's token may see them and its
     /// filter admits, in one `recent` message; the seam learns them, so their live copies still held back are dropped.
     private func sendRecent(
-        _ count: Int, id: String?, patterns: [ChannelPattern], filter: EventFilter?, answering answered: inout SeamFilter
+        _ count: Int, id: MessageID?, patterns: [ChannelPattern], filter: EventFilter?, answering answered: inout SeamFilter
     ) {
         guard count > 0 else { return }
         let events = fanOut.recent.newest(count) { event in

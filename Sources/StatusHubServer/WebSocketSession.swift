@@ -140,7 +140,7 @@ struct WebSocketSession: Sendable {
     }
 
     private func subscribe(
-        id: String?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: ResumePoint?, filter: EventFilter?, recent: Int
+        id: MessageID?, patterns: [ChannelPattern], wantsSnapshot: Bool, since: ResumePoint?, filter: EventFilter?, recent: Int
     ) async {
         // Each pattern outside the token's is refused on its own; the others subscribe.
         let (allowed, forbidden) = access.partition(patterns)
