@@ -160,6 +160,12 @@ public struct EventType: Hashable, Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// What is wrong with `value` as the `data` field `name` of this type's events about `entityType`; nil when it
+    /// would pass or this type may not name `entityType`.
+    public func problem(withField name: String, value: JSONValue, for entityType: EntityType) -> FieldProblem? {
+        schema(for: entityType)?.problem(withField: name, value: value)
+    }
+
     public static func == (lhs: EventType, rhs: EventType) -> Bool {
         lhs.definition === rhs.definition || lhs.definition.name == rhs.definition.name
     }

@@ -34,6 +34,16 @@ final class DataSchema: Sendable {
         return errors
     }
 
+    /// What is wrong with `value` as the top-level field `name` (nil when it would pass); `.undeclared` when the
+    /// schema has no such field. For settings that produce data (an MQTT mapping's renamed values), checked once at
+    /// start rather than found on every message.
+    func problem(withField name: String, value: JSONValue) -> FieldProblem? {
+        guard let field = fieldsByName[name] else { return .undeclared(fields.map(\.name)) }
+        var errors: [FieldError] = []
+        check(value, kind: field.kind, path: field.path, &errors)
+        return errors.first.map { .invalid($0) }
+    }
+
     /// Whether every field `data` carries is valid and every required one is there, looking up only the members it
     /// has. A type declares many optional fields that an event rarely carries, and walking the declarations cost a
     /// `Dictionary` lookup for each (the catalog's 5 % over the compiled rules, loadtest/RESULTS.md). A false answer
@@ -131,6 +141,13 @@ final class FieldRule: Sendable {
         self.required = required
         self.kind = kind
     }
+}
+
+/// Why a value cannot stand as a `data` field (`DataSchema.problem(withField:value:)`).
+public enum FieldProblem: Sendable, Equatable {
+    /// The schema declares no field of that name; these are the ones it declares.
+    case undeclared([String])
+    case invalid(FieldError)
 }
 
 enum FieldKind: Sendable {

@@ -15,4 +15,16 @@ enum CatalogAgreement {
         guard let statuses = entityType.statusValues, !statuses.contains(status) else { return }
         throw ConfigError(description: "config: \(key) '\(status)' is not a status of '\(entityType)'; its statuses: \(statuses.joined(separator: ", "))")
     }
+
+    /// Refuses a value a mapping puts in `data.<field>` that the catalog would refuse on every message, or a field
+    /// the event type does not declare (a misspelt `values` key would leave every payload value unrenamed).
+    static func check(_ value: JSONValue, asField field: String, of eventType: EventType, for entityType: EntityType, key: String) throws {
+        switch eventType.problem(withField: field, value: value, for: entityType) {
+        case nil: return
+        case .undeclared(let fields)?:
+            throw ConfigError(description: "config: \(key): '\(field)' is not a data field of \(eventType) for \(entityType); its fields: \(fields.joined(separator: ", "))")
+        case .invalid(let error)?:
+            throw ConfigError(description: "config: \(key) '\(value.stringValue ?? "")' cannot stand as \(error.field): \(error.reason)")
+        }
+    }
 }

@@ -54,6 +54,12 @@ struct JSONTopicMapping: Sendable {
             throw ConfigError(description: "config: \(label).entity_type '\(config.entityType)' is not in the catalog; known: \(catalog.entityTypeList)")
         }
         try CatalogAgreement.check(entityType, carries: eventType, label: label, eventKey: "event_type")
+        for (field, renames) in config.values.sorted(by: { $0.key < $1.key }) {
+            for (payloadValue, value) in renames.sorted(by: { $0.key < $1.key }) {
+                try CatalogAgreement.check(
+                    .string(value), asField: field, of: eventType, for: entityType, key: "\(label).values.\(field).\(payloadValue)")
+            }
+        }
     }
 
     /// The topic's names when it matches this mapping.

@@ -506,7 +506,8 @@ struct MQTTBridgeTests {
     }
 
     /// A mapping whose names all exist but can never make a valid event (the catalog's material carries no status;
-    /// `down` is no machine status) stops the node at start, naming the key, instead of refusing every message.
+    /// `down` is no machine status; a payload value renamed to a status the catalog refuses, or under a misspelt field)
+    /// stops the node at start, naming the key, instead of refusing every message.
     @Test("mappings the catalog can never take are refused at start", arguments: [
         ("topics:\n    - {topic: \"a/{m}/status\", event_type: resource_status_changed, entity_type: material, entity_id: \"{m}\"}",
             "config: mqtt.topics[0].entity_type 'material' cannot carry mqtt.topics[0].event_type 'resource_status_changed'"),
@@ -514,6 +515,10 @@ struct MQTTBridgeTests {
             "config: mqtt.sparkplug.offline_status 'down' is not a status of 'machine'; its statuses: running, idle, maintenance, breakdown, offline"),
         ("sparkplug: {host_id: x, status_values: {\"1\": running, \"2\": spinning}}",
             "config: mqtt.sparkplug.status_values.2 'spinning' is not a status of 'machine'"),
+        ("topics:\n    - {topic: \"a/{m}/status\", event_type: resource_status_changed, entity_type: machine, entity_id: \"{m}\", values: {current_status: {RUN: running, STOP: stoped}}}",
+            "config: mqtt.topics[0].values.current_status.STOP 'stoped' cannot stand as data.current_status: unknown value 'stoped'; allowed: running, idle, maintenance, breakdown, offline"),
+        ("topics:\n    - {topic: \"a/{m}/status\", event_type: resource_status_changed, entity_type: machine, entity_id: \"{m}\", values: {curent_status: {RUN: running}}}",
+            "config: mqtt.topics[0].values.curent_status.RUN: 'curent_status' is not a data field of resource_status_changed for machine; its fields: "),
         ("sparkplug: {host_id: x, entity_type: material}",
             "config: mqtt.sparkplug.entity_type 'material' cannot carry mqtt.sparkplug.status_event_type 'resource_status_changed'"),
     ])
