@@ -58,6 +58,13 @@ public protocol Engine: Sendable {
 
     /// Whether the engine can accept events right now.
     var isReady: Bool { get }
+
+    /// Why it is not ready, when it knows more than "not connected" (the server's refusal of the last attempt).
+    var unreadyReason: String? { get }
+}
+
+extension Engine {
+    public var unreadyReason: String? { nil }
 }
 
 /// The receiving end of an engine: the node's fan-out.

@@ -28,6 +28,8 @@ public final class ReconnectingConnection: Sendable {
         var state = State.idle
         var backoff: Backoff
         var failedAttempts = 0
+        /// Why the last attempt failed, while no connection is up: what `/ready` tells an operator.
+        var lastFailure: String?
     }
 
     public let locator: any MasterLocator
@@ -72,6 +74,15 @@ public final class ReconnectingConnection: Sendable {
     public var isConnected: Bool {
         locked.withLock { locked in
             if case .connected(let connection) = locked.state { connection.isActive } else { false }
+        }
+    }
+
+    /// Why the latest attempt to connect failed, while it is still not connected (`ERR DB index is out of range`,
+    /// `WRONGPASS …`): a node that cannot connect says why where an operator looks, not only in its log.
+    public var lastFailure: String? {
+        locked.withLock { locked in
+            if case .connected(let connection) = locked.state, connection.isActive { return nil }
+            return locked.lastFailure
         }
     }
 
@@ -148,6 +159,7 @@ public final class ReconnectingConnection: Sendable {
                 guard case .connecting = locked.state else { return (nil, locked.failedAttempts) }
                 let delay = locked.backoff.next()
                 locked.failedAttempts += 1
+                locked.lastFailure = "\(error)"
                 locked.state = .waiting(until: .now + .seconds(delay))
                 return (delay, locked.failedAttempts)
             }
@@ -168,6 +180,7 @@ public final class ReconnectingConnection: Sendable {
             locked.state = .connected(connection)
             locked.backoff.reset()
             locked.failedAttempts = 0
+            locked.lastFailure = nil
             return (true, failures)
         }
         guard accepted else {

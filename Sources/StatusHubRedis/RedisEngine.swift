@@ -151,6 +151,8 @@ public final class RedisEngine: Engine {
     /// Accepts events: both connections are up (the subscriber may still be catching up on what it missed).
     public var isReady: Bool { commands.isConnected && subscriber.isSubscribed }
 
+    public var unreadyReason: String? { commands.lastFailure }
+
     /// Ready, and its subscriber caught up: any gap in what this node delivered has been reported.
     public var isCaughtUp: Bool { commands.isConnected && subscriber.isCaughtUp }
 

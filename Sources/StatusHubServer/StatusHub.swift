@@ -145,7 +145,8 @@ public struct StatusHub: Sendable {
                 return JSONResponse.error(.serviceUnavailable, field: "node", reason: "shutting down", headers: [.retryAfter: "1"])
             }
             guard engine.isReady else {
-                return JSONResponse.error(.serviceUnavailable, field: "engine", reason: "not connected; events cannot be accepted yet")
+                let cause = engine.unreadyReason.map { " (last attempt: \($0))" } ?? ""
+                return JSONResponse.error(.serviceUnavailable, field: "engine", reason: "not connected\(cause); events cannot be accepted yet")
             }
             // Connected is not enough: a full Redis (maxmemory, noeviction) refuses every event.
             if let probe = engine as? any WriteProbe, let refusal = await probe.writeRefusal() {

@@ -81,6 +81,29 @@ struct RedisFailureTests {
         }
     }
 
+    /// A node whose Redis refuses it for good (a database index the server does not have, a wrong password) keeps
+    /// trying, and `/ready` says what the server answered — it said only "not connected", the cause in the log alone.
+    @Test("/ready names why Redis refused the connection", arguments: [
+        ("/99", [String](), "DB index is out of range"), ("", ["--requirepass", "right"], "WRONGPASS"),
+    ])
+    func readyNamesWhyRedisRefused(path: String, serverArguments: [String], cause: String) async throws {
+        try await withRedisServer(extraArguments: serverArguments) { redis in
+            let url = redis.url.replacingOccurrences(of: "redis://", with: serverArguments.isEmpty ? "redis://" : "redis://:wrong@") + path
+            try await withHub(redisURL: url, awaitReady: false) { hub in
+                var ready = try await HTTP.get(port: hub.port, "/ready")
+                let deadline = ContinuousClock.now + .seconds(20)
+                while ready.json["error"]?["reason"]?.stringValue?.contains(cause) != true, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                    ready = try await HTTP.get(port: hub.port, "/ready")
+                }
+                #expect(ready.status == 503)
+                #expect(ready.json["error"]?["field"]?.stringValue == "engine")
+                #expect(ready.json["error"]?["reason"]?.stringValue?.contains(cause) == true, "\(ready.text)")
+                #expect(ready.text.contains("wrong") == false, "the password leaked: \(ready.text)")
+            }
+        }
+    }
+
     /// A Redis at `maxmemory` with `noeviction` is connected and refuses every write: `/ready` says so (503 naming
     /// `engine`) while ingest is 503, and is 200 again once there is room.
     @Test func readyIs503WhileAFullRedisRefusesWrites() async throws {

@@ -131,6 +131,8 @@ public final class PartitionedRedisEngine: Engine {
     /// balancer that took every node out over one shard would stop them all). `unreadyPartitions` names the rest.
     public var isReady: Bool { partitions.contains { $0.isReady } }
 
+    public var unreadyReason: String? { unavailableParts }
+
     /// The partitions that cannot accept events now, or where this node does not yet know where it stands: its
     /// subscriber is still catching up (a gap it may find is not reported yet), its delivery's start is unknown (no
     /// resume token can be given), or its counter shares are being read again after a gap.

@@ -87,6 +87,7 @@ func withHub<T: Sendable>(
     configure: (inout HubConfig) -> Void = { _ in },
     redisHealthCheck: Duration = .seconds(5),
     awaitBridges: Bool = true,
+    awaitReady: Bool = true,
     _ body: (RunningHub) async throws -> T
 ) async throws -> T {
     var config = HubConfig()
@@ -127,7 +128,7 @@ func withHub<T: Sendable>(
         // Wait until the engine is connected, as a load balancer's readiness check would (a liveness bound: a
         // starved CI run needed more than 10 s to ready a cluster or a Sentinel-found master).
         let deadline = ContinuousClock.now.advanced(by: .seconds(60))
-        while !engine.isReady || (engine as? PartitionedRedisEngine)?.unreadyPartitions.isEmpty == false {
+        while awaitReady, !engine.isReady || (engine as? PartitionedRedisEngine)?.unreadyPartitions.isEmpty == false {
             guard ContinuousClock.now < deadline else { throw TestSocket.Timeout(waitingFor: "engine ready") }
             try await Task.sleep(for: .milliseconds(10))
         }
