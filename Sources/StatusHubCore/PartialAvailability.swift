@@ -4,4 +4,8 @@
 public protocol PartialAvailability: Sendable {
     /// Nil when every part accepts events; otherwise which do not, said for an operator.
     var unavailableParts: String? { get }
+
+    /// Nil when every part can be read; otherwise the parts not connected, said for the reader of a response that
+    /// spans them all (`GET /v1/state?pattern=`), which is refused before its status rather than cut off midway.
+    var unreadableParts: String? { get }
 }

@@ -123,6 +123,10 @@ final class SharedHistoryReads: Sendable {
         switch error as? RedisError {
         case .notConnected(let seconds)?: .milliseconds(Int64(max(0.01, seconds) * 1000))
         case .timeout?, .connectionClosed?, .connectFailed?, .notSent?: .milliseconds(50)
+        // A Redis Cluster moved the partition's slot: the reply sent the connection to the slot's new master (its
+        // `onMoved`), where the same read finds the history. Without this a resume after a reshard was answered
+        // `unavailable` and `resync`, once for every moved partition.
+        case .reply(let message)? where message.hasPrefix("MOVED "): .milliseconds(10)
         default: nil
         }
     }

@@ -78,8 +78,12 @@ struct StateController {
         // Streamed a chunk at a time, like a WebSocket snapshot, so ten of these at once on 50,000 states hold no
         // large buffer. The status goes out before the first read, so only an engine known to be down gets a 503;
         // one that fails midway cuts the response off (no final chunk): a client never mistakes part for the whole.
+        // A partitioned engine is ready while any partition is: the partitions it knows to be down are asked first.
         guard engine.isReady else {
             return JSONResponse.engineUnavailable(EngineUnavailable(reason: "the engine is not connected"))
+        }
+        if let down = (engine as? any PartialAvailability)?.unreadableParts {
+            return JSONResponse.engineUnavailable(EngineUnavailable(reason: down))
         }
         let (engine, scoped, catalog, claims) = (engine, patterns, catalog, subscriber.claims)
         let body = ResponseBody { writer in

@@ -125,6 +125,8 @@ struct ClusterEngineTests {
                     let publisher = Self.publishUntilAcknowledged(
                         count, to: machine, through: nodeA, keyPrefix: "move", refusals: refusals, retryAfter: .milliseconds(20), pause: .milliseconds(5))
                     try await eventually("some events written before the move", timeout: .seconds(60)) { sinkA.count >= 20 }
+                    let tokenBeforeMove = try #require(sinkA.received.last?.resumeToken)
+                    let sequenceBeforeMove = NumberedEvents.sequences(sinkA.received, publisher: nil).last ?? -1
                     try await cluster.moveSlot(slot, from: source, to: target) {
                         try await Task.sleep(for: .milliseconds(200))
                     }
@@ -142,6 +144,10 @@ struct ClusterEngineTests {
                         return reply.array?.last?.integer == 2
                     }
                     await moved.close()
+                    // A dashboard resuming at nodeB with a token from before the move: nodeB's history reads meet MOVED
+                    // and are asked at the new master (they were answered `unavailable`, and the dashboard told `resync`).
+                    let replayed = try #require(try await nodeB.history(afterToken: tokenBeforeMove, limit: 500))
+                    #expect(NumberedEvents.sequences(replayed, publisher: nil) == Array((sequenceBeforeMove + 1)..<count), "what followed the token")
                     // nodeB wrote nothing during the move: its reads meet MOVED first, and are asked at the new master.
                     let latest = try #require(try await nodeB.latest(entityKey: "resource:machine:\(machine)"))
                     #expect(latest.jsonString.contains(#""sequence":\#(count - 1)"#))

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import StatusHubCore
-import StatusHubRedis
+@testable import StatusHubRedis
 import Testing
 
 /// The partitioned Redis engine on real redis-servers: its key layout, its configuration's refusals, and what it
@@ -186,6 +186,11 @@ extension PartitionedEngineTests {
                 #expect(degraded?["field"] == .string("engine"))
                 #expect(degraded?["reason"]?.stringValue?.contains("partition") == true)
                 #expect(degraded?["reason"]?.stringValue?.contains(shards[deadShard].url) == true)
+                // A read spanning every partition is refused before its status (it was 200 and cut off after `[`).
+                let states = try await HTTP.get(port: hub.port, "/v1/state?pattern=machine:*")
+                #expect(states.status == 503, "\(states.text)")
+                #expect(states.json["error"]?["field"] == .string("engine"))
+                #expect(states.json["error"]?["reason"]?.stringValue?.contains("partition") == true, "\(states.text)")
 
                 let refused = try await HTTP.post(port: hub.port, events: batch)
                 #expect(refused.status == 503)
@@ -208,6 +213,7 @@ extension PartitionedEngineTests {
                 // gap) and its counters were read again.
                 let readyAgain = try await HTTP.get(port: hub.port, "/ready")
                 #expect(readyAgain.json["degraded"] == nil, "\(readyAgain.text); unready now: \(engine.unreadyPartitions)")
+                #expect(try await HTTP.get(port: hub.port, "/v1/state?pattern=machine:*").status == 200)
                 let resent = zip(batch, keys).map { event, key in
                     event.replacingOccurrences(of: #"{"event_type""#, with: #"{"idempotency_key":"\#(key)","event_type""#)
                 }
@@ -220,6 +226,42 @@ extension PartitionedEngineTests {
                 #expect(results.first { $0["index"] == .number(0) }?["duplicate"] == nil)
             }
         }
+    }
+}
+
+extension PartitionedEngineTests {
+    /// One shard hung (SIGSTOP: its sockets open, nothing answered) under a node whose command timeout is 10 s:
+    /// `/ready` still answers at once, 200, the node serving the other shards. Its partitions were probed one after
+    /// another, each waiting out the command timeout, so `/ready` took 20 s here (1–7 s with the default timeout:
+    /// past a load balancer's check, on every node, over one shard). The bound is a liveness bound.
+    @Test func aHungShardDoesNotHoldReady() async throws {
+        try await withShards(3) { shards in
+            try await withHub(redisURL: nil, configure: { config in
+                config.catalog = catalogWithoutTallies
+                config.redis.shards = shards.map(\.url)
+                config.redis.partitions = 6
+            }) { hub in
+                let engine = try #require(hub.hub.engine as? PartitionedRedisEngine)
+                let hungShard = engine.placement[0]
+                shards[hungShard].pause()
+                defer { shards[hungShard].resume() }
+                let start = ContinuousClock.now
+                let ready = try await HTTP.get(port: hub.port, "/ready")
+                let took = ContinuousClock.now - start
+                #expect(ready.status == 200, "\(ready.text)")
+                #expect(took < .seconds(5), "/ready took \(took) with one of three shards hung")
+            }
+        }
+    }
+
+    /// The probe's deadline: a probe that has not answered by then is a refusal; one that answers first is its answer.
+    @Test func aProbeIsCutAtItsDeadline() async {
+        let hung = await PartitionedRedisEngine.firstOf({ try? await Task.sleep(for: .seconds(30)); return nil }, orAfter: .milliseconds(20))
+        #expect(hung == "Redis did not answer a write within 0.02 seconds")
+        let prompt = await PartitionedRedisEngine.firstOf({ "Redis refuses writes: OOM" }, orAfter: .seconds(30))
+        #expect(prompt == "Redis refuses writes: OOM")
+        let fine = await PartitionedRedisEngine.firstOf({ nil }, orAfter: .seconds(30))
+        #expect(fine == nil)
     }
 }
 

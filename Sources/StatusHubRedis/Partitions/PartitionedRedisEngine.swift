@@ -461,21 +461,56 @@ extension PartitionedRedisEngine: PartialAvailability {
             return "partition\(unready.count == 1 ? "" : "s") \(unready.map(String.init).joined(separator: ", ")) of \(partitions.count) (\(servers.joined(separator: ", "))) \(reason.explanation)"
         }.joined(separator: "; ")
     }
+
+    public var unreadableParts: String? {
+        let down = partitions.indices.filter { !partitions[$0].isReady }
+        guard !down.isEmpty else { return nil }
+        let servers = Set(down.map { "\(partitions[$0].locator)" }).sorted()
+        return "partition\(down.count == 1 ? "" : "s") \(down.map(String.init).joined(separator: ", ")) of \(partitions.count) (\(servers.joined(separator: ", "))) not connected: their entities' states cannot be read now"
+    }
 }
 
 extension PartitionedRedisEngine: WriteProbe {
     /// A refusal only when no partition takes writes; a partition that refuses is logged, and its events answer
-    /// 503 on their own (the node keeps serving the others).
+    /// 503 on their own (the node keeps serving the others). The partitions are probed at once, each given
+    /// `probeDeadline`, and one known to be down is not asked: probed one after another, a hung server (SIGSTOP, a
+    /// stalled disk) held every node's `/ready` for a command timeout per partition it holds — 1–7 s, past a load
+    /// balancer's check, so one shard took every node out.
     public func writeRefusal() async -> String? {
-        var refusals: [String] = []
-        for (partition, engine) in partitions.enumerated() {
-            if let refusal = await engine.writeRefusal() { refusals.append("partition \(partition): \(refusal)") }
+        let refusals = await withTaskGroup(of: (Int, String?).self, returning: [String].self) { group in
+            for (partition, engine) in partitions.enumerated() {
+                group.addTask {
+                    guard engine.isReady else { return (partition, "not connected") }
+                    return (partition, await Self.firstOf(engine.writeRefusal, orAfter: Self.probeDeadline))
+                }
+            }
+            var refusals: [(Int, String)] = []
+            for await (partition, refusal) in group { if let refusal { refusals.append((partition, refusal)) } }
+            return refusals.sorted { $0.0 < $1.0 }.map { "partition \($0.0): \($0.1)" }
         }
         guard refusals.count == partitions.count else {
             if !refusals.isEmpty { logger.debug("some partitions refuse writes", metadata: ["refusals": "\(refusals)"]) }
             return nil
         }
         return refusals.joined(separator: "; ")
+    }
+
+    /// How long `/ready` waits for one partition's probe: a Redis that takes a write answers within a millisecond.
+    static let probeDeadline: Duration = .milliseconds(500)
+
+    /// `probe`'s answer, or a refusal once `deadline` passed first; the probe itself runs on to its command timeout.
+    static func firstOf(_ probe: @escaping @Sendable () async -> String?, orAfter deadline: Duration) async -> String? {
+        let answered = Mutex(false)
+        return await withCheckedContinuation { continuation in
+            let answer: @Sendable (String?) -> Void = { answer in
+                if answered.withLock({ first in defer { first = true }; return !first }) { continuation.resume(returning: answer) }
+            }
+            Task { answer(await probe()) }
+            Task {
+                try? await Task.sleep(for: deadline)
+                answer("Redis did not answer a write within \(deadline)")
+            }
+        }
     }
 }
 
