@@ -13,7 +13,7 @@ import Synchronization
 public final class RedisEngine: Engine {
     /// Where the master is: `redis.url`, or the sentinels' answer (`redis.sentinels`).
     public let locator: any MasterLocator
-    private let config: HubConfig
+    let config: HubConfig
     private let logger: Logger
     let commands: ReconnectingConnection
     private let subscriber: RedisSubscriber

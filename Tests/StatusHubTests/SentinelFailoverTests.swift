@@ -317,6 +317,11 @@ extension SentinelFailoverTests {
                 config.redis.minReplicasAcked = 1
                 config.redis.commandTimeoutSeconds = 1
             }) { hub in
+                // No replica: every event would be answered 503 unknown, and `/ready` says so (it said 200).
+                let unready = try await HTTP.get(port: hub.port, "/ready")
+                #expect(unready.status == 503, "\(unready.text)")
+                #expect(unready.json["error"]?["field"]?.stringValue == "engine")
+                #expect(unready.json["error"]?["reason"]?.stringValue?.contains("only 0 of the 1 replicas required (redis.min_replicas_acked)") == true, "\(unready.text)")
                 let refused = try await HTTP.post(port: hub.port, event: SampleEvents.machineStatus("M-WAIT"))
                 #expect(refused.status == 503, "\(refused.text)")
                 #expect(refused.headers["retry-after"] != nil)
@@ -338,6 +343,8 @@ extension SentinelFailoverTests {
                     }
                     #expect(again.status == 202, "\(again.text)")
                     #expect(again.json["accepted"]?.arrayValue?.first?["duplicate"] == .bool(true), "\(again.text)")
+                    let ready = try await HTTP.get(port: hub.port, "/ready")
+                    #expect(ready.status == 200, "\(ready.text)")
                     let history = try await RedisConnection.connect(to: RedisURL(parsing: master.url))
                     // Once in the history (besides the counter events it moved).
                     let entries = try await history.send(["XRANGE", "statushub:history", "-", "+"]).array ?? []
