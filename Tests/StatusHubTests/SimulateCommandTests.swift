@@ -40,4 +40,28 @@ struct SimulateCommandTests {
             _ = await socket.close()
         }
     }
+
+    /// Redis down for a moment under the simulator: the hub answers 503 `not_stored`, and the simulator resends each
+    /// batch as told once Redis is back, so no request of the run failed (it counted them failed and dropped the
+    /// plant's events, and the hub's picture of the plant stayed wrong until each entity's next event).
+    @Test func aBatchAnswered503IsResentAsTheHubSays() async throws {
+        try await withRedisServer { redis in
+            try await withHub(redisURL: redis.url) { hub in
+                let output = Pipe()
+                let process = try ChildProcess.spawn(HubProcess.executable.path, [
+                    "simulate", "--url", "http://127.0.0.1:\(hub.port)", "--lines", "1", "--machines", "3", "--operators", "2",
+                    "--speed", "100", "--duration", "8", "--seed", "7",
+                ], stdout: .pipe(output), stderr: .pipe(output))
+                try await Task.sleep(for: .seconds(1))
+                await redis.kill9()
+                try await Task.sleep(for: .seconds(2))
+                try await redis.restart()
+                process.waitUntilExit()
+                let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                #expect(process.terminationStatus == 0, "\(printed.suffix(800))")
+                #expect(printed.contains("HTTP 503: resending"), "\(printed.suffix(800))")
+                #expect(printed.contains("0 refused, 0 failed requests"), "\(printed.suffix(800))")
+            }
+        }
+    }
 }
