@@ -107,6 +107,64 @@ struct RedactionTests {
         }
     }
 
+    /// A state's `status_stale` notice carries the state whole (`data.last_state`): it was sent to every token, so an
+    /// allocation (audit), an operator's name (pii) and a material's cost (financial) reached the floor when they
+    /// expired. The notice is restricted as its state is.
+    @Test(arguments: EngineKind.allCases)
+    func staleNoticesAreRestrictedAsTheirStates(engine: EngineKind) async throws {
+        let issuer = TokenIssuer()
+        let secured = try Self.secured(issuer)
+        try await withHub(engine: engine, configure: { config in
+            secured(&config)
+            for type in ["allocation", "operator", "material"] { config.cacheTTL.overrides[type] = 1 }
+        }) { hub in
+            let floor = try await Self.socket(hub.port, try await issuer.hs256(patterns: ["line:Line-2:*"]))
+            let auditor = try await Self.socket(hub.port, try await issuer.hs256(patterns: ["line:Line-2:*"], see: ["audit", "pii", "financial"]))
+            for socket in [floor, auditor] { _ = try await socket.subscribe(["line:Line-2:*"]) }
+            let reply = try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data("[\(Self.operatorWithPII),\(Self.allocation),\(Self.material)]".utf8),
+                headers: ["Authorization": "Bearer \(Self.plantKey)"])
+            #expect(reply.status == 202, "\(reply.text)")
+
+            func staleNotices(_ socket: TestSocket) async throws -> [String: JSONValue] {
+                var byType: [String: JSONValue] = [:]
+                let deadline = ContinuousClock.now + .seconds(8)
+                while byType.count < 3, ContinuousClock.now < deadline, let event = try? await socket.nextEvent(timeout: .seconds(4)) {
+                    if event["event_type"] == .string("status_stale"), let type = event["entity_type"]?.stringValue {
+                        byType[type] = event["data"]?["last_state"]?["data"] ?? .null
+                    }
+                }
+                return byType
+            }
+            let floorSaw = try await staleNotices(floor)
+            #expect(Set(floorSaw.keys) == ["operator", "material"], "\(floorSaw)")
+            #expect(floorSaw["operator"] == .object(["current_status": .string("available"), "location": .string("Zone A")]))
+            #expect(floorSaw["material"] == .object(["available_quantity": .number(5)]))
+            let auditorSaw = try await staleNotices(auditor)
+            #expect(Set(auditorSaw.keys) == ["operator", "material", "allocation"], "\(auditorSaw)")
+            #expect(auditorSaw["operator"]?["name"] == .string("John Doe"))
+            #expect(auditorSaw["material"]?["unit_cost"] == .number(12.5))
+            for socket in [floor, auditor] { _ = await socket.close() }
+        }
+    }
+
+    /// Seed 003 §12.2 erases an operator's phone and photo_url with the name and email (GDPR): §3.1's cached operator
+    /// document carries photo_url, and both reached every token until the catalog restricted them.
+    @Test func anOperatorsPhoneAndPhotoReachOnlyTokensWithPII() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: try Self.secured(issuer)) { hub in
+            let event = #"{"event_type":"resource_status_changed","entity_type":"operator","entity_id":"O-156","line":"Line-2","timestamp":"2025-11-18T14:23:45.678Z","data":{"current_status":"available","phone":"+1 555 0100","photo_url":"https://cdn.mraos.com/operators/O-156.jpg","location":"Zone A"},"metadata":{"source":"tna","triggered_by":"badge"}}"#
+            let reply = try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data(event.utf8), headers: ["Authorization": "Bearer \(Self.plantKey)"])
+            #expect(reply.status == 202, "\(reply.text)")
+            let floor = try await Self.get(hub.port, "/v1/state/operator/O-156", try await issuer.hs256(patterns: ["line:Line-2:*"]))
+            #expect(floor.json["data"] == .object(["current_status": .string("available"), "location": .string("Zone A")]), "\(floor.text)")
+            let hr = try await Self.get(hub.port, "/v1/state/operator/O-156", try await issuer.hs256(patterns: ["line:Line-2:*"], see: ["pii"]))
+            #expect(hr.json["data"]?["phone"] == .string("+1 555 0100"))
+            #expect(hr.json["data"]?["photo_url"] == .string("https://cdn.mraos.com/operators/O-156.jpg"))
+        }
+    }
+
     /// A renewed token's claims apply from then on.
     @Test func authWithNewClaimsChangesWhatArrives() async throws {
         let issuer = TokenIssuer()
