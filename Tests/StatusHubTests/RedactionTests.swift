@@ -148,6 +148,29 @@ struct RedactionTests {
         }
     }
 
+    /// A live filter was evaluated on the whole event, a replay's and a snapshot's on the reader's view: a floor token
+    /// subscribed with `data.name = 'John Doe'` got O-156's events live (learning who O-156 is) and none on replay.
+    /// Live delivery now filters the view too.
+    @Test func filtersSeeWhatTheirReaderMaySee() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: try Self.secured(issuer)) { hub in
+            let filtered = #"{"op":"subscribe","id":"f","channels":["line:Line-2:*"],"filter":"data.name = 'John Doe'"}"#
+            let floor = try await Self.socket(hub.port, try await issuer.hs256(patterns: ["line:Line-2:*"]))
+            let hr = try await Self.socket(hub.port, try await issuer.hs256(patterns: ["line:Line-2:*"], see: ["pii"]))
+            for socket in [floor, hr] {
+                socket.send(filtered)
+                #expect(try await socket.next()["op"] == .string("subscribed"))
+            }
+            let reply = try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data(Self.operatorWithPII.utf8), headers: ["Authorization": "Bearer \(Self.plantKey)"])
+            #expect(reply.status == 202, "\(reply.text)")
+            #expect(try await hr.nextEvent()["data"]?["name"] == .string("John Doe"))
+            let leaked = try? await floor.nextEvent(timeout: .milliseconds(800))
+            #expect(leaked == nil, "\(leaked ?? [:])")
+            for socket in [floor, hr] { _ = await socket.close() }
+        }
+    }
+
     /// Seed 003 §12.2 erases an operator's phone and photo_url with the name and email (GDPR): §3.1's cached operator
     /// document carries photo_url, and both reached every token until the catalog restricted them.
     @Test func anOperatorsPhoneAndPhotoReachOnlyTokensWithPII() async throws {
