@@ -185,6 +185,16 @@ struct RedactionTests {
             let hr = try await Self.get(hub.port, "/v1/state/operator/O-156", try await issuer.hs256(patterns: ["line:Line-2:*"], see: ["pii"]))
             #expect(hr.json["data"]?["phone"] == .string("+1 555 0100"))
             #expect(hr.json["data"]?["photo_url"] == .string("https://cdn.mraos.com/operators/O-156.jpg"))
+
+            // Seed 000's batch names its operator ("Mike Johnson"): the same personal information.
+            let batch = #"{"event_type":"production_batch_recorded","entity_type":"production_batch","entity_id":"BATCH-2025-1003-001","line":"Line-2","timestamp":"2025-10-03T14:00:00Z","data":{"machine_id":"CNC-001","order_id":"ORD-1001","operator":"Mike Johnson","serial_range":{"start":1000,"end":1424},"materials_consumed":[{"material_id":"MAT-001","lot_number":"LOT-2025-001"}]},"metadata":{"source":"mes","triggered_by":"batch_close"}}"#
+            #expect(try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data(batch.utf8), headers: ["Authorization": "Bearer \(Self.plantKey)"]).status == 202)
+            let floorBatch = try await Self.get(hub.port, "/v1/state/production_batch/BATCH-2025-1003-001", try await issuer.hs256(patterns: ["line:Line-2:*"]))
+            #expect(floorBatch.status == 200 && floorBatch.json["data"]?["operator"] == nil, "\(floorBatch.text)")
+            let hrBatch = try await Self.get(
+                hub.port, "/v1/state/production_batch/BATCH-2025-1003-001", try await issuer.hs256(patterns: ["line:Line-2:*"], see: ["pii"]))
+            #expect(hrBatch.json["data"]?["operator"] == .string("Mike Johnson"))
         }
     }
 
