@@ -54,6 +54,10 @@ final class DataSchema: Sendable {
         var problems: [FieldError] = []
         for (name, value) in data {
             guard let field = fieldsByName[name] else { continue }
+            if value == .null {
+                guard !field.required else { return false }
+                continue
+            }
             check(value, kind: field.kind, path: field.path, &problems)
             guard problems.isEmpty else { return false }
             if field.required { required += 1 }
@@ -63,9 +67,14 @@ final class DataSchema: Sendable {
 
     private func check(_ object: [String: JSONValue], fields: [FieldRule], parent: String?, _ errors: inout [FieldError]) {
         for field in fields {
-            guard let value = object[field.name] else {
+            // JSON's null is SQL's NULL, which the seeds' optional columns hold (seed 003 §3.4: "quality_status IS NULL
+            // OR …"; a machine's first status has no previous one): an optional field sent as null is one not sent.
+            let sent = object[field.name]
+            guard let value = sent, value != .null else {
                 if field.required {
-                    errors.append(FieldError(field: parent.map { "\($0).\(field.name)" } ?? field.path, reason: field.kind.missingReason))
+                    errors.append(FieldError(
+                        field: parent.map { "\($0).\(field.name)" } ?? field.path,
+                        reason: field.kind.missingReason + (sent == nil ? "" : " (null is no value)")))
                 }
                 continue
             }
@@ -104,10 +113,14 @@ final class DataSchema: Sendable {
                 return
             }
         case .timestamp:
-            guard case .string(let text) = value, Timestamps.parse(text) != nil else {
-                errors.append(FieldError(field: path(), reason: "must be an ISO-8601 date-time with a zone (e.g. 2025-11-18T14:23:45.678Z)"))
+            guard case .string(let text) = value else {
+                errors.append(FieldError(
+                    field: path(), reason: "must be an ISO-8601 date-time with a zone (e.g. 2025-11-18T14:23:45.678Z), got \(value.typeName)"))
                 return
             }
+            // The envelope's rule, not Foundation's parser, which rolls impossible fields over (2025-02-30 is March 2nd,
+            // T24:00 the next day) where a dashboard's `Date` reads Invalid Date.
+            if let problem = Timestamps.problem(text) { errors.append(FieldError(field: path(), reason: "'\(text.prefix(64))' \(problem)")) }
         case .object(let fields):
             guard case .object(let members) = value else {
                 errors.append(FieldError(field: path(), reason: "must be an object, got \(value.typeName)"))

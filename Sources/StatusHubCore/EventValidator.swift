@@ -52,7 +52,7 @@ public struct EventValidator: Sendable {
             entityID = nil
         }
         let line = segmentField(event, "line", required: false, &errors)
-        if let eventType, eventType.definition.lineRequired, line == nil, event["line"] == nil {
+        if let eventType, eventType.definition.lineRequired, line == nil, event["line"] == nil || event["line"] == .null {
             errors.append(FieldError(field: "line", reason: "is required: \(eventType.rawValue) events belong to a line"))
         }
         let stamped = timestampField(event, &errors)
@@ -60,14 +60,14 @@ public struct EventValidator: Sendable {
         let metadata = metadataField(event, &errors)
         var idempotencyKey: String?
         switch event["idempotency_key"] {
-        case nil: break
+        case nil, .null?: break
         case .string(let key)? where Self.isValidIdempotencyKey(key): idempotencyKey = key
         default: errors.append(FieldError(field: "idempotency_key", reason: Self.idempotencyKeyRule))
         }
 
         var sequence: Int?
         switch event["sequence"] {
-        case nil: break
+        case nil, .null?: break
         case .number(let value)? where value >= 0 && value <= 9_007_199_254_740_991 && value.rounded() == value:
             sequence = Int(value)
         default: errors.append(FieldError(field: "sequence", reason: Self.sequenceRule))
@@ -155,7 +155,7 @@ public struct EventValidator: Sendable {
 
     /// A copy of `event` carrying `key` (the `Idempotency-Key` header of a single-event request).
     public func withIdempotencyKey(_ value: JSONValue, key: String) -> JSONValue {
-        guard case .object(var members) = value, members["idempotency_key"] == nil else { return value }
+        guard case .object(var members) = value, members["idempotency_key"] == nil || members["idempotency_key"] == .null else { return value }
         members["idempotency_key"] = .string(key)
         return .object(members)
     }
@@ -179,6 +179,9 @@ public struct EventValidator: Sendable {
         switch event[field] {
         case nil:
             if required { errors.append(FieldError(field: field, reason: "is required")) }
+        case .null?:
+            // An optional field sent as null is one not sent, as in `data` (`DataSchema`).
+            if required { errors.append(FieldError(field: field, reason: "is required (null is no value)")) }
         case .string(let text)?:
             if ChannelName.isDotSegment(text) {
                 errors.append(FieldError(field: field, reason: "'\(text)' \(ChannelName.dotSegmentRule)"))

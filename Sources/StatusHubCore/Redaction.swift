@@ -8,11 +8,12 @@ public enum Redaction {
         guard let category = event.channels.first.map({ String(Tenant.split($0).rest) }), catalog.restrictedCategories.contains(category)
         else { return nil }
         if decoded == nil { decoded = .some(try? JSONValue.parse(event.json)) }
-        guard let json = decoded!, let typeName = json["event_type"]?.stringValue, let type = catalog.eventType(named: typeName),
-            let entityName = json["entity_type"]?.stringValue
+        guard let json = decoded!, let restricted = Self.restrictedPart(of: json),
+            let typeName = restricted["event_type"]?.stringValue, let type = catalog.eventType(named: typeName),
+            let entityName = restricted["entity_type"]?.stringValue
         else { return nil }
         let restriction = type.definition.restriction
-        let fields = (restriction.fields[entityName] ?? []).filter { json["data"]?[$0.name] != nil }
+        let fields = (restriction.fields[entityName] ?? []).filter { restricted["data"]?[$0.name] != nil }
         guard restriction.eventClaim != nil || !fields.isEmpty else { return nil }
         return Applicable(eventClaim: restriction.eventClaim, fields: fields)
     }
@@ -41,10 +42,25 @@ public enum Redaction {
         return removing(hidden, from: event, decoded: json)
     }
 
-    /// `event` without the `data` fields named: keys stay sorted with `event_id` first, as every stored event's.
+    /// The event whose type's restrictions apply to `event`: itself, or for a `status_stale` notice the expired state
+    /// it carries whole (`data.last_state`), which is no less restricted for having expired.
+    static func restrictedPart(of event: JSONValue) -> JSONValue? {
+        guard event["event_type"]?.stringValue == EventType.statusStaleName else { return event }
+        return event["data"]?["last_state"]
+    }
+
+    /// `event` without the `data` fields named (a stale notice: its last state's): keys stay sorted with `event_id`
+    /// first, as every stored event's.
     public static func removing(_ fields: [String], from event: StoredEvent, decoded: JSONValue) -> StoredEvent {
         guard case .object(var members) = decoded, case .object(var data)? = members["data"] else { return event }
-        for field in fields { data[field] = nil }
+        if members["event_type"]?.stringValue == EventType.statusStaleName {
+            guard case .object(var lastState)? = data["last_state"], case .object(var lastData)? = lastState["data"] else { return event }
+            for field in fields { lastData[field] = nil }
+            lastState["data"] = .object(lastData)
+            data["last_state"] = .object(lastState)
+        } else {
+            for field in fields { data[field] = nil }
+        }
         members["data"] = .object(data)
         let id = members.removeValue(forKey: "event_id") ?? .string(event.id.description)
         var ordered: [(key: String, value: JSONValue)] = [("event_id", id)]

@@ -45,22 +45,25 @@ final class FanOut: EventSink {
         defer { wakeUps.release() }
         var conflated: Int64 = 0
         var filteredOut = 0
-        // Each distinct filter is evaluated once per event, not once per connection that holds it.
-        var verdicts = FilterVerdicts(event: event)
-        // And each view of a restricted event is encoded once, not once per connection that gets it.
+        // Each view of a restricted event is encoded once, not once per connection that gets it.
         var variants = RedactionVariants(held, catalog: catalog)
+        // Each distinct filter is evaluated once per view of the event, not once per connection that holds it: on the
+        // view its reader gets, as in a replay or a snapshot, so a filter cannot tell a reader what its view leaves
+        // out (`data.name = 'Jane Roe'` on an operator's pii). Views by the fields they hide; [] is the event whole.
+        var verdicts: [[String]: FilterVerdicts] = [[]: FilterVerdicts(event: event)]
         for connection in receivers {
-            guard connection.filters.admit(&verdicts, patterns: connection.patterns) else {
-                filteredOut += 1
-                continue
-            }
             var frame = held
+            var hidden: [String] = []
             if variants.varies {
-                guard let visible = variants.held(for: connection.claims) else {
+                guard let visible = variants.view(for: connection.claims) else {
                     filteredOut += 1
                     continue
                 }
-                frame = visible
+                (frame, hidden) = visible
+            }
+            guard connection.filters.admit(&verdicts[hidden, default: FilterVerdicts(event: frame.event)], patterns: connection.patterns) else {
+                filteredOut += 1
+                continue
             }
             if connection.offer(frame) == .conflated { conflated += 1 }
         }

@@ -21,15 +21,16 @@ struct RedactionVariants {
     /// Whether readers may get different frames (so each needs its claims looked at).
     var varies: Bool { applicable != nil }
 
-    /// The frame for a reader with `claims`, or nil when it may not see the event.
-    mutating func held(for claims: Set<String>?) -> Connection.Held? {
-        guard let applicable else { return whole }
+    /// The frame for a reader with `claims` and the fields it leaves out (none: the event whole), or nil when it may
+    /// not see the event.
+    mutating func view(for claims: Set<String>?) -> (held: Connection.Held, hidden: [String])? {
+        guard let applicable else { return (whole, []) }
         guard let hidden = applicable.hidden(from: claims) else { return nil }
-        guard !hidden.isEmpty, let decoded else { return whole }
-        if let known = frames[hidden] { return known }
+        guard !hidden.isEmpty, let decoded else { return (whole, []) }
+        if let known = frames[hidden] { return (known, hidden) }
         let event = Redaction.removing(hidden, from: whole.event, decoded: decoded)
         let held = Connection.Held(event: event, frame: WireFrame.text(ServerMessage.event(event)), conflationKey: whole.conflationKey, stamp: whole.stamp)
         frames[hidden] = held
-        return held
+        return (held, hidden)
     }
 }

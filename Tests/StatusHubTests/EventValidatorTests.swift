@@ -104,6 +104,39 @@ struct EventValidatorTests {
         }
     }
 
+    /// A `timestamp` field of `data` follows the envelope's rule: Foundation's parser, which checked them before, took
+    /// an operator clocking in on February 30th (March 2nd to it) or at 24:00, which a dashboard reads as Invalid Date.
+    @Test func impossibleTimestampsInDataAreRefused() {
+        func shift(clockIn: String) -> String {
+            #"{"event_type":"operator_shift_status_changed","entity_type":"operator_shift","entity_id":"10234","timestamp":"2025-11-18T06:00:00Z","data":{"operator_id":"O-156","current_status":"in_progress","actual_clock_in":"\#(clockIn)"},"metadata":{"source":"tna","triggered_by":"badge"}}"#
+        }
+        for stamp in ["2025-02-30T06:00:00Z", "2025-11-18T24:00:00Z", "2025-11-18T05:59:60Z", "0000-11-18T06:00:00Z", "2025-11-18T05:57:12"] {
+            let found = errors(shift(clockIn: stamp))
+            #expect(found.map(\.field) == ["data.actual_clock_in"], "\(stamp)")
+            #expect(found.first?.reason.contains(stamp) == true, "\(found)")
+        }
+        #expect(errors(shift(clockIn: "2024-02-29T05:57:12.5+01:00")).isEmpty)
+        let numbered = shift(clockIn: "N").replacingOccurrences(of: #""actual_clock_in":"N""#, with: #""actual_clock_in":1"#)
+        #expect(errors(numbered).first?.reason == "must be an ISO-8601 date-time with a zone (e.g. 2025-11-18T14:23:45.678Z), got number")
+    }
+
+    /// Seed 003's optional columns hold NULL ("quality_status IS NULL OR …", a machine's first status has no previous
+    /// one), and a publisher serializing such a row sends null: an optional field sent as null is one not sent, in
+    /// `data` and in the envelope. A required one stays required.
+    @Test func nullIsNoValue() {
+        let firstQuality = #"{"event_type":"work_order_quality_changed","entity_type":"work_order","entity_id":"WO-1","line":null,"sequence":null,"idempotency_key":null,"timestamp":"2025-11-18T14:23:45Z","data":{"quality_status":"pending","previous_quality_status":null,"quality_inspection_required":null},"metadata":{"source":"mes","triggered_by":"system"}}"#
+        #expect(errors(firstQuality).isEmpty, "\(errors(firstQuality))")
+        guard case .valid(let event) = validate(firstQuality) else { return }
+        #expect(event.line == nil && event.idempotencyKey == nil && event.channels == ["work-order-progress", "work_order:WO-1"])
+        #expect(errors(SampleEvents.machineStatus("M-1", "running", extra: #","previous_status":null,"oee_percentage":null"#)).isEmpty)
+        let unknownStatus = errors(SampleEvents.machineStatus("M-1").replacingOccurrences(of: #""current_status":"idle""#, with: #""current_status":null"#))
+        #expect(unknownStatus.map(\.field) == ["data.current_status"])
+        #expect(unknownStatus.first?.reason.hasSuffix("(null is no value)") == true, "\(unknownStatus)")
+        let noBatchLine = #"{"event_type":"production_batch_recorded","entity_type":"production_batch","entity_id":"B-1","line":null,"timestamp":"2025-11-18T14:23:45Z","data":{"machine_id":"CNC-001","order_id":"ORD-1001","serial_range":{"start":1,"end":null},"materials_consumed":[{"material_id":"MAT-001","lot_number":"LOT-1","quantity":null}]},"metadata":{"source":"mes","triggered_by":"system"}}"#
+        #expect(errors(noBatchLine).map(\.field) == ["line", "data.serial_range.end"])
+        #expect(errors(SampleEvents.machineStatus("M-1").replacingOccurrences(of: #""entity_id":"M-1""#, with: #""entity_id":null"#)).map(\.field) == ["entity_id"])
+    }
+
     @Test func eventTypeMustSuitEntityType() {
         let json = SampleEvents.machineStatus("M-1").replacingOccurrences(of: #""entity_type":"machine""#, with: #""entity_type":"material""#)
         let found = errors(json)

@@ -107,6 +107,97 @@ struct RedactionTests {
         }
     }
 
+    /// A state's `status_stale` notice carries the state whole (`data.last_state`): it was sent to every token, so an
+    /// allocation (audit), an operator's name (pii) and a material's cost (financial) reached the floor when they
+    /// expired. The notice is restricted as its state is.
+    @Test(arguments: EngineKind.allCases)
+    func staleNoticesAreRestrictedAsTheirStates(engine: EngineKind) async throws {
+        let issuer = TokenIssuer()
+        let secured = try Self.secured(issuer)
+        try await withHub(engine: engine, configure: { config in
+            secured(&config)
+            for type in ["allocation", "operator", "material"] { config.cacheTTL.overrides[type] = 1 }
+        }) { hub in
+            let floor = try await Self.socket(hub.port, try await issuer.hs256(patterns: ["line:Line-2:*"]))
+            let auditor = try await Self.socket(hub.port, try await issuer.hs256(patterns: ["line:Line-2:*"], see: ["audit", "pii", "financial"]))
+            for socket in [floor, auditor] { _ = try await socket.subscribe(["line:Line-2:*"]) }
+            let reply = try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data("[\(Self.operatorWithPII),\(Self.allocation),\(Self.material)]".utf8),
+                headers: ["Authorization": "Bearer \(Self.plantKey)"])
+            #expect(reply.status == 202, "\(reply.text)")
+
+            func staleNotices(_ socket: TestSocket) async throws -> [String: JSONValue] {
+                var byType: [String: JSONValue] = [:]
+                let deadline = ContinuousClock.now + .seconds(8)
+                while byType.count < 3, ContinuousClock.now < deadline, let event = try? await socket.nextEvent(timeout: .seconds(4)) {
+                    if event["event_type"] == .string("status_stale"), let type = event["entity_type"]?.stringValue {
+                        byType[type] = event["data"]?["last_state"]?["data"] ?? .null
+                    }
+                }
+                return byType
+            }
+            let floorSaw = try await staleNotices(floor)
+            #expect(Set(floorSaw.keys) == ["operator", "material"], "\(floorSaw)")
+            #expect(floorSaw["operator"] == .object(["current_status": .string("available"), "location": .string("Zone A")]))
+            #expect(floorSaw["material"] == .object(["available_quantity": .number(5)]))
+            let auditorSaw = try await staleNotices(auditor)
+            #expect(Set(auditorSaw.keys) == ["operator", "material", "allocation"], "\(auditorSaw)")
+            #expect(auditorSaw["operator"]?["name"] == .string("John Doe"))
+            #expect(auditorSaw["material"]?["unit_cost"] == .number(12.5))
+            for socket in [floor, auditor] { _ = await socket.close() }
+        }
+    }
+
+    /// A live filter was evaluated on the whole event, a replay's and a snapshot's on the reader's view: a floor token
+    /// subscribed with `data.name = 'John Doe'` got O-156's events live (learning who O-156 is) and none on replay.
+    /// Live delivery now filters the view too.
+    @Test func filtersSeeWhatTheirReaderMaySee() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: try Self.secured(issuer)) { hub in
+            let filtered = #"{"op":"subscribe","id":"f","channels":["line:Line-2:*"],"filter":"data.name = 'John Doe'"}"#
+            let floor = try await Self.socket(hub.port, try await issuer.hs256(patterns: ["line:Line-2:*"]))
+            let hr = try await Self.socket(hub.port, try await issuer.hs256(patterns: ["line:Line-2:*"], see: ["pii"]))
+            for socket in [floor, hr] {
+                socket.send(filtered)
+                #expect(try await socket.next()["op"] == .string("subscribed"))
+            }
+            let reply = try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data(Self.operatorWithPII.utf8), headers: ["Authorization": "Bearer \(Self.plantKey)"])
+            #expect(reply.status == 202, "\(reply.text)")
+            #expect(try await hr.nextEvent()["data"]?["name"] == .string("John Doe"))
+            let leaked = try? await floor.nextEvent(timeout: .milliseconds(800))
+            #expect(leaked == nil, "\(leaked ?? [:])")
+            for socket in [floor, hr] { _ = await socket.close() }
+        }
+    }
+
+    /// Seed 003 §12.2 erases an operator's phone and photo_url with the name and email (GDPR): §3.1's cached operator
+    /// document carries photo_url, and both reached every token until the catalog restricted them.
+    @Test func anOperatorsPhoneAndPhotoReachOnlyTokensWithPII() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: try Self.secured(issuer)) { hub in
+            let event = #"{"event_type":"resource_status_changed","entity_type":"operator","entity_id":"O-156","line":"Line-2","timestamp":"2025-11-18T14:23:45.678Z","data":{"current_status":"available","phone":"+1 555 0100","photo_url":"https://cdn.mraos.com/operators/O-156.jpg","location":"Zone A"},"metadata":{"source":"tna","triggered_by":"badge"}}"#
+            let reply = try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data(event.utf8), headers: ["Authorization": "Bearer \(Self.plantKey)"])
+            #expect(reply.status == 202, "\(reply.text)")
+            let floor = try await Self.get(hub.port, "/v1/state/operator/O-156", try await issuer.hs256(patterns: ["line:Line-2:*"]))
+            #expect(floor.json["data"] == .object(["current_status": .string("available"), "location": .string("Zone A")]), "\(floor.text)")
+            let hr = try await Self.get(hub.port, "/v1/state/operator/O-156", try await issuer.hs256(patterns: ["line:Line-2:*"], see: ["pii"]))
+            #expect(hr.json["data"]?["phone"] == .string("+1 555 0100"))
+            #expect(hr.json["data"]?["photo_url"] == .string("https://cdn.mraos.com/operators/O-156.jpg"))
+
+            // Seed 000's batch names its operator ("Mike Johnson"): the same personal information.
+            let batch = #"{"event_type":"production_batch_recorded","entity_type":"production_batch","entity_id":"BATCH-2025-1003-001","line":"Line-2","timestamp":"2025-10-03T14:00:00Z","data":{"machine_id":"CNC-001","order_id":"ORD-1001","operator":"Mike Johnson","serial_range":{"start":1000,"end":1424},"materials_consumed":[{"material_id":"MAT-001","lot_number":"LOT-2025-001"}]},"metadata":{"source":"mes","triggered_by":"batch_close"}}"#
+            #expect(try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data(batch.utf8), headers: ["Authorization": "Bearer \(Self.plantKey)"]).status == 202)
+            let floorBatch = try await Self.get(hub.port, "/v1/state/production_batch/BATCH-2025-1003-001", try await issuer.hs256(patterns: ["line:Line-2:*"]))
+            #expect(floorBatch.status == 200 && floorBatch.json["data"]?["operator"] == nil, "\(floorBatch.text)")
+            let hrBatch = try await Self.get(
+                hub.port, "/v1/state/production_batch/BATCH-2025-1003-001", try await issuer.hs256(patterns: ["line:Line-2:*"], see: ["pii"]))
+            #expect(hrBatch.json["data"]?["operator"] == .string("Mike Johnson"))
+        }
+    }
+
     /// A renewed token's claims apply from then on.
     @Test func authWithNewClaimsChangesWhatArrives() async throws {
         let issuer = TokenIssuer()
