@@ -49,8 +49,10 @@ final class FanOut: EventSink {
         var variants = RedactionVariants(held, catalog: catalog)
         // Each distinct filter is evaluated once per view of the event, not once per connection that holds it: on the
         // view its reader gets, as in a replay or a snapshot, so a filter cannot tell a reader what its view leaves
-        // out (`data.name = 'Jane Roe'` on an operator's pii). Views by the fields they hide; [] is the event whole.
-        var verdicts: [[String]: FilterVerdicts] = [[]: FilterVerdicts(event: event)]
+        // out (`data.name = 'Jane Roe'` on an operator's pii). The whole event's verdicts apart, as most events nothing
+        // restricts and need no lookup per connection; the other views' by the fields they hide.
+        var verdicts = FilterVerdicts(event: event)
+        var viewVerdicts: [[String]: FilterVerdicts] = [:]
         for connection in receivers {
             var frame = held
             var hidden: [String] = []
@@ -61,7 +63,10 @@ final class FanOut: EventSink {
                 }
                 (frame, hidden) = visible
             }
-            guard connection.filters.admit(&verdicts[hidden, default: FilterVerdicts(event: frame.event)], patterns: connection.patterns) else {
+            let admitted = hidden.isEmpty
+                ? connection.filters.admit(&verdicts, patterns: connection.patterns)
+                : connection.filters.admit(&viewVerdicts[hidden, default: FilterVerdicts(event: frame.event)], patterns: connection.patterns)
+            guard admitted else {
                 filteredOut += 1
                 continue
             }
