@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from conftest import ROOT, Proxy, Redis, SECRET, alert, hs256_token, machine_status, now_iso, statushub_binary
+from conftest import ROOT, Proxy, Redis, SECRET, alert, hs256_token, http, machine_status, now_iso, statushub_binary
 
 
 def wait_until(page, predicate, timeout=10):
@@ -66,6 +66,31 @@ def test_tiles_counters_and_feed_follow_what_is_published(hubs, page):
     hub.publish(machine_status("M-203", "maintenance"))
     expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-status", "maintenance")
     expect(page.get_by_test_id("tile-M-901")).to_have_count(0)
+    assert page.errors == []
+
+
+def test_a_tile_follows_the_hubs_order_when_a_devices_clock_jumps_back(hubs, page):
+    """The hub ranks a machine's states by the publisher's `sequence` when both carry one, so a state whose source
+    clock jumped back is the newer one, not late, and the hub caches it. The page compared timestamps itself and kept
+    the tile on the older status, against the hub's cache (a reload showed the other status)."""
+    def status(current, sequence, seconds_ago):
+        event = machine_status("M-201", current, timestamp=now_iso(-seconds_ago))
+        event["sequence"] = sequence
+        return event
+
+    hub = hubs.start()
+    hub.publish(status("running", 41, 5))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    # Its clock set back 10 minutes; its sequence goes on. The hub caches it (not late).
+    status_code, answer = http("POST", hub.url + "/v1/events", [status("breakdown", 42, 600)])
+    assert status_code == 202 and not answer["accepted"][0].get("late"), answer
+    assert http("GET", hub.url + "/v1/state/machine/M-201")[1]["data"]["current_status"] == "breakdown"
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+    # A state the hub does mark late (a lower sequence) still never flips the tile.
+    late = hub.publish(status("running", 40, 0))[0]
+    wait_until(page, f"() => window.statushub.seen.includes('{late}')")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
     assert page.errors == []
 
 

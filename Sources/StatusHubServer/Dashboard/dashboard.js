@@ -152,11 +152,19 @@ async function discoverLines() {
 
 // --- Applying events --------------------------------------------------------------------------------------
 
-function newer(current, event) {
-  // Never flip back: a late event (hub-marked) or one older by source time than what is shown is ignored.
-  if (event.late === true) return false;
-  if (!current) return true;
-  return Date.parse(event.timestamp) >= Date.parse(current.timestamp);
+// A state is shown unless the hub marked it late. The hub ranks an entity's states as it writes them (by the
+// publisher's `sequence` when both carry one, else by source time; afresh after a `status_stale`) and delivers each
+// entity's events in ingest order, so the newest unmarked state is the cached one. Comparing timestamps here as
+// well kept a tile on an older status when a device's clock jumped back under its `sequence`, or when a machine
+// came back from staleness with its clock behind, and kept a counter at another node's value when the nodes'
+// clocks differed.
+function isCurrentState(event) {
+  return event.late !== true;
+}
+
+// Alerts are news, not state (never ranked nor marked late): the newest about a machine is the newest by source time.
+function newerBySourceTime(current, event) {
+  return !current || Date.parse(event.timestamp) >= Date.parse(current.timestamp);
 }
 
 function noteSeen(event) {
@@ -179,7 +187,7 @@ function apply(event, live) {
   if (type === "status_stale") return markStale(event);
   if (type === "counter_changed") {
     const name = event.data && event.data.name;
-    if (name && newer(view.counters.get(name), event)) view.counters.set(name, event);
+    if (name && isCurrentState(event)) view.counters.set(name, event);
     return render("counters");
   }
   if (type === "resource_status_changed" && event.entity_type === "machine") return setState(view.machines, event, "machines");
@@ -194,7 +202,7 @@ function addToFeed(event) {
   view.feed.unshift(event);
   if (view.feed.length > 100) view.feed.length = 100;
   render("feed");
-  if (event.entity_type === "machine" && newer(view.machineAlerts.get(event.entity_id), event)) {
+  if (event.entity_type === "machine" && newerBySourceTime(view.machineAlerts.get(event.entity_id), event)) {
     view.machineAlerts.set(event.entity_id, event);
     render("machines");
   }
@@ -218,7 +226,7 @@ function applyRecent(events) {
 
 function setState(map, event, part) {
   const current = map.get(event.entity_id);
-  if (!newer(current && current.event, event)) return;
+  if (!isCurrentState(event)) return;
   // How long it has been in this status. The hub stamps `status_since` when it knows (it saw the status begin, or
   // the event said it changed). Otherwise: a repeated status (a heartbeat) keeps the moment the page saw it start; a
   // status the page did not see begin (a snapshot's, or one after staleness) began at this event only if the event
