@@ -506,3 +506,19 @@ def test_screenshot_of_a_simulated_plant(hubs, page):
     finally:
         simulator.terminate()
         simulator.wait(timeout=10)
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_a_token_for_one_line_connects_without_a_refusal(hubs, page, transport):
+    """The page asked for the `counters` channel whatever the token allowed: with a token for one line the hub
+    refused the SSE stream whole (403, retried forever) and answered every socket with a `forbidden` error."""
+    hub = hubs.start(env={"STATUSHUB_AUTH_JWT_HS256_SECRET": SECRET})
+    hub.publish(machine_status("M-201", "running"))
+    open_dashboard(page, hub.url, f"line=Line-2&transport={transport}&token={hs256_token(['line:Line-2:*'])}")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    expect(page.get_by_test_id("counter-machines_running").locator(".value")).to_have_text("1")
+    hub.publish(machine_status("M-202", "running"))
+    expect(page.get_by_test_id("counter-machines_running").locator(".value")).to_have_text("2")
+    page.wait_for_timeout(1000)
+    assert page.get_by_test_id("errors").inner_text() == ""
+    assert page.errors == []

@@ -124,20 +124,26 @@ async function loadCatalog() {
   }));
 }
 
+// The token's `patterns` claim; null without a token, or one that is not a JWT this page can read (the hub decides).
+function tokenPatterns() {
+  if (!view.token) return null;
+  try {
+    const payload = JSON.parse(atob(view.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return Array.isArray(payload.patterns) ? payload.patterns : null;
+  } catch (e) {
+    return null;
+  }
+}
+
 // Lines the token allows (its `patterns` claim), else the lines the cache knows.
 async function discoverLines() {
   const lines = new Set();
-  let restricted = false;
-  if (view.token) {
-    try {
-      const payload = JSON.parse(atob(view.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-      for (const pattern of payload.patterns || []) {
-        const parts = pattern.split(":");
-        if (parts[0] === "line" && parts[1] && parts[1] !== "*") lines.add(parts[1]);
-      }
-      restricted = lines.size > 0 && !(payload.patterns || []).some((p) => p === "*" || p.startsWith("line:*"));
-    } catch (e) { /* not a JWT we can read: ask the hub */ }
+  const patterns = tokenPatterns() || [];
+  for (const pattern of patterns) {
+    const parts = pattern.split(":");
+    if (parts[0] === "line" && parts[1] && parts[1] !== "*") lines.add(parts[1]);
   }
+  const restricted = lines.size > 0 && !patterns.some((p) => p === "*" || p.startsWith("line:*"));
   if (!restricted) {
     const response = await fetch("/v1/state?pattern=" + encodeURIComponent("line:*:resource-status:machine:*"), { headers: authHeaders() });
     if (response.ok) {
@@ -394,7 +400,14 @@ setInterval(() => { render("machines"); render("operators"); }, 5000);  // ages 
 
 let socket = null, source = null, retryDelay = 500, retryTimer = null, generation = 0, customSubscription = null;
 
-function channelsFor(line) { return ["line:" + line + ":*", "counters"]; }
+// The line's channels, and the `counters` channel for the counters of no line (the shift's) when the token allows it.
+// A token for one line (`line:Line-2:*`) brings that line's counters with the line; asking it for `counters` as
+// well had the hub refuse the SSE stream whole (403) and answer every socket's subscribe with an error.
+function channelsFor(line) {
+  const allowed = tokenPatterns();
+  const counters = !allowed || allowed.some((p) => p === "*" || p === "counters");
+  return counters ? ["line:" + line + ":*", "counters"] : ["line:" + line + ":*"];
+}
 
 function resetState() {
   view.machines.clear(); view.operators.clear(); view.workorders.clear(); view.counters.clear(); view.feed.length = 0;
