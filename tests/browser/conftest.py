@@ -167,6 +167,7 @@ class Proxy:
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.open = []
+        self.frozen = set()
         self.running = True
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -181,17 +182,19 @@ class Proxy:
             except OSError:
                 client.close()  # the node is down: the browser sees a failed connection and backs off
                 continue
+            upstream.settimeout(None)  # the 2 s were for connecting: a connection quiet for 2 s is not cut
             self.open += [client, upstream]
             for source, target in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
-    @staticmethod
-    def _pump(source, target):
+    def _pump(self, source, target):
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
+                if source in self.frozen:
+                    continue  # swallowed: neither end hears of it
                 target.sendall(data)
         except OSError:
             pass
@@ -200,6 +203,11 @@ class Proxy:
                 end.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def freeze(self):
+        """Stops forwarding on every connection it holds without closing any (a Wi-Fi roam, a host that lost power:
+        neither end hears a close); connections made afterwards flow."""
+        self.frozen.update(self.open)
 
     def switch(self, upstream_port):
         self.upstream_port = upstream_port

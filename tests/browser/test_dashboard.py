@@ -508,6 +508,116 @@ def test_screenshot_of_a_simulated_plant(hubs, page):
         simulator.wait(timeout=10)
 
 
+def test_patterns_and_filters_leave_the_lines_own_subscription_alone(hubs, page):
+    """A supervisor lists the line's serious alerts with the panel's example filter on the line's own pattern. On the
+    line's socket, subscribing the pattern again replaced its filter: the tiles stopped getting status events, and
+    the list showed the line's events the filter refused. The panel has a stream of its own."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "running"))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    page.get_by_text("Patterns and filters").click()
+    page.get_by_test_id("patterns").fill("line:Line-2:*")
+    page.get_by_test_id("filter").fill("data.severity in (high, critical)")
+    page.get_by_role("button", name="Subscribe").click()
+    custom = page.get_by_test_id("custom-feed").locator("li")
+    # Subscribed once the first admitted event is listed (the snapshot holds states only, which it refuses).
+    deadline = time.time() + 15
+    while custom.count() == 0:
+        assert time.time() < deadline, "the panel listed nothing"
+        hub.publish(alert("M-201", "spindle overheating", "critical"))
+        page.wait_for_timeout(500)
+
+    keys = hub.publish(machine_status("M-201", "breakdown"), alert("M-201", "door open", "low"))
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+    wait_until(page, f"() => window.statushub.seen.includes('{keys[1]}')")
+    expect(page.get_by_test_id("feed-item").first).to_contain_text("door open")
+    # The list: the critical alerts only (a late one is still coming if it was going to).
+    hub.publish(alert("M-201", "hydraulic pressure low", "high"))
+    expect(custom.first).to_contain_text("hydraulic pressure low")
+    listed = custom.all_inner_texts()
+    assert not any("door open" in item or "breakdown" in item for item in listed), listed
+    assert page.errors == []
+
+
+def test_a_refused_patterns_and_filters_subscribe_is_shown_in_words(hubs, page):
+    hub = hubs.start()
+    open_dashboard(page, hub.url)
+    page.get_by_text("Patterns and filters").click()
+    page.get_by_test_id("patterns").fill("alerts")
+    page.get_by_test_id("filter").fill("severity = high")
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_test_id("errors")).to_contain_text("invalid filter 'severity = high'")
+    expect(page.get_by_test_id("errors")).to_contain_text("not an event field")
+    # The line's connection is untouched.
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
+    assert page.errors == []
+
+
+def test_a_connection_that_goes_silent_is_not_shown_as_live(hubs, page):
+    """A connection that dies without a close (a Wi-Fi roam, a host that lost power) left the screen saying "live"
+    for as long as TCP took to give up. The page pings the hub and resumes elsewhere when nothing comes back."""
+    hub = hubs.start()
+    balancer = Proxy(hub.port)
+    try:
+        hub.publish(machine_status("M-201", "running"))
+        open_dashboard(page, balancer.url, "line=Line-2&alive_ms=1000")
+        expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+        balancer.freeze()
+        missed = hub.publish(machine_status("M-201", "breakdown"), alert("M-201", "spindle overheating", "critical"))
+        expect(page.get_by_test_id("connection")).not_to_have_attribute("data-state", "live", timeout=5000)
+        expect(page.get_by_test_id("errors")).to_contain_text("stopped answering")
+        # Resumed through a fresh connection with `since`: what was missed, once.
+        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+        for key in missed:
+            wait_until(page, f"() => window.statushub.seen.includes('{key}')")
+        expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+        seen = page.evaluate("window.statushub.seen")
+        assert all(seen.count(key) == 1 for key in missed), seen
+        assert page.errors == []
+    finally:
+        balancer.stop()
+
+
+def test_an_expired_token_ends_the_sse_stream_for_good(hubs, page):
+    """Over SSE the hub ends the stream at the token's `exp`; the browser's retry is then refused with a 401. The page
+    retried that forever, saying "reconnecting"; like the WebSocket's 4003 it now says the token was refused and
+    waits for a fresh one."""
+    hub = hubs.start(env={"STATUSHUB_AUTH_REQUIRED": "true", "STATUSHUB_AUTH_JWT_HS256_SECRET": SECRET})
+    requests = []
+    page.on("request", lambda request: requests.append(request.url) if "/v1/sse" in request.url else None)
+    page.goto(f"{hub.url}/?line=Line-2&transport=sse&token={hs256_token(['line:Line-2:*'], expires_in=3)}")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    expect(page.get_by_test_id("errors")).to_contain_text("token", timeout=15000)
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "error", timeout=10000)
+    expect(page.get_by_test_id("connection")).to_have_text("token refused")
+    asked = len(requests)
+    page.wait_for_timeout(4000)
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "error")
+    assert len(requests) == asked, requests
+    # A fresh token connects again.
+    page.get_by_test_id("token").fill(hs256_token(["line:Line-2:*"]))
+    page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    assert page.errors == []
+
+
+def test_the_line_picked_is_kept_in_the_address(hubs, page):
+    """Switching lines left `?line=` at the first line: a reload (or a kiosk's restart) went back to it."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "running"), machine_status("M-901", "idle", line="Line-9"))
+    open_dashboard(page, hub.url)
+    page.get_by_test_id("line-picker").fill("Line-9")
+    page.get_by_test_id("line-picker").press("Tab")  # a change, as picking from the list is; no Connect
+    expect(page.get_by_test_id("tile-M-901")).to_have_attribute("data-status", "idle")
+    assert "line=Line-9" in page.url, page.url
+    page.reload()
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    expect(page.get_by_test_id("tile-M-901")).to_have_attribute("data-status", "idle")
+    expect(page.get_by_test_id("tile-M-201")).to_have_count(0)
+    assert page.errors == []
+
+
 @pytest.mark.parametrize("transport", ["ws", "sse"])
 def test_a_token_for_one_line_connects_without_a_refusal(hubs, page, transport):
     """The page asked for the `counters` channel whatever the token allowed: with a token for one line the hub

@@ -398,7 +398,7 @@ setInterval(() => { render("machines"); render("operators"); }, 5000);  // ages 
 
 // --- Connection -------------------------------------------------------------------------------------------
 
-let socket = null, source = null, retryDelay = 500, retryTimer = null, generation = 0, customSubscription = null;
+let socket = null, source = null, retryDelay = 500, retryTimer = null, generation = 0;
 
 // The line's channels, and the `counters` channel for the counters of no line (the shift's) when the token allows it.
 // A token for one line (`line:Line-2:*`) brings that line's counters with the line; asking it for `counters` as
@@ -426,14 +426,18 @@ function connect() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   // The line is subscribed in the URL: the hub answers as the socket opens, so the snapshot (or, reconnecting, the
   // replay since the last event seen) comes without a subscribe round trip first.
-  const ws = new WebSocket(`${scheme}//${location.host}/v1/ws?${lineQuery()}`);
+  const query = lineQuery();
+  const ws = new WebSocket(`${scheme}//${location.host}/v1/ws?${query}`);
   socket = ws;
-  ws.onopen = () => {
+  let opened = false;
+  unanswered = false;
+  ws.onopen = () => { opened = true; };
+  ws.onmessage = (message) => {
     if (mine !== generation) return;
-    if (customSubscription) ws.send(JSON.stringify(customSubscription));
+    unanswered = false;
+    handle(JSON.parse(message.data));
   };
-  ws.onmessage = (message) => { if (mine === generation) handle(JSON.parse(message.data)); };
-  ws.onclose = (close) => {
+  ws.onclose = async (close) => {
     if (mine !== generation) return;
     socket = null;
     const words = closeWords[close.code] || `closed (${close.code}${close.reason ? ": " + close.reason : ""})`;
@@ -442,10 +446,58 @@ function connect() {
       showError(`Connection refused: ${words}${close.reason ? " (" + close.reason + ")" : ""}`);
       return;  // retrying cannot help until the token changes
     }
+    if (!opened) {
+      // A handshake the hub refused (a line typed with a space, say: a malformed query) reads as 1006 here.
+      const refusal = await refusalOf("/v1/ws?" + query);
+      if (mine !== generation) return;
+      if (refusal) {
+        showError("Connection refused: " + refusal.reason);
+        if (refusal.final) return setConnection("error", "refused");
+        return scheduleReconnect();
+      }
+    }
     if (close.code !== 1000) showError(`Connection lost: ${words}`);
     scheduleReconnect();
   };
 }
+
+// Browsers hide why a WebSocket handshake or an EventSource request was refused; the hub answers the same URL, asked
+// again as a plain GET, with its JSON error. `final` when asking again cannot help until the user changes something
+// (a malformed query, a refused token or pattern). Null when the hub now takes the request (a stream's answer, which
+// never ends, is not read) or cannot be reached.
+async function refusalOf(url) {
+  const asking = new AbortController();
+  try {
+    const response = await fetch(url, { signal: asking.signal });
+    if (response.ok || response.status === 426) return null;
+    const body = await response.json().catch(() => null);
+    return {
+      reason: body && body.error ? `${body.error.field} ${body.error.reason}` : `HTTP ${response.status}`,
+      status: response.status,
+      final: [400, 401, 403].includes(response.status),
+    };
+  } catch (e) {
+    return null;
+  } finally {
+    asking.abort();
+  }
+}
+
+// A connection can die without a close (a Wi-Fi roam, a hub host that lost power): its socket then stays silent for
+// as long as TCP takes to give up, many minutes, and the screen would say live meanwhile. So the page pings the hub
+// every `alive_ms` (15 s) and drops the connection, to resume it with `since`, when nothing at all came back by the
+// next tick. (An `EventSource` cannot do this: the hub's heartbeats are comments, which the browser keeps to itself.)
+let unanswered = false;
+setInterval(() => {
+  if (!socket || socket.readyState !== WebSocket.OPEN) return;
+  if (unanswered) {
+    socket.onclose = null; socket.onmessage = null; socket.close(); socket = null;
+    showError("Connection lost: the hub stopped answering");
+    return scheduleReconnect();
+  }
+  unanswered = true;
+  socket.send(JSON.stringify({ op: "ping", id: "alive" }));
+}, Number(params.get("alive_ms")) || 15000);
 
 // The line's channels with a snapshot and the newest feed events (alerts are news, in no snapshot), resuming after
 // the last event seen: the same query for `/v1/ws` and `/v1/sse`. `recent` is asked for when resuming too: the hub
@@ -463,15 +515,16 @@ function connectSSE(mine) {
   source = es;
   es.onopen = () => { if (mine === generation) setConnection("live", "live (SSE)"); };
   es.onmessage = (message) => { if (mine === generation) handle(JSON.parse(message.data)); };
-  es.addEventListener("close", (message) => showError("Stream closed by the hub: " + JSON.parse(message.data).reason));
+  es.addEventListener("close", (message) => { if (mine === generation) showError("Stream closed by the hub: " + JSON.parse(message.data).reason); });
   es.onerror = async () => {
     if (mine !== generation) return;
     if (es.readyState === EventSource.CLOSED) {
-      // EventSource gives up on an HTTP error; ask the hub for the reason in words.
-      const response = await fetch(es.url).catch(() => null);
-      const body = response ? await response.json().catch(() => null) : null;
-      setConnection("error", "refused");
-      showError("Stream refused: " + (body && body.error ? `${body.error.field} ${body.error.reason}` : "the hub is unreachable"));
+      // EventSource gives up on an HTTP error; ask the hub for the reason in words. A refused token (an expired one,
+      // when the hub ended the stream at its `exp`) or query is final, as a WebSocket's 4401 and 4003 are.
+      const refusal = await refusalOf(es.url);
+      if (mine !== generation) return;
+      showError("Stream refused: " + (refusal ? refusal.reason : "the hub is unreachable"));
+      if (refusal && refusal.final) return setConnection("error", refusal.status === 401 ? "token refused" : "refused");
       scheduleReconnect();
     } else {
       setConnection("reconnecting", "reconnecting… (SSE)");  // the browser resumes with Last-Event-ID
@@ -489,24 +542,20 @@ function scheduleReconnect() {
 function handle(message) {
   switch (message.op) {
     case "subscribed":
-      // The line's subscribe is the URL's, answered without an id; the custom one's is "custom".
-      if (message.id !== "custom") {
-        retryDelay = 500;
-        setConnection("live", view.transport === "sse" ? "live (SSE)" : "live");
-      }
+      // The line's subscribe is the URL's, answered without an id.
+      retryDelay = 500;
+      setConnection("live", view.transport === "sse" ? "live (SSE)" : "live");
       break;
     case "snapshot":
-      if (message.id === "custom") { for (const e of message.events) addCustom(e); break; }
       // The `counters` channel carries every line's counters, in the snapshot as live.
       for (const e of message.events) if (isOnLine(e)) apply(e, false);
       if (!message.more && message.position && (isToken(message.position) || !view.lastEventId || compareIds(message.position, view.lastEventId) > 0)) view.lastEventId = message.position;
       break;
     case "recent":
-      // Only the line's subscribe asks for it (the custom one sends no `recent`); after the snapshot, before live.
+      // After the snapshot, before live.
       applyRecent(message.events);
       break;
     case "event":
-      if (matchesCustom(message.event)) addCustom(message.event);
       if (isOnLine(message.event)) apply(message.event, true);
       if (isToken(message.position)) view.lastEventId = message.position;
       break;
@@ -530,9 +579,11 @@ function isOnLine(event) {
 
 // --- Power users: extra patterns and a filter -------------------------------------------------------------
 
-let customPatterns = [];
-function matchesCustom(event) { return customSubscription && customMatcher && customMatcher(event); }
-let customMatcher = null;
+// A stream of its own (`GET /v1/sse`), apart from the line's connection: the hub tells no subscription's events from
+// another's on one connection, and subscribing a pattern again there replaces its filter. On the line's socket, a
+// filter on the line's own pattern (`line:Line-2:*` with `data.severity in (high, critical)`) left the tiles
+// without their status events, and the list showed the line's events the filter refused.
+let customSource = null, customQuery = null, customRetry = null;
 
 function addCustom(event) {
   const list = $("custom");
@@ -541,33 +592,37 @@ function addCustom(event) {
 }
 
 function subscribeCustom() {
-  customPatterns = $("patterns").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const patterns = $("patterns").value.split(",").map((s) => s.trim()).filter(Boolean);
   const filter = $("filter").value.trim();
-  if (!customPatterns.length) return showError("Enter at least one pattern, e.g. alerts or machine:M-203");
-  customSubscription = { op: "subscribe", id: "custom", channels: customPatterns, snapshot: true };
-  if (filter) customSubscription.filter = filter;
-  // Events of this subscription are those whose channels a pattern matches (the hub already applied the filter).
-  const compiled = customPatterns.map((p) => p.split(":"));
-  customMatcher = (event) => channelsOf(event).some((channel) => compiled.some((p) => patternMatches(p, channel.split(":"))));
+  if (!patterns.length) return showError("Enter at least one pattern, e.g. alerts or machine:M-203");
+  const query = new URLSearchParams({ channels: patterns.join(","), snapshot: "true" });
+  if (filter) query.set("filter", filter);
+  customQuery = query;
   $("custom").replaceChildren();
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(customSubscription));
-  else showError("Not connected over WebSocket; the subscription is sent when it is");
+  openCustom();
 }
 
-function channelsOf(event) {
-  const category = view.categoryOf.get(event.event_type) || (event.event_type === "counter_changed" ? "counters" : "");
-  const channels = [category, `${event.entity_type}:${event.entity_id}`];
-  if (event.line) channels.push(`line:${event.line}:${category}:${event.entity_type}:${event.entity_id}`);
-  return channels;
-}
-
-function patternMatches(pattern, channel) {
-  for (let i = 0; i < pattern.length; i++) {
-    if (pattern[i] === "*" && i === pattern.length - 1) return channel.length > i;
-    if (i >= channel.length) return false;
-    if (pattern[i] !== "*" && pattern[i] !== channel[i]) return false;
-  }
-  return pattern.length === channel.length;
+function openCustom() {
+  clearTimeout(customRetry);
+  if (customSource) customSource.close();
+  if (!customQuery) return;
+  const query = new URLSearchParams(customQuery);
+  if (view.token) query.set("token", view.token);
+  const es = new EventSource("/v1/sse?" + query);
+  customSource = es;
+  es.onmessage = (message) => {
+    const answer = JSON.parse(message.data);
+    if (answer.op === "event") addCustom(answer.event);
+    else if (answer.op === "snapshot") for (const event of answer.events) addCustom(event);
+    else if (answer.op === "error") showError(`Patterns and filters: ${answer.code.replace(/_/g, " ")}: ${answer.message}`);
+  };
+  es.onerror = async () => {
+    if (customSource !== es || es.readyState !== EventSource.CLOSED) return;  // else the browser resumes it
+    const refusal = await refusalOf(es.url);
+    if (customSource !== es) return;
+    showError("Patterns and filters: " + (refusal ? refusal.reason : "the hub is unreachable"));
+    if (!refusal || !refusal.final) customRetry = setTimeout(() => { if (customSource === es) openCustom(); }, 5000);
+  };
 }
 
 // --- Latency reports and compliance -----------------------------------------------------------------------
@@ -611,17 +666,25 @@ async function start() {
     showError("Cannot load the catalog: " + e.message);
     return;
   }
-  const url = new URL(location.href);
-  if (view.line) url.searchParams.set("line", view.line);
-  history.replaceState(null, "", url);
+  rememberLine();
   refreshCompliance();
   connect();
+  if (customSource) openCustom();  // with the token just entered
+}
+
+// The line shown is in the address, so a reload, a bookmark or a kiosk's restart opens the same line.
+function rememberLine() {
+  const url = new URL(location.href);
+  if (view.line) url.searchParams.set("line", view.line);
+  else url.searchParams.delete("line");
+  history.replaceState(null, "", url);
 }
 
 function switchLine() {
   view.line = $("line").value.trim() || null;
   view.lastEventId = null;
   resetState();
+  rememberLine();
   connect();
 }
 
