@@ -632,3 +632,22 @@ def test_a_token_for_one_line_connects_without_a_refusal(hubs, page, transport):
     page.wait_for_timeout(1000)
     assert page.get_by_test_id("errors").inner_text() == ""
     assert page.errors == []
+
+
+def test_a_tile_opened_after_a_heartbeat_still_shows_its_alert(hubs, page):
+    """A machine whose status began before the hub first saw it has no known start: the page's "for ≥ …" counts from
+    its latest heartbeat. The tile took that lower bound as the start and hid every alert raised before the
+    heartbeat, so a screen opened now showed no alert where one open all along did."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-203", "running", timestamp=now_iso(-60)))
+    hub.publish(alert("M-203", "spindle overheating", "critical", timestamp=now_iso(-40)))
+    hub.publish(machine_status("M-203", "running", timestamp=now_iso(-10)))  # a heartbeat: same status
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-203").locator(".meta").first).to_have_text(re.compile(r"^for ≥ "))
+    expect(page.get_by_test_id("tile-alert-M-203")).to_contain_text("spindle overheating")
+    expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-alert", "critical")
+    # A status the page sees change is the alert dealt with, as before.
+    hub.publish(machine_status("M-203", "maintenance"))
+    expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-status", "maintenance")
+    expect(page.get_by_test_id("tile-alert-M-203")).to_have_count(0)
+    assert page.errors == []

@@ -312,6 +312,9 @@ function describe(event) {
 function tileAlert(entry) {
   const alert = view.machineAlerts.get(entry.event.entity_id);
   if (!alert) return null;
+  // A start nobody saw ("for ≥ 5 min") is only a lower bound, from the latest heartbeat: an alert before it may well
+  // be within the status, and stays until the page sees the status change.
+  if (entry.sinceExact === false) return alert;
   return Date.parse(alert.timestamp) >= Date.parse(entry.since || entry.event.timestamp) ? alert : null;
 }
 
