@@ -651,3 +651,37 @@ def test_a_tile_opened_after_a_heartbeat_still_shows_its_alert(hubs, page):
     expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-status", "maintenance")
     expect(page.get_by_test_id("tile-alert-M-203")).to_have_count(0)
     assert page.errors == []
+
+
+def test_long_ids_and_messages_stay_inside_their_boxes(hubs, page):
+    """Ids of up to 128 characters and messages without spaces come from the plant. One of each widened its tile,
+    the work orders' panel and the feed past the screen (the page scrolled sideways, a work order's quantities
+    off-screen)."""
+    hub = hubs.start()
+    long_machine, long_order = "M-" + "7" * 126, "WO-" + "9" * 125
+    order = {"event_type": "work_order_progress", "entity_type": "work_order", "entity_id": long_order, "line": "Line-2",
+             "timestamp": now_iso(), "data": {"current_status": "in_progress", "quantity_produced": 40, "quantity_ordered": 100},
+             "metadata": {"source": "mes", "triggered_by": "browser-test"}}
+    hub.publish(machine_status("M-201", "running"), machine_status(long_machine, "breakdown"), order,
+                alert(long_machine, "E" * 300, "critical"))
+    open_dashboard(page, hub.url)
+    page.get_by_text("Patterns and filters").click()
+    page.get_by_test_id("patterns").fill("alerts")
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_test_id("tile-alert-" + long_machine)).to_contain_text("EEEE")
+    expect(page.get_by_test_id("wo-" + long_order)).to_contain_text("40 / 100")
+    hub.publish(alert("M-201", "F" * 300, "high"))
+    expect(page.get_by_test_id("custom-feed").locator("li").first).to_contain_text("FFFF")
+    page.wait_for_timeout(200)
+    width = page.evaluate("document.documentElement.clientWidth")
+    overflowing = page.evaluate("""() => [...document.querySelectorAll('section, .tile, .wo, .feed li, .power')]
+        .filter((box) => box.scrollWidth > box.clientWidth + 1 || box.getBoundingClientRect().right > document.documentElement.clientWidth)
+        .map((box) => (box.dataset.testid || box.className) + ' ' + box.scrollWidth + '>' + box.clientWidth)""")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert overflowing == [], overflowing
+    quantities = page.get_by_test_id("wo-" + long_order).get_by_text("40 / 100").bounding_box()
+    assert quantities["x"] + quantities["width"] <= width, quantities
+    out = ROOT / "tests" / "browser" / "out"
+    out.mkdir(exist_ok=True)
+    page.screenshot(path=str(out / "long-names.png"), full_page=True)
+    assert page.errors == []
