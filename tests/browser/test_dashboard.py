@@ -685,3 +685,19 @@ def test_long_ids_and_messages_stay_inside_their_boxes(hubs, page):
     out.mkdir(exist_ok=True)
     page.screenshot(path=str(out / "long-names.png"), full_page=True)
     assert page.errors == []
+
+
+def test_a_machine_whose_clock_is_behind_is_not_shown_stale(hubs, page):
+    """The hub's TTL runs from when it heard of a state (`received_at`); the page counted it from the source
+    timestamp, so a machine whose clock is 10 minutes behind was greyed as stale ("last seen 10 min ago") on every
+    report while the hub held its state fresh."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "running", timestamp=now_iso(-600)), machine_status("M-202", "running"))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-stale", "false")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-stale", "false")
+    hub.publish(machine_status("M-201", "breakdown", timestamp=now_iso(-590)))
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-stale", "false")
+    assert page.errors == []

@@ -267,7 +267,7 @@ function markStale(event) {
   if (!last) return;
   // A state newer than the one that expired wins over the stale notice.
   if (current && !current.stale && Date.parse(current.event.timestamp) > Date.parse(last.timestamp)) return;
-  map.set(event.entity_id, { event: last, stale: true, lastSeen: (event.data && event.data.last_seen) || last.timestamp });
+  map.set(event.entity_id, { event: last, stale: true, lastSeen: (event.data && event.data.last_seen) || heardAt(last) });
   render(part);
 }
 
@@ -333,10 +333,17 @@ function render(part) {
   });
 }
 
+// When the hub last heard of the entity: its TTL runs from there (ingest, `received_at`, the stale notice's
+// `last_seen`), not from the source timestamp, which a device whose clock is behind dates minutes back. Counting from
+// that, the page greyed a machine reporting every 30 s as stale, "last seen 6 min ago", while the hub held it fresh.
+function heardAt(event) {
+  return event.received_at || event.timestamp;
+}
+
 function isStale(entry, entityType) {
   if (entry.stale) return true;
   const ttl = view.ttlOf.get(entityType);
-  return ttl ? Date.now() - Date.parse(entry.event.timestamp) > ttl * 1000 : false;
+  return ttl ? Date.now() - Date.parse(heardAt(entry.event)) > ttl * 1000 : false;
 }
 
 const renderers = {
@@ -352,7 +359,7 @@ const renderers = {
       return h("div", { class: "tile", "data-testid": "tile-" + e.entity_id, "data-status": d.current_status, "data-stale": String(stale), "data-alert": severity },
         h("div", { class: "id" }, e.entity_id),
         h("div", { class: "status" }, d.current_status || "?"),
-        h("div", { class: "meta" }, stale ? `stale · last seen ${age(entry.lastSeen || e.timestamp)} ago` : timeInStatus(entry)),
+        h("div", { class: "meta" }, stale ? `stale · last seen ${age(entry.lastSeen || heardAt(e))} ago` : timeInStatus(entry)),
         d.oee_percentage !== undefined ? h("div", { class: "meta" }, `OEE ${d.oee_percentage} %`) : null,
         alert ? h("div", { class: "alert", "data-testid": "tile-alert-" + e.entity_id, title: describe(alert) },
           h("div", {}, h("b", {}, `⚠ ${severity}`), ` · ${age(alert.timestamp)} ago`), h("span", {}, alertText(alert))) : null);
