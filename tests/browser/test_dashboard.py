@@ -701,3 +701,21 @@ def test_a_machine_whose_clock_is_behind_is_not_shown_stale(hubs, page):
     expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
     expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-stale", "false")
     assert page.errors == []
+
+
+def test_the_compliance_badge_never_rounds_a_late_update_away(hubs, page):
+    """1 status update over budget in 2,000 is 99.95 %; rounded to the nearest tenth the badge read "100.0 %"."""
+    hub = hubs.start()
+    page.goto(hub.url + "/")
+    page.evaluate("""(url) => { window.reported = 0; const socket = new WebSocket(url);
+        socket.onopen = () => {
+            socket.send(JSON.stringify({ op: "report", id: "a", samples_ms: { "resource-status": Array(1000).fill(20) } }));
+            socket.send(JSON.stringify({ op: "report", id: "b", samples_ms: { "resource-status": Array(999).fill(20).concat([900]) } }));
+        };
+        socket.onmessage = (message) => { if (JSON.parse(message.data).op === "reported") window.reported++; }; }""",
+                  hub.url.replace("http", "ws", 1) + "/v1/ws")
+    wait_until(page, "() => window.reported === 2")
+    page.reload()
+    expect(page.get_by_test_id("compliance")).to_have_text("99.95 % of status updates under 500 ms in the last 10 min")
+    expect(page.get_by_test_id("compliance")).to_have_class(re.compile("ok"))
+    assert page.errors == []
