@@ -719,3 +719,22 @@ def test_the_compliance_badge_never_rounds_a_late_update_away(hubs, page):
     expect(page.get_by_test_id("compliance")).to_have_text("99.95 % of status updates under 500 ms in the last 10 min")
     expect(page.get_by_test_id("compliance")).to_have_class(re.compile("ok"))
     assert page.errors == []
+
+
+def test_a_stale_work_order_is_shown_stale(hubs, page):
+    """Machines and operators went grey when their state expired; a work order looked as live as ever (the page
+    kept its stale notice and drew it like a fresh state), so a shift's finished and abandoned orders piled up
+    looking current."""
+    hub = hubs.start(env={"STATUSHUB_CACHE_TTL_WORK_ORDER": "2"})
+    order = {"event_type": "work_order_progress", "entity_type": "work_order", "entity_id": "WO-7", "line": "Line-2",
+             "timestamp": now_iso(), "data": {"current_status": "in_progress", "quantity_produced": 40, "quantity_ordered": 100},
+             "metadata": {"source": "mes", "triggered_by": "browser-test"}}
+    open_dashboard(page, hub.url)
+    hub.publish(order)
+    expect(page.get_by_test_id("wo-WO-7")).to_have_attribute("data-stale", "false")
+    expect(page.get_by_test_id("wo-WO-7")).to_have_attribute("data-stale", "true", timeout=15000)
+    expect(page.get_by_test_id("wo-WO-7")).to_contain_text("in_progress · stale")
+    hub.publish(dict(order, timestamp=now_iso(), data=dict(order["data"], quantity_produced=41)))
+    expect(page.get_by_test_id("wo-WO-7")).to_have_attribute("data-stale", "false")
+    expect(page.get_by_test_id("wo-WO-7")).to_contain_text("41 / 100")
+    assert page.errors == []

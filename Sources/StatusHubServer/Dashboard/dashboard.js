@@ -386,8 +386,9 @@ const renderers = {
       const percent = ordered > 0 ? Math.min(100, Math.round((produced / ordered) * 100)) : 0;
       const bar = h("div", { class: "bar" }, h("span", {}));
       bar.firstChild.style.width = percent + "%";
-      return h("div", { class: "wo", "data-testid": "wo-" + entry.event.entity_id },
-        h("div", { class: "label" }, h("span", {}, `${entry.event.entity_id} · ${d.current_status || ""}`),
+      const stale = isStale(entry, "work_order");
+      return h("div", { class: "wo", "data-testid": "wo-" + entry.event.entity_id, "data-stale": String(stale) },
+        h("div", { class: "label" }, h("span", {}, `${entry.event.entity_id} · ${d.current_status || ""}${stale ? " · stale" : ""}`),
           h("span", {}, ordered ? `${produced} / ${ordered} (${percent} %)` : `${produced}`)), bar);
     }));
   },
@@ -404,7 +405,7 @@ const renderers = {
   },
 };
 
-setInterval(() => { render("machines"); render("operators"); }, 5000);  // ages and client-side staleness
+setInterval(() => { render("machines"); render("operators"); render("workorders"); }, 5000);  // ages and client-side staleness
 
 // --- Connection -------------------------------------------------------------------------------------------
 
