@@ -738,3 +738,25 @@ def test_a_stale_work_order_is_shown_stale(hubs, page):
     expect(page.get_by_test_id("wo-WO-7")).to_have_attribute("data-stale", "false")
     expect(page.get_by_test_id("wo-WO-7")).to_contain_text("41 / 100")
     assert page.errors == []
+
+
+def test_an_alert_from_another_day_shows_its_date(hubs, browser):
+    """The feed showed the time of day only: at shift start, yesterday's alerts that `recent` brings back read as
+    today's. In the screen's own time zone."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "breakdown", timestamp=now_iso(-30 * 3600)),
+                alert("M-201", "spindle overheating", "critical", timestamp=now_iso(-26 * 3600)), alert("M-201", "coolant low", "medium"))
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, timezone_id="Asia/Kolkata", locale="en-GB")
+    try:
+        page = context.new_page()
+        open_dashboard(page, hub.url)
+        items = page.get_by_test_id("feed-item")
+        expect(items).to_have_count(2)
+        expected = page.evaluate("""(offsets) => offsets.map((seconds) => {
+            const d = new Date(Date.now() - seconds * 1000);
+            return [d.toLocaleDateString(), d.toLocaleTimeString().slice(0, 5)]; })""", [0, 26 * 3600])
+        today, yesterday = [item.locator("time").inner_text() for item in (items.nth(0), items.nth(1))]
+        assert expected[0][0] not in today and today.startswith(expected[0][1][:2]), (today, expected)
+        assert expected[1][0] in yesterday and expected[1][1] in yesterday, (yesterday, expected)
+    finally:
+        context.close()

@@ -55,9 +55,12 @@ function age(fromIso) {
   return Math.round(s / 3600) + " h";
 }
 
+// The time of day, in the screen's zone; with the date when that is not today (`recent` brings back alerts up to the
+// history's age, a day by default: yesterday's 23:40 read as tonight's).
 function timeOf(iso) {
   const d = new Date(iso);
-  return isNaN(d) ? "" : d.toLocaleTimeString();
+  if (isNaN(d)) return "";
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
 }
 
 // Event ids are `<ms>-<seq>`: compared as two numbers, never as text.
