@@ -136,10 +136,13 @@ class Redis:
     def __init__(self):
         self.port = free_port()
         self.directory = tempfile.mkdtemp(prefix="statushub-browser-redis-")
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self._start()
+
+    def _start(self):
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.directory],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"redis://127.0.0.1:{self.port}"
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -148,6 +151,12 @@ class Redis:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
+
+    def restart_empty(self):
+        """Killed and started again on the same port without persistence: everything it held is gone."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self._start()
 
     def stop(self):
         self.process.terminate()

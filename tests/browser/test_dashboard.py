@@ -760,3 +760,29 @@ def test_an_alert_from_another_day_shows_its_date(hubs, browser):
         assert expected[1][0] in yesterday and expected[1][1] in yesterday, (yesterday, expected)
     finally:
         context.close()
+
+
+def test_after_redis_restarts_empty_the_page_subscribes_afresh(hubs, redis_server, page):
+    """Redis restarted without persistence: the hub tells every subscriber `resync` `engine_gap`, answered by no
+    snapshot. The page cleared its screen for a snapshot that never came, so the feed stayed empty (and the tiles
+    until each machine reported again); it now subscribes afresh and gets the node's recent alerts back."""
+    hub = hubs.start(redis_url=redis_server.url)
+    hub.publish(machine_status("M-201", "breakdown"), alert("M-201", "spindle overheating", "critical"))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("feed-item")).to_have_count(1)
+    redis_server.restart_empty()
+    expect(page.get_by_test_id("errors")).to_contain_text("engine_gap", timeout=30000)
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    expect(page.get_by_test_id("feed-item")).to_have_count(1)
+    expect(page.get_by_test_id("feed-item").first).to_contain_text("spindle overheating")
+    # Live again: the machine reports and its tile is back.
+    deadline = time.time() + 15
+    while True:
+        try:
+            hub.publish(machine_status("M-201", "breakdown"))
+            break
+        except AssertionError:
+            assert time.time() < deadline, "the hub never stored again"
+            time.sleep(0.5)
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+    assert page.errors == []

@@ -574,9 +574,12 @@ function handle(message) {
       if (isToken(message.position)) view.lastEventId = message.position;
       break;
     case "resync":
-      // The hub cannot replay what we missed: a fresh snapshot follows (we always ask for one).
       showError("Resynchronising: the hub could not replay everything missed (" + message.reason + ")");
       resetState();
+      // `history_gap` answers this connection's subscribe, and its fresh snapshot follows (we always ask for one).
+      // `engine_gap` is the engine's news (Redis restarted empty), answered by nothing: subscribe afresh, for the
+      // snapshot and the recent alerts, or the screen stayed blank until each machine reported again.
+      if (message.reason === "engine_gap") { view.lastEventId = null; connect(); }
       break;
     case "error":
       showError(`${message.code.replace(/_/g, " ")}: ${message.message}`);
