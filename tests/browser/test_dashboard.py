@@ -554,6 +554,31 @@ def test_a_refused_patterns_and_filters_subscribe_is_shown_in_words(hubs, page):
     assert page.errors == []
 
 
+def test_a_line_name_the_hub_refuses_is_shown_in_words_and_not_retried(hubs, page):
+    """A supervisor types "Line 2": the hub refuses the handshake's query with a 400 the browser cannot read (it sees
+    1006). The page said "the connection dropped" and retried forever; it asks the hub why, shows it, and stops."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "running"))
+    sockets = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    open_dashboard(page, hub.url)
+    page.get_by_test_id("line-picker").fill("Line 2")
+    page.get_by_test_id("line-picker").press("Tab")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "error", timeout=10000)
+    expect(page.get_by_test_id("errors")).to_contain_text("channels")
+    expect(page.get_by_test_id("errors")).to_contain_text("Line 2")
+    tried = len(sockets)
+    page.wait_for_timeout(3000)
+    assert len(sockets) == tried, sockets
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "error")
+    # The right name connects.
+    page.get_by_test_id("line-picker").fill("Line-2")
+    page.get_by_test_id("line-picker").press("Tab")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=10000)
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    assert page.errors == []
+
+
 def test_a_connection_that_goes_silent_is_not_shown_as_live(hubs, page):
     """A connection that dies without a close (a Wi-Fi roam, a host that lost power) left the screen saying "live"
     for as long as TCP took to give up. The page pings the hub and resumes elsewhere when nothing comes back."""
