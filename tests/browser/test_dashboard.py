@@ -750,14 +750,14 @@ def test_a_stale_work_order_is_shown_stale(hubs, page):
     """Machines and operators went grey when their state expired; a work order looked as live as ever (the page
     kept its stale notice and drew it like a fresh state), so a shift's finished and abandoned orders piled up
     looking current."""
-    hub = hubs.start(env={"STATUSHUB_CACHE_TTL_WORK_ORDER": "2"})
+    hub = hubs.start(env={"STATUSHUB_CACHE_TTL_WORK_ORDER": "5"})
     order = {"event_type": "work_order_progress", "entity_type": "work_order", "entity_id": "WO-7", "line": "Line-2",
              "timestamp": now_iso(), "data": {"current_status": "in_progress", "quantity_produced": 40, "quantity_ordered": 100},
              "metadata": {"source": "mes", "triggered_by": "browser-test"}}
     open_dashboard(page, hub.url)
     hub.publish(order)
     expect(page.get_by_test_id("wo-WO-7")).to_have_attribute("data-stale", "false")
-    expect(page.get_by_test_id("wo-WO-7")).to_have_attribute("data-stale", "true", timeout=15000)
+    expect(page.get_by_test_id("wo-WO-7")).to_have_attribute("data-stale", "true", timeout=20000)
     expect(page.get_by_test_id("wo-WO-7")).to_contain_text("in_progress · stale")
     hub.publish(dict(order, timestamp=now_iso(), data=dict(order["data"], quantity_produced=41)))
     expect(page.get_by_test_id("wo-WO-7")).to_have_attribute("data-stale", "false")
@@ -810,4 +810,21 @@ def test_after_redis_restarts_empty_the_page_subscribes_afresh(hubs, redis_serve
             assert time.time() < deadline, "the hub never stored again"
             time.sleep(0.5)
     expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+    assert page.errors == []
+
+
+def test_a_work_order_without_quantities_does_not_say_zero_produced(hubs, page):
+    """`quantity_produced` and `quantity_ordered` are optional: a status-only update read "0" produced."""
+    hub = hubs.start()
+
+    def order(entity_id, **data):
+        return {"event_type": "work_order_progress", "entity_type": "work_order", "entity_id": entity_id, "line": "Line-2",
+                "timestamp": now_iso(), "data": data, "metadata": {"source": "mes", "triggered_by": "browser-test"}}
+
+    hub.publish(order("WO-1", current_status="paused"), order("WO-2", current_status="queued", quantity_ordered=500),
+                order("WO-3", current_status="in_progress", quantity_produced=0, quantity_ordered=500))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("wo-WO-1").locator(".label span").nth(1)).to_have_text("")
+    expect(page.get_by_test_id("wo-WO-2").locator(".label span").nth(1)).to_have_text("? / 500")
+    expect(page.get_by_test_id("wo-WO-3").locator(".label span").nth(1)).to_have_text("0 / 500 (0 %)")
     assert page.errors == []

@@ -385,14 +385,16 @@ const renderers = {
     if (!entries.length) return $("workorders").replaceChildren(h("p", { class: "empty" }, "No work orders yet."));
     $("workorders").replaceChildren(...entries.map((entry) => {
       const d = entry.event.data || {};
+      // Both quantities are optional: a status-only update says nothing of them, which is not "0 produced".
       const ordered = Number(d.quantity_ordered) || 0, produced = Number(d.quantity_produced) || 0;
+      const counted = d.quantity_produced !== undefined && d.quantity_produced !== null;
       const percent = ordered > 0 ? Math.min(100, Math.round((produced / ordered) * 100)) : 0;
       const bar = h("div", { class: "bar" }, h("span", {}));
       bar.firstChild.style.width = percent + "%";
       const stale = isStale(entry, "work_order");
       return h("div", { class: "wo", "data-testid": "wo-" + entry.event.entity_id, "data-stale": String(stale) },
         h("div", { class: "label" }, h("span", {}, `${entry.event.entity_id} · ${d.current_status || ""}${stale ? " · stale" : ""}`),
-          h("span", {}, ordered ? `${produced} / ${ordered} (${percent} %)` : `${produced}`)), bar);
+          h("span", {}, !counted ? (ordered ? `? / ${ordered}` : "") : ordered ? `${produced} / ${ordered} (${percent} %)` : `${produced}`)), bar);
     }));
   },
   counters() {
