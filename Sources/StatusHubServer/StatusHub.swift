@@ -165,11 +165,18 @@ public struct StatusHub: Sendable {
             JSONValue.object(["status": .string("ready"), "degraded": .array(degraded)]).write(into: &body)
             return JSONResponse.bytes(body)
         }
-        // Reached only when a request for /v1/ws was not upgraded.
-        router.get("/v1/ws") { [draining] _, _ in
-            draining.isSet
-                ? JSONResponse.error(.serviceUnavailable, field: "node", reason: "shutting down; connect to another node", headers: [.retryAfter: "1"])
-                : JSONResponse.error(.upgradeRequired, field: "Upgrade", reason: "GET /v1/ws is a WebSocket endpoint; send Upgrade: websocket")
+        // Reached only when a request for /v1/ws was not upgraded. Its query is judged as a handshake's would be, so a
+        // browser, which cannot read the 400 that refused its handshake, learns why by asking again without Upgrade.
+        router.get("/v1/ws") { [draining, maxPatterns = config.websocket.maxSubscriptions] request, _ in
+            if draining.isSet {
+                return JSONResponse.error(.serviceUnavailable, field: "node", reason: "shutting down; connect to another node", headers: [.retryAfter: "1"])
+            }
+            do throws(SubscribeQuery.Refusal) {
+                _ = try SubscribeQuery(parsing: request.uri.query ?? "", channelsOptional: true, maxPatterns: maxPatterns)
+            } catch {
+                return JSONResponse.error(.badRequest, field: error.field, reason: error.reason)
+            }
+            return JSONResponse.error(.upgradeRequired, field: "Upgrade", reason: "GET /v1/ws is a WebSocket endpoint; send Upgrade: websocket")
         }
         router.get("/metrics") { [metrics, latency] _, _ in
             var text = metrics.prometheusText()

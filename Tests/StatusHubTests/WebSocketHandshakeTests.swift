@@ -137,6 +137,32 @@ struct WebSocketHandshakeTests {
         }
     }
 
+    /// A browser cannot read the 400 that refused its handshake (a malformed subscribe in the URL: a line typed with
+    /// a space); it asks again without `Upgrade`, and gets the same refusal instead of the 426 every plain GET got.
+    @Test(arguments: [
+        ("/v1/ws?channels=line:Line%202:*,counters&snapshot=true", 400, #""field":"channels""#),
+        ("/v1/ws?channels=line:Line-2:*&recent=500", 400, #""field":"recent""#),
+        ("/v1/ws?channels=line:Line-2:*,counters&snapshot=true&recent=50", 426, #""field":"Upgrade""#),
+    ] as [(String, Int, String)])
+    func aPlainGetOfAWebSocketURLSaysWhyItsHandshakeWasRefused(_ target: String, status: Int, expected: String) async throws {
+        try await withHub(engine: .memory) { hub in
+            let handshake = try await RawSocket.offPool {
+                let socket = try RawSocket(port: hub.port)
+                try socket.send("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\(Self.key)Sec-WebSocket-Version: 13\r\n\r\n")
+                return String(decoding: socket.read(timeout: 10) { String(decoding: $0, as: UTF8.self).contains("\r\n\r\n") }.bytes, as: UTF8.self)
+            }
+            let plain = try await RawSocket.offPool {
+                let socket = try RawSocket(port: hub.port)
+                try socket.send("GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                return String(decoding: socket.read(timeout: 10) { String(decoding: $0, as: UTF8.self).contains(expected) }.bytes, as: UTF8.self)
+            }
+            #expect(plain.hasPrefix("HTTP/1.1 \(status) "), "\(plain)")
+            #expect(plain.contains(expected), "\(plain)")
+            // The handshake itself: refused with the same answer, or upgraded.
+            #expect(handshake.hasPrefix(status == 400 ? "HTTP/1.1 400 " : "HTTP/1.1 101 "), "\(handshake)")
+        }
+    }
+
     static let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     static let event = #"{"event_type":"resource_status_changed","entity_type":"machine","entity_id":"M-H2C","timestamp":"2025-11-18T14:23:45.678Z","data":{"current_status":"idle"},"metadata":{"source":"mes","triggered_by":"test"}}"#
 

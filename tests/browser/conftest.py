@@ -136,10 +136,13 @@ class Redis:
     def __init__(self):
         self.port = free_port()
         self.directory = tempfile.mkdtemp(prefix="statushub-browser-redis-")
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self._start()
+
+    def _start(self):
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.directory],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"redis://127.0.0.1:{self.port}"
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -148,6 +151,12 @@ class Redis:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
+
+    def restart_empty(self):
+        """Killed and started again on the same port without persistence: everything it held is gone."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self._start()
 
     def stop(self):
         self.process.terminate()
@@ -167,6 +176,7 @@ class Proxy:
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.open = []
+        self.frozen = set()
         self.running = True
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -181,17 +191,19 @@ class Proxy:
             except OSError:
                 client.close()  # the node is down: the browser sees a failed connection and backs off
                 continue
+            upstream.settimeout(None)  # the 2 s were for connecting: a connection quiet for 2 s is not cut
             self.open += [client, upstream]
             for source, target in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
-    @staticmethod
-    def _pump(source, target):
+    def _pump(self, source, target):
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
+                if source in self.frozen:
+                    continue  # swallowed: neither end hears of it
                 target.sendall(data)
         except OSError:
             pass
@@ -200,6 +212,11 @@ class Proxy:
                 end.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def freeze(self):
+        """Stops forwarding on every connection it holds without closing any (a Wi-Fi roam, a host that lost power:
+        neither end hears a close); connections made afterwards flow."""
+        self.frozen.update(self.open)
 
     def switch(self, upstream_port):
         self.upstream_port = upstream_port

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from conftest import ROOT, Proxy, Redis, SECRET, alert, hs256_token, machine_status, now_iso, statushub_binary
+from conftest import ROOT, Proxy, Redis, SECRET, alert, hs256_token, http, machine_status, now_iso, statushub_binary
 
 
 def wait_until(page, predicate, timeout=10):
@@ -66,6 +66,31 @@ def test_tiles_counters_and_feed_follow_what_is_published(hubs, page):
     hub.publish(machine_status("M-203", "maintenance"))
     expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-status", "maintenance")
     expect(page.get_by_test_id("tile-M-901")).to_have_count(0)
+    assert page.errors == []
+
+
+def test_a_tile_follows_the_hubs_order_when_a_devices_clock_jumps_back(hubs, page):
+    """The hub ranks a machine's states by the publisher's `sequence` when both carry one, so a state whose source
+    clock jumped back is the newer one, not late, and the hub caches it. The page compared timestamps itself and kept
+    the tile on the older status, against the hub's cache (a reload showed the other status)."""
+    def status(current, sequence, seconds_ago):
+        event = machine_status("M-201", current, timestamp=now_iso(-seconds_ago))
+        event["sequence"] = sequence
+        return event
+
+    hub = hubs.start()
+    hub.publish(status("running", 41, 5))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    # Its clock set back 10 minutes; its sequence goes on. The hub caches it (not late).
+    status_code, answer = http("POST", hub.url + "/v1/events", [status("breakdown", 42, 600)])
+    assert status_code == 202 and not answer["accepted"][0].get("late"), answer
+    assert http("GET", hub.url + "/v1/state/machine/M-201")[1]["data"]["current_status"] == "breakdown"
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+    # A state the hub does mark late (a lower sequence) still never flips the tile.
+    late = hub.publish(status("running", 40, 0))[0]
+    wait_until(page, f"() => window.statushub.seen.includes('{late}')")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
     assert page.errors == []
 
 
@@ -481,3 +506,325 @@ def test_screenshot_of_a_simulated_plant(hubs, page):
     finally:
         simulator.terminate()
         simulator.wait(timeout=10)
+
+
+def test_patterns_and_filters_leave_the_lines_own_subscription_alone(hubs, page):
+    """A supervisor lists the line's serious alerts with the panel's example filter on the line's own pattern. On the
+    line's socket, subscribing the pattern again replaced its filter: the tiles stopped getting status events, and
+    the list showed the line's events the filter refused. The panel has a stream of its own."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "running"))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    page.get_by_text("Patterns and filters").click()
+    page.get_by_test_id("patterns").fill("line:Line-2:*")
+    page.get_by_test_id("filter").fill("data.severity in (high, critical)")
+    page.get_by_role("button", name="Subscribe").click()
+    custom = page.get_by_test_id("custom-feed").locator("li")
+    # Subscribed once the first admitted event is listed (the snapshot holds states only, which it refuses).
+    deadline = time.time() + 15
+    while custom.count() == 0:
+        assert time.time() < deadline, "the panel listed nothing"
+        hub.publish(alert("M-201", "spindle overheating", "critical"))
+        page.wait_for_timeout(500)
+
+    keys = hub.publish(machine_status("M-201", "breakdown"), alert("M-201", "door open", "low"))
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+    wait_until(page, f"() => window.statushub.seen.includes('{keys[1]}')")
+    expect(page.get_by_test_id("feed-item").first).to_contain_text("door open")
+    # The list: the critical alerts only (a late one is still coming if it was going to).
+    hub.publish(alert("M-201", "hydraulic pressure low", "high"))
+    expect(custom.first).to_contain_text("hydraulic pressure low")
+    listed = custom.all_inner_texts()
+    assert not any("door open" in item or "breakdown" in item for item in listed), listed
+    assert page.errors == []
+
+
+def test_a_refused_patterns_and_filters_subscribe_is_shown_in_words(hubs, page):
+    hub = hubs.start()
+    open_dashboard(page, hub.url)
+    page.get_by_text("Patterns and filters").click()
+    page.get_by_test_id("patterns").fill("alerts")
+    page.get_by_test_id("filter").fill("severity = high")
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_test_id("errors")).to_contain_text("invalid filter 'severity = high'")
+    expect(page.get_by_test_id("errors")).to_contain_text("not an event field")
+    # The line's connection is untouched.
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
+    assert page.errors == []
+
+
+def test_a_line_name_the_hub_refuses_is_shown_in_words_and_not_retried(hubs, page):
+    """A supervisor types "Line 2": the hub refuses the handshake's query with a 400 the browser cannot read (it sees
+    1006). The page said "the connection dropped" and retried forever; it asks the hub why, shows it, and stops."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "running"))
+    sockets = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    open_dashboard(page, hub.url)
+    page.get_by_test_id("line-picker").fill("Line 2")
+    page.get_by_test_id("line-picker").press("Tab")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "error", timeout=10000)
+    expect(page.get_by_test_id("errors")).to_contain_text("channels")
+    expect(page.get_by_test_id("errors")).to_contain_text("Line 2")
+    tried = len(sockets)
+    page.wait_for_timeout(3000)
+    assert len(sockets) == tried, sockets
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "error")
+    # The right name connects.
+    page.get_by_test_id("line-picker").fill("Line-2")
+    page.get_by_test_id("line-picker").press("Tab")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=10000)
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    assert page.errors == []
+
+
+def test_a_connection_that_goes_silent_is_not_shown_as_live(hubs, page):
+    """A connection that dies without a close (a Wi-Fi roam, a host that lost power) left the screen saying "live"
+    for as long as TCP took to give up. The page pings the hub and resumes elsewhere when nothing comes back."""
+    hub = hubs.start()
+    balancer = Proxy(hub.port)
+    try:
+        hub.publish(machine_status("M-201", "running"))
+        open_dashboard(page, balancer.url, "line=Line-2&alive_ms=1000")
+        expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+        balancer.freeze()
+        missed = hub.publish(machine_status("M-201", "breakdown"), alert("M-201", "spindle overheating", "critical"))
+        expect(page.get_by_test_id("connection")).not_to_have_attribute("data-state", "live", timeout=5000)
+        expect(page.get_by_test_id("errors")).to_contain_text("stopped answering")
+        # Resumed through a fresh connection with `since`: what was missed, once.
+        expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+        for key in missed:
+            wait_until(page, f"() => window.statushub.seen.includes('{key}')")
+        expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+        seen = page.evaluate("window.statushub.seen")
+        assert all(seen.count(key) == 1 for key in missed), seen
+        assert page.errors == []
+    finally:
+        balancer.stop()
+
+
+def test_an_expired_token_ends_the_sse_stream_for_good(hubs, page):
+    """Over SSE the hub ends the stream at the token's `exp`; the browser's retry is then refused with a 401. The page
+    retried that forever, saying "reconnecting"; like the WebSocket's 4003 it now says the token was refused and
+    waits for a fresh one."""
+    hub = hubs.start(env={"STATUSHUB_AUTH_REQUIRED": "true", "STATUSHUB_AUTH_JWT_HS256_SECRET": SECRET})
+    requests = []
+    page.on("request", lambda request: requests.append(request.url) if "/v1/sse" in request.url else None)
+    page.goto(f"{hub.url}/?line=Line-2&transport=sse&token={hs256_token(['line:Line-2:*'], expires_in=3)}")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    expect(page.get_by_test_id("errors")).to_contain_text("token", timeout=15000)
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "error", timeout=10000)
+    expect(page.get_by_test_id("connection")).to_have_text("token refused")
+    asked = len(requests)
+    page.wait_for_timeout(4000)
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "error")
+    assert len(requests) == asked, requests
+    # A fresh token connects again.
+    page.get_by_test_id("token").fill(hs256_token(["line:Line-2:*"]))
+    page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    assert page.errors == []
+
+
+def test_the_line_picked_is_kept_in_the_address(hubs, page):
+    """Switching lines left `?line=` at the first line: a reload (or a kiosk's restart) went back to it."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "running"), machine_status("M-901", "idle", line="Line-9"))
+    open_dashboard(page, hub.url)
+    page.get_by_test_id("line-picker").fill("Line-9")
+    page.get_by_test_id("line-picker").press("Tab")  # a change, as picking from the list is; no Connect
+    expect(page.get_by_test_id("tile-M-901")).to_have_attribute("data-status", "idle")
+    assert "line=Line-9" in page.url, page.url
+    page.reload()
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    expect(page.get_by_test_id("tile-M-901")).to_have_attribute("data-status", "idle")
+    expect(page.get_by_test_id("tile-M-201")).to_have_count(0)
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_a_token_for_one_line_connects_without_a_refusal(hubs, page, transport):
+    """The page asked for the `counters` channel whatever the token allowed: with a token for one line the hub
+    refused the SSE stream whole (403, retried forever) and answered every socket with a `forbidden` error."""
+    hub = hubs.start(env={"STATUSHUB_AUTH_JWT_HS256_SECRET": SECRET})
+    hub.publish(machine_status("M-201", "running"))
+    open_dashboard(page, hub.url, f"line=Line-2&transport={transport}&token={hs256_token(['line:Line-2:*'])}")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    expect(page.get_by_test_id("counter-machines_running").locator(".value")).to_have_text("1")
+    hub.publish(machine_status("M-202", "running"))
+    expect(page.get_by_test_id("counter-machines_running").locator(".value")).to_have_text("2")
+    page.wait_for_timeout(1000)
+    assert page.get_by_test_id("errors").inner_text() == ""
+    assert page.errors == []
+
+
+def test_a_tile_opened_after_a_heartbeat_still_shows_its_alert(hubs, page):
+    """A machine whose status began before the hub first saw it has no known start: the page's "for ≥ …" counts from
+    its latest heartbeat. The tile took that lower bound as the start and hid every alert raised before the
+    heartbeat, so a screen opened now showed no alert where one open all along did."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-203", "running", timestamp=now_iso(-60)))
+    hub.publish(alert("M-203", "spindle overheating", "critical", timestamp=now_iso(-40)))
+    hub.publish(machine_status("M-203", "running", timestamp=now_iso(-10)))  # a heartbeat: same status
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-203").locator(".meta").first).to_have_text(re.compile(r"^for ≥ "))
+    expect(page.get_by_test_id("tile-alert-M-203")).to_contain_text("spindle overheating")
+    expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-alert", "critical")
+    # A status the page sees change is the alert dealt with, as before.
+    hub.publish(machine_status("M-203", "maintenance"))
+    expect(page.get_by_test_id("tile-M-203")).to_have_attribute("data-status", "maintenance")
+    expect(page.get_by_test_id("tile-alert-M-203")).to_have_count(0)
+    assert page.errors == []
+
+
+def test_long_ids_and_messages_stay_inside_their_boxes(hubs, page):
+    """Ids of up to 128 characters and messages without spaces come from the plant. One of each widened its tile,
+    the work orders' panel and the feed past the screen (the page scrolled sideways, a work order's quantities
+    off-screen)."""
+    hub = hubs.start()
+    long_machine, long_order = "M-" + "7" * 126, "WO-" + "9" * 125
+    order = {"event_type": "work_order_progress", "entity_type": "work_order", "entity_id": long_order, "line": "Line-2",
+             "timestamp": now_iso(), "data": {"current_status": "in_progress", "quantity_produced": 40, "quantity_ordered": 100},
+             "metadata": {"source": "mes", "triggered_by": "browser-test"}}
+    hub.publish(machine_status("M-201", "running"), machine_status(long_machine, "breakdown"), order,
+                alert(long_machine, "E" * 300, "critical"))
+    open_dashboard(page, hub.url)
+    page.get_by_text("Patterns and filters").click()
+    page.get_by_test_id("patterns").fill("alerts")
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_test_id("tile-alert-" + long_machine)).to_contain_text("EEEE")
+    expect(page.get_by_test_id("wo-" + long_order)).to_contain_text("40 / 100")
+    hub.publish(alert("M-201", "F" * 300, "high"))
+    expect(page.get_by_test_id("custom-feed").locator("li").first).to_contain_text("FFFF")
+    page.wait_for_timeout(200)
+    width = page.evaluate("document.documentElement.clientWidth")
+    overflowing = page.evaluate("""() => [...document.querySelectorAll('section, .tile, .wo, .feed li, .power')]
+        .filter((box) => box.scrollWidth > box.clientWidth + 1 || box.getBoundingClientRect().right > document.documentElement.clientWidth)
+        .map((box) => (box.dataset.testid || box.className) + ' ' + box.scrollWidth + '>' + box.clientWidth)""")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert overflowing == [], overflowing
+    quantities = page.get_by_test_id("wo-" + long_order).get_by_text("40 / 100").bounding_box()
+    assert quantities["x"] + quantities["width"] <= width, quantities
+    out = ROOT / "tests" / "browser" / "out"
+    out.mkdir(exist_ok=True)
+    page.screenshot(path=str(out / "long-names.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_a_machine_whose_clock_is_behind_is_not_shown_stale(hubs, page):
+    """The hub's TTL runs from when it heard of a state (`received_at`); the page counted it from the source
+    timestamp, so a machine whose clock is 10 minutes behind was greyed as stale ("last seen 10 min ago") on every
+    report while the hub held its state fresh."""
+    hub = hubs.start()
+    hub.publish(machine_status("M-201", "running", timestamp=now_iso(-600)), machine_status("M-202", "running"))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-stale", "false")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "running")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-stale", "false")
+    hub.publish(machine_status("M-201", "breakdown", timestamp=now_iso(-590)))
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-stale", "false")
+    assert page.errors == []
+
+
+def test_the_compliance_badge_never_rounds_a_late_update_away(hubs, page):
+    """1 status update over budget in 2,000 is 99.95 %; rounded to the nearest tenth the badge read "100.0 %"."""
+    hub = hubs.start()
+    page.goto(hub.url + "/")
+    page.evaluate("""(url) => { window.reported = 0; const socket = new WebSocket(url);
+        socket.onopen = () => {
+            socket.send(JSON.stringify({ op: "report", id: "a", samples_ms: { "resource-status": Array(1000).fill(20) } }));
+            socket.send(JSON.stringify({ op: "report", id: "b", samples_ms: { "resource-status": Array(999).fill(20).concat([900]) } }));
+        };
+        socket.onmessage = (message) => { if (JSON.parse(message.data).op === "reported") window.reported++; }; }""",
+                  hub.url.replace("http", "ws", 1) + "/v1/ws")
+    wait_until(page, "() => window.reported === 2")
+    page.reload()
+    expect(page.get_by_test_id("compliance")).to_have_text("99.95 % of status updates under 500 ms in the last 10 min")
+    expect(page.get_by_test_id("compliance")).to_have_class(re.compile("ok"))
+    assert page.errors == []
+
+
+def test_a_stale_work_order_is_shown_stale(hubs, page):
+    """Machines and operators went grey when their state expired; a work order looked as live as ever (the page
+    kept its stale notice and drew it like a fresh state), so a shift's finished and abandoned orders piled up
+    looking current."""
+    hub = hubs.start(env={"STATUSHUB_CACHE_TTL_WORK_ORDER": "5"})
+    order = {"event_type": "work_order_progress", "entity_type": "work_order", "entity_id": "WO-7", "line": "Line-2",
+             "timestamp": now_iso(), "data": {"current_status": "in_progress", "quantity_produced": 40, "quantity_ordered": 100},
+             "metadata": {"source": "mes", "triggered_by": "browser-test"}}
+    open_dashboard(page, hub.url)
+    hub.publish(order)
+    expect(page.get_by_test_id("wo-WO-7")).to_have_attribute("data-stale", "false")
+    expect(page.get_by_test_id("wo-WO-7")).to_have_attribute("data-stale", "true", timeout=20000)
+    expect(page.get_by_test_id("wo-WO-7")).to_contain_text("in_progress · stale")
+    hub.publish(dict(order, timestamp=now_iso(), data=dict(order["data"], quantity_produced=41)))
+    expect(page.get_by_test_id("wo-WO-7")).to_have_attribute("data-stale", "false")
+    expect(page.get_by_test_id("wo-WO-7")).to_contain_text("41 / 100")
+    assert page.errors == []
+
+
+def test_an_alert_from_another_day_shows_its_date(hubs, browser):
+    """The feed showed the time of day only: at shift start, yesterday's alerts that `recent` brings back read as
+    today's. In the screen's own time zone."""
+    hub = hubs.start()
+    yesterday, today = now_iso(-26 * 3600), now_iso()
+    hub.publish(machine_status("M-201", "breakdown", timestamp=now_iso(-30 * 3600)),
+                alert("M-201", "spindle overheating", "critical", timestamp=yesterday), alert("M-201", "coolant low", "medium", timestamp=today))
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, timezone_id="Asia/Kolkata", locale="en-GB")
+    try:
+        page = context.new_page()
+        open_dashboard(page, hub.url)
+        items = page.get_by_test_id("feed-item")
+        expect(items).to_have_count(2)
+        local = page.evaluate("(stamps) => stamps.map((s) => [new Date(s).toLocaleDateString(), new Date(s).toLocaleTimeString()])",
+                              [today, yesterday])
+        shown = [items.nth(n).locator("time").inner_text() for n in (0, 1)]
+        assert shown[0] == local[0][1], (shown, local)                                    # today's: the time alone
+        assert local[1][0] in shown[1] and local[1][1] in shown[1], (shown, local)      # yesterday's: dated
+    finally:
+        context.close()
+
+
+def test_after_redis_restarts_empty_the_page_subscribes_afresh(hubs, redis_server, page):
+    """Redis restarted without persistence: the hub tells every subscriber `resync` `engine_gap`, answered by no
+    snapshot. The page cleared its screen for a snapshot that never came, so the feed stayed empty (and the tiles
+    until each machine reported again); it now subscribes afresh and gets the node's recent alerts back."""
+    hub = hubs.start(redis_url=redis_server.url)
+    hub.publish(machine_status("M-201", "breakdown"), alert("M-201", "spindle overheating", "critical"))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("feed-item")).to_have_count(1)
+    redis_server.restart_empty()
+    expect(page.get_by_test_id("errors")).to_contain_text("engine_gap", timeout=30000)
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    expect(page.get_by_test_id("feed-item")).to_have_count(1)
+    expect(page.get_by_test_id("feed-item").first).to_contain_text("spindle overheating")
+    # Live again: the machine reports and its tile is back.
+    deadline = time.time() + 15
+    while True:
+        try:
+            hub.publish(machine_status("M-201", "breakdown"))
+            break
+        except AssertionError:
+            assert time.time() < deadline, "the hub never stored again"
+            time.sleep(0.5)
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-status", "breakdown")
+    assert page.errors == []
+
+
+def test_a_work_order_without_quantities_does_not_say_zero_produced(hubs, page):
+    """`quantity_produced` and `quantity_ordered` are optional: a status-only update read "0" produced."""
+    hub = hubs.start()
+
+    def order(entity_id, **data):
+        return {"event_type": "work_order_progress", "entity_type": "work_order", "entity_id": entity_id, "line": "Line-2",
+                "timestamp": now_iso(), "data": data, "metadata": {"source": "mes", "triggered_by": "browser-test"}}
+
+    hub.publish(order("WO-1", current_status="paused"), order("WO-2", current_status="queued", quantity_ordered=500),
+                order("WO-3", current_status="in_progress", quantity_produced=0, quantity_ordered=500))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("wo-WO-1").locator(".label span").nth(1)).to_have_text("")
+    expect(page.get_by_test_id("wo-WO-2").locator(".label span").nth(1)).to_have_text("? / 500")
+    expect(page.get_by_test_id("wo-WO-3").locator(".label span").nth(1)).to_have_text("0 / 500 (0 %)")
+    assert page.errors == []
