@@ -79,9 +79,10 @@ final class FanOut: EventSink {
     /// Status and work-order progress may collapse to an entity's latest for a reader that is behind; alerts,
     /// allocation changes, predictions and stale notices are each news of their own and are never dropped.
     static func conflationKey(of event: StoredEvent) -> String? {
-        guard event.carriesState else { return nil }
-        switch event.channels.first {
-        case EventCategory.resourceStatus.rawValue?, EventCategory.workOrderProgress.rawValue?: return event.entityKey
+        guard event.carriesState, let channel = event.channels.first else { return nil }
+        // The category as written: a tenant's channels carry its segment in front (`@acme:resource-status`).
+        switch String(Tenant.split(channel).rest) {
+        case EventCategory.resourceStatus.rawValue, EventCategory.workOrderProgress.rawValue: return event.entityKey
         default: return nil
         }
     }

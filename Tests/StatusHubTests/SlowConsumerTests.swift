@@ -44,4 +44,33 @@ struct SlowConsumerTests {
             _ = await healthy.close()
         }
     }
+
+    /// A tenant's dashboard that falls behind gets its machines' latest states, as the default tenant's does: the
+    /// conflation key was read from the category channel as written, and a tenant's (`@acme:resource-status`) never
+    /// matched, so its reader was closed with 4001 where another was conflated.
+    @Test func aTenantsSlowReaderIsConflatedNotClosed() async throws {
+        let issuer = TokenIssuer()
+        let secured = try AccessControlTests.secured(issuer)
+        try await withHub(engine: .memory, configure: {
+            secured(&$0)
+            $0.websocket.outboxCapacity = 64
+            $0.websocket.conflateAbove = 8
+            $0.websocket.compression = false
+            $0.websocket.pingIntervalSeconds = 600
+        }) { hub in
+            let token = try await issuer.hs256(tenant: "acme", patterns: ["machine:*"])
+            let stalled = try await StalledClient.connect(port: hub.port, path: "/v1/ws?token=\(token)", subscribe: ["machine:*"])
+            try await Task.sleep(for: .milliseconds(100))  // let the stalled subscribe land
+            // ~7 MB of states of ten machines: far past the socket buffers, never past ten queued states.
+            let padding = String(repeating: "p", count: 700)
+            for batch in 0..<20 {
+                let events = (0..<500).map { SampleEvents.machineStatus("M-\($0 % 10)", $0 % 2 == 0 ? "idle" : "running", extra: #","pad":"\#(padding)-\#(batch)""#) }
+                #expect(try await AccessControlTests.post(hub.port, key: AccessControlTests.acmeKey, events).status == 202)
+            }
+            let outcome = try await RawSocket.offPool { stalled.readUntilClosed(timeout: 3) }
+            #expect(!outcome.closedByHub, "closed with \(String(describing: outcome.closeCode))")
+            let metrics = try await HTTP.get(port: hub.port, "/metrics")
+            #expect(!metrics.text.contains("statushub_slow_consumer_closes_total 1"))
+        }
+    }
 }
