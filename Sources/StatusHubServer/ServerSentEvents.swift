@@ -104,7 +104,9 @@ struct ServerSentEvents {
                     id: nil, patterns: patterns, wantsSnapshot: asked.snapshot, since: asked.since, filter: asked.filter, recent: asked.recent)
                 while !Task.isCancelled {
                     // The token's `exp` ends the stream (the WebSocket's 4003), checked on the heartbeat's timer.
-                    let untilExpiry = expires.map { Duration.milliseconds(Int64(max(0, $0.timeIntervalSinceNow) * 1000) + 1) }
+                    // At most 15 s is slept, so the wait is clamped before it becomes milliseconds: a token whose `exp`
+                    // is ages away (1e17) does not fit Int64 in them, and the conversion trapped and stopped the node.
+                    let untilExpiry = expires.map { Duration.milliseconds(Int64(min(max(0, $0.timeIntervalSinceNow), 15) * 1000) + 1) }
                     try? await Task.sleep(for: min(interval, untilExpiry ?? interval))
                     if let expires, expires.timeIntervalSinceNow <= 0 {
                         connection.outbox.push(WireFrame.text(ServerMessage.error(

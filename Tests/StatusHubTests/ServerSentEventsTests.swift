@@ -109,6 +109,24 @@ struct ServerSentEventsTests {
         }
     }
 
+    /// A token valid for ages (`exp` 1e17 s away, as an issuer's "never" can be): the wait until it expires did not
+    /// fit Int64 in milliseconds, and the conversion trapped and stopped the node under every stream it held.
+    @Test func aTokenThatExpiresInAgesKeepsItsStreamAndTheNode() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: {
+            $0.auth.required = true
+            $0.auth.jwtHs256Secret = TokenIssuer.secret
+        }) { hub in
+            let token = try await issuer.hs256(patterns: ["*"], expiresIn: 1e17)
+            let stream = try await SSEClient(port: hub.port, path: "/v1/sse?channels=alerts&token=\(token)")
+            #expect(stream.status == 200)
+            _ = try await stream.next(op: "subscribed")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await HTTP.request("GET", port: hub.port, "/health", contentType: nil).status == 200)
+            stream.close()
+        }
+    }
+
     /// The slow-consumer rules of the WebSocket: a stream that is not read overflows its outbox and is cut, while a
     /// healthy stream (and a WebSocket) on the same node gets every event.
     @Test func aStreamThatIsNotReadIsCutAndNobodyElseWaits() async throws {
