@@ -23,6 +23,35 @@ struct SubscriberClaims: JWTPayload {
     }
 }
 
+/// The claims of a token whose signature held but whose claims `SubscriberClaims` cannot take, each as sent, to name
+/// the one that is wrong.
+struct ClaimsAsSent: JWTPayload {
+    var tenant: JSONValue?
+    var patterns: JSONValue?
+    var see: JSONValue?
+    var exp: JSONValue?
+    var nbf: JSONValue?
+    var sub: JSONValue?
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+
+    /// What is wrong with them, for the refusal ("token claim 'exp' is required …").
+    var problem: String {
+        func isList(_ value: JSONValue?) -> Bool {
+            guard case .array(let items)? = value else { return false }
+            return items.allSatisfy { $0.stringValue != nil }
+        }
+        func given(_ value: JSONValue?) -> String { value.map { "it is \($0.typeName)" } ?? "it is missing" }
+        if exp?.numberValue == nil { return "claim 'exp' is required: seconds since 1970 (a number); \(given(exp))" }
+        if !isList(patterns) { return "claim 'patterns' is required: a list of pattern strings; \(given(patterns))" }
+        if let tenant, tenant.stringValue == nil { return "claim 'tenant' must be a string; \(given(tenant))" }
+        if let see, !isList(see) { return "claim 'see' must be a list of strings; \(given(see))" }
+        if let nbf, nbf.numberValue == nil { return "claim 'nbf' must be seconds since 1970 (a number); \(given(nbf))" }
+        if let sub, sub.stringValue == nil { return "claim 'sub' must be a string; \(given(sub))" }
+        return "claims cannot be read"
+    }
+}
+
 /// A subscriber as its token describes it.
 struct Subscriber: Sendable, Equatable {
     var tenant: String
@@ -47,7 +76,10 @@ final class SubscriberTokens: Sendable {
     let required: Bool
     /// Whether any key is configured: without one no token verifies, so no session can come to hold an `exp`.
     let verifiesTokens: Bool
-    private let keys: Task<JWTKeyCollection, Never>
+    /// One key per algorithm, chosen by the token's `alg`. One collection tried key after key answered with the first
+    /// key's error: an ES256 token that had expired was "not valid (signature …)" (4401, not 4003) beside an HS256
+    /// secret, and a token's claims that did not decode were never named.
+    private let keys: Task<[String: JWTKeyCollection], Never>
 
     /// Throws `ConfigError` when the ES256 key file cannot be read or is not a PEM P-256 public key: the node then
     /// stops at start-up instead of refusing every token later.
@@ -57,9 +89,9 @@ final class SubscriberTokens: Sendable {
         let publicKey = try config.jwtEs256PublicKeyFile.map(Self.loadES256PublicKey(path:))
         verifiesTokens = !(secret ?? "").isEmpty || publicKey != nil
         keys = Task {
-            let keys = JWTKeyCollection()
-            if let secret, !secret.isEmpty { await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: "hs256") }
-            if let publicKey { await keys.add(ecdsa: publicKey, kid: "es256") }
+            var keys: [String: JWTKeyCollection] = [:]
+            if let secret, !secret.isEmpty { keys["HS256"] = await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256) }
+            if let publicKey { keys["ES256"] = await JWTKeyCollection().add(ecdsa: publicKey) }
             return keys
         }
     }
@@ -80,14 +112,28 @@ final class SubscriberTokens: Sendable {
         guard let token else {
             return required ? .failure(Refusal(reason: "a token is required: Authorization: Bearer <JWT> or ?token=<JWT>")) : .success(.anonymous)
         }
+        let keys = await keys.value
+        // Read before anything is verified: the header's `alg` picks the key, and the claims as sent name a wrong one.
+        guard let (header, sent, _) = try? DefaultJWTParser().parse(Array(token.utf8), as: ClaimsAsSent.self) else {
+            return .failure(Refusal(reason: "token not valid (not a JWT: header.payload.signature, each base64url JSON)"))
+        }
+        guard let algorithm = header.alg, let key = keys[algorithm] else {
+            let accepted = keys.isEmpty
+                ? "this node has no key to verify tokens with (auth.jwt_hs256_secret, auth.jwt_es256_public_key_file)"
+                : "accepted: \(keys.keys.sorted().joined(separator: ", "))"
+            return .failure(Refusal(reason: "token algorithm \(header.alg.map { "'\($0.prefix(16))'" } ?? "(none)") is not accepted; \(accepted)"))
+        }
         let claims: SubscriberClaims
         do {
-            claims = try await keys.value.verify(token, as: SubscriberClaims.self, iteratingKeys: true)
+            claims = try await key.verify(token, as: SubscriberClaims.self)
         } catch let error as JWTError where error.errorType == .claimVerificationFailure {
             if let notBefore = error.failedClaim as? NotBeforeClaim {
                 return .failure(Refusal(reason: "token not valid before \(notBefore.value.formatted(.iso8601)) (nbf)"))
             }
             return .failure(Refusal(reason: "token expired"))
+        } catch let error as JWTError where error.errorType == .malformedToken && error.reason?.contains("payload") == true {
+            // The signature held (jwt-kit reads the claims only after it): say which claim is wrong.
+            return .failure(Refusal(reason: "token \(sent.problem)"))
         } catch {
             return .failure(Refusal(reason: "token not valid (signature, algorithm or format)"))
         }

@@ -181,6 +181,41 @@ extension AccessControlTests {
         }
     }
 
+    /// Each token is judged by the key of its `alg`, and a refusal says what is wrong with it. With both keys
+    /// configured, the keys were tried one after the other and the first one's failure answered: an expired ES256
+    /// token was "not valid (signature …)", 4401 rather than 4003, and no claim was ever named.
+    @Test func aRefusedTokenIsRefusedForWhatIsWrongWithIt() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: Self.secured(issuer)) { hub in
+            func refusal(_ token: String) async throws -> String {
+                let reply = try await HTTP.get(port: hub.port, "/v1/state/machine/M-1?token=\(token)")
+                #expect(reply.status == 401, "\(reply.text)")
+                return reply.json["error"]?["reason"]?.stringValue ?? reply.text
+            }
+            let expiredES = try await issuer.es256(patterns: ["*"], expiresIn: -60)
+            #expect(try await refusal(expiredES) == "token expired")
+            #expect(try await RawSocket.closeCodeAfterUpgrade(port: hub.port, path: "/v1/ws?token=\(expiredES)") == 4003)
+
+            let soon = JSONValue.number((Date().timeIntervalSince1970 + 3600).rounded())
+            #expect(try await refusal(issuer.es256(anyShape: .init(patterns: .array([.string("*")])))).contains("claim 'exp' is required"))
+            #expect(try await refusal(issuer.hs256(anyShape: .init(exp: .string("tomorrow"), patterns: .array([])))).contains("claim 'exp'"))
+            #expect(try await refusal(issuer.hs256(anyShape: .init(exp: soon, patterns: .string("line:Line-2:*")))).contains("claim 'patterns'"))
+            #expect(try await refusal(issuer.es256(anyShape: .init(exp: soon, patterns: .array([]), tenant: .number(7)))).contains("claim 'tenant'"))
+
+            // Another algorithm, `none` included, is named as such; a forged signature is still just not valid.
+            func base64URL(_ text: String) -> String {
+                Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                    .replacingOccurrences(of: "=", with: "")
+            }
+            let claims = base64URL(#"{"patterns":["*"],"exp":\#(Int(Date().timeIntervalSince1970) + 3600)}"#)
+            let unsigned = base64URL(#"{"alg":"none","typ":"JWT"}"#) + "." + claims + "."
+            #expect(try await refusal(unsigned).contains("algorithm 'none' is not accepted; accepted: ES256, HS256"))
+            let genuine = try await issuer.hs256(patterns: ["line:Line-2:*"])
+            let forged = genuine.split(separator: ".")[0] + "." + claims + "." + genuine.split(separator: ".")[2]
+            #expect(try await refusal(String(forged)) == "token not valid (signature, algorithm or format)")
+        }
+    }
+
     /// `{"op":"auth"}` with a token that expires sooner than the connection's: the connection ends at the new
     /// `exp` (4003), not at the old one nor a minute later.
     @Test func authWithAnEarlierExpiryShortensTheConnection() async throws {

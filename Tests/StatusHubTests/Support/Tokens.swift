@@ -1,5 +1,6 @@
 import Foundation
 import JWTKit
+import StatusHubCore
 
 /// Signs subscriber tokens the way an identity provider would: HS256 with a shared secret, ES256 with a key pair
 /// whose public half the hub reads from a PEM file.
@@ -12,6 +13,15 @@ struct TokenIssuer: Sendable {
         var exp: ExpirationClaim
         var nbf: NotBeforeClaim?
         var see: [String]?
+
+        func verify(using algorithm: some JWTAlgorithm) async throws {}
+    }
+
+    /// Claims of any shape, each `JSONValue` as given and absent when nil: what a misconfigured issuer sends.
+    struct ClaimsOfAnyShape: JWTPayload {
+        var exp: JSONValue?
+        var patterns: JSONValue?
+        var tenant: JSONValue?
 
         func verify(using algorithm: some JWTAlgorithm) async throws {}
     }
@@ -34,6 +44,14 @@ struct TokenIssuer: Sendable {
         return try await keys.sign(Claims(
             tenant: tenant, patterns: patterns, exp: .init(value: Date().addingTimeInterval(expiresIn)),
             nbf: validIn.map { .init(value: Date().addingTimeInterval($0)) }, see: see))
+    }
+
+    func hs256(anyShape claims: ClaimsOfAnyShape) async throws -> String {
+        try await JWTKeyCollection().add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256).sign(claims)
+    }
+
+    func es256(anyShape claims: ClaimsOfAnyShape) async throws -> String {
+        try await JWTKeyCollection().add(ecdsa: es256).sign(claims)
     }
 
     func es256(tenant: String? = nil, patterns: [String], expiresIn: TimeInterval = 3600) async throws -> String {
