@@ -31,6 +31,17 @@ struct StateController {
         guard !ChannelName.isDotSegment(entityID) else {
             return JSONResponse.error(.badRequest, field: "entity_id", reason: "'\(entityID)' \(ChannelName.dotSegmentRule)")
         }
+        // Refused before the cache is read, or a 403 for a cached entity beside a 404 for an unknown one would tell the
+        // token which entities of the type exist.
+        if let claims = subscriber.claims {
+            let states = catalog.eventTypes.filter { $0.carriesState && $0.entityTypes.contains(type) }
+            let hidden = states.compactMap(\.definition.restriction.eventClaim).filter { !claims.contains($0) }
+            if !states.isEmpty, hidden.count == states.count {
+                return JSONResponse.error(
+                    .forbidden, field: "entity_type",
+                    reason: "\(type.rawValue) states are restricted to tokens with the claim \(Set(hidden).sorted().joined(separator: ", ")) (see)")
+            }
+        }
         let key = Tenant.prefix(subscriber.tenant) + type.cacheKey(entityID: entityID)
         do {
             guard let event = try await engine.latest(entityKey: key) else {

@@ -36,6 +36,27 @@ import Testing
         }
     }
 
+    /// A token that may see no state of an entity type (allocations without `audit`) is refused whether the entity is
+    /// cached or not: a 403 for a cached allocation beside a 404 for an unknown one told it which allocations exist.
+    @Test func aTypeTheTokenMayNotSeeIsRefusedWhetherCachedOrNot() async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: .memory, configure: try RedactionTests.secured(issuer)) { hub in
+            let posted = try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data(RedactionTests.allocation.utf8),
+                headers: ["Authorization": "Bearer \(RedactionTests.plantKey)"])
+            #expect(posted.status == 202, "\(posted.text)")
+            let floor = try await issuer.hs256(patterns: ["line:Line-2:*", "allocation:*"])
+            for id in ["A-1", "A-never-seen"] {
+                let answer = try await RedactionTests.get(hub.port, "/v1/state/allocation/\(id)", floor)
+                #expect(answer.status == 403, "\(id): \(answer.text)")
+                #expect(answer.json["error"]?["field"] == .string("entity_type"))
+            }
+            let auditor = try await issuer.hs256(patterns: ["allocation:*"], see: ["audit"])
+            #expect(try await RedactionTests.get(hub.port, "/v1/state/allocation/A-1", auditor).status == 200)
+            #expect(try await RedactionTests.get(hub.port, "/v1/state/allocation/A-never-seen", auditor).status == 404)
+        }
+    }
+
     /// `/v1/state/machine/..` (sent as is: clients resolve dot segments away) names no entity any event can carry:
     /// 400 naming `entity_id`, not 404 "never seen".
     @Test(arguments: [".", ".."])
