@@ -460,13 +460,18 @@ extension HubConfig.Auth {
     /// Refuses keys that could never match or that name what does not exist, naming the key.
     func check(catalog: Catalog) throws {
         var names = Set<String>()
+        var positions: [[UInt8]: Int] = [:]
         for (position, key) in apiKeys.enumerated() {
             let label = "auth.api_keys[\(position)]"
             guard !key.name.isEmpty, names.insert(key.name).inserted else {
                 throw ConfigError(description: "config: \(label).name must be non-empty and unique")
             }
-            guard Self.digest(fromHex: key.hash) != nil else {
+            guard let digest = Self.digest(fromHex: key.hash) else {
                 throw ConfigError(description: "config: \(label).hash must be the 64 hex digits of the key's SHA-256 (statushub hash-key)")
+            }
+            // One key presented would be either entry, its tenant and scope whichever matched last.
+            if let first = positions.updateValue(position, forKey: digest) {
+                throw ConfigError(description: "config: \(label).hash is auth.api_keys[\(first)]'s too; give each publisher a key of its own")
             }
             if let tenant = key.tenant, !Tenant.isValid(tenant) {
                 throw ConfigError(description: "config: \(label).tenant must be \(Tenant.rule)")

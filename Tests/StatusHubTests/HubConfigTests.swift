@@ -222,6 +222,9 @@ struct HubConfigTests {
         ("server:\n  idle_timeout_seconds: .nan\n", "config: server.idle_timeout_seconds must be a finite number; it is nan"),
         ("websocket:\n  ping_interval_seconds: .inf\n", "config: websocket.ping_interval_seconds must be a finite number; it is inf"),
         ("auth:\n  api_keys:\n    - {name: k, hash: [1]}\n", "config: auth.api_keys[0].hash must be text"),
+        // The same key twice (`sha256:` and case aside): it published as whichever entry was listed last.
+        ("auth:\n  api_keys:\n    - {name: a, hash: \"\(String(repeating: "a", count: 64))\", tenant: plant-a}\n    - {name: b, hash: \"sha256:\(String(repeating: "A", count: 64))\", tenant: plant-b}\n",
+            "config: auth.api_keys[1].hash is auth.api_keys[0]'s too; give each publisher a key of its own"),
     ])
     func unusableValuesNameTheKey(yaml: String, message: String) {
         #expect {
