@@ -198,6 +198,41 @@ struct RedactionTests {
         }
     }
 
+    /// A filter judges the event its reader gets: on the whole event, a filter on a field the token may not see
+    /// let the redacted event through only when the hidden value matched, telling the token the value.
+    @Test(arguments: EngineKind.allCases)
+    func filtersCannotProbeFieldsTheTokenMayNotSee(engine: EngineKind) async throws {
+        let issuer = TokenIssuer()
+        try await withHub(engine: engine, configure: try Self.secured(issuer)) { hub in
+            let floor = try await issuer.hs256(patterns: ["operator:*"])
+            let hr = try await issuer.hs256(patterns: ["operator:*"], see: ["pii"])
+            func probe(_ token: String, _ filter: String) async throws -> TestSocket {
+                let socket = try await Self.socket(hub.port, token)
+                socket.send(#"{"op":"subscribe","id":"f","channels":["operator:*"],"filter":"\#(filter)"}"#)
+                #expect(try await socket.next()["op"] == .string("subscribed"))
+                return socket
+            }
+            let guessRight = try await probe(floor, "data.email = 'jd@plant.example'")
+            let guessPresent = try await probe(floor, "data.name exists")
+            let guessWrong = try await probe(floor, "data.email != 'jd@plant.example'")
+            let hrRight = try await probe(hr, "data.email = 'jd@plant.example'")
+            let reply = try await HTTP.request(
+                "POST", port: hub.port, "/v1/events", body: Data(Self.operatorWithPII.utf8),
+                headers: ["Authorization": "Bearer \(Self.plantKey)"])
+            #expect(reply.status == 202, "\(reply.text)")
+            // The floor's filters see no email and no name: a guess of the value or of its presence admits nothing,
+            // and its negation admits the event (without the field).
+            #expect(try await hrRight.nextEvent()["data"]?["email"] == .string("jd@plant.example"))
+            let negated = try await guessWrong.nextEvent()
+            #expect(negated["entity_id"] == .string("O-156") && negated["data"]?["email"] == nil)
+            for socket in [guessRight, guessPresent] {
+                let leaked = try? await socket.nextEvent(timeout: .milliseconds(800))
+                #expect(leaked == nil, "a filter on a hidden field admitted \(String(describing: leaked))")
+            }
+            for socket in [guessRight, guessPresent, guessWrong, hrRight] { _ = await socket.close() }
+        }
+    }
+
     /// A renewed token's claims apply from then on.
     @Test func authWithNewClaimsChangesWhatArrives() async throws {
         let issuer = TokenIssuer()
