@@ -166,65 +166,58 @@ extension PartitionedEngineTests {
     /// listing the live shard's event under `stored` with its id and a resend key for both; `/ready` stays 200; once
     /// the shard is back, the batch resent as told stores the lost event and answers the stored one as a duplicate.
     @Test func ingestAnswersPerPartitionWhileAShardIsDown() async throws {
-        try await withShards(3) { shards in
-            try await withHub(redisURL: nil, configure: { config in
-                config.catalog = catalogWithoutTallies
-                config.redis.shards = shards.map(\.url)
-                config.redis.partitions = 6
-            }) { hub in
-                let engine = try #require(hub.hub.engine as? PartitionedRedisEngine)
-                let machines = machinePerPartition(engine.map)
-                let deadShard = engine.placement[0]
-                let aliveIndex = try #require(machines.indices.first { engine.placement[$0] != deadShard })
-                let batch = [SampleEvents.machineStatus(machines[0], "breakdown"), SampleEvents.machineStatus(machines[aliveIndex], "breakdown")]
+        try await Self.withHubOnThreeShards { shards, hub, engine in
+            let machines = machinePerPartition(engine.map)
+            let deadShard = engine.placement[0]
+            let aliveIndex = try #require(machines.indices.first { engine.placement[$0] != deadShard })
+            let batch = [SampleEvents.machineStatus(machines[0], "breakdown"), SampleEvents.machineStatus(machines[aliveIndex], "breakdown")]
 
-                await shards[deadShard].kill9()
-                try await eventually("the dead shard noticed") { engine.unreadyPartitions.contains(0) }
-                let ready = try await HTTP.get(port: hub.port, "/ready")
-                #expect(ready.status == 200)
-                let degraded = ready.json["degraded"]?.arrayValue?.first
-                #expect(degraded?["field"] == .string("engine"))
-                #expect(degraded?["reason"]?.stringValue?.contains("partition") == true)
-                #expect(degraded?["reason"]?.stringValue?.contains(shards[deadShard].url) == true)
-                // A read spanning every partition is refused before its status (it was 200 and cut off after `[`).
-                let states = try await HTTP.get(port: hub.port, "/v1/state?pattern=machine:*")
-                #expect(states.status == 503, "\(states.text)")
-                #expect(states.json["error"]?["field"] == .string("engine"))
-                #expect(states.json["error"]?["reason"]?.stringValue?.contains("partition") == true, "\(states.text)")
+            await shards[deadShard].kill9()
+            try await eventually("the dead shard noticed") { engine.unreadyPartitions.contains(0) }
+            let ready = try await HTTP.get(port: hub.port, "/ready")
+            #expect(ready.status == 200)
+            let degraded = ready.json["degraded"]?.arrayValue?.first
+            #expect(degraded?["field"] == .string("engine"))
+            #expect(degraded?["reason"]?.stringValue?.contains("partition") == true)
+            #expect(degraded?["reason"]?.stringValue?.contains(shards[deadShard].url) == true)
+            // A read spanning every partition is refused before its status (it was 200 and cut off after `[`).
+            let states = try await HTTP.get(port: hub.port, "/v1/state?pattern=machine:*")
+            #expect(states.status == 503, "\(states.text)")
+            #expect(states.json["error"]?["field"] == .string("engine"))
+            #expect(states.json["error"]?["reason"]?.stringValue?.contains("partition") == true, "\(states.text)")
 
-                let refused = try await HTTP.post(port: hub.port, events: batch)
-                #expect(refused.status == 503)
-                #expect(refused.headers["retry-after"] != nil)
-                let answer = try #require(refused.json["error"])
-                #expect(answer["outcome"] == .string("unknown"))
-                #expect(answer["reason"]?.stringValue?.contains("partition 0") == true)
-                let stored = answer["stored"]?.arrayValue ?? []
-                #expect(stored.count == 1)
-                #expect(stored.first?["index"] == .number(1))
-                let storedID = try #require(stored.first?["event_id"]?.stringValue)
-                let resend = answer["resend"]?.arrayValue ?? []
-                #expect(resend.map { $0["index"] } == [.number(0), .number(1)])
-                let keys = resend.compactMap { $0["idempotency_key"]?.stringValue }
-                #expect(keys.count == 2)
+            let refused = try await HTTP.post(port: hub.port, events: batch)
+            #expect(refused.status == 503)
+            #expect(refused.headers["retry-after"] != nil)
+            let answer = try #require(refused.json["error"])
+            #expect(answer["outcome"] == .string("unknown"))
+            #expect(answer["reason"]?.stringValue?.contains("partition 0") == true)
+            let stored = answer["stored"]?.arrayValue ?? []
+            #expect(stored.count == 1)
+            #expect(stored.first?["index"] == .number(1))
+            let storedID = try #require(stored.first?["event_id"]?.stringValue)
+            let resend = answer["resend"]?.arrayValue ?? []
+            #expect(resend.map { $0["index"] } == [.number(0), .number(1)])
+            let keys = resend.compactMap { $0["idempotency_key"]?.stringValue }
+            #expect(keys.count == 2)
 
-                try await shards[deadShard].restart()
-                try await eventually("every partition back", timeout: .seconds(20)) { engine.unreadyPartitions.isEmpty }
-                // Ready once, ready for good: a partition reads ready only after its subscriber caught up (found the
-                // gap) and its counters were read again.
-                let readyAgain = try await HTTP.get(port: hub.port, "/ready")
-                #expect(readyAgain.json["degraded"] == nil, "\(readyAgain.text); unready now: \(engine.unreadyPartitions)")
-                #expect(try await HTTP.get(port: hub.port, "/v1/state?pattern=machine:*").status == 200)
-                let resent = zip(batch, keys).map { event, key in
-                    event.replacingOccurrences(of: #"{"event_type""#, with: #"{"idempotency_key":"\#(key)","event_type""#)
-                }
-                let accepted = try await HTTP.post(port: hub.port, events: resent)
-                #expect(accepted.status == 200 || accepted.status == 202)
-                let results = accepted.json["accepted"]?.arrayValue ?? []
-                #expect(results.count == 2)
-                #expect(results.first { $0["index"] == .number(1) }?["event_id"]?.stringValue == storedID)
-                #expect(results.first { $0["index"] == .number(1) }?["duplicate"] == .bool(true))
-                #expect(results.first { $0["index"] == .number(0) }?["duplicate"] == nil)
+            try await shards[deadShard].restart()
+            try await eventually("every partition back", timeout: .seconds(20)) { engine.unreadyPartitions.isEmpty }
+            // Ready once, ready for good: a partition reads ready only after its subscriber caught up (found the
+            // gap) and its counters were read again.
+            let readyAgain = try await HTTP.get(port: hub.port, "/ready")
+            #expect(readyAgain.json["degraded"] == nil, "\(readyAgain.text); unready now: \(engine.unreadyPartitions)")
+            #expect(try await HTTP.get(port: hub.port, "/v1/state?pattern=machine:*").status == 200)
+            let resent = zip(batch, keys).map { event, key in
+                event.replacingOccurrences(of: #"{"event_type""#, with: #"{"idempotency_key":"\#(key)","event_type""#)
             }
+            let accepted = try await HTTP.post(port: hub.port, events: resent)
+            #expect(accepted.status == 200 || accepted.status == 202)
+            let results = accepted.json["accepted"]?.arrayValue ?? []
+            #expect(results.count == 2)
+            #expect(results.first { $0["index"] == .number(1) }?["event_id"]?.stringValue == storedID)
+            #expect(results.first { $0["index"] == .number(1) }?["duplicate"] == .bool(true))
+            #expect(results.first { $0["index"] == .number(0) }?["duplicate"] == nil)
         }
     }
 }
@@ -235,21 +228,29 @@ extension PartitionedEngineTests {
     /// another, each waiting out the command timeout, so `/ready` took 20 s here (1–7 s with the default timeout:
     /// past a load balancer's check, on every node, over one shard). The bound is a liveness bound.
     @Test func aHungShardDoesNotHoldReady() async throws {
+        try await Self.withHubOnThreeShards { shards, hub, engine in
+            let hungShard = engine.placement[0]
+            shards[hungShard].pause()
+            defer { shards[hungShard].resume() }
+            let start = ContinuousClock.now
+            let ready = try await HTTP.get(port: hub.port, "/ready")
+            let took = ContinuousClock.now - start
+            #expect(ready.status == 200, "\(ready.text)")
+            #expect(took < .seconds(5), "/ready took \(took) with one of three shards hung")
+        }
+    }
+
+    /// A hub on three shards holding six partitions (no tallies), with the shards and its engine.
+    static func withHubOnThreeShards(
+        _ body: ([RedisServer], RunningHub, PartitionedRedisEngine) async throws -> Void
+    ) async throws {
         try await withShards(3) { shards in
             try await withHub(redisURL: nil, configure: { config in
                 config.catalog = catalogWithoutTallies
                 config.redis.shards = shards.map(\.url)
                 config.redis.partitions = 6
             }) { hub in
-                let engine = try #require(hub.hub.engine as? PartitionedRedisEngine)
-                let hungShard = engine.placement[0]
-                shards[hungShard].pause()
-                defer { shards[hungShard].resume() }
-                let start = ContinuousClock.now
-                let ready = try await HTTP.get(port: hub.port, "/ready")
-                let took = ContinuousClock.now - start
-                #expect(ready.status == 200, "\(ready.text)")
-                #expect(took < .seconds(5), "/ready took \(took) with one of three shards hung")
+                try await body(shards, hub, try #require(hub.hub.engine as? PartitionedRedisEngine))
             }
         }
     }

@@ -124,6 +124,14 @@ struct PartitionedTallyTests {
                 let kept = machines.filter { !lost.contains($0) }
                 try #require(!kept.isEmpty, "the ring put every partition on one shard")
                 await shards[deadShard].kill9()
+                // While it is down, a read of an active set names the partition it could not read (it said only "not
+                // connected to Redis").
+                try await eventually("the dead shard noticed") { engine.unreadyPartitions.contains(0) }
+                await #expect {
+                    _ = try await engine.activeSet(key: "allocation:operator:O-9:active")
+                } throws: { error in
+                    (error as? EngineUnavailable)?.reason.hasPrefix("partition ") == true
+                }
                 try await shards[deadShard].restart()
                 // Each partition of the restarted shard reports its gap (clients resync) once its subscriber is back.
                 try await eventually("the gaps heard", timeout: .seconds(20)) { sink.gaps.count == lost.count }

@@ -828,3 +828,14 @@ def test_a_work_order_without_quantities_does_not_say_zero_produced(hubs, page):
     expect(page.get_by_test_id("wo-WO-2").locator(".label span").nth(1)).to_have_text("? / 500")
     expect(page.get_by_test_id("wo-WO-3").locator(".label span").nth(1)).to_have_text("0 / 500 (0 %)")
     assert page.errors == []
+
+
+def test_a_tiles_oee_is_rounded_to_a_tenth(hubs, page):
+    """An MES computes OEE in floating point; the tile printed every digit of it ("OEE 87.123456789 %")."""
+    hub = hubs.start()
+    event = machine_status("M-201", "running")
+    event["data"]["oee_percentage"] = 87.123456789
+    hub.publish(event)
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-201")).to_contain_text("OEE 87.1 %")
+    expect(page.get_by_test_id("tile-M-201")).not_to_contain_text("87.12")

@@ -275,7 +275,15 @@ public final class PartitionedRedisEngine: Engine {
     /// The union of the set's members in every partition (each entity's members are added where its events go).
     public func activeSet(key: String) async throws -> [String] {
         var members = Set<String>()
-        for engine in partitions { members.formUnion(try await engine.activeSet(key: key)) }
+        for (partition, engine) in partitions.enumerated() {
+            do {
+                members.formUnion(try await engine.activeSet(key: key))
+            } catch let unavailable as EngineUnavailable {
+                // Named as the snapshot and the counters name it: "not connected to Redis" alone did not say which.
+                throw EngineUnavailable(
+                    reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
+            }
+        }
         return members.sorted()
     }
 

@@ -363,7 +363,8 @@ const renderers = {
         h("div", { class: "id" }, e.entity_id),
         h("div", { class: "status" }, d.current_status || "?"),
         h("div", { class: "meta" }, stale ? `stale · last seen ${age(entry.lastSeen || heardAt(e))} ago` : timeInStatus(entry)),
-        d.oee_percentage !== undefined ? h("div", { class: "meta" }, `OEE ${d.oee_percentage} %`) : null,
+        // Rounded to a tenth: an MES computes OEE in floating point (87.123456789), and a tile has no room for it.
+        typeof d.oee_percentage === "number" ? h("div", { class: "meta" }, `OEE ${Math.round(d.oee_percentage * 10) / 10} %`) : null,
         alert ? h("div", { class: "alert", "data-testid": "tile-alert-" + e.entity_id, title: describe(alert) },
           h("div", {}, h("b", {}, `⚠ ${severity}`), ` · ${age(alert.timestamp)} ago`), h("span", {}, alertText(alert))) : null);
     }));
