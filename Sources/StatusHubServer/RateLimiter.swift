@@ -1,7 +1,8 @@
 import StatusHubCore
 import Synchronization
 
-/// Token buckets by name (an API key's name, or the client address of an anonymous publisher), under one lock.
+/// Token buckets by name (an API key's name; anonymous publishers, allowed only with `auth.required` off, share one
+/// bucket, "(anonymous)"), under one lock.
 final class RateLimiter: Sendable {
     private let rate: Double
     private let burst: Double
