@@ -59,27 +59,17 @@ struct PublishCommand: AsyncParsableCommand {
             request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
         }
         request.httpBody = body
-        var resend = Resend(body: body, contentType: contentType)
-        for attempt in 0...max(0, retries) {
-            let data: Data, response: URLResponse
-            do {
-                (data, response) = try await URLSession.shared.data(for: request)
-            } catch {
-                FileHandle.standardError.write(Data("\(HubURL.unreachable(url, error))\n".utf8))
-                throw ExitCode(1)
-            }
-            let http = response as? HTTPURLResponse
-            let status = http?.statusCode ?? 0
+        let status: Int
+        do {
             // Unbuffered: someone watching a resend loop sees each answer as it comes.
-            FileHandle.standardOutput.write(Data("HTTP \(status) \(String(decoding: data, as: UTF8.self))\n".utf8))
-            if status == 202 { return }
-            guard status == 503, attempt < retries, resend.follow(answer: data) else { throw ExitCode(1) }
-            let wait = min(30, max(1, Int(http?.value(forHTTPHeaderField: "Retry-After") ?? "") ?? 1))
-            FileHandle.standardError.write(Data("resending in \(wait) s (\(resend.described))\n".utf8))
-            try await Task.sleep(for: .seconds(wait))
-            request.httpBody = resend.body
-            request.setValue(resend.contentType, forHTTPHeaderField: "Content-Type")
+            (_, status) = try await Resend.post(request, retries: max(0, retries)) { status, data in
+                FileHandle.standardOutput.write(Data("HTTP \(status) \(String(decoding: data, as: UTF8.self))\n".utf8))
+            }
+        } catch {
+            FileHandle.standardError.write(Data("\(HubURL.unreachable(url, error))\n".utf8))
+            throw ExitCode(1)
         }
+        if status != 202 { throw ExitCode(1) }
     }
 
     func validate() throws {
@@ -136,6 +126,33 @@ struct PublishCommand: AsyncParsableCommand {
 extension String {
     func trimmingSuffix(_ suffix: String) -> String {
         hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+    }
+}
+
+extension Resend {
+    /// Posts `request`, and after a 503 posts it again as the answer says (`follow(answer:)`), after its Retry-After
+    /// (1–30 s), up to `retries` times: what `statushub publish` and `statushub simulate` both do. `answered` sees each
+    /// answer as it comes; the last one is returned.
+    static func post(
+        _ request: URLRequest, retries: Int, answered: (Int, Data) -> Void = { _, _ in }
+    ) async throws -> (data: Data, status: Int) {
+        var request = request
+        var resend = Resend(
+            body: request.httpBody ?? Data(), contentType: request.value(forHTTPHeaderField: "Content-Type") ?? "application/json")
+        var attempt = 0
+        while true {
+            let (data, response) = try await URLSession.shared.data(for: request)
+            let http = response as? HTTPURLResponse
+            let status = http?.statusCode ?? 0
+            answered(status, data)
+            guard status == 503, attempt < retries, resend.follow(answer: data) else { return (data, status) }
+            attempt += 1
+            let wait = min(30, max(1, Int(http?.value(forHTTPHeaderField: "Retry-After") ?? "") ?? 1))
+            FileHandle.standardError.write(Data("HTTP 503: resending in \(wait) s (\(resend.described))\n".utf8))
+            try await Task.sleep(for: .seconds(wait))
+            request.httpBody = resend.body
+            request.setValue(resend.contentType, forHTTPHeaderField: "Content-Type")
+        }
     }
 }
 

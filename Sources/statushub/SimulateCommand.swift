@@ -85,7 +85,7 @@ struct SimulateCommand: AsyncParsableCommand {
                 if let apiKey { request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization") }
                 request.httpBody = Data("[\(events.joined(separator: ","))]".utf8)
                 do {
-                    let (data, status) = try await Self.post(request)
+                    let (data, status) = try await Resend.post(request, retries: Self.resendAttempts)
                     let answer = (try? JSONValue.parse(Array(data)))
                     var refused: [JSONValue] = []
                     if case .array(let items)? = answer?["rejected"] { refused = items }
@@ -118,25 +118,7 @@ struct SimulateCommand: AsyncParsableCommand {
     }
 
     /// Resends after a 503: the plant's events are its state, and one dropped (a status change, an allocation) leaves
-    /// the hub's picture wrong until the next. As `statushub publish` does (`Resend`): "not_stored" as they were,
-    /// "unknown" with the hub's idempotency keys, after its Retry-After, a few times. It counted them failed and
-    /// went on, so a Redis outage lost the simulated plant's events that the hub had asked to be sent again.
-    static func post(_ request: URLRequest) async throws -> (Data, Int) {
-        var request = request
-        var resend = Resend(body: request.httpBody ?? Data(), contentType: "application/json")
-        for attempt in 0...resendAttempts {
-            let (data, response) = try await URLSession.shared.data(for: request)
-            let http = response as? HTTPURLResponse
-            let status = http?.statusCode ?? 0
-            guard status == 503, attempt < resendAttempts, resend.follow(answer: data) else { return (data, status) }
-            let wait = min(30, max(1, Int(http?.value(forHTTPHeaderField: "Retry-After") ?? "") ?? 1))
-            FileHandle.standardError.write(Data("HTTP 503: resending in \(wait) s (\(resend.described))\n".utf8))
-            try await Task.sleep(for: .seconds(wait))
-            request.httpBody = resend.body
-            request.setValue(resend.contentType, forHTTPHeaderField: "Content-Type")
-        }
-        preconditionFailure("the last attempt returns")
-    }
-
+    /// the hub's picture wrong until the next. It counted them failed and went on, so a Redis outage lost the
+    /// simulated plant's events that the hub had asked to be sent again.
     static let resendAttempts = 5
 }

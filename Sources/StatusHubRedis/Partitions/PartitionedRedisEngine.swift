@@ -464,17 +464,19 @@ extension PartitionedRedisEngine: PartialAvailability {
         guard !reasons.isEmpty else { return nil }
         return PartitionUnreadiness.allCases.compactMap { reason -> String? in
             let unready = reasons.filter { $0.1 == reason }.map(\.0)
-            guard !unready.isEmpty else { return nil }
-            let servers = Set(unready.map { "\(partitions[$0].locator)" }).sorted()
-            return "partition\(unready.count == 1 ? "" : "s") \(unready.map(String.init).joined(separator: ", ")) of \(partitions.count) (\(servers.joined(separator: ", "))) \(reason.explanation)"
+            return unready.isEmpty ? nil : describe(unready, reason.explanation)
         }.joined(separator: "; ")
     }
 
     public var unreadableParts: String? {
-        let down = partitions.indices.filter { !partitions[$0].isReady }
-        guard !down.isEmpty else { return nil }
-        let servers = Set(down.map { "\(partitions[$0].locator)" }).sorted()
-        return "partition\(down.count == 1 ? "" : "s") \(down.map(String.init).joined(separator: ", ")) of \(partitions.count) (\(servers.joined(separator: ", "))) not connected: their entities' states cannot be read now"
+        let down = partitions.indices.filter { unreadiness(ofPartition: $0) == .notConnected }
+        return down.isEmpty ? nil : describe(down, "not connected: their entities' states cannot be read now")
+    }
+
+    /// "partitions 0, 3 of 6 (redis://a, redis://b) <explanation>": the partitions and the servers that hold them.
+    private func describe(_ some: [Int], _ explanation: String) -> String {
+        let servers = Set(some.map { "\(partitions[$0].locator)" }).sorted()
+        return "partition\(some.count == 1 ? "" : "s") \(some.map(String.init).joined(separator: ", ")) of \(partitions.count) (\(servers.joined(separator: ", "))) \(explanation)"
     }
 }
 
