@@ -19,9 +19,13 @@ public struct EventValidator: Sendable {
 
     /// The event and entity types this validator accepts, and the rules on their `data`.
     public let catalog: Catalog
+    /// Seconds a `timestamp` may be ahead of the time the event was received (0: no bound;
+    /// `server.max_clock_ahead_seconds`).
+    public let maxClockAheadSeconds: Double
 
-    public init(catalog: Catalog = .standard) {
+    public init(catalog: Catalog = .standard, maxClockAheadSeconds: Double = 0) {
         self.catalog = catalog
+        self.maxClockAheadSeconds = maxClockAheadSeconds
     }
 
     /// `tenant` is the publisher's (from its API key), never the event's: an event cannot name its tenant.
@@ -55,7 +59,7 @@ public struct EventValidator: Sendable {
         if let eventType, eventType.definition.lineRequired, line == nil, event["line"] == nil || event["line"] == .null {
             errors.append(FieldError(field: "line", reason: "is required: \(eventType.rawValue) events belong to a line"))
         }
-        let stamped = timestampField(event, &errors)
+        let stamped = timestampField(event, receivedAt: receivedAt, &errors)
         let timestamp = stamped?.text
         let metadata = metadataField(event, &errors)
         var idempotencyKey: String?
@@ -196,7 +200,9 @@ public struct EventValidator: Sendable {
         return nil
     }
 
-    private func timestampField(_ event: [String: JSONValue], _ errors: inout [FieldError]) -> (text: String, moment: Timestamps.Moment)? {
+    private func timestampField(_ event: [String: JSONValue], receivedAt: Date, _ errors: inout [FieldError])
+        -> (text: String, moment: Timestamps.Moment)?
+    {
         switch event["timestamp"] {
         case nil:
             errors.append(FieldError(field: "timestamp", reason: "is required (ISO-8601, e.g. 2025-11-18T14:23:45.678Z)"))
@@ -205,12 +211,36 @@ public struct EventValidator: Sendable {
             case .failure(let problem):
                 errors.append(FieldError(field: "timestamp", reason: "'\(text.prefix(64))' \(problem.reason)"))
             case .success(let moment):
+                let ahead = moment.secondsSince1970 - receivedAt.timeIntervalSince1970
+                // Compared in whole milliseconds: the two clocks' Doubles differ in their last bits.
+                guard maxClockAheadSeconds == 0 || (ahead * 1000).rounded() <= maxClockAheadSeconds * 1000 else {
+                    errors.append(FieldError(
+                        field: "timestamp",
+                        reason: "'\(text.prefix(64))' is \(Self.span(ahead)) ahead of this node's clock; at most \(Self.span(maxClockAheadSeconds)) "
+                            + "(server.max_clock_ahead_seconds): a state from the future would outrank every real one until it went stale"))
+                    return nil
+                }
                 return (text, moment)
             }
         case let other?:
             errors.append(FieldError(field: "timestamp", reason: "must be an ISO-8601 string, got \(other.typeName)"))
         }
         return nil
+    }
+
+    /// `300.001 s`, `3.5 h`, `9862 days`: a span a publisher reads at a glance, to the millisecond while that
+    /// could be the difference from the bound.
+    static func span(_ seconds: Double) -> String {
+        func figure(_ value: Double, places: Int) -> String {
+            var text = String(format: "%.\(places)f", value)
+            while text.contains("."), text.last == "0" || text.last == "." { text.removeLast() }
+            return text
+        }
+        switch seconds {
+        case ..<7200: return "\(figure(seconds, places: 3)) s"
+        case ..<(2 * 86_400): return "\(figure(seconds / 3600, places: 1)) h"
+        default: return "\(figure(seconds / 86_400, places: 0)) days"
+        }
     }
 
     private func metadataField(_ event: [String: JSONValue], _ errors: inout [FieldError]) -> [String: JSONValue]? {

@@ -54,6 +54,7 @@ extension HubConfig {
         .whole("server.max_batch_events", 1...1_000_000) { $0.server.maxBatchEvents },
         .number("server.shutdown_grace_seconds", 0...3600) { $0.server.shutdownGraceSeconds },
         .whole("server.idempotency_window_seconds", 0...(30 * day), meaning: "seconds (0: not remembered)") { $0.server.idempotencyWindowSeconds },
+        .number("server.max_clock_ahead_seconds", 0...Double(366 * day), meaning: "seconds (0: no bound)") { $0.server.maxClockAheadSeconds },
         .whole("server.max_event_bytes", 1...(1 << 30)) { $0.server.maxEventBytes },
         .whole("server.max_connections", 1...10_000_000) { $0.server.maxConnections },
         .whole("server.max_connections_per_address", 0...10_000_000, meaning: "a count (0: no limit)") { $0.server.maxConnectionsPerAddress },

@@ -17,6 +17,10 @@ public struct HubConfig: Sendable, Equatable {
         /// Seconds an `idempotency_key` (or `Idempotency-Key` header) is remembered: a retry within it is
         /// acknowledged with the original `event_id` and not stored or published again.
         public var idempotencyWindowSeconds = 3600
+        /// Seconds an event's `timestamp` may be ahead of this node's clock; further ahead is refused (0: no bound).
+        /// States are ordered by source time, so one event stamped in the future (a device's clock, a typo in the
+        /// year) would outrank every real one of its entity until its state went stale.
+        public var maxClockAheadSeconds = 300.0
         /// Largest single event (as stored: its JSON without `event_id`); a larger one is rejected on its own.
         public var maxEventBytes = 65_536
         /// Open WebSocket connections the node accepts; more are refused with 503 before the upgrade.

@@ -54,16 +54,9 @@ public enum SourceOrder {
     /// The moment as UTC seconds since 0000-03-01 and nine fraction digits (`Timestamps.read` takes no more:
     /// events a nanosecond apart are ordered by ingest).
     private static func appendInstant(_ moment: Timestamps.Moment, to bytes: inout [UInt8]) {
-        // Days since 0000-03-01 (the civil-from-days algorithm run backwards; March first puts leap days last).
-        let shiftedYear = moment.month <= 2 ? moment.year - 1 : moment.year
-        let era = shiftedYear / 400
-        let yearOfEra = shiftedYear - era * 400
-        let dayOfYear = (153 * (moment.month + (moment.month > 2 ? -3 : 9)) + 2) / 5 + moment.day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        let days = era * 146_097 + dayOfEra
         // A year-0001 moment with a positive zone offset is before 0000-03-01 + 1 year; a day's margin keeps the
         // seconds non-negative for every accepted timestamp.
-        let seconds = days * 86_400 + moment.hour * 3600 + moment.minute * 60 + moment.second - moment.offsetSeconds + 86_400
+        let seconds = moment.secondsSinceCivilOrigin + 86_400
         appendDigits(UInt64(seconds), width: 13, to: &bytes)
         bytes.append(UInt8(ascii: "."))
         bytes.append(contentsOf: moment.fraction)

@@ -38,7 +38,7 @@ public final class MQTTBridge: IngestBridge {
         guard let url = config.url else { throw ConfigError(description: "config: mqtt.url is not set") }
         self.config = config
         self.engine = engine
-        self.validator = EventValidator(catalog: hubConfig.catalog)
+        self.validator = EventValidator(catalog: hubConfig.catalog, maxClockAheadSeconds: hubConfig.server.maxClockAheadSeconds)
         self.maxEventBytes = hubConfig.server.maxEventBytes
         self.logger = logger
         let metrics = MQTTMetrics(registry: registry)

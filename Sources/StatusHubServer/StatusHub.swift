@@ -111,7 +111,7 @@ public struct StatusHub: Sendable {
     func makeIngestController() -> IngestController {
         IngestController(
             engine: engine, limits: config.server, metrics: metrics, draining: draining, watermark: fanOut.watermark, keys: access.publisherKeys,
-            rateLimiter: access.ingestRate, validator: EventValidator(catalog: config.catalog))
+            rateLimiter: access.ingestRate, validator: EventValidator(catalog: config.catalog, maxClockAheadSeconds: config.server.maxClockAheadSeconds))
     }
 
     func makeRouter() -> Router<HubRequestContext> {

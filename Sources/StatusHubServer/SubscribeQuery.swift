@@ -77,7 +77,9 @@ struct SubscribeQuery: Equatable {
                 }
                 recent = count
             case "token":
-                token = value
+                // `token=` alone is no token, on every endpoint: a page that fills the parameter from an empty
+                // setting reads anonymously (where that is allowed) rather than failing on a blank JWT.
+                token = value.isEmpty ? nil : value
             default:
                 throw Refusal(field: String(key.prefix(64)), reason: "unknown parameter; use channels, snapshot, since, filter, recent, token")
             }

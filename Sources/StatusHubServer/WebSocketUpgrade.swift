@@ -76,9 +76,8 @@ final class WebSocketUpgrade: Sendable {
             // header as one.
             for offer in value.split(separator: ",") { offers.append(HTTPField(name: .secWebSocketExtensions, value: String(offer))) }
         }
-        // The header's, else the query's (read with the rest of the query above; `token=` alone is no token).
-        let token = SubscriberTokens.token(authorization: head.headers.first(name: "Authorization"), path: nil)
-            ?? asked.token.flatMap { $0.isEmpty ? nil : $0 }
+        // The header's, else the query's (read with the rest of the query above).
+        let token = SubscriberTokens.token(authorization: head.headers.first(name: "Authorization"), path: nil) ?? asked.token
         let deflate = limits.compression ? PerMessageDeflate.negotiate(WebSocketExtensionHTTPParameters.parseHeaders(offers)) : nil
         var answer = HTTPHeaders()
         if let deflate { answer.add(name: "Sec-WebSocket-Extensions", value: deflate.responseHeader) }

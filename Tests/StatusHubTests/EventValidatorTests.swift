@@ -77,6 +77,33 @@ struct EventValidatorTests {
         #expect(errors(whole).isEmpty)
     }
 
+    /// States are ordered by source time, so one event stamped in the future (2052 for 2025) would outrank every real
+    /// one of its entity until it went stale: a timestamp further ahead of the receiving clock than the bound is
+    /// refused, naming `timestamp` and the setting; up to the bound (a device's clock a little fast), and any past
+    /// time, is taken. Measured on the instant: a zone offset counts.
+    @Test func timestampsFarAheadOfTheClockAreRefused() throws {
+        let received = try #require(Timestamps.parse("2025-11-18T14:23:45.678Z"))
+        let bounded = EventValidator(maxClockAheadSeconds: 300)
+        func answer(_ timestamp: String, by validator: EventValidator = bounded) -> [FieldError] {
+            let json = SampleEvents.machineStatus("M-1").replacingOccurrences(of: "2025-11-18T14:23:45.678Z", with: timestamp)
+            let value = try! JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
+            if case .invalid(let errors) = validator.validate(value, receivedAt: received) { return errors }
+            return []
+        }
+        #expect(answer("2025-11-18T14:28:45.678Z").isEmpty)  // exactly 300 s ahead
+        #expect(answer("2020-01-01T00:00:00Z").isEmpty)
+        let justOver = answer("2025-11-18T14:28:45.679Z")
+        #expect(justOver.map(\.field) == ["timestamp"])
+        #expect(justOver.first?.reason.contains("ahead of this node's clock; at most 300 s (server.max_clock_ahead_seconds)") == true, "\(justOver)")
+        let typo = answer("2052-11-18T14:23:45.678Z")
+        #expect(typo.first?.reason.hasPrefix("'2052-11-18T14:23:45.678Z' is 9862 days ahead") == true, "\(typo)")
+        // 16:23 at +02:00 is 14:23 UTC: not ahead at all; 16:23 UTC is two hours ahead.
+        #expect(answer("2025-11-18T16:23:45.678+02:00").isEmpty)
+        #expect(answer("2025-11-18T16:23:45.678Z").first?.reason.contains("is 2 h ahead") == true)
+        // 0: no bound, as before the setting.
+        #expect(answer("2052-11-18T14:23:45.678Z", by: EventValidator()).isEmpty)
+    }
+
     /// Dates Foundation's parser rolls over and a browser's `Date` cannot read: refused, naming `timestamp`.
     @Test func impossibleTimestampsAreRefused() {
         let impossible = [

@@ -93,6 +93,29 @@ struct ServerSentEventsTests {
         }
     }
 
+    /// `token=` with nothing after it is no token, as on `/v1/ws` and `/v1/state`: an open node streams to it
+    /// anonymously (a page that fills the parameter from an empty setting), where `/v1/sse` alone answered 401
+    /// "not a JWT"; a node that requires tokens refuses it as it refuses no token.
+    @Test func anEmptyTokenParameterIsNoToken() async throws {
+        try await withHub(engine: .memory) { hub in
+            let open = try await SSEClient(port: hub.port, path: "/v1/sse?channels=alerts&token=")
+            #expect(open.status == 200)
+            _ = try await open.next(op: "subscribed")
+            open.close()
+            #expect(try await HTTP.get(port: hub.port, "/v1/state?pattern=alerts&token=").status == 200)
+        }
+        try await withHub(engine: .memory, configure: {
+            $0.auth.required = true
+            $0.auth.jwtHs256Secret = TokenIssuer.secret
+        }) { hub in
+            let refused = try await SSEClient(port: hub.port, path: "/v1/sse?channels=alerts&token=")
+            #expect(refused.status == 401)
+            let noToken = try await SSEClient(port: hub.port, path: "/v1/sse?channels=alerts")
+            let (refusedBody, noTokenBody) = (try await refused.errorBody(), try await noToken.errorBody())
+            #expect(refusedBody == noTokenBody, "\(refusedBody)")
+        }
+    }
+
     @Test func aStreamEndsWhenItsTokenExpires() async throws {
         let issuer = TokenIssuer()
         try await withHub(engine: .memory, configure: {

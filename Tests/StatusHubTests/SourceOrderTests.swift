@@ -37,6 +37,27 @@ struct SourceOrderTests {
         }
     }
 
+    /// One event stamped an hour ahead (a gateway's clock, a typo) outranked every real one after it: the machine's
+    /// state stayed frozen, each real event marked late, until the state went stale. Refused by default
+    /// (`server.max_clock_ahead_seconds`: 300), naming `timestamp`, and the real events keep the state moving; a
+    /// node set to 0 takes it as before.
+    @Test func anEventFromTheFutureIsRefusedAndDoesNotFreezeTheState() async throws {
+        let future = Timestamps.format(Date().addingTimeInterval(3600))
+        try await withHub(engine: .memory) { hub in
+            _ = try await HTTP.post(port: hub.port, event: Self.machine("M-4", "running", at: Timestamps.format(Date())))
+            let refused = try await HTTP.post(port: hub.port, event: Self.machine("M-4", "breakdown", at: future))
+            #expect(refused.status == 400, "\(refused.text)")
+            #expect(refused.text.contains(#""field":"timestamp""#) && refused.text.contains("server.max_clock_ahead_seconds"), "\(refused.text)")
+            let real = try await HTTP.post(port: hub.port, event: Self.machine("M-4", "idle", at: Timestamps.format(Date())))
+            #expect(real.json["accepted"]?.arrayValue?.first?["late"] == nil, "\(real.text)")
+            #expect(try await HTTP.get(port: hub.port, "/v1/state/machine/M-4").json["data"]?["current_status"] == .string("idle"))
+        }
+        try await withHub(engine: .memory, configure: { $0.server.maxClockAheadSeconds = 0 }) { hub in
+            let taken = try await HTTP.post(port: hub.port, event: Self.machine("M-4", "breakdown", at: future))
+            #expect(taken.status == 202, "\(taken.text)")
+        }
+    }
+
     /// The case from the field: an edge device back-fills an old breakdown after the current status.
     @Test(arguments: EngineKind.allCases)
     func backFilledEventIsStoredAndDeliveredLateButNeverReplacesState(engine: EngineKind) async throws {
