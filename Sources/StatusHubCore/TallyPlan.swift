@@ -151,8 +151,12 @@ public struct CounterDescriptor: Sendable, Equatable {
     }
 
     /// The descriptor as one append-script argument line: fields joined by tabs (none contains one).
-    public var scriptLine: String {
-        [key, shiftCopy ?? "", ttlSeconds.map(String.init) ?? "", entityKey, indexes.joined(separator: " "), routingHeader, bodyTemplate]
+    /// `countedStatesTTL` is the cache TTL of the states the counter counts (0: they never expire): the counter's
+    /// own expiry is never shorter, or a quiet line's count would vanish under states still cached, and go negative
+    /// when they expired (`cache_ttl.machine` past the seed's 3600 s for `machines_running`).
+    public func scriptLine(countedStatesTTL: Int) -> String {
+        let expiry = ttlSeconds.map { countedStatesTTL == 0 ? "" : String(max($0, countedStatesTTL)) } ?? ""
+        return [key, shiftCopy ?? "", expiry, entityKey, indexes.joined(separator: " "), routingHeader, bodyTemplate]
             .joined(separator: "\t")
     }
 

@@ -355,7 +355,7 @@ enum AppendScript {
                 perEvent.append(Array(tallies.scriptArgument.utf8))
                 for entry in tallies.entries where entry.isCounter && described.insert(entry.key).inserted {
                     if let descriptor = CounterDescriptor.make(for: entry, catalog: config.catalog, cache: context.descriptors) {
-                        counterLines.append(descriptor.scriptLine)
+                        counterLines.append(descriptor.scriptLine(countedStatesTTL: config.cacheTTL.seconds(for: event.entityType)))
                     }
                 }
             } else {

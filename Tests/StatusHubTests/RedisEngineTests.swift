@@ -223,6 +223,29 @@ struct RedisEngineTests {
         }
     }
 
+    /// `machines_running` expires after the seed's 3600 s without a touch. With machine states cached longer
+    /// (`cache_ttl.machine: 7200`), a quiet line's count vanished under machines still running, and went to -1 when
+    /// they expired; the memory engine, whose counters never expire, kept 1 and then 0. The counter now lives at
+    /// least as long as the states it counts (for ever when they do).
+    @Test(arguments: [(300, 3600), (7200, 7200), (0, -1)])
+    func aCounterOutlivesTheStatesItCounts(machineTTL: Int, expectedCounterTTL: Int) async throws {
+        try await withRedisServer { server in
+            try await withEngine(server, configure: { $0.cacheTTL.machine = machineTTL }) { engine, _ in
+                _ = try await engine.append([SampleEvents.validated(SampleEvents.machineStatus("M-1", "running", line: "Line-2"))])
+                let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
+                let key = "stats:line:Line-2:machines_running"
+                #expect(try await redis.send(["GET", key]).text == "1")
+                let ttl = try #require(try await redis.send(["TTL", key]).integer)
+                if expectedCounterTTL < 0 {
+                    #expect(ttl == -1)
+                } else {
+                    #expect((expectedCounterTTL - 10...expectedCounterTTL).contains(Int(ttl)), "\(ttl)")
+                }
+                await redis.close()
+            }
+        }
+    }
+
     @Test func historyReadsTheStreamAfterAnID() async throws {
         try await withRedisServer { server in
             try await withEngine(server) { engine, _ in
