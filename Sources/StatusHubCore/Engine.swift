@@ -52,6 +52,15 @@ public protocol Engine: Sendable {
     /// node that starts with a history behind it fills its recent feed from (`RecentFeed`).
     func newestEvents(scanning: Int, limit: Int, keep: (StoredEvent) -> Bool) async throws -> [StoredEvent]
 
+    /// A user's session (`UserSessions.key`): the JSON object stored for it, or nil when none is (never stored,
+    /// deleted, or expired). Reading it moves its expiry `server.session_expiry_seconds` ahead: a screen in use keeps
+    /// its session.
+    func session(key: String) async throws -> [UInt8]?
+
+    /// Stores a user's session (a JSON object's bytes), replacing any, to expire `server.session_expiry_seconds`
+    /// later; nil deletes it.
+    func storeSession(key: String, value: [UInt8]?) async throws
+
     /// Runs the engine's background work (for Redis: the node's one pub/sub subscription and reconnects) and
     /// delivers published events to `sink` until the task is cancelled.
     func run(delivering sink: any EventSink) async throws

@@ -21,6 +21,11 @@ public struct HubConfig: Sendable, Equatable {
         /// States are ordered by source time, so one event stamped in the future (a device's clock, a typo in the
         /// year) would outrank every real one of its entity until its state went stale.
         public var maxClockAheadSeconds = 300.0
+        /// Seconds a user's session (`PUT /v1/session`: the dashboard's line and filters) is kept after it was last
+        /// written or read (seed 003 §4.2: 8 hours).
+        public var sessionExpirySeconds = 28_800
+        /// Largest session a user may store.
+        public var maxSessionBytes = 16_384
         /// Largest single event (as stored: its JSON without `event_id`); a larger one is rejected on its own.
         public var maxEventBytes = 65_536
         /// Open WebSocket connections the node accepts; more are refused with 503 before the upgrade.

@@ -188,6 +188,31 @@ public final class RedisEngine: Engine {
         }
     }
 
+    /// `GETEX … EX`: the read moves the expiry in the same step. On the master, as it writes.
+    public func session(key: String) async throws -> [UInt8]? {
+        do {
+            let name = keys.session(key)
+            let reply = try await afterMove {
+                try await self.commands.connection().send(["GETEX", name, "EX", String(self.config.server.sessionExpirySeconds)]).orThrow()
+            }
+            guard case .string(let value) = reply else { return nil }
+            return value
+        } catch {
+            throw unavailable(error)
+        }
+    }
+
+    public func storeSession(key: String, value: [UInt8]?) async throws {
+        do {
+            let name = Array(keys.session(key).utf8)
+            let command: [[UInt8]] = value.map { [Array("SET".utf8), name, $0, Array("EX".utf8), Array(String(config.server.sessionExpirySeconds).utf8)] }
+                ?? [Array("DEL".utf8), name]
+            _ = try await afterMove { try await self.commands.connection().send(command).orThrow() }
+        } catch {
+            throw unavailable(error)
+        }
+    }
+
     public func latest(entityKey: String) async throws -> StoredEvent? {
         do {
             let reply = try await afterMove { try await self.commands.connection().send(["GET", self.storedName(entityKey)]).orThrow() }

@@ -72,6 +72,9 @@ struct RedisKeys: Sendable, Equatable {
 
     func idempotencyKey(_ key: String) -> String { idempotencyPrefix + key }
 
+    /// A user's session (`session:alice`, seed 003 §4.2), under the partition's hash tag on a Redis Cluster.
+    func session(_ key: String) -> String { entityTag + key }
+
     func callRecord(_ token: String) -> String { callRecordPrefix + token }
 
     /// Where this engine keeps a tally's key (`stats:line:L2:machines_running`, `allocation:operator:O-1:active`) or

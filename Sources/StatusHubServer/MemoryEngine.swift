@@ -65,11 +65,17 @@ public final class MemoryEngine: Engine {
     /// Parsed once: it is asked for every state event that moves a counter, under the lock.
     private let shifts: ShiftSchedule
     private let state = Mutex(State())
+    private let sessions: MemorySessions
 
     public init(config: HubConfig) {
         self.config = config
         self.shifts = config.shiftSchedule
+        self.sessions = MemorySessions(lifetimeSeconds: config.server.sessionExpirySeconds)
     }
+
+    public func session(key: String) async throws -> [UInt8]? { sessions.read(key) }
+
+    public func storeSession(key: String, value: [UInt8]?) async throws { sessions.store(key, value) }
 
     public var isReady: Bool { state.withLock { $0.sink != nil } }
 

@@ -124,6 +124,12 @@ public struct StatusHub: Sendable {
         let tallies = TallyController(engine: engine, tokens: access.subscriberTokens, catalog: config.catalog)
         router.get("/v1/counters", use: tallies.counters)
         router.get("/v1/allocations/active", use: tallies.activeAllocations)
+        let sessions = SessionController(
+            engine: engine, tokens: access.subscriberTokens, maxBytes: config.server.maxSessionBytes,
+            expirySeconds: config.server.sessionExpirySeconds)
+        router.get("/v1/session", use: sessions.read)
+        router.put("/v1/session", use: sessions.store)
+        router.delete("/v1/session", use: sessions.delete)
         let catalog = CatalogController(catalog: config.catalog, cacheTTL: config.cacheTTL, tokens: access.subscriberTokens)
         router.get("/v1/catalog", use: catalog.handle)
         router.get("/v1/sse", use: ServerSentEvents(hub: self, logger: Logger(label: "statushub.sse")).handle)

@@ -61,6 +61,8 @@ struct Subscriber: Sendable, Equatable {
     var expires: Date?
     /// The restriction claims it holds (`Restriction`); nil: all of them (auth off, no token).
     var claims: Set<String>? = nil
+    /// The user the token names (`sub`), whose session (`/v1/session`) it reads and writes; nil: none named.
+    var user: String? = nil
 
     static let anonymous = Subscriber(tenant: Tenant.defaultName, allowed: nil, expires: nil)
 
@@ -146,7 +148,8 @@ final class SubscriberTokens: Sendable {
             }
             allowed.append(pattern)
         }
-        return .success(Subscriber(tenant: tenant, allowed: allowed, expires: claims.exp.value, claims: Set(claims.see ?? [])))
+        return .success(Subscriber(
+            tenant: tenant, allowed: allowed, expires: claims.exp.value, claims: Set(claims.see ?? []), user: claims.sub?.value))
     }
 
     /// The token of a request: `Authorization: Bearer <JWT>`, else the `token` query parameter of `path` (nil: the

@@ -241,11 +241,15 @@ class Proxy:
                 pass
 
 
-def hs256_token(patterns, expires_in=3600, secret=SECRET):
+def hs256_token(patterns, expires_in=3600, secret=SECRET, user=None):
+    """`user`: the `sub` claim, whose session (`/v1/session`) the page keeps."""
     def b64(data):
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    payload = b64(json.dumps({"patterns": patterns, "exp": int(time.time()) + expires_in}).encode())
+    claims = {"patterns": patterns, "exp": int(time.time()) + expires_in}
+    if user:
+        claims["sub"] = user
+    payload = b64(json.dumps(claims).encode())
     signature = b64(hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest())
     return f"{header}.{payload}.{signature}"
 

@@ -116,6 +116,24 @@ def test_the_counters_are_the_lines_own_from_the_first_snapshot(hubs, page):
     assert page.errors == []
 
 
+def test_the_counters_keep_the_catalogs_order_whatever_came_first(hubs, page):
+    """The counters were drawn in the order their first events arrived, so one load showed machines first and the
+    next operators first. They follow the catalog's `tallies` now: here the operator's counters arrive first."""
+    hub = hubs.start()
+    open_dashboard(page, hub.url)
+    operator = machine_status("O-156", "available")
+    operator["entity_type"] = "operator"
+    hub.publish(operator)
+    expect(page.get_by_test_id("counter-line_operators_available")).to_be_visible()
+    hub.publish(machine_status("M-201", "running"))
+    expect(page.get_by_test_id("counter-machines_running")).to_be_visible()
+    catalog = http("GET", f"{hub.url}/v1/catalog")[1]
+    declared = [t["name"] for t in catalog["tallies"]]
+    shown = page.eval_on_selector_all("#counters .counter", "tiles => tiles.map((t) => t.dataset.testid.slice(8))")
+    assert sorted(shown, key=declared.index) == shown and shown[0] == "machines_running", (shown, declared)
+    assert page.errors == []
+
+
 def test_a_tile_says_how_long_its_status_has_held_from_the_first_snapshot(hubs, page):
     """A snapshot holds each machine's latest report; the hub stamps it `status_since` when it saw the status begin
     (or the event said it changed), so a heartbeat does not reset the time. When nobody knows the start (the hub's
@@ -839,3 +857,48 @@ def test_a_tiles_oee_is_rounded_to_a_tenth(hubs, page):
     open_dashboard(page, hub.url)
     expect(page.get_by_test_id("tile-M-201")).to_contain_text("OEE 87.1 %")
     expect(page.get_by_test_id("tile-M-201")).not_to_contain_text("87.12")
+
+
+def test_the_supervisors_line_and_filters_come_back_on_another_screen(hubs, page, browser):
+    """Seed 003 §4.2's user session: the line chosen and the patterns panel are kept on the hub for the user the token
+    names (`sub`), so the same supervisor opening the page elsewhere, without `line=` in the address, sees the line
+    they left and their filtered patterns running; another user does not."""
+    hub = hubs.start(env={"STATUSHUB_AUTH_JWT_HS256_SECRET": SECRET})
+    token = hs256_token(["*"], user="supervisor-7")
+    hub.publish(machine_status("M-201", "running"), machine_status("M-901", "idle", line="Line-9"))
+    page.goto(f"{hub.url}/?token={token}")
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    expect(page.get_by_test_id("line-picker")).to_have_value("Line-2")
+    page.get_by_test_id("line-picker").fill("Line-9")
+    page.get_by_test_id("line-picker").dispatch_event("change")
+    expect(page.get_by_test_id("tile-M-901")).to_be_visible()
+    page.get_by_text("Patterns and filters").click()
+    page.get_by_test_id("patterns").fill("alerts")
+    page.get_by_test_id("filter").fill("data.severity in (critical)")
+    page.locator("#subscribe").click()
+    status, kept = http("GET", f"{hub.url}/v1/session", token=token)
+    deadline = time.time() + 10
+    while (status != 200 or kept["session"].get("filter") != "data.severity in (critical)") and time.time() < deadline:
+        time.sleep(0.1)
+        status, kept = http("GET", f"{hub.url}/v1/session", token=token)
+    assert status == 200 and kept["session"] == {"line": "Line-9", "patterns": "alerts", "filter": "data.severity in (critical)"}, kept
+
+    other = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    other.goto(f"{hub.url}/?token={token}")
+    expect(other.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    expect(other.get_by_test_id("line-picker")).to_have_value("Line-9")
+    expect(other.get_by_test_id("tile-M-901")).to_be_visible()
+    expect(other.get_by_test_id("patterns")).to_have_value("alerts")
+    expect(other.get_by_test_id("filter")).to_have_value("data.severity in (critical)")
+    hub.publish(alert("M-901", "spindle seized", severity="critical", line="Line-9"), alert("M-901", "door open", severity="low", line="Line-9"))
+    expect(other.get_by_test_id("custom-feed")).to_contain_text("spindle seized")
+    expect(other.get_by_test_id("custom-feed")).not_to_contain_text("door open")
+    other.context.close()
+
+    stranger = browser.new_context().new_page()
+    stranger.goto(f"{hub.url}/?token={hs256_token(['*'], user='someone-else')}")
+    expect(stranger.get_by_test_id("connection")).to_have_attribute("data-state", "live", timeout=15000)
+    expect(stranger.get_by_test_id("line-picker")).to_have_value("Line-2")
+    expect(stranger.get_by_test_id("patterns")).to_have_value("")
+    stranger.context.close()
+    assert page.errors == []

@@ -272,6 +272,24 @@ public final class PartitionedRedisEngine: Engine {
         return event
     }
 
+    /// A session lives in the partition its key hashes to, as an entity's state does.
+    public func session(key: String) async throws -> [UInt8]? {
+        try await inItsPartition(key) { try await $0.session(key: key) }
+    }
+
+    public func storeSession(key: String, value: [UInt8]?) async throws {
+        try await inItsPartition(key) { try await $0.storeSession(key: key, value: value) }
+    }
+
+    private func inItsPartition<T>(_ key: String, _ body: (RedisEngine) async throws -> T) async throws -> T {
+        let partition = map.partition(ofEntityKey: key)
+        do {
+            return try await body(partitions[partition])
+        } catch let unavailable as EngineUnavailable {
+            throw EngineUnavailable(reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
+        }
+    }
+
     /// The union of the set's members in every partition (each entity's members are added where its events go).
     public func activeSet(key: String) async throws -> [String] {
         var members = Set<String>()

@@ -400,7 +400,12 @@ const renderers = {
   },
   counters() {
     if (!view.counters.size) return $("counters").replaceChildren(h("p", { class: "empty" }, "No counters yet."));
-    $("counters").replaceChildren(...[...view.counters.values()].map((e) =>
+    // In the catalog's order (its `tallies`), not arrival order, which differs from one load to the next.
+    const declared = (view.catalog && view.catalog.tallies || []).map((t) => t.name);
+    const rank = (name) => declared.includes(name) ? declared.indexOf(name) : declared.length;
+    const ordered = [...view.counters.values()].sort((a, b) =>
+      rank(a.data.name) - rank(b.data.name) || a.data.name.localeCompare(b.data.name));
+    $("counters").replaceChildren(...ordered.map((e) =>
       h("div", { class: "counter", "data-testid": "counter-" + e.data.name },
         h("div", { class: "value" }, String(e.data.value)), h("div", { class: "name" }, e.data.name.replace(/_/g, " ")))));
   },
@@ -620,6 +625,7 @@ function subscribeCustom() {
   customQuery = query;
   $("custom").replaceChildren();
   openCustom();
+  saveSession();
 }
 
 function openCustom() {
@@ -679,8 +685,11 @@ async function start() {
   clearErrors();
   view.token = $("token").value.trim();
   view.line = $("line").value.trim() || null;
+  let saved = null;
   try {
     await loadCatalog();
+    saved = await loadSession();
+    if (!view.line && saved && saved.line) { view.line = saved.line; $("line").value = view.line; }
     const lines = await discoverLines();
     if (!view.line && lines.length) { view.line = lines[0]; $("line").value = view.line; }
   } catch (e) {
@@ -691,7 +700,39 @@ async function start() {
   rememberLine();
   refreshCompliance();
   connect();
-  if (customSource) openCustom();  // with the token just entered
+  if (saved && saved.patterns && !$("patterns").value) {
+    $("patterns").value = saved.patterns;
+    $("filter").value = saved.filter || "";
+    subscribeCustom();
+  } else if (customSource) {
+    openCustom();  // with the token just entered
+  }
+}
+
+// --- The user's session -----------------------------------------------------------------------------------
+
+// The line and the patterns panel are kept in the user's session on the hub (GET/PUT /v1/session, seed 003 §4.2:
+// 8 hours after its last use), so the supervisor's screen opens as they left it on any device. Only with a token that
+// names its user (`sub`); without one the address keeps the line, as before.
+async function loadSession() {
+  if (!view.token) return null;
+  const response = await fetch("/v1/session", { headers: authHeaders() });
+  if (!response.ok) return null;  // none yet (404), or a token that names no user (403)
+  return (await response.json()).session;
+}
+
+async function saveSession() {
+  if (!view.token) return;
+  const session = { line: view.line || "", patterns: $("patterns").value.trim(), filter: $("filter").value.trim() };
+  try {
+    const response = await fetch("/v1/session", {
+      method: "PUT", headers: { ...authHeaders(), "Content-Type": "application/json" }, body: JSON.stringify(session),
+    });
+    if (!response.ok && response.status !== 401 && response.status !== 403) {
+      const body = await response.json().catch(() => ({}));
+      showError("Cannot keep these settings: " + (body.error ? body.error.reason : "HTTP " + response.status));
+    }
+  } catch (e) { /* the hub is unreachable: the connection says so */ }
 }
 
 // The line shown is in the address, so a reload, a bookmark or a kiosk's restart opens the same line.
@@ -707,6 +748,7 @@ function switchLine() {
   view.lastEventId = null;
   resetState();
   rememberLine();
+  saveSession();
   connect();
 }
 

@@ -13,6 +13,7 @@ struct TokenIssuer: Sendable {
         var exp: ExpirationClaim
         var nbf: NotBeforeClaim?
         var see: [String]?
+        var sub: SubjectClaim?
 
         func verify(using algorithm: some JWTAlgorithm) async throws {}
     }
@@ -37,13 +38,15 @@ struct TokenIssuer: Sendable {
 
     /// `validIn`: seconds from now to the token's `nbf` (none without it).
     /// `see`: the restriction claims (`pii`, `audit`, …) the token carries.
+    /// `user`: the `sub` claim (whose session `/v1/session` keeps).
     func hs256(
-        tenant: String? = nil, patterns: [String], expiresIn: TimeInterval = 3600, validIn: TimeInterval? = nil, see: [String]? = nil
+        tenant: String? = nil, patterns: [String], expiresIn: TimeInterval = 3600, validIn: TimeInterval? = nil, see: [String]? = nil,
+        user: String? = nil
     ) async throws -> String {
         let keys = await JWTKeyCollection().add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
         return try await keys.sign(Claims(
             tenant: tenant, patterns: patterns, exp: .init(value: Date().addingTimeInterval(expiresIn)),
-            nbf: validIn.map { .init(value: Date().addingTimeInterval($0)) }, see: see))
+            nbf: validIn.map { .init(value: Date().addingTimeInterval($0)) }, see: see, sub: user.map { SubjectClaim(value: $0) }))
     }
 
     func hs256(anyShape claims: ClaimsOfAnyShape) async throws -> String {
