@@ -29,7 +29,7 @@ struct SimulateCommandTests {
                 if let type = event["event_type"]?.stringValue { types.insert(type) }
                 if event["event_type"] == .string("status_stale"), let id = event["entity_id"]?.stringValue { stale.insert(id) }
             }
-            process.waitUntilExit()
+            _ = await process.exited(within: .seconds(120))  // not waitpid: it would hold one of the pool's two threads
             let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             #expect(process.terminationStatus == 0, "\(printed.suffix(800))")
             #expect(printed.contains("0 refused"), "\(printed.suffix(800))")
@@ -56,7 +56,7 @@ struct SimulateCommandTests {
                 await redis.kill9()
                 try await Task.sleep(for: .seconds(2))
                 try await redis.restart()
-                process.waitUntilExit()
+                _ = await process.exited(within: .seconds(120))  // not waitpid: it would hold one of the pool's two threads
                 let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
                 #expect(process.terminationStatus == 0, "\(printed.suffix(800))")
                 #expect(printed.contains("HTTP 503: resending"), "\(printed.suffix(800))")
