@@ -361,8 +361,8 @@ extension SentinelFailoverTests {
                     }
                     #expect(again.status == 202, "\(again.text)")
                     #expect(again.json["accepted"]?.arrayValue?.first?["duplicate"] == .bool(true), "\(again.text)")
-                    // `/ready` gives the replica 200 ms to confirm: on a loaded machine a replica that has just synced
-                    // can miss one probe, as it missed the first resend.
+                    // The master lists the replica online once it has taken the sync, which on a loaded machine can
+                    // come a moment after the replica reports its link up.
                     var ready = try await HTTP.get(port: hub.port, "/ready")
                     for _ in 0..<10 where ready.status == 503 {
                         try await Task.sleep(for: .milliseconds(200))
