@@ -716,9 +716,13 @@ async function start() {
 // names its user (`sub`); without one the address keeps the line, as before.
 async function loadSession() {
   if (!view.token) return null;
-  const response = await fetch("/v1/session", { headers: authHeaders() });
-  if (!response.ok) return null;  // none yet (404), or a token that names no user (403)
-  return (await response.json()).session;
+  try {
+    const response = await fetch("/v1/session", { headers: authHeaders() });
+    if (!response.ok) return null;  // none yet (404), or a token that names no user (403)
+    return (await response.json()).session;
+  } catch (e) {
+    return null;  // the screen opens as the address says; the connection shows what is wrong with the hub
+  }
 }
 
 async function saveSession() {
