@@ -274,35 +274,32 @@ public final class PartitionedRedisEngine: Engine {
 
     /// A session lives in the partition its key hashes to, as an entity's state does.
     public func session(key: String) async throws -> [UInt8]? {
-        try await inItsPartition(key) { try await $0.session(key: key) }
+        let partition = map.partition(ofEntityKey: key)
+        return try await naming(partition) { try await partitions[partition].session(key: key) }
     }
 
     public func storeSession(key: String, value: [UInt8]?) async throws {
-        try await inItsPartition(key) { try await $0.storeSession(key: key, value: value) }
-    }
-
-    private func inItsPartition<T>(_ key: String, _ body: (RedisEngine) async throws -> T) async throws -> T {
         let partition = map.partition(ofEntityKey: key)
-        do {
-            return try await body(partitions[partition])
-        } catch let unavailable as EngineUnavailable {
-            throw EngineUnavailable(reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
-        }
+        try await naming(partition) { try await partitions[partition].storeSession(key: key, value: value) }
     }
 
     /// The union of the set's members in every partition (each entity's members are added where its events go).
     public func activeSet(key: String) async throws -> [String] {
         var members = Set<String>()
         for (partition, engine) in partitions.enumerated() {
-            do {
-                members.formUnion(try await engine.activeSet(key: key))
-            } catch let unavailable as EngineUnavailable {
-                // Named as the snapshot and the counters name it: "not connected to Redis" alone did not say which.
-                throw EngineUnavailable(
-                    reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
-            }
+            members.formUnion(try await naming(partition) { try await engine.activeSet(key: key) })
         }
         return members.sorted()
+    }
+
+    /// Runs `body` on one partition, an `EngineUnavailable` it throws named with the partition ("partition 2: not
+    /// connected to Redis"): alone it did not say which of the servers to look at.
+    private func naming<T>(_ partition: Int, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let unavailable as EngineUnavailable {
+            throw EngineUnavailable(reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
+        }
     }
 
     /// Every partition's snapshot, one after the other, in chunks of up to `chunkSize` that may mix partitions;
@@ -325,7 +322,7 @@ public final class PartitionedRedisEngine: Engine {
             }
         }
         for (partition, engine) in partitions.enumerated() {
-            do {
+            try await naming(partition) {
                 try await engine.snapshot(matching: patterns, chunkSize: size) { chunk in
                     if positions.count == partition { positions.append(chunk.position ?? .zero) }
                     for event in chunk.events {
@@ -335,9 +332,6 @@ public final class PartitionedRedisEngine: Engine {
                     }
                     try await handOverFull(keeping: size - 1)
                 }
-            } catch let unavailable as EngineUnavailable {
-                throw EngineUnavailable(
-                    reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
             }
         }
         pending += shares.merged(counterShares)
@@ -359,15 +353,10 @@ public final class PartitionedRedisEngine: Engine {
         guard positions.positions.count == partitions.count else { return nil }
         var found: [(partition: Int, event: StoredEvent)] = []
         for (partition, engine) in partitions.enumerated() where found.count < limit {
-            do {
-                guard let page = try await engine.history(after: positions.positions[partition], limit: limit - found.count) else {
-                    return nil
-                }
-                found += page.map { (partition, $0) }
-            } catch let unavailable as EngineUnavailable {
-                throw EngineUnavailable(
-                    reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
-            }
+            let wanted = limit - found.count
+            guard let page = try await naming(partition, { try await engine.history(after: positions.positions[partition], limit: wanted) })
+            else { return nil }
+            found += page.map { (partition, $0) }
         }
         return found
     }
@@ -393,15 +382,10 @@ public final class PartitionedRedisEngine: Engine {
     public func newestEvents(scanning: Int, limit: Int, keep: (StoredEvent) -> Bool) async throws -> [StoredEvent] {
         var found: [StoredEvent] = []
         for (partition, engine) in partitions.enumerated() {
-            do {
-                found += try await engine.newestEvents(scanning: scanning, limit: limit, keep: keep).map { event in
-                    var event = event
-                    event.partition = partition
-                    return event
-                }
-            } catch let unavailable as EngineUnavailable {
-                throw EngineUnavailable(
-                    reason: "partition \(partition): \(unavailable.reason)", retryAfterSeconds: unavailable.retryAfterSeconds)
+            found += try await naming(partition) { try await engine.newestEvents(scanning: scanning, limit: limit, keep: keep) }.map { event in
+                var event = event
+                event.partition = partition
+                return event
             }
         }
         return found

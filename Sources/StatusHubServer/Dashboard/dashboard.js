@@ -616,16 +616,22 @@ function addCustom(event) {
   while (list.childElementCount > 200) list.lastElementChild.remove();
 }
 
+// The panel's Subscribe: the fields' patterns and filter, kept in the user's session too.
 function subscribeCustom() {
+  if (applyCustom()) saveSession();
+}
+
+// Opens the stream the fields ask for; false (and says why) when they ask for none.
+function applyCustom() {
   const patterns = $("patterns").value.split(",").map((s) => s.trim()).filter(Boolean);
   const filter = $("filter").value.trim();
-  if (!patterns.length) return showError("Enter at least one pattern, e.g. alerts or machine:M-203");
+  if (!patterns.length) { showError("Enter at least one pattern, e.g. alerts or machine:M-203"); return false; }
   const query = new URLSearchParams({ channels: patterns.join(","), snapshot: "true" });
   if (filter) query.set("filter", filter);
   customQuery = query;
   $("custom").replaceChildren();
   openCustom();
-  saveSession();
+  return true;
 }
 
 function openCustom() {
@@ -703,7 +709,7 @@ async function start() {
   if (saved && saved.patterns && !$("patterns").value) {
     $("patterns").value = saved.patterns;
     $("filter").value = saved.filter || "";
-    subscribeCustom();
+    applyCustom();  // what the session holds already: read, not written back
   } else if (customSource) {
     openCustom();  // with the token just entered
   }
