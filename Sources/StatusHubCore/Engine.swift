@@ -20,6 +20,9 @@
 /// - A state event older by source time than the cached one (`SourceOrder`) is stored and published marked late,
 ///   and changes neither the cache nor the tallies; every other state event moves its entity's counters and active
 ///   sets (`Tally`) in the same atomic step, each changed counter announced by a `counter_changed` right after it.
+/// - A state event with `writableLines` whose entity's cached state is on a line outside them (or on none) is
+///   neither stored nor published: its `Appended` names that state's id and line (`foreignLine`). The check and the
+///   write are one atomic step, so no other publisher's event can land between them.
 public protocol Engine: Sendable {
     func append(_ events: [ValidatedEvent]) async throws -> [Appended]
 
@@ -94,11 +97,18 @@ public struct Appended: Sendable, Equatable {
     /// True when it was stored and published but is older by source time than its entity's cached state, which it
     /// did not replace (`SourceOrder`).
     public var late: Bool
+    /// Set when nothing was stored because its entity's cached state is on a line its publisher may not write
+    /// (`ValidatedEvent.writableLines`): `id` is then that state's event, and this its line ("" when it has none).
+    public var foreignLine: String?
 
-    public init(id: EventID, duplicate: Bool = false, late: Bool = false) {
+    /// Whether this call stored the event (not a duplicate, not refused).
+    public var stored: Bool { !duplicate && foreignLine == nil }
+
+    public init(id: EventID, duplicate: Bool = false, late: Bool = false, foreignLine: String? = nil) {
         self.id = id
         self.duplicate = duplicate
         self.late = late
+        self.foreignLine = foreignLine
     }
 }
 

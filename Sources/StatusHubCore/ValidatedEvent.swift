@@ -25,6 +25,10 @@ public struct ValidatedEvent: Sendable {
     public let tallies: TallyUpdate?
     /// How the engine stamps its `status_since` (`StatusSince`); nil when its type declares none.
     public let statusSince: StatusSince?
+    /// The lines its publisher may write (`auth.api_keys[].lines`), sorted; nil: any. A state event whose entity's
+    /// cached state is on another line, or on none, is then refused by the engine in the same atomic step that would
+    /// store it (`Appended.foreignLine`): a key scoped to its own line cannot move another line's entity onto it.
+    public var writableLines: [String]?
 
     public var category: EventCategory { eventType.category }
 
@@ -58,10 +62,18 @@ public struct ValidatedEvent: Sendable {
     /// The same event carrying `key` (unscoped: it gets the event's tenant prefix, as a publisher's key does) as its
     /// idempotency key. The body is unchanged: the key rides beside it.
     public func withIdempotencyKey(_ key: String) -> ValidatedEvent {
-        ValidatedEvent(
+        var keyed = ValidatedEvent(
             eventType: eventType, entityType: entityType, entityID: entityID, line: line, channels: channels,
             carriesState: carriesState, bodyAfterID: bodyAfterID, idempotencyKey: Tenant.prefix(tenant) + key, tenant: tenant,
             sourceRank: sourceRank, lateMarkOffset: lateMarkOffset, tallies: tallies, statusSince: statusSince)
+        keyed.writableLines = writableLines
+        return keyed
+    }
+
+    /// Whether its publisher's line scope lets it replace a cached state on `heldLine` (nil: a state without a line).
+    public func mayReplace(stateOnLine heldLine: String?) -> Bool {
+        guard let writableLines else { return true }
+        return heldLine.map(writableLines.contains) ?? false
     }
 
     /// `channels` and `idempotencyKey` are taken as given (already scoped to `tenant`).

@@ -53,12 +53,14 @@ import Synchronization
 /// key's index in KEYS, claim, recall, source rank, late-mark offset, tally argument, and for a dated state
 /// (`StatusSince`) the body's part after where `status_since` goes (the body argument is the part before), the
 /// status value, the event's timestamp, and "1" when the event names a different previous value ("0" else); those
-/// four are empty for other events]
+/// four are empty for other events, and the lines a line-scoped publisher may write, `\n`-framed (`\nL1\nL2\n`),
+/// '' for any]
 /// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds; recall is
 /// "<index of a call record in KEYS> <1-based position>" for a hub key; indexes, claim and recall are "" when
 /// absent.
-/// Returns per event, in order: the new stream id, `l:<id>` for one stored late, `d:<id>` for a duplicate, or `s`
-/// for a claim lost.
+/// Returns per event, in order: the new stream id, `l:<id>` for one stored late, `d:<id>` for a duplicate, `s`
+/// for a claim lost, or `f:<id> <line>` for a state event refused because its entity's cached state (`<id>`) is on a
+/// line outside its publisher's (`ValidatedEvent.writableLines`; `<line>` empty for a state without one).
 enum AppendScript {
     static let source = SourceOrder.luaFunction + "\n" + #"""
         local stream, shadows, deadlines, facts, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -166,12 +168,14 @@ enum AppendScript {
           return table.concat(newList, '\t')
         end
 
-        for i = 1, (#ARGV - 12) / 13 do
-          local a = 13 * i
+        for i = 1, (#ARGV - 12) / 14 do
+          local a = 14 * i - 1
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
           local rank, lateAt, tally = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
           -- A dated state (`StatusSince`): its body arrives in two parts, split where `status_since` goes.
           local tail, value, time, changed = ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12]
+          -- A publisher scoped to lines: '\n'-framed (`\nL1\nL2\n`), '' for any line.
+          local writable = ARGV[a + 13]
           local key = KEYS[5 + i]
           -- On a Redis Cluster the key carries its partition's hash tag first (`{p3}@acme:resource:…`).
           local name = string.byte(key) == 123 and string.match(key, '^{[^}]*}(.*)$') or key
@@ -194,8 +198,23 @@ enum AppendScript {
             local last = redis.call('HGET', shadows, key)
             claimed = redis.call('EXISTS', key) == 0 and last and string.sub(last, 1, #claim + 1) == claim .. ' '
           end
+          -- A line-scoped publisher may replace only a state on one of its lines (or none cached): the state's
+          -- id and line answer a refusal. Decoded only on this path, which a scoped key's state events alone take.
+          local foreign = nil
+          if not seen and writable ~= '' and ttl ~= '' then
+            local current = redis.call('GET', key)
+            if current then
+              local state = cjson.decode(current)
+              local heldLine = type(state.line) == 'string' and state.line or ''
+              if heldLine == '' or not string.find(writable, '\n' .. heldLine .. '\n', 1, true) then
+                foreign = state.event_id .. ' ' .. heldLine
+              end
+            end
+          end
           if seen then
             results[i] = 'd:' .. seen
+          elseif foreign then
+            results[i] = 'f:' .. foreign
           elseif not claimed then
             results[i] = 's'
           else
@@ -265,7 +284,11 @@ enum AppendScript {
           end
           if record then
             local result = results[i]
-            if string.byte(result, 2) == 58 then result = string.sub(result, 3) elseif result == 's' then result = '-' end
+            if string.byte(result, 1) == 102 or result == 's' then
+              result = '-'
+            elseif string.byte(result, 2) == 58 then
+              result = string.sub(result, 3)
+            end
             entries[i] = result .. tenant
           end
         end
@@ -293,6 +316,8 @@ enum AppendScript {
         case duplicate(of: EventID)
         /// Its claim was lost (another node published the stale event, or the entity has a state again).
         case claimLost
+        /// Not stored: its entity's cached state (`id`) is on `line` ("" for none), outside its publisher's lines.
+        case foreign(EventID, line: String)
     }
 
     /// The `EVALSHA` arguments for one chunk of events; `claims[i]` is the id of the state event `events[i]`
@@ -318,7 +343,7 @@ enum AppendScript {
         for event in events { arguments.append(Array(keys.stored(event.entityKey).utf8)) }
         let fixedKeys = 5 + events.count
         var perEvent: [[UInt8]] = []
-        perEvent.reserveCapacity(events.count * 13)
+        perEvent.reserveCapacity(events.count * 14)
         var counterLines: [String] = []
         var described = Set<String>()
         for (event, claim) in zip(events, claims) {
@@ -369,6 +394,7 @@ enum AppendScript {
             } else {
                 perEvent.append(contentsOf: [[], [], [], []])
             }
+            perEvent.append(event.writableLines.map { lines in Array(("\n" + lines.joined(separator: "\n") + "\n").utf8) } ?? [])
         }
         for key in extraKeys { arguments.append(Array(key.utf8)) }
         var keyCount = fixedKeys + extraKeys.count
@@ -414,6 +440,13 @@ enum AppendScript {
                 outcomes.append(.claimLost)
             } else if text.hasPrefix("d:"), let id = EventID(text.dropFirst(2)) {
                 outcomes.append(.duplicate(of: id))
+            } else if text.hasPrefix("f:") {
+                let refusal = text.dropFirst(2)
+                let space = refusal.firstIndex(of: " ") ?? refusal.endIndex
+                guard let id = EventID(refusal[..<space]) else {
+                    throw .unexpectedReply("the append script answered a bad refusal \(text)")
+                }
+                outcomes.append(.foreign(id, line: String(refusal[space...].dropFirst())))
             } else if text.hasPrefix("l:"), let id = EventID(text.dropFirst(2)) {
                 outcomes.append(.stored(id, late: true))
             } else if let id = EventID(text) {

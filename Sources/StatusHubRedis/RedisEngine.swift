@@ -171,6 +171,7 @@ public final class RedisEngine: Engine {
                 switch outcome {
                 case .stored(let id, let late): return Appended(id: id, late: late)
                 case .duplicate(let id): return Appended(id: id, duplicate: true)
+                case .foreign(let id, let line): return Appended(id: id, foreignLine: line)
                 case .claimLost: throw RedisError.unexpectedReply("the append script turned away an event without a claim")
                 }
             }

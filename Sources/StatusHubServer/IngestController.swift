@@ -165,7 +165,7 @@ struct IngestController: Sendable {
                             field: "event",
                             reason: "\(event.bodyAfterID.count) bytes is over the \(limits.maxEventBytes)-byte limit (server.max_event_bytes)")])
                     } else {
-                        valid.append((index, event))
+                        valid.append((index, publisher.scoping(event)))
                     }
                 case .invalid(let problems): reply.reject(index: index, errors: problems)
                 }
@@ -180,15 +180,23 @@ struct IngestController: Sendable {
             defer { watermark.endAppend(acknowledging: stored) }
             do {
                 let results = try await engine.append(valid.map(\.event))
-                for (item, appended) in zip(valid, results) { reply.accept(index: item.index, appended) }
+                for (item, appended) in zip(valid, results) {
+                    if let heldLine = appended.foreignLine {
+                        forbidden += 1
+                        reply.reject(index: item.index, errors: [Publisher.foreignEntity(item.event, heldLine: heldLine, state: appended.id)])
+                    } else {
+                        reply.accept(index: item.index, appended)
+                    }
+                }
                 stored = acknowledgements(valid.map(\.event), results.map(Optional.some))
-                metrics.eventsAccepted.increment(by: Int64(results.count(where: { !$0.duplicate })))
+                metrics.eventsRejected.increment(by: Int64(results.count(where: { $0.foreignLine != nil })))
+                metrics.eventsAccepted.increment(by: Int64(results.count(where: \.stored)))
                 metrics.duplicatesAcknowledged.increment(by: Int64(results.count(where: { $0.duplicate })))
             } catch let unavailable as EngineUnavailable {
                 metrics.ingestUnavailable.increment()
                 let appended = unavailable.stored.compactMap { $0 }
                 stored = acknowledgements(valid.map(\.event), unavailable.stored)
-                metrics.eventsAccepted.increment(by: Int64(appended.count(where: { !$0.duplicate })))
+                metrics.eventsAccepted.increment(by: Int64(appended.count(where: \.stored)))
                 metrics.duplicatesAcknowledged.increment(by: Int64(appended.count(where: { $0.duplicate })))
                 return unavailableResponse(unavailable, events: valid.map(\.index))
             }
@@ -202,7 +210,7 @@ struct IngestController: Sendable {
     /// The stored events that were not duplicates, each with its partition, for the shutdown watermark.
     private func acknowledgements(_ events: [ValidatedEvent], _ outcomes: [Appended?]) -> [(partition: Int, id: EventID)] {
         zip(events, outcomes).compactMap { event, outcome in
-            guard let outcome, !outcome.duplicate else { return nil }
+            guard let outcome, outcome.stored else { return nil }
             return (engine.partition(ofEntityKey: event.entityKey), outcome.id)
         }
     }

@@ -20,6 +20,8 @@ public final class MemoryEngine: Engine {
         var rank: String?
         /// Its status value and since when the entity is known to hold it (`StatusSince`), when its type dates it.
         var status: (value: String, since: String?)?
+        /// Its event's line, for publishers scoped to lines (`ValidatedEvent.writableLines`).
+        var line: String?
     }
 
     /// When a cached state expires. Superseded entries stay in the heap and are skipped when they come due (the
@@ -88,6 +90,10 @@ public final class MemoryEngine: Engine {
                 if let key = event.idempotencyKey, let seen = state.idempotency[key], seen.expiresAt > now {
                     return Appended(id: seen.id, duplicate: true)
                 }
+                // A state past its deadline still holds its entity until the sweep turns it stale, as for its rank.
+                if event.carriesState, let held = state.latest[event.entityKey], !event.mayReplace(stateOnLine: held.line) {
+                    return Appended(id: held.event.id, foreignLine: held.line ?? "")
+                }
                 let (id, late) = store(event, now: now, in: &state)
                 if let key = event.idempotencyKey, window > 0 {
                     let expiresAt = now.advanced(by: .seconds(window))
@@ -119,7 +125,7 @@ public final class MemoryEngine: Engine {
             let expiresAt = ttl > 0 ? now.advanced(by: .seconds(ttl)) : now.advanced(by: .seconds(Int64.max / 4))
             let indexes = event.snapshotIndexes
             let previous = state.latest.updateValue(
-                CachedState(event: stored, expiresAt: expiresAt, indexes: indexes, rank: event.sourceRank, status: status),
+                CachedState(event: stored, expiresAt: expiresAt, indexes: indexes, rank: event.sourceRank, status: status, line: event.line),
                 forKey: event.entityKey)
             if previous?.indexes != indexes {
                 for name in previous?.indexes ?? [] where !indexes.contains(name) {

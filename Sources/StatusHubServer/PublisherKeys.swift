@@ -26,6 +26,23 @@ struct Publisher: Sendable, Equatable {
         }
         return nil
     }
+
+    /// `event` carrying this key's line scope, which the engine checks against its entity's cached state.
+    func scoping(_ event: ValidatedEvent) -> ValidatedEvent {
+        guard let lines, event.carriesState else { return event }
+        var scoped = event
+        scoped.writableLines = lines.sorted()
+        return scoped
+    }
+
+    /// The refusal of a state event whose entity's cached state (`state`) is on `heldLine` ("" for none), outside
+    /// the key's lines.
+    static func foreignEntity(_ event: ValidatedEvent, heldLine: String, state: EventID) -> FieldError {
+        let held = heldLine.isEmpty ? "on no line" : "on line '\(heldLine)'"
+        return FieldError(
+            field: "entity_id",
+            reason: "forbidden for this key: \(event.entityType.rawValue) '\(event.entityID)' is \(held) (its state is event \(state)); this key may move only entities on its lines (\((event.writableLines ?? []).joined(separator: ", "))) or without a cached state")
+    }
 }
 
 /// The configured API keys, by SHA-256. A presented key is hashed and compared with every configured hash in

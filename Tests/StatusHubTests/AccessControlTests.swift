@@ -51,6 +51,41 @@ import Testing
         }
     }
 
+    /// A key scoped to Line-2 names its events' line, so without a check at the engine it could publish another
+    /// line's machine "on Line-2" and move it, state, counters and all, onto its own line.
+    @Test(arguments: EngineKind.allCases)
+    func aLineKeyCannotTakeAnotherLinesMachine(engine: EngineKind) async throws {
+        let plantKey = "plant-key-5d21"
+        let issuer = TokenIssuer()
+        let secured = try Self.secured(issuer)
+        try await withHub(engine: engine, configure: { config in
+            secured(&config)
+            config.auth.apiKeys.append(.init(name: "plant-mes", hash: PublisherKeys.hash(key: plantKey)))
+        }) { hub in
+            #expect(try await Self.post(hub.port, key: plantKey, [SampleEvents.machineStatus("M-7", "running", line: "Line-3")]).status == 202)
+
+            let taken = try await Self.post(hub.port, key: Self.lineKey, [SampleEvents.machineStatus("M-7", "breakdown")])
+            #expect(taken.status == 403)
+            let rejected = try #require(taken.json["rejected"]?.arrayValue?.first?.objectValue?["errors"]?.arrayValue?.first?.objectValue)
+            #expect(rejected["field"] == .string("entity_id"))
+            #expect(rejected["reason"]?.stringValue?.contains("machine 'M-7' is on line 'Line-3'") == true)
+
+            let batch = try await Self.post(
+                hub.port, key: Self.lineKey,
+                [SampleEvents.machineStatus("M-7", "idle"), SampleEvents.machineStatus("M-8", "running"), SampleEvents.machineStatus("M-8", "idle")])
+            #expect(batch.status == 207)
+            #expect(batch.json["accepted"]?.arrayValue?.compactMap { $0.objectValue?["index"] } == [.number(1), .number(2)])
+            #expect(batch.json["rejected"]?.arrayValue?.first?.objectValue?["index"] == .number(0))
+
+            // The machine stayed where the plant's key put it; the one the line's key introduced is its own.
+            let token = try await issuer.hs256(patterns: ["*"])
+            let held = try await HTTP.get(port: hub.port, "/v1/state/machine/M-7?token=\(token)")
+            #expect(held.json["line"] == .string("Line-3") && held.json["data"]?.objectValue?["current_status"] == .string("running"))
+            let introduced = try await HTTP.get(port: hub.port, "/v1/state/machine/M-8?token=\(token)")
+            #expect(introduced.json["line"] == .string("Line-2") && introduced.json["data"]?.objectValue?["current_status"] == .string("idle"))
+        }
+    }
+
     @Test(arguments: EngineKind.allCases)
     func tenantsNeverSeeEachOthersEvents(engine: EngineKind) async throws {
         let issuer = TokenIssuer()

@@ -247,6 +247,39 @@ struct EngineContractTests {
     }
 
     @Test(arguments: ContractEngine.allCases)
+    func aLineScopedStateCannotMoveAnotherLinesEntity(_ kind: ContractEngine) async throws {
+        try await withEngine(kind) { engine, sink in
+            func scoped(_ json: String) -> ValidatedEvent {
+                var event = contractEvent(json)
+                event.writableLines = ["Line-1", "Line-4"]
+                return event
+            }
+            let held = try await engine.append([
+                contractEvent(SampleEvents.machineStatus("M-2", "running", line: "Line-2")),
+                contractEvent(SampleEvents.operatorStatus("O-1")),
+            ]).map(\.id)
+            let results = try await engine.append([
+                scoped(SampleEvents.machineStatus("M-2", "breakdown", line: "Line-1")),
+                scoped(SampleEvents.machineStatus("M-9", "running", line: "Line-1")),
+                scoped(SampleEvents.machineStatus("M-9", "idle", line: "Line-4")),
+                scoped(SampleEvents.operatorStatus("O-1", "busy", line: "Line-1")),
+            ])
+            #expect(results[0] == Appended(id: held[0], foreignLine: "Line-2"))
+            #expect(results[1].stored && results[2].stored, "no state cached, then one on the key's own lines")
+            #expect(results[3] == Appended(id: held[1], foreignLine: ""), "a state on no line is no line's to take")
+            let published = try await sink.waitFor(count: 4)
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(sink.received.count == 4, "a refused event is not published")
+            #expect(published.map(\.id) == held + [results[1].id, results[2].id])
+            #expect(try await engine.latest(entityKey: "resource:machine:M-2")?.id == held[0])
+            #expect(try await engine.latest(entityKey: "resource:operator:O-1")?.id == held[1])
+            #expect(try await engine.latest(entityKey: "resource:machine:M-9")?.id == results[2].id)
+            // Unscoped (a plant-wide key), the same move is taken.
+            #expect(try await engine.append([contractEvent(SampleEvents.machineStatus("M-2", "idle", line: "Line-1"))])[0].stored)
+        }
+    }
+
+    @Test(arguments: ContractEngine.allCases)
     func expiredStateIsAnnouncedOnceAsStale(_ kind: ContractEngine) async throws {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, sink in
             let id = try await engine.append([contractEvent(SampleEvents.machineStatus("M-1", "running"))])[0].id
