@@ -49,7 +49,8 @@ import Synchronization
 /// as Redis requires of scripts (and a sharded deployment will need).
 /// ARGV: [pub/sub channel, history max length, history max age ms (0 = off), idempotency window seconds, index of
 /// this call's record in KEYS, index of the first record to delete, now (ISO-8601), shift in effect, its end (ms),
-/// index key prefix, counter descriptor lines, the tally key tag (`RedisKeys.tallyTag`), then per event: routing header, body after id, ttl, idempotency
+/// index key prefix, counter descriptor lines, the tally key tag (`RedisKeys.tallyTag`), `server.sequence_reset_seconds`
+/// (`SourceOrder.isOlder`), then per event: routing header, body after id, ttl, idempotency
 /// key's index in KEYS, claim, recall, source rank, late-mark offset, tally argument, and for a dated state
 /// (`StatusSince`) the body's part after where `status_since` goes (the body argument is the part before), the
 /// status value, the event's timestamp, and "1" when the event names a different previous value ("0" else); those
@@ -69,6 +70,7 @@ enum AppendScript {
         local nowText, shiftID, shiftEnd, indexPrefix = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
         -- The partition's hash tag on the keys of its share of the tallies (counts, sets, counter states); '' alone.
         local tag = ARGV[12]
+        local sequenceReset = tonumber(ARGV[13])
         local clock = redis.call('TIME')
         local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
         local results, added = {}, false
@@ -168,8 +170,8 @@ enum AppendScript {
           return table.concat(newList, '\t')
         end
 
-        for i = 1, (#ARGV - 12) / 14 do
-          local a = 14 * i - 1
+        for i = 1, (#ARGV - 13) / 14 do
+          local a = 14 * i
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
           local rank, lateAt, tally = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
           -- A dated state (`StatusSince`): its body arrives in two parts, split where `status_since` goes.
@@ -231,7 +233,7 @@ enum AppendScript {
               redis.call('ZREM', deadlines, key)
               heldRank, statusPart = '', ''
             end
-            local late = rank ~= '' and heldRank ~= '' and older(rank, heldRank)
+            local late = rank ~= '' and heldRank ~= '' and older(rank, heldRank, sequenceReset)
             if late then
               if value ~= '' then body = body .. tail end
               header = '~' .. header
@@ -423,6 +425,7 @@ enum AppendScript {
         arguments.append(Array(keys.indexPrefix.utf8))
         arguments.append(Array(counterLines.joined(separator: "\n").utf8))
         arguments.append(Array(keys.tallyTag.utf8))
+        arguments.append(Array(String(config.server.sequenceResetSeconds).utf8))
         arguments.append(contentsOf: perEvent)
         return arguments
     }

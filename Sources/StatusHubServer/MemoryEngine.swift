@@ -114,7 +114,9 @@ public final class MemoryEngine: Engine {
         let id = EventID.next(after: state.lastID, nowMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000))
         state.lastID = id
         let late = event.carriesState && event.sourceRank.map { rank in
-            state.latest[event.entityKey]?.rank.map { SourceOrder.isOlder(rank, than: $0) } ?? false
+            state.latest[event.entityKey]?.rank.map {
+                SourceOrder.isOlder(rank, than: $0, resetSeconds: config.server.sequenceResetSeconds)
+            } ?? false
         } ?? false
         let held = late ? nil : state.latest[event.entityKey]?.status
         let status = event.statusSince.map { stamp in (value: stamp.value, since: stamp.start(held: held)) } ?? held
