@@ -11,6 +11,7 @@ extension Catalog {
                 var members: [String: JSONValue] = ["name": .string(category.name.rawValue)]
                 members["description"] = category.description.map(JSONValue.string)
                 members["latency_budget_ms"] = category.latencyBudgetMs.map { .number(Double($0)) }
+                if category.conflates { members["conflates"] = .bool(true) }
                 return .object(members)
             }),
             "tallies": .array(tallies.map(tallyJSON)),

@@ -11,6 +11,10 @@ public final class Catalog: Sendable {
         public let description: String?
         /// The delivery latency budget of the category's events (`latency_budget_ms`; seed 003 §4.3), if declared.
         public var latencyBudgetMs: Int? = nil
+        /// Whether a state of this category may replace a queued one of the same entity for a reader that is behind
+        /// (`conflates`): a status or a progress figure is superseded by the next; news (alerts, allocations,
+        /// predictions) never is.
+        public var conflates = false
     }
 
     /// In load order: files by name, then declaration order.
@@ -28,6 +32,8 @@ public final class Catalog: Sendable {
     /// Categories with an event type in the alert feed (a catalog `feed`, `CatalogBuilder+Feed.swift`): events of
     /// other categories are never feed events, without a look at their JSON (`isFeedEvent`).
     public let feedCategories: Set<String>
+    /// Categories whose states conflate (`Category.conflates`), by name as channels write them.
+    public let conflatingCategories: Set<String>
     /// The files the catalog was loaded from, and their text (what two catalogs are compared by).
     public let sources: [(path: String, text: String)]
 
@@ -49,6 +55,7 @@ public final class Catalog: Sendable {
         self.talliesByEntityType = Dictionary(grouping: tallies, by: \.entityType)
         self.restrictedCategories = Set(eventTypes.filter { !$0.definition.restriction.isEmpty }.map(\.category.rawValue))
         self.feedCategories = Set(eventTypes.filter(\.definition.inFeed).map(\.category.rawValue))
+        self.conflatingCategories = Set(categories.filter(\.conflates).map(\.name.rawValue))
         self.sources = sources
         entityByName = NameTable(entityTypes.map { ($0.rawValue, $0) })
         eventByName = NameTable(eventTypes.map { ($0.rawValue, $0) })
@@ -57,6 +64,14 @@ public final class Catalog: Sendable {
     }
 
     public func entityType(named name: String) -> EntityType? { entityByName[name] }
+
+    /// What a queued frame of `event` is replaced by a newer one of (its entity key), for a reader that is behind; nil
+    /// for events that are news of their own (`Category.conflates`; only states conflate).
+    public func conflationKey(of event: StoredEvent) -> String? {
+        guard event.carriesState, !conflatingCategories.isEmpty, let channel = event.channels.first else { return nil }
+        // The category as written: a tenant's channels carry its segment in front (`@acme:resource-status`).
+        return conflatingCategories.contains(String(Tenant.split(channel).rest)) ? event.entityKey : nil
+    }
 
     /// Any event type, publishable or not (`status_stale`).
     public func eventType(named name: String) -> EventType? { eventByName[name] }

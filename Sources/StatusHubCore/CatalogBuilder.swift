@@ -79,10 +79,12 @@ struct CatalogBuilder {
         for (name, node) in categoryNodes {
             var description: String?
             var budget: Int?
+            var conflates = false
             if !node.isNull {
-                for (key, value) in try node.members(allowed: Self.categoryKeys + ["latency_budget_ms"]) {
+                for (key, value) in try node.members(allowed: Self.categoryKeys + ["latency_budget_ms", "conflates"]) {
                     switch key {
                     case "description": description = try value.string()
+                    case "conflates": conflates = try value.bool()
                     case "latency_budget_ms":
                         let number = try value.number()
                         guard number >= 1, number <= 3_600_000, number.rounded() == number else {
@@ -93,7 +95,8 @@ struct CatalogBuilder {
                     }
                 }
             }
-            categories.append(Catalog.Category(name: EventCategory(rawValue: name), description: description, latencyBudgetMs: budget))
+            categories.append(Catalog.Category(
+                name: EventCategory(rawValue: name), description: description, latencyBudgetMs: budget, conflates: conflates))
         }
 
         var eventTypes: [EventType] = []

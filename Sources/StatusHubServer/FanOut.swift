@@ -38,7 +38,7 @@ final class FanOut: EventSink {
         let receivers = index.subscribers(matching: event.channels)
         guard !receivers.isEmpty else { return }
         let held = Connection.Held(
-            event: event, frame: WireFrame.text(ServerMessage.event(event)), conflationKey: Self.conflationKey(of: event),
+            event: event, frame: WireFrame.text(ServerMessage.event(event)), conflationKey: catalog.conflationKey(of: event),
             stamp: latency?.stamp(event))
         // Each other event loop is woken once, when every receiver has the frame (`LoopFlusher`).
         let wakeUps = LoopFlusher.holdWakeUps()
@@ -74,17 +74,6 @@ final class FanOut: EventSink {
         }
         metrics.deliveries.increment(by: Int64(receivers.count - filteredOut))
         if conflated > 0 { metrics.conflated.increment(by: conflated) }
-    }
-
-    /// Status and work-order progress may collapse to an entity's latest for a reader that is behind; alerts,
-    /// allocation changes, predictions and stale notices are each news of their own and are never dropped.
-    static func conflationKey(of event: StoredEvent) -> String? {
-        guard event.carriesState, let channel = event.channels.first else { return nil }
-        // The category as written: a tenant's channels carry its segment in front (`@acme:resource-status`).
-        switch String(Tenant.split(channel).rest) {
-        case EventCategory.resourceStatus.rawValue, EventCategory.workOrderProgress.rawValue: return event.entityKey
-        default: return nil
-        }
     }
 
     func deliveryGap(reason: String) {

@@ -154,7 +154,7 @@ struct Subscriptions {
         var conflated: Int64 = 0
         for stored in page where stored.matches(any: patterns) {
             guard let event = visible(stored), filter.map({ Self.admits(event, $0) }) ?? true else { continue }
-            if connection.outbox.push(frame(event, stored), conflationKey: FanOut.conflationKey(of: event)) == .conflated { conflated += 1 }
+            if connection.outbox.push(frame(event, stored), conflationKey: fanOut.catalog.conflationKey(of: event)) == .conflated { conflated += 1 }
         }
         if conflated > 0 { metrics.conflated.increment(by: conflated) }
     }

@@ -43,6 +43,32 @@ struct CatalogTests {
         #expect(catalog.publishableEventType(named: "status_stale") == nil)
     }
 
+    /// Which states a reader that is behind may skip is the catalog's to say (`conflates` on a category), not code's.
+    @Test func conflationIsTheCategorysToSay() throws {
+        #expect(Catalog.standard.conflatingCategories == ["resource-status", "work-order-progress"])
+        let catalog = try Self.catalog("""
+              lot_inspected: {category: quality, carries_state: true, entity_types: [lot]}
+              lot_flagged: {category: quality, entity_types: [lot]}
+              machine_seen: {category: unused, carries_state: true, entity_types: [machine]}
+            """, categories: "  quality: {conflates: true}\n  unused: {conflates: false}")
+        func stored(_ type: String, _ entity: String, tenant: String = Tenant.defaultName) throws -> StoredEvent {
+            let json = #"{"event_type":"\#(type)","entity_type":"\#(entity)","entity_id":"E-1","timestamp":"2025-11-18T14:23:45Z","data":{},"metadata":{"source":"mes","triggered_by":"system"}}"#
+            let value = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
+            switch EventValidator(catalog: catalog).validate(value, receivedAt: Date(), tenant: tenant) {
+            case .valid(let event): return StoredEvent(id: try #require(EventID("1-0")), validated: event, statusSince: nil)
+            case .invalid(let problems): throw CatalogError(file: "test", path: type, reason: "sample refused: \(problems)")
+            }
+        }
+        #expect(catalog.conflationKey(of: try stored("lot_inspected", "lot")) == "lot:E-1")
+        #expect(catalog.conflationKey(of: try stored("lot_inspected", "lot", tenant: "acme")) == "@acme:lot:E-1")
+        #expect(catalog.conflationKey(of: try stored("lot_flagged", "lot")) == nil, "news never conflates")
+        #expect(catalog.conflationKey(of: try stored("machine_seen", "machine")) == nil)
+        let served = catalog.json(ttlSeconds: { _ in 0 })["categories"]?.arrayValue?.map { $0["conflates"] }
+        #expect(served == [.bool(true), nil], "GET /v1/catalog says so for the categories that conflate")
+        let refused = Self.refusal("  lot_flagged: {category: quality, entity_types: [lot]}", categories: "  quality: {conflates: sometimes}")
+        #expect(refused?.description.contains("conflates") == true, "\(String(describing: refused))")
+    }
+
     @Test func aPlantTypeNeedsNoRebuild() throws {
         let catalog = try Self.catalog("""
               lot_inspected:
