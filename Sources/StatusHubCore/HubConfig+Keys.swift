@@ -22,6 +22,7 @@ extension HubConfig {
         "memory": ["history_max_length", "history_max_age_seconds", "history_max_bytes"],
         "auth": [
             "required", "api_keys", "jwt_hs256_secret", "jwt_es256_public_key_file", "ingest_events_per_second", "ingest_burst",
+            "metrics_key_hash",
         ],
         // Any entity type of the catalog; checked against it once it is loaded.
         "cache_ttl": [],

@@ -226,6 +226,9 @@ public struct HubConfig: Sendable, Equatable {
         public var ingestEventsPerSecond = 0.0
         /// Bucket size: events a key may send at once after a pause; default the rate (at least 1 event).
         public var ingestBurst = 0
+        /// SHA-256 of the key a scraper presents (`Authorization: Bearer <key>`, Prometheus's `authorization`
+        /// setting) for `GET /metrics`; absent: `/metrics` is open, for scraping from the plant's internal network.
+        public var metricsKeyHash: String?
         public init() {}
     }
 
@@ -495,6 +498,15 @@ extension HubConfig.Auth {
             }
             for line in key.lines ?? [] where !ChannelName.isValidSegment(line) {
                 throw ConfigError(description: "config: \(label).lines: '\(line)' must be \(ChannelName.segmentRule)")
+            }
+        }
+        if let metricsKeyHash {
+            guard let digest = Self.digest(fromHex: metricsKeyHash) else {
+                throw ConfigError(description: "config: auth.metrics_key_hash must be the 64 hex digits of the key's SHA-256 (statushub hash-key)")
+            }
+            // A publisher's key would also open the node's figures; a scraper's would also publish.
+            if let position = apiKeys.firstIndex(where: { Self.digest(fromHex: $0.hash) == digest }) {
+                throw ConfigError(description: "config: auth.metrics_key_hash is auth.api_keys[\(position)]'s too; give the scraper a key of its own")
             }
         }
         if let secret = jwtHs256Secret, secret.utf8.count < 32 {

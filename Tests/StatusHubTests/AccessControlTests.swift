@@ -86,6 +86,42 @@ import Testing
         }
     }
 
+    /// `/metrics` is open unless `auth.metrics_key_hash` names the scraper's key; then only that key reads it.
+    @Test func metricsNeedTheScrapersKeyWhenOneIsSet() async throws {
+        let scraperKey = "scrape-key-0c4e"
+        let secured = try Self.secured(TokenIssuer())
+        try await withHub(engine: .memory, configure: secured) { hub in
+            let open = try await HTTP.get(port: hub.port, "/metrics")
+            #expect(open.status == 200 && open.text.contains("statushub_events_accepted_total"))
+        }
+        try await withHub(engine: .memory, configure: { config in
+            secured(&config)
+            config.auth.metricsKeyHash = "sha256:" + PublisherKeys.hash(key: scraperKey)
+        }) { hub in
+            for (key, reason) in [(nil, "is required"), ("guess", "unknown metrics key"), (Self.lineKey, "unknown metrics key")] {
+                let refused = try await HTTP.request("GET", port: hub.port, "/metrics", headers: key.map { ["Authorization": "Bearer \($0)"] } ?? [:])
+                #expect(refused.status == 401, "\(String(describing: key))")
+                #expect(refused.json["error"]?.objectValue?["field"] == .string("Authorization"))
+                #expect(refused.json["error"]?.objectValue?["reason"]?.stringValue?.contains(reason) == true, "\(refused.text)")
+                #expect(!refused.text.contains("statushub_") && !refused.text.contains(key ?? "-"))
+            }
+            let scraped = try await HTTP.request("GET", port: hub.port, "/metrics", headers: ["Authorization": "Bearer \(scraperKey)"])
+            #expect(scraped.status == 200 && scraped.text.contains("statushub_events_accepted_total"))
+        }
+        for (hash, named) in [("abc", "64 hex digits"), (PublisherKeys.hash(key: Self.lineKey), "auth.api_keys[0]'s too")] {
+            do {
+                _ = try HubConfig.load(yaml: """
+                    auth:
+                      api_keys: [{name: line2-mes, hash: "\(PublisherKeys.hash(key: Self.lineKey))"}]
+                      metrics_key_hash: "\(hash)"
+                    """)
+                Issue.record("accepted \(hash)")
+            } catch {
+                #expect((error as? ConfigError)?.description.contains(named) == true, "\(error)")
+            }
+        }
+    }
+
     @Test(arguments: EngineKind.allCases)
     func tenantsNeverSeeEachOthersEvents(engine: EngineKind) async throws {
         let issuer = TokenIssuer()
