@@ -113,4 +113,7 @@ public enum ResyncReason: String, Sendable {
     case historyGap = "history_gap"
     /// The engine lost events it cannot replay (e.g. Redis restarted without persistence).
     case engineGap = "engine_gap"
+    /// The history could not be read just now (the engine did not answer): nothing is known lost, but what was missed
+    /// cannot be replayed; the subscribe's snapshot follows when it asked for one.
+    case historyUnavailable = "history_unavailable"
 }

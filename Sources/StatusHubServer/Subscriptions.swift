@@ -60,7 +60,7 @@ struct Subscriptions {
                 partlyReplayed = sent
                 reply(ServerMessage.error(id: id, code: .unavailable, message: "history unavailable: \(error); resync with a snapshot"))
                 metrics.resyncs.increment()
-                reply(ServerMessage.resync(id: id, reason: .engineGap))
+                reply(ServerMessage.resync(id: id, reason: .historyUnavailable))
             }
         }
         guard wantsSnapshot else {

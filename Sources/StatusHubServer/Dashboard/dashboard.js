@@ -584,7 +584,8 @@ function handle(message) {
     case "resync":
       showError("Resynchronising: the hub could not replay everything missed (" + message.reason + ")");
       resetState();
-      // `history_gap` answers this connection's subscribe, and its fresh snapshot follows (we always ask for one).
+      // `history_gap` and `history_unavailable` answer this connection's subscribe, and its fresh snapshot follows (we
+      // always ask for one).
       // `engine_gap` is the engine's news (Redis restarted empty), answered by nothing: subscribe afresh, for the
       // snapshot and the recent alerts, or the screen stayed blank until each machine reported again.
       if (message.reason === "engine_gap") { view.lastEventId = null; connect(); }
