@@ -119,7 +119,7 @@ struct ResumeTests {
                 _ = try await HTTP.post(port: hub.port, events: (0..<100).map { SampleEvents.machineStatus("M-\(batch)-\($0 % 3)") })
             }
             let socket = try await TestSocket(port: hub.port)
-            socket.send(#"{"op":"subscribe","id":"r9","channels":["machine:M-0"],"since":"\#(since)"}"#)
+            socket.send(#"{"op":"subscribe","id":"r9","channels":["machine:M-0"],"since":"\#(since)","snapshot":true}"#)
             #expect(try await socket.next()["op"] == .string("subscribed"))
             #expect(try await socket.next() == ["op": .string("resync"), "id": .string("r9"), "reason": .string("history_gap")])
             let snapshot = try await socket.next()
