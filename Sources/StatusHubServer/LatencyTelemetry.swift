@@ -11,7 +11,8 @@ import Synchronization
 /// each receiver's writer, which times the delivery when it writes it (`DeliveryTally`) and hands its tally over
 /// once per batch (`record`). Frames conflated away or dropped with an overflowing outbox are never written, so
 /// never timed. Both figures go to Prometheus histograms per category with over-budget counters, and to a
-/// ten-minute window of one-minute slots that `GET /v1/slo` answers from.
+/// ten-minute window of one-minute slots that `GET /v1/slo` answers from. Clients' figures are kept per tenant there:
+/// a tenant's `/v1/slo` shows what its own screens reported, which another tenant's reports cannot skew.
 final class LatencyTelemetry: Sendable {
     static let window = 10  // minutes
     static let defaultBudgetMs = 1000
@@ -56,8 +57,10 @@ final class LatencyTelemetry: Sendable {
 
     private struct State {
         var delivered: [DeliveryHistogram]
-        /// Per category (`budgets` order), a ring of one-minute slots.
+        /// Per category (`budgets` order), a ring of one-minute slots of the hub's own figures.
         var slots: [[Slot]]
+        /// The same of clients' reports, per tenant (made by its first report).
+        var clientSlots: [String: [[Slot]]] = [:]
     }
 
     /// Budgets in catalog order, for the answer; a `DeliveryStamp` names a category by its place here.
@@ -94,7 +97,7 @@ final class LatencyTelemetry: Sendable {
         indexByName = Dictionary(uniqueKeysWithValues: budgets.enumerated().map { (Substring($1.0), $0) })
         state = Mutex(State(
             delivered: Array(repeating: DeliveryHistogram(), count: budgets.count),
-            slots: Array(repeating: Array(repeating: Slot(), count: Self.window), count: budgets.count)))
+            slots: Self.rings(budgets.count)))
     }
 
     func knows(category: String) -> Bool { indexByName[category[...]] != nil }
@@ -135,8 +138,8 @@ final class LatencyTelemetry: Sendable {
         }
     }
 
-    /// A client's report: milliseconds per category. Returns how many samples were taken.
-    func report(_ samples: [String: [Double]]) -> Int {
+    /// A client's report: milliseconds per category, from a subscriber of `tenant`. Returns how many samples were taken.
+    func report(_ samples: [String: [Double]], tenant: String) -> Int {
         var taken = 0
         for (name, values) in samples {
             guard let index = indexByName[name[...]] else { continue }
@@ -152,13 +155,18 @@ final class LatencyTelemetry: Sendable {
             guard figures.count > 0 else { continue }
             let minute = currentMinute
             state.withLock { state in
-                Self.fill(&state.slots[index], minute: minute) { slot in
+                let categoryCount = budgets.count
+                Self.fill(&state.clientSlots[tenant, default: Self.rings(categoryCount)][index], minute: minute) { slot in
                     slot.clients.count += figures.count
                     slot.clients.withinBudget += figures.withinBudget
                 }
             }
         }
         return taken
+    }
+
+    private static func rings(_ categories: Int) -> [[Slot]] {
+        Array(repeating: Array(repeating: Slot(), count: window), count: categories)
     }
 
     /// Adds to the current minute's slot of a ring, reusing the slot of ten minutes ago.
@@ -190,11 +198,11 @@ final class LatencyTelemetry: Sendable {
         }
     }
 
-    /// `GET /v1/slo`: per category, its budget and the last ten minutes' figures, measured by the hub and reported
-    /// by clients.
-    func sloJSON() -> JSONValue {
+    /// `GET /v1/slo`: per category, its budget and the last ten minutes' figures, measured by the hub (node-wide)
+    /// and reported by `tenant`'s clients.
+    func sloJSON(tenant: String) -> JSONValue {
         let minute = currentMinute
-        let rings = state.withLock { $0.slots }
+        let (rings, clientRings) = state.withLock { ($0.slots, $0.clientSlots[tenant] ?? Self.rings(budgets.count)) }
         func figures(_ pick: (Slot) -> Figures, _ ring: [Slot]) -> JSONValue {
             var total = Figures()
             for slot in ring where slot.minute > minute - Self.window && slot.minute <= minute {
@@ -210,10 +218,10 @@ final class LatencyTelemetry: Sendable {
         }
         return .object([
             "window_seconds": .number(Double(Self.window * 60)),
-            "categories": .array(zip(budgets, rings).map { budget, ring in
+            "categories": .array(budgets.indices.map { index in
                 .object([
-                    "category": .string(budget.category), "budget_ms": .number(Double(budget.milliseconds)),
-                    "hub": figures(\.hub, ring), "clients": figures(\.clients, ring),
+                    "category": .string(budgets[index].category), "budget_ms": .number(Double(budgets[index].milliseconds)),
+                    "hub": figures(\.hub, rings[index]), "clients": figures(\.clients, clientRings[index]),
                 ])
             }),
         ])

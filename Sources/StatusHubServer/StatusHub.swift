@@ -134,14 +134,16 @@ public struct StatusHub: Sendable {
         router.get("/v1/catalog", use: catalog.handle)
         router.get("/v1/sse", use: ServerSentEvents(hub: self, logger: Logger(label: "statushub.sse")).handle)
         router.get("/v1/slo") { [latency, access] request, _ in
-            // Figures of every tenant together, so like the catalog: any valid subscriber token while auth is on.
-            if case .failure(let refusal) = await access.authenticate(
+            // The hub's figures are node-wide, the clients' the token's tenant's: any valid subscriber token while auth is on.
+            let subscriber: Subscriber
+            switch await access.authenticate(
                 token: SubscriberTokens.token(authorization: request.headers[.authorization], path: request.uri.string))
             {
-                return JSONResponse.error(.unauthorized, field: "Authorization", reason: refusal.reason)
+            case .success(let authenticated): subscriber = authenticated
+            case .failure(let refusal): return JSONResponse.error(.unauthorized, field: "Authorization", reason: refusal.reason)
             }
             var body: [UInt8] = []
-            latency.sloJSON().write(into: &body)
+            latency.sloJSON(tenant: subscriber.tenant).write(into: &body)
             return JSONResponse.bytes(body)
         }
         Dashboard.register(on: router)

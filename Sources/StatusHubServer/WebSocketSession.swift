@@ -116,7 +116,7 @@ struct WebSocketSession: Sendable {
                     id: id, code: .invalidMessage,
                     message: "'samples_ms' names an unknown category '\(unknown.prefix(64))'; categories: \(latency.budgets.map(\.category).joined(separator: ", "))"))
             }
-            reply(ServerMessage.reported(id: id, samples: latency.report(samples)))
+            reply(ServerMessage.reported(id: id, samples: latency.report(samples, tenant: access.subscriber.tenant)))
         case .success(.auth(let id, let token)):
             switch await access.refresh(token: token, held: connection.patterns) {
             case .success(let dropped):

@@ -162,6 +162,18 @@ struct LatencyTelemetryTests {
             #expect(try await HTTP.get(port: hub.port, "/v1/slo").status == 401)
             let token = try await TokenIssuer().hs256(patterns: ["line:Line-2:*"])
             #expect(try await HTTP.get(port: hub.port, "/v1/slo?token=\(token)").status == 200)
+
+            // What clients report counts for their own tenant only: another tenant's screens cannot skew it.
+            let acme = try await TokenIssuer().hs256(tenant: "acme", patterns: ["*"])
+            let acmeScreen = try await TestSocket(port: hub.port, path: "/v1/ws?token=\(acme)")
+            acmeScreen.send(#"{"op":"report","id":"r","samples_ms":{"resource-status":[5000,5000,5000]}}"#)
+            #expect(try await acmeScreen.next(op: "reported")["samples"] == .number(3))
+            func clients(_ token: String) async throws -> JSONValue? {
+                let slo = try await HTTP.get(port: hub.port, "/v1/slo?token=\(token)").json
+                return slo["categories"]?.arrayValue?.first { $0["category"] == .string("resource-status") }?["clients"]?["count"]
+            }
+            #expect(try await clients(acme) == .number(3))
+            #expect(try await clients(token) == .number(0))
             // The page itself holds no plant data: it loads without a token and asks for one.
             let page = try await HTTP.get(port: hub.port, "/")
             #expect(page.status == 200)
