@@ -130,6 +130,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("token"), help: "A subscriber token (JWT), repeatable: subscriber i connects with token i modulo their number (?token=).")
     var tokens: [String] = []
 
+    @Option(help: "The publishers' API key (Authorization: Bearer), for a hub with auth.api_keys.")
+    var apiKey: String?
+
     @Option(help: "Size of each event's data object, bytes (padded with data.pad; the minimum is ~130; the whole event is ~200 more).")
     var payloadBytes = 200
 
@@ -212,7 +215,7 @@ struct RunCommand: AsyncParsableCommand {
             hubPIDs: hubPIDs,
             subscribers: subscribers, publishers: publishers, rate: rate, duration: duration, batch: batch,
             mapping: mapping, lineCount: { if case .lines(let k) = mapping { k } else { lines } }(),
-            machines: machines, mix: mix, tokens: tokens, payloadBytes: payloadBytes, drain: drain,
+            machines: machines, mix: mix, tokens: tokens, apiKey: apiKey, payloadBytes: payloadBytes, drain: drain,
             connectConcurrency: connectConcurrency, connectTimeout: connectTimeout, maxInFlight: maxInFlight,
             threads: max(1, threads ?? CPUAffinity.allowedCPUs()), progress: !quiet, filters: max(0, filters),
             sourceAddresses: sourceAddresses, compression: compression, subscribeInURL: subscribeInURL
@@ -264,6 +267,8 @@ struct LoadConfig: Sendable {
     var mix: EventMix
     /// Subscriber tokens, dealt round-robin (none: no token).
     var tokens: [String]
+    /// The publishers' API key; nil: none sent.
+    var apiKey: String?
 
     /// The WebSocket URL of subscriber `index`, with its token.
     func wsURL(forSubscriber index: Int) -> String {

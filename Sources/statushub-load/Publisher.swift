@@ -81,6 +81,7 @@ final class PublisherHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.intervalNanos = Double(config.batch) * 1e9 / perPublisherRate
         self.totalBatches = config.batchesPerPublisher
         self.headers = HTTPHeaders([("Host", "\(config.host):\(config.port)"), ("Content-Type", "application/json")])
+        if let key = config.apiKey { headers.add(name: "Authorization", value: "Bearer \(key)") }
         self.result = PublisherResult(lines: config.lineCount, events: config.eventsPerPublisher)
     }
 
