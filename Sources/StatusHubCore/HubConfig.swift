@@ -21,10 +21,10 @@ public struct HubConfig: Sendable, Equatable {
         /// States are ordered by source time, so one event stamped in the future (a device's clock, a typo in the
         /// year) would outrank every real one of its entity until its state went stale.
         public var maxClockAheadSeconds = 300.0
-        /// A state whose `sequence` is below its entity's cached one but whose `timestamp` is more than this many
-        /// seconds after the cached one's comes from a publisher that restarted its count: it is current, not late.
-        /// Without it a gateway's restart would freeze its entities' states until they went stale (0: a sequence
-        /// always orders, whatever the timestamps).
+        /// A state whose `sequence` is below its entity's cached one, stamped after it, when the hub has held that
+        /// one longer than this many seconds, comes from a publisher that restarted its count: it is current, not
+        /// late. Without it a gateway's reboot froze its entities' states until they went stale (0: a sequence
+        /// always orders).
         public var sequenceResetSeconds = 60
         /// Seconds a user's session (`PUT /v1/session`: the dashboard's line and filters) is kept after it was last
         /// written or read (seed 003 §4.2: 8 hours).

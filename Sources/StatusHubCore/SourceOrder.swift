@@ -27,38 +27,38 @@ public enum SourceOrder {
     /// Whether a state of rank `candidate` is older than the cached one of rank `current`: by sequence when both
     /// carry one and they differ, else by source instant. Equal ranks are not older (the later ingest wins).
     ///
-    /// A lower sequence stamped more than `resetSeconds` after the cached state (`server.sequence_reset_seconds`;
-    /// 0: never) is a publisher that restarted its count — a gateway's reboot — and is ordered by its instant: the
-    /// sequence orders a device's events across clock jumps and back-fill, which stay within that span.
-    public static func isOlder(_ candidate: String, than current: String, resetSeconds: Int = 0) -> Bool {
+    /// A lower sequence stamped after a state the hub has held longer than `resetSeconds` (`heldSeconds`, by the
+    /// hub's clock; `server.sequence_reset_seconds`, 0: never) is a publisher that restarted its count — a gateway's
+    /// reboot — and is not older. The hub's clock, not the stamps, tells the two apart from a device whose clock
+    /// jumped back: there the older-sequence event arrives right behind the newer one it was overtaken by.
+    public static func isOlder(_ candidate: String, than current: String, heldSeconds: Double = 0, resetSeconds: Int = 0) -> Bool {
         let new = split(candidate)
         let old = split(current)
         if !new.sequence.isEmpty, !old.sequence.isEmpty, new.sequence != old.sequence {
             let lower = new.sequence.lexicographicallyPrecedes(old.sequence)
-            guard lower, resetSeconds > 0, let newSeconds = wholeSeconds(new.instant), let oldSeconds = wholeSeconds(old.instant),
-                newSeconds - oldSeconds > resetSeconds
-            else { return lower }
+            let restarted = lower && resetSeconds > 0 && heldSeconds > Double(resetSeconds)
+                && old.instant.lexicographicallyPrecedes(new.instant)
+            return lower && !restarted
         }
         return new.instant.lexicographicallyPrecedes(old.instant)
     }
 
-    /// The same comparison in Lua, for the append script (`older(candidate, current, resetSeconds)`).
+    /// The same comparison in Lua, for the append script (`older(candidate, current, now, resetSeconds)`): `current`
+    /// is the held rank, which carries when it was stored (`|<ms>`, Redis's clock, `now` the same) when it has a
+    /// sequence.
     public static let luaFunction = """
-        local function older(candidate, current, resetSeconds)
-          local ns, ni = string.match(candidate, '^(%d*)|(.*)$')
-          local cs, ci = string.match(current, '^(%d*)|(.*)$')
+        local function older(candidate, current, now, resetSeconds)
+          local ns, ni = string.match(candidate, '^(%d*)|([^|]*)$')
+          local cs, ci, stored = string.match(current, '^(%d*)|([^|]*)|?(%d*)$')
           if not ci then return false end
           if ns ~= '' and cs ~= '' and ns ~= cs then
-            if ns > cs or resetSeconds <= 0 then return ns < cs end
-            -- 13 digits of seconds: exact in a Lua number.
-            if tonumber(string.sub(ni, 1, 13)) - tonumber(string.sub(ci, 1, 13)) <= resetSeconds then return true end
+            if ns > cs then return false end
+            local restarted = resetSeconds > 0 and stored ~= '' and now - tonumber(stored) > resetSeconds * 1000 and ci < ni
+            return not restarted
           end
           return ni < ci
         end
         """
-
-    /// The whole seconds of a rank's instant (its first 13 digits).
-    private static func wholeSeconds(_ instant: Substring) -> Int? { Int(instant.prefix(13)) }
 
     private static func split(_ rank: String) -> (sequence: Substring, instant: Substring) {
         guard let bar = rank.firstIndex(of: "|") else { return ("", rank[...]) }

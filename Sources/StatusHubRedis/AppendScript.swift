@@ -233,7 +233,7 @@ enum AppendScript {
               redis.call('ZREM', deadlines, key)
               heldRank, statusPart = '', ''
             end
-            local late = rank ~= '' and heldRank ~= '' and older(rank, heldRank, sequenceReset)
+            local late = rank ~= '' and heldRank ~= '' and older(rank, heldRank, now, sequenceReset)
             if late then
               if value ~= '' then body = body .. tail end
               header = '~' .. header
@@ -272,7 +272,8 @@ enum AppendScript {
               elseif tally ~= '' then
                 entries = retally(heldEntries, tally, id)
               end
-              if rank ~= '' then heldRank = rank end
+              -- A sequenced rank keeps when it was stored, for telling a restarted count (`SourceOrder.isOlder`).
+              if rank ~= '' then heldRank = string.byte(rank) == 124 and rank or (rank .. '|' .. string.format('%.0f', now)) end
               if heldRank ~= '' then heldRank = heldRank .. statusPart end
               local value = entries ~= '' and (heldRank .. '\n' .. entries) or heldRank
               if value == '' then

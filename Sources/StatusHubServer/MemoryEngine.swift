@@ -22,6 +22,8 @@ public final class MemoryEngine: Engine {
         var status: (value: String, since: String?)?
         /// Its event's line, for publishers scoped to lines (`ValidatedEvent.writableLines`).
         var line: String?
+        /// When it was stored, for telling a publisher's restarted `sequence` (`SourceOrder.isOlder`).
+        var storedAt: ContinuousClock.Instant
     }
 
     /// When a cached state expires. Superseded entries stay in the heap and are skipped when they come due (the
@@ -114,8 +116,11 @@ public final class MemoryEngine: Engine {
         let id = EventID.next(after: state.lastID, nowMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000))
         state.lastID = id
         let late = event.carriesState && event.sourceRank.map { rank in
-            state.latest[event.entityKey]?.rank.map {
-                SourceOrder.isOlder(rank, than: $0, resetSeconds: config.server.sequenceResetSeconds)
+            state.latest[event.entityKey].flatMap { held in
+                held.rank.map {
+                    SourceOrder.isOlder(
+                        rank, than: $0, heldSeconds: (now - held.storedAt).seconds, resetSeconds: config.server.sequenceResetSeconds)
+                }
             } ?? false
         } ?? false
         let held = late ? nil : state.latest[event.entityKey]?.status
@@ -127,7 +132,7 @@ public final class MemoryEngine: Engine {
             let expiresAt = ttl > 0 ? now.advanced(by: .seconds(ttl)) : now.advanced(by: .seconds(Int64.max / 4))
             let indexes = event.snapshotIndexes
             let previous = state.latest.updateValue(
-                CachedState(event: stored, expiresAt: expiresAt, indexes: indexes, rank: event.sourceRank, status: status, line: event.line),
+                CachedState(event: stored, expiresAt: expiresAt, indexes: indexes, rank: event.sourceRank, status: status, line: event.line, storedAt: now),
                 forKey: event.entityKey)
             if previous?.indexes != indexes {
                 for name in previous?.indexes ?? [] where !indexes.contains(name) {

@@ -24,20 +24,20 @@ struct SourceOrderTests {
         #expect(SourceOrder.isOlder(try rank("2025-11-18T14:00:00Z", 1), than: try rank("2025-11-18T14:00:00Z", 10)))
     }
 
-    /// A lower sequence stamped more than `server.sequence_reset_seconds` after the cached state is a publisher that
-    /// restarted its count; within the span, or with the rule off, the sequence still decides.
-    @Test func aRestartedSequenceIsOrderedByItsInstant() throws {
+    /// A lower sequence stamped after a state the hub has held longer than `server.sequence_reset_seconds` is a
+    /// publisher that restarted its count; held briefly, stamped before it, or with the rule off, the sequence decides.
+    @Test func aRestartedSequenceReplacesAStateHeldLongEnough() throws {
         func rank(_ timestamp: String, _ sequence: Int) throws -> String {
             try #require(SourceOrder.rank(timestamp: timestamp, sequence: sequence))
         }
         let cached = try rank("2025-11-18T14:00:00.5Z", 48_213)
-        #expect(!SourceOrder.isOlder(try rank("2025-11-18T14:01:01Z", 1), than: cached, resetSeconds: 60))
-        #expect(SourceOrder.isOlder(try rank("2025-11-18T14:01:00Z", 1), than: cached, resetSeconds: 60), "60 s after: within the span")
-        #expect(SourceOrder.isOlder(try rank("2025-11-18T14:01:01Z", 1), than: cached, resetSeconds: 0), "the rule off")
-        #expect(SourceOrder.isOlder(try rank("2025-11-18T13:00:00Z", 1), than: cached, resetSeconds: 60), "earlier stays older")
-        #expect(!SourceOrder.isOlder(try rank("2025-11-18T13:00:00Z", 48_214), than: cached, resetSeconds: 60), "a higher sequence wins")
-        // Across a day boundary and zones, counted in seconds of the instant.
-        #expect(!SourceOrder.isOlder(try rank("2025-11-19T00:00:30+01:00", 2), than: try rank("2025-11-18T22:59:00Z", 9), resetSeconds: 60))
+        let restart = try rank("2025-11-18T14:00:01Z", 1)
+        #expect(!SourceOrder.isOlder(restart, than: cached, heldSeconds: 61, resetSeconds: 60))
+        #expect(SourceOrder.isOlder(restart, than: cached, heldSeconds: 59, resetSeconds: 60), "held too briefly: overtaken, not restarted")
+        #expect(SourceOrder.isOlder(restart, than: cached, heldSeconds: 3600, resetSeconds: 0), "the rule off")
+        #expect(SourceOrder.isOlder(try rank("2025-11-18T14:00:00.4Z", 1), than: cached, heldSeconds: 3600, resetSeconds: 60),
+            "stamped before the held state: back-fill")
+        #expect(!SourceOrder.isOlder(try rank("2025-11-18T13:00:00Z", 48_214), than: cached), "a higher sequence wins")
     }
 
     @Test func sequenceMustBeAWholeNumber() async throws {
@@ -131,28 +131,33 @@ struct SourceOrderTests {
         }
     }
 
-    /// A gateway that reboots counts its `sequence` from 1 again: its entities' states move on once its events are
-    /// stamped more than `server.sequence_reset_seconds` after the state they would replace; before that they are
-    /// late (a clock that jumped, or back-fill), as the sequence says.
+    /// A gateway that reboots counts its `sequence` from 1 again: once the hub has held its entity's state longer
+    /// than `server.sequence_reset_seconds`, a lower sequence stamped after it is current; held briefly it is late
+    /// (overtaken in transit, as when a device's clock jumped back), and stamped before it, back-fill.
     @Test(arguments: EngineKind.allCases)
     func aRestartedPublishersStatesMoveOn(engine: EngineKind) async throws {
-        try await withHub(engine: engine) { hub in
-            let reply = try await HTTP.post(port: hub.port, events: [
+        try await withHub(engine: engine, configure: { $0.server.sequenceResetSeconds = 1 }) { hub in
+            func lateness(_ events: [String]) async throws -> [Bool]? {
+                let reply = try await HTTP.post(port: hub.port, events: events)
+                return reply.json["accepted"]?.arrayValue?.map { $0["late"] == .bool(true) }
+            }
+            #expect(try await lateness([
                 Self.machine("M-6", "running", at: "2025-01-01T00:00:00Z", extra: #","sequence":9041"#),
                 Self.machine("M-6", "idle", at: "2025-01-01T00:00:40Z", extra: #","sequence":1"#),
+            ]) == [false, true])
+            try await Task.sleep(for: .milliseconds(1300))
+            #expect(try await lateness([
+                Self.machine("M-6", "idle", at: "2024-12-31T23:59:00Z", extra: #","sequence":3"#),
                 Self.machine("M-6", "breakdown", at: "2025-01-01T00:01:10Z", extra: #","sequence":2"#),
                 Self.machine("M-6", "idle", at: "2025-01-01T00:01:05Z", extra: #","sequence":1"#),
-            ])
-            let lateness = reply.json["accepted"]?.arrayValue?.map { $0["late"] == .bool(true) }
-            #expect(lateness == [false, true, false, true], "\(reply.text)")
+            ]) == [true, false, true])
             let state = try await HTTP.get(port: hub.port, "/v1/state/machine/M-6")
             #expect(state.json["data"]?["current_status"] == .string("breakdown") && state.json["sequence"] == .number(2))
         }
         try await withHub(engine: engine, configure: { $0.server.sequenceResetSeconds = 0 }) { hub in
-            let reply = try await HTTP.post(port: hub.port, events: [
-                Self.machine("M-6", "running", at: "2025-01-01T00:00:00Z", extra: #","sequence":9041"#),
-                Self.machine("M-6", "breakdown", at: "2025-01-01T09:00:00Z", extra: #","sequence":2"#),
-            ])
+            _ = try await HTTP.post(port: hub.port, event: Self.machine("M-6", "running", at: "2025-01-01T00:00:00Z", extra: #","sequence":9041"#))
+            try await Task.sleep(for: .milliseconds(1300))
+            let reply = try await HTTP.post(port: hub.port, event: Self.machine("M-6", "breakdown", at: "2025-01-01T09:00:00Z", extra: #","sequence":2"#))
             #expect(reply.json["accepted"]?.arrayValue?.last?["late"] == .bool(true), "\(reply.text)")
         }
     }
