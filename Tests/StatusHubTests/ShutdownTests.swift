@@ -63,26 +63,31 @@ struct ShutdownTests {
             config.server.shutdownGraceSeconds = 10
             config.redis.url = redis.url
             config.redis.commandTimeoutSeconds = 10
-            let (port, group, running) = try await Self.start(config: config) { logger in
-                try RedisEngine(config: config, logger: logger, healthCheckInterval: .seconds(120))
-            }
+            var logger = Logger(label: "test-hub")
+            logger.logLevel = .warning
+            let engine = try RedisEngine(config: config, logger: logger, healthCheckInterval: .seconds(120))
+            let (port, group, running) = try await Self.start(config: config) { _ in engine }
 
             let socket = try await TestSocket(port: port)
             try await socket.subscribe(["resource-status"])
             #expect(try await HTTP.post(port: port, event: SampleEvents.machineStatus("M-before")).status == 202)
             _ = try await socket.nextEvent()
 
-            // Redis hangs with the append in flight; the shutdown begins; Redis comes back.
+            // Redis hangs with appends in flight; the shutdown begins; Redis comes back. Two requests, so that one
+            // waiting behind the other's script call shows both are appending (a fixed 300 ms was too short for a
+            // loaded machine to get the request that far, and it was rightly refused as the node shut down).
             redis.pause()
-            let inFlight = Task { try await HTTP.post(port: port, event: SampleEvents.machineStatus("M-in-flight")) }
-            try await Task.sleep(for: .milliseconds(300))
+            let inFlight = ["M-in-flight-1", "M-in-flight-2"].map { machine in
+                Task { try await HTTP.post(port: port, event: SampleEvents.machineStatus(machine)) }
+            }
+            try await eventually("both requests appending", timeout: .seconds(30)) { engine.waitingAppendRequests == 1 }
             await group.triggerGracefulShutdown()
             try await Task.sleep(for: .milliseconds(300))
             redis.resume()
 
-            #expect(try await inFlight.value.status == 202)
-            let event = try await socket.nextEvent()
-            #expect(event["entity_id"] == .string("M-in-flight"))
+            for request in inFlight { #expect(try await request.value.status == 202) }
+            let events = [try await socket.nextEvent(), try await socket.nextEvent()]
+            #expect(Set(events.compactMap { $0["entity_id"]?.stringValue }) == ["M-in-flight-1", "M-in-flight-2"])
             let close = try await socket.closedByHub()
             #expect(close?.closeCode == .goingAway)
             try await running.value
