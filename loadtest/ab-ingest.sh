@@ -8,7 +8,14 @@
 #   BIN_A=/tmp/before BIN_B=/tmp/after loadtest/ab-ingest.sh
 #
 # BIN_A/BIN_B hold a release `statushub` each; `statushub-load` comes from $LOAD_BIN (default: BIN_B).
-# Knobs: ROUNDS (3), RATE (20000), DURATION (10), PUBLISHERS (32), BATCH (1).
+# Knobs: ROUNDS (3), RATE (20000), DURATION (10), PUBLISHERS (32), BATCH (1); ENV_A / ENV_B: settings for each hub
+# (as HUB_ENV, `loadtest/lib.sh`), so one build can be compared with itself under two configurations; LOAD_ARGS: more
+# `statushub-load run` options for both (e.g. `--api-key KEY`).
+#
+#   # a line-scoped publisher key against an unscoped one (the append script's line check):
+#   KEYS='[{"name":"mes","hash":"'$(printf %s k | statushub hash-key)'"'; LINES='"lines":["Line-0",…]'
+#   BIN_A=b BIN_B=b ENV_A="STATUSHUB_AUTH_API_KEYS=$KEYS}]" ENV_B="STATUSHUB_AUTH_API_KEYS=$KEYS,$LINES}]" \
+#       LOAD_ARGS="--api-key k" loadtest/ab-ingest.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,12 +43,13 @@ for round in $(seq "$ROUNDS"); do
     for build in A B; do
         bin=$BIN_A; [ "$build" = B ] && bin=$BIN_B
         rm -rf "${WORK:?}"/*
-        start_redis "$WORK"; start_hub "$WORK" "$bin" redis
+        hub_env=${ENV_A:-}; [ "$build" = B ] && hub_env=${ENV_B:-}
+        start_redis "$WORK"; HUB_ENV=$hub_env start_hub "$WORK" "$bin" redis
         before=$(cpu_ticks "$REDIS_PID"); read -r calls_before usec_before <<<"$(evalsha_stats)"
         "${CLIENT_PIN[@]}" timeout --signal=INT --kill-after=10 $((DURATION + 60)) "$LOAD_BIN/statushub-load" run \
             --url "http://127.0.0.1:$HUB_PORT" --hub-pid "$HUB_PID" --hub-pid "$REDIS_PID" \
             --subscribers 0 --publishers "$PUBLISHERS" --rate "$RATE" --duration "$DURATION" --batch "$BATCH" \
-            --mapping one-channel --payload-bytes 200 --max-in-flight 64 --quiet --json "$WORK/run.json" \
+            --mapping one-channel --payload-bytes 200 --max-in-flight 64 --quiet --json "$WORK/run.json" ${LOAD_ARGS:-} \
             >"$WORK/run.txt" 2>&1 || true
         after=$(cpu_ticks "$REDIS_PID"); read -r calls_after usec_after <<<"$(evalsha_stats)"
         stop_servers

@@ -205,8 +205,11 @@ enum AppendScript {
           local foreign = nil
           if not seen and writable ~= '' and ttl ~= '' then
             local current = redis.call('GET', key)
-            if current then
-              local state = cjson.decode(current)
+            -- pcall: what the hub stores always decodes (nested at most 512 deep, `JSONValue.maxDepth`, against
+            -- cjson's 1000), but a state written by other hands must not fail the whole call.
+            local readable, state = false, nil
+            if current then readable, state = pcall(cjson.decode, current) end
+            if readable and type(state) == 'table' then
               local heldLine = type(state.line) == 'string' and state.line or ''
               if heldLine == '' or not string.find(writable, '\n' .. heldLine .. '\n', 1, true) then
                 foreign = state.event_id .. ' ' .. heldLine
