@@ -505,7 +505,7 @@ extension HubConfig.Auth {
                 throw ConfigError(description: "config: auth.metrics_key_hash must be the 64 hex digits of the key's SHA-256 (statushub hash-key)")
             }
             // A publisher's key would also open the node's figures; a scraper's would also publish.
-            if let position = apiKeys.firstIndex(where: { Self.digest(fromHex: $0.hash) == digest }) {
+            if let position = positions[digest] {
                 throw ConfigError(description: "config: auth.metrics_key_hash is auth.api_keys[\(position)]'s too; give the scraper a key of its own")
             }
         }

@@ -240,7 +240,7 @@ public final class MQTTBridge: IngestBridge {
         while !Task.isCancelled {
             do {
                 let appended = try await engine.append(events)
-                metrics.eventsMapped.increment(by: Int64(appended.count(where: { !$0.duplicate })))
+                metrics.eventsMapped.increment(by: Int64(appended.count(where: \.stored)))
                 metrics.duplicates.increment(by: Int64(appended.count(where: { $0.duplicate })))
                 return
             } catch {

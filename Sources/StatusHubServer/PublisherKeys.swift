@@ -8,7 +8,18 @@ struct Publisher: Sendable, Equatable {
     var tenant: String
     /// Entity type names the key may publish; nil: all.
     var entityTypes: Set<String>?
-    var lines: Set<String>?
+    /// Lines the key may publish on; nil: any.
+    let lines: Set<String>?
+    /// The same, sorted once for the key rather than for each event it scopes (`scoping`).
+    private let sortedLines: [String]?
+
+    init(name: String?, tenant: String, entityTypes: Set<String>? = nil, lines: Set<String>? = nil) {
+        self.name = name
+        self.tenant = tenant
+        self.entityTypes = entityTypes
+        self.lines = lines
+        self.sortedLines = lines?.sorted()
+    }
 
     static let anonymous = Publisher(name: nil, tenant: Tenant.defaultName)
 
@@ -22,16 +33,16 @@ struct Publisher: Sendable, Equatable {
         if let lines, !(event.line.map(lines.contains) ?? false) {
             return FieldError(
                 field: "line",
-                reason: "forbidden for this key: \(event.line.map { "'\($0)'" } ?? "an event without a line"); allowed: \(lines.sorted().joined(separator: ", "))")
+                reason: "forbidden for this key: \(event.line.map { "'\($0)'" } ?? "an event without a line"); allowed: \((sortedLines ?? []).joined(separator: ", "))")
         }
         return nil
     }
 
     /// `event` carrying this key's line scope, which the engine checks against its entity's cached state.
     func scoping(_ event: ValidatedEvent) -> ValidatedEvent {
-        guard let lines, event.carriesState else { return event }
+        guard let sortedLines, event.carriesState else { return event }
         var scoped = event
-        scoped.writableLines = lines.sorted()
+        scoped.writableLines = sortedLines
         return scoped
     }
 
