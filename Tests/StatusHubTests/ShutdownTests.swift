@@ -55,42 +55,50 @@ struct ShutdownTests {
     /// A request being appended when the shutdown begins (admitted just before it) is answered, and its event reaches
     /// the node's subscribers before their 1001: the drain used to close the sockets at once, as nothing acknowledged
     /// was left undelivered, and the event acknowledged a moment later never reached them.
+    ///
+    /// The premise is the machine's timing: a loaded run can take longer than the 300 ms given to get the request to
+    /// its append, and the shutdown then rightly refuses it (503, nothing acknowledged). Such a run proves nothing
+    /// either way, so the scenario runs again on fresh servers, up to three times; an acknowledged event that never
+    /// arrived fails at once.
     @Test func anAppendInFlightAtTheShutdownReachesSubscribersBeforeThe1001() async throws {
-        try await withRedisServer { redis in
-            var config = HubConfig()
-            config.server.host = "127.0.0.1"
-            config.server.port = 0
-            config.server.shutdownGraceSeconds = 10
-            config.redis.url = redis.url
-            config.redis.commandTimeoutSeconds = 10
-            var logger = Logger(label: "test-hub")
-            logger.logLevel = .warning
-            let engine = try RedisEngine(config: config, logger: logger, healthCheckInterval: .seconds(120))
-            let (port, group, running) = try await Self.start(config: config) { _ in engine }
+        for attempt in 1...3 {
+            let appending = try await withRedisServer { redis in
+                var config = HubConfig()
+                config.server.host = "127.0.0.1"
+                config.server.port = 0
+                config.server.shutdownGraceSeconds = 10
+                config.redis.url = redis.url
+                config.redis.commandTimeoutSeconds = 10
+                let (port, group, running) = try await Self.start(config: config) { logger in
+                    try RedisEngine(config: config, logger: logger, healthCheckInterval: .seconds(120))
+                }
 
-            let socket = try await TestSocket(port: port)
-            try await socket.subscribe(["resource-status"])
-            #expect(try await HTTP.post(port: port, event: SampleEvents.machineStatus("M-before")).status == 202)
-            _ = try await socket.nextEvent()
+                let socket = try await TestSocket(port: port)
+                try await socket.subscribe(["resource-status"])
+                #expect(try await HTTP.post(port: port, event: SampleEvents.machineStatus("M-before")).status == 202)
+                _ = try await socket.nextEvent()
 
-            // Redis hangs with appends in flight; the shutdown begins; Redis comes back. Two requests, so that one
-            // waiting behind the other's script call shows both are appending (a fixed 300 ms was too short for a
-            // loaded machine to get the request that far, and it was rightly refused as the node shut down).
-            redis.pause()
-            let inFlight = ["M-in-flight-1", "M-in-flight-2"].map { machine in
-                Task { try await HTTP.post(port: port, event: SampleEvents.machineStatus(machine)) }
+                // Redis hangs with the append in flight; the shutdown begins; Redis comes back.
+                redis.pause()
+                let inFlight = Task { try await HTTP.post(port: port, event: SampleEvents.machineStatus("M-in-flight")) }
+                try await Task.sleep(for: .milliseconds(300))
+                await group.triggerGracefulShutdown()
+                try await Task.sleep(for: .milliseconds(300))
+                redis.resume()
+
+                let answer = try await inFlight.value
+                let appending = answer.status != 503 || attempt == 3
+                if appending {
+                    #expect(answer.status == 202, "\(answer.text)")
+                    let event = try await socket.nextEvent()
+                    #expect(event["entity_id"] == .string("M-in-flight"))
+                }
+                let close = try await socket.closedByHub()
+                #expect(close?.closeCode == .goingAway)
+                try await running.value
+                return appending
             }
-            try await eventually("both requests appending", timeout: .seconds(30)) { engine.waitingAppendRequests == 1 }
-            await group.triggerGracefulShutdown()
-            try await Task.sleep(for: .milliseconds(300))
-            redis.resume()
-
-            for request in inFlight { #expect(try await request.value.status == 202) }
-            let events = [try await socket.nextEvent(), try await socket.nextEvent()]
-            #expect(Set(events.compactMap { $0["entity_id"]?.stringValue }) == ["M-in-flight-1", "M-in-flight-2"])
-            let close = try await socket.closedByHub()
-            #expect(close?.closeCode == .goingAway)
-            try await running.value
+            if appending { return }
         }
     }
 }
