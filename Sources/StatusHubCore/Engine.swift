@@ -20,7 +20,7 @@
 /// - A state event older by source time than the cached one (`SourceOrder`) is stored and published marked late,
 ///   and changes neither the cache nor the tallies; every other state event moves its entity's counters and active
 ///   sets (`Tally`) in the same atomic step, each changed counter announced by a `counter_changed` right after it.
-/// - A state event with `writableLines` whose entity's cached state is on a line outside them (or on none) is
+/// - An event with `writableLines` whose entity's cached state is on a line outside them (or on none) is
 ///   neither stored nor published: its `Appended` names that state's id and line (`foreignLine`). The check and the
 ///   write are one atomic step, so no other publisher's event can land between them.
 public protocol Engine: Sendable {

@@ -25,9 +25,10 @@ public struct ValidatedEvent: Sendable {
     public let tallies: TallyUpdate?
     /// How the engine stamps its `status_since` (`StatusSince`); nil when its type declares none.
     public let statusSince: StatusSince?
-    /// The lines its publisher may write (`auth.api_keys[].lines`), sorted; nil: any. A state event whose entity's
-    /// cached state is on another line, or on none, is then refused by the engine in the same atomic step that would
-    /// store it (`Appended.foreignLine`): a key scoped to its own line cannot move another line's entity onto it.
+    /// The lines its publisher may write (`auth.api_keys[].lines`), sorted; nil: any. An event whose entity's cached
+    /// state is on another line, or on none, is then refused by the engine in the same atomic step that would store
+    /// it (`Appended.foreignLine`): a key scoped to its own line can neither move another line's entity onto it nor
+    /// speak (alerts, predictions) to that entity's subscribers.
     public var writableLines: [String]?
 
     public var category: EventCategory { eventType.category }

@@ -60,7 +60,7 @@ import Synchronization
 /// "<index of a call record in KEYS> <1-based position>" for a hub key; indexes, claim and recall are "" when
 /// absent.
 /// Returns per event, in order: the new stream id, `l:<id>` for one stored late, `d:<id>` for a duplicate, `s`
-/// for a claim lost, or `f:<id> <line>` for a state event refused because its entity's cached state (`<id>`) is on a
+/// for a claim lost, or `f:<id> <line>` for an event refused because its entity's cached state (`<id>`) is on a
 /// line outside its publisher's (`ValidatedEvent.writableLines`; `<line>` empty for a state without one).
 enum AppendScript {
     static let source = SourceOrder.luaFunction + "\n" + #"""
@@ -75,6 +75,9 @@ enum AppendScript {
         local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
         local results, added = {}, false
         local entries, recalled = {}, {}
+        -- The cached states a line-scoped publisher's events were checked against in this call, by entity key:
+        -- `{id, line}`, false for none; a gateway's batch names the same few machines again and again.
+        local heldStates = {}
 
         -- Counters: descriptor lines (key, shift copy, ttl, entity key, indexes, routing header, body template)
         -- arrive with the calls that count toward them and are kept in the counters hash for later decrements.
@@ -200,20 +203,26 @@ enum AppendScript {
             local last = redis.call('HGET', shadows, key)
             claimed = redis.call('EXISTS', key) == 0 and last and string.sub(last, 1, #claim + 1) == claim .. ' '
           end
-          -- A line-scoped publisher may replace only a state on one of its lines (or none cached): the state's
-          -- id and line answer a refusal. Decoded only on this path, which a scoped key's state events alone take.
+          -- A line-scoped publisher may write only about an entity whose state is on one of its lines (or none
+          -- cached): the state's id and line answer a refusal. Decoded only on this path, which a scoped key's
+          -- events alone take, and once a call for each entity until the call writes its state.
           local foreign = nil
-          if not seen and writable ~= '' and ttl ~= '' then
-            local current = redis.call('GET', key)
-            -- pcall: what the hub stores always decodes (nested at most 512 deep, `JSONValue.maxDepth`, against
-            -- cjson's 1000), but a state written by other hands must not fail the whole call.
-            local readable, state = false, nil
-            if current then readable, state = pcall(cjson.decode, current) end
-            if readable and type(state) == 'table' then
-              local heldLine = type(state.line) == 'string' and state.line or ''
-              if heldLine == '' or not string.find(writable, '\n' .. heldLine .. '\n', 1, true) then
-                foreign = state.event_id .. ' ' .. heldLine
+          if not seen and writable ~= '' then
+            local heldState = heldStates[key]
+            if heldState == nil then
+              heldState = false
+              local current = redis.call('GET', key)
+              -- pcall: what the hub stores always decodes (nested at most 512 deep, `JSONValue.maxDepth`, against
+              -- cjson's 1000), but a state written by other hands must not fail the whole call.
+              local readable, state = false, nil
+              if current then readable, state = pcall(cjson.decode, current) end
+              if readable and type(state) == 'table' then
+                heldState = {state.event_id, type(state.line) == 'string' and state.line or ''}
               end
+              heldStates[key] = heldState
+            end
+            if heldState and (heldState[2] == '' or not string.find(writable, '\n' .. heldState[2] .. '\n', 1, true)) then
+              foreign = heldState[1] .. ' ' .. heldState[2]
             end
           end
           if seen then
@@ -258,10 +267,12 @@ enum AppendScript {
             if late then
               -- news about the entity, not its state: the cache, its deadline and its rank stay
             elseif ttl == '0' then
+              heldStates[key] = nil
               redis.call('SET', key, json)
               redis.call('HDEL', shadows, key)
               redis.call('ZREM', deadlines, key)
             elseif ttl ~= '' then
+              heldStates[key] = nil
               redis.call('SET', key, json, 'EX', ttl)
               redis.call('HSET', shadows, key, message)
               redis.call('ZADD', deadlines, string.format('%.0f', now + tonumber(ttl) * 1000), key)

@@ -93,7 +93,7 @@ public final class MemoryEngine: Engine {
                     return Appended(id: seen.id, duplicate: true)
                 }
                 // A state past its deadline still holds its entity until the sweep turns it stale, as for its rank.
-                if event.carriesState, let held = state.latest[event.entityKey], !event.mayReplace(stateOnLine: held.line) {
+                if let held = state.latest[event.entityKey], !event.mayReplace(stateOnLine: held.line) {
                     return Appended(id: held.event.id, foreignLine: held.line ?? "")
                 }
                 let (id, late) = store(event, now: now, in: &state)

@@ -38,21 +38,23 @@ struct Publisher: Sendable, Equatable {
         return nil
     }
 
-    /// `event` carrying this key's line scope, which the engine checks against its entity's cached state.
+    /// `event` carrying this key's line scope, which the engine checks against its entity's cached state: a state
+    /// event would move the entity, and news (an alert, a prediction) would reach its `machine:<id>` subscribers as
+    /// though its own line had spoken.
     func scoping(_ event: ValidatedEvent) -> ValidatedEvent {
-        guard let sortedLines, event.carriesState else { return event }
+        guard let sortedLines else { return event }
         var scoped = event
         scoped.writableLines = sortedLines
         return scoped
     }
 
-    /// The refusal of a state event whose entity's cached state (`state`) is on `heldLine` ("" for none), outside
-    /// the key's lines.
+    /// The refusal of an event whose entity's cached state (`state`) is on `heldLine` ("" for none), outside the
+    /// key's lines.
     static func foreignEntity(_ event: ValidatedEvent, heldLine: String, state: EventID) -> FieldError {
         let held = heldLine.isEmpty ? "on no line" : "on line '\(heldLine)'"
         return FieldError(
             field: "entity_id",
-            reason: "forbidden for this key: \(event.entityType.rawValue) '\(event.entityID)' is \(held) (its state is event \(state)); this key may move only entities on its lines (\((event.writableLines ?? []).joined(separator: ", "))) or without a cached state")
+            reason: "forbidden for this key: \(event.entityType.rawValue) '\(event.entityID)' is \(held) (its state is event \(state)); this key may publish only about entities on its lines (\((event.writableLines ?? []).joined(separator: ", "))) or without a cached state")
     }
 }
 

@@ -52,7 +52,8 @@ import Testing
     }
 
     /// A key scoped to Line-2 names its events' line, so without a check at the engine it could publish another
-    /// line's machine "on Line-2" and move it, state, counters and all, onto its own line.
+    /// line's machine "on Line-2" and move it, state, counters and all, onto its own line, or raise alerts to its
+    /// subscribers.
     @Test(arguments: EngineKind.allCases)
     func aLineKeyCannotTakeAnotherLinesMachine(engine: EngineKind) async throws {
         let plantKey = "plant-key-5d21"
@@ -69,6 +70,12 @@ import Testing
             let rejected = try #require(taken.json["rejected"]?.arrayValue?.first?.objectValue?["errors"]?.arrayValue?.first?.objectValue)
             #expect(rejected["field"] == .string("entity_id"))
             #expect(rejected["reason"]?.stringValue?.contains("machine 'M-7' is on line 'Line-3'") == true)
+
+            // Nor speak for it: an alert "on Line-2" would still reach M-7's own subscribers.
+            let spoken = try await Self.post(hub.port, key: Self.lineKey, [SampleEvents.alert("M-7"), SampleEvents.alert("M-8")])
+            #expect(spoken.status == 207)
+            #expect(spoken.json["rejected"]?.arrayValue?.first?.objectValue?["index"] == .number(0))
+            #expect(spoken.text.contains("may publish only about entities on its lines (Line-2)"), "\(spoken.text)")
 
             let batch = try await Self.post(
                 hub.port, key: Self.lineKey,

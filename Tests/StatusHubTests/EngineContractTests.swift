@@ -279,6 +279,38 @@ struct EngineContractTests {
         }
     }
 
+    /// News (an alert) reaches its entity's `machine:<id>` subscribers whichever line it names, so a line's key may
+    /// send it only about an entity on its lines, or one with no cached state, as for a state event.
+    @Test(arguments: ContractEngine.allCases)
+    func aLineScopedAlertCannotSpeakForAnotherLinesEntity(_ kind: ContractEngine) async throws {
+        try await withEngine(kind) { engine, sink in
+            func scoped(_ json: String) -> ValidatedEvent {
+                var event = contractEvent(json)
+                event.writableLines = ["Line-1"]
+                return event
+            }
+            let held = try await engine.append([
+                contractEvent(SampleEvents.machineStatus("M-2", "idle", line: "Line-2")),
+                contractEvent(SampleEvents.machineStatus("M-3", "idle", line: "Line-1")),
+            ]).map(\.id)
+            // One call: the check of M-5 (no state yet) must not outlive the plant's state written after it.
+            let results = try await engine.append([
+                scoped(SampleEvents.alert("M-2", line: "Line-1")),
+                scoped(SampleEvents.alert("M-3", line: "Line-1")),
+                scoped(SampleEvents.alert("M-5", line: "Line-1")),
+                contractEvent(SampleEvents.machineStatus("M-5", "idle", line: "Line-3")),
+                scoped(SampleEvents.alert("M-5", line: "Line-1")),
+            ])
+            #expect(results[0] == Appended(id: held[0], foreignLine: "Line-2"))
+            #expect(results[1].stored && results[2].stored && results[3].stored, "its own line's machine, one with no state, the plant's state")
+            #expect(results[4] == Appended(id: results[3].id, foreignLine: "Line-3"))
+            let published = try await sink.waitFor(count: 5)
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(sink.received.count == 5, "a refused alert is not published")
+            #expect(published.map(\.id) == held + [results[1].id, results[2].id, results[3].id])
+        }
+    }
+
     @Test(arguments: ContractEngine.allCases)
     func expiredStateIsAnnouncedOnceAsStale(_ kind: ContractEngine) async throws {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, sink in
