@@ -93,6 +93,38 @@ import Testing
         }
     }
 
+    /// A refused event was never stored, so its idempotency key is not spent: once the plant has moved the machine
+    /// onto the key's line, the gateway's resend of the same event is judged again and stored, not called a duplicate.
+    @Test(arguments: EngineKind.allCases)
+    func aRefusedEventsResendIsJudgedAgain(engine: EngineKind) async throws {
+        let plantKey = "plant-key-5d21"
+        let issuer = TokenIssuer()
+        let secured = try Self.secured(issuer)
+        try await withHub(engine: engine, configure: { config in
+            secured(&config)
+            config.auth.apiKeys.append(.init(name: "plant-mes", hash: PublisherKeys.hash(key: plantKey)))
+        }) { hub in
+            var breakdown = SampleEvents.machineStatus("M-7", "breakdown")
+            breakdown.insert(contentsOf: #","idempotency_key":"line2-gw-42""#, at: breakdown.index(before: breakdown.endIndex))
+            #expect(try await Self.post(hub.port, key: plantKey, [SampleEvents.machineStatus("M-7", "running", line: "Line-3")]).status == 202)
+            #expect(try await Self.post(hub.port, key: Self.lineKey, [breakdown]).status == 403)
+
+            #expect(try await Self.post(hub.port, key: plantKey, [SampleEvents.machineStatus("M-7", "idle", line: "Line-2")]).status == 202)
+            let resent = try await Self.post(hub.port, key: Self.lineKey, [breakdown])
+            #expect(resent.status == 202, "\(resent.text)")
+            #expect(resent.json["accepted"]?.arrayValue?.first?.objectValue?["duplicate"] != .bool(true), "\(resent.text)")
+            let token = try await issuer.hs256(patterns: ["*"])
+            let held = try await HTTP.get(port: hub.port, "/v1/state/machine/M-7?token=\(token)")
+            #expect(held.json["data"]?.objectValue?["current_status"] == .string("breakdown"), "\(held.text)")
+            #expect(held.json["idempotency_key"] == .string("line2-gw-42"))
+            // And now the key is spent: a second resend is the first's duplicate.
+            let again = try await Self.post(hub.port, key: Self.lineKey, [breakdown])
+            let first = again.json["accepted"]?.arrayValue?.first?.objectValue
+            #expect(again.status == 202 && first?["duplicate"] == .bool(true), "\(again.text)")
+            #expect(first?["event_id"] == resent.json["accepted"]?.arrayValue?.first?.objectValue?["event_id"])
+        }
+    }
+
     /// `/metrics` is open unless `auth.metrics_key_hash` names the scraper's key; then only that key reads it.
     @Test func metricsNeedTheScrapersKeyWhenOneIsSet() async throws {
         let scraperKey = "scrape-key-0c4e"
