@@ -16,7 +16,9 @@
 /// - `history(after:)` returns what followed a position, or nil when the retained history no longer reaches
 ///   back that far (trimmed by count or age, or lost).
 /// - When an entity's cached state expires, exactly one `status_stale` event is published for it (across all
-///   nodes sharing the engine).
+///   nodes sharing the engine). That notice takes the state's place in the cache (`latest`, snapshots, on the
+///   state's channels) for `server.stale_kept_seconds`, then leaves without a notice of its own; it holds no rank
+///   and no line (`writableLines`), and any state of the entity replaces it.
 /// - A state event older by source time than the cached one (`SourceOrder`) is stored and published marked late,
 ///   and changes neither the cache nor the tallies; every other state event moves its entity's counters and active
 ///   sets (`Tally`) in the same atomic step, each changed counter announced by a `counter_changed` right after it.

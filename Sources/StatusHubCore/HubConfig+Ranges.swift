@@ -56,6 +56,7 @@ extension HubConfig {
         .whole("server.idempotency_window_seconds", 0...(30 * day), meaning: "seconds (0: not remembered)") { $0.server.idempotencyWindowSeconds },
         .number("server.max_clock_ahead_seconds", 0...Double(366 * day), meaning: "seconds (0: no bound)") { $0.server.maxClockAheadSeconds },
         .whole("server.sequence_reset_seconds", 0...(366 * day), meaning: "seconds (0: a sequence always orders)") { $0.server.sequenceResetSeconds },
+        .whole("server.stale_kept_seconds", 0...(366 * day), meaning: "seconds (0: an expired state leaves the cache)") { $0.server.staleKeptSeconds },
         .whole("server.session_expiry_seconds", 1...(366 * day), meaning: "seconds") { $0.server.sessionExpirySeconds },
         .whole("server.max_session_bytes", 2...1_048_576, meaning: "bytes") { $0.server.maxSessionBytes },
         .whole("server.max_event_bytes", 1...(1 << 30)) { $0.server.maxEventBytes },

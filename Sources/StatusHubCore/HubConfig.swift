@@ -26,6 +26,10 @@ public struct HubConfig: Sendable, Equatable {
         /// late. Without it a gateway's reboot froze its entities' states until they went stale (0: a sequence
         /// always orders).
         public var sequenceResetSeconds = 60
+        /// Seconds an expired state's `status_stale` notice stays its entity's cached entry, so a snapshot (a
+        /// dashboard opened or reloaded) still shows the entity, marked stale, as live subscribers saw it go; a state
+        /// replaces it at once. 0: the entity leaves the cache when its state expires.
+        public var staleKeptSeconds = 86_400
         /// Seconds a user's session (`PUT /v1/session`: the dashboard's line and filters) is kept after it was last
         /// written or read (seed 003 §4.2: 8 hours).
         public var sessionExpirySeconds = 28_800

@@ -50,7 +50,7 @@ import Synchronization
 /// ARGV: [pub/sub channel, history max length, history max age ms (0 = off), idempotency window seconds, index of
 /// this call's record in KEYS, index of the first record to delete, now (ISO-8601), shift in effect, its end (ms),
 /// index key prefix, counter descriptor lines, the tally key tag (`RedisKeys.tallyTag`), `server.sequence_reset_seconds`
-/// (`SourceOrder.isOlder`), then per event: routing header, body after id, ttl, idempotency
+/// (`SourceOrder.isOlder`), `server.stale_kept_seconds`, then per event: routing header, body after id, ttl, idempotency
 /// key's index in KEYS, claim, recall, source rank, late-mark offset, tally argument, and for a dated state
 /// (`StatusSince`) the body's part after where `status_since` goes (the body argument is the part before), the
 /// status value, the event's timestamp, and "1" when the event names a different previous value ("0" else); those
@@ -71,6 +71,8 @@ enum AppendScript {
         -- The partition's hash tag on the keys of its share of the tallies (counts, sets, counter states); '' alone.
         local tag = ARGV[12]
         local sequenceReset = tonumber(ARGV[13])
+        -- Seconds a claimed stale notice stays the entity's cached entry (`server.stale_kept_seconds`; '0': none).
+        local staleKept = ARGV[14]
         local clock = redis.call('TIME')
         local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
         local results, added = {}, false
@@ -173,8 +175,8 @@ enum AppendScript {
           return table.concat(newList, '\t')
         end
 
-        for i = 1, (#ARGV - 13) / 14 do
-          local a = 14 * i
+        for i = 1, (#ARGV - 14) / 14 do
+          local a = 14 * i + 1
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
           local rank, lateAt, tally = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
           -- A dated state (`StatusSince`): its body arrives in two parts, split where `status_since` goes.
@@ -216,7 +218,8 @@ enum AppendScript {
               -- cjson's 1000), but a state written by other hands must not fail the whole call.
               local readable, state = false, nil
               if current then readable, state = pcall(cjson.decode, current) end
-              if readable and type(state) == 'table' then
+              -- A kept stale notice (below) is no state: its entity is any line's, as once its state expired.
+              if readable and type(state) == 'table' and state.event_type ~= 'status_stale' then
                 heldState = {state.event_id, type(state.line) == 'string' and state.line or ''}
               end
               heldStates[key] = heldState
@@ -266,6 +269,13 @@ enum AppendScript {
             local message = id .. ' ' .. header .. '\n' .. json
             if late then
               -- news about the entity, not its state: the cache, its deadline and its rank stay
+            elseif claim ~= '' then
+              -- The stale notice stays where the state was, without a shadow or a deadline (it announces nothing
+              -- when it goes), so a snapshot still shows the entity, marked stale, until a state replaces it.
+              if staleKept ~= '0' then
+                heldStates[key] = nil
+                redis.call('SET', key, json, 'EX', staleKept)
+              end
             elseif ttl == '0' then
               heldStates[key] = nil
               redis.call('SET', key, json)
@@ -441,6 +451,7 @@ enum AppendScript {
         arguments.append(Array(counterLines.joined(separator: "\n").utf8))
         arguments.append(Array(keys.tallyTag.utf8))
         arguments.append(Array(String(config.server.sequenceResetSeconds).utf8))
+        arguments.append(Array(String(max(0, config.server.staleKeptSeconds)).utf8))
         arguments.append(contentsOf: perEvent)
         return arguments
     }

@@ -178,11 +178,14 @@ struct EventWriter: Sendable {
     /// indexes before its state exists: the indexes are always a superset of the cached states, which is all a
     /// snapshot needs (members without a state, or filed under a line they left, are dropped when a read meets
     /// them; see `RedisEngine.snapshot`). Outside the script because it saves a key and an argument per event in
-    /// it, and a filing that outlives a refused script only costs a later read a miss.
+    /// it, and a filing that outlives a refused script only costs a later read a miss. A `status_stale` notice the
+    /// script keeps in its state's place (`server.stale_kept_seconds`) is filed again: a read between the expiry and
+    /// the claim may have dropped the key.
     private func indexFiling(_ events: [ValidatedEvent]) -> [[[UInt8]]] {
         var members: [String: [String]] = [:]
         var order: [String] = []
-        for event in events where event.carriesState {
+        let keepsNotices = config.server.staleKeptSeconds > 0
+        for event in events where event.carriesState || (keepsNotices && event.eventType.rawValue == EventType.statusStaleName) {
             for name in event.snapshotIndexes {
                 if members[name] == nil { order.append(name) }
                 members[name, default: []].append(keys.stored(event.entityKey))

@@ -24,6 +24,9 @@ public final class MemoryEngine: Engine {
         var line: String?
         /// When it was stored, for telling a publisher's restarted `sequence` (`SourceOrder.isOlder`).
         var storedAt: ContinuousClock.Instant
+        /// A `status_stale` notice kept in its expired state's place (`server.stale_kept_seconds`): it holds no rank,
+        /// status or line, and leaves without a notice of its own.
+        var isStaleNotice = false
     }
 
     /// When a cached state expires. Superseded entries stay in the heap and are skipped when they come due (the
@@ -93,10 +96,11 @@ public final class MemoryEngine: Engine {
                     return Appended(id: seen.id, duplicate: true)
                 }
                 // A state past its deadline still holds its entity until the sweep turns it stale, as for its rank.
-                if let held = state.latest[event.entityKey], !event.mayReplace(stateOnLine: held.line) {
+                if let held = state.latest[event.entityKey], !held.isStaleNotice, !event.mayReplace(stateOnLine: held.line) {
                     return Appended(id: held.event.id, foreignLine: held.line ?? "")
                 }
-                let (id, late) = store(event, now: now, in: &state)
+                let (stored, late) = store(event, now: now, in: &state)
+                let id = stored.id
                 if let key = event.idempotencyKey, window > 0 {
                     let expiresAt = now.advanced(by: .seconds(window))
                     state.idempotency[key] = Remembered(id: id, expiresAt: expiresAt)
@@ -112,7 +116,7 @@ public final class MemoryEngine: Engine {
     /// deadline until the sweep turns it stale, as Redis keeps its rank until the stale claim) is stored and
     /// delivered marked late, as news, and leaves the cache as it was.
     @discardableResult
-    private func store(_ event: ValidatedEvent, now: ContinuousClock.Instant, in state: inout State) -> (EventID, late: Bool) {
+    private func store(_ event: ValidatedEvent, now: ContinuousClock.Instant, in state: inout State) -> (StoredEvent, late: Bool) {
         let id = EventID.next(after: state.lastID, nowMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000))
         state.lastID = id
         let late = event.carriesState && event.sourceRank.map { rank in
@@ -154,7 +158,7 @@ public final class MemoryEngine: Engine {
         if event.tallies != nil, !late {
             retally(entityKey: event.entityKey, update: event.tallies, cause: id, in: &state)
         }
-        return (id, late)
+        return (stored, late)
     }
 
     /// Moves the entity's tallies to its new state (or off its counters when `update` is nil: it went stale) and
@@ -271,8 +275,8 @@ public final class MemoryEngine: Engine {
         }
     }
 
-    /// Publishes one `status_stale` per expired entity (at most `staleEventsPerPass`; the rest on later passes) and
-    /// drops it from the cache, trims history by age and forgets idempotency keys past their window.
+    /// Publishes one `status_stale` per expired entity (at most `staleEventsPerPass`; the rest on later passes),
+    /// which takes the state's place in the cache for `server.stale_kept_seconds` (then leaves quietly), trims history by age and forgets idempotency keys past their window.
     func expire(now: ContinuousClock.Instant) {
         let wallNow = Date()
         state.withLock { state in
@@ -281,12 +285,23 @@ public final class MemoryEngine: Engine {
                 state.deadlines.removeMin()
                 guard let cached = state.latest[due.entityKey], cached.event.id == due.eventID else { continue }
                 state.latest[due.entityKey] = nil
-                for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
-                if let stale = StaleEvent.make(for: cached.event, at: wallNow, catalog: config.catalog) {
-                    let (id, _) = store(stale, now: now, in: &state)
-                    retally(entityKey: due.entityKey, update: nil, cause: id, in: &state)
-                    budget -= 1
+                guard !cached.isStaleNotice, let stale = StaleEvent.make(for: cached.event, at: wallNow, catalog: config.catalog) else {
+                    for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
+                    continue
                 }
+                let (notice, _) = store(stale, now: now, in: &state)
+                let kept = config.server.staleKeptSeconds
+                if kept > 0 {
+                    let expiresAt = now.advanced(by: .seconds(kept))
+                    state.latest[due.entityKey] = CachedState(
+                        event: notice, expiresAt: expiresAt, indexes: cached.indexes, rank: nil, status: nil, line: nil, storedAt: now,
+                        isStaleNotice: true)
+                    state.deadlines.insert(Deadline(expiresAt: expiresAt, entityKey: due.entityKey, eventID: notice.id))
+                } else {
+                    for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
+                }
+                retally(entityKey: due.entityKey, update: nil, cause: notice.id, in: &state)
+                budget -= 1
             }
             let maxAge = config.memory.historyMaxAgeSeconds
             if maxAge > 0 {

@@ -45,7 +45,7 @@ struct StateController {
         let key = Tenant.prefix(subscriber.tenant) + type.cacheKey(entityID: entityID)
         do {
             guard let event = try await engine.latest(entityKey: key) else {
-                return JSONResponse.error(.notFound, field: "entity_id", reason: "no cached state for \(type.rawValue) \(entityID): never seen, or expired")
+                return JSONResponse.error(.notFound, field: "entity_id", reason: "no cached state for \(type.rawValue) \(entityID): never seen, or stale for longer than server.stale_kept_seconds")
             }
             if let allowed = subscriber.allowed, !event.matches(any: allowed.map { $0.scoped(to: subscriber.tenant) }) {
                 return JSONResponse.error(.forbidden, field: "entity_id", reason: "\(type.rawValue) \(entityID) is outside the token's patterns")

@@ -325,7 +325,64 @@ struct EngineContractTests {
             #expect(stale.first?.channels == ["resource-status", "machine:M-1", "line:Line-2:resource-status:machine:M-1"])
             #expect(stale.first?.carriesState == false)
             #expect(stale.first?.jsonString.contains(#""event_id":"\#(id)""#) == true)  // the last state rides along
-            #expect(try await engine.latest(entityKey: "resource:machine:M-1") == nil)
+            // The notice holds the state's place (`server.stale_kept_seconds`).
+            #expect(try await engine.latest(entityKey: "resource:machine:M-1")?.id == stale.first?.id)
+        }
+    }
+
+    /// A dashboard opened after a machine went quiet must still show it, marked stale, as the live screens saw it
+    /// go: the notice stays in the cache on the state's own channels (a lot's `traceability`, not the notice's
+    /// nominal category), until a state replaces it — which is then not late, and a line's key is not held off by it.
+    @Test(arguments: ContractEngine.allCases)
+    func aStaleNoticeStaysInTheCacheUntilAStateReplacesIt(_ kind: ContractEngine) async throws {
+        try await withEngine(kind, configure: { $0.cacheTTL.machine = 1; $0.cacheTTL.overrides["material_lot"] = 1 }) { engine, sink in
+            let lot = #"{"event_type":"material_lot_quarantined","entity_type":"material_lot","entity_id":"LOT-7","timestamp":"2025-11-18T14:23:45.678Z","data":{"reason":"suspect"},"metadata":{"source":"qms","triggered_by":"user"}}"#
+            _ = try await engine.append([
+                contractEvent(SampleEvents.machineStatus("M-1", "breakdown", line: "Line-2")), contractEvent(lot),
+            ])
+            let notices = try await sink.waitFor(count: 4, timeout: .seconds(20)).filter { $0.jsonString.contains(#""event_type":"status_stale""#) }
+            #expect(notices.count == 2)
+            let machineNotice = try #require(notices.first { $0.entityKey == "resource:machine:M-1" })
+            let lotNotice = try #require(notices.first { $0.entityKey != "resource:machine:M-1" })
+
+            let line = try await engine.snapshot(matching: [try ChannelPattern(parsing: "line:Line-2:*")]).events
+            #expect(line.map(\.id) == [machineNotice.id])
+            #expect(line.first?.channels == machineNotice.channels)
+            let traceability = try await engine.snapshot(matching: [try ChannelPattern(parsing: "traceability")]).events
+            #expect(traceability.map(\.id) == [lotNotice.id], "on its state's category channel")
+            #expect(try await engine.snapshot(matching: [try ChannelPattern(parsing: "resource-status")]).events.map(\.id) == [machineNotice.id])
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(sink.received.count == 4, "a notice announces nothing when it has outlived its state's TTL")
+
+            // A state stamped before the one that expired is still current: the notice holds no rank.
+            let earlier = SampleEvents.machineStatus("M-1", "idle", line: "Line-3").replacing("2025-11-18T14:23:45.678Z", with: "2025-11-18T14:20:00.000Z")
+            var scoped = contractEvent(earlier)
+            scoped.writableLines = ["Line-3"]
+            let back = try await engine.append([scoped])
+            #expect(back[0].stored && !back[0].late, "\(back)")
+            #expect(try await engine.latest(entityKey: "resource:machine:M-1")?.id == back[0].id)
+        }
+    }
+
+    /// `server.stale_kept_seconds`: the notice leaves after it quietly; at 0 the entity leaves with its state.
+    @Test(arguments: ContractEngine.allCases)
+    func aKeptNoticeLeavesQuietlyAndZeroKeepsNone(_ kind: ContractEngine) async throws {
+        for kept in [1, 0] {
+            try await withEngine(kind, configure: { $0.cacheTTL.machine = 1; $0.server.staleKeptSeconds = kept }) { engine, sink in
+                _ = try await engine.append([contractEvent(SampleEvents.machineStatus("M-1", "idle"))])
+                let notice = try await sink.waitFor(count: 2, timeout: .seconds(20))[1]
+                #expect(notice.jsonString.contains(#""event_type":"status_stale""#))
+                if kept > 0 {
+                    let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+                    while try await engine.latest(entityKey: "resource:machine:M-1") != nil, ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+                #expect(try await engine.latest(entityKey: "resource:machine:M-1") == nil, "kept \(kept)")
+                #expect(try await engine.snapshot(matching: [try ChannelPattern(parsing: "machine:M-1")]).events.isEmpty)
+                try await Task.sleep(for: .milliseconds(kept > 0 ? 6000 : 500))
+                #expect(sink.received.count == 2, "one notice, none for the notice (kept \(kept))")
+            }
         }
     }
 
@@ -341,7 +398,9 @@ struct EngineContractTests {
             // Only meaningful while the TTL has not passed: a loaded machine can take longer than it to get here.
             if ContinuousClock.now - started < .milliseconds(900) { #expect(fresh != nil) }
             try await Task.sleep(for: .milliseconds(2200))
-            #expect(try await engine.latest(entityKey: "resource:machine:M-1") == nil)
+            // Gone; its `status_stale` notice stands in once the expiry is noticed (`server.stale_kept_seconds`).
+            let expired = try await engine.latest(entityKey: "resource:machine:M-1")
+            #expect(expired == nil || expired?.jsonString.contains(#""event_type":"status_stale""#) == true, "\(String(describing: expired?.jsonString))")
             #expect(try await engine.latest(entityKey: "resource:operator:O-1") != nil)  // 300 s
         }
     }

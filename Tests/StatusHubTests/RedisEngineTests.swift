@@ -762,11 +762,14 @@ struct RedisEngineTests {
                     let data = try #require(json["data"] as? [String: Any])
                     #expect((data["last_state"] as? [String: Any])?["event_id"] as? String == first[0].description)
                     #expect((json["metadata"] as? [String: Any])?["triggered_by"] as? String == "ttl_expiry")
-                    // Stored like any event: in the history; the shadow and deadline are consumed; the state is gone.
+                    // Stored like any event: in the history; the shadow and deadline are consumed; the notice took the
+                    // state's place, expiring after `server.stale_kept_seconds` with no deadline of its own.
                     #expect(try await nodeB.history(after: first[1], limit: 100)?.contains(stale) == true)
                     #expect(try await redis.send(["HEXISTS", "statushub:history:last-states", "resource:machine:M-1"]) == .integer(0))
                     #expect(try await redis.send(["ZSCORE", "statushub:history:deadlines", "resource:machine:M-1"]) == .null)
-                    #expect(try await nodeA.latest(entityKey: "resource:machine:M-1") == nil)
+                    #expect(try await nodeA.latest(entityKey: "resource:machine:M-1")?.id == stale.id)
+                    let kept = try await redis.send(["TTL", "resource:machine:M-1"]).integer ?? 0
+                    #expect(kept > 86_000 && kept <= 86_400, "\(kept)")
                     #expect(try await nodeA.latest(entityKey: "resource:operator:O-1")?.id == first[1])
                     await redis.close()
                 }

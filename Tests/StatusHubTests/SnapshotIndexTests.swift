@@ -33,9 +33,10 @@ struct SnapshotIndexTests {
         }
     }
 
+    /// With `server.stale_kept_seconds` 0; otherwise the state's `status_stale` notice takes its place (below).
     @Test(arguments: EngineKind.allCases)
     func expiredStatesLeaveTheSnapshot(_ kind: EngineKind) async throws {
-        try await withEngine(kind, configure: { $0.cacheTTL.machine = 2 }) { engine, _ in
+        try await withEngine(kind, configure: { $0.cacheTTL.machine = 2; $0.server.staleKeptSeconds = 0 }) { engine, _ in
             let started = ContinuousClock.now
             _ = try await engine.append([
                 SampleEvents.validated(SampleEvents.machineStatus("M-1", line: "Line-2")),
@@ -47,6 +48,21 @@ struct SnapshotIndexTests {
             try await Task.sleep(for: .milliseconds(3200))
             let left = try await engine.snapshot(matching: Self.patterns("line:Line-2:*")).events.map(\.entityKey)
             #expect(left == ["resource:operator:O-1"])
+        }
+    }
+
+    /// A line's snapshot taken after a machine of it went quiet still lists the machine, as its stale notice.
+    @Test(arguments: EngineKind.allCases)
+    func anExpiredStatesNoticeStaysInItsLinesSnapshot(_ kind: EngineKind) async throws {
+        try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, sink in
+            _ = try await engine.append([
+                SampleEvents.validated(SampleEvents.machineStatus("M-1", line: "Line-2")),
+                SampleEvents.validated(SampleEvents.operatorStatus("O-1", line: "Line-2")),
+            ])
+            let notice = try #require(try await sink.waitFor(count: 3, timeout: .seconds(20)).first(where: \.isStale))
+            let listed = try await engine.snapshot(matching: Self.patterns("line:Line-2:*")).events
+            #expect(listed.map(\.entityKey).sorted() == ["resource:machine:M-1", "resource:operator:O-1"])
+            #expect(listed.first { $0.entityKey == "resource:machine:M-1" }?.id == notice.id)
         }
     }
 

@@ -783,6 +783,30 @@ def test_a_stale_work_order_is_shown_stale(hubs, page):
     assert page.errors == []
 
 
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+def test_a_machine_gone_stale_is_still_shown_after_a_reload(hubs, page, redis_server, engine):
+    """A machine whose state expired went grey on the open screens, and vanished from every screen opened after
+    it: the dead machine a supervisor most needs to see. Its stale notice now stays in the hub's cache
+    (`server.stale_kept_seconds`), so a reload draws it stale again, until it reports."""
+    hub = hubs.start(redis_url=redis_server.url if engine == "redis" else None, env={"STATUSHUB_CACHE_TTL_MACHINE": "3"})
+    hub.publish(machine_status("M-201", "breakdown", timestamp=now_iso()), machine_status("M-202", "running", timestamp=now_iso()))
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-stale", "false")
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-stale", "true", timeout=20000)
+    page.reload()
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-stale", "true")
+    expect(page.get_by_test_id("tile-M-201")).to_contain_text("breakdown")
+    expect(page.get_by_test_id("tile-M-201")).to_contain_text("stale · last seen")
+    expect(page.get_by_test_id("tile-M-202")).to_have_attribute("data-stale", "true")
+    out = ROOT / "tests" / "browser" / "out"
+    out.mkdir(exist_ok=True)
+    page.screenshot(path=str(out / f"stale-after-reload-{engine}.png"))
+    hub.publish(machine_status("M-201", "idle", timestamp=now_iso()))
+    expect(page.get_by_test_id("tile-M-201")).to_have_attribute("data-stale", "false")
+    expect(page.get_by_test_id("tile-M-201")).to_contain_text("idle")
+    assert page.errors == []
+
+
 def test_an_alert_from_another_day_shows_its_date(hubs, browser):
     """The feed showed the time of day only: at shift start, yesterday's alerts that `recent` brings back read as
     today's. In the screen's own time zone."""
