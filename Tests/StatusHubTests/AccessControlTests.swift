@@ -51,19 +51,26 @@ import Testing
         }
     }
 
+    static let plantKey = "plant-key-5d21"
+
+    /// A hub with `secured`'s keys and a plant-wide MES key (`plantKey`, on no line), which places the machines the
+    /// line's key must not take.
+    static func withPlantHub(engine: EngineKind, issuer: TokenIssuer, _ body: (RunningHub) async throws -> Void) async throws {
+        let secured = try Self.secured(issuer)
+        try await withHub(engine: engine, configure: { config in
+            secured(&config)
+            config.auth.apiKeys.append(.init(name: "plant-mes", hash: PublisherKeys.hash(key: plantKey)))
+        }, body)
+    }
+
     /// A key scoped to Line-2 names its events' line, so without a check at the engine it could publish another
     /// line's machine "on Line-2" and move it, state, counters and all, onto its own line, or raise alerts to its
     /// subscribers.
     @Test(arguments: EngineKind.allCases)
     func aLineKeyCannotTakeAnotherLinesMachine(engine: EngineKind) async throws {
-        let plantKey = "plant-key-5d21"
         let issuer = TokenIssuer()
-        let secured = try Self.secured(issuer)
-        try await withHub(engine: engine, configure: { config in
-            secured(&config)
-            config.auth.apiKeys.append(.init(name: "plant-mes", hash: PublisherKeys.hash(key: plantKey)))
-        }) { hub in
-            #expect(try await Self.post(hub.port, key: plantKey, [SampleEvents.machineStatus("M-7", "running", line: "Line-3")]).status == 202)
+        try await Self.withPlantHub(engine: engine, issuer: issuer) { hub in
+            #expect(try await Self.post(hub.port, key: Self.plantKey, [SampleEvents.machineStatus("M-7", "running", line: "Line-3")]).status == 202)
 
             let taken = try await Self.post(hub.port, key: Self.lineKey, [SampleEvents.machineStatus("M-7", "breakdown")])
             #expect(taken.status == 403)
@@ -97,19 +104,14 @@ import Testing
     /// onto the key's line, the gateway's resend of the same event is judged again and stored, not called a duplicate.
     @Test(arguments: EngineKind.allCases)
     func aRefusedEventsResendIsJudgedAgain(engine: EngineKind) async throws {
-        let plantKey = "plant-key-5d21"
         let issuer = TokenIssuer()
-        let secured = try Self.secured(issuer)
-        try await withHub(engine: engine, configure: { config in
-            secured(&config)
-            config.auth.apiKeys.append(.init(name: "plant-mes", hash: PublisherKeys.hash(key: plantKey)))
-        }) { hub in
+        try await Self.withPlantHub(engine: engine, issuer: issuer) { hub in
             var breakdown = SampleEvents.machineStatus("M-7", "breakdown")
             breakdown.insert(contentsOf: #","idempotency_key":"line2-gw-42""#, at: breakdown.index(before: breakdown.endIndex))
-            #expect(try await Self.post(hub.port, key: plantKey, [SampleEvents.machineStatus("M-7", "running", line: "Line-3")]).status == 202)
+            #expect(try await Self.post(hub.port, key: Self.plantKey, [SampleEvents.machineStatus("M-7", "running", line: "Line-3")]).status == 202)
             #expect(try await Self.post(hub.port, key: Self.lineKey, [breakdown]).status == 403)
 
-            #expect(try await Self.post(hub.port, key: plantKey, [SampleEvents.machineStatus("M-7", "idle", line: "Line-2")]).status == 202)
+            #expect(try await Self.post(hub.port, key: Self.plantKey, [SampleEvents.machineStatus("M-7", "idle", line: "Line-2")]).status == 202)
             let resent = try await Self.post(hub.port, key: Self.lineKey, [breakdown])
             #expect(resent.status == 202, "\(resent.text)")
             #expect(resent.json["accepted"]?.arrayValue?.first?.objectValue?["duplicate"] != .bool(true), "\(resent.text)")
