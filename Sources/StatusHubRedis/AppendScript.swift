@@ -54,8 +54,8 @@ import Synchronization
 /// key's index in KEYS, claim, recall, source rank, late-mark offset, tally argument, and for a dated state
 /// (`StatusSince`) the body's part after where `status_since` goes (the body argument is the part before), the
 /// status value, the event's timestamp, and "1" when the event names a different previous value ("0" else); those
-/// four are empty for other events, and the lines a line-scoped publisher may write, `\n`-framed (`\nL1\nL2\n`),
-/// '' for any]
+/// four are empty for other events, the lines a line-scoped publisher may write, `\n`-framed (`\nL1\nL2\n`),
+/// '' for any, and a state's line ('' for none, and for other events)]
 /// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds; recall is
 /// "<index of a call record in KEYS> <1-based position>" for a hub key; indexes, claim and recall are "" when
 /// absent.
@@ -77,9 +77,6 @@ enum AppendScript {
         local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
         local results, added = {}, false
         local entries, recalled = {}, {}
-        -- The cached states a line-scoped publisher's events were checked against in this call, by entity key:
-        -- `{id, line}`, false for none; a gateway's batch names the same few machines again and again.
-        local heldStates = {}
 
         -- Counters: descriptor lines (key, shift copy, ttl, entity key, indexes, routing header, body template)
         -- arrive with the calls that count toward them and are kept in the counters hash for later decrements.
@@ -175,14 +172,16 @@ enum AppendScript {
           return table.concat(newList, '\t')
         end
 
-        for i = 1, (#ARGV - 14) / 14 do
-          local a = 14 * i + 1
+        for i = 1, (#ARGV - 14) / 15 do
+          local a = 15 * i
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
           local rank, lateAt, tally = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
           -- A dated state (`StatusSince`): its body arrives in two parts, split where `status_since` goes.
           local tail, value, time, changed = ARGV[a + 9], ARGV[a + 10], ARGV[a + 11], ARGV[a + 12]
           -- A publisher scoped to lines: '\n'-framed (`\nL1\nL2\n`), '' for any line.
           local writable = ARGV[a + 13]
+          -- A state's line ('' for none), kept in its facts for that check.
+          local line = ARGV[a + 14]
           local key = KEYS[5 + i]
           -- On a Redis Cluster the key carries its partition's hash tag first (`{p3}@acme:resource:…`).
           local name = string.byte(key) == 123 and string.match(key, '^{[^}]*}(.*)$') or key
@@ -206,13 +205,15 @@ enum AppendScript {
             claimed = redis.call('EXISTS', key) == 0 and last and string.sub(last, 1, #claim + 1) == claim .. ' '
           end
           -- A line-scoped publisher may write only about an entity whose state is on one of its lines (or none
-          -- cached): the state's id and line answer a refusal. Decoded only on this path, which a scoped key's
-          -- events alone take, and once a call for each entity until the call writes its state.
-          local foreign = nil
+          -- cached): the state's id and line answer a refusal. The entity's facts name the line its state was
+          -- written on (`@<line>` after the rank), which clears the usual case, one of the key's own lines, without
+          -- reading the state; any other (a foreign line, facts from before lines were kept, a stale notice) reads
+          -- and decodes the state, which decides.
+          local foreign, held = nil, nil
           if not seen and writable ~= '' then
-            local heldState = heldStates[key]
-            if heldState == nil then
-              heldState = false
+            held = redis.call('HGET', facts, key) or false
+            local marked = held and string.match(held, '^[^@\n]*@([^\t\n]*)')
+            if not (marked and marked ~= '' and string.find(writable, '\n' .. marked .. '\n', 1, true)) then
               local current = redis.call('GET', key)
               -- pcall: what the hub stores always decodes (nested at most 512 deep, `JSONValue.maxDepth`, against
               -- cjson's 1000), but a state written by other hands must not fail the whole call.
@@ -220,12 +221,11 @@ enum AppendScript {
               if current then readable, state = pcall(cjson.decode, current) end
               -- A kept stale notice (below) is no state: its entity is any line's, as once its state expired.
               if readable and type(state) == 'table' and state.event_type ~= 'status_stale' then
-                heldState = {state.event_id, type(state.line) == 'string' and state.line or ''}
+                local heldLine = type(state.line) == 'string' and state.line or ''
+                if heldLine == '' or not string.find(writable, '\n' .. heldLine .. '\n', 1, true) then
+                  foreign = state.event_id .. ' ' .. heldLine
+                end
               end
-              heldStates[key] = heldState
-            end
-            if heldState and (heldState[2] == '' or not string.find(writable, '\n' .. heldState[2] .. '\n', 1, true)) then
-              foreign = heldState[1] .. ' ' .. heldState[2]
             end
           end
           if seen then
@@ -235,14 +235,19 @@ enum AppendScript {
           elseif not claimed then
             results[i] = 's'
           else
-            -- What the hub keeps of the entity beside its state: `<rank>[\t<status>\t<since>]` and its tally entries
-            -- after a newline (the status and the start it is known to have held it from, '' unknown: `StatusSince`).
-            local held = (rank ~= '' or tally ~= '' or claim ~= '' or value ~= '') and redis.call('HGET', facts, key) or false
+            -- What the hub keeps of the entity beside its state: `<rank>[@<line>][\t<status>\t<since>]` and its tally
+            -- entries after a newline (the line its state was written on, for the line check above; the status and
+            -- the start it is known to have held it from, '' unknown: `StatusSince`).
+            if held == nil then
+              held = (rank ~= '' or tally ~= '' or claim ~= '' or value ~= '' or ttl ~= '') and redis.call('HGET', facts, key) or false
+            end
             local heldRank, heldEntries, statusPart = '', '', ''
             if held then heldRank, heldEntries = string.match(held, '^([^\n]*)\n?(.*)$') end
             -- Plain finds and byte checks, not patterns: this runs for every state of a dated type.
             local tab = string.find(heldRank, '\t', 1, true)
             if tab then statusPart, heldRank = string.sub(heldRank, tab), string.sub(heldRank, 1, tab - 1) end
+            local at = string.find(heldRank, '@', 1, true)
+            if at then heldRank = string.sub(heldRank, 1, at - 1) end
             if claim ~= '' then
               redis.call('HDEL', shadows, key)
               redis.call('ZREM', deadlines, key)
@@ -272,24 +277,19 @@ enum AppendScript {
             elseif claim ~= '' then
               -- The stale notice stays where the state was, without a shadow or a deadline (it announces nothing
               -- when it goes), so a snapshot still shows the entity, marked stale, until a state replaces it.
-              if staleKept ~= '0' then
-                heldStates[key] = nil
-                redis.call('SET', key, json, 'EX', staleKept)
-              end
+              if staleKept ~= '0' then redis.call('SET', key, json, 'EX', staleKept) end
             elseif ttl == '0' then
-              heldStates[key] = nil
               redis.call('SET', key, json)
               redis.call('HDEL', shadows, key)
               redis.call('ZREM', deadlines, key)
             elseif ttl ~= '' then
-              heldStates[key] = nil
               redis.call('SET', key, json, 'EX', ttl)
               redis.call('HSET', shadows, key, message)
               redis.call('ZADD', deadlines, string.format('%.0f', now + tonumber(ttl) * 1000), key)
             end
             if idemKey then redis.call('SET', idemKey, id, 'EX', window) end
             redis.call('PUBLISH', channel, message)
-            if not late and (claim ~= '' or rank ~= '' or tally ~= '' or value ~= '') then
+            if not late and (claim ~= '' or rank ~= '' or tally ~= '' or value ~= '' or ttl ~= '') then
               local entries = heldEntries
               if claim ~= '' then
                 entries = retally(heldEntries, nil, id)
@@ -298,7 +298,7 @@ enum AppendScript {
               end
               -- A sequenced rank keeps when it was stored, for telling a restarted count (`SourceOrder.isOlder`).
               if rank ~= '' then heldRank = string.byte(rank) == 124 and rank or (rank .. '|' .. string.format('%.0f', now)) end
-              if heldRank ~= '' then heldRank = heldRank .. statusPart end
+              if heldRank ~= '' then heldRank = heldRank .. (ttl ~= '' and ('@' .. line) or '') .. statusPart end
               local value = entries ~= '' and (heldRank .. '\n' .. entries) or heldRank
               if value == '' then
                 if held then redis.call('HDEL', facts, key) end
@@ -370,7 +370,7 @@ enum AppendScript {
         for event in events { arguments.append(Array(keys.stored(event.entityKey).utf8)) }
         let fixedKeys = 5 + events.count
         var perEvent: [[UInt8]] = []
-        perEvent.reserveCapacity(events.count * 14)
+        perEvent.reserveCapacity(events.count * 15)
         var counterLines: [String] = []
         var described = Set<String>()
         for (event, claim) in zip(events, claims) {
@@ -422,6 +422,7 @@ enum AppendScript {
                 perEvent.append(contentsOf: [[], [], [], []])
             }
             perEvent.append(event.writableLines.map { lines in Array(("\n" + lines.joined(separator: "\n") + "\n").utf8) } ?? [])
+            perEvent.append(event.carriesState ? Array((event.line ?? "").utf8) : [])
         }
         for key in extraKeys { arguments.append(Array(key.utf8)) }
         var keyCount = fixedKeys + extraKeys.count

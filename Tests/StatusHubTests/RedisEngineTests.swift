@@ -223,6 +223,38 @@ struct RedisEngineTests {
         }
     }
 
+    /// A line-scoped key's check reads the line a state was written on from its entity's facts (`@<line>` after the
+    /// rank) and reads the state itself only when they do not clear it: facts without a line (a hub from before wrote
+    /// them) still end in the right answer, and are written again with the line.
+    @Test func theLineCheckReadsTheFactsAndFallsBackToTheState() async throws {
+        try await withRedisServer { server in
+            try await withEngine(server) { engine, _ in
+                func scoped(_ json: String, _ line: String) -> ValidatedEvent {
+                    var event = SampleEvents.validated(json)
+                    event.writableLines = [line]
+                    return event
+                }
+                let facts = "statushub:history:entity-facts"
+                let first = try await engine.append([SampleEvents.validated(SampleEvents.machineStatus("M-1", line: "Line-2"))])[0]
+                let redis = try await RedisConnection.connect(to: RedisURL(parsing: server.url))
+                let written = try #require(try await redis.send(["HGET", facts, "resource:machine:M-1"]).text)
+                #expect(written.contains("@Line-2"), "\(written)")
+                _ = try await redis.send(["HSET", facts, "resource:machine:M-1", written.replacing("@Line-2", with: "")])
+
+                let refused = try await engine.append([scoped(SampleEvents.machineStatus("M-1", "maintenance", line: "Line-3"), "Line-3")])
+                #expect(refused[0] == Appended(id: first.id, foreignLine: "Line-2"))
+                let taken = try await engine.append([scoped(SampleEvents.machineStatus("M-1", "maintenance", line: "Line-2"), "Line-2")])
+                #expect(taken[0].stored && !taken[0].late)
+                #expect(try await redis.send(["HGET", facts, "resource:machine:M-1"]).text?.contains("@Line-2") == true)
+                // And the facts' line still orders: the same timestamp again is not late, an older one is.
+                #expect(try await engine.append([SampleEvents.validated(SampleEvents.machineStatus("M-1", "idle", line: "Line-2"))])[0].late == false)
+                let older = SampleEvents.machineStatus("M-1", "idle", line: "Line-2").replacing("14:23:45.678Z", with: "14:20:00.000Z")
+                #expect(try await engine.append([SampleEvents.validated(older)])[0].late)
+                await redis.close()
+            }
+        }
+    }
+
     /// `machines_running` expires after the seed's 3600 s without a touch. With machine states cached longer
     /// (`cache_ttl.machine: 7200`), a quiet line's count vanished under machines still running, and went to -1 when
     /// they expired; the memory engine, whose counters never expire, kept 1 and then 0. The counter now lives at
