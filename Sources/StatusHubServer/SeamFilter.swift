@@ -20,8 +20,8 @@ struct SeamFilter: Sendable {
         var replayedThrough: [Int: EventID] = [:]
         /// State events up to here are reflected by a snapshot.
         var snapshotPosition: EventID?
-        /// Partition → entity key → the id of its state in the snapshot, for states newer than its position only
-        /// (those written while it was read): few, so a large snapshot costs no large map. Per partition, as ids order
+        /// Partition → entity key → the id of its state (or kept stale notice) in the snapshot, for those newer than
+        /// its position only (written while it was read): few, so a large snapshot costs no large map. Per partition, as ids order
         /// only within one and a counter's state is announced by every partition (each with its share, summed).
         var newerThanPosition: [Int: [String: EventID]] = [:]
         /// Partition → the feed events sent in answer to `recent` (`RecentFeed`): at most a hundred.
@@ -31,7 +31,9 @@ struct SeamFilter: Sendable {
             guard event.matches(any: patterns) else { return false }
             if let replayed = replayedThrough[event.partition], event.id <= replayed { return true }
             if sentRecent[event.partition]?.contains(event.id) == true { return true }
-            guard event.carriesState else { return false }
+            // A `status_stale` notice the snapshot held in its expired state's place (`server.stale_kept_seconds`),
+            // claimed while the snapshot was read: this very event, not news of the entity that followed it.
+            guard event.carriesState else { return newerThanPosition[event.partition]?[event.entityKey] == event.id }
             if let snapshotPosition, event.id <= snapshotPosition { return true }
             if let held = newerThanPosition[event.partition]?[event.entityKey], event.id <= held { return true }
             return false
@@ -70,10 +72,10 @@ struct SeamFilter: Sendable {
         if let position { through[0] = Self.later(through[0], position) }
     }
 
-    /// These states of the snapshot were sent.
+    /// These states of the snapshot (and kept stale notices, which stand in for expired ones) were sent.
     mutating func sent(_ events: [StoredEvent]) {
         let position = answers[answers.count - 1].snapshotPosition
-        for event in events where event.carriesState {
+        for event in events {
             if let position, event.id <= position { continue }
             answers[answers.count - 1].newerThanPosition[event.partition, default: [:]][event.entityKey] =
                 Self.later(answers[answers.count - 1].newerThanPosition[event.partition]?[event.entityKey], event.id)

@@ -41,6 +41,28 @@ struct SeamFilterTests {
         ])
     }
 
+    /// A machine's state expired while its line's snapshot was read: the snapshot holds its `status_stale` notice (kept in
+    /// the state's place) and the same notice then arrives live — a copy. An alert about the machine is news whatever
+    /// its id; a state older than the notice is old news, one newer passes.
+    @Test func aStaleNoticeTheSnapshotHeldIsNotDeliveredAgain() throws {
+        let connection = Connection(id: 1, outboxCapacity: 100, conflateAbove: 50, claims: nil)
+        let machines = [try ChannelPattern(parsing: "machine:*")]
+        connection.record(added: machines)
+        connection.beginSeam()
+        var answered = SeamFilter(patterns: machines)
+        answered.snapshot(at: EventID(milliseconds: 10, sequence: 0))
+        answered.sent([Self.event(12, Self.machine1, key: "resource:machine:M-1", state: false).event])
+        connection.endSeam(answered)
+
+        let alert = Self.event(11, ["alerts", "machine:M-1"], key: "resource:machine:M-1", state: false).event
+        connection.offer(Connection.Held(event: alert, frame: WireFrame(framed: ByteBuffer(string: "alert")), conflationKey: nil))
+        connection.offer(Self.event(11, Self.machine1, key: "resource:machine:M-1"))  // the state that expired: held
+        connection.offer(Self.event(12, Self.machine1, key: "resource:machine:M-1", state: false))  // the notice: held
+        connection.offer(Self.event(13, Self.machine1, key: "resource:machine:M-1"))  // the machine is back
+        let frames = (connection.outbox.take() ?? []).map { String(buffer: $0.framed) }
+        #expect(frames == ["alert", "13 resource:machine:M-1"])
+    }
+
     @Test func aReplayHoldsOnlyItsOwnPatterns() throws {
         let connection = Connection(id: 1, outboxCapacity: 100, conflateAbove: 50, claims: nil)
         connection.beginSeam()
