@@ -101,6 +101,20 @@ extension ChannelPattern {
         return other.segments.count == segments.count
     }
 
+    /// Whether some channel on line `line` (`line:<line>:<category>:…`, `ChannelName.channels`) is one this pattern
+    /// matches.
+    public func reaches(line: String) -> Bool {
+        func admits(_ segment: Segment, _ value: String) -> Bool {
+            if case .literal(let literal) = segment { return literal == value }
+            return true
+        }
+        guard let first = segments.first else { return false }
+        if case .rest = first { return true }
+        guard admits(first, "line"), segments.count >= 2 else { return false }
+        if case .rest = segments[1] { return true }
+        return admits(segments[1], line) && segments.count >= 3
+    }
+
     /// Whether some pattern of `allowed` contains this one.
     public func isAllowed(by allowed: [ChannelPattern]) -> Bool {
         allowed.contains { $0.contains(self) }

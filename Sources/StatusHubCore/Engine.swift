@@ -41,6 +41,11 @@ public protocol Engine: Sendable {
     /// The members of an active set (`allocation:operator:O-156:active`, tenant-prefixed), sorted; empty when none.
     func activeSet(key: String) async throws -> [String]
 
+    /// The lines `tenant` has an entity cached on (a state, or a kept stale notice), sorted: what a dashboard offers
+    /// to pick from, read from the line indexes without reading a state. A line whose entities have all left the
+    /// cache may be listed until a snapshot of it meets that (the indexes are a superset, as for snapshots).
+    func lines(tenant: String) async throws -> [String]
+
     /// Up to `limit` events after `id`, oldest first; nil when events after `id` may be missing from the history.
     func history(after id: EventID, limit: Int) async throws -> [StoredEvent]?
 

@@ -149,6 +149,11 @@ public enum SnapshotIndex {
         return names
     }
 
+    /// `Line-2` for the line index of `tenant` named `name`; nil for a type index or another tenant's.
+    public static func line(ofName name: String, tenant: String) -> String? {
+        Tenant.split(name).tenant == tenant ? line(ofName: name) : nil
+    }
+
     /// `Line-2` for the line index `line:Line-2` (or `@acme:line:Line-2`); nil for a type index.
     public static func line(ofName name: String) -> String? {
         let rest = Tenant.split(name).rest

@@ -191,7 +191,10 @@ struct EventWriter: Sendable {
                 members[name, default: []].append(keys.stored(event.entityKey))
             }
         }
-        return order.map { name in [Array("SADD".utf8), Array(keys.index(name).utf8)] + members[name]!.map { Array($0.utf8) } }
+        var filing = order.map { name in [Array("SADD".utf8), Array(keys.index(name).utf8)] + members[name]!.map { Array($0.utf8) } }
+        let lineNames = order.filter { SnapshotIndex.line(ofName: $0) != nil }
+        if !lineNames.isEmpty { filing.append([Array("SADD".utf8), Array(keys.lineIndexes.utf8)] + lineNames.map { Array($0.utf8) }) }
+        return filing
     }
 
     private func currentSHA(on connection: RedisConnection) async throws -> String {

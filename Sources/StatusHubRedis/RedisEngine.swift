@@ -189,6 +189,24 @@ public final class RedisEngine: Engine {
         }
     }
 
+    public func lines(tenant: String) async throws -> [String] {
+        do {
+            let connection = try await reads.connection()
+            let reply = try await connection.send(["SMEMBERS", keys.lineIndexes]).orThrow()
+            let names = (reply.array ?? []).compactMap(\.text).filter { SnapshotIndex.line(ofName: $0, tenant: tenant) != nil }
+            guard !names.isEmpty else { return [] }
+            // Redis deletes a set when its last member goes: an index that still exists has an entity filed.
+            let exists = try await connection.pipeline(names.map { ["EXISTS", keys.index($0)] })
+            var lines: [String] = []
+            for (name, answer) in zip(names, exists) where try answer.orThrow().integer == 1 {
+                if let line = SnapshotIndex.line(ofName: name) { lines.append(line) }
+            }
+            return lines.sorted()
+        } catch {
+            throw unavailable(error)
+        }
+    }
+
     /// `GETEX … EX`: the read moves the expiry in the same step. On the master, as it writes.
     public func session(key: String) async throws -> [UInt8]? {
         do {

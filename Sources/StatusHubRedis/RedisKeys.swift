@@ -28,6 +28,9 @@ struct RedisKeys: Sendable, Equatable {
     /// Set once the indexes cover every cached state (a cache written by a hub from before the indexes gets them
     /// built once, at start).
     let indexesBuilt: String
+    /// Set of the line index names (`SnapshotIndex.line`) ever filed, so the lines are listed (`Engine.lines`) without
+    /// scanning the keyspace; a plant has tens of lines, so it is never pruned (a line whose index emptied is skipped).
+    let lineIndexes: String
     /// Hash: entity key → what the hub keeps of its cached state besides the state: its `SourceOrder` rank (an
     /// older event does not replace it) and, after a newline, the tally entries it counts toward
     /// (`<tally>=<counter key>`, `<tally>~<set key>`, tab-separated). One field, so a state event reads and writes
@@ -53,6 +56,7 @@ struct RedisKeys: Sendable, Equatable {
         idempotencyPrefix = streamKey + ":idem:"
         indexPrefix = streamKey + ":index:"
         indexesBuilt = streamKey + ":indexes-built"
+        lineIndexes = streamKey + ":line-indexes"
         callRecordPrefix = streamKey + ":call:"
         entityFacts = streamKey + ":entity-facts"
         counters = streamKey + ":counters"

@@ -177,6 +177,12 @@ public final class MemoryEngine: Engine {
         }
     }
 
+    public func lines(tenant: String) async throws -> [String] {
+        state.withLock { state in
+            state.indexes.compactMap { name, keys in keys.isEmpty ? nil : SnapshotIndex.line(ofName: name, tenant: tenant) }.sorted()
+        }
+    }
+
     /// The active set under `key` (`allocation:operator:O-156:active`).
     public func activeSet(key: String) async throws -> [String] {
         state.withLock { $0.tallies.sets[key].map { $0.sorted() } ?? [] }

@@ -1,7 +1,7 @@
 import Hummingbird
 import StatusHubCore
 
-/// `GET /v1/state/{entity_type}/{entity_id}` and `GET /v1/state?pattern=…`: the write-through cache, read back,
+/// `GET /v1/state/{entity_type}/{entity_id}`, `GET /v1/state?pattern=…` and `GET /v1/lines`: the write-through cache, read back,
 /// with the same subscriber token and the same tenant and pattern rules (and limit) as a WebSocket snapshot.
 struct StateController {
     let engine: any Engine
@@ -54,6 +54,26 @@ struct StateController {
                 return JSONResponse.error(.forbidden, field: "entity_type", reason: "\(type.rawValue) \(entityID)'s latest event is restricted to tokens with a claim this one lacks (see)")
             }
             return JSONResponse.bytes(visible.json)
+        } catch let unavailable as EngineUnavailable {
+            return JSONResponse.engineUnavailable(unavailable)
+        }
+    }
+
+    /// `GET /v1/lines`: the lines of the token's tenant with an entity cached, those its patterns reach — what a
+    /// dashboard offers to pick from, without reading every state to find them.
+    func lines(_ request: Request, context: some RequestContext) async throws -> Response {
+        let subscriber: Subscriber
+        switch await reader(request) {
+        case .allowed(let found): subscriber = found
+        case .refused(let response): return response
+        }
+        do {
+            let lines = try await engine.lines(tenant: subscriber.tenant).filter { line in
+                subscriber.allowed?.contains { $0.reaches(line: line) } ?? true
+            }
+            var bytes: [UInt8] = []
+            JSONValue.object(["lines": .array(lines.map(JSONValue.string))]).write(into: &bytes)
+            return JSONResponse.bytes(bytes)
         } catch let unavailable as EngineUnavailable {
             return JSONResponse.engineUnavailable(unavailable)
         }

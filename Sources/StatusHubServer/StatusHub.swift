@@ -121,6 +121,7 @@ public struct StatusHub: Sendable {
         router.post("/v1/events", use: makeIngestController().handle)
         router.get("/v1/state/:entity_type/:entity_id", use: state.entity)
         router.get("/v1/state", use: state.matching)
+        router.get("/v1/lines", use: state.lines)
         let tallies = TallyController(engine: engine, tokens: access.subscriberTokens, catalog: config.catalog)
         router.get("/v1/counters", use: tallies.counters)
         router.get("/v1/allocations/active", use: tallies.activeAllocations)

@@ -100,6 +100,30 @@ import Testing
         }
     }
 
+    /// `GET /v1/lines` lists the lines of the token's tenant that its patterns reach.
+    @Test(arguments: EngineKind.allCases)
+    func linesAreListedWithinTheTokensReach(engine: EngineKind) async throws {
+        let issuer = TokenIssuer()
+        try await Self.withPlantHub(engine: engine, issuer: issuer) { hub in
+            #expect(try await Self.post(hub.port, key: Self.plantKey, [
+                SampleEvents.machineStatus("M-1", line: "Line-2"), SampleEvents.machineStatus("M-2", line: "Line-3"),
+            ]).status == 202)
+            #expect(try await Self.post(hub.port, key: Self.acmeKey, [SampleEvents.machineStatus("M-1", line: "Line-4")]).status == 202)
+            for (token, expected) in [
+                (try await issuer.hs256(patterns: ["*"]), ["Line-2", "Line-3"]),
+                (try await issuer.hs256(patterns: ["line:Line-2:*"]), ["Line-2"]),
+                (try await issuer.hs256(patterns: ["*:Line-3:resource-status:*"]), ["Line-3"]),
+                (try await issuer.hs256(patterns: ["machine:*", "line:Line-9:*"]), []),
+                (try await issuer.es256(tenant: "acme", patterns: ["*"]), ["Line-4"]),
+            ] {
+                let listed = try await HTTP.get(port: hub.port, "/v1/lines?token=\(token)")
+                #expect(listed.status == 200 && listed.json["lines"] == .array(expected.map(JSONValue.string)), "\(listed.text)")
+            }
+            let anonymous = try await HTTP.get(port: hub.port, "/v1/lines")
+            #expect(anonymous.status == 401 && anonymous.json["error"]?.objectValue?["field"] == .string("Authorization"), "\(anonymous.text)")
+        }
+    }
+
     /// A refused event was never stored, so its idempotency key is not spent: once the plant has moved the machine
     /// onto the key's line, the gateway's resend of the same event is judged again and stored, not called a duplicate.
     @Test(arguments: EngineKind.allCases)

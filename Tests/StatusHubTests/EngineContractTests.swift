@@ -311,6 +311,29 @@ struct EngineContractTests {
         }
     }
 
+    /// `lines(tenant:)`: the lines a tenant has entities cached on (states, not news), each tenant its own.
+    @Test(arguments: ContractEngine.allCases)
+    func linesAreThoseATenantHasEntitiesCachedOn(_ kind: ContractEngine) async throws {
+        try await withEngine(kind) { engine, _ in
+            #expect(try await engine.lines(tenant: Tenant.defaultName) == [])
+            let json = try JSONValue.parse(Array(SampleEvents.machineStatus("M-1", line: "Line-9").utf8))
+            guard case .valid(let acme) = EventValidator(catalog: catalogWithoutTallies).validate(json, receivedAt: Date(), tenant: "acme") else {
+                Issue.record("invalid")
+                return
+            }
+            _ = try await engine.append([
+                contractEvent(SampleEvents.machineStatus("M-1", line: "Line-2")),
+                contractEvent(SampleEvents.machineStatus("M-2", line: "Line-1")),
+                contractEvent(SampleEvents.machineStatus("M-3", line: "Line-2")),
+                contractEvent(SampleEvents.operatorStatus("O-1")),
+                contractEvent(SampleEvents.alert("M-4", line: "Line-7")),
+                acme,
+            ])
+            #expect(try await engine.lines(tenant: Tenant.defaultName) == ["Line-1", "Line-2"])
+            #expect(try await engine.lines(tenant: "acme") == ["Line-9"])
+        }
+    }
+
     @Test(arguments: ContractEngine.allCases)
     func expiredStateIsAnnouncedOnceAsStale(_ kind: ContractEngine) async throws {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, sink in

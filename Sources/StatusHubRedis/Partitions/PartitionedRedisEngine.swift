@@ -292,6 +292,14 @@ public final class PartitionedRedisEngine: Engine {
         return members.sorted()
     }
 
+    public func lines(tenant: String) async throws -> [String] {
+        var lines = Set<String>()
+        for (partition, engine) in partitions.enumerated() {
+            lines.formUnion(try await naming(partition) { try await engine.lines(tenant: tenant) })
+        }
+        return lines.sorted()
+    }
+
     /// Runs `body` on one partition, an `EngineUnavailable` it throws named with the partition ("partition 2: not
     /// connected to Redis"): alone it did not say which of the servers to look at.
     private func naming<T>(_ partition: Int, _ body: () async throws -> T) async throws -> T {

@@ -138,7 +138,7 @@ function tokenPatterns() {
   }
 }
 
-// Lines the token allows (its `patterns` claim), else the lines the cache knows.
+// Lines the token allows (its `patterns` claim), else the lines the hub has entities cached on (`GET /v1/lines`).
 async function discoverLines() {
   const lines = new Set();
   const patterns = tokenPatterns() || [];
@@ -148,10 +148,10 @@ async function discoverLines() {
   }
   const restricted = lines.size > 0 && !patterns.some((p) => p === "*" || p.startsWith("line:*"));
   if (!restricted) {
-    const response = await fetch("/v1/state?pattern=" + encodeURIComponent("line:*:resource-status:machine:*"), { headers: authHeaders() });
+    const response = await fetch("/v1/lines", { headers: authHeaders() });
     if (response.ok) {
       const body = await response.json();
-      for (const event of body.events || []) if (event.line) lines.add(event.line);
+      for (const line of body.lines || []) lines.add(line);
     }
   }
   const list = $("lines");
@@ -643,16 +643,19 @@ function openCustom() {
   if (view.token) query.set("token", view.token);
   const es = new EventSource("/v1/sse?" + query);
   customSource = es;
+  // `live` once the hub answered the subscribe (its snapshot, empty for news): from then on no event is missed.
+  $("custom").dataset.state = "connecting";
   es.onmessage = (message) => {
     const answer = JSON.parse(message.data);
     if (answer.op === "event") addCustom(answer.event);
-    else if (answer.op === "snapshot") for (const event of answer.events) addCustom(event);
+    else if (answer.op === "snapshot") { for (const event of answer.events) addCustom(event); $("custom").dataset.state = "live"; }
     else if (answer.op === "error") showError(`Patterns and filters: ${answer.code.replace(/_/g, " ")}: ${answer.message}`);
   };
   es.onerror = async () => {
     if (customSource !== es || es.readyState !== EventSource.CLOSED) return;  // else the browser resumes it
     const refusal = await refusalOf(es.url);
     if (customSource !== es) return;
+    $("custom").dataset.state = "error";
     showError("Patterns and filters: " + (refusal ? refusal.reason : "the hub is unreachable"));
     if (!refusal || !refusal.final) customRetry = setTimeout(() => { if (customSource === es) openCustom(); }, 5000);
   };
