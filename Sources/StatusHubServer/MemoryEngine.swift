@@ -282,7 +282,8 @@ public final class MemoryEngine: Engine {
     }
 
     /// Publishes one `status_stale` per expired entity (at most `staleEventsPerPass`; the rest on later passes),
-    /// which takes the state's place in the cache for `server.stale_kept_seconds` (then leaves quietly), trims history by age and forgets idempotency keys past their window.
+    /// which takes the state's place in the cache for `server.stale_kept_seconds` (then leaves quietly), trims
+    /// history by age and forgets idempotency keys past their window.
     func expire(now: ContinuousClock.Instant) {
         let wallNow = Date()
         state.withLock { state in

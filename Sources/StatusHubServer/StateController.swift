@@ -1,8 +1,8 @@
 import Hummingbird
 import StatusHubCore
 
-/// `GET /v1/state/{entity_type}/{entity_id}`, `GET /v1/state?pattern=…` and `GET /v1/lines`: the write-through cache, read back,
-/// with the same subscriber token and the same tenant and pattern rules (and limit) as a WebSocket snapshot.
+/// `GET /v1/state/{entity_type}/{entity_id}`, `GET /v1/state?pattern=…` and `GET /v1/lines`: the write-through
+/// cache, read back, with the same subscriber token and the same tenant and pattern rules (and limit) as a WebSocket snapshot.
 struct StateController {
     let engine: any Engine
     let tokens: SubscriberTokens
