@@ -212,7 +212,7 @@ enum AppendScript {
           local foreign, held = nil, nil
           if not seen and writable ~= '' then
             held = redis.call('HGET', facts, key) or false
-            local marked = held and string.match(held, '^[^@\n]*@([^\t\n]*)')
+            local marked = held and string.match(held, '^[^@\t\n]*@([^\t\n]*)')
             if not (marked and marked ~= '' and string.find(writable, '\n' .. marked .. '\n', 1, true)) then
               local current = redis.call('GET', key)
               -- pcall: what the hub stores always decodes (nested at most 512 deep, `JSONValue.maxDepth`, against

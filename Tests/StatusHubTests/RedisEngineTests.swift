@@ -243,6 +243,11 @@ struct RedisEngineTests {
 
                 let refused = try await engine.append([scoped(SampleEvents.machineStatus("M-1", "maintenance", line: "Line-3"), "Line-3")])
                 #expect(refused[0] == Appended(id: first.id, foreignLine: "Line-2"))
+                // An `@` after the rank's part (here in a status an older hub kept) is no line.
+                let rankPart = try #require(written.replacing("@Line-2", with: "").split(separator: "\t", omittingEmptySubsequences: false).first)
+                _ = try await redis.send(["HSET", facts, "resource:machine:M-1", rankPart + "\tx@Line-3\t"])
+                let alsoRefused = try await engine.append([scoped(SampleEvents.machineStatus("M-1", "maintenance", line: "Line-3"), "Line-3")])
+                #expect(alsoRefused[0] == Appended(id: first.id, foreignLine: "Line-2"))
                 let taken = try await engine.append([scoped(SampleEvents.machineStatus("M-1", "maintenance", line: "Line-2"), "Line-2")])
                 #expect(taken[0].stored && !taken[0].late)
                 #expect(try await redis.send(["HGET", facts, "resource:machine:M-1"]).text?.contains("@Line-2") == true)
