@@ -193,14 +193,14 @@ public final class RedisEngine: Engine {
         do {
             let connection = try await reads.connection()
             let reply = try await connection.send(["SMEMBERS", keys.lineIndexes]).orThrow()
-            let names = (reply.array ?? []).compactMap(\.text).filter { SnapshotIndex.line(ofName: $0, tenant: tenant) != nil }
-            guard !names.isEmpty else { return [] }
-            // Redis deletes a set when its last member goes: an index that still exists has an entity filed.
-            let exists = try await connection.pipeline(names.map { ["EXISTS", keys.index($0)] })
-            var lines: [String] = []
-            for (name, answer) in zip(names, exists) where try answer.orThrow().integer == 1 {
-                if let line = SnapshotIndex.line(ofName: name) { lines.append(line) }
+            let filed = (reply.array ?? []).compactMap(\.text).compactMap { name in
+                SnapshotIndex.line(ofName: name, tenant: tenant).map { (name: name, line: $0) }
             }
+            guard !filed.isEmpty else { return [] }
+            // Redis deletes a set when its last member goes: an index that still exists has an entity filed.
+            let exists = try await connection.pipeline(filed.map { ["EXISTS", keys.index($0.name)] })
+            var lines: [String] = []
+            for (index, answer) in zip(filed, exists) where try answer.orThrow().integer == 1 { lines.append(index.line) }
             return lines.sorted()
         } catch {
             throw unavailable(error)
