@@ -55,6 +55,9 @@ extension Catalog {
         }
         if let feed = declaration["feed"] { parts.append("alert feed: " + feedSummary(feed)) }
         if let field = declaration["status_since"]?["field"]?.stringValue { parts.append("states stamped `status_since` of `\(field)`") }
+        if case .array(let names)? = declaration["hold"]?["until"] {
+            parts.append("holds its entity until " + names.compactMap(\.stringValue).map { "`\($0)`" }.joined(separator: ", "))
+        }
         return parts.isEmpty ? "—" : parts.joined(separator: "; ")
     }
 

@@ -36,6 +36,8 @@ public final class Catalog: Sendable {
     public let conflatingCategories: Set<String>
     /// The files the catalog was loaded from, and their text (what two catalogs are compared by).
     public let sources: [(path: String, text: String)]
+    /// Entity type → event type → its states' `StateHold`, for the entity types some hold names.
+    let holdRules: [String: [String: StateHold]]
 
     private let entityByName: NameTable<EntityType>
     private let eventByName: NameTable<EventType>
@@ -57,6 +59,7 @@ public final class Catalog: Sendable {
         self.feedCategories = Set(eventTypes.filter(\.definition.inFeed).map(\.category.rawValue))
         self.conflatingCategories = Set(categories.filter(\.conflates).map(\.name.rawValue))
         self.sources = sources
+        self.holdRules = StateHold.rules(eventTypes: eventTypes)
         entityByName = NameTable(entityTypes.map { ($0.rawValue, $0) })
         eventByName = NameTable(eventTypes.map { ($0.rawValue, $0) })
         entityTypeList = entityTypes.map(\.rawValue).joined(separator: ", ")

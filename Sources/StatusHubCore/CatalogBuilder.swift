@@ -7,7 +7,7 @@ import Yams
 struct CatalogBuilder {
     private var entityNodes: [(name: String, node: CatalogNode)] = []
     private var categoryNodes: [(name: String, node: CatalogNode)] = []
-    private var eventNodes: [(name: String, node: CatalogNode)] = []
+    private(set) var eventNodes: [(name: String, node: CatalogNode)] = []
     private var tallyNodes: [(name: String, kind: Tally.Kind, node: CatalogNode)] = []
     /// `entity_types.machine` → the file that declared it, to name both files of a clash.
     private var declaredIn: [String: String] = [:]
@@ -20,6 +20,7 @@ struct CatalogBuilder {
     static let eventKeys = [
         "description", "seed", "category", "carries_state", "entity_types", "line", "data", "for_entity", "rules",
         "transitions", "example_valid", "example_invalid", "published_by", "restricted", "feed", "status_since",
+        "hold",
     ]
     static let fieldKeys = [
         "description", "type", "required", "enum", "min", "max", "min_length", "max_length", "fields", "items",
@@ -109,6 +110,7 @@ struct CatalogBuilder {
         guard !entityTypes.isEmpty, !eventTypes.isEmpty else {
             throw CatalogError(file: sources.last?.path ?? "catalog", path: "", reason: "the catalog declares no entity types or no event types")
         }
+        try checkHoldReleases(eventTypes)
         eventTypes.append(Self.statusStale(entityTypes: entityTypes))
         var tallies: [Tally] = []
         for (name, kind, node) in tallyNodes {
@@ -242,6 +244,7 @@ struct CatalogBuilder {
         if let transitions = member("transitions") { try checkTransitions(transitions, fields: dataFields, entityTypes: allowed) }
         if let feed = member("feed") { try checkFeed(feed, fields: dataFields + perEntity.values.joined(), entityTypes: allowed) }
         if let statusSince = member("status_since") { try checkStatusSince(statusSince, fields: dataFields, carriesState: carriesState) }
+        if let hold = member("hold") { try checkHold(hold, name: name, carriesState: carriesState) }
 
         var restrictedFields: [String: [Restriction.Field]] = [:]
         for type in allowed {

@@ -118,6 +118,9 @@ public struct EventType: Hashable, Sendable, CustomStringConvertible {
         /// value, when the type declares `status_since` (`CatalogBuilder.checkStatusSince`). Read from the
         /// declaration once: every event of the type asks.
         public let statusSince: (field: String, previous: String?)?
+        /// The event types that lift the hold its states put on their entity (`hold: {until: […]}`, `StateHold`); nil
+        /// when it holds nothing.
+        public let holdUntil: [String]?
 
         init(
             name: String, description: String?, category: EventCategory, carriesState: Bool, publishable: Bool,
@@ -138,6 +141,7 @@ public struct EventType: Hashable, Sendable, CustomStringConvertible {
             self.statusSince = declaration["status_since"]?["field"]?.stringValue.map { field in
                 (field, declaration["status_since"]?["previous"]?.stringValue)
             }
+            if case .array(let names)? = declaration["hold"]?["until"] { self.holdUntil = names.compactMap(\.stringValue) } else { self.holdUntil = nil }
             self.validExamples = validExamples
             self.invalidExamples = invalidExamples
         }

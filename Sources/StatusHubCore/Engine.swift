@@ -104,6 +104,8 @@ public struct Appended: Sendable, Equatable {
     /// True when it was stored and published but is older by source time than its entity's cached state, which it
     /// did not replace (`SourceOrder`).
     public var late: Bool
+    /// True when it was stored and published as news because a hold on its entity kept its state out (`StateHold`).
+    public var held: Bool
     /// Set when nothing was stored because its entity's cached state is on a line its publisher may not write
     /// (`ValidatedEvent.writableLines`): `id` is then that state's event, and this its line ("" when it has none).
     public var foreignLine: String?
@@ -111,10 +113,11 @@ public struct Appended: Sendable, Equatable {
     /// Whether this call stored the event (not a duplicate, not refused).
     public var stored: Bool { !duplicate && foreignLine == nil }
 
-    public init(id: EventID, duplicate: Bool = false, late: Bool = false, foreignLine: String? = nil) {
+    public init(id: EventID, duplicate: Bool = false, late: Bool = false, held: Bool = false, foreignLine: String? = nil) {
         self.id = id
         self.duplicate = duplicate
         self.late = late
+        self.held = held
         self.foreignLine = foreignLine
     }
 }

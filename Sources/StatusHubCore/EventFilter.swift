@@ -39,7 +39,7 @@ public final class EventFilter: Sendable, Hashable, CustomStringConvertible {
     /// `data.severity`) is refused instead of silently matching nothing.
     public static let topLevelFields: Set<String> = [
         "event_id", "event_type", "entity_type", "entity_id", "timestamp", "received_at", "line", "data", "metadata",
-        "idempotency_key", "tenant", "late",
+        "idempotency_key", "tenant", "late", "held",
     ]
 
     public let clauses: [Clause]

@@ -35,7 +35,7 @@ public struct EventValidator: Sendable {
         }
         var errors: [FieldError] = []
         for key in event.keys.sorted() where !Self.envelopeFields.contains(key) {
-            if key == "event_id" || key == "received_at" || key == "late" || key == "status_since" {
+            if key == "event_id" || key == "received_at" || key == "late" || key == "held" || key == "status_since" {
                 errors.append(FieldError(field: key, reason: "is assigned by the hub; do not send it"))
             } else {
                 // Found by fuzzing: an empty or huge key must still yield a field a publisher can read.
@@ -103,12 +103,11 @@ public struct EventValidator: Sendable {
         // The event as the hub sends it on, minus `event_id` (see `StoredEvent.assembleJSON`), keys sorted so the
         // bytes are the same for the same event on every node. `idempotency_key` and `line` are left out when
         // absent, `tenant` for the default tenant (so its events are what they were before tenants).
-        var members: [(key: String, value: JSONValue)] = [
+        let members: [(key: String, value: JSONValue)] = [
             ("data", .object(data)), ("entity_id", .string(entityID)), ("entity_type", .string(entityType.rawValue)),
             ("event_type", .string(eventType.rawValue)),
         ]
-        if let idempotencyKey { members.append(("idempotency_key", .string(idempotencyKey))) }
-        // `late` (the engine's mark) would sort here; everything after it is the tail.
+        // `held` (the engine's mark) would sort here, `late` after the idempotency key; everything after it is the tail.
         var tail: [(key: String, value: JSONValue)] = []
         if let line { tail.append(("line", .string(line))) }
         tail.append(("metadata", .object(metadata)))
@@ -123,6 +122,12 @@ public struct EventValidator: Sendable {
         var body: [UInt8] = []
         body.reserveCapacity(512)
         JSONValue.write(memberList: members, into: &body)
+        let hold = eventType.carriesState ? catalog.hold(of: eventType, on: entityType) : nil
+        let heldMarkOffset = hold == nil ? 0 : body.count + 1
+        if let idempotencyKey {
+            body.append(UInt8(ascii: ","))
+            JSONValue.write(memberList: [("idempotency_key", .string(idempotencyKey))], into: &body)
+        }
         let lateMarkOffset = eventType.carriesState ? body.count + 1 : 0
         body.append(UInt8(ascii: ","))
         JSONValue.write(memberList: tail, into: &body)
@@ -146,7 +151,7 @@ public struct EventValidator: Sendable {
             tallies: eventType.carriesState
                 ? TallyUpdate.make(entityType: entityType, entityID: entityID, line: line, data: data, tenant: tenant, catalog: catalog)
                 : nil,
-            statusSince: statusSince))
+            statusSince: statusSince, hold: hold, heldMarkOffset: heldMarkOffset))
     }
 
     public static let sequenceRule = "must be a whole number from 0 to 9007199254740991 (the publisher's order of the entity's events)"

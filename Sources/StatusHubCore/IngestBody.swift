@@ -90,6 +90,8 @@ public struct IngestReply: Encodable, Sendable, Equatable {
         public var duplicate: Bool?
         /// Present (true) when it was stored but is older by source time than its entity's cached state.
         public var late: Bool?
+        /// Present (true) when it was stored as news because a hold on its entity kept its state out (`StateHold`).
+        public var held: Bool?
     }
 
     public struct Rejected: Encodable, Sendable, Equatable {
@@ -104,7 +106,7 @@ public struct IngestReply: Encodable, Sendable, Equatable {
 
     public mutating func accept(index: Int, _ appended: Appended) {
         accepted.append(Accepted(index: index, event_id: appended.id.description, duplicate: appended.duplicate ? true : nil,
-            late: appended.late ? true : nil))
+            late: appended.late ? true : nil, held: appended.held ? true : nil))
     }
     public mutating func reject(index: Int, errors: [FieldError]) { rejected.append(Rejected(index: index, errors: errors)) }
 
@@ -121,6 +123,7 @@ public struct IngestReply: Encodable, Sendable, Equatable {
             members.reserveCapacity(4)
             if let duplicate = item.duplicate { members.append(("duplicate", .bool(duplicate))) }
             members.append(("event_id", .string(item.event_id)))
+            if let held = item.held { members.append(("held", .bool(held))) }
             members.append(("index", .number(Double(item.index))))
             if let late = item.late { members.append(("late", .bool(late))) }
             JSONValue.write(members: members, into: &out)

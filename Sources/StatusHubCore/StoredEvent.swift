@@ -33,14 +33,25 @@ public struct StoredEvent: Sendable, Equatable {
     /// `event` stored as late: older by source time than its entity's cached state, so it is news, not state, and
     /// says so with `"late":true`.
     public init(id: EventID, lateEvent event: ValidatedEvent) {
+        self.init(id: id, news: event, marked: Self.lateMark, at: event.lateMarkOffset)
+    }
+
+    /// `event` stored as held: its entity's cached state holds it (`StateHold`) and this event's type does not lift
+    /// the hold, so it is news, not state, and says so with `"held":true`.
+    public init(id: EventID, heldEvent event: ValidatedEvent) {
+        self.init(id: id, news: event, marked: Self.heldMark, at: event.heldMarkOffset)
+    }
+
+    private init(id: EventID, news event: ValidatedEvent, marked mark: [UInt8], at offset: Int) {
         var body = event.bodyAfterID
-        body.insert(contentsOf: Self.lateMark, at: event.lateMarkOffset)
+        body.insert(contentsOf: mark, at: offset)
         self.init(
             id: id, entityKey: event.entityKey, channels: event.channels,
             json: Self.assembleJSON(id: id, bodyAfterID: body), carriesState: false)
     }
 
     public static let lateMark = Array(#""late":true,"#.utf8)
+    public static let heldMark = Array(#""held":true,"#.utf8)
 
     /// `{"event_id":"<id>",` followed by the body: the one place the id joins the JSON.
     public static func assembleJSON(id: EventID, bodyAfterID: some Collection<UInt8>) -> [UInt8] {

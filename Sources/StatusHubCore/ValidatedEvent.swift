@@ -21,6 +21,10 @@ public struct ValidatedEvent: Sendable {
     public let sourceRank: String?
     /// Where `"late":true,` goes in `bodyAfterID` (keys stay sorted) when the engine finds a newer state cached.
     public let lateMarkOffset: Int
+    /// What a hold on its entity means for its state (`StateHold`); nil when no hold applies to its entity type.
+    public let hold: StateHold?
+    /// Where `"held":true,` goes in `bodyAfterID` (keys stay sorted) when a hold keeps its state out of the cache.
+    public let heldMarkOffset: Int
     /// The counters and active sets its state counts toward (`TallyUpdate`); nil when its entity type has none.
     public let tallies: TallyUpdate?
     /// How the engine stamps its `status_since` (`StatusSince`); nil when its type declares none.
@@ -48,7 +52,7 @@ public struct ValidatedEvent: Sendable {
     public init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, bodyAfterID: [UInt8],
         idempotencyKey: String? = nil, tenant: String = Tenant.defaultName, sourceRank: String? = nil, lateMarkOffset: Int = 0,
-        tallies: TallyUpdate? = nil, statusSince: StatusSince? = nil
+        tallies: TallyUpdate? = nil, statusSince: StatusSince? = nil, hold: StateHold? = nil, heldMarkOffset: Int = 0
     ) {
         let prefix = Tenant.prefix(tenant)
         self.init(
@@ -57,7 +61,7 @@ public struct ValidatedEvent: Sendable {
                 .map { prefix + $0 },
             carriesState: eventType.carriesState, bodyAfterID: bodyAfterID,
             idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant, sourceRank: sourceRank,
-            lateMarkOffset: lateMarkOffset, tallies: tallies, statusSince: statusSince)
+            lateMarkOffset: lateMarkOffset, tallies: tallies, statusSince: statusSince, hold: hold, heldMarkOffset: heldMarkOffset)
     }
 
     /// The same event carrying `key` (unscoped: it gets the event's tenant prefix, as a publisher's key does) as its
@@ -66,7 +70,8 @@ public struct ValidatedEvent: Sendable {
         var keyed = ValidatedEvent(
             eventType: eventType, entityType: entityType, entityID: entityID, line: line, channels: channels,
             carriesState: carriesState, bodyAfterID: bodyAfterID, idempotencyKey: Tenant.prefix(tenant) + key, tenant: tenant,
-            sourceRank: sourceRank, lateMarkOffset: lateMarkOffset, tallies: tallies, statusSince: statusSince)
+            sourceRank: sourceRank, lateMarkOffset: lateMarkOffset, tallies: tallies, statusSince: statusSince, hold: hold,
+            heldMarkOffset: heldMarkOffset)
         keyed.writableLines = writableLines
         return keyed
     }
@@ -81,7 +86,8 @@ public struct ValidatedEvent: Sendable {
     init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, channels: [String],
         carriesState: Bool, bodyAfterID: [UInt8], idempotencyKey: String?, tenant: String = Tenant.defaultName,
-        sourceRank: String? = nil, lateMarkOffset: Int = 0, tallies: TallyUpdate? = nil, statusSince: StatusSince? = nil
+        sourceRank: String? = nil, lateMarkOffset: Int = 0, tallies: TallyUpdate? = nil, statusSince: StatusSince? = nil,
+        hold: StateHold? = nil, heldMarkOffset: Int = 0
     ) {
         self.eventType = eventType
         self.entityType = entityType
@@ -97,5 +103,7 @@ public struct ValidatedEvent: Sendable {
         self.lateMarkOffset = lateMarkOffset
         self.tallies = carriesState ? tallies : nil
         self.statusSince = carriesState ? statusSince : nil
+        self.hold = carriesState ? hold : nil
+        self.heldMarkOffset = heldMarkOffset
     }
 }

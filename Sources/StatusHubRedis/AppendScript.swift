@@ -34,6 +34,9 @@ import Synchronization
 ///   is late: stored and published as news (`~` header, `"late":true` inserted at its offset, keys stay sorted),
 ///   answered `l:<id>`, and the cache, shadow, deadline and rank stay. Otherwise its rank replaces the held one;
 ///   the stale claim deletes it with the shadow, so an entity's next event after staleness starts afresh.
+/// - A state-carrying event whose entity a hold keeps (`StateHold`: the facts name the hold after the rank, `^<hold>`)
+///   and whose type does not lift it is stored and published as news the same way, marked `"held":true`, answered
+///   `h:<id>`; the cache, shadow, deadline, rank and hold stay.
 ///
 /// - A state-carrying event's tally argument (`TallyUpdate.scriptArgument`) moves its entity between counters and
 ///   active sets, from the entries `facts` kept for its previous state (beside its rank, one field per entity); a counter that changes gets its
@@ -55,13 +58,15 @@ import Synchronization
 /// (`StatusSince`) the body's part after where `status_since` goes (the body argument is the part before), the
 /// status value, the event's timestamp, and "1" when the event names a different previous value ("0" else); those
 /// four are empty for other events, the lines a line-scoped publisher may write, `\n`-framed (`\nL1\nL2\n`),
-/// '' for any, and a state's line ('' for none, and for other events)]
+/// '' for any, a state's line ('' for none, and for other events), and its hold rule (`StateHold`: '' when no hold
+/// applies to its entity type, else `<held mark offset>\t<the hold it sets>\t<\n-framed holds it may replace>`)]
 /// where ttl is "" for events that do not replace cached state, "0" for no expiry, else seconds; recall is
 /// "<index of a call record in KEYS> <1-based position>" for a hub key; indexes, claim and recall are "" when
 /// absent.
-/// Returns per event, in order: the new stream id, `l:<id>` for one stored late, `d:<id>` for a duplicate, `s`
-/// for a claim lost, or `f:<id> <line>` for an event refused because its entity's cached state (`<id>`) is on a
-/// line outside its publisher's (`ValidatedEvent.writableLines`; `<line>` empty for a state without one).
+/// Returns per event, in order: the new stream id, `l:<id>` for one stored late, `h:<id>` for one stored held,
+/// `d:<id>` for a duplicate, `s` for a claim lost, or `f:<id> <line>` for an event refused because its entity's
+/// cached state (`<id>`) is on a line outside its publisher's (`ValidatedEvent.writableLines`; `<line>` empty for a
+/// state without one).
 enum AppendScript {
     static let source = SourceOrder.luaFunction + "\n" + #"""
         local stream, shadows, deadlines, facts, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -172,8 +177,8 @@ enum AppendScript {
           return table.concat(newList, '\t')
         end
 
-        for i = 1, (#ARGV - 14) / 15 do
-          local a = 15 * i
+        for i = 1, (#ARGV - 14) / 16 do
+          local a = 16 * i - 1
           local header, body, ttl, idem, claim, recall = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
           local rank, lateAt, tally = ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
           -- A dated state (`StatusSince`): its body arrives in two parts, split where `status_since` goes.
@@ -182,6 +187,9 @@ enum AppendScript {
           local writable = ARGV[a + 13]
           -- A state's line ('' for none), kept in its facts for that check.
           local line = ARGV[a + 14]
+          -- A hold on the entity (`StateHold`): '' when none applies to its type, else `<mark offset>\t<the hold this
+          -- state sets>\t<the holds it may replace, \n-framed>`.
+          local holding = ARGV[a + 15]
           local key = KEYS[5 + i]
           -- On a Redis Cluster the key carries its partition's hash tag first (`{p3}@acme:resource:…`).
           local name = string.byte(key) == 123 and string.match(key, '^{[^}]*}(.*)$') or key
@@ -235,9 +243,10 @@ enum AppendScript {
           elseif not claimed then
             results[i] = 's'
           else
-            -- What the hub keeps of the entity beside its state: `<rank>[@<line>][\t<status>\t<since>]` and its tally
-            -- entries after a newline (the line its state was written on, for the line check above; the status and
-            -- the start it is known to have held it from, '' unknown: `StatusSince`).
+            -- What the hub keeps of the entity beside its state: `<rank>[^<hold>][@<line>][\t<status>\t<since>]` and
+            -- its tally entries after a newline (the hold its state puts on it; the line its state was written on, for
+            -- the line check above; the status and the start it is known to have held it from, '' unknown:
+            -- `StatusSince`).
             if held == nil then
               held = (rank ~= '' or tally ~= '' or claim ~= '' or value ~= '' or ttl ~= '') and redis.call('HGET', facts, key) or false
             end
@@ -248,17 +257,32 @@ enum AppendScript {
             if tab then statusPart, heldRank = string.sub(heldRank, tab), string.sub(heldRank, 1, tab - 1) end
             local at = string.find(heldRank, '@', 1, true)
             if at then heldRank = string.sub(heldRank, 1, at - 1) end
+            local heldHold = ''
+            local caret = string.find(heldRank, '^', 1, true)
+            if caret then heldHold, heldRank = string.sub(heldRank, caret + 1), string.sub(heldRank, 1, caret - 1) end
             if claim ~= '' then
               redis.call('HDEL', shadows, key)
               redis.call('ZREM', deadlines, key)
-              heldRank, statusPart = '', ''
+              heldRank, statusPart, heldHold = '', '', ''
             end
             local late = rank ~= '' and heldRank ~= '' and older(rank, heldRank, now, sequenceReset)
+            -- A state the entity's hold keeps out is news, as a late one is; `holdAt` is where its mark goes.
+            local holdAt, sets = nil, ''
+            if not late and holding ~= '' then
+              local markAt, passes
+              markAt, sets, passes = string.match(holding, '^(%d+)\t([^\t]*)\t(.*)$')
+              if heldHold ~= '' and not string.find(passes, '\n' .. heldHold .. '\n', 1, true) then holdAt = tonumber(markAt) end
+            end
+            local kept = late or holdAt ~= nil
             if late then
               if value ~= '' then body = body .. tail end
               header = '~' .. header
               local at = tonumber(lateAt)
               body = string.sub(body, 1, at) .. '"late":true,' .. string.sub(body, at + 1)
+            elseif holdAt then
+              if value ~= '' then body = body .. tail end
+              header = '~' .. header
+              body = string.sub(body, 1, holdAt) .. '"held":true,' .. string.sub(body, holdAt + 1)
             elseif value ~= '' then
               local since
               if statusPart ~= '' and string.find(statusPart, value, 2, true) == 2 and string.byte(statusPart, #value + 2) == 9 then
@@ -272,8 +296,8 @@ enum AppendScript {
             local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', header, 'b', body)
             local json = '{"event_id":"' .. id .. '",' .. body
             local message = id .. ' ' .. header .. '\n' .. json
-            if late then
-              -- news about the entity, not its state: the cache, its deadline and its rank stay
+            if kept then
+              -- news about the entity, not its state: the cache, its deadline, its rank and its hold stay
             elseif claim ~= '' then
               -- The stale notice stays where the state was, without a shadow or a deadline (it announces nothing
               -- when it goes), so a snapshot still shows the entity, marked stale, until a state replaces it.
@@ -289,7 +313,7 @@ enum AppendScript {
             end
             if idemKey then redis.call('SET', idemKey, id, 'EX', window) end
             redis.call('PUBLISH', channel, message)
-            if not late and (claim ~= '' or rank ~= '' or tally ~= '' or value ~= '' or ttl ~= '') then
+            if not kept and (claim ~= '' or rank ~= '' or tally ~= '' or value ~= '' or ttl ~= '') then
               local entries = heldEntries
               if claim ~= '' then
                 entries = retally(heldEntries, nil, id)
@@ -298,7 +322,9 @@ enum AppendScript {
               end
               -- A sequenced rank keeps when it was stored, for telling a restarted count (`SourceOrder.isOlder`).
               if rank ~= '' then heldRank = string.byte(rank) == 124 and rank or (rank .. '|' .. string.format('%.0f', now)) end
-              if heldRank ~= '' then heldRank = heldRank .. (ttl ~= '' and ('@' .. line) or '') .. statusPart end
+              if heldRank ~= '' then
+                heldRank = heldRank .. (sets ~= '' and ('^' .. sets) or '') .. (ttl ~= '' and ('@' .. line) or '') .. statusPart
+              end
               local value = entries ~= '' and (heldRank .. '\n' .. entries) or heldRank
               if value == '' then
                 if held then redis.call('HDEL', facts, key) end
@@ -306,7 +332,7 @@ enum AppendScript {
                 redis.call('HSET', facts, key, value)
               end
             end
-            results[i] = late and ('l:' .. id) or id
+            results[i] = late and ('l:' .. id) or holdAt and ('h:' .. id) or id
             added = true
           end
           if record then
@@ -339,6 +365,8 @@ enum AppendScript {
     enum Outcome: Sendable, Equatable {
         /// Stored and published; `late` when older by source time than the cached state, which it left alone.
         case stored(EventID, late: Bool)
+        /// Stored and published as news: a hold on its entity (`StateHold`) kept its state out.
+        case held(EventID)
         /// Its idempotency key was seen within the window; nothing was written.
         case duplicate(of: EventID)
         /// Its claim was lost (another node published the stale event, or the entity has a state again).
@@ -370,7 +398,7 @@ enum AppendScript {
         for event in events { arguments.append(Array(keys.stored(event.entityKey).utf8)) }
         let fixedKeys = 5 + events.count
         var perEvent: [[UInt8]] = []
-        perEvent.reserveCapacity(events.count * 15)
+        perEvent.reserveCapacity(events.count * 16)
         var counterLines: [String] = []
         var described = Set<String>()
         for (event, claim) in zip(events, claims) {
@@ -423,6 +451,9 @@ enum AppendScript {
             }
             perEvent.append(event.writableLines.map { lines in Array(("\n" + lines.joined(separator: "\n") + "\n").utf8) } ?? [])
             perEvent.append(event.carriesState ? Array((event.line ?? "").utf8) : [])
+            perEvent.append(event.hold.map { hold in
+                Array("\(event.heldMarkOffset)\t\(hold.sets ?? "")\t\n\(hold.passes.map { $0 + "\n" }.joined())".utf8)
+            } ?? [])
         }
         for key in extraKeys { arguments.append(Array(key.utf8)) }
         var keyCount = fixedKeys + extraKeys.count
@@ -479,6 +510,8 @@ enum AppendScript {
                 outcomes.append(.foreign(id, line: String(refusal[space...].dropFirst())))
             } else if text.hasPrefix("l:"), let id = EventID(text.dropFirst(2)) {
                 outcomes.append(.stored(id, late: true))
+            } else if text.hasPrefix("h:"), let id = EventID(text.dropFirst(2)) {
+                outcomes.append(.held(id))
             } else if let id = EventID(text) {
                 outcomes.append(.stored(id, late: false))
             } else {

@@ -170,6 +170,7 @@ public final class RedisEngine: Engine {
             return try await batcher.append(events).map { outcome in
                 switch outcome {
                 case .stored(let id, let late): return Appended(id: id, late: late)
+                case .held(let id): return Appended(id: id, held: true)
                 case .duplicate(let id): return Appended(id: id, duplicate: true)
                 case .foreign(let id, let line): return Appended(id: id, foreignLine: line)
                 case .claimLost: throw RedisError.unexpectedReply("the append script turned away an event without a claim")

@@ -27,6 +27,8 @@ public final class MemoryEngine: Engine {
         /// A `status_stale` notice kept in its expired state's place (`server.stale_kept_seconds`): it holds no rank,
         /// status or line, and leaves without a notice of its own.
         var isStaleNotice = false
+        /// The hold its state puts on the entity (`StateHold.sets`): another type's state is news until one lifts it.
+        var hold: String?
     }
 
     /// When a cached state expires. Superseded entries stay in the heap and are skipped when they come due (the
@@ -99,14 +101,14 @@ public final class MemoryEngine: Engine {
                 if let held = state.latest[event.entityKey], !held.isStaleNotice, !event.mayReplace(stateOnLine: held.line) {
                     return Appended(id: held.event.id, foreignLine: held.line ?? "")
                 }
-                let (stored, late) = store(event, now: now, in: &state)
+                let (stored, kept) = store(event, now: now, in: &state)
                 let id = stored.id
                 if let key = event.idempotencyKey, window > 0 {
                     let expiresAt = now.advanced(by: .seconds(window))
                     state.idempotency[key] = Remembered(id: id, expiresAt: expiresAt)
                     state.idempotencyOrder.append((key, expiresAt))
                 }
-                return Appended(id: id, late: late)
+                return Appended(id: id, late: kept == .late, held: kept == .held)
             }
         }
     }
@@ -114,9 +116,10 @@ public final class MemoryEngine: Engine {
     /// Assigns the id, writes through, appends to history and delivers — the one path every event takes. A state
     /// older by source time than the cached one (`SourceOrder`, compared with the cached state even past its
     /// deadline until the sweep turns it stale, as Redis keeps its rank until the stale claim) is stored and
-    /// delivered marked late, as news, and leaves the cache as it was.
+    /// delivered marked late, as news, and leaves the cache as it was; so is one whose entity a hold keeps
+    /// (`StateHold`), marked held.
     @discardableResult
-    private func store(_ event: ValidatedEvent, now: ContinuousClock.Instant, in state: inout State) -> (StoredEvent, late: Bool) {
+    private func store(_ event: ValidatedEvent, now: ContinuousClock.Instant, in state: inout State) -> (StoredEvent, kept: KeptOut?) {
         let id = EventID.next(after: state.lastID, nowMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000))
         state.lastID = id
         let late = event.carriesState && event.sourceRank.map { rank in
@@ -127,16 +130,24 @@ public final class MemoryEngine: Engine {
                 }
             } ?? false
         } ?? false
-        let held = late ? nil : state.latest[event.entityKey]?.status
+        let heldBack = !late && event.hold.map { !$0.mayReplace(heldBy: state.latest[event.entityKey]?.hold) } ?? false
+        let kept: KeptOut? = late ? .late : heldBack ? .held : nil
+        let held = kept != nil ? nil : state.latest[event.entityKey]?.status
         let status = event.statusSince.map { stamp in (value: stamp.value, since: stamp.start(held: held)) } ?? held
-        let stored = late ? StoredEvent(id: id, lateEvent: event) : StoredEvent(id: id, validated: event, statusSince: status?.since)
-        if event.carriesState && !late {
+        let stored = switch kept {
+        case .late?: StoredEvent(id: id, lateEvent: event)
+        case .held?: StoredEvent(id: id, heldEvent: event)
+        case nil: StoredEvent(id: id, validated: event, statusSince: status?.since)
+        }
+        if event.carriesState && kept == nil {
             let ttl = config.cacheTTL.seconds(for: event.entityType)
             // A TTL of 0 or less keeps the state until it is replaced.
             let expiresAt = ttl > 0 ? now.advanced(by: .seconds(ttl)) : now.advanced(by: .seconds(Int64.max / 4))
             let indexes = event.snapshotIndexes
             let previous = state.latest.updateValue(
-                CachedState(event: stored, expiresAt: expiresAt, indexes: indexes, rank: event.sourceRank, status: status, line: event.line, storedAt: now),
+                CachedState(
+                    event: stored, expiresAt: expiresAt, indexes: indexes, rank: event.sourceRank, status: status, line: event.line,
+                    storedAt: now, hold: event.hold?.sets),
                 forKey: event.entityKey)
             if previous?.indexes != indexes {
                 for name in previous?.indexes ?? [] where !indexes.contains(name) {
@@ -155,11 +166,14 @@ public final class MemoryEngine: Engine {
         // Delivering under the lock keeps delivery in id order across concurrent publishers;
         // the sink only enqueues, so this never waits on a client.
         state.sink?.deliver(stored)
-        if event.tallies != nil, !late {
+        if event.tallies != nil, kept == nil {
             retally(entityKey: event.entityKey, update: event.tallies, cause: id, in: &state)
         }
-        return (stored, late)
+        return (stored, kept)
     }
+
+    /// Why a state event was stored as news and left the cache alone.
+    private enum KeptOut { case late, held }
 
     /// Moves the entity's tallies to its new state (or off its counters when `update` is nil: it went stale) and
     /// stores each changed counter's `counter_changed` right after the event that caused it.

@@ -409,6 +409,52 @@ struct EngineContractTests {
         }
     }
 
+    /// A quarantine holds its lot (`hold: {until: [material_lot_released]}`): an inspection while it holds is news,
+    /// marked held, and moves neither the cached state nor its source rank; the quarantine renews itself, a release
+    /// lifts it, and after that an inspection is the lot's state again.
+    @Test(arguments: ContractEngine.allCases)
+    func aHoldKeepsOtherStatesOutUntilALiftingTypeComes(_ kind: ContractEngine) async throws {
+        try await withEngine(kind) { engine, sink in
+            func lot(_ type: String, _ data: String, at minute: Int, key: String? = nil) -> ValidatedEvent {
+                let idempotency = key.map { #","idempotency_key":"\#($0)""# } ?? ""
+                return contractEvent(#"{"event_type":"\#(type)","entity_type":"material_lot","entity_id":"LOT-7","# +
+                    #""timestamp":"2025-11-18T10:\#(String(format: "%02d", minute)):00Z","data":\#(data),"metadata":{"source":"mes","triggered_by":"user"}\#(idempotency)}"#)
+            }
+            let quarantine = #"{"reason":"suspect supplier batch","quantity_quarantined":2340}"#
+            let inspection = #"{"inspection_passed":true}"#
+            let lotKey = "trace:lot:LOT-7"
+            let first = try await engine.append([lot("material_lot_quarantined", quarantine, at: 0)])[0]
+            let inspected = try await engine.append([lot("material_lot_inspected", inspection, at: 10, key: "insp-1")])[0]
+            #expect(inspected.held && !inspected.late && inspected.stored)
+            #expect(try await engine.latest(entityKey: lotKey)?.id == first.id, "the lot is still quarantined")
+            let renewed = try await engine.append([lot("material_lot_quarantined", #"{"reason":"recount","quantity_quarantined":2100}"#, at: 20)])[0]
+            #expect(!renewed.held && !renewed.late)
+            #expect(try await engine.latest(entityKey: lotKey)?.id == renewed.id, "a quarantine renews its own hold")
+            let again = try await engine.append([
+                lot("material_lot_inspected", inspection, at: 30),
+                lot("material_lot_quarantined", quarantine, at: 5),
+            ])
+            #expect(again[0].held)
+            #expect(again[1].late && !again[1].held, "older by source time: late, whatever the hold")
+            // Stamped before the held inspection: it moved no rank, so the release is not late.
+            let released = try await engine.append([lot("material_lot_released", #"{"disposition":"released_to_use"}"#, at: 25)])[0]
+            #expect(!released.held && !released.late)
+            #expect(try await engine.latest(entityKey: lotKey)?.id == released.id)
+            let free = try await engine.append([lot("material_lot_inspected", inspection, at: 40)])[0]
+            #expect(!free.held && !free.late)
+            #expect(try await engine.latest(entityKey: lotKey)?.id == free.id, "released: an inspection is the lot's state")
+
+            let published = try await sink.waitFor(count: 7)
+            let heldOnes = published.filter { $0.jsonString.contains(#""held":true"#) }
+            #expect(heldOnes.map(\.id) == [inspected.id, again[0].id])
+            #expect(heldOnes.allSatisfy { !$0.carriesState }, "held events are news")
+            // The mark sits where its key sorts, before the idempotency key.
+            #expect(heldOnes[0].jsonString.contains(#""event_type":"material_lot_inspected","held":true,"idempotency_key":"insp-1","#),
+                "\(heldOnes[0].jsonString)")
+            #expect(published.filter { $0.jsonString.contains(#""late":true"#) }.map(\.id) == [again[1].id])
+        }
+    }
+
     @Test(arguments: ContractEngine.allCases)
     func latestStateExpiresAfterItsTTL(_ kind: ContractEngine) async throws {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, _ in

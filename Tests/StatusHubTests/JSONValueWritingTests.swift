@@ -52,6 +52,7 @@ struct JSONValueWritingTests {
         mixed.accept(index: 0, Appended(id: EventID("1763475825678-3")!, duplicate: false))
         mixed.accept(index: 2, Appended(id: EventID("1763475825678-4")!, duplicate: true))
         mixed.accept(index: 3, Appended(id: EventID("1763475825678-5")!, late: true))
+        mixed.accept(index: 4, Appended(id: EventID("1763475825678-6")!, held: true))
         var accepted = IngestReply()
         accepted.accept(index: 0, Appended(id: EventID("1763475825679-0")!))
         mixed.reject(index: 1, errors: [

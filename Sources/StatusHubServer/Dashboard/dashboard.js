@@ -161,14 +161,15 @@ async function discoverLines() {
 
 // --- Applying events --------------------------------------------------------------------------------------
 
-// A state is shown unless the hub marked it late. The hub ranks an entity's states as it writes them (by the
+// A state is shown unless the hub marked it late, or held (its entity's state holds it until a releasing type
+// comes, as a quarantine holds a lot: the hub kept the cache as it was). The hub ranks an entity's states as it writes them (by the
 // publisher's `sequence` when both carry one, else by source time; afresh after a `status_stale`) and delivers each
 // entity's events in ingest order, so the newest unmarked state is the cached one. Comparing timestamps here as
 // well kept a tile on an older status when a device's clock jumped back under its `sequence`, or when a machine
 // came back from staleness with its clock behind, and kept a counter at another node's value when the nodes'
 // clocks differed.
 function isCurrentState(event) {
-  return event.late !== true;
+  return event.late !== true && event.held !== true;
 }
 
 // Alerts are news, not state (never ranked nor marked late): the newest about a machine is the newest by source time.
