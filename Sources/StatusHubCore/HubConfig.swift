@@ -153,6 +153,10 @@ public struct HubConfig: Sendable, Equatable {
 
         public func seconds(for type: EntityType) -> Int { overrides[type.rawValue] ?? type.definition.ttlSeconds }
 
+        /// `event`'s state's TTL: its entity type's, but none (0) for a state that holds its entity (`StateHold`): a
+        /// quarantine is lifted by a release, not by a day without news of the lot.
+        public func seconds(for event: ValidatedEvent) -> Int { event.hold?.sets != nil ? 0 : seconds(for: event.entityType) }
+
         // The seed 003 types by name, as before the catalog (read: the override or the shipped catalog's TTL).
         public var `operator`: Int { get { seconds(for: .operator) } set { overrides["operator"] = newValue } }
         public var machine: Int { get { seconds(for: .machine) } set { overrides["machine"] = newValue } }

@@ -9,8 +9,8 @@
 /// one is marked `"late":true`), and the hold, its source rank, tallies and status date stay. A quarantined lot
 /// inspected again is still quarantined until it is released; a screen that showed the inspection as the lot's
 /// state would have put a held lot back in use. The holding type itself replaces its own hold (a quarantine's
-/// quantity corrected); a type in `until` replaces it and lifts it. A hold lasts as long as its state is cached:
-/// when it expires, the entity is free again, as after any stale state.
+/// quantity corrected); a type in `until` replaces it and lifts it. A holding state does not expire
+/// (`HubConfig.CacheTTL.seconds(for:)`): a hold is lifted by a release, never by a quiet day.
 ///
 /// The engines check it in the same atomic step that would write the state (the memory engine's lock, the append
 /// script), as they check source order.

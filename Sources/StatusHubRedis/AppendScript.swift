@@ -407,7 +407,7 @@ enum AppendScript {
             // other event's whole, uncopied.
             perEvent.append(event.statusSince.map { Array(event.bodyAfterID[..<$0.offset]) } ?? event.bodyAfterID)
             if event.carriesState {
-                perEvent.append(Array(String(max(0, config.cacheTTL.seconds(for: event.entityType))).utf8))
+                perEvent.append(Array(String(max(0, config.cacheTTL.seconds(for: event))).utf8))
             } else {
                 perEvent.append([])
             }

@@ -140,7 +140,7 @@ public final class MemoryEngine: Engine {
         case nil: StoredEvent(id: id, validated: event, statusSince: status?.since)
         }
         if event.carriesState && kept == nil {
-            let ttl = config.cacheTTL.seconds(for: event.entityType)
+            let ttl = config.cacheTTL.seconds(for: event)
             // A TTL of 0 or less keeps the state until it is replaced.
             let expiresAt = ttl > 0 ? now.advanced(by: .seconds(ttl)) : now.advanced(by: .seconds(Int64.max / 4))
             let indexes = event.snapshotIndexes

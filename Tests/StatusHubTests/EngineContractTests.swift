@@ -455,6 +455,26 @@ struct EngineContractTests {
         }
     }
 
+    /// A quarantine is lifted by a release, not by a quiet day: a holding state does not expire, the lot's other
+    /// states do.
+    @Test(arguments: ContractEngine.allCases)
+    func aHoldingStateDoesNotExpire(_ kind: ContractEngine) async throws {
+        try await withEngine(kind, configure: { $0.cacheTTL.overrides["material_lot"] = 1 }) { engine, _ in
+            func lot(_ id: String, _ type: String, _ data: String) -> ValidatedEvent {
+                contractEvent(#"{"event_type":"\#(type)","entity_type":"material_lot","entity_id":"\#(id)","# +
+                    #""timestamp":"2025-11-18T10:00:00Z","data":\#(data),"metadata":{"source":"mes","triggered_by":"user"}}"#)
+            }
+            let held = try await engine.append([
+                lot("LOT-1", "material_lot_quarantined", #"{"reason":"suspect"}"#),
+                lot("LOT-2", "material_lot_inspected", #"{"inspection_passed":true}"#),
+            ])
+            try await Task.sleep(for: .milliseconds(2200))
+            #expect(try await engine.latest(entityKey: "trace:lot:LOT-1")?.id == held[0].id, "still quarantined")
+            let inspected = try await engine.latest(entityKey: "trace:lot:LOT-2")
+            #expect(inspected?.id != held[1].id, "an inspection's state expires after the lot's TTL")
+        }
+    }
+
     @Test(arguments: ContractEngine.allCases)
     func latestStateExpiresAfterItsTTL(_ kind: ContractEngine) async throws {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, _ in
