@@ -359,7 +359,8 @@ struct EngineContractTests {
     @Test(arguments: ContractEngine.allCases)
     func aStaleNoticeStaysInTheCacheUntilAStateReplacesIt(_ kind: ContractEngine) async throws {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1; $0.cacheTTL.overrides["material_lot"] = 1 }) { engine, sink in
-            let lot = #"{"event_type":"material_lot_quarantined","entity_type":"material_lot","entity_id":"LOT-7","timestamp":"2025-11-18T14:23:45.678Z","data":{"reason":"suspect"},"metadata":{"source":"qms","triggered_by":"user"}}"#
+            // A release, not a quarantine: a holding state does not expire (`aHoldingStateDoesNotExpire`).
+            let lot = #"{"event_type":"material_lot_released","entity_type":"material_lot","entity_id":"LOT-7","timestamp":"2025-11-18T14:23:45.678Z","data":{"disposition":"released_to_use"},"metadata":{"source":"qms","triggered_by":"user"}}"#
             _ = try await engine.append([
                 contractEvent(SampleEvents.machineStatus("M-1", "breakdown", line: "Line-2")), contractEvent(lot),
             ])
