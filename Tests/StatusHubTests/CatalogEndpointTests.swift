@@ -17,7 +17,7 @@ import Testing
             #expect(machine?["cache_key"] == .string("resource:machine:{id}"))
             #expect(machine?["ttl_seconds"] == .number(42))
             #expect(machine?["status"] == .array(["running", "idle", "maintenance", "breakdown", "offline"].map(JSONValue.string)))
-            #expect(entities.first { $0["name"] == .string("material") }?["ttl_seconds"] == .number(120))
+            #expect(entities.first { $0["name"] == .string("material") }?["ttl_seconds"] == .number(600))
 
             let events = reply.json["event_types"]?.arrayValue ?? []
             #expect(events.compactMap { $0["name"]?.stringValue } == catalog.eventTypes.map(\.rawValue))

@@ -38,7 +38,12 @@ struct CatalogTests {
         #expect(catalog.entityType(named: "machine")?.cacheKey(entityID: "M-1") == "resource:machine:M-1")
         #expect(catalog.entityType(named: "work_order")?.cacheKey(entityID: "WO-1") == "workorder:WO-1")
         #expect(catalog.entityType(named: "allocation")?.cacheKey(entityID: "A-1") == "allocation:A-1")
-        #expect(catalog.entityType(named: "material")?.definition.ttlSeconds == 120)
+        // Seed 003 §4.3's report rates, not §4.2's cache TTLs, bound staleness: operators report on change only (a
+        // TTL had every operator stale, and none counted available, five minutes after their last change), materials
+        // every 5 minutes (120 s went stale between reports).
+        #expect(catalog.entityType(named: "operator")?.definition.ttlSeconds == 0)
+        #expect(catalog.entityType(named: "material")?.definition.ttlSeconds == 600)
+        #expect(catalog.entityType(named: "machine")?.definition.ttlSeconds == 300)
         #expect(catalog.eventType(named: "status_stale")?.isPublishable == false)
         #expect(catalog.publishableEventType(named: "status_stale") == nil)
     }

@@ -9,7 +9,7 @@ struct HubConfigTests {
     @Test func defaultsWithoutFile() throws {
         let config = try HubConfig.load(yaml: "")
         #expect(config == HubConfig())
-        #expect(config.cacheTTL.seconds(for: .material) == 120)
+        #expect(config.cacheTTL.seconds(for: .material) == 600)
         #expect(config.redis.url == nil)
     }
 

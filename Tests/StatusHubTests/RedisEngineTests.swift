@@ -217,7 +217,7 @@ struct RedisEngineTests {
                 let machineTTL = try #require(try await redis.send(["TTL", "resource:machine:M-1"]).integer)
                 let materialTTL = try #require(try await redis.send(["TTL", "resource:material:MAT-1"]).integer)
                 #expect((295...300).contains(machineTTL))
-                #expect((115...120).contains(materialTTL))
+                #expect((595...600).contains(materialTTL))
                 await redis.close()
             }
         }
