@@ -153,13 +153,14 @@ final class SubscriberTokens: Sendable {
     }
 
     /// The token of a request: `Authorization: Bearer <JWT>`, else the `token` query parameter of `path` (nil: the
-    /// header only, for a caller that reads the query itself, `SubscribeQuery`).
+    /// header only, for a caller that reads the query itself, `SubscribeQuery`), decoded as `SubscribeQuery` decodes
+    /// it; `token=` alone is no token (`split` drops the empty value), as there.
     static func token(authorization: String?, path: String?) -> String? {
         if let authorization, let bearer = PublisherKeys.bearer(authorization) { return String(bearer) }
         guard let query = path?.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1)
-            if parts.count == 2, parts[0] == "token" { return String(parts[1]).removingPercentEncoding ?? String(parts[1]) }
+            if parts.count == 2, parts[0] == "token" { return SubscribeQuery.formDecoded(String(parts[1])) ?? String(parts[1]) }
         }
         return nil
     }
