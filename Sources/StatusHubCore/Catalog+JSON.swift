@@ -43,6 +43,7 @@ extension Catalog {
         ]
         members["description"] = definition.description.map(JSONValue.string)
         members["status"] = definition.statusValues.map { .array($0.map(JSONValue.string)) }
+        members["final"] = definition.final.map { .object([$0.field: .array($0.values.map(JSONValue.string))]) }
         members["id_pattern"] = definition.idRule.map { .string($0.pattern) }
         return .object(members)
     }

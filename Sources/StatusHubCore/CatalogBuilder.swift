@@ -5,7 +5,7 @@ import Yams
 /// clashes across files, event types' references to entity types and categories are resolved, and `data` rules
 /// are compiled per entity type (`type: status` becomes that entity type's status enum).
 struct CatalogBuilder {
-    private var entityNodes: [(name: String, node: CatalogNode)] = []
+    private(set) var entityNodes: [(name: String, node: CatalogNode)] = []
     private var categoryNodes: [(name: String, node: CatalogNode)] = []
     private(set) var eventNodes: [(name: String, node: CatalogNode)] = []
     private var tallyNodes: [(name: String, kind: Tally.Kind, node: CatalogNode)] = []
@@ -15,7 +15,7 @@ struct CatalogBuilder {
     static let fileKeys = ["seed", "description", "entity_types", "categories", "event_types", "counters", "active_sets"]
     static let counterKeys = ["description", "seed", "key", "entity_type", "when", "ttl_seconds"]
     static let setKeys = ["description", "seed", "keys", "entity_type", "until"]
-    static let entityKeys = ["description", "seed", "cache_key", "ttl_seconds", "status", "id_pattern", "example_ids"]
+    static let entityKeys = ["description", "seed", "cache_key", "ttl_seconds", "status", "id_pattern", "example_ids", "final"]
     static let categoryKeys = ["description", "seed"]
     static let eventKeys = [
         "description", "seed", "category", "carries_state", "entity_types", "line", "data", "for_entity", "rules",
@@ -111,6 +111,7 @@ struct CatalogBuilder {
             throw CatalogError(file: sources.last?.path ?? "catalog", path: "", reason: "the catalog declares no entity types or no event types")
         }
         try checkHoldReleases(eventTypes)
+        try checkFinalFields(entityTypes, eventTypes: eventTypes)
         eventTypes.append(Self.statusStale(entityTypes: entityTypes))
         var tallies: [Tally] = []
         for (name, kind, node) in tallyNodes {
@@ -148,6 +149,7 @@ struct CatalogBuilder {
         var status: [String]?
         var idRule: EntityIDRule?
         var examples: [String] = []
+        var final: (field: String, values: [String])?
         for (key, value) in try node.members(allowed: Self.entityKeys) {
             switch key {
             case "description": description = try value.string()
@@ -165,6 +167,8 @@ struct CatalogBuilder {
                 do { idRule = try EntityIDRule(pattern: pattern) } catch { throw value.error("not a valid regular expression") }
             case "example_ids":
                 examples = try value.strings()
+            case "final":
+                final = try finalRule(value)
             default:
                 _ = try value.string()
             }
@@ -184,7 +188,7 @@ struct CatalogBuilder {
         guard let ttl else { throw node.error("ttl_seconds is required (cache_ttl.\(name) in the config overrides it)") }
         return EntityType(EntityType.Definition(
             name: name, description: description, cacheKeyTemplate: template, ttlSeconds: ttl, statusValues: status,
-            idRule: idRule, exampleIDs: examples))
+            idRule: idRule, exampleIDs: examples, final: final))
     }
 
     // MARK: event types

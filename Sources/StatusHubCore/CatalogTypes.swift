@@ -19,10 +19,12 @@ public struct EntityType: Hashable, Sendable, CustomStringConvertible {
         /// An optional rule on top of the channel-segment rule every id obeys.
         public let idRule: EntityIDRule?
         public let exampleIDs: [String]
+        /// The `data` field and values that make a state its entity's last (`final:`, `FinalState`); nil: none does.
+        public let final: (field: String, values: [String])?
 
         init(
             name: String, description: String?, cacheKeyTemplate: String, ttlSeconds: Int, statusValues: [String]?,
-            idRule: EntityIDRule?, exampleIDs: [String]
+            idRule: EntityIDRule?, exampleIDs: [String], final: (field: String, values: [String])? = nil
         ) {
             self.name = name
             self.description = description
@@ -32,6 +34,7 @@ public struct EntityType: Hashable, Sendable, CustomStringConvertible {
             self.statusValues = statusValues
             self.idRule = idRule
             self.exampleIDs = exampleIDs
+            self.final = final
         }
     }
 

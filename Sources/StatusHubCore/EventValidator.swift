@@ -151,7 +151,8 @@ public struct EventValidator: Sendable {
             tallies: eventType.carriesState
                 ? TallyUpdate.make(entityType: entityType, entityID: entityID, line: line, data: data, tenant: tenant, catalog: catalog)
                 : nil,
-            statusSince: statusSince, hold: hold, heldMarkOffset: heldMarkOffset))
+            statusSince: statusSince, hold: hold, heldMarkOffset: heldMarkOffset,
+            isFinal: eventType.carriesState && catalog.isFinal(entityType: entityType, data: data)))
     }
 
     public static let sequenceRule = "must be a whole number from 0 to 9007199254740991 (the publisher's order of the entity's events)"

@@ -8,7 +8,8 @@ import Foundation
 ///   "metadata":{"source":"statushub","triggered_by":"ttl_expiry"}, …}`
 public enum StaleEvent {
     /// The stale event for `last` (the state that expired), on the same channels, or nil if `last` is not an
-    /// event the hub wrote.
+    /// event the hub wrote. When `last` was final (`FinalState`) the event is marked `isFinal`: the engines do not
+    /// store or send it, and the entity leaves quietly.
     public static func make(for last: StoredEvent, at now: Date, catalog: Catalog) -> ValidatedEvent? {
         guard let lastState = try? JSONValue.parse(last.json),
             let entityType = lastState["entity_type"]?.stringValue.flatMap(catalog.entityType(named:)),
@@ -33,6 +34,7 @@ public enum StaleEvent {
         return ValidatedEvent(
             eventType: staleType, entityType: entityType, entityID: entityID, line: line,
             channels: last.channels, carriesState: false, bodyAfterID: Array(encoded.dropFirst()), idempotencyKey: nil,
-            tenant: Tenant.split(last.entityKey).tenant)
+            tenant: Tenant.split(last.entityKey).tenant,
+            isFinal: lastState["data"]?.objectValue.map { catalog.isFinal(entityType: entityType, data: $0) } ?? false)
     }
 }

@@ -25,6 +25,10 @@ public struct ValidatedEvent: Sendable {
     public let hold: StateHold?
     /// Where `"held":true,` goes in `bodyAfterID` (keys stay sorted) when a hold keeps its state out of the cache.
     public let heldMarkOffset: Int
+    /// For a state: that its data ends its entity's story (`FinalState`), so its expiry is quiet. For the
+    /// `status_stale` built when a state expires (`StaleEvent`): that the expired state was final, so the notice is
+    /// not stored or sent — the entity leaves quietly.
+    public let isFinal: Bool
     /// The counters and active sets its state counts toward (`TallyUpdate`); nil when its entity type has none.
     public let tallies: TallyUpdate?
     /// How the engine stamps its `status_since` (`StatusSince`); nil when its type declares none.
@@ -52,7 +56,8 @@ public struct ValidatedEvent: Sendable {
     public init(
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, bodyAfterID: [UInt8],
         idempotencyKey: String? = nil, tenant: String = Tenant.defaultName, sourceRank: String? = nil, lateMarkOffset: Int = 0,
-        tallies: TallyUpdate? = nil, statusSince: StatusSince? = nil, hold: StateHold? = nil, heldMarkOffset: Int = 0
+        tallies: TallyUpdate? = nil, statusSince: StatusSince? = nil, hold: StateHold? = nil, heldMarkOffset: Int = 0,
+        isFinal: Bool = false
     ) {
         let prefix = Tenant.prefix(tenant)
         self.init(
@@ -61,7 +66,8 @@ public struct ValidatedEvent: Sendable {
                 .map { prefix + $0 },
             carriesState: eventType.carriesState, bodyAfterID: bodyAfterID,
             idempotencyKey: idempotencyKey.map { prefix + $0 }, tenant: tenant, sourceRank: sourceRank,
-            lateMarkOffset: lateMarkOffset, tallies: tallies, statusSince: statusSince, hold: hold, heldMarkOffset: heldMarkOffset)
+            lateMarkOffset: lateMarkOffset, tallies: tallies, statusSince: statusSince, hold: hold, heldMarkOffset: heldMarkOffset,
+            isFinal: isFinal)
     }
 
     /// The same event carrying `key` (unscoped: it gets the event's tenant prefix, as a publisher's key does) as its
@@ -71,7 +77,7 @@ public struct ValidatedEvent: Sendable {
             eventType: eventType, entityType: entityType, entityID: entityID, line: line, channels: channels,
             carriesState: carriesState, bodyAfterID: bodyAfterID, idempotencyKey: Tenant.prefix(tenant) + key, tenant: tenant,
             sourceRank: sourceRank, lateMarkOffset: lateMarkOffset, tallies: tallies, statusSince: statusSince, hold: hold,
-            heldMarkOffset: heldMarkOffset)
+            heldMarkOffset: heldMarkOffset, isFinal: isFinal)
         keyed.writableLines = writableLines
         return keyed
     }
@@ -87,7 +93,7 @@ public struct ValidatedEvent: Sendable {
         eventType: EventType, entityType: EntityType, entityID: String, line: String?, channels: [String],
         carriesState: Bool, bodyAfterID: [UInt8], idempotencyKey: String?, tenant: String = Tenant.defaultName,
         sourceRank: String? = nil, lateMarkOffset: Int = 0, tallies: TallyUpdate? = nil, statusSince: StatusSince? = nil,
-        hold: StateHold? = nil, heldMarkOffset: Int = 0
+        hold: StateHold? = nil, heldMarkOffset: Int = 0, isFinal: Bool = false
     ) {
         self.eventType = eventType
         self.entityType = entityType
@@ -105,5 +111,6 @@ public struct ValidatedEvent: Sendable {
         self.statusSince = carriesState ? statusSince : nil
         self.hold = carriesState ? hold : nil
         self.heldMarkOffset = heldMarkOffset
+        self.isFinal = isFinal
     }
 }

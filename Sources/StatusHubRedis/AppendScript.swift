@@ -21,7 +21,9 @@ import Synchronization
 ///   (see `RedisKeys`); with ttl 0 the state never expires and needs neither.
 /// - A claim (only `status_stale` events carry one) makes the event conditional: it is stored only if the entity
 ///   key is still gone and its shadow still holds the claimed state, and it consumes the shadow. Every node tries
-///   to claim an expiry; exactly one succeeds, the others get `s` (see `StaleSweeper`).
+///   to claim an expiry; exactly one succeeds, the others get `s` (see `StaleSweeper`). A claim `~<id>` is on a final
+///   state (`FinalState`): won, it stores and sends nothing, takes the entity off its counters and drops its facts —
+///   the entity leaves quietly — and is answered `q`.
 /// After the batch, the stream is trimmed by age (`XTRIM MINID ~`) besides by length (`XADD MAXLEN ~`).
 /// Both use Redis's clock (`TIME`; scripts replicate their effects, so this is allowed and deterministic on
 /// replicas), the clock stream ids come from.
@@ -64,9 +66,9 @@ import Synchronization
 /// "<index of a call record in KEYS> <1-based position>" for a hub key; indexes, claim and recall are "" when
 /// absent.
 /// Returns per event, in order: the new stream id, `l:<id>` for one stored late, `h:<id>` for one stored held,
-/// `d:<id>` for a duplicate, `s` for a claim lost, or `f:<id> <line>` for an event refused because its entity's
-/// cached state (`<id>`) is on a line outside its publisher's (`ValidatedEvent.writableLines`; `<line>` empty for a
-/// state without one).
+/// `d:<id>` for a duplicate, `s` for a claim lost, `q` for a final state's claim won, or `f:<id> <line>` for an event
+/// refused because its entity's cached state (`<id>`) is on a line outside its publisher's
+/// (`ValidatedEvent.writableLines`; `<line>` empty for a state without one).
 enum AppendScript {
     static let source = SourceOrder.luaFunction + "\n" + #"""
         local stream, shadows, deadlines, facts, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -207,8 +209,10 @@ enum AppendScript {
             local id, owner = string.match(call[tonumber(position)] or '', '^([^@]+)(.*)$')
             if id and id ~= '-' and owner == tenant then seen = id end
           end
-          local claimed = true
+          local claimed, quiet = true, false
           if claim ~= '' then
+            -- `~<id>`: the claimed state was final (`FinalState`): its entity leaves quietly.
+            if string.byte(claim) == 126 then quiet, claim = true, string.sub(claim, 2) end
             local last = redis.call('HGET', shadows, key)
             claimed = redis.call('EXISTS', key) == 0 and last and string.sub(last, 1, #claim + 1) == claim .. ' '
           end
@@ -265,79 +269,92 @@ enum AppendScript {
               redis.call('ZREM', deadlines, key)
               heldRank, statusPart, heldHold = '', '', ''
             end
-            local late = rank ~= '' and heldRank ~= '' and older(rank, heldRank, now, sequenceReset)
-            -- A state the entity's hold keeps out is news, as a late one is; `holdAt` is where its mark goes.
-            local holdAt, sets = nil, ''
-            if not late and holding ~= '' then
-              local markAt, passes
-              markAt, sets, passes = string.match(holding, '^(%d+)\t([^\t]*)\t(.*)$')
-              if heldHold ~= '' and not string.find(passes, '\n' .. heldHold .. '\n', 1, true) then holdAt = tonumber(markAt) end
-            end
-            local kept = late or holdAt ~= nil
-            if late then
-              if value ~= '' then body = body .. tail end
-              header = '~' .. header
-              local at = tonumber(lateAt)
-              body = string.sub(body, 1, at) .. '"late":true,' .. string.sub(body, at + 1)
-            elseif holdAt then
-              if value ~= '' then body = body .. tail end
-              header = '~' .. header
-              body = string.sub(body, 1, holdAt) .. '"held":true,' .. string.sub(body, holdAt + 1)
-            elseif value ~= '' then
-              local since
-              if statusPart ~= '' and string.find(statusPart, value, 2, true) == 2 and string.byte(statusPart, #value + 2) == 9 then
-                since = string.sub(statusPart, #value + 3)
-              else
-                since = (statusPart ~= '' or changed == '1') and time or ''
-                statusPart = '\t' .. value .. '\t' .. since
-              end
-              if since ~= '' then body = body .. '"status_since":"' .. since .. '",' .. tail else body = body .. tail end
-            end
-            local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', header, 'b', body)
-            local json = '{"event_id":"' .. id .. '",' .. body
-            local message = id .. ' ' .. header .. '\n' .. json
-            if kept then
-              -- news about the entity, not its state: the cache, its deadline, its rank and its hold stay
-            elseif claim ~= '' then
-              -- The stale notice stays where the state was, without a shadow or a deadline (it announces nothing
-              -- when it goes), so a snapshot still shows the entity, marked stale, until a state replaces it.
-              if staleKept ~= '0' then redis.call('SET', key, json, 'EX', staleKept) end
-            elseif ttl == '0' then
-              redis.call('SET', key, json)
-              redis.call('HDEL', shadows, key)
-              redis.call('ZREM', deadlines, key)
-            elseif ttl ~= '' then
-              redis.call('SET', key, json, 'EX', ttl)
-              redis.call('HSET', shadows, key, message)
-              redis.call('ZADD', deadlines, string.format('%.0f', now + tonumber(ttl) * 1000), key)
-            end
-            if idemKey then redis.call('SET', idemKey, id, 'EX', window) end
-            redis.call('PUBLISH', channel, message)
-            if not kept and (claim ~= '' or rank ~= '' or tally ~= '' or value ~= '' or ttl ~= '') then
-              local entries = heldEntries
-              if claim ~= '' then
-                entries = retally(heldEntries, nil, id)
-              elseif tally ~= '' then
-                entries = retally(heldEntries, tally, id)
-              end
-              -- A sequenced rank keeps when it was stored, for telling a restarted count (`SourceOrder.isOlder`).
-              if rank ~= '' then heldRank = string.byte(rank) == 124 and rank or (rank .. '|' .. string.format('%.0f', now)) end
-              if heldRank ~= '' then
-                heldRank = heldRank .. (sets ~= '' and ('^' .. sets) or '') .. (ttl ~= '' and ('@' .. line) or '') .. statusPart
-              end
-              local value = entries ~= '' and (heldRank .. '\n' .. entries) or heldRank
-              if value == '' then
+            if quiet then
+              -- A final state's expiry: nothing is stored or sent; the entity leaves its counters (its sets are
+              -- kept, as after staleness) and its facts go with its rank.
+              local entries = retally(heldEntries, nil, claim)
+              local remaining = entries ~= '' and ('\n' .. entries) or ''
+              if remaining == '' then
                 if held then redis.call('HDEL', facts, key) end
-              elseif value ~= held then
-                redis.call('HSET', facts, key, value)
+              elseif remaining ~= held then
+                redis.call('HSET', facts, key, remaining)
               end
+              results[i] = 'q'
+            else
+              local late = rank ~= '' and heldRank ~= '' and older(rank, heldRank, now, sequenceReset)
+              -- A state the entity's hold keeps out is news, as a late one is; `holdAt` is where its mark goes.
+              local holdAt, sets = nil, ''
+              if not late and holding ~= '' then
+                local markAt, passes
+                markAt, sets, passes = string.match(holding, '^(%d+)\t([^\t]*)\t(.*)$')
+                if heldHold ~= '' and not string.find(passes, '\n' .. heldHold .. '\n', 1, true) then holdAt = tonumber(markAt) end
+              end
+              local kept = late or holdAt ~= nil
+              if late then
+                if value ~= '' then body = body .. tail end
+                header = '~' .. header
+                local at = tonumber(lateAt)
+                body = string.sub(body, 1, at) .. '"late":true,' .. string.sub(body, at + 1)
+              elseif holdAt then
+                if value ~= '' then body = body .. tail end
+                header = '~' .. header
+                body = string.sub(body, 1, holdAt) .. '"held":true,' .. string.sub(body, holdAt + 1)
+              elseif value ~= '' then
+                local since
+                if statusPart ~= '' and string.find(statusPart, value, 2, true) == 2 and string.byte(statusPart, #value + 2) == 9 then
+                  since = string.sub(statusPart, #value + 3)
+                else
+                  since = (statusPart ~= '' or changed == '1') and time or ''
+                  statusPart = '\t' .. value .. '\t' .. since
+                end
+                if since ~= '' then body = body .. '"status_since":"' .. since .. '",' .. tail else body = body .. tail end
+              end
+              local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', header, 'b', body)
+              local json = '{"event_id":"' .. id .. '",' .. body
+              local message = id .. ' ' .. header .. '\n' .. json
+              if kept then
+                -- news about the entity, not its state: the cache, its deadline, its rank and its hold stay
+              elseif claim ~= '' then
+                -- The stale notice stays where the state was, without a shadow or a deadline (it announces nothing
+                -- when it goes), so a snapshot still shows the entity, marked stale, until a state replaces it.
+                if staleKept ~= '0' then redis.call('SET', key, json, 'EX', staleKept) end
+              elseif ttl == '0' then
+                redis.call('SET', key, json)
+                redis.call('HDEL', shadows, key)
+                redis.call('ZREM', deadlines, key)
+              elseif ttl ~= '' then
+                redis.call('SET', key, json, 'EX', ttl)
+                redis.call('HSET', shadows, key, message)
+                redis.call('ZADD', deadlines, string.format('%.0f', now + tonumber(ttl) * 1000), key)
+              end
+              if idemKey then redis.call('SET', idemKey, id, 'EX', window) end
+              redis.call('PUBLISH', channel, message)
+              if not kept and (claim ~= '' or rank ~= '' or tally ~= '' or value ~= '' or ttl ~= '') then
+                local entries = heldEntries
+                if claim ~= '' then
+                  entries = retally(heldEntries, nil, id)
+                elseif tally ~= '' then
+                  entries = retally(heldEntries, tally, id)
+                end
+                -- A sequenced rank keeps when it was stored, for telling a restarted count (`SourceOrder.isOlder`).
+                if rank ~= '' then heldRank = string.byte(rank) == 124 and rank or (rank .. '|' .. string.format('%.0f', now)) end
+                if heldRank ~= '' then
+                  heldRank = heldRank .. (sets ~= '' and ('^' .. sets) or '') .. (ttl ~= '' and ('@' .. line) or '') .. statusPart
+                end
+                local value = entries ~= '' and (heldRank .. '\n' .. entries) or heldRank
+                if value == '' then
+                  if held then redis.call('HDEL', facts, key) end
+                elseif value ~= held then
+                  redis.call('HSET', facts, key, value)
+                end
+              end
+              results[i] = late and ('l:' .. id) or holdAt and ('h:' .. id) or id
+              added = true
             end
-            results[i] = late and ('l:' .. id) or holdAt and ('h:' .. id) or id
-            added = true
           end
           if record then
             local result = results[i]
-            if string.byte(result, 1) == 102 or result == 's' then
+            if string.byte(result, 1) == 102 or result == 's' or result == 'q' then
               result = '-'
             elseif string.byte(result, 2) == 58 then
               result = string.sub(result, 3)
@@ -371,6 +388,8 @@ enum AppendScript {
         case duplicate(of: EventID)
         /// Its claim was lost (another node published the stale event, or the entity has a state again).
         case claimLost
+        /// Its claim was won for a final state (`FinalState`): nothing was stored, the entity left quietly.
+        case leftQuietly
         /// Not stored: its entity's cached state (`id`) is on `line` ("" for none), outside its publisher's lines.
         case foreign(EventID, line: String)
     }
@@ -427,7 +446,7 @@ enum AppendScript {
             } else {
                 perEvent.append([])
             }
-            perEvent.append(claim.map { Array($0.description.utf8) } ?? [])
+            perEvent.append(claim.map { Array(((event.isFinal ? "~" : "") + $0.description).utf8) } ?? [])
             perEvent.append(recall)
             perEvent.append(event.sourceRank.map { Array($0.utf8) } ?? [])
             perEvent.append(event.sourceRank == nil ? [] : Array(String(event.lateMarkOffset).utf8))
@@ -499,6 +518,8 @@ enum AppendScript {
             guard let text = element.text else { throw .unexpectedReply("the append script answered \(element)") }
             if text == "s" {
                 outcomes.append(.claimLost)
+            } else if text == "q" {
+                outcomes.append(.leftQuietly)
             } else if text.hasPrefix("d:"), let id = EventID(text.dropFirst(2)) {
                 outcomes.append(.duplicate(of: id))
             } else if text.hasPrefix("f:") {

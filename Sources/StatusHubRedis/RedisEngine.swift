@@ -173,7 +173,7 @@ public final class RedisEngine: Engine {
                 case .held(let id): return Appended(id: id, held: true)
                 case .duplicate(let id): return Appended(id: id, duplicate: true)
                 case .foreign(let id, let line): return Appended(id: id, foreignLine: line)
-                case .claimLost: throw RedisError.unexpectedReply("the append script turned away an event without a claim")
+                case .claimLost, .leftQuietly: throw RedisError.unexpectedReply("the append script settled a claim for an event without one")
                 }
             }
         } catch {

@@ -296,8 +296,9 @@ public final class MemoryEngine: Engine {
     }
 
     /// Publishes one `status_stale` per expired entity (at most `staleEventsPerPass`; the rest on later passes),
-    /// which takes the state's place in the cache for `server.stale_kept_seconds` (then leaves quietly), trims
-    /// history by age and forgets idempotency keys past their window.
+    /// which takes the state's place in the cache for `server.stale_kept_seconds` (then leaves quietly) — or, for a
+    /// final state (`FinalState`), lets the entity leave quietly at once —, trims history by age and forgets
+    /// idempotency keys past their window.
     func expire(now: ContinuousClock.Instant) {
         let wallNow = Date()
         state.withLock { state in
@@ -308,6 +309,12 @@ public final class MemoryEngine: Engine {
                 state.latest[due.entityKey] = nil
                 guard !cached.isStaleNotice, let stale = StaleEvent.make(for: cached.event, at: wallNow, catalog: config.catalog) else {
                     for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
+                    continue
+                }
+                if stale.isFinal {
+                    for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
+                    retally(entityKey: due.entityKey, update: nil, cause: cached.event.id, in: &state)
+                    budget -= 1
                     continue
                 }
                 let (notice, _) = store(stale, now: now, in: &state)

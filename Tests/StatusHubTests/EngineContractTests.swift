@@ -476,6 +476,32 @@ struct EngineContractTests {
         }
     }
 
+    /// A final state (`final` in the catalog: a completed work order) leaves quietly at its TTL: no `status_stale`,
+    /// no kept notice, its rank gone with it; an unfinished order still goes stale.
+    @Test(arguments: ContractEngine.allCases)
+    func aFinalStateLeavesQuietlyAtItsTTL(_ kind: ContractEngine) async throws {
+        try await withEngine(kind, configure: { $0.cacheTTL.workOrder = 1 }) { engine, sink in
+            func order(_ id: String, _ status: String, at time: String = "2025-11-18T14:00:00Z") -> ValidatedEvent {
+                contractEvent(#"{"event_type":"work_order_progress","entity_type":"work_order","entity_id":"\#(id)","line":"Line-2","# +
+                    #""timestamp":"\#(time)","data":{"current_status":"\#(status)"},"metadata":{"source":"mes","triggered_by":"system"}}"#)
+            }
+            let stored = try await engine.append([order("WO-1", "completed"), order("WO-2", "in_progress")])
+            #expect(stored.allSatisfy { $0.stored })
+            let published = try await sink.waitFor(count: 3, timeout: .seconds(20))
+            let notice = published[2]
+            #expect(notice.jsonString.contains(#""event_type":"status_stale""#) && notice.entityKey == "workorder:WO-2", "\(notice.jsonString)")
+            try await Task.sleep(for: .milliseconds(2000))
+            #expect(sink.received.count == 3, "the completed order left without a notice")
+            #expect(try await engine.latest(entityKey: "workorder:WO-1") == nil)
+            #expect(try await engine.latest(entityKey: "workorder:WO-2")?.id == notice.id)
+            let snapshot = try await engine.snapshot(matching: [try ChannelPattern(parsing: "work-order-progress")]).events
+            #expect(snapshot.map(\.id) == [notice.id])
+            // Its rank left with it: an earlier-stamped state of the same order is no longer late.
+            let again = try await engine.append([order("WO-1", "in_progress", at: "2025-11-18T13:00:00Z")])
+            #expect(again[0].stored && !again[0].late)
+        }
+    }
+
     @Test(arguments: ContractEngine.allCases)
     func latestStateExpiresAfterItsTTL(_ kind: ContractEngine) async throws {
         try await withEngine(kind, configure: { $0.cacheTTL.machine = 1 }) { engine, _ in

@@ -792,6 +792,28 @@ def test_a_stale_work_order_is_shown_stale(hubs, page):
 
 
 @pytest.mark.parametrize("engine", ["memory", "redis"])
+def test_a_finished_work_order_leaves_instead_of_going_stale(hubs, page, redis_server, engine):
+    """A completed work order gets no more progress reports, so it went grey as stale five minutes after it
+    finished, and a reload listed the shift's finished orders as stale for a day. A final state (the catalog's
+    `final`) now leaves the hub's cache quietly at its TTL, and the page drops it then; an unfinished order still
+    goes stale."""
+    hub = hubs.start(redis_url=redis_server.url if engine == "redis" else None, env={"STATUSHUB_CACHE_TTL_WORK_ORDER": "3"})
+    def order(entity_id, status):
+        return {"event_type": "work_order_progress", "entity_type": "work_order", "entity_id": entity_id, "line": "Line-2",
+                "timestamp": now_iso(), "data": {"current_status": status, "quantity_produced": 100, "quantity_ordered": 100},
+                "metadata": {"source": "mes", "triggered_by": "browser-test"}}
+    open_dashboard(page, hub.url)
+    hub.publish(order("WO-8", "completed"), order("WO-9", "in_progress"))
+    expect(page.get_by_test_id("wo-WO-8")).to_contain_text("completed")
+    expect(page.get_by_test_id("wo-WO-9")).to_have_attribute("data-stale", "true", timeout=20000)
+    expect(page.get_by_test_id("wo-WO-8")).to_have_count(0, timeout=20000)
+    page.reload()
+    expect(page.get_by_test_id("wo-WO-9")).to_have_attribute("data-stale", "true")
+    expect(page.get_by_test_id("wo-WO-8")).to_have_count(0)
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
 def test_a_machine_gone_stale_is_still_shown_after_a_reload(hubs, page, redis_server, engine):
     """A machine whose state expired went grey on the open screens, and vanished from every screen opened after
     it: the dead machine a supervisor most needs to see. Its stale notice now stays in the hub's cache

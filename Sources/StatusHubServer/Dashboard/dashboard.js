@@ -12,6 +12,7 @@ const view = {
   categoryOf: new Map(),          // event_type -> category
   feedOf: new Map(),              // event_type -> its catalog `feed` (the alert feed shows these types)
   ttlOf: new Map(),               // entity_type -> seconds
+  finalOf: new Map(),             // entity_type -> its catalog `final` ({field: [values]}): states that end its story
   budgetOf: new Map(),            // category -> latency budget in ms (catalog latency_budget_ms)
   machines: new Map(),            // entity_id -> {event, stale, lastSeen}
   operators: new Map(),
@@ -114,7 +115,10 @@ async function loadCatalog() {
     view.categoryOf.set(type.name, type.category);
     if (type.feed) view.feedOf.set(type.name, type.feed);
   }
-  for (const type of catalog.entity_types) view.ttlOf.set(type.name, type.ttl_seconds);
+  for (const type of catalog.entity_types) {
+    view.ttlOf.set(type.name, type.ttl_seconds);
+    if (type.final) view.finalOf.set(type.name, type.final);
+  }
   for (const category of catalog.categories) {
     if (category.latency_budget_ms) view.budgetOf.set(category.name, category.latency_budget_ms);
   }
@@ -346,13 +350,35 @@ function heardAt(event) {
 
 function isStale(entry, entityType) {
   if (entry.stale) return true;
+  if (isFinal(entry.event, entityType)) return false;
+  return pastTTL(entry, entityType);
+}
+
+function pastTTL(entry, entityType) {
   const ttl = view.ttlOf.get(entityType);
   return ttl ? Date.now() - Date.parse(heardAt(entry.event)) > ttl * 1000 : false;
 }
 
+// A final state (a completed work order: the catalog's `final`) ends its entity's story: no news follows, so its
+// silence is not staleness. The hub lets it leave its cache quietly when its TTL passes; the page drops it then
+// too, as a reload would, rather than greying it as if its source had gone quiet.
+function isFinal(event, entityType) {
+  const final = view.finalOf.get(entityType);
+  if (!final) return false;
+  return Object.entries(final).some(([field, values]) => values.includes((event.data || {})[field]));
+}
+
+// The entries of `map` still on the hub's screen: a final state past its TTL has left.
+function present(map, entityType) {
+  for (const [id, entry] of map) {
+    if (!entry.stale && isFinal(entry.event, entityType) && pastTTL(entry, entityType)) map.delete(id);
+  }
+  return [...map.values()];
+}
+
 const renderers = {
   machines() {
-    const tiles = [...view.machines.values()].sort((a, b) => a.event.entity_id.localeCompare(b.event.entity_id, undefined, { numeric: true }));
+    const tiles = present(view.machines, "machine").sort((a, b) => a.event.entity_id.localeCompare(b.event.entity_id, undefined, { numeric: true }));
     $("machine-count").textContent = tiles.length ? `(${tiles.length})` : "";
     if (!tiles.length) return $("tiles").replaceChildren(h("p", { class: "empty" }, "No machine states on this line yet."));
     $("tiles").replaceChildren(...tiles.map((entry) => {
@@ -372,7 +398,7 @@ const renderers = {
   },
   operators() {
     const groups = new Map();
-    for (const entry of view.operators.values()) {
+    for (const entry of present(view.operators, "operator")) {
       const status = (entry.event.data || {}).current_status || "unknown";
       if (!groups.has(status)) groups.set(status, []);
       groups.get(status).push(entry);
@@ -383,7 +409,7 @@ const renderers = {
         ...entries.map((entry) => h("span", { class: "chip", "data-stale": String(isStale(entry, "operator")) }, entry.event.entity_id)))));
   },
   workorders() {
-    const entries = [...view.workorders.values()];
+    const entries = present(view.workorders, "work_order");
     if (!entries.length) return $("workorders").replaceChildren(h("p", { class: "empty" }, "No work orders yet."));
     $("workorders").replaceChildren(...entries.map((entry) => {
       const d = entry.event.data || {};

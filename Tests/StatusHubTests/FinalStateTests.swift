@@ -1,0 +1,52 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+/// States that end their entity's story (`final:` on an entity type, `FinalState`): the catalog's checks and what it
+/// serves. The engines' quiet expiry is `EngineContractTests.aFinalStateLeavesQuietlyAtItsTTL`; the page's,
+/// `tests/browser`'s finished work order.
+@Suite("Final states: a finished work order leaves quietly")
+struct FinalStateTests {
+    static let progress = "  progress: {category: quality, carries_state: true, entity_types: [order], data: {state: {type: string}}}\n"
+
+    static func entities(_ final: String) -> String {
+        "  order: {cache_key: \"order:{id}\", ttl_seconds: 300, \(final)}\n"
+    }
+
+    @Test func theShippedWorkOrdersAndAllocationsEnd() throws {
+        let catalog = Catalog.standard
+        let order = try #require(catalog.entityType(named: "work_order"))
+        #expect(catalog.isFinal(entityType: order, data: ["current_status": .string("completed")]))
+        #expect(catalog.isFinal(entityType: order, data: ["current_status": .string("cancelled")]))
+        #expect(!catalog.isFinal(entityType: order, data: ["current_status": .string("in_progress")]))
+        #expect(!catalog.isFinal(entityType: order, data: [:]))
+        let allocation = try #require(catalog.entityType(named: "allocation"))
+        #expect(catalog.isFinal(entityType: allocation, data: ["change_type": .string("released")]))
+        #expect(!catalog.isFinal(entityType: try #require(catalog.entityType(named: "machine")), data: ["current_status": .string("offline")]))
+        // The validator marks the state; a news event about the same order is never final.
+        let event = SampleEvents.validated(
+            #"{"event_type":"work_order_progress","entity_type":"work_order","entity_id":"WO-1","line":"Line-2","timestamp":"2025-11-18T14:00:00Z","data":{"current_status":"completed"},"metadata":{"source":"mes","triggered_by":"system"}}"#)
+        #expect(event.isFinal)
+    }
+
+    @Test func aFinalRuleIsCheckedWhenTheCatalogLoads() throws {
+        let cases: [(String, String, String)] = [
+            ("final: {state: [done], other: [x]}", "entity_types.order.final", "names one data field"),
+            ("final: [done]", "entity_types.order.final", "must be a mapping"),
+            ("final: {state: []}", "entity_types.order.final.state", "at least one non-empty value"),
+            ("final: {state: [done, done]}", "entity_types.order.final.state", "lists a value twice"),
+            ("final: {colour: [done]}", "entity_types.order.final", "no state-carrying event type about 'order' declares data.colour"),
+        ]
+        for (final, path, reason) in cases {
+            let error = CatalogTests.refusal(Self.progress, entities: Self.entities(final))
+            #expect(error?.path == path, "\(String(describing: error))")
+            #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+        }
+        let catalog = try CatalogTests.catalog(Self.progress, entities: Self.entities("final: {state: [done, dropped]}"))
+        guard case .array(let types)? = catalog.json(ttlSeconds: { _ in 0 })["entity_types"] else {
+            Issue.record("GET /v1/catalog's shape has no entity_types list")
+            return
+        }
+        #expect(types.first { $0["name"] == .string("order") }?["final"] == .object(["state": .array([.string("done"), .string("dropped")])]))
+    }
+}
