@@ -180,12 +180,13 @@ struct EventWriter: Sendable {
     /// them; see `RedisEngine.snapshot`). Outside the script because it saves a key and an argument per event in
     /// it, and a filing that outlives a refused script only costs a later read a miss. A `status_stale` notice the
     /// script keeps in its state's place (`server.stale_kept_seconds`) is filed again: a read between the expiry and
-    /// the claim may have dropped the key.
+    /// the claim may have dropped the key; a final state's claim keeps none (`FinalState`), so it is not.
     private func indexFiling(_ events: [ValidatedEvent]) -> [[[UInt8]]] {
         var members: [String: [String]] = [:]
         var order: [String] = []
         let keepsNotices = config.server.staleKeptSeconds > 0
-        for event in events where event.carriesState || (keepsNotices && event.eventType.rawValue == EventType.statusStaleName) {
+        for event in events
+        where event.carriesState || (keepsNotices && event.eventType.rawValue == EventType.statusStaleName && !event.isFinal) {
             for name in event.snapshotIndexes {
                 if members[name] == nil { order.append(name) }
                 members[name, default: []].append(keys.stored(event.entityKey))
