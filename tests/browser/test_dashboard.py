@@ -810,6 +810,7 @@ def test_a_finished_work_order_leaves_instead_of_going_stale(hubs, page, redis_s
     page.reload()
     expect(page.get_by_test_id("wo-WO-9")).to_have_attribute("data-stale", "true")
     expect(page.get_by_test_id("wo-WO-8")).to_have_count(0)
+    expect(page.get_by_test_id("tiles")).to_contain_text("No machine states on this line yet.", timeout=3000)
     out = ROOT / "tests" / "browser" / "out"
     out.mkdir(exist_ok=True)
     page.screenshot(path=str(out / f"finished-order-{engine}.png"))

@@ -598,6 +598,9 @@ function handle(message) {
     case "snapshot":
       // The `counters` channel carries every line's counters, in the snapshot as live.
       for (const e of message.events) if (isOnLine(e)) apply(e, false);
+      // The snapshot is complete: every panel says what the line has, "none yet" included (the machines panel kept
+      // the page's "Pick a line" until the next 5 s repaint when the line had no machine states).
+      if (!message.more) for (const part of Object.keys(renderers)) render(part);
       if (!message.more && message.position && (isToken(message.position) || !view.lastEventId || compareIds(message.position, view.lastEventId) > 0)) view.lastEventId = message.position;
       break;
     case "recent":
