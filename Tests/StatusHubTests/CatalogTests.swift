@@ -32,6 +32,15 @@ struct CatalogTests {
         }
     }
 
+    /// Expects the catalog around `events` (and `entities`) refused at `path`, with a reason containing `reason`.
+    static func expectRefused(
+        _ events: String, entities: String? = nil, at path: String, because reason: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        let error = refusal(events, entities: entities)
+        #expect(error?.path == path, "\(String(describing: error))", sourceLocation: sourceLocation)
+        #expect(error?.reason.contains(reason) == true, "\(String(describing: error))", sourceLocation: sourceLocation)
+    }
+
     @Test func shippedCatalogLoadsAndKeepsSeed003Layout() throws {
         let catalog = try CatalogLoader.load(directory: "config/catalog")
         #expect(catalog == Catalog.standard)
@@ -160,11 +169,7 @@ struct CatalogTests {
             ("feed: {values: {A: high}}}", "event_types.bad.feed.values", "add from"),
             ("feed: {level: high}}", "event_types.bad.feed.level", "unknown key 'level'"),
         ]
-        for (feed, path, reason) in cases {
-            let error = Self.refusal(head + feed)
-            #expect(error?.path == path, "\(String(describing: error))")
-            #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
-        }
+        for (feed, path, reason) in cases { Self.expectRefused(head + feed, at: path, because: reason) }
         // A status field takes its entity types' statuses; a free-text field any value; and the declaration is
         // served as written, for dashboards.
         let catalog = try Self.catalog("""

@@ -38,9 +38,7 @@ struct FinalStateTests {
             ("final: {colour: [done]}", "entity_types.order.final", "no state-carrying event type about 'order' declares data.colour"),
         ]
         for (final, path, reason) in cases {
-            let error = CatalogTests.refusal(Self.progress, entities: Self.entities(final))
-            #expect(error?.path == path, "\(String(describing: error))")
-            #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+            CatalogTests.expectRefused(Self.progress, entities: Self.entities(final), at: path, because: reason)
         }
         let catalog = try CatalogTests.catalog(Self.progress, entities: Self.entities("final: {state: [done, dropped]}"))
         guard case .array(let types)? = catalog.json(ttlSeconds: { _ in 0 })["entity_types"] else {

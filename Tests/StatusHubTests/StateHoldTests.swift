@@ -44,11 +44,7 @@ struct StateHoldTests {
             ("  bad: {category: quality, carries_state: true, entity_types: [lot], hold: {until: [lift], for: ever}}\n" + lift,
              "event_types.bad.hold.for", "unknown key 'for'"),
         ]
-        for (events, path, reason) in cases {
-            let error = CatalogTests.refusal(events)
-            #expect(error?.path == path, "\(String(describing: error))")
-            #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
-        }
+        for (events, path, reason) in cases { CatalogTests.expectRefused(events, at: path, because: reason) }
         // Declared before the type that lifts it, in any order; served as written.
         let catalog = try CatalogTests.catalog("""
               hold: {category: quality, carries_state: true, entity_types: [lot, machine], hold: {until: [lift]}}

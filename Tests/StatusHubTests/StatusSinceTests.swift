@@ -77,11 +77,7 @@ struct StatusSinceTests {
             ("carries_state: true, status_since: {field: state, previous: gone}}", "event_types.bad.status_since.previous", "'gone', which data does not declare"),
             ("carries_state: true, status_since: {field: state, since: now}}", "event_types.bad.status_since.since", "unknown key 'since'"),
         ]
-        for (declaration, path, reason) in cases {
-            let error = CatalogTests.refusal(head + declaration)
-            #expect(error?.path == path, "\(String(describing: error))")
-            #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
-        }
+        for (declaration, path, reason) in cases { CatalogTests.expectRefused(head + declaration, at: path, because: reason) }
         #expect(CatalogTests.refusal(head + "carries_state: true, status_since: {field: note, previous: state}}") == nil)
         #expect(EventType.resourceStatusChanged.definition.statusSince?.field == "current_status")
     }
