@@ -23,6 +23,14 @@ struct FinalStateTests {
         let allocation = try #require(catalog.entityType(named: "allocation"))
         #expect(catalog.isFinal(entityType: allocation, data: ["change_type": .string("released")]))
         #expect(!catalog.isFinal(entityType: try #require(catalog.entityType(named: "machine")), data: ["current_status": .string("offline")]))
+        // The records of seeds 000/001 and 002 whose status closes them.
+        let closing: [(entity: String, field: String, value: String)] = [
+            ("quality_issue", "current_status", "closed"), ("quarantine_disposition", "current_state", "CLOSED"),
+            ("capa", "status", "CANCELLED"), ("step_rollback", "status", "COMPLETED"), ("step_override", "status", "EXPIRED"),
+        ]
+        for (entity, field, value) in closing {
+            #expect(catalog.isFinal(entityType: try #require(catalog.entityType(named: entity)), data: [field: .string(value)]), "\(entity)")
+        }
         // The validator marks the state; a news event about the same order is never final.
         let event = SampleEvents.validated(
             #"{"event_type":"work_order_progress","entity_type":"work_order","entity_id":"WO-1","line":"Line-2","timestamp":"2025-11-18T14:00:00Z","data":{"current_status":"completed"},"metadata":{"source":"mes","triggered_by":"system"}}"#)
