@@ -132,8 +132,8 @@ public final class MemoryEngine: Engine {
         } ?? false
         let heldBack = !late && event.hold.map { !$0.mayReplace(heldBy: state.latest[event.entityKey]?.hold) } ?? false
         let kept: KeptOut? = late ? .late : heldBack ? .held : nil
-        let held = kept != nil ? nil : state.latest[event.entityKey]?.status
-        let status = event.statusSince.map { stamp in (value: stamp.value, since: stamp.start(held: held)) } ?? held
+        let heldStatus = kept != nil ? nil : state.latest[event.entityKey]?.status
+        let status = event.statusSince.map { stamp in (value: stamp.value, since: stamp.start(held: heldStatus)) } ?? heldStatus
         let stored = switch kept {
         case .late?: StoredEvent(id: id, lateEvent: event)
         case .held?: StoredEvent(id: id, heldEvent: event)
@@ -170,6 +170,11 @@ public final class MemoryEngine: Engine {
             retally(entityKey: event.entityKey, update: event.tallies, cause: id, in: &state)
         }
         return (stored, kept)
+    }
+
+    /// Takes an entity that left the cache out of the snapshot indexes its state was filed under.
+    private func unfile(_ cached: CachedState, entityKey: String, in state: inout State) {
+        for name in cached.indexes { state.indexes[name]?.remove(entityKey) }
     }
 
     /// Why a state event was stored as news and left the cache alone.
@@ -308,11 +313,11 @@ public final class MemoryEngine: Engine {
                 guard let cached = state.latest[due.entityKey], cached.event.id == due.eventID else { continue }
                 state.latest[due.entityKey] = nil
                 guard !cached.isStaleNotice, let stale = StaleEvent.make(for: cached.event, at: wallNow, catalog: config.catalog) else {
-                    for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
+                    unfile(cached, entityKey: due.entityKey, in: &state)
                     continue
                 }
                 if stale.isFinal {
-                    for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
+                    unfile(cached, entityKey: due.entityKey, in: &state)
                     retally(entityKey: due.entityKey, update: nil, cause: cached.event.id, in: &state)
                     budget -= 1
                     continue
@@ -326,7 +331,7 @@ public final class MemoryEngine: Engine {
                         isStaleNotice: true)
                     state.deadlines.insert(Deadline(expiresAt: expiresAt, entityKey: due.entityKey, eventID: notice.id))
                 } else {
-                    for name in cached.indexes { state.indexes[name]?.remove(due.entityKey) }
+                    unfile(cached, entityKey: due.entityKey, in: &state)
                 }
                 retally(entityKey: due.entityKey, update: nil, cause: notice.id, in: &state)
                 budget -= 1

@@ -81,6 +81,9 @@ struct StateHoldTests {
             #expect(try await socket.nextEvent()["held"] == nil)
             let news = try await socket.nextEvent()
             #expect(news["event_type"] == .string("material_lot_inspected") && news["held"] == .bool(true))
+            // A filter may pick held events out, or leave them out.
+            #expect(try EventFilter.parse("held = true").admits(.object(news)))
+            #expect(!(try EventFilter.parse("held missing").admits(.object(news))))
             let state = try await HTTP.get(port: hub.port, "/v1/state/material_lot/LOT-2025-001")
             #expect(state.json["event_type"] == .string("material_lot_quarantined"), "\(state.text)")
             let snapshot = try await TestSocket(port: hub.port)
