@@ -414,8 +414,16 @@ extension AccessControlTests {
         try await withHub(engine: .memory, configure: { $0.websocket.maxMessagesPerSecond = 20 }) { hub in
             let fast = try await TestSocket(port: hub.port)
             let sender = Task {
-                for number in 0..<400 {  // 80 a second, four times the rate, for at most 5 s
-                    fast.send(#"{"op":"ping","id":"\#(number)"}"#)
+                // 80 a second, four times the rate, for at most 5 s — kept up with the clock: on a loaded machine
+                // (a CI run) a 12 ms sleep took far longer, one message a wake fell under the rate, and no close came.
+                let started = ContinuousClock.now
+                var sent = 0
+                while sent < 400 {
+                    let due = min(400, Int((ContinuousClock.now - started) / .microseconds(12_500)) + 1)
+                    while sent < due {
+                        fast.send(#"{"op":"ping","id":"\#(sent)"}"#)
+                        sent += 1
+                    }
                     try await Task.sleep(for: .milliseconds(12))
                 }
             }
