@@ -27,9 +27,23 @@ struct FinalStateTests {
         let closing: [(entity: String, field: String, value: String)] = [
             ("quality_issue", "current_status", "closed"), ("quarantine_disposition", "current_state", "CLOSED"),
             ("capa", "status", "CANCELLED"), ("step_rollback", "status", "COMPLETED"), ("step_override", "status", "EXPIRED"),
+            // Seed 003's shifts and reservations, seed 002's reports and first pieces.
+            ("operator_shift", "current_status", "completed"), ("operator_shift", "current_status", "absent"),
+            ("material_reservation", "current_status", "consumed"), ("material_reservation", "current_status", "expired"),
+            ("quality_report", "status", "PASS"), ("quality_report", "status", "FAIL"),
+            ("fpi_record", "status", "PASSED"), ("fpi_record", "status", "WAIVED"),
         ]
         for (entity, field, value) in closing {
             #expect(catalog.isFinal(entityType: try #require(catalog.entityType(named: entity)), data: [field: .string(value)]), "\(entity)")
+        }
+        // Still open: a late operator's shift goes on; an active reservation, a pending report, and a failed first
+        // piece (it blocks its step until someone acts) can go stale.
+        let open: [(entity: String, field: String, value: String)] = [
+            ("operator_shift", "current_status", "late"), ("material_reservation", "current_status", "active"),
+            ("quality_report", "status", "PENDING"), ("fpi_record", "status", "FAILED"),
+        ]
+        for (entity, field, value) in open {
+            #expect(!catalog.isFinal(entityType: try #require(catalog.entityType(named: entity)), data: [field: .string(value)]), "\(entity)")
         }
         // The validator marks the state; a news event about the same order is never final.
         let event = SampleEvents.validated(
