@@ -68,6 +68,12 @@ struct Plant {
         var produced: Int
         var status: String
         var nextReport: Double
+        /// The machine and operator allocated to it (seed 003 §3.5), announced with its first report and completed with it.
+        var machine: String
+        var operatorID: String
+        var allocated = false
+        /// The allocation's id: one allocation per order in this plant.
+        var allocationID: String { "AL-\(id)" }
     }
 
     struct Material {
@@ -75,6 +81,9 @@ struct Plant {
         var line: String
         var available: Double
         var nextReport: Double
+        /// Seed 003 §3.3's planning levels, sent with every report.
+        var reorderPoint: Double
+        var safetyStock: Double
     }
 
     private(set) var now: Double = 0
@@ -87,7 +96,8 @@ struct Plant {
     private var nextQuality: [String: Double] = [:]
     private var nextKPI: [String: Double] = [:]
     private var workOrderSerial = 0
-
+    /// Which of a line's machines and operators the next order is allocated to (in turn).
+    private var allocationTurn: [String: Int] = [:]
     /// seed 003 §4.3: machine status every 30 s, work-order progress every 30 s, materials every 5 min, predictions
     /// every 2 min; metrics every minute (the catalog's machine-metrics).
     static let statusEvery = 30.0, progressEvery = 30.0, materialEvery = 300.0, predictionEvery = 120.0, metricsEvery = 60.0
@@ -113,7 +123,8 @@ struct Plant {
             for _ in 0..<max(0, options.workOrdersPerLine) { workOrders.append(newWorkOrder(line: line)) }
             for n in 1...2 {
                 materials.append(Material(
-                    id: "MAT-\(lineIndex + 1)\(n)", line: line, available: Double(rng.int(400, 2000)), nextReport: rng.uniform(0, 20)))
+                    id: "MAT-\(lineIndex + 1)\(n)", line: line, available: Double(rng.int(400, 2000)), nextReport: rng.uniform(0, 20),
+                    reorderPoint: 500, safetyStock: 200))
             }
             nextQuality[line] = rng.exponential(mean: 240)
             nextKPI[line] = rng.uniform(10, 60)
@@ -126,9 +137,14 @@ struct Plant {
 
     private mutating func newWorkOrder(line: String) -> WorkOrder {
         workOrderSerial += 1
+        let turn = allocationTurn[line, default: 0]
+        allocationTurn[line] = turn + 1
+        let lineMachines = machines.filter { $0.line == line }.map(\.id), lineOperators = operators.filter { $0.line == line }.map(\.id)
         return WorkOrder(
             id: "WO-\(line.split(separator: "-").last ?? "")-\(1000 + workOrderSerial)", line: line, ordered: rng.int(100, 600), produced: 0,
-            status: "queued", nextReport: 0)
+            status: "queued", nextReport: 0,
+            machine: lineMachines.isEmpty ? "M-0" : lineMachines[turn % lineMachines.count],
+            operatorID: lineOperators.isEmpty ? "O-0" : lineOperators[turn % lineOperators.count])
     }
 
     /// Advances the plant to `time` (simulated seconds) and returns the events due meanwhile, as JSON objects.
@@ -216,15 +232,17 @@ struct Plant {
             let running = machines.filter { $0.line == order.line && $0.status == .running }.count
             if order.status == "completed" {
                 order = newWorkOrder(line: order.line)
-                emit("allocation_changed", "allocation", "AL-\(order.id)", line: order.line, data: [
-                    "change_type": .string("created"),
-                    "machine_id": .string(machines.first { $0.line == order.line }?.id ?? "M-0"),
-                    "operator_id": .string(operators.first { $0.line == order.line }?.id ?? "O-0"),
-                ], source: "mes", trigger: "scheduler")
             } else {
                 if order.status == "queued" { order.status = "in_progress" }
                 order.produced = min(order.ordered, order.produced + running * rng.int(1, 4))
                 if order.produced >= order.ordered { order.status = "completed" }
+            }
+            if !order.allocated || order.status == "completed" {
+                emit("allocation_changed", "allocation", order.allocationID, line: order.line, data: [
+                    "change_type": .string(order.allocated ? "completed" : "created"), "work_order_id": .string(order.id),
+                    "machine_id": .string(order.machine), "operator_id": .string(order.operatorID),
+                ], source: "mes", trigger: "scheduler")
+                order.allocated = true
             }
             emit("work_order_progress", "work_order", order.id, line: order.line, data: [
                 "current_status": .string(order.status), "previous_status": .string(previous),
@@ -243,6 +261,7 @@ struct Plant {
             if materials[index].available < 100 { materials[index].available += 1500 }  // restocked
             emit("material_inventory_changed", "material", materials[index].id, line: materials[index].line, data: [
                 "available_quantity": .number(materials[index].available), "on_hand_quantity": .number(materials[index].available + 50),
+                "reorder_point": .number(materials[index].reorderPoint), "safety_stock_level": .number(materials[index].safetyStock),
             ], source: "erp", trigger: "transaction")
             materials[index].nextReport = now + Self.materialEvery
         }

@@ -116,6 +116,73 @@ def test_the_counters_are_the_lines_own_from_the_first_snapshot(hubs, page):
     assert page.errors == []
 
 
+def test_the_counters_say_whose_count_they_are(hubs, page):
+    """The shift's count of operators available is the plant's, beside the line's own: read on Line-2's screen as
+    "operators available" it looked like the line's, and disagreed with the line's count next to it."""
+    hub = hubs.start()
+    operator = machine_status("O-156", "available")
+    operator["entity_type"] = "operator"
+    hub.publish(operator)
+    open_dashboard(page, hub.url)
+    expect(page.get_by_test_id("counter-operators_available").locator(".name")).to_have_text("operators available · shift")
+    expect(page.get_by_test_id("counter-line_operators_available").locator(".name")).to_have_text("line operators available")
+    assert page.errors == []
+
+
+def event(event_type, entity_type, entity_id, data, line="Line-2", timestamp=None, source="mes"):
+    return {
+        "event_type": event_type, "entity_type": entity_type, "entity_id": entity_id, "line": line,
+        "timestamp": timestamp or now_iso(), "data": data, "metadata": {"source": source, "triggered_by": "browser-test"},
+    }
+
+
+def test_a_tile_names_its_allocation_and_forecast_and_materials_show_their_levels(hubs, page):
+    """Seed 003 is a resource allocation system: a machine's tile names the order it is allocated to and who runs it
+    (until the allocation is released or completed, the catalog's `final`), and the ML engine's newest idle-time
+    forecast; the line's materials show what is available against the reorder point and safety stock their inventory
+    system plans with."""
+    hub = hubs.start()
+    hub.publish(
+        machine_status("M-201", "running"), machine_status("M-202", "idle"),
+        event("allocation_changed", "allocation", "A-1", {"change_type": "created", "machine_id": "M-201", "operator_id": "O-156", "work_order_id": "WO-7"}),
+        event("material_inventory_changed", "material", "MAT-1",
+              {"available_quantity": 900, "on_hand_quantity": 1000, "reorder_point": 500, "safety_stock_level": 200}, source="erp"),
+        event("material_inventory_changed", "material", "MAT-2", {"available_quantity": 450, "on_hand_quantity": 470, "reorder_point": 500}, source="erp"))
+    open_dashboard(page, hub.url)
+    # From the snapshot: the allocation and the materials carry state.
+    expect(page.get_by_test_id("tile-allocation-M-201")).to_have_text("WO-7 · O-156")
+    expect(page.get_by_test_id("tile-allocation-M-202")).to_have_count(0)
+    expect(page.get_by_test_id("material-MAT-1")).to_have_attribute("data-level", "ok")
+    expect(page.get_by_test_id("material-MAT-1")).to_contain_text("900 available / 1,000 on hand")
+    expect(page.get_by_test_id("material-MAT-2")).to_have_attribute("data-level", "reorder")
+    expect(page.get_by_test_id("material-MAT-2")).to_contain_text("reorder point reached")
+
+    # Live: a forecast, a newer one, then an older one arriving late (news: the newest by source time stays).
+    hub.publish(event("idle_time_predicted", "machine", "M-201", {"predicted_idle_minutes": 25, "confidence": 0.8}, source="ml"))
+    expect(page.get_by_test_id("tile-prediction-M-201")).to_have_text("idle forecast 25 min (80 %)")
+    hub.publish(event("idle_time_predicted", "machine", "M-201", {"predicted_idle_minutes": 5}, source="ml"))
+    expect(page.get_by_test_id("tile-prediction-M-201")).to_have_text("idle forecast 5 min")
+    old = hub.publish(event("idle_time_predicted", "machine", "M-201", {"predicted_idle_minutes": 40}, timestamp=now_iso(-600), source="ml"))[0]
+    wait_until(page, f"() => window.statushub.seen.includes('{old}')")
+    expect(page.get_by_test_id("tile-prediction-M-201")).to_have_text("idle forecast 5 min")
+
+    # A reassignment moves the allocation to the other machine; completing it ends it.
+    hub.publish(event("allocation_changed", "allocation", "A-1", {"change_type": "reassigned", "machine_id": "M-202", "operator_id": "O-157", "work_order_id": "WO-7"}))
+    expect(page.get_by_test_id("tile-allocation-M-202")).to_have_text("WO-7 · O-157")
+    expect(page.get_by_test_id("tile-allocation-M-201")).to_have_count(0)
+    hub.publish(event("allocation_changed", "allocation", "A-1", {"change_type": "completed", "machine_id": "M-202", "work_order_id": "WO-7"}))
+    expect(page.get_by_test_id("tile-allocation-M-202")).to_have_count(0)
+
+    # Consumption takes MAT-1 under its safety stock.
+    hub.publish(event("material_inventory_changed", "material", "MAT-1",
+                      {"available_quantity": 150, "on_hand_quantity": 1000, "reorder_point": 500, "safety_stock_level": 200}, source="erp"))
+    expect(page.get_by_test_id("material-MAT-1")).to_have_attribute("data-level", "safety")
+    expect(page.get_by_test_id("material-MAT-1")).to_contain_text("below safety stock")
+    out = ROOT / "tests" / "browser" / "out"
+    out.mkdir(exist_ok=True)
+    page.screenshot(path=str(out / "allocations-and-materials.png"), full_page=True)
+    assert page.errors == []
+
 def test_the_counters_keep_the_catalogs_order_whatever_came_first(hubs, page):
     """The counters were drawn in the order their first events arrived, so one load showed machines first and the
     next operators first. They follow the catalog's `tallies` now: here the operator's counters arrive first."""

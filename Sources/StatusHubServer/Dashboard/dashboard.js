@@ -17,6 +17,9 @@ const view = {
   machines: new Map(),            // entity_id -> {event, stale, lastSeen}
   operators: new Map(),
   workorders: new Map(),
+  materials: new Map(),
+  allocations: new Map(),         // allocation id -> entry: a tile names the operator and order its machine is allocated to
+  predictions: new Map(),         // machine id -> its newest idle-time prediction (news: by source time)
   counters: new Map(),            // counter name -> event
   feed: [],
   machineAlerts: new Map(),       // entity_id -> the newest feed event about that machine (its tile shows it while
@@ -207,6 +210,14 @@ function apply(event, live) {
   if (type === "resource_status_changed" && event.entity_type === "machine") return setState(view.machines, event, "machines");
   if (type === "resource_status_changed" && event.entity_type === "operator") return setState(view.operators, event, "operators");
   if (type === "work_order_progress") return setState(view.workorders, event, "workorders");
+  if (type === "material_inventory_changed") return setState(view.materials, event, "materials");
+  // Allocations reach only tokens with the catalog's `audit` claim (or a hub without auth); without it the tiles name
+  // no one.
+  if (type === "allocation_changed") return setState(view.allocations, event, "machines");
+  if (view.categoryOf.get(type) === "idle-time-predictions" && event.entity_type === "machine") {
+    if (newerBySourceTime(view.predictions.get(event.entity_id), event)) view.predictions.set(event.entity_id, event);
+    return render("machines");
+  }
   if (isFeedEvent(event)) addToFeed(event);
 }
 
@@ -266,7 +277,10 @@ function timeInStatus(entry) {
 }
 
 function markStale(event) {
-  const maps = { machine: ["machines", view.machines], operator: ["operators", view.operators], work_order: ["workorders", view.workorders] };
+  const maps = {
+    machine: ["machines", view.machines], operator: ["operators", view.operators], work_order: ["workorders", view.workorders],
+    material: ["materials", view.materials], allocation: ["machines", view.allocations],
+  };
   const entry = maps[event.entity_type];
   if (!entry) return;
   const [part, map] = entry;
@@ -326,6 +340,62 @@ function tileAlert(entry) {
   return Date.parse(alert.timestamp) >= Date.parse(entry.since || entry.event.timestamp) ? alert : null;
 }
 
+// The allocations in force per machine: an allocation's latest state names its machine until it is released or
+// completed (the catalog's `final` for allocations), as the hub's active sets count it; a reassignment moves it.
+function allocationsByMachine() {
+  const byMachine = new Map();
+  for (const entry of present(view.allocations, "allocation")) {
+    const d = entry.event.data || {};
+    if (!d.machine_id || isFinal(entry.event, "allocation")) continue;
+    if (!byMachine.has(d.machine_id)) byMachine.set(d.machine_id, []);
+    byMachine.get(d.machine_id).push(entry.event);
+  }
+  return byMachine;
+}
+
+// "WO-2025-1234 · O-156" for each allocation in force on the machine: the order it runs and who runs it (a paused
+// one says so).
+function allocationLine(events) {
+  if (!events || !events.length) return null;
+  const words = events.map((e) => {
+    const d = e.data || {};
+    return [d.work_order_id, d.operator_id].filter(Boolean).join(" · ") + (d.change_type === "paused" ? " (paused)" : "");
+  });
+  const title = events.map((e) => `allocation ${e.entity_id}: ${e.data.change_type}`).join("; ");
+  return h("div", { class: "meta allocation", "data-testid": "tile-allocation-" + events[0].data.machine_id, title }, words.join(", "));
+}
+
+// The ML engine's newest idle-time prediction for the machine, with its age: one every two minutes (seed 003 §4.3),
+// so an old one reads as old rather than as the forecast now.
+function predictionLine(event) {
+  if (!event) return null;
+  const d = event.data || {};
+  const confidence = typeof d.confidence === "number" ? ` (${Math.round(d.confidence * 100)} %)` : "";
+  return h("div", { class: "meta prediction", "data-testid": "tile-prediction-" + event.entity_id, title: `predicted ${age(event.timestamp)} ago` },
+    `idle forecast ${d.predicted_idle_minutes} min${confidence}`);
+}
+
+// A material against the planning levels its inventory system sends (seed 003 §3.3): at or below the safety stock,
+// at or below the reorder point, else ok. Without the levels it is ok: the hub has no figure of its own.
+const levelWords = { safety: "below safety stock", reorder: "reorder point reached" };
+function stockLevel(d) {
+  const available = Number(d.available_quantity);
+  if (typeof d.safety_stock_level === "number" && available <= d.safety_stock_level) return "safety";
+  if (typeof d.reorder_point === "number" && available <= d.reorder_point) return "reorder";
+  return "ok";
+}
+
+function quantity(value) {
+  return typeof value === "number" ? value.toLocaleString(undefined, { maximumFractionDigits: 3 }) : "?";
+}
+
+// A counter's name, and whose count it is when that is not the line's: the shift's count of operators available is
+// the plant's, beside the line's own.
+function counterName(data) {
+  const name = data.name.replace(/_/g, " ");
+  return data.scope && data.scope !== "line" ? `${name} · ${data.scope}` : name;
+}
+
 // --- Rendering (coalesced to one frame) -------------------------------------------------------------------
 
 const dirty = new Set();
@@ -379,6 +449,7 @@ function present(map, entityType) {
 const renderers = {
   machines() {
     const tiles = present(view.machines, "machine").sort((a, b) => a.event.entity_id.localeCompare(b.event.entity_id, undefined, { numeric: true }));
+    const allocated = allocationsByMachine();
     $("machine-count").textContent = tiles.length ? `(${tiles.length})` : "";
     if (!tiles.length) return $("tiles").replaceChildren(h("p", { class: "empty" }, "No machine states on this line yet."));
     $("tiles").replaceChildren(...tiles.map((entry) => {
@@ -392,6 +463,8 @@ const renderers = {
         h("div", { class: "meta" }, stale ? `stale · last seen ${age(entry.lastSeen || heardAt(e))} ago` : timeInStatus(entry)),
         // Rounded to a tenth: an MES computes OEE in floating point (87.123456789), and a tile has no room for it.
         typeof d.oee_percentage === "number" ? h("div", { class: "meta" }, `OEE ${Math.round(d.oee_percentage * 10) / 10} %`) : null,
+        allocationLine(allocated.get(e.entity_id)),
+        predictionLine(view.predictions.get(e.entity_id)),
         alert ? h("div", { class: "alert", "data-testid": "tile-alert-" + e.entity_id, title: describe(alert) },
           h("div", {}, h("b", {}, `⚠ ${severity}`), ` · ${age(alert.timestamp)} ago`), h("span", {}, alertText(alert))) : null);
     }));
@@ -425,6 +498,23 @@ const renderers = {
           h("span", {}, !counted ? (ordered ? `? / ${ordered}` : "") : ordered ? `${produced} / ${ordered} (${percent} %)` : `${produced}`)), bar);
     }));
   },
+  materials() {
+    const entries = present(view.materials, "material").sort((a, b) => a.event.entity_id.localeCompare(b.event.entity_id, undefined, { numeric: true }));
+    if (!entries.length) return $("materials").replaceChildren(h("p", { class: "empty" }, "No materials on this line yet."));
+    $("materials").replaceChildren(...entries.map((entry) => {
+      const d = entry.event.data || {};
+      const level = stockLevel(d);
+      const stale = isStale(entry, "material");
+      const bar = h("div", { class: "bar" }, h("span", {}));
+      const onHand = Number(d.on_hand_quantity);
+      bar.firstChild.style.width = (onHand > 0 ? Math.min(100, Math.round((Number(d.available_quantity) / onHand) * 100)) : 0) + "%";
+      return h("div", { class: "material", "data-testid": "material-" + entry.event.entity_id, "data-level": level, "data-stale": String(stale) },
+        h("div", { class: "label" },
+          h("span", {}, `${entry.event.entity_id}${level !== "ok" ? " · " + levelWords[level] : ""}${stale ? " · stale" : ""}`),
+          h("span", {}, `${quantity(d.available_quantity)} available${d.on_hand_quantity !== undefined ? " / " + quantity(d.on_hand_quantity) + " on hand" : ""}`)),
+        bar);
+    }));
+  },
   counters() {
     if (!view.counters.size) return $("counters").replaceChildren(h("p", { class: "empty" }, "No counters yet."));
     // In the catalog's order (its `tallies`), not arrival order, which differs from one load to the next.
@@ -434,7 +524,7 @@ const renderers = {
       rank(a.data.name) - rank(b.data.name) || a.data.name.localeCompare(b.data.name));
     $("counters").replaceChildren(...ordered.map((e) =>
       h("div", { class: "counter", "data-testid": "counter-" + e.data.name },
-        h("div", { class: "value" }, String(e.data.value)), h("div", { class: "name" }, e.data.name.replace(/_/g, " ")))));
+        h("div", { class: "value" }, String(e.data.value)), h("div", { class: "name" }, counterName(e.data)))));
   },
   feed() {
     $("feed").replaceChildren(...view.feed.map((e) =>
@@ -443,7 +533,7 @@ const renderers = {
   },
 };
 
-setInterval(() => { render("machines"); render("operators"); render("workorders"); }, 5000);  // ages and client-side staleness
+setInterval(() => { render("machines"); render("operators"); render("workorders"); render("materials"); }, 5000);  // ages and client-side staleness
 
 // --- Connection -------------------------------------------------------------------------------------------
 
@@ -460,6 +550,7 @@ function channelsFor(line) {
 
 function resetState() {
   view.machines.clear(); view.operators.clear(); view.workorders.clear(); view.counters.clear(); view.feed.length = 0;
+  view.materials.clear(); view.allocations.clear(); view.predictions.clear();
   view.machineAlerts.clear();
   for (const part of Object.keys(renderers)) render(part);
 }
