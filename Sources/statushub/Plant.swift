@@ -278,7 +278,7 @@ struct Plant {
                     let nominal = 25.0
                     emit("measurement_out_of_tolerance", "part", "P-\(line)-\(Int(now))", line: line, data: [
                         "label": .string("bore diameter"), "measurement_type": .string("NUMERIC"), "nominal": .number(nominal),
-                        "lower_tol": .number(24.95), "upper_tol": .number(25.05), "unit": .string("mm"),
+                        "lower_tol": .number(0.05), "upper_tol": .number(0.05), "unit": .string("mm"),
                         "value_numeric": .number(((nominal + rng.uniform(0.06, 0.12) * (rng.chance(0.5) ? 1 : -1)) * 1000).rounded() / 1000),
                     ], source: "cmm", trigger: "measurement")
                 }

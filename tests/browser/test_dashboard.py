@@ -394,15 +394,21 @@ def test_the_feed_takes_its_types_and_severities_from_the_catalog(hubs, page):
     kpi = {"event_type": "kpi_below_target", "entity_type": "kpi", "entity_id": "Line-2.efficiency", "line": "Line-2",
            "timestamp": now_iso(), "data": {"kpi_number": 3, "kpi_name": "efficiency", "value": 29.41, "target": 90},
            "metadata": {"source": "kpi", "triggered_by": "browser-test"}}
-    keys = hub.publish(machine_status("M-201", "running"), capa, kpi)
-    wait_until(page, f"() => window.statushub.seen.includes('{keys[2]}')")
+    measurement = {"event_type": "measurement_out_of_tolerance", "entity_type": "part", "entity_id": "SN-000123", "line": "Line-2",
+                   "timestamp": now_iso(), "data": {"label": "Bore diameter", "measurement_type": "NUMERIC", "value_numeric": 12.071,
+                                                    "unit": "mm", "nominal": 12.0, "upper_tol": 0.05, "lower_tol": 0.05},
+                   "metadata": {"source": "cmm", "triggered_by": "browser-test"}}
+    keys = hub.publish(machine_status("M-201", "running"), capa, kpi, measurement)
+    wait_until(page, f"() => window.statushub.seen.includes('{keys[3]}')")
     items = page.get_by_test_id("feed-item")
     # The status is not a feed type; the catalog maps the QMS's MAJOR to high and gives a KPI miss medium.
-    expect(items).to_have_count(2)
-    expect(items.nth(0)).to_have_attribute("data-severity", "medium")
-    expect(items.nth(0)).to_contain_text("kpi below target")
-    expect(items.nth(1)).to_have_attribute("data-severity", "high")
-    expect(items.nth(1)).to_contain_text("capa status changed")
+    expect(items).to_have_count(3)
+    expect(items.nth(1)).to_have_attribute("data-severity", "medium")
+    # With the figure it is about: the KPI's value against its target, the measurement against its tolerance.
+    expect(items.nth(1)).to_contain_text("kpi below target — efficiency 29.41 (target 90)")
+    expect(items.nth(2)).to_have_attribute("data-severity", "high")
+    expect(items.nth(2)).to_contain_text("capa status changed")
+    expect(items.nth(0)).to_contain_text("measurement out of tolerance — Bore diameter 12.071 mm (nominal 12 ± 0.05)")
     assert page.errors == []
 
 
@@ -872,6 +878,9 @@ def test_a_finished_work_order_leaves_instead_of_going_stale(hubs, page, redis_s
     open_dashboard(page, hub.url)
     hub.publish(order("WO-8", "completed"), order("WO-9", "in_progress"))
     expect(page.get_by_test_id("wo-WO-8")).to_contain_text("completed")
+    # Until it leaves, a finished order is listed below the ones still running, whatever came first.
+    shown = page.eval_on_selector_all("#workorders .wo", "rows => rows.map((r) => r.dataset.testid)")
+    assert shown == ["wo-WO-9", "wo-WO-8"], shown
     expect(page.get_by_test_id("wo-WO-9")).to_have_attribute("data-stale", "true", timeout=20000)
     expect(page.get_by_test_id("wo-WO-8")).to_have_count(0, timeout=20000)
     page.reload()

@@ -314,10 +314,27 @@ function severityOf(event) {
   return feed.severity || "info";
 }
 
-// What the event says in words, from the first field of these it carries.
+// What the event says in words, from the first field of these it carries, with the figure it is about when it
+// carries one: a KPI's value against its target (seed 004), a measurement against its nominal and tolerances (seed
+// 002's MeasurementDefinition: upper_tol and lower_tol are the deviations allowed either side of nominal).
 function detailOf(event) {
   const d = event.data || {};
-  return d.message || d.description || d.label || d.kpi_name || d.reason || d.type || d.current_status || d.status || "";
+  const words = d.message || d.description || d.label || d.kpi_name || d.reason || d.type || d.current_status || d.status || "";
+  return [words, figureOf(d)].filter(Boolean).join(" ");
+}
+
+function figureOf(d) {
+  const number = (value) => value.toLocaleString(undefined, { maximumFractionDigits: 4 });
+  if (typeof d.value === "number" && typeof d.target === "number") return `${number(d.value)} (target ${number(d.target)})`;
+  if (typeof d.value_numeric !== "number") return d.value_pass_fail || "";
+  const unit = d.unit ? " " + d.unit : "";
+  let spec = "";
+  if (typeof d.nominal === "number") {
+    const up = typeof d.upper_tol === "number" ? d.upper_tol : null, down = typeof d.lower_tol === "number" ? d.lower_tol : null;
+    spec = up !== null && up === down ? ` ± ${number(up)}` : `${up !== null ? " +" + number(up) : ""}${down !== null ? " −" + number(down) : ""}`;
+    spec = ` (nominal ${number(d.nominal)}${spec})`;
+  }
+  return `${number(d.value_numeric)}${unit}${spec}`;
 }
 
 function alertText(event) {
@@ -482,7 +499,9 @@ const renderers = {
         ...entries.map((entry) => h("span", { class: "chip", "data-stale": String(isStale(entry, "operator")) }, entry.event.entity_id)))));
   },
   workorders() {
-    const entries = present(view.workorders, "work_order");
+    // The orders still running first; finished ones (the catalog's `final`) below them until they leave.
+    const entries = present(view.workorders, "work_order").sort((a, b) =>
+      isFinal(a.event, "work_order") - isFinal(b.event, "work_order") || a.event.entity_id.localeCompare(b.event.entity_id, undefined, { numeric: true }));
     if (!entries.length) return $("workorders").replaceChildren(h("p", { class: "empty" }, "No work orders yet."));
     $("workorders").replaceChildren(...entries.map((entry) => {
       const d = entry.event.data || {};
