@@ -162,6 +162,12 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             }
         } catch let error as ChannelError where error == .inputClosed {
             logger.trace("upgrade not finished: input closed")
+        } catch let error as ChannelError where error == .inappropriateOperationForState && !value.channel.isActive {
+            // What swift-nio's typed upgrade handler fails its result with when the connection closes before an upgrade
+            // was decided: `UpgradeOfferScreen` answered a handshake it refused (a 426 for another WebSocket version, a
+            // 405 for a POST) and closed, or the client left. The client's fault, answered already: logged as an
+            // error, every such client put an error in the node's log.
+            logger.debug("connection closed before its upgrade was decided")
         } catch {
             logger.error("Error handling upgrade result", metadata: ["error.type": .string("\(error)")])
         }

@@ -58,7 +58,9 @@ struct Plant {
         var line: String
         var status: String
         var until: Double
-        var nextRefresh: Double
+        /// Seed 003 §4.3 sends operator status on change only (the catalog keeps it until replaced): once at the
+        /// start, then at each change.
+        var reported = false
     }
 
     struct WorkOrder {
@@ -101,8 +103,6 @@ struct Plant {
     /// seed 003 §4.3: machine status every 30 s, work-order progress every 30 s, materials every 5 min, predictions
     /// every 2 min; metrics every minute (the catalog's machine-metrics).
     static let statusEvery = 30.0, progressEvery = 30.0, materialEvery = 300.0, predictionEvery = 120.0, metricsEvery = 60.0
-    /// Operators publish on change; a refresh a little inside their 300 s TTL keeps a present operator from going stale.
-    static let operatorRefreshEvery = 240.0
 
     init(_ options: Options) {
         rng = SplitMix(seed: options.seed)
@@ -118,7 +118,7 @@ struct Plant {
             for n in stride(from: 1, through: options.operatorsPerLine, by: 1) {
                 operators.append(Operator(
                     id: "O-\(lineIndex + 1)\(String(format: "%02d", n))", line: line, status: rng.chance(0.7) ? "busy" : "available",
-                    until: rng.exponential(mean: 15 * 60), nextRefresh: 0))
+                    until: rng.exponential(mean: 15 * 60)))
             }
             for _ in 0..<max(0, options.workOrdersPerLine) { workOrders.append(newWorkOrder(line: line)) }
             for n in 1...2 {
@@ -217,11 +217,11 @@ struct Plant {
                 person.until = now + rng.exponential(mean: person.status == "break" ? 15 * 60 : 30 * 60)
                 changed = true
             }
-            if changed || now >= person.nextRefresh {
+            if changed || !person.reported {
                 emit("resource_status_changed", "operator", person.id, line: person.line, data: [
                     "current_status": .string(person.status), "previous_status": .string(previous),
-                ], source: "time_and_attendance", trigger: changed ? "badge" : "refresh")
-                person.nextRefresh = now + Self.operatorRefreshEvery
+                ], source: "time_and_attendance", trigger: changed ? "badge" : "shift_start")
+                person.reported = true
             }
             operators[index] = person
         }

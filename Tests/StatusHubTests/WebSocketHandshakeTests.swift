@@ -163,6 +163,30 @@ struct WebSocketHandshakeTests {
         }
     }
 
+    /// A handshake the node refuses is the client's fault, answered with the field and reason: it put an `error`
+    /// ("Error handling upgrade result") in the node's log for every such client, which an operator reads as the hub's.
+    @Test func aRefusedHandshakeIsNoErrorInTheNodesLog() async throws {
+        let stderr = Pipe()
+        let hub = try await HubProcess.start(environment: ["STATUSHUB_LOG_LEVEL": "info"], stderr: stderr)
+        var answers: [String] = []
+        for request in [
+            "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\(Self.key)Sec-WebSocket-Version: 8\r\n\r\n",
+            "POST /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\(Self.key)Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n",
+            "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        ] {
+            answers.append(try await RawSocket.offPool {
+                let socket = try RawSocket(port: hub.port)
+                try socket.send(request)
+                // Until the node closes the connection, as it does after a refused handshake.
+                return String(decoding: socket.read(timeout: 10) { _ in false }.bytes, as: UTF8.self)
+            })
+        }
+        _ = await hub.terminate()
+        let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(answers.map { $0.prefix(12) } == ["HTTP/1.1 426", "HTTP/1.1 405", "HTTP/1.1 400"], "\(answers)")
+        #expect(!log.contains(" error "), "\(log.suffix(1000))")
+    }
+
     static let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     static let event = #"{"event_type":"resource_status_changed","entity_type":"machine","entity_id":"M-H2C","timestamp":"2025-11-18T14:23:45.678Z","data":{"current_status":"idle"},"metadata":{"source":"mes","triggered_by":"test"}}"#
 
