@@ -241,14 +241,17 @@ class Proxy:
                 pass
 
 
-def hs256_token(patterns, expires_in=3600, secret=SECRET, user=None):
-    """`user`: the `sub` claim, whose session (`/v1/session`) the page keeps."""
+def hs256_token(patterns, expires_in=3600, secret=SECRET, user=None, see=None):
+    """`user`: the `sub` claim, whose session (`/v1/session`) the page keeps; `see`: the restricted fields' claims it
+    holds (`pii`, `audit`, `financial`)."""
     def b64(data):
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
     header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     claims = {"patterns": patterns, "exp": int(time.time()) + expires_in}
     if user:
         claims["sub"] = user
+    if see is not None:
+        claims["see"] = see
     payload = b64(json.dumps(claims).encode())
     signature = b64(hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest())
     return f"{header}.{payload}.{signature}"

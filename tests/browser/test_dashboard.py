@@ -129,6 +129,19 @@ def test_the_counters_say_whose_count_they_are(hubs, page):
     assert page.errors == []
 
 
+def test_an_operator_is_named_when_the_token_may_see_names(hubs, page):
+    """Operators' names are personal (the catalog's `pii` claim): a screen whose token has it shows them beside the ids,
+    with the operator's location as the chip's title; one without it shows ids only."""
+    hub = hubs.start(env={"STATUSHUB_AUTH_JWT_HS256_SECRET": SECRET})
+    hub.publish(event("resource_status_changed", "operator", "O-156",
+                      {"current_status": "available", "name": "John Doe", "location": "Line 2, Zone A"}, source="time_and_attendance"))
+    for see, shown in ((["pii"], "O-156 · John Doe"), ([], "O-156")):
+        open_dashboard(page, hub.url, f"line=Line-2&token={hs256_token(['line:Line-2:*'], see=see)}")
+        expect(page.get_by_test_id("operator-O-156")).to_have_text(shown)
+        expect(page.get_by_test_id("operator-O-156")).to_have_attribute("title", "Line 2, Zone A")
+    assert page.errors == []
+
+
 def event(event_type, entity_type, entity_id, data, line="Line-2", timestamp=None, source="mes"):
     return {
         "event_type": event_type, "entity_type": entity_type, "entity_id": entity_id, "line": line,

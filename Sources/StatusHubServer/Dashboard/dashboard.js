@@ -392,6 +392,14 @@ function predictionLine(event) {
     `idle forecast ${d.predicted_idle_minutes} min${confidence}`);
 }
 
+// An operator by id, and by name when the event carries one: the catalog restricts names to tokens with the `pii`
+// claim (seed 003 §12.1), so a screen without it shows ids only.
+function operatorName(event) {
+  const d = event.data || {};
+  const name = d.name || [d.first_name, d.last_name].filter(Boolean).join(" ");
+  return name ? `${event.entity_id} · ${name}` : event.entity_id;
+}
+
 // A material against the planning levels its inventory system sends (seed 003 §3.3): at or below the safety stock,
 // at or below the reorder point, else ok. Without the levels it is ok: the hub has no figure of its own.
 const levelWords = { safety: "below safety stock", reorder: "reorder point reached" };
@@ -496,7 +504,8 @@ const renderers = {
     if (!groups.size) return $("operators").replaceChildren(h("p", { class: "empty" }, "No operators yet."));
     $("operators").replaceChildren(...[...groups.entries()].sort().map(([status, entries]) =>
       h("div", { class: "opgroup", "data-testid": "operators-" + status }, h("b", {}, `${status} (${entries.length})`),
-        ...entries.map((entry) => h("span", { class: "chip", "data-stale": String(isStale(entry, "operator")) }, entry.event.entity_id)))));
+        ...entries.map((entry) => h("span", { class: "chip", "data-testid": "operator-" + entry.event.entity_id, "data-stale": String(isStale(entry, "operator")), title: entry.event.data.location },
+          operatorName(entry.event))))));
   },
   workorders() {
     // The orders still running first; finished ones (the catalog's `final`) below them until they leave.
