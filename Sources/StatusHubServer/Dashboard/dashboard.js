@@ -346,15 +346,22 @@ function describe(event) {
   return `${event.entity_type} ${event.entity_id}: ${event.event_type.replace(/_/g, " ")}${what ? " — " + what : ""}`;
 }
 
-// The alert a machine's tile shows: the newest about it, by source time, since its current status began. A change
-// of status (say, to maintenance and back) is taken as the alert dealt with; the feed keeps it either way.
+// How long before its status began an alert still belongs to it. The alert and the status come from two sources on
+// two clocks and paths (an MES alert, the machine's own status through the plant's Sparkplug broker), and an alert
+// often announces the change it explains: with none, a breakdown's alert stamped 1 ms before the breakdown's own
+// report was left off its tile.
+const alertLeadMs = 3000;
+
+// The alert a machine's tile shows: the newest about it, by source time, since its current status began (or just
+// before, `alertLeadMs`). A change of status (say, to maintenance and back) is taken as the alert dealt with; the feed
+// keeps it either way.
 function tileAlert(entry) {
   const alert = view.machineAlerts.get(entry.event.entity_id);
   if (!alert) return null;
   // A start nobody saw ("for ≥ 5 min") is only a lower bound, from the latest heartbeat: an alert before it may well
   // be within the status, and stays until the page sees the status change.
   if (entry.sinceExact === false) return alert;
-  return Date.parse(alert.timestamp) >= Date.parse(entry.since || entry.event.timestamp) ? alert : null;
+  return Date.parse(alert.timestamp) >= Date.parse(entry.since || entry.event.timestamp) - alertLeadMs ? alert : null;
 }
 
 // The allocations in force per machine: an allocation's latest state names its machine until it is released or
