@@ -54,6 +54,7 @@ struct CatalogTests {
         #expect(catalog.entityType(named: "material")?.definition.ttlSeconds == 600)
         #expect(catalog.entityType(named: "machine")?.definition.ttlSeconds == 300)
         #expect(catalog.entityType(named: "allocation")?.definition.ttlSeconds == 43200, "on change, about a shift long")
+        #expect(catalog.entityType(named: "kpi")?.definition.ttlSeconds == 43200, "recalculated as entries come in, not every 5 minutes")
         #expect(catalog.eventType(named: "status_stale")?.isPublishable == false)
         #expect(catalog.publishableEventType(named: "status_stale") == nil)
     }

@@ -129,6 +129,29 @@ def test_the_counters_say_whose_count_they_are(hubs, page):
     assert page.errors == []
 
 
+def test_the_lines_kpis_show_their_value_against_target(hubs, page):
+    """Seed 004's KPI platform recalculates a line's KPIs as production entries come in: the line's screen shows the
+    latest figure of each, marked when under its target, and a recalculation replaces it."""
+    hub = hubs.start()
+    def kpi(name, number, value, target=90):
+        return event("kpi_calculated", "kpi", f"Line-2.{name}", {"kpi_number": number, "kpi_name": name, "value": value, "target": target}, source="kpi")
+    hub.publish(kpi("performance", 9, 113.6), kpi("efficiency", 3, 29.41), kpi("efficiency", 3, 31.25, target=90) | {"line": "Line-9", "entity_id": "Line-9.efficiency"})
+    open_dashboard(page, hub.url)
+    efficiency = page.get_by_test_id("kpi-Line-2.efficiency")
+    expect(efficiency.locator(".value")).to_have_text("29.4")
+    expect(efficiency.locator(".name")).to_have_text("efficiency · target 90")
+    expect(efficiency).to_have_attribute("data-below", "true")
+    expect(page.get_by_test_id("kpi-Line-2.performance")).to_have_attribute("data-below", "false")
+    expect(page.get_by_test_id("kpi-Line-9.efficiency")).to_have_count(0)
+    # In the platform's order (KPI #3 before #9), whichever came first.
+    shown = page.eval_on_selector_all("#kpis .kpi", "boxes => boxes.map((b) => b.dataset.testid)")
+    assert shown == ["kpi-Line-2.efficiency", "kpi-Line-2.performance"], shown
+    hub.publish(kpi("efficiency", 3, 92.5))
+    expect(efficiency.locator(".value")).to_have_text("92.5")
+    expect(efficiency).to_have_attribute("data-below", "false")
+    assert page.errors == []
+
+
 def test_an_operator_is_named_when_the_token_may_see_names(hubs, page):
     """Operators' names are personal (the catalog's `pii` claim): a screen whose token has it shows them beside the ids,
     with the operator's location as the chip's title; one without it shows ids only."""

@@ -18,6 +18,7 @@ const view = {
   operators: new Map(),
   workorders: new Map(),
   materials: new Map(),
+  kpis: new Map(),                // kpi id (`<line>.<kpi>`) -> entry: the KPI platform's latest figures (seed 004)
   allocations: new Map(),         // allocation id -> entry: a tile names the operator and order its machine is allocated to
   predictions: new Map(),         // machine id -> its newest idle-time prediction (news: by source time)
   counters: new Map(),            // counter name -> event
@@ -211,6 +212,7 @@ function apply(event, live) {
   if (type === "resource_status_changed" && event.entity_type === "operator") return setState(view.operators, event, "operators");
   if (type === "work_order_progress") return setState(view.workorders, event, "workorders");
   if (type === "material_inventory_changed") return setState(view.materials, event, "materials");
+  if (type === "kpi_calculated") return setState(view.kpis, event, "kpis");
   // Allocations reach only tokens with the catalog's `audit` claim (or a hub without auth); without it the tiles name
   // no one.
   if (type === "allocation_changed") return setState(view.allocations, event, "machines");
@@ -279,7 +281,7 @@ function timeInStatus(entry) {
 function markStale(event) {
   const maps = {
     machine: ["machines", view.machines], operator: ["operators", view.operators], work_order: ["workorders", view.workorders],
-    material: ["materials", view.materials], allocation: ["machines", view.allocations],
+    material: ["materials", view.materials], allocation: ["machines", view.allocations], kpi: ["kpis", view.kpis],
   };
   const entry = maps[event.entity_type];
   if (!entry) return;
@@ -550,6 +552,21 @@ const renderers = {
         bar);
     }));
   },
+  kpis() {
+    // Seed 004's KPI numbers first (3 efficiency, 9 performance), then by name.
+    const entries = present(view.kpis, "kpi").sort((a, b) =>
+      (a.event.data.kpi_number || 0) - (b.event.data.kpi_number || 0) || a.event.entity_id.localeCompare(b.event.entity_id));
+    if (!entries.length) return $("kpis").replaceChildren(h("p", { class: "empty" }, "No KPIs yet."));
+    $("kpis").replaceChildren(...entries.map((entry) => {
+      const d = entry.event.data || {};
+      const stale = isStale(entry, "kpi");
+      const below = typeof d.value === "number" && typeof d.target === "number" && d.value < d.target;
+      const figure = typeof d.value === "number" ? d.value.toLocaleString(undefined, { maximumFractionDigits: 1 }) : "?";
+      return h("div", { class: "counter kpi", "data-testid": "kpi-" + entry.event.entity_id, "data-below": String(below), "data-stale": String(stale) },
+        h("div", { class: "value" }, figure),
+        h("div", { class: "name" }, `${d.kpi_name || entry.event.entity_id}${typeof d.target === "number" ? " · target " + d.target : ""}${stale ? " · stale" : ""}`));
+    }));
+  },
   counters() {
     if (!view.counters.size) return $("counters").replaceChildren(h("p", { class: "empty" }, "No counters yet."));
     // In the catalog's order (its `tallies`), not arrival order, which differs from one load to the next.
@@ -568,7 +585,7 @@ const renderers = {
   },
 };
 
-setInterval(() => { render("machines"); render("operators"); render("workorders"); render("materials"); }, 5000);  // ages and client-side staleness
+setInterval(() => { render("machines"); render("operators"); render("workorders"); render("materials"); render("kpis"); }, 5000);  // ages and client-side staleness
 
 // --- Connection -------------------------------------------------------------------------------------------
 
@@ -585,7 +602,7 @@ function channelsFor(line) {
 
 function resetState() {
   view.machines.clear(); view.operators.clear(); view.workorders.clear(); view.counters.clear(); view.feed.length = 0;
-  view.materials.clear(); view.allocations.clear(); view.predictions.clear();
+  view.materials.clear(); view.allocations.clear(); view.predictions.clear(); view.kpis.clear();
   view.machineAlerts.clear();
   for (const part of Object.keys(renderers)) render(part);
 }
