@@ -61,7 +61,7 @@ struct CatalogTests {
 
     /// Which states a reader that is behind may skip is the catalog's to say (`conflates` on a category), not code's.
     @Test func conflationIsTheCategorysToSay() throws {
-        #expect(Catalog.standard.conflatingCategories == ["resource-status", "work-order-progress"])
+        #expect(Catalog.standard.conflatingCategories == ["resource-status", "work-order-progress", "kpi", "counters"])
         let catalog = try Self.catalog("""
               lot_inspected: {category: quality, carries_state: true, entity_types: [lot]}
               lot_flagged: {category: quality, entity_types: [lot]}

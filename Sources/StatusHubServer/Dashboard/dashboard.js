@@ -513,7 +513,7 @@ const renderers = {
     if (!groups.size) return $("operators").replaceChildren(h("p", { class: "empty" }, "No operators yet."));
     $("operators").replaceChildren(...[...groups.entries()].sort().map(([status, entries]) =>
       h("div", { class: "opgroup", "data-testid": "operators-" + status }, h("b", {}, `${status} (${entries.length})`),
-        ...entries.map((entry) => h("span", { class: "chip", "data-testid": "operator-" + entry.event.entity_id, "data-stale": String(isStale(entry, "operator")), title: entry.event.data.location },
+        ...entries.map((entry) => h("span", { class: "chip", "data-testid": "operator-" + entry.event.entity_id, "data-stale": String(isStale(entry, "operator")), title: (entry.event.data || {}).location },
           operatorName(entry.event))))));
   },
   workorders() {
@@ -555,7 +555,7 @@ const renderers = {
   kpis() {
     // Seed 004's KPI numbers first (3 efficiency, 9 performance), then by name.
     const entries = present(view.kpis, "kpi").sort((a, b) =>
-      (a.event.data.kpi_number || 0) - (b.event.data.kpi_number || 0) || a.event.entity_id.localeCompare(b.event.entity_id));
+      ((a.event.data || {}).kpi_number || 0) - ((b.event.data || {}).kpi_number || 0) || a.event.entity_id.localeCompare(b.event.entity_id));
     if (!entries.length) return $("kpis").replaceChildren(h("p", { class: "empty" }, "No KPIs yet."));
     $("kpis").replaceChildren(...entries.map((entry) => {
       const d = entry.event.data || {};
