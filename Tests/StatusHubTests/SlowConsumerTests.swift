@@ -73,4 +73,35 @@ struct SlowConsumerTests {
             #expect(!metrics.text.contains("statushub_slow_consumer_closes_total 1"))
         }
     }
+
+    /// A line's screen that falls behind gets the line's latest counts, as it gets its machines' latest states: every
+    /// status change moves a counter, and the counter's news (not conflated before) alone overflowed a stalled
+    /// reader's outbox, which was closed with 4001 though its machines' states had collapsed to ten.
+    @Test(arguments: EngineKind.allCases)
+    func aSlowLineScreensCountsAreConflatedNotClosed(_ kind: EngineKind) async throws {
+        try await withHub(engine: kind, configure: {
+            $0.websocket.outboxCapacity = 64
+            $0.websocket.conflateAbove = 8
+            $0.websocket.compression = false
+            $0.websocket.pingIntervalSeconds = 600
+        }) { hub in
+            let stalled = try await StalledClient.connect(port: hub.port, subscribe: ["line:Line-2:*"])
+            try await Task.sleep(for: .milliseconds(100))  // let the stalled subscribe land
+            // Ten machines turning between idle and running, each change a machines_running change: ~7 MB of states
+            // and thousands of counts, far past the socket buffers.
+            let padding = String(repeating: "p", count: 700)
+            for batch in 0..<20 {
+                let events = (0..<500).map {
+                    SampleEvents.machineStatus("M-\($0 % 10)", ($0 / 10 + batch) % 2 == 0 ? "idle" : "running", extra: #","pad":"\#(padding)""#)
+                }
+                #expect(try await HTTP.post(port: hub.port, events: events).status == 202)
+            }
+            let metrics = try await HTTP.get(port: hub.port, "/metrics")
+            let counters = try await HTTP.get(port: hub.port, "/v1/counters?line=Line-2")
+            let outcome = try await RawSocket.offPool { stalled.readUntilClosed(timeout: 3) }
+            #expect(!outcome.closedByHub, "closed with \(String(describing: outcome.closeCode))")
+            #expect(!metrics.text.contains("statushub_slow_consumer_closes_total 1"))
+            #expect(counters.text.contains("machines_running"), "\(counters.text)")
+        }
+    }
 }
