@@ -22,14 +22,17 @@ extension CatalogBuilder {
     func checkFinalFields(_ entityTypes: [EntityType], eventTypes: [EventType]) throws {
         for (name, node) in entityNodes {
             guard let entity = entityTypes.first(where: { $0.rawValue == name }), let final = entity.definition.final else { continue }
-            let declared = eventTypes.contains { type in
-                type.carriesState && type.entityTypes.contains(entity)
-                    && (type.definition.declaration["data"]?[final.field] != nil
-                        || type.definition.declaration["for_entity"]?[name]?[final.field] != nil)
+            let declarations = eventTypes.compactMap { type -> JSONValue? in
+                guard type.carriesState, type.entityTypes.contains(entity) else { return nil }
+                return type.definition.declaration["data"]?[final.field] ?? type.definition.declaration["for_entity"]?[name]?[final.field]
             }
-            guard declared else {
-                let finalNode = try node.members().first { $0.key == "final" }!.value
+            let finalNode = try node.members().first { $0.key == "final" }!.value
+            guard !declarations.isEmpty else {
                 throw finalNode.error("no state-carrying event type about '\(name)' declares data.\(final.field)")
+            }
+            // A boolean field's values are `true` or `false`; any other could never match.
+            if declarations.contains(where: { $0["type"] == .string("boolean") }), !final.values.allSatisfy({ $0 == "true" || $0 == "false" }) {
+                throw finalNode.error("data.\(final.field) is a boolean: its final values are true or false")
             }
         }
     }

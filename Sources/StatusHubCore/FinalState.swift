@@ -13,8 +13,13 @@
 /// claim on the expired state wins, `StaleSweeper`), so every node agrees.
 extension Catalog {
     /// Whether a state of `entityType` with `data` is its entity's last (`EntityType.Definition.final`).
+    /// A boolean field ends it by `true` or `false` as written in the catalog (a CAPA task's `is_completed: [true]`).
     public func isFinal(entityType: EntityType, data: [String: JSONValue]) -> Bool {
-        guard let final = entityType.definition.final, case .string(let value)? = data[final.field] else { return false }
-        return final.values.contains(value)
+        guard let final = entityType.definition.final else { return false }
+        switch data[final.field] {
+        case .string(let value)?: return final.values.contains(value)
+        case .bool(let value)?: return final.values.contains(value ? "true" : "false")
+        default: return false
+        }
     }
 }

@@ -45,6 +45,10 @@ struct FinalStateTests {
         for (entity, field, value) in open {
             #expect(!catalog.isFinal(entityType: try #require(catalog.entityType(named: entity)), data: [field: .string(value)]), "\(entity)")
         }
+        // Seed 002's CAPA task closes by a boolean.
+        let task = try #require(catalog.entityType(named: "capa_task"))
+        #expect(catalog.isFinal(entityType: task, data: ["is_completed": .bool(true)]))
+        #expect(!catalog.isFinal(entityType: task, data: ["is_completed": .bool(false)]))
         // The validator marks the state; a news event about the same order is never final.
         let event = SampleEvents.validated(
             #"{"event_type":"work_order_progress","entity_type":"work_order","entity_id":"WO-1","line":"Line-2","timestamp":"2025-11-18T14:00:00Z","data":{"current_status":"completed"},"metadata":{"source":"mes","triggered_by":"system"}}"#)
@@ -62,6 +66,14 @@ struct FinalStateTests {
         for (final, path, reason) in cases {
             CatalogTests.expectRefused(Self.progress, entities: Self.entities(final), at: path, because: reason)
         }
+        // A boolean field ends the story by true or false (YAML's true, read as "true"); another value never matches.
+        let finished = "  progress: {category: quality, carries_state: true, entity_types: [order], data: {done: {type: boolean}}}\n"
+        CatalogTests.expectRefused(
+            finished, entities: Self.entities("final: {done: [yes please]}"), at: "entity_types.order.final", because: "data.done is a boolean")
+        let boolean = try CatalogTests.catalog(finished, entities: Self.entities("final: {done: [true]}"))
+        let order = try #require(boolean.entityType(named: "order"))
+        #expect(boolean.isFinal(entityType: order, data: ["done": .bool(true)]))
+        #expect(!boolean.isFinal(entityType: order, data: ["done": .bool(false)]))
         let catalog = try CatalogTests.catalog(Self.progress, entities: Self.entities("final: {state: [done, dropped]}"))
         guard case .array(let types)? = catalog.json(ttlSeconds: { _ in 0 })["entity_types"] else {
             Issue.record("GET /v1/catalog's shape has no entity_types list")

@@ -469,7 +469,11 @@ function pastTTL(entry, entityType) {
 function isFinal(event, entityType) {
   const final = view.finalOf.get(entityType);
   if (!final) return false;
-  return Object.entries(final).some(([field, values]) => values.includes((event.data || {})[field]));
+  // A boolean field's final value is written `true` in the catalog and served as "true" (a CAPA task's is_completed).
+  return Object.entries(final).some(([field, values]) => {
+    const value = (event.data || {})[field];
+    return values.includes(typeof value === "boolean" ? String(value) : value);
+  });
 }
 
 // The entries of `map` still on the hub's screen: a final state past its TTL has left.
