@@ -67,17 +67,25 @@ struct CatalogTests {
               lot_flagged: {category: quality, entity_types: [lot]}
               machine_seen: {category: unused, carries_state: true, entity_types: [machine]}
             """, categories: "  quality: {conflates: true}\n  unused: {conflates: false}")
-        func stored(_ type: String, _ entity: String, tenant: String = Tenant.defaultName) throws -> StoredEvent {
+        func validated(_ type: String, _ entity: String, tenant: String = Tenant.defaultName) throws -> ValidatedEvent {
             let json = #"{"event_type":"\#(type)","entity_type":"\#(entity)","entity_id":"E-1","timestamp":"2025-11-18T14:23:45Z","data":{},"metadata":{"source":"mes","triggered_by":"system"}}"#
             let value = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
             switch EventValidator(catalog: catalog).validate(value, receivedAt: Date(), tenant: tenant) {
-            case .valid(let event): return StoredEvent(id: try #require(EventID("1-0")), validated: event, statusSince: nil)
+            case .valid(let event): return event
             case .invalid(let problems): throw CatalogError(file: "test", path: type, reason: "sample refused: \(problems)")
             }
+        }
+        func stored(_ type: String, _ entity: String, tenant: String = Tenant.defaultName) throws -> StoredEvent {
+            StoredEvent(id: try #require(EventID("1-0")), validated: try validated(type, entity, tenant: tenant), statusSince: nil)
         }
         #expect(catalog.conflationKey(of: try stored("lot_inspected", "lot")) == "lot:E-1")
         #expect(catalog.conflationKey(of: try stored("lot_inspected", "lot", tenant: "acme")) == "@acme:lot:E-1")
         #expect(catalog.conflationKey(of: try stored("lot_flagged", "lot")) == nil, "news never conflates")
+        // A state stored late or held is news too (docs/protocol.md, *Slow readers*): it must not replace a queued
+        // current state for a reader that is behind.
+        let id = try #require(EventID("2-0"))
+        #expect(catalog.conflationKey(of: StoredEvent(id: id, lateEvent: try validated("lot_inspected", "lot"))) == nil)
+        #expect(catalog.conflationKey(of: StoredEvent(id: id, heldEvent: try validated("lot_inspected", "lot"))) == nil)
         #expect(catalog.conflationKey(of: try stored("machine_seen", "machine")) == nil)
         let served = catalog.json(ttlSeconds: { _ in 0 })["categories"]?.arrayValue?.map { $0["conflates"] }
         #expect(served == [.bool(true), nil], "GET /v1/catalog says so for the categories that conflate")

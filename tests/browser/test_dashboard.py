@@ -206,6 +206,9 @@ def test_a_tile_names_its_allocation_and_forecast_and_materials_show_their_level
     hub.publish(event("allocation_changed", "allocation", "A-1", {"change_type": "reassigned", "machine_id": "M-202", "operator_id": "O-157", "work_order_id": "WO-7"}))
     expect(page.get_by_test_id("tile-allocation-M-202")).to_have_text("WO-7 · O-157")
     expect(page.get_by_test_id("tile-allocation-M-201")).to_have_count(0)
+    # Paused, it is still in force, and says so.
+    hub.publish(event("allocation_changed", "allocation", "A-1", {"change_type": "paused", "machine_id": "M-202", "operator_id": "O-157", "work_order_id": "WO-7"}))
+    expect(page.get_by_test_id("tile-allocation-M-202")).to_have_text("WO-7 · O-157 (paused)")
     hub.publish(event("allocation_changed", "allocation", "A-1", {"change_type": "completed", "machine_id": "M-202", "work_order_id": "WO-7"}))
     expect(page.get_by_test_id("tile-allocation-M-202")).to_have_count(0)
 

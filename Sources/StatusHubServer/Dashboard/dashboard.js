@@ -430,6 +430,19 @@ function counterName(data) {
   return data.scope && data.scope !== "line" ? `${name} · ${data.scope}` : name;
 }
 
+// `part` of `whole` in whole percent, at most 100 (0 without a whole), and the bar that shows it (a work order's
+// progress, a material's available stock). The width is set as a property: the page's Content-Security-Policy
+// refuses inline style attributes.
+function share(part, whole) {
+  return whole > 0 ? Math.min(100, Math.round((part / whole) * 100)) : 0;
+}
+
+function shareBar(percent) {
+  const bar = h("div", { class: "bar" }, h("span", {}));
+  bar.firstChild.style.width = percent + "%";
+  return bar;
+}
+
 // --- Rendering (coalesced to one frame) -------------------------------------------------------------------
 
 const dirty = new Set();
@@ -530,9 +543,8 @@ const renderers = {
       // Both quantities are optional: a status-only update says nothing of them, which is not "0 produced".
       const ordered = Number(d.quantity_ordered) || 0, produced = Number(d.quantity_produced) || 0;
       const counted = d.quantity_produced !== undefined && d.quantity_produced !== null;
-      const percent = ordered > 0 ? Math.min(100, Math.round((produced / ordered) * 100)) : 0;
-      const bar = h("div", { class: "bar" }, h("span", {}));
-      bar.firstChild.style.width = percent + "%";
+      const percent = share(produced, ordered);
+      const bar = shareBar(percent);
       const stale = isStale(entry, "work_order");
       return h("div", { class: "wo", "data-testid": "wo-" + entry.event.entity_id, "data-stale": String(stale) },
         h("div", { class: "label" }, h("span", {}, `${entry.event.entity_id} · ${d.current_status || ""}${stale ? " · stale" : ""}`),
@@ -546,9 +558,7 @@ const renderers = {
       const d = entry.event.data || {};
       const level = stockLevel(d);
       const stale = isStale(entry, "material");
-      const bar = h("div", { class: "bar" }, h("span", {}));
-      const onHand = Number(d.on_hand_quantity);
-      bar.firstChild.style.width = (onHand > 0 ? Math.min(100, Math.round((Number(d.available_quantity) / onHand) * 100)) : 0) + "%";
+      const bar = shareBar(share(Number(d.available_quantity), Number(d.on_hand_quantity)));
       return h("div", { class: "material", "data-testid": "material-" + entry.event.entity_id, "data-level": level, "data-stale": String(stale) },
         h("div", { class: "label" },
           h("span", {}, `${entry.event.entity_id}${level !== "ok" ? " · " + levelWords[level] : ""}${stale ? " · stale" : ""}`),
