@@ -1,9 +1,11 @@
 import StatusHubCore
 import Synchronization
 
-/// Open WebSocket connections, in total and per client address (`server.max_connections`,
+/// Open WebSocket connections and SSE streams, in total and per client address (`server.max_connections`,
 /// `server.max_connections_per_address`). A connection is counted from the upgrade decision to the end of its
-/// session.
+/// session. The total is also held below what the process's open-files limit leaves room for
+/// (`DescriptorLimit.subscriberRoom`), so a node whose limit is lower than its config says refuses the next
+/// dashboard with "node full" instead of running out of descriptors for it, its publishers and Redis.
 final class ConnectionLimiter: Sendable {
     enum Refusal: Sendable, Equatable {
         /// 503: the node is full.
@@ -17,12 +19,21 @@ final class ConnectionLimiter: Sendable {
         var byAddress: [String: Int] = [:]
     }
 
-    private let maxTotal: Int
+    /// The total in force: `server.max_connections`, or less when the descriptor limit leaves less room.
+    let maxTotal: Int
+    /// The descriptor limit, when it set `maxTotal` (nil: the config did).
+    let totalSetBy: DescriptorLimit?
     private let maxPerAddress: Int
     private let state = Mutex(State())
 
-    init(limits: HubConfig.Server) {
-        maxTotal = limits.maxConnections
+    init(limits: HubConfig.Server, descriptors: DescriptorLimit) {
+        if descriptors.subscriberRoom < limits.maxConnections {
+            maxTotal = descriptors.subscriberRoom
+            totalSetBy = descriptors
+        } else {
+            maxTotal = limits.maxConnections
+            totalSetBy = nil
+        }
         maxPerAddress = limits.maxConnectionsPerAddress
     }
 

@@ -15,7 +15,7 @@ final class HubAccess: Sendable {
         publisherKeys = PublisherKeys(config: config.auth)
         ingestRate = RateLimiter(rate: config.auth.ingestEventsPerSecond, burst: config.auth.ingestBurst)
         subscriberTokens = try SubscriberTokens(config: config.auth)
-        connections = ConnectionLimiter(limits: config.server)
+        connections = ConnectionLimiter(limits: config.server, descriptors: DescriptorLimit.current())
         messagesPerSecond = config.websocket.maxMessagesPerSecond
     }
 
@@ -35,7 +35,8 @@ final class HubAccess: Sendable {
         case nil:
             return .admitted(address: address)
         case .total(let limit)?:
-            return .refused(.nodeFull, reason: "\(limit) connections open (server.max_connections); try another node")
+            let setting = connections.totalSetBy.map { "the open-files limit, \($0.soft)" } ?? "server.max_connections"
+            return .refused(.nodeFull, reason: "\(limit) connections open (\(setting)); try another node")
         case .perAddress(let limit)?:
             return .refused(.tooManyConnections, reason: "\(limit) connections from this address (server.max_connections_per_address)")
         }

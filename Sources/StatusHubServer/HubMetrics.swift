@@ -12,6 +12,7 @@ public final class HubMetrics: Sendable {
     let deliveries: Counter
     let connections: Gauge
     let sseConnections: Gauge
+    let connectionsLimit: Gauge
     let slowConsumerCloses: Counter
     let duplicatesAcknowledged: Counter
     let conflated: Counter
@@ -51,6 +52,10 @@ public final class HubMetrics: Sendable {
             descriptor: .init(namespace: "statushub", metricName: "websocket_connections", unitName: "", helpText: "Open WebSocket connections"))
         sseConnections = registry.makeGauge(
             descriptor: .init(namespace: "statushub", metricName: "sse_connections", unitName: "", helpText: "Open Server-Sent Events streams (GET /v1/sse)"))
+        connectionsLimit = registry.makeGauge(
+            descriptor: .init(
+                namespace: "statushub", metricName: "connections_limit", unitName: "",
+                helpText: "WebSockets and SSE streams the node takes before refusing with 4503/503: server.max_connections, or less when the open-files limit leaves less room"))
     }
 
     public func prometheusText() -> [UInt8] {

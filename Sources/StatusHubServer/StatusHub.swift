@@ -31,7 +31,14 @@ public struct StatusHub: Sendable {
             recent: RecentFeed(kept: config.websocket.recentFeedKept, catalog: config.catalog))
         self.flushers = LoopFlushers(delay: .microseconds(Int64(config.websocket.writeDelayMs * 1000)), latency: latency)
         self.access = try HubAccess(config: config)
+        metrics.connectionsLimit.set(Double(access.connections.maxTotal))
         self.tls = try TLSSetup.serverConfiguration(config.server)
+    }
+
+    /// When the process's open-files limit holds the node below `server.max_connections` (`ConnectionLimiter`): the
+    /// limit, and the connections it leaves room for; nil when the config's limit is the one in force.
+    public var connectionsHeldByDescriptors: (limit: DescriptorLimit, connections: Int)? {
+        access.connections.totalSetBy.map { ($0, access.connections.maxTotal) }
     }
 
     /// The `Server` header of every answer.

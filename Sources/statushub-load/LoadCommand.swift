@@ -9,6 +9,22 @@ struct LoadCommand: AsyncParsableCommand {
         abstract: "Load-test harness for StatusHub: WebSocket fan-out latency under an open-loop publish rate.",
         subcommands: [RunCommand.self, ChurnCommand.self, StormCommand.self, ResumeCommand.self, ResumeSliceCommand.self]
     )
+
+    /// ArgumentParser's own `main`, after raising the open-files limit as the hub does (`DescriptorLimit`): every
+    /// subscriber the harness opens holds a descriptor, and a shell's soft limit of 1,024 stopped it at ~1,000.
+    static func main() async {
+        DescriptorLimit.raiseToHard()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// How subscriber `i` subscribes.

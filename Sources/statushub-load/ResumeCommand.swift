@@ -119,8 +119,7 @@ struct ResumeCommand: AsyncParsableCommand {
     /// sockets), and at least one per node.
     func sliceCount() -> Int {
         if let processes { return processes }
-        var limit = rlimit()
-        let perProcess = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 ? max(1_000, Int(limit.rlim_cur) - 500) : subscribers
+        let perProcess = max(1_000, DescriptorLimit.current().soft - 500)
         return max(url.count, (subscribers + perProcess - 1) / perProcess)
     }
 

@@ -29,6 +29,9 @@ struct ServeCommand: AsyncParsableCommand {
     var redis: String?
 
     func run() async throws {
+        // Every subscriber holds a descriptor: raise the soft limit to the hard one before anything opens one
+        // (`DescriptorLimit`; systemd's default soft limit, 1,024, would stop a node at ~1,000 dashboards).
+        let descriptors = DescriptorLimit.raiseToHard()
         // One event loop per CPU the node may run on (NIO counts the machine's, so a node given one CPU by taskset or
         // a cpuset ran two loops switching on it: 10–24 % fewer single-event POSTs, loadtest/RESULTS.md). Set before
         // anything uses NIO's singletons; NIO_SINGLETON_GROUP_LOOP_COUNT still overrides it.
@@ -41,13 +44,13 @@ struct ServeCommand: AsyncParsableCommand {
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         // A config that cannot be used (a bad key, or a file it names) is a usage error, reported as such.
         do {
-            try await serve()
+            try await serve(descriptors: descriptors)
         } catch let error as ConfigError {
             throw ValidationError(error.description)
         }
     }
 
-    private func serve() async throws {
+    private func serve(descriptors: (before: DescriptorLimit, after: DescriptorLimit)) async throws {
         var hubConfig = try HubConfig.load(path: config, environment: ProcessInfo.processInfo.environment)
         if let host { hubConfig.server.host = host }
         if let port { hubConfig.server.port = port }
@@ -59,8 +62,18 @@ struct ServeCommand: AsyncParsableCommand {
         var logger = Logger(label: "statushub")
         logger.logLevel = Logger.Level(rawValue: hubConfig.logLevel) ?? .info
 
+        if descriptors.after.soft > descriptors.before.soft {
+            logger.info("open-files limit raised from \(descriptors.before.soft) to \(descriptors.after.soft), the hard limit")
+        }
         let engine = try EngineFactory.make(config: hubConfig, logger: logger)
         var hub = try StatusHub(config: hubConfig, engine: engine)
+        if let (limit, connections) = hub.connectionsHeldByDescriptors {
+            logger.warning("""
+                server.max_connections is \(hubConfig.server.maxConnections), but this process may open \(limit) files \
+                (ulimit -n; systemd's LimitNOFILE=): the node takes \(connections) WebSockets and SSE streams and refuses \
+                more with 4503/503 (node full), keeping \(limit.keptForOthers) descriptors for publishers, Redis and MQTT
+                """)
+        }
         if hubConfig.mqtt.isEnabled {
             hub.bridges = [try MQTTBridge(config: hubConfig, engine: engine, registry: hub.metrics.registry, logger: logger)]
         }

@@ -25,15 +25,20 @@ final class HubProcess: Sendable {
 
     /// `statushub serve` on a free loopback port with `arguments` and `environment`, once `/ready` answers 200 (at
     /// most 15 s). `stderr`: where its log goes (a pipe the test reads; a hub that never got ready has its log's end
-    /// in the error thrown).
-    static func start(arguments: [String] = [], environment: [String: String], stderr: Pipe? = nil) async throws -> HubProcess {
+    /// in the error thrown). `descriptors`: the open-files limit it starts under (set by `sh`'s `ulimit`, as a
+    /// shell or systemd's `LimitNOFILE=` would), instead of the test's own; soft first, which must not exceed the
+    /// hard limit at any step.
+    static func start(
+        arguments: [String] = [], environment: [String: String], stderr: Pipe? = nil, descriptors: (soft: Int, hard: Int)? = nil
+    ) async throws -> HubProcess {
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
             throw TestSocket.Timeout(waitingFor: "the statushub binary at \(executable.path) (build it with `swift build`)")
         }
         let port = try LoopbackPort.unused()
+        let serve = [executable.path, "serve", "--host", "127.0.0.1", "--port", String(port)] + arguments
+        let command = descriptors.map { ["/bin/sh", "-c", "ulimit -Sn \($0.soft) && ulimit -Hn \($0.hard) && exec \"$@\"", "sh"] + serve } ?? serve
         let process = try ChildProcess.spawn(
-            executable.path, ["serve", "--host", "127.0.0.1", "--port", String(port)] + arguments,
-            environment: environment, stderr: stderr.map { .pipe($0) } ?? .null)
+            command[0], Array(command.dropFirst()), environment: environment, stderr: stderr.map { .pipe($0) } ?? .null)
         let hub = HubProcess(port: port, process: process)
         let deadline = ContinuousClock.now.advanced(by: .seconds(15))
         while ContinuousClock.now < deadline {

@@ -1,0 +1,52 @@
+import Foundation
+import StatusHubCore
+import Testing
+
+/// The open-files limit (`DescriptorLimit`): a node raises its soft limit to the hard one, and holds its connections
+/// below what the limit leaves room for, so a node started under a low `ulimit -n` answers the dashboard that does
+/// not fit with 4503 and keeps the descriptors its publishers and engine need.
+@Suite struct DescriptorLimitTests {
+    @Test func aNodeKeepsAnEighthOfItsDescriptorsAndAtLeast64ForEverythingButSubscribers() {
+        #expect(DescriptorLimit(soft: 1_024, hard: 524_288).subscriberRoom == 896)
+        #expect(DescriptorLimit(soft: 1_048_576, hard: 1_048_576).subscriberRoom == 917_504)
+        #expect(DescriptorLimit(soft: 120, hard: 120).subscriberRoom == 56)
+        #expect(DescriptorLimit(soft: 40, hard: 40).subscriberRoom == 0)
+    }
+
+    /// Under a soft limit of 80 and a hard one of 120 (a shell's `ulimit`, systemd's `LimitNOFILE=`) a node with the
+    /// default `server.max_connections` (10,000) raises its soft limit to 120 and takes 56 dashboards; the 57th is
+    /// refused with 4503 and the limit in its reason, and the node still takes a publisher's POST and delivers it.
+    /// Before, it stayed at 80 and admitted dashboards until accepts failed for want of descriptors: the one after
+    /// them waited with no answer, and so did a publisher's new connection.
+    @Test func aNodeUnderALowOpenFilesLimitRefusesTheDashboardThatDoesNotFitAndKeepsTakingEvents() async throws {
+        let stderr = Pipe()
+        let hub = try await HubProcess.start(
+            environment: ["STATUSHUB_LOG_LEVEL": "info"], stderr: stderr, descriptors: (soft: 80, hard: 120))
+        var dashboards: [TestSocket] = []
+        do {
+            let metrics = String(decoding: try await HTTP.get(port: hub.port, "/metrics").body, as: UTF8.self)
+            #expect(metrics.contains("\nstatushub_connections_limit 56.0\n"), "\(metrics)")
+            for _ in 0..<56 { dashboards.append(try await TestSocket(port: hub.port)) }
+            _ = try await dashboards[0].subscribe(["alerts"])
+            let refusal = try await RawSocket.offPool {
+                let socket = try RawSocket(port: hub.port)
+                try socket.upgrade()
+                return RawSocket.closePayload(in: socket.read(timeout: 10) { RawSocket.closeCode(in: $0) != nil }.bytes)
+            }
+            let payload = try #require(refusal, "the 57th dashboard got no close frame")
+            #expect(payload.count >= 2 && UInt16(payload[0]) << 8 | UInt16(payload[1]) == 4503)
+            #expect(String(decoding: payload.dropFirst(2), as: UTF8.self) == "56 connections open (the open-files limit, 120); try another node")
+            #expect(try await HTTP.post(port: hub.port, event: SampleEvents.alert("M-FD")).status == 202)
+            #expect(try await dashboards[0].nextEvent()["entity_id"] == .string("M-FD"))
+        } catch {
+            for dashboard in dashboards { _ = await dashboard.close() }
+            _ = await hub.terminate()
+            throw error
+        }
+        for dashboard in dashboards { _ = await dashboard.close() }
+        _ = await hub.terminate()
+        let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("open-files limit raised from 80 to 120, the hard limit"), "\(log.suffix(1500))")
+        #expect(log.contains("server.max_connections is 10000, but this process may open 120 files"), "\(log.suffix(1500))")
+    }
+}
