@@ -7,7 +7,7 @@ extension HubConfig {
     static let knownKeys: [String: Set<String>] = [
         "server": ["host", "port", "max_body_bytes", "max_batch_events", "shutdown_grace_seconds", "idempotency_window_seconds",
             "max_clock_ahead_seconds", "sequence_reset_seconds", "stale_kept_seconds", "session_expiry_seconds", "max_session_bytes",
-            "max_event_bytes", "max_connections", "max_connections_per_address", "idle_timeout_seconds", "listen_backlog",
+            "max_event_bytes", "max_connections", "max_connections_per_address", "trusted_proxies", "idle_timeout_seconds", "listen_backlog",
             "tls_certificate_file", "tls_private_key_file",
         ],
         "websocket": [

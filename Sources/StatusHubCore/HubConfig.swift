@@ -41,6 +41,9 @@ public struct HubConfig: Sendable, Equatable {
         public var maxConnections = 10_000
         /// Open WebSocket connections per client address; more are refused with 429 (0: no limit).
         public var maxConnectionsPerAddress = 256
+        /// Reverse proxies and load balancers (addresses or CIDR ranges) whose `X-Forwarded-For` or `Forwarded`
+        /// names the client a connection is counted under (`TrustedProxies`); empty: every peer is the client.
+        public var trustedProxies: [String] = []
         /// Seconds an HTTP connection may go without a complete request before it is closed: bounds keep-alive
         /// connections left idle, half-open ones, and clients that never finish their headers (slowloris). Not
         /// applied to WebSocket connections, which the ping interval watches instead.
@@ -425,7 +428,13 @@ extension HubConfig {
 }
 
 extension HubConfig.Server {
+    /// `trusted_proxies` as ranges; `check` has refused a config with an entry that is none.
+    public var proxies: TrustedProxies { TrustedProxies(trustedProxies.compactMap(AddressRange.init)) }
+
     func check() throws {
+        for (index, entry) in trustedProxies.enumerated() where AddressRange(entry) == nil {
+            throw ConfigError(description: "config: server.trusted_proxies[\(index)]: '\(entry)' is not an address or a CIDR range (e.g. 10.0.0.0/8, 192.0.2.7, fd00::/8)")
+        }
         guard (tlsCertificateFile == nil) == (tlsPrivateKeyFile == nil) else {
             throw ConfigError(description: "config: server.tls_certificate_file and server.tls_private_key_file go together; set both or neither")
         }

@@ -10,12 +10,14 @@ final class HubAccess: Sendable {
     let ingestRate: RateLimiter
     let subscriberTokens: SubscriberTokens
     let connections: ConnectionLimiter
+    let proxies: TrustedProxies
     let messagesPerSecond: Double
     init(config: HubConfig) throws {
         publisherKeys = PublisherKeys(config: config.auth)
         ingestRate = RateLimiter(rate: config.auth.ingestEventsPerSecond, burst: config.auth.ingestBurst)
         subscriberTokens = try SubscriberTokens(config: config.auth)
         connections = ConnectionLimiter(limits: config.server, descriptors: DescriptorLimit.current())
+        proxies = config.server.proxies
         messagesPerSecond = config.websocket.maxMessagesPerSecond
     }
 
@@ -27,10 +29,12 @@ final class HubAccess: Sendable {
         case refused(CloseCode, reason: String)
     }
 
-    /// Counts a connection from the upgrade's client address, or says which limit refuses it. Synchronous, so
-    /// the upgrade decision stays on the event loop.
-    func admitConnection(channel: any Channel) -> Decision {
-        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+    /// Counts a connection from its client's address — the peer's, or, from a trusted proxy, the one its
+    /// `forwardedFor` (`X-Forwarded-For`) or `forwarded` (`Forwarded`) header values name (`TrustedProxies`) — or says
+    /// which limit refuses it. Synchronous, so the upgrade decision stays on the event loop.
+    func admitConnection(channel: any Channel, forwardedFor: [String], forwarded: [String]) -> Decision {
+        let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+        let address = proxies.isEmpty ? peer : proxies.clientAddress(peer: peer, forwardedFor: forwardedFor, forwarded: forwarded)
         switch connections.acquire(address) {
         case nil:
             return .admitted(address: address)

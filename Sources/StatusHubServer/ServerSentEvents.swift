@@ -33,7 +33,8 @@ struct ServerSentEvents {
             return JSONResponse.error(.badRequest, field: error.field, reason: error.reason)
         }
         let address: String
-        switch hub.access.admitConnection(channel: context.channel) {
+        switch hub.access.admitConnection(
+            channel: context.channel, forwardedFor: request.headers[values: .xForwardedFor], forwarded: request.headers[values: .forwarded]) {
         case .admitted(let admitted): address = admitted
         case .refused(let code, let reason):
             return JSONResponse.error(
@@ -220,4 +221,7 @@ struct ServerSentEvents {
 
 extension HTTPField.Name {
     static let lastEventID = HTTPField.Name("Last-Event-ID")!
+    /// The client addresses proxies name (`TrustedProxies`).
+    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+    static let forwarded = HTTPField.Name("Forwarded")!
 }

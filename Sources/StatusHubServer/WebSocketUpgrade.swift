@@ -65,7 +65,8 @@ final class WebSocketUpgrade: Sendable {
         // The address the connection is counted under, kept by the release below for the connection's life.
         let address: String?
         let refusal: (code: CloseCode, reason: String)?
-        switch access.admitConnection(channel: channel) {
+        switch access.admitConnection(
+            channel: channel, forwardedFor: head.headers["X-Forwarded-For"], forwarded: head.headers["Forwarded"]) {
         case .admitted(let admitted): (address, refusal) = (admitted, nil)
         case .refused(let code, let reason): (address, refusal) = (nil, (code, reason))
         }
