@@ -32,7 +32,7 @@ public struct StatusHub: Sendable {
         self.flushers = LoopFlushers(delay: .microseconds(Int64(config.websocket.writeDelayMs * 1000)), latency: latency)
         self.access = try HubAccess(config: config)
         metrics.connectionsLimit.set(Double(access.connections.maxTotal))
-        self.tls = try TLSSetup.serverConfiguration(config.server)
+        self.servedCertificate = try ServedCertificate(config.server)
     }
 
     /// When the process's open-files limit holds the node below `server.max_connections` (`ConnectionLimiter`): the
@@ -44,7 +44,16 @@ public struct StatusHub: Sendable {
     /// The `Server` header of every answer.
     static let serverName = "statushub"
 
-    private let tls: TLSConfiguration?
+    /// The TLS certificate and key, when the node serves TLS.
+    private let servedCertificate: ServedCertificate?
+
+    /// Loads the TLS certificate and key files again (SIGHUP): new connections get the new pair, open ones keep
+    /// theirs. nil when the node serves plain HTTP; throws `ConfigError`, and keeps the pair in use, when the files
+    /// cannot be used.
+    /// - Returns: the certificate now served, described.
+    public func reloadCertificate() throws -> String? {
+        try servedCertificate?.reload()
+    }
     let flushers: LoopFlushers
 
     /// Everything a node runs, in start order, for one `ServiceGroup`: the application (with the engine's
@@ -104,13 +113,13 @@ public struct StatusHub: Sendable {
         let upgrade = WebSocketUpgrade(hub: self)
         let decide: HubHTTP1Channel.Decide = { head, channel, logger in upgrade.decide(head, channel: channel, logger: logger) }
         let ingest = makeIngestController()
-        return HTTPServerBuilder { [tls] responder in
+        return HTTPServerBuilder { [servedCertificate] responder in
             let channel = GuardedHTTP1Channel(
                 base: HubHTTP1Channel(
                     responder: responder, configuration: http1, maxFrameSize: maxFrameBytes, decide: decide,
                     takesUpgrade: { upgrade.takesUpgrade($0) }, ingest: ingest),
                 deadline: timeout, maxBodyBytes: maxBodyBytes, decoderLimits: http1.httpDecoder)
-            return try tls.map { try TLSChannel(channel, tlsConfiguration: $0) } ?? channel
+            return try servedCertificate.map { try TLSChannel(channel, tlsConfiguration: $0.configuration) } ?? channel
         }
     }
 

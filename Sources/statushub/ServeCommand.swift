@@ -9,6 +9,7 @@ import StatusHubMQTT
 import StatusHubRedis
 import ServiceLifecycle
 import StatusHubServer
+import UnixSignals
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -65,6 +66,7 @@ struct ServeCommand: AsyncParsableCommand {
         if descriptors.after.soft > descriptors.before.soft {
             logger.info("open-files limit raised from \(descriptors.before.soft) to \(descriptors.after.soft), the hard limit")
         }
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         let engine = try EngineFactory.make(config: hubConfig, logger: logger)
         var hub = try StatusHub(config: hubConfig, engine: engine)
         if let (limit, connections) = hub.connectionsHeldByDescriptors {
@@ -88,7 +90,7 @@ struct ServeCommand: AsyncParsableCommand {
         let scheme = hubConfig.server.usesTLS ? "https" : "http"
         let services = hub.makeServices(logger: logger) { [logger] port in
             logger.notice("statushub listening on \(scheme)://\(host):\(port) — engine: \(engineName), allocator: \(Allocator.version ?? "the C library's")")
-        }
+        } + [HangupReload(hangups: hangups, hub: hub, logger: logger)]
         try await ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }
 }

@@ -87,4 +87,79 @@ struct TLSTests {
         #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "server:\n  tls_certificate_file: /etc/cert.pem\n") }
         #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "server:\n  idle_timeout_seconds: 0\n") }
     }
+
+    /// A renewed certificate and key are served after SIGHUP, without a restart: new connections get the new pair, a
+    /// dashboard connected before keeps its connection and its events; files that cannot be used are refused, named
+    /// in the log, and the pair in use stays. Before, SIGHUP's default action ended the node on the spot.
+    @Test func aRenewedCertificateIsServedAfterSIGHUP() async throws {
+        let first = try ThrowawayCertificate()
+        let renewed = try ThrowawayCertificate()
+        defer {
+            first.remove()
+            renewed.remove()
+        }
+        // The node's own files, where a renewal writes: the first pair for now.
+        let served = first.directory.appendingPathComponent("served")
+        try FileManager.default.createDirectory(at: served, withIntermediateDirectories: true)
+        let certificateFile = served.appendingPathComponent("fullchain.pem").path
+        let keyFile = served.appendingPathComponent("privkey.pem").path
+        func install(_ pair: ThrowawayCertificate) throws {
+            try Data(contentsOf: URL(fileURLWithPath: pair.certificateFile)).write(to: URL(fileURLWithPath: certificateFile))
+            try Data(contentsOf: URL(fileURLWithPath: pair.privateKeyFile)).write(to: URL(fileURLWithPath: keyFile))
+        }
+        try install(first)
+        let trustFirst = first.clientConfiguration, trustRenewed = renewed.clientConfiguration
+        @Sendable func answers(_ port: Int, trusting trust: TLSConfiguration) async -> Bool {
+            (try? await TLSHTTPClient.request(port: port, path: "/health", trust: trust))?.status == 200
+        }
+        let stderr = Pipe()
+        let hub = try await HubProcess.start(
+            environment: [
+                "STATUSHUB_LOG_LEVEL": "info", "STATUSHUB_SERVER_TLS_CERTIFICATE_FILE": certificateFile,
+                "STATUSHUB_SERVER_TLS_PRIVATE_KEY_FILE": keyFile,
+            ], stderr: stderr, ready: { await answers($0, trusting: trustFirst) })
+        do {
+            let dashboard = try await TestSocket(port: hub.port, tls: trustFirst)
+            try await dashboard.subscribe(["alerts"])
+
+            try install(renewed)
+            hub.send(SIGHUP)
+            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            while !(await answers(hub.port, trusting: trustRenewed)), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(await answers(hub.port, trusting: trustRenewed), "the renewed certificate is served")
+            #expect(!(await answers(hub.port, trusting: trustFirst)), "the first is not, to new connections")
+            let posted = try await TLSHTTPClient.request(
+                port: hub.port, method: .POST, path: "/v1/events", body: SampleEvents.alert("M-RENEWED"), trust: trustRenewed)
+            #expect(posted.status == 202)
+            #expect(try await dashboard.nextEvent()["entity_id"] == .string("M-RENEWED"), "the dashboard connected before keeps its events")
+
+            // A botched renewal: the node keeps what it serves.
+            try Data("not a certificate\n".utf8).write(to: URL(fileURLWithPath: certificateFile))
+            hub.send(SIGHUP)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(await answers(hub.port, trusting: trustRenewed))
+            _ = await dashboard.close()
+        } catch {
+            _ = await hub.terminate()
+            throw error
+        }
+        #expect(await hub.terminate() == 0, "a node that took two SIGHUPs stops cleanly on SIGTERM")
+        let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("SIGHUP: reloaded the TLS certificate and key; new connections get"), "\(log.suffix(1500))")
+        #expect(log.contains("SIGHUP: kept the TLS certificate in use: config: server.tls_certificate_file: cannot load a PEM certificate chain from \(certificateFile)"), "\(log.suffix(1500))")
+    }
+
+    /// A node without TLS takes SIGHUP too, and goes on serving: the signal ended it before.
+    @Test func aPlainNodeTakesSIGHUPAndGoesOn() async throws {
+        let stderr = Pipe()
+        let hub = try await HubProcess.start(environment: ["STATUSHUB_LOG_LEVEL": "info"], stderr: stderr)
+        hub.send(SIGHUP)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await HTTP.get(port: hub.port, "/health").status == 200)
+        #expect(await hub.terminate() == 0)
+        let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("SIGHUP: nothing to reload"), "\(log.suffix(1000))")
+    }
 }

@@ -28,8 +28,10 @@ final class HubProcess: Sendable {
     /// in the error thrown). `descriptors`: the open-files limit it starts under (set by `sh`'s `ulimit`, as a
     /// shell or systemd's `LimitNOFILE=` would), instead of the test's own; soft first, which must not exceed the
     /// hard limit at any step.
+    /// `ready`: how to tell it is ready (a TLS node's `/ready` needs the test's trust), `GET /ready` by default.
     static func start(
-        arguments: [String] = [], environment: [String: String], stderr: Pipe? = nil, descriptors: (soft: Int, hard: Int)? = nil
+        arguments: [String] = [], environment: [String: String], stderr: Pipe? = nil, descriptors: (soft: Int, hard: Int)? = nil,
+        ready: @Sendable (Int) async -> Bool = { port in (try? await HTTP.get(port: port, "/ready"))?.status == 200 }
     ) async throws -> HubProcess {
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
             throw TestSocket.Timeout(waitingFor: "the statushub binary at \(executable.path) (build it with `swift build`)")
@@ -42,12 +44,17 @@ final class HubProcess: Sendable {
         let hub = HubProcess(port: port, process: process)
         let deadline = ContinuousClock.now.advanced(by: .seconds(15))
         while ContinuousClock.now < deadline {
-            if let ready = try? await HTTP.get(port: port, "/ready"), ready.status == 200 { return hub }
+            if await ready(port) { return hub }
             try await Task.sleep(for: .milliseconds(50))
         }
         hub.kill9()
         let log = stderr.map { String(decoding: $0.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).suffix(800) } ?? ""
         throw TestSocket.Timeout(waitingFor: "statushub on port \(port) to be ready\(log.isEmpty ? "" : "; its log ends: \(log)")")
+    }
+
+    /// Sends `signal` (SIGHUP, SIGSTOP…) to the node.
+    func send(_ signal: Int32) {
+        process.signal(signal)
     }
 
     func kill9() {
