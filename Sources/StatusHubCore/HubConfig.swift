@@ -374,7 +374,7 @@ extension HubConfig {
         return (parts.first.map(String.init) ?? "") + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
     }
 
-    static func snakeCased(_ key: String) -> String {
+    public static func snakeCased(_ key: String) -> String {
         key.reduce(into: "") { result, character in
             if character.isUppercase { result += "_" + character.lowercased() } else { result.append(character) }
         }

@@ -9,6 +9,7 @@ final class HubAccess: Sendable {
     let publisherKeys: PublisherKeys
     let ingestRate: RateLimiter
     let subscriberTokens: SubscriberTokens
+    let scrapeKey: ScrapeKey
     let connections: ConnectionLimiter
     let proxies: TrustedProxies
     let messagesPerSecond: Double
@@ -16,9 +17,18 @@ final class HubAccess: Sendable {
         publisherKeys = PublisherKeys(config: config.auth)
         ingestRate = RateLimiter(rate: config.auth.ingestEventsPerSecond, burst: config.auth.ingestBurst)
         subscriberTokens = try SubscriberTokens(config: config.auth)
+        scrapeKey = ScrapeKey(config: config.auth)
         connections = ConnectionLimiter(limits: config.server, descriptors: DescriptorLimit.current())
         proxies = config.server.proxies
         messagesPerSecond = config.websocket.maxMessagesPerSecond
+    }
+
+    /// The credentials of `auth` from now on (SIGHUP): API keys, the token secret and key, the scraper's key. Throws
+    /// `ConfigError`, and changes nothing, when the token key file cannot be used.
+    func replaceCredentials(_ auth: HubConfig.Auth) throws {
+        try subscriberTokens.replace(config: auth)
+        publisherKeys.replace(config: auth)
+        scrapeKey.replace(config: auth)
     }
 
     enum Decision: Sendable {

@@ -1,5 +1,6 @@
 import Crypto
 import StatusHubCore
+import Synchronization
 
 /// Who is publishing: the tenant its events belong to and what it may write.
 struct Publisher: Sendable, Equatable {
@@ -59,9 +60,11 @@ struct Publisher: Sendable, Equatable {
 }
 
 /// The configured API keys, by SHA-256. A presented key is hashed and compared with every configured hash in
-/// constant time, so neither timing nor logs reveal anything about the keys.
-struct PublisherKeys: Sendable {
-    private let entries: [(digest: [UInt8], publisher: Publisher)]
+/// constant time, so neither timing nor logs reveal anything about the keys. Replaced whole on SIGHUP (`replace`), so
+/// a key is rotated without a restart.
+final class PublisherKeys: Sendable {
+    private typealias Entry = (digest: [UInt8], publisher: Publisher)
+    private let entries: Mutex<[Entry]>
     let required: Bool
 
     enum Outcome: Sendable, Equatable {
@@ -72,7 +75,19 @@ struct PublisherKeys: Sendable {
 
     init(config: HubConfig.Auth) {
         required = config.required
-        entries = config.apiKeys.compactMap { key in
+        entries = Mutex(Self.entries(config))
+    }
+
+    /// The keys of `config` from now on (whether keys are required stays as the node started).
+    func replace(config: HubConfig.Auth) {
+        let replacement = Self.entries(config)
+        entries.withLock { $0 = replacement }
+    }
+
+    var count: Int { entries.withLock { $0.count } }
+
+    private static func entries(_ config: HubConfig.Auth) -> [Entry] {
+        config.apiKeys.compactMap { key in
             guard let digest = HubConfig.Auth.digest(fromHex: key.hash) else { return nil }
             return (digest, Publisher(
                 name: key.name, tenant: key.tenant ?? Tenant.defaultName,
@@ -91,8 +106,10 @@ struct PublisherKeys: Sendable {
         }
         let presented = Array(SHA256.hash(data: Array(key.utf8)))
         var found: Publisher?
-        for entry in entries where Self.constantTimeEqual(entry.digest, presented) {
-            found = entry.publisher
+        entries.withLock { entries in
+            for entry in entries where Self.constantTimeEqual(entry.digest, presented) {
+                found = entry.publisher
+            }
         }
         return found.map(Outcome.publisher) ?? .unauthorized("unknown API key")
     }

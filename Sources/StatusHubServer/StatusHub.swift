@@ -203,7 +203,7 @@ public struct StatusHub: Sendable {
             }
             return JSONResponse.error(.upgradeRequired, field: "Upgrade", reason: "GET /v1/ws is a WebSocket endpoint; send Upgrade: websocket")
         }
-        router.get("/metrics") { [metrics, latency, scrapeKey = ScrapeKey(config: config.auth)] request, _ in
+        router.get("/metrics") { [metrics, latency, scrapeKey = access.scrapeKey] request, _ in
             if let refusal = scrapeKey.refusal(authorization: request.headers[.authorization]) {
                 return JSONResponse.error(.unauthorized, field: "Authorization", reason: refusal, headers: [.wwwAuthenticate: "Bearer"])
             }

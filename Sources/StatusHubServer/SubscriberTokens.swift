@@ -1,6 +1,7 @@
 import Foundation
 import JWTKit
 import StatusHubCore
+import Synchronization
 
 /// The claims of a subscriber token: `{"tenant":"acme","patterns":["line:Line-2:*"],"exp":1763479425}`, and
 /// optionally `nbf`, before which the token is not valid, and `see`, the catalog's restriction claims it holds
@@ -77,25 +78,48 @@ final class SubscriberTokens: Sendable {
 
     let required: Bool
     /// Whether any key is configured: without one no token verifies, so no session can come to hold an `exp`.
-    let verifiesTokens: Bool
-    /// One key per algorithm, chosen by the token's `alg`. One collection tried key after key answered with the first
-    /// key's error: an ES256 token that had expired was "not valid (signature …)" (4401, not 4003) beside an HS256
-    /// secret, and a token's claims that did not decode were never named.
-    private let keys: Task<[String: JWTKeyCollection], Never>
+    var verifiesTokens: Bool { current.withLock { $0.verifiesTokens } }
+    /// The algorithms tokens may be signed with, for the log.
+    var algorithms: [String] { current.withLock { $0.algorithms } }
+
+    private struct Keys: Sendable {
+        var verifiesTokens: Bool
+        var algorithms: [String]
+        /// One key per algorithm, chosen by the token's `alg`. One collection tried key after key answered with the
+        /// first key's error: an ES256 token that had expired was "not valid (signature …)" (4401, not 4003) beside
+        /// an HS256 secret, and a token's claims that did not decode were never named.
+        var collections: Task<[String: JWTKeyCollection], Never>
+    }
+
+    /// Replaced whole on SIGHUP (`replace`), so a secret or key is rotated without a restart.
+    private let current: Mutex<Keys>
 
     /// Throws `ConfigError` when the ES256 key file cannot be read or is not a PEM P-256 public key: the node then
     /// stops at start-up instead of refusing every token later.
     init(config: HubConfig.Auth) throws {
         required = config.required
-        let secret = config.jwtHs256Secret
+        current = Mutex(try Self.keys(config))
+    }
+
+    /// The secret and key of `config` for tokens verified from now on; sessions opened with a token keep it until it
+    /// expires or is renewed. Throws `ConfigError`, and changes nothing, when the ES256 key file cannot be used.
+    func replace(config: HubConfig.Auth) throws {
+        let replacement = try Self.keys(config)
+        current.withLock { $0 = replacement }
+    }
+
+    private static func keys(_ config: HubConfig.Auth) throws -> Keys {
+        let secret = config.jwtHs256Secret.flatMap { $0.isEmpty ? nil : $0 }
         let publicKey = try config.jwtEs256PublicKeyFile.map(Self.loadES256PublicKey(path:))
-        verifiesTokens = !(secret ?? "").isEmpty || publicKey != nil
-        keys = Task {
-            var keys: [String: JWTKeyCollection] = [:]
-            if let secret, !secret.isEmpty { keys["HS256"] = await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256) }
-            if let publicKey { keys["ES256"] = await JWTKeyCollection().add(ecdsa: publicKey) }
-            return keys
-        }
+        return Keys(
+            verifiesTokens: secret != nil || publicKey != nil,
+            algorithms: (secret != nil ? ["HS256"] : []) + (publicKey != nil ? ["ES256"] : []),
+            collections: Task {
+                var keys: [String: JWTKeyCollection] = [:]
+                if let secret { keys["HS256"] = await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256) }
+                if let publicKey { keys["ES256"] = await JWTKeyCollection().add(ecdsa: publicKey) }
+                return keys
+            })
     }
 
     private static func loadES256PublicKey(path: String) throws -> ES256PublicKey {
@@ -114,7 +138,7 @@ final class SubscriberTokens: Sendable {
         guard let token else {
             return required ? .failure(Refusal(reason: "a token is required: Authorization: Bearer <JWT> or ?token=<JWT>")) : .success(.anonymous)
         }
-        let keys = await keys.value
+        let keys = await current.withLock { $0.collections }.value
         // Read before anything is verified: the header's `alg` picks the key, and the claims as sent name a wrong one.
         guard let (header, sent, _) = try? DefaultJWTParser().parse(Array(token.utf8), as: ClaimsAsSent.self) else {
             return .failure(Refusal(reason: "token not valid (not a JWT: header.payload.signature, each base64url JSON)"))

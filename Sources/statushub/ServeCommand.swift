@@ -51,13 +51,20 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    private func serve(descriptors: (before: DescriptorLimit, after: DescriptorLimit)) async throws {
-        var hubConfig = try HubConfig.load(path: config, environment: ProcessInfo.processInfo.environment)
+    /// The file's config with the environment's and the flags' overrides: at start, and again on SIGHUP.
+    private static func loadConfig(path: String?, host: String?, port: Int?, redis: String?) throws -> HubConfig {
+        var hubConfig = try HubConfig.load(path: path, environment: ProcessInfo.processInfo.environment)
         if let host { hubConfig.server.host = host }
         if let port { hubConfig.server.port = port }
         if let redis { hubConfig.redis.url = redis }
         // The flags are held to the file's ranges (`--port 70000` would wrap to 4464).
         try hubConfig.check()
+        return hubConfig
+    }
+
+    private func serve(descriptors: (before: DescriptorLimit, after: DescriptorLimit)) async throws {
+        let (path, hostFlag, portFlag, redisFlag) = (config, host, port, redis)
+        let hubConfig = try Self.loadConfig(path: path, host: hostFlag, port: portFlag, redis: redisFlag)
 
         LoggingSystem.bootstrap(StreamLogHandler.standardError)
         var logger = Logger(label: "statushub")
@@ -90,7 +97,11 @@ struct ServeCommand: AsyncParsableCommand {
         let scheme = hubConfig.server.usesTLS ? "https" : "http"
         let services = hub.makeServices(logger: logger) { [logger] port in
             logger.notice("statushub listening on \(scheme)://\(host):\(port) — engine: \(engineName), allocator: \(Allocator.version ?? "the C library's")")
-        } + [HangupReload(hangups: hangups, hub: hub, logger: logger)]
+        } + [
+            HangupReload(
+                hangups: hangups, hub: hub, source: path ?? "the defaults and STATUSHUB_* variables",
+                reread: { try Self.loadConfig(path: path, host: hostFlag, port: portFlag, redis: redisFlag) }, logger: logger)
+        ]
         try await ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
     }
 }
