@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := libhiredis-dev redis-server zlib1g-dev libmosquitto-dev mosqu
 CONFIG ?= config/statushub.yaml
 ARGS ?=
 
-.PHONY: deps browser-deps build run demo demo-sparkplug test release clean
+.PHONY: deps test-deps build run demo demo-sparkplug test release clean
 
 # Installs only what is missing, so repeated runs are quick and need no network.
 deps:
@@ -46,12 +46,12 @@ demo-sparkplug: build
 	echo "dashboard: http://127.0.0.1:8080/?line=Line-1 (machine status through mosquitto, Sparkplug B)"; \
 	$$bin simulate --url http://127.0.0.1:8080 --speed $(SPEED) --sparkplug mqtt://127.0.0.1:1883
 
-# The browser tests' tools: Debian's chromium (and openssl(1) for a TLS hub's throwaway certificate), and
-# Playwright + pytest from PyPI (pointed at that chromium; never `playwright install`). Installed only when
-# missing, like `deps`.
-BROWSER_PACKAGES := chromium openssl
-browser-deps:
-	@missing=""; for p in $(BROWSER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# What only the tests use: nginx (a reverse proxy in front of a hub, TrustedProxyTests), and the browser tests'
+# tools — Debian's chromium (and openssl(1) for a TLS hub's throwaway certificate), Playwright + pytest from PyPI
+# (pointed at that chromium; never `playwright install`). Installed only when missing, like `deps`.
+TEST_PACKAGES := nginx-light chromium openssl
+test-deps:
+	@missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
@@ -67,7 +67,7 @@ browser-deps:
 # At most 16 tests at once (Swift Testing otherwise starts all ~320 together): on two cores the start of an unbounded
 # run — dozens of redis-servers, clusters, sentinels and hubs at once — starved tests into timing failures, and the
 # bounded run is no slower (2026-12-02: 104 s against 115 s).
-test: deps browser-deps
+test: deps test-deps
 	SWIFT=$(SWIFT) scripts/swift-test.sh --experimental-maximum-parallelization-width 16
 	STATUSHUB_BIN=$$($(SWIFT) build --show-bin-path)/statushub python3 -m pytest -q tests/browser
 	SWIFT=$(SWIFT) loadtest/smoke.sh

@@ -68,40 +68,72 @@ import Testing
             $0.server.maxConnectionsPerAddress = 2
             $0.server.trustedProxies = ["127.0.0.1"]
         }) { hub in
-            let first = try await ForwardedDashboard.open(port: hub.port, client: "203.0.113.1")
+            let first = try await ForwardedDashboard.open(port: hub.port, headers: ["X-Forwarded-For": "203.0.113.1"])
             let second = try await SSEClient(port: hub.port, path: "/v1/sse?channels=alerts", headers: ["X-Forwarded-For": "203.0.113.1"])
             #expect(second.status == 200)
-            #expect(try await ForwardedDashboard.open(port: hub.port, client: "203.0.113.1").outcome == 4429)
+            #expect(try await ForwardedDashboard.open(port: hub.port, headers: ["X-Forwarded-For": "203.0.113.1"]).outcome == 4429)
             let refusedStream = try await SSEClient(port: hub.port, path: "/v1/sse?channels=alerts", headers: ["X-Forwarded-For": "203.0.113.1"])
             #expect(refusedStream.status == 429)
-            let other = try await ForwardedDashboard.open(port: hub.port, client: "203.0.113.2", header: "Forwarded", value: "for=203.0.113.2")
+            let other = try await ForwardedDashboard.open(port: hub.port, headers: ["Forwarded": "for=203.0.113.2"])
             #expect(other.outcome == nil)
             // A client cannot choose its address by writing one left of the one the proxy appended.
-            #expect(try await ForwardedDashboard.open(port: hub.port, client: "198.51.100.9, 203.0.113.1").outcome == 4429)
+            #expect(try await ForwardedDashboard.open(port: hub.port, headers: ["X-Forwarded-For": "198.51.100.9, 203.0.113.1"]).outcome == 4429)
             for dashboard in [first, other] { dashboard.close() }
             second.close()
         }
         try await withHub(engine: .memory, configure: { $0.server.maxConnectionsPerAddress = 2 }) { hub in
-            let first = try await ForwardedDashboard.open(port: hub.port, client: "203.0.113.1")
-            let second = try await ForwardedDashboard.open(port: hub.port, client: "203.0.113.2")
+            let first = try await ForwardedDashboard.open(port: hub.port, headers: ["X-Forwarded-For": "203.0.113.1"])
+            let second = try await ForwardedDashboard.open(port: hub.port, headers: ["X-Forwarded-For": "203.0.113.2"])
             #expect([first.outcome, second.outcome] == [nil, nil])
-            #expect(try await ForwardedDashboard.open(port: hub.port, client: "203.0.113.3").outcome == 4429)
+            #expect(try await ForwardedDashboard.open(port: hub.port, headers: ["X-Forwarded-For": "203.0.113.3"]).outcome == 4429)
             for dashboard in [first, second] { dashboard.close() }
+        }
+    }
+
+    /// Through a real nginx set up as `docs/operations.md` says (upgrades passed on, `X-Forwarded-For` appended):
+    /// dashboards from two client addresses, 127.0.0.2 and 127.0.0.3, all reach the hub from nginx's 127.0.0.1. With
+    /// nginx trusted each client gets its two, the hub's 4429 for a third comes back through nginx, and events
+    /// flow; untrusted, nginx's address holds them all and the second client is refused.
+    @Test func throughNginxEachClientIsCountedByItsOwnAddress() async throws {
+        try await withHub(engine: .memory, configure: {
+            $0.server.maxConnectionsPerAddress = 2
+            $0.server.trustedProxies = ["127.0.0.1"]
+        }) { hub in
+            try await withNginx(inFrontOf: hub.port) { proxy in
+                var open: [ForwardedDashboard] = []
+                for source in ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"] {
+                    open.append(try await ForwardedDashboard.open(port: proxy.port, from: source))
+                }
+                #expect(open.map(\.outcome) == [nil, nil, nil, nil])
+                #expect(try await ForwardedDashboard.open(port: proxy.port, from: "127.0.0.2").outcome == 4429)
+                #expect(try await HTTP.post(port: proxy.port, event: SampleEvents.alert("M-NGINX")).status == 202)
+                for dashboard in open { #expect(try await dashboard.receives("M-NGINX")) }
+                for dashboard in open { dashboard.close() }
+            }
+        }
+        try await withHub(engine: .memory, configure: { $0.server.maxConnectionsPerAddress = 2 }) { hub in
+            try await withNginx(inFrontOf: hub.port) { proxy in
+                let first = try await ForwardedDashboard.open(port: proxy.port, from: "127.0.0.2")
+                let second = try await ForwardedDashboard.open(port: proxy.port, from: "127.0.0.2")
+                #expect(try await ForwardedDashboard.open(port: proxy.port, from: "127.0.0.3").outcome == 4429)
+                for dashboard in [first, second] { dashboard.close() }
+            }
         }
     }
 }
 
-/// A WebSocket subscribed in its URL, sent through "a proxy" that names `client`: admitted (its `subscribed` came,
-/// `outcome` nil) or refused (the close code).
+/// A WebSocket subscribed to `alerts` in its URL, from the loopback address `source`, with `headers` (what a proxy
+/// would add): admitted (its `subscribed` came, `outcome` nil) or refused (the close code).
 private final class ForwardedDashboard: @unchecked Sendable {
     private let socket: RawSocket
     private(set) var outcome: UInt16?
+    private var received: [UInt8] = []
 
     private init(socket: RawSocket) { self.socket = socket }
 
-    static func open(port: Int, client: String, header: String = "X-Forwarded-For", value: String? = nil) async throws -> ForwardedDashboard {
-        let dashboard = ForwardedDashboard(socket: try RawSocket(port: port))
-        try dashboard.socket.upgrade(path: "/v1/ws?channels=alerts", headers: [header: value ?? client])
+    static func open(port: Int, from source: String? = nil, headers: [String: String] = [:]) async throws -> ForwardedDashboard {
+        let dashboard = ForwardedDashboard(socket: try RawSocket(port: port, from: source))
+        try dashboard.socket.upgrade(path: "/v1/ws?channels=alerts", headers: headers)
         try await RawSocket.offPool { [dashboard] in
             let bytes = dashboard.socket.read(timeout: 10) {
                 RawSocket.closeCode(in: $0) != nil || $0.firstRange(of: Array(#""op":"subscribed""#.utf8)) != nil
@@ -112,6 +144,14 @@ private final class ForwardedDashboard: @unchecked Sendable {
             }
         }
         return dashboard
+    }
+
+    /// Whether `text` arrives within 10 s.
+    func receives(_ text: String) async throws -> Bool {
+        try await RawSocket.offPool { [self] in
+            received += socket.read(timeout: 10) { $0.firstRange(of: Array(text.utf8)) != nil }.bytes
+            return received.firstRange(of: Array(text.utf8)) != nil
+        }
     }
 
     func close() { socket.reset() }
