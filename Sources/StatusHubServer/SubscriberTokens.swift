@@ -1,6 +1,7 @@
 import Foundation
 import JWTKit
 import StatusHubCore
+import SwiftASN1
 import Synchronization
 
 /// The claims of a subscriber token: `{"tenant":"acme","patterns":["line:Line-2:*"],"exp":1763479425}`, and
@@ -70,7 +71,8 @@ struct Subscriber: Sendable, Equatable {
     func allows(_ pattern: ChannelPattern) -> Bool { allowed.map(pattern.isAllowed(by:)) ?? true }
 }
 
-/// Verifies subscriber JWTs (HS256 with `auth.jwt_hs256_secret`, ES256 with `auth.jwt_es256_public_key_file`).
+/// Verifies subscriber JWTs (HS256 with `auth.jwt_hs256_secret`, ES256 with any of the keys in
+/// `auth.jwt_es256_public_key_file`).
 final class SubscriberTokens: Sendable {
     struct Refusal: Error, Sendable, Equatable {
         var reason: String
@@ -85,10 +87,11 @@ final class SubscriberTokens: Sendable {
     private struct Keys: Sendable {
         var verifiesTokens: Bool
         var algorithms: [String]
-        /// One key per algorithm, chosen by the token's `alg`. One collection tried key after key answered with the
-        /// first key's error: an ES256 token that had expired was "not valid (signature …)" (4401, not 4003) beside
-        /// an HS256 secret, and a token's claims that did not decode were never named.
-        var collections: Task<[String: JWTKeyCollection], Never>
+        /// The keys of each algorithm, chosen by the token's `alg`, each in a collection of its own and tried in turn
+        /// until one's signature holds. One collection of every key answered with the first key's error: an ES256
+        /// token that had expired was "not valid (signature …)" (4401, not 4003) beside an HS256 secret, and a
+        /// token's claims that did not decode were never named.
+        var collections: Task<[String: [JWTKeyCollection]], Never>
     }
 
     /// Replaced whole on SIGHUP (`replace`), so a secret or key is rotated without a restart.
@@ -110,26 +113,35 @@ final class SubscriberTokens: Sendable {
 
     private static func keys(_ config: HubConfig.Auth) throws -> Keys {
         let secret = config.jwtHs256Secret.flatMap { $0.isEmpty ? nil : $0 }
-        let publicKey = try config.jwtEs256PublicKeyFile.map(Self.loadES256PublicKey(path:))
+        let publicKeys = try config.jwtEs256PublicKeyFile.map(Self.loadES256PublicKeys(path:)) ?? []
         return Keys(
-            verifiesTokens: secret != nil || publicKey != nil,
-            algorithms: (secret != nil ? ["HS256"] : []) + (publicKey != nil ? ["ES256"] : []),
+            verifiesTokens: secret != nil || !publicKeys.isEmpty,
+            algorithms: (secret != nil ? ["HS256"] : [])
+                + (publicKeys.isEmpty ? [] : [publicKeys.count == 1 ? "ES256" : "ES256 (\(publicKeys.count) keys)"]),
             collections: Task {
-                var keys: [String: JWTKeyCollection] = [:]
-                if let secret { keys["HS256"] = await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256) }
-                if let publicKey { keys["ES256"] = await JWTKeyCollection().add(ecdsa: publicKey) }
+                var keys: [String: [JWTKeyCollection]] = [:]
+                if let secret { keys["HS256"] = [await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)] }
+                for publicKey in publicKeys { keys["ES256", default: []].append(await JWTKeyCollection().add(ecdsa: publicKey)) }
                 return keys
             })
     }
 
-    private static func loadES256PublicKey(path: String) throws -> ES256PublicKey {
+    /// The P-256 public keys of a PEM file: one, or several (a key rotation: the new one added beside the old).
+    private static func loadES256PublicKeys(path: String) throws -> [ES256PublicKey] {
         guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ConfigError(description: "config: auth.jwt_es256_public_key_file: cannot read \(path)")
         }
-        do {
-            return try ES256PublicKey(pem: pem)
-        } catch {
+        let documents = (try? PEMDocument.parseMultiple(pemString: pem)) ?? []
+        guard !documents.isEmpty else {
             throw ConfigError(description: "config: auth.jwt_es256_public_key_file: \(path) is not a PEM P-256 (ES256) public key")
+        }
+        return try documents.enumerated().map { index, document in
+            do {
+                return try ES256PublicKey(pem: document.pemString)
+            } catch {
+                throw ConfigError(
+                    description: "config: auth.jwt_es256_public_key_file: \(path) is not a PEM P-256 (ES256) public key\(documents.count > 1 ? " (its block \(index + 1) of \(documents.count))" : "")")
+            }
         }
     }
 
@@ -143,24 +155,29 @@ final class SubscriberTokens: Sendable {
         guard let (header, sent, _) = try? DefaultJWTParser().parse(Array(token.utf8), as: ClaimsAsSent.self) else {
             return .failure(Refusal(reason: "token not valid (not a JWT: header.payload.signature, each base64url JSON)"))
         }
-        guard let algorithm = header.alg, let key = keys[algorithm] else {
+        guard let algorithm = header.alg, let candidates = keys[algorithm], !candidates.isEmpty else {
             let accepted = keys.isEmpty
                 ? "this node has no key to verify tokens with (auth.jwt_hs256_secret, auth.jwt_es256_public_key_file)"
                 : "accepted: \(keys.keys.sorted().joined(separator: ", "))"
             return .failure(Refusal(reason: "token algorithm \(header.alg.map { "'\($0.prefix(16))'" } ?? "(none)") is not accepted; \(accepted)"))
         }
-        let claims: SubscriberClaims
-        do {
-            claims = try await key.verify(token, as: SubscriberClaims.self)
-        } catch let error as JWTError where error.errorType == .claimVerificationFailure {
-            if let notBefore = error.failedClaim as? NotBeforeClaim {
-                return .failure(Refusal(reason: "token not valid before \(notBefore.value.formatted(.iso8601)) (nbf)"))
+        var verified: SubscriberClaims?
+        for key in candidates where verified == nil {
+            do {
+                verified = try await key.verify(token, as: SubscriberClaims.self)
+            } catch let error as JWTError where error.errorType == .claimVerificationFailure {
+                if let notBefore = error.failedClaim as? NotBeforeClaim {
+                    return .failure(Refusal(reason: "token not valid before \(notBefore.value.formatted(.iso8601)) (nbf)"))
+                }
+                return .failure(Refusal(reason: "token expired"))
+            } catch let error as JWTError where error.errorType == .malformedToken && error.reason?.contains("payload") == true {
+                // The signature held (jwt-kit reads the claims only after it): say which claim is wrong.
+                return .failure(Refusal(reason: "token \(sent.problem)"))
+            } catch {
+                continue  // not this key's signature: the next one's, if any
             }
-            return .failure(Refusal(reason: "token expired"))
-        } catch let error as JWTError where error.errorType == .malformedToken && error.reason?.contains("payload") == true {
-            // The signature held (jwt-kit reads the claims only after it): say which claim is wrong.
-            return .failure(Refusal(reason: "token \(sent.problem)"))
-        } catch {
+        }
+        guard let claims = verified else {
             return .failure(Refusal(reason: "token not valid (signature, algorithm or format)"))
         }
         let tenant = claims.tenant ?? Tenant.defaultName

@@ -14,6 +14,10 @@ import Testing
         let configFile = directory.appendingPathComponent("statushub.yaml").path
         let oldIssuer = TokenIssuer(), newIssuer = TokenIssuer()
         let oldTokenKey = try oldIssuer.writePublicKey(), newTokenKey = try newIssuer.writePublicKey()
+        // The rotation's middle step: the new key added beside the old in one PEM file.
+        let bothTokenKeys = directory.appendingPathComponent("both.pem").path
+        try Data((try String(contentsOfFile: oldTokenKey, encoding: .utf8) + "\n" + String(contentsOfFile: newTokenKey, encoding: .utf8)).utf8)
+            .write(to: URL(fileURLWithPath: bothTokenKeys))
         defer { for file in [oldTokenKey, newTokenKey] { try? FileManager.default.removeItem(atPath: file) } }
         func writeConfig(key: String, name: String, tokenKey: String, extra: String = "") throws {
             try Data("""
@@ -44,7 +48,8 @@ import Testing
             #expect(try await read(hub.port, token: oldToken) == 200)
             #expect(try await read(hub.port, token: newToken) == 401)
 
-            try writeConfig(key: "new-mes-key", name: "mes-2026", tokenKey: newTokenKey, extra: "server: {max_connections: 5000}\n")
+            // The new token key beside the old: tokens of both verify.
+            try writeConfig(key: "new-mes-key", name: "mes-2026", tokenKey: bothTokenKeys, extra: "server: {max_connections: 5000}\n")
             hub.send(SIGHUP)
             let deadline = ContinuousClock.now.advanced(by: .seconds(10))
             while try await post(hub.port, key: "new-mes-key") != 202, ContinuousClock.now < deadline {
@@ -53,7 +58,16 @@ import Testing
             #expect(try await post(hub.port, key: "new-mes-key") == 202)
             #expect(try await post(hub.port, key: "old-mes-key") == 401)
             #expect(try await read(hub.port, token: newToken) == 200)
+            #expect(try await read(hub.port, token: oldToken) == 200)
+            // Then the old key removed.
+            try writeConfig(key: "new-mes-key", name: "mes-2026", tokenKey: newTokenKey)
+            hub.send(SIGHUP)
+            let removed = ContinuousClock.now.advanced(by: .seconds(10))
+            while try await read(hub.port, token: oldToken) != 401, ContinuousClock.now < removed {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             #expect(try await read(hub.port, token: oldToken) == 401)
+            #expect(try await read(hub.port, token: newToken) == 200)
 
             // A config that cannot be used — a token key file that is not there, then YAML cut short — changes nothing.
             try writeConfig(key: "third-key", name: "mes-2027", tokenKey: directory.appendingPathComponent("missing.pem").path)
@@ -71,7 +85,8 @@ import Testing
         }
         #expect(await hub.terminate() == 0)
         let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(log.contains("SIGHUP: reloaded the credentials from \(configFile): 1 API keys; subscriber tokens signed with ES256"), "\(log.suffix(2000))")
+        #expect(log.contains("SIGHUP: reloaded the credentials from \(configFile): 1 API keys; subscriber tokens signed with ES256 (2 keys)"), "\(log.suffix(2000))")
+        #expect(log.contains("SIGHUP: reloaded the credentials from \(configFile): 1 API keys; subscriber tokens signed with ES256\n"), "\(log.suffix(2000))")
         #expect(log.contains("SIGHUP: changed settings that take effect at the next start: server.max_connections"), "\(log.suffix(2000))")
         #expect(log.contains("SIGHUP: kept the credentials in use: config: auth.jwt_es256_public_key_file: cannot read"), "\(log.suffix(2000))")
         #expect(log.contains("SIGHUP: kept the credentials in use: config: not valid YAML"), "\(log.suffix(2000))")

@@ -83,6 +83,12 @@ struct TLSTests {
         }?.contains("server.tls_private_key_file") == true)
         #expect(startupError { $0.auth.jwtEs256PublicKeyFile = "/nonexistent/es256.pem" }?.contains("auth.jwt_es256_public_key_file") == true)
         #expect(startupError { $0.auth.jwtEs256PublicKeyFile = garbage }?.contains("not a PEM P-256") == true)
+        // A file of several keys (a rotation) names the block that is none: here a certificate after a key.
+        let keyThenCertificate = certificate.directory.appendingPathComponent("keys.pem").path
+        let publicKey = try String(contentsOfFile: try TokenIssuer().writePublicKey(), encoding: .utf8)
+        try Data((publicKey + String(contentsOfFile: certificate.certificateFile, encoding: .utf8)).utf8)
+            .write(to: URL(fileURLWithPath: keyThenCertificate))
+        #expect(startupError { $0.auth.jwtEs256PublicKeyFile = keyThenCertificate }?.contains("(its block 2 of 2)") == true)
 
         #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "server:\n  tls_certificate_file: /etc/cert.pem\n") }
         #expect(throws: ConfigError.self) { try HubConfig.load(yaml: "server:\n  idle_timeout_seconds: 0\n") }
