@@ -49,6 +49,11 @@ public struct DescriptorLimit: Sendable, Equatable, CustomStringConvertible {
     /// How many WebSocket connections and SSE streams fit beside what `keptForOthers` keeps.
     public var subscriberRoom: Int { max(0, soft - keptForOthers) }
 
+    /// How many connections of any kind the node accepts at once: all but a sixteenth of the limit (at least 32),
+    /// which stays with the process itself — Redis and MQTT connections and their reconnections, its event loops,
+    /// the files a SIGHUP reads — however many clients connect.
+    public var acceptRoom: Int { max(0, soft - max(32, soft / 16)) }
+
     public var description: String { soft == hard ? "\(soft)" : "\(soft) (hard limit \(hard))" }
 
     private static func clamped(_ value: rlim_t) -> Int { value >= rlim_t(Int32.max) ? Int(Int32.max) : Int(value) }

@@ -93,7 +93,8 @@ public struct StatusHub: Sendable {
             server: server,
             configuration: ApplicationConfiguration(
                 address: .hostname(config.server.host, port: config.server.port), serverName: Self.serverName,
-                backlog: config.server.listenBacklog),
+                backlog: config.server.listenBacklog,
+                availableConnectionsDelegate: AcceptCeiling(descriptors: DescriptorLimit.current(), logger: logger)),
             services: [EngineService(engine: engine, sink: fanOut, recent: fanOut.recent, logger: logger)] + bridges.map { BridgeService(bridge: $0) },
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger

@@ -11,6 +11,39 @@ import Testing
         #expect(DescriptorLimit(soft: 1_048_576, hard: 1_048_576).subscriberRoom == 917_504)
         #expect(DescriptorLimit(soft: 120, hard: 120).subscriberRoom == 56)
         #expect(DescriptorLimit(soft: 40, hard: 40).subscriberRoom == 0)
+        // And a sixteenth, at least 32, for the process itself, whatever connects.
+        #expect(DescriptorLimit(soft: 1_024, hard: 1_024).acceptRoom == 960)
+        #expect(DescriptorLimit(soft: 120, hard: 120).acceptRoom == 88)
+    }
+
+    /// 110 connections that never send a request, against a node whose limit is 120: it accepts 88 and stops, so a
+    /// SIGHUP still reads its config and catalog files, and a connection waiting in the listen queue is served as
+    /// soon as others close. Before, it accepted until `accept` failed for want of descriptors, and from then on the
+    /// process could open nothing — no file, no Redis connection.
+    @Test func aNodeFullOfConnectionsStopsAcceptingAndKeepsDescriptorsForItself() async throws {
+        let stderr = Pipe()
+        let hub = try await HubProcess.start(
+            environment: ["STATUSHUB_LOG_LEVEL": "info"], stderr: stderr, descriptors: (soft: 120, hard: 120))
+        var idle: [RawSocket] = []
+        do {
+            for _ in 0..<110 { idle.append(try RawSocket(port: hub.port)) }
+            try await Task.sleep(for: .milliseconds(500))
+            hub.send(SIGHUP)
+            try await Task.sleep(for: .milliseconds(500))
+            let waiting = Task { try await HTTP.get(port: hub.port, "/health").status }
+            try await Task.sleep(for: .milliseconds(500))
+            for socket in idle.prefix(40) { socket.reset() }
+            #expect(try await waiting.value == 200, "served once connections closed")
+        } catch {
+            _ = await hub.terminate()
+            throw error
+        }
+        idle.removeAll()
+        _ = await hub.terminate()
+        let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("not accepting connections: 88 open, all the open-files limit (120) leaves"), "\(log.suffix(1500))")
+        #expect(log.contains("SIGHUP: reloaded the credentials"), "\(log.suffix(1500))")
+        #expect(!log.contains("SIGHUP: kept the credentials in use"), "\(log.suffix(1500))")
     }
 
     /// Under a soft limit of 80 and a hard one of 120 (a shell's `ulimit`, systemd's `LimitNOFILE=`) a node with the
