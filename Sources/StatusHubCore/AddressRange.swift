@@ -21,7 +21,7 @@ public struct AddressRange: Sendable, Equatable, CustomStringConvertible {
         let bits = address.count * 8
         var prefix = bits
         if parts.count == 2 {
-            guard let asked = Int(parts[1]), (0...bits).contains(asked), parts[1].allSatisfy(\.isASCII) else { return nil }
+            guard let asked = Int(parts[1]), (0...bits).contains(asked) else { return nil }
             prefix = asked
         }
         network = Self.masked(address, prefix)

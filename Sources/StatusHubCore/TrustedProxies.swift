@@ -1,3 +1,5 @@
+import Foundation
+
 /// Who a connection comes from when it came through a reverse proxy or load balancer (`server.trusted_proxies`).
 ///
 /// Behind one, every connection's peer is the proxy, so `server.max_connections_per_address` counted a whole plant's
@@ -38,7 +40,7 @@ public struct TrustedProxies: Sendable, Equatable {
         value.split(separator: ",").compactMap { element in
             for pair in element.split(separator: ";") {
                 let parts = pair.split(separator: "=", maxSplits: 1)
-                if parts.count == 2, parts[0].trimmingSpaces.lowercased() == "for" { return bare(parts[1]) }
+                if parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces).lowercased() == "for" { return bare(parts[1]) }
             }
             return nil
         }
@@ -47,7 +49,7 @@ public struct TrustedProxies: Sendable, Equatable {
     /// An address as a header writes it, without quotes, brackets, port or spaces (`"[2001:db8::17]:4711"`,
     /// `192.0.2.60:51234`), at most 64 characters: it becomes a key of the per-address count.
     static func bare(_ text: Substring) -> String {
-        var address = text.trimmingSpaces
+        var address = Substring(text.trimmingCharacters(in: .whitespaces))
         if address.hasPrefix("\""), address.hasSuffix("\""), address.count >= 2 { address = address.dropFirst().dropLast() }
         if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
             address = address[address.index(after: address.startIndex)..<close]
@@ -55,12 +57,5 @@ public struct TrustedProxies: Sendable, Equatable {
             address = address[..<colon]
         }
         return String(address.prefix(64))
-    }
-}
-
-extension Substring {
-    fileprivate var trimmingSpaces: Substring {
-        let trimmed = drop(while: { $0 == " " || $0 == "\t" })
-        return trimmed[..<(trimmed.lastIndex(where: { $0 != " " && $0 != "\t" }).map { trimmed.index(after: $0) } ?? trimmed.startIndex)]
     }
 }

@@ -13,12 +13,12 @@ final class HubAccess: Sendable {
     let connections: ConnectionLimiter
     let proxies: TrustedProxies
     let messagesPerSecond: Double
-    init(config: HubConfig) throws {
+    init(config: HubConfig, descriptors: DescriptorLimit) throws {
         publisherKeys = PublisherKeys(config: config.auth)
         ingestRate = RateLimiter(rate: config.auth.ingestEventsPerSecond, burst: config.auth.ingestBurst)
         subscriberTokens = try SubscriberTokens(config: config.auth)
         scrapeKey = ScrapeKey(config: config.auth)
-        connections = ConnectionLimiter(limits: config.server, descriptors: DescriptorLimit.current())
+        connections = ConnectionLimiter(limits: config.server, descriptors: descriptors)
         proxies = config.server.proxies
         messagesPerSecond = config.websocket.maxMessagesPerSecond
     }

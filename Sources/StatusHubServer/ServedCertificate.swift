@@ -21,8 +21,6 @@ final class ServedCertificate: Sendable {
         let pair = Mutex<NIOSSLContextConfigurationOverride?>(nil)
     }
     private let reloaded = Reloaded()
-    /// The first certificate of the chain in use, for the log.
-    private let inUse: Mutex<String>
 
     /// The configuration Hummingbird's `TLSChannel` builds its context from, for the pair in the files now.
     let configuration: TLSConfiguration
@@ -33,7 +31,6 @@ final class ServedCertificate: Sendable {
         self.certificateFile = certificateFile
         self.privateKeyFile = keyFile
         let pair = try Self.load(certificateFile: certificateFile, privateKeyFile: keyFile)
-        inUse = Mutex(pair.chain[0].description)
         var configuration = Self.configuration(pair)
         let reloaded = self.reloaded
         configuration.sslContextCallback = { _, promise in
@@ -52,12 +49,8 @@ final class ServedCertificate: Sendable {
         override.certificateChain = pair.chain.map { .certificate($0) }
         override.privateKey = .privateKey(pair.key)
         reloaded.pair.withLock { $0 = override }
-        let described = pair.chain[0].description
-        inUse.withLock { $0 = described }
-        return described
+        return pair.chain[0].description
     }
-
-    var certificateInUse: String { inUse.withLock { $0 } }
 
     private struct Pair {
         var chain: [NIOSSLCertificate]

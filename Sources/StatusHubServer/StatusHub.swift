@@ -25,12 +25,13 @@ public struct StatusHub: Sendable {
     public init(config: HubConfig, engine: any Engine) throws {
         self.config = config
         self.engine = engine
+        self.descriptors = DescriptorLimit.current()
         self.latency = LatencyTelemetry(catalog: config.catalog, registry: metrics.registry)
         self.fanOut = FanOut(
             metrics: metrics, catalog: config.catalog, latency: latency,
             recent: RecentFeed(kept: config.websocket.recentFeedKept, catalog: config.catalog))
         self.flushers = LoopFlushers(delay: .microseconds(Int64(config.websocket.writeDelayMs * 1000)), latency: latency)
-        self.access = try HubAccess(config: config)
+        self.access = try HubAccess(config: config, descriptors: descriptors)
         metrics.connectionsLimit.set(Double(access.connections.maxTotal))
         self.servedCertificate = try ServedCertificate(config.server)
     }
@@ -43,6 +44,10 @@ public struct StatusHub: Sendable {
 
     /// The `Server` header of every answer.
     static let serverName = "statushub"
+
+    /// The open-files limit as the node started, which both of its connection ceilings leave room in: the
+    /// subscribers' (`ConnectionLimiter`) and every connection's (`AcceptCeiling`).
+    let descriptors: DescriptorLimit
 
     /// The TLS certificate and key, when the node serves TLS.
     private let servedCertificate: ServedCertificate?
@@ -94,7 +99,7 @@ public struct StatusHub: Sendable {
             configuration: ApplicationConfiguration(
                 address: .hostname(config.server.host, port: config.server.port), serverName: Self.serverName,
                 backlog: config.server.listenBacklog,
-                availableConnectionsDelegate: AcceptCeiling(descriptors: DescriptorLimit.current(), logger: logger)),
+                availableConnectionsDelegate: AcceptCeiling(descriptors: descriptors, logger: logger)),
             services: [EngineService(engine: engine, sink: fanOut, recent: fanOut.recent, logger: logger)] + bridges.map { BridgeService(bridge: $0) },
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger

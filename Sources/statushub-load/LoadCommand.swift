@@ -14,16 +14,7 @@ struct LoadCommand: AsyncParsableCommand {
     /// subscriber the harness opens holds a descriptor, and a shell's soft limit of 1,024 stopped it at ~1,000.
     static func main() async {
         DescriptorLimit.raiseToHard()
-        do {
-            var command = try parseAsRoot()
-            if var asyncCommand = command as? any AsyncParsableCommand {
-                try await asyncCommand.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            exit(withError: error)
-        }
+        await main(nil)
     }
 }
 

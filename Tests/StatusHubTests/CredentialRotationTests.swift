@@ -19,13 +19,14 @@ import Testing
         try Data((try String(contentsOfFile: oldTokenKey, encoding: .utf8) + "\n" + String(contentsOfFile: newTokenKey, encoding: .utf8)).utf8)
             .write(to: URL(fileURLWithPath: bothTokenKeys))
         defer { for file in [oldTokenKey, newTokenKey] { try? FileManager.default.removeItem(atPath: file) } }
-        func writeConfig(key: String, name: String, tokenKey: String, extra: String = "") throws {
+        func writeConfig(key: String, name: String, tokenKey: String, metricsKey: String? = nil, extra: String = "") throws {
             try Data("""
                 \(extra)auth:
                   required: true
                   api_keys:
                     - {name: \(name), hash: \(APIKeyHash.hex(of: key))}
                   jwt_es256_public_key_file: \(tokenKey)
+                \(metricsKey.map { "  metrics_key_hash: \(APIKeyHash.hex(of: $0))" } ?? "")
 
                 """.utf8).write(to: URL(fileURLWithPath: configFile))
         }
@@ -47,9 +48,11 @@ import Testing
             #expect(try await post(hub.port, key: "new-mes-key") == 401)
             #expect(try await read(hub.port, token: oldToken) == 200)
             #expect(try await read(hub.port, token: newToken) == 401)
+            #expect(try await HTTP.get(port: hub.port, "/metrics").status == 200, "no scraper key yet")
 
-            // The new token key beside the old: tokens of both verify.
-            try writeConfig(key: "new-mes-key", name: "mes-2026", tokenKey: bothTokenKeys, extra: "server: {max_connections: 5000}\n")
+            // The new token key beside the old: tokens of both verify. And a scraper's key from now on.
+            try writeConfig(
+                key: "new-mes-key", name: "mes-2026", tokenKey: bothTokenKeys, metricsKey: "scraper-key", extra: "server: {max_connections: 5000}\n")
             hub.send(SIGHUP)
             let deadline = ContinuousClock.now.advanced(by: .seconds(10))
             while try await post(hub.port, key: "new-mes-key") != 202, ContinuousClock.now < deadline {
@@ -59,6 +62,8 @@ import Testing
             #expect(try await post(hub.port, key: "old-mes-key") == 401)
             #expect(try await read(hub.port, token: newToken) == 200)
             #expect(try await read(hub.port, token: oldToken) == 200)
+            #expect(try await HTTP.get(port: hub.port, "/metrics").status == 401)
+            #expect(try await HTTP.request("GET", port: hub.port, "/metrics", contentType: nil, headers: ["Authorization": "Bearer scraper-key"]).status == 200)
             // Then the old key removed.
             try writeConfig(key: "new-mes-key", name: "mes-2026", tokenKey: newTokenKey)
             hub.send(SIGHUP)
