@@ -1,40 +1,97 @@
-import HummingbirdCore
 import Logging
+import NIOCore
+import Prometheus
 import StatusHubCore
+import Synchronization
 
-/// Hummingbird's accept gate (`AvailableConnectionsChannelHandler`) held at what the open-files limit leaves beside
-/// the process's own descriptors (`DescriptorLimit.acceptRoom`). Past it the node stops accepting until a connection
-/// closes — the kernel queues the next ones — instead of accepting until `accept` fails for want of descriptors,
-/// after which a Redis or MQTT reconnection, or a SIGHUP's reading of its files, would fail too. Hummingbird's own
-/// `MaximumAvailableConnections` does the counting the same way but logs only at trace; this says it at warning,
-/// once each time the node fills.
-struct AcceptCeiling: AvailableConnectionsDelegate {
+/// Connections of every kind — WebSocket, SSE, HTTP, not yet upgraded — held below what the open-files limit leaves
+/// beside the process's own descriptors (`DescriptorLimit.acceptRoom`). Past it the node stops accepting until one
+/// closes (`AcceptGate`, on the listening socket) — the kernel queues the next ones — instead of accepting until
+/// `accept` fails for want of descriptors, after which a Redis or MQTT reconnection, or a SIGHUP's reading of its
+/// files, would fail too.
+///
+/// Counted by the node's own connection code, not Hummingbird's accept gate (`availableConnectionsDelegate`): that
+/// one hangs two closures and a box on every connection's close future, ~150 bytes of heap for the connection's
+/// life (6.0 KiB an idle dashboard against 5.7 without it, loadtest/RESULTS.md). Here a connection is counted when its
+/// pipeline is set up (`GuardedHTTP1Channel`) and uncounted once, by whichever path ends it: its HTTP handling
+/// (`HubHTTP1Channel.handle`), or, once upgraded, its WebSocket session's end (`WebSocketUpgrade`'s release).
+final class AcceptCeiling: Sendable {
     let limit: Int
-    let descriptors: DescriptorLimit
-    let logger: Logger
-    private var open = 0
+    private let descriptors: DescriptorLimit
+    private let open = Atomic<Int>(0)
+    /// The gate found the node full and is waiting for a close to accept again.
+    private let waiting = Atomic<Bool>(false)
+    /// Set by the gate once it is on the listening socket: asks it, on its loop, to accept again.
+    private let resume = Mutex<(@Sendable () -> Void)?>(nil)
+    private let gauge: Gauge
 
-    init(descriptors: DescriptorLimit, logger: Logger) {
+    init(descriptors: DescriptorLimit, metrics: HubMetrics) {
         self.limit = descriptors.acceptRoom
         self.descriptors = descriptors
-        self.logger = logger
+        self.gauge = metrics.tcpConnections
     }
 
-    mutating func connectionOpened() {
-        open += 1
-        if open == limit {
+    /// A connection took a descriptor. Warns once each time the node fills.
+    func opened(logger: Logger) {
+        let now = open.add(1, ordering: .sequentiallyConsistent).newValue
+        gauge.increment()
+        if now == limit {
             logger.warning("""
-                not accepting connections: \(open) open, all the open-files limit (\(descriptors)) leaves beside the \
+                not accepting connections: \(now) open, all the open-files limit (\(descriptors)) leaves beside the \
                 node's own; the next wait in the listen queue until one closes (ulimit -n; systemd's LimitNOFILE=)
                 """)
         }
     }
 
-    mutating func connectionClosed() {
-        open -= 1
+    /// A connection counted by `opened` has ended (its descriptor is closed or closing).
+    func closed() {
+        let now = open.subtract(1, ordering: .sequentiallyConsistent).newValue
+        gauge.decrement()
+        guard now < limit, waiting.compareExchange(expected: true, desired: false, ordering: .sequentiallyConsistent).exchanged else {
+            return
+        }
+        resume.withLock { $0 }?()
     }
 
-    func isAcceptingNewConnections() -> Bool {
-        open < limit
+    /// Whether the gate may accept now; when not, it waits until `closed` resumes it.
+    fileprivate func mayAccept() -> Bool {
+        guard open.load(ordering: .sequentiallyConsistent) >= limit else { return true }
+        waiting.store(true, ordering: .sequentiallyConsistent)
+        // A connection that closed between the two looks saw `waiting` false and resumed no one.
+        guard open.load(ordering: .sequentiallyConsistent) >= limit else {
+            // Taken back, unless that close's resume has it (and will ask for the read).
+            return waiting.compareExchange(expected: true, desired: false, ordering: .sequentiallyConsistent).exchanged
+        }
+        return false
+    }
+
+    fileprivate func attach(resume: @escaping @Sendable () -> Void) {
+        self.resume.withLock { $0 = resume }
+    }
+
+    /// Puts the gate on the listening socket: from then on it accepts only while the node is below the limit.
+    func holdAccepts(of listener: any Channel) async throws {
+        try await listener.eventLoop.submit { [self] in
+            try listener.pipeline.syncOperations.addHandler(AcceptGate(ceiling: self), position: .first)
+        }.get()
+    }
+}
+
+/// On the listening socket: an accept happens only when the pipeline asks to read, so a read held back leaves the
+/// next connections in the kernel's listen queue.
+private final class AcceptGate: ChannelOutboundHandler {
+    typealias OutboundIn = Never
+    let ceiling: AcceptCeiling
+
+    init(ceiling: AcceptCeiling) { self.ceiling = ceiling }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        ceiling.attach { loop.execute { bound.value.read() } }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if ceiling.mayAccept() { context.read() }
     }
 }

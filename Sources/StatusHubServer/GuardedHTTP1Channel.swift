@@ -6,16 +6,19 @@ import NIOHTTP1
 /// The node's HTTP/1 child channel: `base` (`HubHTTP1Channel`: HTTP/1 with the WebSocket upgrade) plus what it leaves
 /// open: `RequestHeadDeadline` in front of the decoder (a first request head within `deadline`) and
 /// `HTTP1ConnectionGuard` right behind it (malformed requests answered and closed, connections that do not keep
-/// alive ended after their response, `100 Continue`).
+/// alive ended after their response, `100 Continue`). Every connection is counted against the open-files limit here
+/// (`AcceptCeiling`), once its set-up begins; one whose set-up fails is never handled, and is uncounted here too.
 struct GuardedHTTP1Channel<Base: ServerChildChannel>: ServerChildChannel {
     typealias Value = Base.Value
     let base: Base
     let deadline: TimeAmount
     let maxBodyBytes: Int
     let decoderLimits: HTTP1Channel.Configuration.DecoderConfiguration
+    let ceiling: AcceptCeiling
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
+        ceiling.opened(logger: logger)
+        return channel.eventLoop.makeCompletedFuture {
             // Behind TLS when there is TLS (the TLS channel adds its handler before calling this), so it sees the
             // decrypted request bytes.
             try channel.pipeline.syncOperations.addHandler(RequestHeadDeadline(deadline: deadline))
@@ -27,6 +30,9 @@ struct GuardedHTTP1Channel<Base: ServerChildChannel>: ServerChildChannel {
                 HTTP1ConnectionGuard(maxBodyBytes: maxBodyBytes, linger: deadline, decoderLimits: decoderLimits),
                 position: .after(decoder))
             return value
+        }.flatMapErrorThrowing { [ceiling] error in
+            ceiling.closed()
+            throw error
         }
     }
 

@@ -28,13 +28,20 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     struct Value: ServerChildChannelValue {
         let outcome: EventLoopFuture<Outcome>
         let channel: any Channel
+        /// An upgrade decided on but not installed, when the upgrade failed (the 101 could not be written: the client
+        /// left): its places under the connection limits are given back.
+        let decided: NIOLoopBoundBox<Decision?>
     }
 
     /// The answer to an upgrade request: the 101's extra headers, and what installs the session once it is out.
     struct Upgrade {
         var headers: HTTPHeaders
+        /// Gives back what the decision took under the connection limits, when the upgrade failed before `install`
+        /// returned.
+        var abandon: @Sendable () -> Void
         /// Called on the channel's event loop after the WebSocket frame encoder and decoder were added; the bytes the
-        /// client sent behind its request are read only after it returns.
+        /// client sent behind its request are read only after it returns. From then on the session gives back what
+        /// the decision took under the connection limits.
         var install: (any Channel) throws -> Void
     }
 
@@ -65,10 +72,12 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     let takesUpgrade: TakesUpgrade
     /// `POST /v1/events` below Hummingbird (`IngestHandler`).
     let ingest: IngestController
+    /// Uncounted here when the connection ends as HTTP; an upgraded one is uncounted when its session ends.
+    let ceiling: AcceptCeiling
 
     init(
         responder: @escaping HTTPChannelHandler.Responder, configuration: HTTP1Channel.Configuration, maxFrameSize: Int,
-        decide: @escaping Decide, takesUpgrade: @escaping TakesUpgrade, ingest: IngestController
+        decide: @escaping Decide, takesUpgrade: @escaping TakesUpgrade, ingest: IngestController, ceiling: AcceptCeiling
     ) {
         self.responder = Self.redirectingLateUpgrades(responder, takesUpgrade: takesUpgrade)
         self.configuration = configuration
@@ -76,6 +85,7 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         self.decide = decide
         self.takesUpgrade = takesUpgrade
         self.ingest = ingest
+        self.ceiling = ceiling
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
@@ -101,8 +111,8 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
                         guard case .upgrade(let upgrade)? = decided.value else { preconditionFailure("upgraded without a decision") }
-                        decided.value = nil
                         try upgrade.install(channel)
+                        decided.value = nil
                         return .upgraded
                     }
                 }
@@ -140,7 +150,7 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             let outcome = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
             let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<Outcome>.self)
             try channel.pipeline.syncOperations.addHandler(UpgradeOfferScreen(takesUpgrade: takesUpgrade), position: .before(upgradeHandler))
-            return Value(outcome: outcome, channel: channel)
+            return Value(outcome: outcome, channel: channel, decided: decided)
         }
     }
 
@@ -148,7 +158,7 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         do {
             switch try await value.outcome.get() {
             case .upgraded:
-                return
+                return  // uncounted when its session ends
             case .notUpgraded(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)
             case .declinedUpgrade(let http, let refusal):
@@ -171,6 +181,16 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         } catch {
             logger.error("Error handling upgrade result", metadata: ["error.type": .string("\(error)")])
         }
+        // Closed already when it was served as HTTP; when the upgrade failed, nothing serves the connection any more
+        // (one whose client half-closed would stay open until the request-head deadline).
+        value.channel.close(promise: nil)
+        let decided = value.decided
+        try? await value.channel.eventLoop.submit {
+            guard case .upgrade(let upgrade)? = decided.value else { return }
+            decided.value = nil
+            upgrade.abandon()
+        }.get()
+        ceiling.closed()
     }
 
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)

@@ -13,6 +13,7 @@ public final class HubMetrics: Sendable {
     let connections: Gauge
     let sseConnections: Gauge
     let connectionsLimit: Gauge
+    let tcpConnections: Gauge
     let slowConsumerCloses: Counter
     let duplicatesAcknowledged: Counter
     let conflated: Counter
@@ -52,6 +53,10 @@ public final class HubMetrics: Sendable {
             descriptor: .init(namespace: "statushub", metricName: "websocket_connections", unitName: "", helpText: "Open WebSocket connections"))
         sseConnections = registry.makeGauge(
             descriptor: .init(namespace: "statushub", metricName: "sse_connections", unitName: "", helpText: "Open Server-Sent Events streams (GET /v1/sse)"))
+        tcpConnections = registry.makeGauge(
+            descriptor: .init(
+                namespace: "statushub", metricName: "tcp_connections", unitName: "",
+                helpText: "Open connections of every kind (WebSocket, SSE, HTTP, not yet upgraded): what the node holds below its open-files limit (AcceptCeiling)"))
         connectionsLimit = registry.makeGauge(
             descriptor: .init(
                 namespace: "statushub", metricName: "connections_limit", unitName: "",

@@ -17,6 +17,8 @@ public struct StatusHub: Sendable {
     let connectionIDs = ConnectionIDs()
     let draining = DrainFlag()
     let access: HubAccess
+    /// Connections of every kind, held below the open-files limit.
+    let acceptCeiling: AcceptCeiling
     /// Sources of events besides HTTP ingest (the MQTT bridge), run beside the engine and reported by `/ready`.
     public var bridges: [any IngestBridge] = []
 
@@ -32,6 +34,7 @@ public struct StatusHub: Sendable {
             recent: RecentFeed(kept: config.websocket.recentFeedKept, catalog: config.catalog))
         self.flushers = LoopFlushers(delay: .microseconds(Int64(config.websocket.writeDelayMs * 1000)), latency: latency)
         self.access = try HubAccess(config: config, descriptors: descriptors)
+        self.acceptCeiling = AcceptCeiling(descriptors: descriptors, metrics: metrics)
         metrics.connectionsLimit.set(Double(access.connections.maxTotal))
         self.servedCertificate = try ServedCertificate(config.server)
     }
@@ -98,10 +101,18 @@ public struct StatusHub: Sendable {
             server: server,
             configuration: ApplicationConfiguration(
                 address: .hostname(config.server.host, port: config.server.port), serverName: Self.serverName,
-                backlog: config.server.listenBacklog,
-                availableConnectionsDelegate: AcceptCeiling(descriptors: descriptors, logger: logger)),
+                backlog: config.server.listenBacklog),
             services: [EngineService(engine: engine, sink: fanOut, recent: fanOut.recent, logger: logger)] + bridges.map { BridgeService(bridge: $0) },
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            onServerRunning: { [acceptCeiling] channel in
+                // On the listening socket before anyone is told the port; what connected in between was counted all the
+                // same (the ceiling counts in each connection's set-up).
+                do {
+                    try await acceptCeiling.holdAccepts(of: channel)
+                } catch {
+                    logger.error("cannot hold accepts at the open-files limit", metadata: ["error": "\(error)"])
+                }
+                await onServerRunning(channel.localAddress?.port ?? 0)
+            },
             logger: logger
         )
     }
@@ -119,12 +130,12 @@ public struct StatusHub: Sendable {
         let upgrade = WebSocketUpgrade(hub: self)
         let decide: HubHTTP1Channel.Decide = { head, channel, logger in upgrade.decide(head, channel: channel, logger: logger) }
         let ingest = makeIngestController()
-        return HTTPServerBuilder { [servedCertificate] responder in
+        return HTTPServerBuilder { [servedCertificate, acceptCeiling] responder in
             let channel = GuardedHTTP1Channel(
                 base: HubHTTP1Channel(
                     responder: responder, configuration: http1, maxFrameSize: maxFrameBytes, decide: decide,
-                    takesUpgrade: { upgrade.takesUpgrade($0) }, ingest: ingest),
-                deadline: timeout, maxBodyBytes: maxBodyBytes, decoderLimits: http1.httpDecoder)
+                    takesUpgrade: { upgrade.takesUpgrade($0) }, ingest: ingest, ceiling: acceptCeiling),
+                deadline: timeout, maxBodyBytes: maxBodyBytes, decoderLimits: http1.httpDecoder, ceiling: acceptCeiling)
             return try servedCertificate.map { try TLSChannel(channel, tlsConfiguration: $0.configuration) } ?? channel
         }
     }

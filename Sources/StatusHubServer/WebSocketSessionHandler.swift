@@ -66,6 +66,9 @@ final class WebSocketSessionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        // Added to a connection that had already closed (the client left as the upgrade finished), it never sees
+        // `channelInactive`; the pipeline's teardown still removes it. `end` acts once.
+        inbox.end()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -22,6 +22,7 @@ final class WebSocketUpgrade: Sendable {
     static let closeTimeout = TimeAmount.seconds(5)
 
     private let access: HubAccess
+    private let ceiling: AcceptCeiling
     private let draining: DrainFlag
     private let connectionIDs: ConnectionIDs
     /// The node's ping timers, one per event loop: only WebSocket sessions are pinged.
@@ -32,6 +33,7 @@ final class WebSocketUpgrade: Sendable {
 
     init(hub: StatusHub) {
         access = hub.access
+        ceiling = hub.acceptCeiling
         draining = hub.draining
         connectionIDs = hub.connectionIDs
         pingWheels = PingWheels(
@@ -70,7 +72,14 @@ final class WebSocketUpgrade: Sendable {
         case .admitted(let admitted): (address, refusal) = (admitted, nil)
         case .refused(let code, let reason): (address, refusal) = (nil, (code, reason))
         }
-        let release: @Sendable () -> Void = { [access] in address.map { access.connections.release($0) } }
+        let abandon: @Sendable () -> Void = { [access] in address.map { access.connections.release($0) } }
+        // Once the session is installed it ends the connection's count against the open-files limit too (the HTTP
+        // path that would have is over); same captures as `abandon`, not a closure around it: this one is kept for
+        // the connection's life.
+        let release: @Sendable () -> Void = { [self] in
+            address.map { access.connections.release($0) }
+            ceiling.closed()
+        }
         var offers = HTTPFields()
         for (name, value) in head.headers where name.lowercased() == "sec-websocket-extensions" {
             // Several offers may share one header, comma-separated (RFC 6455 §9.1); the library's parser takes a
@@ -82,7 +91,7 @@ final class WebSocketUpgrade: Sendable {
         let deflate = limits.compression ? PerMessageDeflate.negotiate(WebSocketExtensionHTTPParameters.parseHeaders(offers)) : nil
         var answer = HTTPHeaders()
         if let deflate { answer.add(name: "Sec-WebSocket-Extensions", value: deflate.responseHeader) }
-        return .upgrade(HubHTTP1Channel.Upgrade(headers: answer) { [self] channel in
+        return .upgrade(HubHTTP1Channel.Upgrade(headers: answer, abandon: abandon) { [self] channel in
             let pipeline = channel.pipeline.syncOperations
             let decoder = try pipeline.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
             let inflater = deflate.map { _ in MessageInflater() }

@@ -46,6 +46,46 @@ import Testing
         #expect(!log.contains("SIGHUP: kept the credentials in use"), "\(log.suffix(1500))")
     }
 
+    /// Every way a connection ends gives its place under that ceiling back, once: 100 dashboards one after another, 100
+    /// requests each on its own connection, 100 connections reset before sending anything and 50 handshakes refused
+    /// (400: a malformed subscribe in the URL) — 350 in all against a node that accepts 88 at a time, which would stop
+    /// accepting if any way kept its place — and then the node counts one open connection: the `/metrics` request
+    /// reading it (none counted twice, or it would read less).
+    @Test func everyWayAConnectionEndsGivesItsPlaceBack() async throws {
+        let hub = try await HubProcess.start(environment: ["STATUSHUB_LOG_LEVEL": "warning"], descriptors: (soft: 120, hard: 120))
+        do {
+            for index in 0..<100 {
+                let dashboard = try await TestSocket(port: hub.port)
+                if index % 10 == 0 { _ = try await dashboard.subscribe(["alerts"]) }
+                _ = await dashboard.close()
+            }
+            for _ in 0..<100 {
+                #expect(try await HTTP.request("GET", port: hub.port, "/health", contentType: nil, headers: ["Connection": "close"]).status == 200)
+            }
+            try await RawSocket.offPool {
+                for _ in 0..<100 { try RawSocket(port: hub.port).reset() }
+                for _ in 0..<50 {
+                    let socket = try RawSocket(port: hub.port)
+                    try socket.upgrade(path: "/v1/ws?channels=alerts&recent=500")
+                    _ = socket.responseStatus()
+                    socket.reset()
+                }
+            }
+            var open = ""
+            for _ in 0..<100 {
+                let metrics = String(decoding: try await HTTP.request("GET", port: hub.port, "/metrics", contentType: nil, headers: ["Connection": "close"]).body, as: UTF8.self)
+                open = metrics.split(separator: "\n").first { $0.hasPrefix("statushub_tcp_connections ") }.map(String.init) ?? metrics
+                if open == "statushub_tcp_connections 1.0" { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(open == "statushub_tcp_connections 1.0")
+        } catch {
+            _ = await hub.terminate()
+            throw error
+        }
+        _ = await hub.terminate()
+    }
+
     /// Under a soft limit of 80 and a hard one of 120 (a shell's `ulimit`, systemd's `LimitNOFILE=`) a node with the
     /// default `server.max_connections` (10,000) raises its soft limit to 120 and takes 56 dashboards; the 57th is
     /// refused with 4503 and the limit in its reason, and the node still takes a publisher's POST and delivers it.
