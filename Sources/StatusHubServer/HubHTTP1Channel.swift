@@ -172,17 +172,28 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             }
         } catch let error as ChannelError where error == .inputClosed {
             logger.trace("upgrade not finished: input closed")
+            await unserved(value)
         } catch let error as ChannelError where error == .inappropriateOperationForState && !value.channel.isActive {
             // What swift-nio's typed upgrade handler fails its result with when the connection closes before an upgrade
             // was decided: `UpgradeOfferScreen` answered a handshake it refused (a 426 for another WebSocket version, a
             // 405 for a POST) and closed, or the client left. The client's fault, answered already: logged as an
             // error, every such client put an error in the node's log.
             logger.debug("connection closed before its upgrade was decided")
+            await unserved(value)
         } catch {
             logger.error("Error handling upgrade result", metadata: ["error.type": .string("\(error)")])
+            await unserved(value)
         }
-        // Closed already when it was served as HTTP; when the upgrade failed, nothing serves the connection any more
-        // (one whose client half-closed would stay open until the request-head deadline).
+        // Counted down once its descriptor is closed: HTTP closes the connection as it ends, but over TLS the close
+        // waits for the client's close_notify first.
+        try? await value.channel.closeFuture.get()
+        ceiling.closed()
+    }
+
+    /// Nothing serves the connection any more (its upgrade failed, or its client left before deciding): it is closed
+    /// — one whose client half-closed would stay open until the request-head deadline — and an upgrade that was
+    /// decided on gives back its places under the connection limits.
+    private func unserved(_ value: Value) async {
         value.channel.close(promise: nil)
         let decided = value.decided
         try? await value.channel.eventLoop.submit {
@@ -190,7 +201,6 @@ struct HubHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             decided.value = nil
             upgrade.abandon()
         }.get()
-        ceiling.closed()
     }
 
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
