@@ -29,6 +29,7 @@ final class AcceptCeiling: Sendable {
         self.limit = descriptors.acceptRoom
         self.descriptors = descriptors
         self.gauge = metrics.tcpConnections
+        metrics.tcpConnectionsLimit.set(Double(limit))
     }
 
     /// A connection took a descriptor. Warns once each time the node fills.

@@ -14,6 +14,7 @@ public final class HubMetrics: Sendable {
     let sseConnections: Gauge
     let connectionsLimit: Gauge
     let tcpConnections: Gauge
+    let tcpConnectionsLimit: Gauge
     let slowConsumerCloses: Counter
     let duplicatesAcknowledged: Counter
     let conflated: Counter
@@ -57,6 +58,10 @@ public final class HubMetrics: Sendable {
             descriptor: .init(
                 namespace: "statushub", metricName: "tcp_connections", unitName: "",
                 helpText: "Open connections of every kind (WebSocket, SSE, HTTP, not yet upgraded): what the node holds below its open-files limit (AcceptCeiling)"))
+        tcpConnectionsLimit = registry.makeGauge(
+            descriptor: .init(
+                namespace: "statushub", metricName: "tcp_connections_limit", unitName: "",
+                helpText: "Connections of every kind the node holds before it stops accepting: the open-files limit less what it keeps for itself"))
         connectionsLimit = registry.makeGauge(
             descriptor: .init(
                 namespace: "statushub", metricName: "connections_limit", unitName: "",

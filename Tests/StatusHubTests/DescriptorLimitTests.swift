@@ -99,6 +99,7 @@ import Testing
         do {
             let metrics = String(decoding: try await HTTP.get(port: hub.port, "/metrics").body, as: UTF8.self)
             #expect(metrics.contains("\nstatushub_connections_limit 56.0\n"), "\(metrics)")
+            #expect(metrics.contains("\nstatushub_tcp_connections_limit 88.0\n"), "\(metrics)")
             for _ in 0..<56 { dashboards.append(try await TestSocket(port: hub.port)) }
             _ = try await dashboards[0].subscribe(["alerts"])
             let refusal = try await RawSocket.offPool {
