@@ -6,8 +6,8 @@ import NIOHTTP1
 /// The node's HTTP/1 child channel: `base` (`HubHTTP1Channel`: HTTP/1 with the WebSocket upgrade) plus what it leaves
 /// open: `RequestHeadDeadline` in front of the decoder (a first request head within `deadline`) and
 /// `HTTP1ConnectionGuard` right behind it (malformed requests answered and closed, connections that do not keep
-/// alive ended after their response, `100 Continue`). Every connection is counted against the open-files limit here
-/// (`AcceptCeiling`), once its set-up begins; one whose set-up fails is never handled, and is uncounted here too.
+/// alive ended after their response, `100 Continue`). A connection the accept gate did not count is counted against
+/// the open-files limit here (`AcceptCeiling`); one whose set-up fails is never handled, and is uncounted here.
 struct GuardedHTTP1Channel<Base: ServerChildChannel>: ServerChildChannel {
     typealias Value = Base.Value
     let base: Base
@@ -17,7 +17,7 @@ struct GuardedHTTP1Channel<Base: ServerChildChannel>: ServerChildChannel {
     let ceiling: AcceptCeiling
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        ceiling.opened(logger: logger)
+        ceiling.settingUp(channel, logger: logger)
         return channel.eventLoop.makeCompletedFuture {
             // Behind TLS when there is TLS (the TLS channel adds its handler before calling this), so it sees the
             // decrypted request bytes.

@@ -104,10 +104,10 @@ public struct StatusHub: Sendable {
                 backlog: config.server.listenBacklog),
             services: [EngineService(engine: engine, sink: fanOut, recent: fanOut.recent, logger: logger)] + bridges.map { BridgeService(bridge: $0) },
             onServerRunning: { [acceptCeiling] channel in
-                // On the listening socket before anyone is told the port; what connected in between was counted all the
-                // same (the ceiling counts in each connection's set-up).
+                // On the listening socket before anyone is told the port; what connected in between is counted as its
+                // pipeline is set up.
                 do {
-                    try await acceptCeiling.holdAccepts(of: channel)
+                    try await acceptCeiling.holdAccepts(of: channel, logger: logger)
                 } catch {
                     logger.error("cannot hold accepts at the open-files limit", metadata: ["error": "\(error)"])
                 }
