@@ -35,7 +35,8 @@ final class StaleSweeper: Sendable {
     private let retryBackoff: Backoff
     private let logger: Logger
     private let notified = Mutex<Set<String>>([])
-    private let wakeup = Mutex<AsyncStream<Void>.Continuation?>(nil)
+    /// `run`'s wake-ups; until it runs, whether a sweep was asked for meanwhile.
+    private let wakeup = Mutex<(continuation: AsyncStream<Void>.Continuation?, asked: Bool)>((nil, false))
 
     init(writer: EventWriter, catalog: Catalog, interval: Duration, retryBackoff: Backoff, logger: Logger) {
         self.catalog = catalog
@@ -59,19 +60,27 @@ final class StaleSweeper: Sendable {
     /// Asks for a sweep of the deadline set, e.g. after a (re)subscribe: whatever expired while no notification
     /// could arrive is found there.
     func sweepSoon() {
-        _ = wakeup.withLock { $0?.yield() }
+        wakeup.withLock { wakeup in
+            if let continuation = wakeup.continuation { continuation.yield() } else { wakeup.asked = true }
+        }
     }
 
-    /// Sweeps once at start, then whenever asked, every `interval` (jittered, so nodes do not sweep in step), and
-    /// after a failure with backoff, until the task is cancelled. Wake-ups during a sweep fold into one more.
+    /// Sweeps when asked — the node's subscriber asks each time it has subscribed, the first time included — every
+    /// `interval` (jittered, so nodes do not sweep in step), and after a failure with backoff, until the task is
+    /// cancelled. Wake-ups during a sweep fold into one more. Not at start on its own: a sweep before the node's
+    /// subscriber listens publishes stale notices this node never hears (the other nodes do), so it waits for the
+    /// subscribe, which would follow it at once anyway.
     func run() async {
         let (wakeups, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        wakeup.withLock { $0 = continuation }
+        wakeup.withLock { wakeup in
+            wakeup.continuation = continuation
+            if wakeup.asked { continuation.yield() }
+            wakeup.asked = false
+        }
         defer {
-            wakeup.withLock { $0 = nil }
+            wakeup.withLock { $0.continuation = nil }
             continuation.finish()
         }
-        continuation.yield()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [interval] in
                 while !Task.isCancelled {
