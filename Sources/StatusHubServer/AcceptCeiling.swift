@@ -12,7 +12,7 @@ import Synchronization
 ///
 /// Counted by the node's own connection code, not Hummingbird's accept gate (`availableConnectionsDelegate`): that
 /// one hangs two closures and a box on every connection's close future, ~150 bytes of heap for the connection's
-/// life (6.0 KiB an idle dashboard against 5.7 without it, loadtest/RESULTS.md). Here a connection is counted as the
+/// life (6.00–6.06 KiB an idle dashboard against 5.84–5.86 without it, loadtest/RESULTS.md). Here a connection is counted as the
 /// gate accepts it — on the listening socket's loop, before the next accept is decided: counted when its pipeline is
 /// set up instead, on another loop, a burst overshot the limit by what that loop had not yet set up — or, accepted
 /// before the gate was in place, as its pipeline is set up (`GuardedHTTP1Channel`); and it is uncounted once, by

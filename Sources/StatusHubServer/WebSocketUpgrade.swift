@@ -72,12 +72,11 @@ final class WebSocketUpgrade: Sendable {
         case .admitted(let admitted): (address, refusal) = (admitted, nil)
         case .refused(let code, let reason): (address, refusal) = (nil, (code, reason))
         }
-        let abandon: @Sendable () -> Void = { [access] in address.map { access.connections.release($0) } }
+        let abandon: @Sendable () -> Void = { [self] in giveBack(address) }
         // Once the session is installed it ends the connection's count against the open-files limit too (the HTTP
-        // path that would have is over); same captures as `abandon`, not a closure around it: this one is kept for
-        // the connection's life.
+        // path that would have is over).
         let release: @Sendable () -> Void = { [self] in
-            address.map { access.connections.release($0) }
+            giveBack(address)
             ceiling.closed()
         }
         var offers = HTTPFields()
@@ -108,6 +107,11 @@ final class WebSocketUpgrade: Sendable {
             try WebSocketSessionHandler.add(
                 to: channel, maxMessageBytes: limits.maxFrameBytes, inbox: inbox, refusal: refusal, inflater: inflater)
         })
+    }
+
+    /// Gives back the place `admitConnection` counted under `address` (nil: it counted none, the connection was refused).
+    private func giveBack(_ address: String?) {
+        address.map { access.connections.release($0) }
     }
 
     func makeSession(for subscriber: Subscriber, channel: any Channel, direct: DirectFrameWriter, logger: Logger) -> WebSocketSession {

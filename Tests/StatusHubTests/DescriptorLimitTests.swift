@@ -18,8 +18,9 @@ import Testing
 
     /// 110 connections that never send a request, against a node whose limit is 120: it accepts 88 and stops, so a
     /// SIGHUP still reads its config and catalog files, and a connection waiting in the listen queue is served as
-    /// soon as others close; it says so once, not again when it fills again within the minute. Before, it accepted until `accept` failed for want of descriptors, and from then on the
-    /// process could open nothing — no file, no Redis connection.
+    /// soon as others close; it says so once, not again when it fills again within the minute. Before, it accepted
+    /// until `accept` failed for want of descriptors, and from then on the process could open nothing — no file, no
+    /// Redis connection.
     @Test func aNodeFullOfConnectionsStopsAcceptingAndKeepsDescriptorsForItself() async throws {
         let stderr = Pipe()
         let hub = try await HubProcess.start(

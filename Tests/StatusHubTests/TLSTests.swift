@@ -128,7 +128,6 @@ struct TLSTests {
         }
         let stderr = Pipe()
         var afterBotchedRenewal = ""
-
         let hub = try await HubProcess.start(
             environment: [
                 "STATUSHUB_LOG_LEVEL": "info", "STATUSHUB_SERVER_TLS_CERTIFICATE_FILE": certificateFile,
